@@ -1,0 +1,56 @@
+//! The `berth-runtime` binary: parse runc's command line and dispatch.
+
+use std::process::ExitCode;
+
+use berth_runtime::cli::{Cli, Command};
+use berth_runtime::{commands, logger, selfexe};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logger::init(cli.log.clone(), cli.log_format, cli.debug);
+    if cli.version {
+        print!("{}", commands::features::version_text());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = &cli.command else {
+        eprintln!("berth-runtime: no command given (see --help)");
+        return ExitCode::from(2);
+    };
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        if let Err(e) = selfexe::ensure_sealed() {
+            logger::error(&format!("re-executing from a sealed copy: {e}"));
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match command {
+        Command::Create(a) => commands::create::run(&cli, a),
+        Command::Start(a) => commands::start::run(&cli, a),
+        Command::Run(a) => commands::run::run(&cli, a),
+        Command::Exec(a) => commands::exec::run(&cli, a),
+        Command::State(a) => commands::state::run(&cli, a),
+        Command::Kill(a) => commands::kill::run(&cli, a),
+        Command::Delete(a) => commands::delete::run(&cli, a),
+        Command::List(a) => commands::list::run(&cli, a),
+        Command::Ps(a) => commands::ps::run(&cli, a),
+        Command::Spec(a) => commands::spec::run(&cli, a),
+        Command::Features => commands::features::run(&cli),
+        Command::Pause(a) => commands::pause::pause(&cli, a),
+        Command::Resume(a) => commands::pause::resume(&cli, a),
+        Command::Update(a) => commands::update::run(&cli, a),
+        Command::Events(a) => commands::events::run(&cli, a),
+        Command::Checkpoint(_) | Command::Restore(_) => Err(anyhow::anyhow!(
+            "checkpoint/restore is not supported by berth-runtime"
+        )),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            logger::error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! SKELETON: the process-attributes helper writes this module.

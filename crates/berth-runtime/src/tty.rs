@@ -1,0 +1,1 @@
+//! SKELETON: the process helper writes this module.

@@ -1,0 +1,186 @@
+//! Test support shared by berth's integration tests.
+//!
+//! Its job: build the busybox test root filesystem, find the workspace's built
+//! binaries, and give guards that put the kernel back as a test found it (mounts,
+//! cgroups, processes), even when the test fails. It must never be a dependency of
+//! anything but tests, and never touch /run/berth or /var/lib/berth.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path of a workspace binary in the same profile directory the tests were built
+/// in (`target/debug` or `target/release`), honouring CARGO_TARGET_DIR.
+pub fn binary(name: &str) -> PathBuf {
+    // Integration tests run from target/<profile>/deps/<test>-<hash>.
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            let p = profile_dir.join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug").join(name)
+}
+
+/// Build the busybox test rootfs into `dest` with scripts/make-rootfs.sh.
+pub fn busybox_rootfs(dest: &Path) -> std::io::Result<()> {
+    let script = workspace_root().join("scripts/make-rootfs.sh");
+    let status = Command::new("bash").arg(script).arg(dest).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "make-rootfs.sh failed with {status}"
+        )))
+    }
+}
+
+/// Whether the tests run as root (every kernel-touching test needs it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A unique, short name for test objects (container ids, cgroup names).
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Unmounts everything at or below `path` when dropped (lazy, deepest first).
+#[derive(Debug)]
+pub struct MountGuard(pub PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        unmount_below(&self.0);
+    }
+}
+
+/// Unmount every mount point at or below `path`, deepest first.
+pub fn unmount_below(path: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = path.to_string_lossy().into_owned();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p) {
+            // SAFETY: c is a valid NUL-terminated path; umount2 does not keep it.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Removes a cgroup directory (in every hierarchy) when dropped, killing what is
+/// left in it first. `relative` is the path below each hierarchy root, e.g.
+/// `berth-test/abc`.
+#[derive(Debug)]
+pub struct CgroupGuard(pub String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        remove_cgroup_everywhere(&self.0);
+    }
+}
+
+/// Kill every process in `relative` and remove it from every mounted hierarchy.
+pub fn remove_cgroup_everywhere(relative: &str) {
+    let relative = relative.trim_start_matches('/');
+    if relative.is_empty() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut roots: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for root in roots {
+        let dir = root.join(relative);
+        if !dir.is_dir() {
+            continue;
+        }
+        remove_tree(&dir);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..100 {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills (SIGKILL) and reaps a child process when dropped.
+#[derive(Debug)]
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Kills a process by pid (not necessarily our child) when dropped.
+#[derive(Debug)]
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Skip (return early from) a test that needs root when not running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}

@@ -10,7 +10,7 @@
 //! state directory, or let a host file descriptor reach the container.
 
 pub mod capabilities;
-pub mod cgroups;
+pub use berth_cgroups as cgroups;
 pub mod cli;
 pub mod commands;
 pub mod devices;

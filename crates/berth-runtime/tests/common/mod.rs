@@ -1,0 +1,163 @@
+//! Shared pieces of the runtime's integration tests: a private --root, the binary,
+//! and a guard that deletes the container and its cgroup whatever happens.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testutil::{Bundle, CgroupGuard};
+
+/// A private runtime state root and the runtime binary.
+pub struct Rt {
+    pub root: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Rt {
+    pub fn new() -> Rt {
+        Rt {
+            root: tempfile::Builder::new()
+                .prefix("berth-test-root")
+                .tempdir()
+                .unwrap(),
+            bin: berth_testutil::binary("berth-runtime"),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path());
+        c
+    }
+
+    /// Run the runtime with `args`, stdin closed, capturing output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn state(&self, id: &str) -> serde_json::Value {
+        let out = self.run(&["state", id]);
+        assert!(out.status.success(), "state: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Wait (bounded) until the container reaches `want`.
+    pub fn wait_status(&self, id: &str, want: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.status(id) == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.root.path().join(id)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Deletes the container (force) and removes its cgroup when dropped.
+pub struct Container<'a> {
+    pub rt: &'a Rt,
+    pub id: String,
+    pub bundle: Bundle,
+    _cgroup: CgroupGuard,
+}
+
+impl<'a> Container<'a> {
+    /// A busybox bundle for a fresh unique id; `edit` adjusts the config JSON.
+    pub fn new(rt: &'a Rt, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Self {
+        let id = berth_testutil::unique_name("berth-test");
+        let mut bundle = Bundle::busybox(&id, args).unwrap();
+        edit(&mut bundle.config);
+        bundle.write().unwrap();
+        let cg = CgroupGuard(bundle.cgroup());
+        Container {
+            rt,
+            id,
+            bundle,
+            _cgroup: cg,
+        }
+    }
+
+    pub fn bundle_path(&self) -> &Path {
+        self.bundle.path()
+    }
+
+    pub fn create(&self) -> Output {
+        self.rt.run(&[
+            "create",
+            "--bundle",
+            self.bundle_path().to_str().unwrap(),
+            &self.id,
+        ])
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.rt.state(&self.id)["pid"].as_i64().unwrap_or(0) as i32
+    }
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.rt.run(&["delete", "--force", &self.id]);
+    }
+}
+
+/// Every cgroup directory for `relative` that exists in any hierarchy.
+pub fn cgroup_dirs(relative: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|e| e.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for r in roots {
+        let d = r.join(relative);
+        if d.is_dir() {
+            found.push(d);
+        }
+    }
+    found
+}
+
+/// The file that holds the memory limit of cgroup `relative`, v1 or v2.
+pub fn memory_limit_file(relative: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(relative)
+        .join("memory.limit_in_bytes");
+    if v1.exists() {
+        v1
+    } else {
+        Path::new("/sys/fs/cgroup").join(relative).join("memory.max")
+    }
+}
+
+/// Host mount points whose path mentions `needle`.
+pub fn mounts_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Packages berth needs, in two lists: what running berth needs, and what building
+# and testing it needs on top. Sourced by install.sh and test.sh, which run
+# `apt-get update` once and install only what is missing.
+
+# Run time: the runtime links libseccomp; install.sh imports busybox from busybox-static.
+BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps)
+
+# Build and test: compilers and headers, the peers we test against (runc, crun,
+# docker.io, docker-registry, skopeo) and the tools the tests and scripts call.
+BERTH_TEST_PACKAGES=(build-essential pkg-config libseccomp-dev git ca-certificates
+  runc crun skopeo docker-registry docker.io apache2-utils jq psmisc util-linux
+  systemd hyperfine)
+
+# Install the named packages that are not installed yet (one apt-get update first).
+berth_apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Everything CI runs: install what the tests need, check formatting and lints, build
+# once, run every test (unit and integration, as root, on the real kernel).
+# Usage: sudo ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test.sh: run as root (sudo ./scripts/test.sh): the tests create namespaces, cgroups and mounts" >&2; exit 1; }
+
+. scripts/deps.sh
+berth_apt_install "${BERTH_RUNTIME_PACKAGES[@]}" "${BERTH_TEST_PACKAGES[@]}"
+
+if ! command -v cargo >/dev/null; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build"
+cargo build --workspace --all-targets --locked
+
+step "cargo test"
+# Integration tests use the binaries built above (target/debug), never rebuild them.
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
+
+step "leftovers"
+bad=0
+if grep -E 'berth-test' /proc/self/mountinfo; then echo "mounts left behind"; bad=1; fi
+for d in /sys/fs/cgroup/*/berth-test /sys/fs/cgroup/berth-test; do
+  if [ -d "$d" ] && [ -n "$(find "$d" -mindepth 1 -type d 2>/dev/null | head -1)" ]; then
+    echo "cgroups left under $d"; bad=1
+  fi
+done
+exit $bad

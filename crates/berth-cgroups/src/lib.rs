@@ -1,83 +1,347 @@
-//! cgroups v1 and v2 behind one manager. SKELETON: the cgroups helper replaces the
-//! bodies; the signatures are the contract the rest of the runtime uses.
+//! A container's cgroup, on cgroup v1, hybrid or v2 hosts, behind one manager.
+//!
+//! Its job: resolve the OCI spec's `linux.cgroupsPath` on the host's layout,
+//! create the cgroup in every hierarchy, write the spec's resource limits the way
+//! the kernel wants them, move processes in, freeze and thaw, list pids, report
+//! usage in runc's `events --stats` shape, count OOM kills, and remove the cgroup.
+//! The directories it uses are recorded in state.json (`cgroup_paths`, as runc's:
+//! controller → directory, "" for the unified one) and [`CgroupManager::from_paths`]
+//! rebuilds the manager from them.
+//!
+//! It must never:
+//! - mount or unmount a hierarchy: it works with the layout the host has;
+//! - talk to systemd: `slice:prefix:name` paths (`--systemd-cgroup`) are mapped
+//!   onto cgroupfs as `/<slice>/<prefix>-<name>.scope`, and systemd knows nothing
+//!   of the cgroup (no unit, no transient scope, no delegation);
+//! - remove anything but the container's own cgroup and its children (never an
+//!   ancestor such as `/berth`, even an empty one);
+//! - kill processes: removing a cgroup that still has some fails with EBUSY, and
+//!   the runtime decides what to kill;
+//! - create anything in [`CgroupManager::new`]: only [`CgroupManager::create`] does;
+//! - start threads or fork (the runtime calls it between clone and exec).
+//!
+//! Not done yet: on cgroup v2, device rules (`linux.resources.devices`) are NOT
+//! enforced, because v2 filters devices with an eBPF program attached to the
+//! cgroup and berth does not load one; they are skipped with a debug-level log
+//! message. On a v2 host a container can therefore open any device node it can
+//! reach or create (with CAP_MKNOD). v1 device rules are enforced.
+//!
+//! Debug notes (things skipped on purpose) go through the `log` facade.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
+mod files;
+pub mod layout;
+pub mod path;
+pub mod resources;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+pub use files::{FsError, OsError};
+pub use layout::{Layout, LayoutError};
+pub use path::PathError;
+pub use resources::ResourceError;
+pub use stats::Stats;
+
+/// What went wrong with a container's cgroup.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cgroups: {0}")]
-    Unsupported(String),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error("no cgroup paths were recorded for this container")]
+    NoPaths,
+    #[error("invalid recorded cgroup path {}: it must be absolute, without \"..\"", path.display())]
+    BadRecordedPath { path: PathBuf },
+    #[error("cannot apply {what}: the {controller} cgroup controller is not mounted")]
+    NotMounted {
+        controller: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "cannot write {file} in {}: the {controller} controller is not enabled for this cgroup",
+        dir.display()
+    )]
+    NotEnabled {
+        controller: String,
+        file: String,
+        dir: PathBuf,
+    },
+    #[error("could not freeze the cgroup: {} still says {state:?}; it was thawed again", path.display())]
+    FreezeFailed { path: PathBuf, state: String },
+    #[error("the cgroup {} does not exist", path.display())]
+    Missing { path: PathBuf },
 }
 
-/// Which hierarchy layout the manager drives.
+/// Which hierarchy layout the manager drives. A hybrid host is V1 (limits go to
+/// the v1 hierarchies; the cgroup2 one only holds the process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupVersion {
     V1,
     V2,
 }
 
-/// Resource usage, serialized in runc's `events --stats` shape.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Stats {}
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backend {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
 
 /// One container's cgroup, on whatever layout the host has.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupManager {
-    paths: BTreeMap<String, PathBuf>,
+    backend: Backend,
 }
 
 impl CgroupManager {
-    /// Resolve the spec's `cgroupsPath` (None: `/berth/<id>`) on the host's layout.
-    pub fn new(
-        _cgroups_path: Option<&Path>,
-        _id: &str,
-        _systemd: bool,
+    /// Resolve the spec's `cgroupsPath` (None: `/berth/<id>`) on this host's
+    /// layout. Absolute and relative paths both hang off the hierarchy root; with
+    /// `systemd`, `slice:prefix:name` maps to `/<slice>/<prefix>-<name>.scope`
+    /// (None: `system.slice:berth:<id>`). Paths with `..` are refused. Creates
+    /// nothing.
+    pub fn new(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Self, CgroupError> {
+        Self::with_layout(&Layout::detect()?, cgroups_path, id, systemd)
+    }
+
+    /// Like [`CgroupManager::new`] on a given layout (a v2 root other than
+    /// /sys/fs/cgroup, or a test tree).
+    pub fn with_layout(
+        layout: &Layout,
+        cgroups_path: Option<&Path>,
+        id: &str,
+        systemd: bool,
     ) -> Result<Self, CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        let relative = path::resolve(cgroups_path, id, systemd)?;
+        let backend = match layout {
+            Layout::V1 {
+                hierarchies,
+                unified,
+            } => Backend::V1(v1::V1Cgroup::new(
+                hierarchies,
+                unified.as_deref(),
+                &relative,
+            )),
+            Layout::V2 { root } => Backend::V2(v2::V2Cgroup::new(root, &relative)),
+        };
+        Ok(CgroupManager { backend })
     }
-    /// Rebuild from the paths recorded in state.json.
+
+    /// Rebuild from what [`CgroupManager::paths`] returned (state.json's
+    /// `cgroup_paths`). Only the key "" means a v2 host; "" beside controllers
+    /// is the cgroup2 directory of a hybrid one.
     pub fn from_paths(paths: &BTreeMap<String, PathBuf>) -> Result<Self, CgroupError> {
-        Ok(Self {
-            paths: paths.clone(),
-        })
+        if paths.is_empty() {
+            return Err(CgroupError::NoPaths);
+        }
+        for p in paths.values() {
+            let dotdot = p.components().any(|c| c == std::path::Component::ParentDir);
+            if !p.is_absolute() || dotdot {
+                return Err(CgroupError::BadRecordedPath { path: p.clone() });
+            }
+        }
+        let backend = match paths.get("") {
+            Some(dir) if paths.len() == 1 => Backend::V2(v2::V2Cgroup::from_dir(dir)),
+            _ => Backend::V1(v1::V1Cgroup::from_dirs(paths)),
+        };
+        Ok(CgroupManager { backend })
     }
+
     pub fn version(&self) -> CgroupVersion {
-        CgroupVersion::V1
+        match self.backend {
+            Backend::V1(_) => CgroupVersion::V1,
+            Backend::V2(_) => CgroupVersion::V2,
+        }
     }
+
+    /// Controller → directory ("" for the unified hierarchy), as runc records them.
     pub fn paths(&self) -> BTreeMap<String, PathBuf> {
-        self.paths.clone()
+        match &self.backend {
+            Backend::V1(c) => c.paths(),
+            Backend::V2(c) => BTreeMap::from([(String::new(), c.dir().to_path_buf())]),
+        }
     }
+
+    /// Create the cgroup (`mkdir -p`) in every hierarchy, making it usable: on v1
+    /// new cpuset levels get their parent's CPUs and memory nodes; on v2 the
+    /// ancestors enable the controllers the container needs.
     pub fn create(&self) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.create(),
+            Backend::V2(c) => c.create(),
+        }
     }
-    pub fn apply(&self, _r: &LinuxResources) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+
+    /// Write the limits `r` sets; what it leaves unset is not touched, so
+    /// `update` passes only what changes. A spec that fails validation writes
+    /// nothing.
+    pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(c) => c.apply(r),
+            Backend::V2(c) => c.apply(r),
+        }
     }
-    pub fn add_task(&self, _pid: i32) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+
+    /// Move the process `pid` (all its threads) into the cgroup.
+    pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(c) => c.add_task(pid),
+            Backend::V2(c) => c.add_task(pid),
+        }
     }
+
+    /// Remove the cgroup and its children from every hierarchy; a cgroup already
+    /// gone is removed. Fails (after retrying briefly) while processes remain.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.remove(),
+            Backend::V2(c) => c.remove(),
+        }
     }
+
+    /// Freeze every process in the cgroup; returns once they are frozen.
     pub fn freeze(&self) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.freeze(),
+            Backend::V2(c) => c.freeze(),
+        }
     }
+
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.thaw(),
+            Backend::V2(c) => c.thaw(),
+        }
     }
+
+    /// Whether the cgroup itself was frozen (a frozen ancestor does not count).
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
-        Ok(false)
+        match &self.backend {
+            Backend::V1(c) => c.is_frozen(),
+            Backend::V2(c) => c.is_frozen(),
+        }
     }
+
+    /// Every pid in the cgroup and the cgroups below it, sorted.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.pids(),
+            Backend::V2(c) => c.pids(),
+        }
     }
+
+    /// Usage, in runc's `events --stats` shape. Absent optional files read as
+    /// zero; a cgroup that does not exist is an error.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.stats(),
+            Backend::V2(c) => c.stats(),
+        }
     }
+
+    /// How many processes the OOM killer has killed in this cgroup.
     pub fn oom_kill_count(&self) -> Result<u64, CgroupError> {
-        Err(CgroupError::Unsupported("not built yet".into()))
+        match &self.backend {
+            Backend::V1(c) => c.oom_kill_count(),
+            Backend::V2(c) => c.oom_kill_count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hybrid() -> Layout {
+        let mut hierarchies = BTreeMap::new();
+        for c in ["cpu", "memory"] {
+            hierarchies.insert(c.to_string(), PathBuf::from(format!("/sys/fs/cgroup/{c}")));
+        }
+        hierarchies.insert("cpuacct".into(), PathBuf::from("/sys/fs/cgroup/cpu"));
+        Layout::V1 {
+            hierarchies,
+            unified: Some(PathBuf::from("/sys/fs/cgroup/unified")),
+        }
+    }
+
+    #[test]
+    fn v1_paths_round_trip() {
+        let m = CgroupManager::with_layout(&hybrid(), Some(Path::new("/berth-test/a")), "a", false)
+            .unwrap();
+        let p = m.paths();
+        assert_eq!(p["memory"], Path::new("/sys/fs/cgroup/memory/berth-test/a"));
+        assert_eq!(p["cpuacct"], Path::new("/sys/fs/cgroup/cpu/berth-test/a"));
+        assert_eq!(p[""], Path::new("/sys/fs/cgroup/unified/berth-test/a"));
+        let back = CgroupManager::from_paths(&p).unwrap();
+        assert_eq!(back.version(), CgroupVersion::V1);
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn v2_paths_round_trip() {
+        let layout = Layout::V2 {
+            root: PathBuf::from("/sys/fs/cgroup"),
+        };
+        let m = CgroupManager::with_layout(&layout, None, "abc", false).unwrap();
+        assert_eq!(m.version(), CgroupVersion::V2);
+        let p = m.paths();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[""], Path::new("/sys/fs/cgroup/berth/abc"));
+        let back = CgroupManager::from_paths(&p).unwrap();
+        assert_eq!(back.version(), CgroupVersion::V2);
+        assert_eq!(back.paths(), p);
+    }
+
+    #[test]
+    fn systemd_paths_map_onto_cgroupfs() {
+        let layout = Layout::V2 {
+            root: PathBuf::from("/sys/fs/cgroup"),
+        };
+        let m = CgroupManager::with_layout(
+            &layout,
+            Some(Path::new("system.slice:docker:abc")),
+            "abc",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            m.paths()[""],
+            Path::new("/sys/fs/cgroup/system.slice/docker-abc.scope")
+        );
+    }
+
+    #[test]
+    fn bad_paths_are_refused() {
+        assert!(
+            CgroupManager::with_layout(&hybrid(), Some(Path::new("/a/../b")), "a", false).is_err()
+        );
+        assert!(matches!(
+            CgroupManager::from_paths(&BTreeMap::new()),
+            Err(CgroupError::NoPaths)
+        ));
+        let rel = BTreeMap::from([(String::new(), PathBuf::from("sys/fs/cgroup/x"))]);
+        assert!(CgroupManager::from_paths(&rel).is_err());
+        let dotdot = BTreeMap::from([(
+            "memory".to_string(),
+            PathBuf::from("/sys/fs/cgroup/memory/../x"),
+        )]);
+        assert!(CgroupManager::from_paths(&dotdot).is_err());
+    }
+
+    #[test]
+    fn new_creates_nothing() {
+        let name = format!("berth-test-new-{}", std::process::id());
+        let m = CgroupManager::new(Some(Path::new(&format!("/{name}"))), "x", false).unwrap();
+        for dir in m.paths().values() {
+            assert!(!dir.exists(), "{} was created", dir.display());
+        }
     }
 }

@@ -19,13 +19,43 @@ struct Config {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
-/// Set once by `main` before any command runs.
+/// Set once by `main` before any command runs. Libraries that log through the
+/// `log` facade (berth-cgroups) reach the same destination.
 pub fn init(file: Option<PathBuf>, format: LogFormat, debug: bool) {
     let _ = CONFIG.set(Config {
         file,
         format,
         debug,
     });
+    if log::set_logger(&FACADE).is_ok() {
+        log::set_max_level(if debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        });
+    }
+}
+
+/// Routes `log` records into the runc-style log.
+struct Facade;
+
+static FACADE: Facade = Facade;
+
+impl log::Log for Facade {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = match record.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warning",
+            _ => "debug",
+        };
+        write(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
 }
 
 fn write(level: &str, msg: &str) {

@@ -133,6 +133,18 @@ fn merge(mut base: LinuxResources, delta: &LinuxResources) -> LinuxResources {
         if d.mems().is_some() {
             c.set_mems(d.mems().clone());
         }
+        if d.realtime_period().is_some() {
+            c.set_realtime_period(d.realtime_period());
+        }
+        if d.realtime_runtime().is_some() {
+            c.set_realtime_runtime(d.realtime_runtime());
+        }
+        if d.burst().is_some() {
+            c.set_burst(d.burst());
+        }
+        if d.idle().is_some() {
+            c.set_idle(d.idle());
+        }
         base.set_cpu(Some(c));
     }
     if delta.pids().is_some() {

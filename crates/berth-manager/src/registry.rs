@@ -1,0 +1,586 @@
+//! Pull and push over the OCI distribution API, with `oci-client`.
+//!
+//! Anonymous, basic and bearer-token auth (oci-client answers the registry's
+//! `WWW-Authenticate` challenge: basic credentials go straight to a basic realm, or are
+//! exchanged at a bearer realm for a token; an identity token is used as the bearer
+//! token directly). Plain HTTP for localhost and registries marked insecure, HTTPS
+//! otherwise. Manifests are kept byte-exact and verified against their digest; layers
+//! are fetched in parallel, each streamed into the content store, which verifies it,
+//! and unpacked in order as soon as it and the layers below it are in. A layer already
+//! stored is not fetched again. Progress is reported per layer.
+//!
+//! Two pulls of the same reference take turns on a per-reference lock, so the second
+//! finds everything stored and unpacked; two pulls sharing a layer take turns on a
+//! per-blob lock. Everything a pull writes is held by a lease until the image record
+//! is committed, the last step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, Semaphore};
+
+use crate::content::Digest;
+use crate::images::{self, LayerProgress, PlatformSpec, ProgressFn, ProgressStatus};
+use crate::metadata::LayerRecord;
+use crate::store::{Image, LeaseGuard, Store, StoreError};
+
+/// Errors of pull and push.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A request to the registry failed (network, auth, not found, ...).
+    #[error("{op} {reference}: {source}")]
+    Client {
+        op: &'static str,
+        reference: String,
+        #[source]
+        source: oci_client::errors::OciDistributionError,
+    },
+    /// The registry sent content that does not match its digest.
+    #[error("{reference}: registry sent {actual} for {expected}")]
+    Digest {
+        reference: String,
+        expected: String,
+        actual: Digest,
+    },
+    /// A background task died.
+    #[error("pull task failed: {0}")]
+    Task(String),
+}
+
+/// Registry credentials; the default is anonymous.
+#[derive(Clone, Default)]
+pub struct Auth {
+    pub username: String,
+    pub password: String,
+    /// A bearer token obtained elsewhere, used instead of the password.
+    pub identity_token: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    fn to_oci(&self) -> RegistryAuth {
+        if !self.identity_token.is_empty() {
+            RegistryAuth::Bearer(self.identity_token.clone())
+        } else if !self.username.is_empty() {
+            RegistryAuth::Basic(self.username.clone(), self.password.clone())
+        } else {
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
+/// Options of a pull.
+#[derive(Clone, Default)]
+pub struct PullOptions {
+    pub auth: Auth,
+    /// Allow plain HTTP (registries on localhost always are).
+    pub insecure: bool,
+    /// Default: linux and the host's architecture.
+    pub platform: Option<PlatformSpec>,
+    pub progress: Option<ProgressFn>,
+    /// Layers fetched at once (default 3, as Docker).
+    pub max_concurrent: usize,
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("auth", &self.auth)
+            .field("insecure", &self.insecure)
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of a push.
+#[derive(Clone, Default)]
+pub struct PushOptions {
+    pub auth: Auth,
+    pub insecure: bool,
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for PushOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("auth", &self.auth)
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Async locks by key (references being pulled, blobs being fetched).
+#[derive(Debug, Default)]
+pub struct PullLocks(std::sync::Mutex<HashMap<String, Arc<AsyncMutex<()>>>>);
+
+impl PullLocks {
+    async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget locks nobody holds or waits for.
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            Arc::clone(map.entry(key.to_string()).or_default())
+        };
+        m.lock_owned().await
+    }
+}
+
+fn is_local(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(registry);
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
+}
+
+fn client_for(reference: &Reference, insecure: bool) -> Client {
+    let registry = reference.resolve_registry().to_string();
+    let protocol = if insecure || is_local(&registry) {
+        ClientProtocol::HttpsExcept(vec![registry])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        ..Default::default()
+    })
+}
+
+fn client_err<'a>(
+    op: &'static str,
+    reference: &'a Reference,
+) -> impl Fn(oci_client::errors::OciDistributionError) -> StoreError + 'a {
+    move |source| {
+        RegistryError::Client {
+            op,
+            reference: reference.whole(),
+            source,
+        }
+        .into()
+    }
+}
+
+fn report(
+    p: &Option<ProgressFn>,
+    digest: &Digest,
+    status: ProgressStatus,
+    current: u64,
+    total: u64,
+) {
+    if let Some(p) = p {
+        p(LayerProgress {
+            digest: digest.to_string(),
+            status,
+            current,
+            total,
+        });
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RegistryError::Task(e.to_string()))?
+}
+
+impl Store {
+    /// Pull `reference` into the store. Needs a multi-threaded tokio runtime.
+    pub async fn pull(
+        self: &Arc<Self>,
+        reference: &str,
+        opts: &PullOptions,
+    ) -> Result<Image, StoreError> {
+        let r = images::parse_reference(reference)?;
+        let name = r.whole();
+        let _turn = self.pulls.lock(&format!("ref:{name}")).await;
+        let client = client_for(&r, opts.insecure);
+        let auth = opts.auth.to_oci();
+        client
+            .auth(&r, &auth, RegistryOperation::Pull)
+            .await
+            .map_err(client_err("authenticate for", &r))?;
+
+        let (bytes, _) = client
+            .pull_manifest_raw(&r, &auth, images::MANIFEST_TYPES)
+            .await
+            .map_err(client_err("fetch manifest", &r))?;
+        let top_digest = Digest::of(&bytes);
+        if let Some(want) = r.digest() {
+            if want != top_digest.as_str() {
+                return Err(RegistryError::Digest {
+                    reference: name,
+                    expected: want.to_string(),
+                    actual: top_digest,
+                }
+                .into());
+            }
+        }
+        let mut manifest_bytes = bytes.to_vec();
+        let mut manifest_digest = top_digest.clone();
+        let mut index: Option<Vec<u8>> = None;
+        if let images::Manifest::Index(idx) =
+            images::parse_manifest(top_digest.as_str(), &manifest_bytes)?
+        {
+            let platform = opts.platform.clone().unwrap_or_default();
+            let desc = images::select_manifest(&idx, &platform).ok_or_else(|| {
+                images::ImageError::NoPlatform {
+                    platform: platform.to_string(),
+                    digest: top_digest.to_string(),
+                }
+            })?;
+            let want = images::digest_of(desc.digest())?;
+            let by_digest = Reference::with_digest(
+                r.registry().to_string(),
+                r.repository().to_string(),
+                want.to_string(),
+            );
+            let (b, _) = client
+                .pull_manifest_raw(&by_digest, &auth, images::MANIFEST_TYPES)
+                .await
+                .map_err(client_err("fetch manifest", &by_digest))?;
+            let got = Digest::of(&b);
+            if got != want {
+                return Err(RegistryError::Digest {
+                    reference: by_digest.whole(),
+                    expected: want.to_string(),
+                    actual: got,
+                }
+                .into());
+            }
+            index = Some(std::mem::replace(&mut manifest_bytes, b.to_vec()));
+            manifest_digest = want;
+        }
+        let images::Manifest::Image(m) =
+            images::parse_manifest(manifest_digest.as_str(), &manifest_bytes)?
+        else {
+            return Err(images::ImageError::MediaType("nested index".to_string()).into());
+        };
+        let config_digest = images::digest_of(m.config().digest())?;
+
+        let lease = Arc::new(self.lease()?);
+        let config_bytes = if self.content().exists(&config_digest) {
+            self.lease_blob(&lease, &config_digest)?;
+            self.content().read(&config_digest)?
+        } else {
+            let mut buf = Vec::new();
+            client
+                .pull_blob(&r, config_digest.as_str(), &mut buf)
+                .await
+                .map_err(client_err("fetch config", &r))?;
+            let got = Digest::of(&buf);
+            if got != config_digest {
+                return Err(RegistryError::Digest {
+                    reference: name,
+                    expected: config_digest.to_string(),
+                    actual: got,
+                }
+                .into());
+            }
+            self.write_blob(&lease, &buf)?;
+            buf
+        };
+        if let Some(i) = &index {
+            self.write_blob(&lease, i)?;
+        }
+        self.write_blob(&lease, &manifest_bytes)?;
+        let (mut rec, _) = self.record_for(
+            &manifest_bytes,
+            &manifest_digest,
+            &config_bytes,
+            index.as_ref().map(|_| top_digest.clone()),
+        )?;
+
+        // Fetch every layer in parallel, unpack in order.
+        let n = if opts.max_concurrent == 0 {
+            3
+        } else {
+            opts.max_concurrent.min(16)
+        };
+        let limit = Arc::new(Semaphore::new(n));
+        let mut downloads = Vec::new();
+        for l in &rec.layers {
+            report(
+                &opts.progress,
+                &l.digest,
+                ProgressStatus::Waiting,
+                0,
+                l.size,
+            );
+            let store = Arc::clone(self);
+            let (client, r, lease, l, limit, progress) = (
+                client.clone(),
+                r.clone(),
+                Arc::clone(&lease),
+                l.clone(),
+                Arc::clone(&limit),
+                opts.progress.clone(),
+            );
+            downloads.push(tokio::spawn(async move {
+                let _permit = limit
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| RegistryError::Task(e.to_string()))?;
+                store.fetch_layer(&client, &r, &lease, &l, &progress).await
+            }));
+        }
+        let mut parent: Option<Digest> = None;
+        let mut size = 0;
+        let mut first_err = None;
+        for (l, d) in rec.layers.clone().iter().zip(downloads) {
+            let res = match d.await {
+                Ok(r) => r,
+                Err(e) => Err(RegistryError::Task(e.to_string()).into()),
+            };
+            if first_err.is_some() {
+                continue;
+            }
+            if let Err(e) = res {
+                first_err = Some(e);
+                continue;
+            }
+            report(
+                &opts.progress,
+                &l.digest,
+                ProgressStatus::Extracting,
+                0,
+                l.size,
+            );
+            let (store, lease, l2, p) = (
+                Arc::clone(self),
+                Arc::clone(&lease),
+                l.clone(),
+                parent.clone(),
+            );
+            match blocking(move || {
+                store.unpack_layer(&lease, &l2.digest, p.as_ref(), Some(&l2.diff_id))
+            })
+            .await
+            {
+                Ok((_, chain, s)) => {
+                    size += s;
+                    parent = Some(chain);
+                    report(
+                        &opts.progress,
+                        &l.digest,
+                        ProgressStatus::Done,
+                        l.size,
+                        l.size,
+                    );
+                }
+                Err(e) => first_err = Some(e),
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        rec.top_snapshot = parent.map(String::from).unwrap_or_default();
+        rec.size = size;
+        rec.repo_digests = vec![format!("{}@{}", images::repository_of(&r), top_digest)];
+        let names = if r.tag().is_some() {
+            vec![Reference::with_tag(
+                r.registry().to_string(),
+                r.repository().to_string(),
+                r.tag().unwrap_or("latest").to_string(),
+            )
+            .whole()]
+        } else {
+            Vec::new()
+        };
+        let store = Arc::clone(self);
+        let img = blocking(move || store.commit_image(&rec, &names)).await?;
+        drop(lease);
+        Ok(img)
+    }
+
+    async fn fetch_layer(
+        self: Arc<Self>,
+        client: &Client,
+        r: &Reference,
+        lease: &Arc<LeaseGuard>,
+        l: &LayerRecord,
+        progress: &Option<ProgressFn>,
+    ) -> Result<(), StoreError> {
+        let _turn = self.pulls.lock(&format!("blob:{}", l.digest)).await;
+        self.lease_blob(lease, &l.digest)?;
+        if self.content().exists(&l.digest) {
+            report(progress, &l.digest, ProgressStatus::Exists, l.size, l.size);
+            return Ok(());
+        }
+        let mut stream = client
+            .pull_blob_stream(r, l.digest.as_str())
+            .await
+            .map_err(client_err("fetch layer", r))?;
+        let writer = self
+            .content()
+            .writer(Some(l.digest.clone()), Some(l.size))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+        let write_task = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut w = writer;
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write_all(&chunk)
+                    .map_err(|e| crate::content::ContentError::Io {
+                        what: "write blob",
+                        path: std::path::PathBuf::from("ingest"),
+                        source: e,
+                    })?;
+            }
+            w.commit()
+        });
+        let mut done = 0u64;
+        let mut last = 0u64;
+        let mut failed = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    done += c.len() as u64;
+                    if tx.send(c).await.is_err() {
+                        break;
+                    }
+                    if done - last >= 256 * 1024 || done == l.size {
+                        last = done;
+                        report(
+                            progress,
+                            &l.digest,
+                            ProgressStatus::Downloading,
+                            done,
+                            l.size,
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let committed = write_task
+            .await
+            .map_err(|e| RegistryError::Task(e.to_string()))?;
+        if let Some(e) = failed {
+            return Err(RegistryError::Client {
+                op: "fetch layer",
+                reference: format!("{}@{}", r.whole(), l.digest),
+                source: e.into(),
+            }
+            .into());
+        }
+        report(progress, &l.digest, ProgressStatus::Verifying, done, l.size);
+        committed?;
+        Ok(())
+    }
+
+    /// Push the image named `reference` to its registry; returns the manifest digest.
+    pub async fn push(
+        self: &Arc<Self>,
+        reference: &str,
+        opts: &PushOptions,
+    ) -> Result<Digest, StoreError> {
+        let img = self.image(reference)?;
+        let r = images::parse_reference(reference)?;
+        let client = client_for(&r, opts.insecure);
+        let auth = opts.auth.to_oci();
+        client
+            .auth(&r, &auth, RegistryOperation::Push)
+            .await
+            .map_err(client_err("authenticate for", &r))?;
+        let mut blobs: Vec<(Digest, u64)> = img
+            .record
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.size))
+            .collect();
+        blobs.push((
+            img.record.id.clone(),
+            self.content().info(&img.record.id)?.size,
+        ));
+        for (d, size) in blobs {
+            if client
+                .blob_exists(&r, d.as_str())
+                .await
+                .map_err(client_err("check blob", &r))?
+            {
+                report(&opts.progress, &d, ProgressStatus::Exists, size, size);
+                continue;
+            }
+            report(&opts.progress, &d, ProgressStatus::Pushing, 0, size);
+            let file = tokio::fs::File::open(self.content().path(&d))
+                .await
+                .map_err(|e| crate::store::io_err("open", &self.content().path(&d), e))?;
+            let progress = opts.progress.clone();
+            let d2 = d.clone();
+            let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let stream = futures_util::stream::unfold(file, |mut f| async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 1 << 20];
+                match f.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e.into()), f)),
+                }
+            })
+            .inspect(
+                move |c: &Result<bytes::Bytes, oci_client::errors::OciDistributionError>| {
+                    if let Ok(c) = c {
+                        let n = sent
+                            .fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                            + c.len() as u64;
+                        report(&progress, &d2, ProgressStatus::Pushing, n, size);
+                    }
+                },
+            );
+            client
+                .push_blob_stream(&r, stream, d.as_str(), Some(size))
+                .await
+                .map_err(client_err("push blob", &r))?;
+            report(&opts.progress, &d, ProgressStatus::Pushed, size, size);
+        }
+        let manifest = self.content().read(&img.record.manifest_digest)?;
+        let ct =
+            img.record.manifest_media_type.parse().map_err(|_| {
+                images::ImageError::MediaType(img.record.manifest_media_type.clone())
+            })?;
+        client
+            .push_manifest_raw(&r, manifest, ct)
+            .await
+            .map_err(client_err("push manifest", &r))?;
+        let repo_digest = format!(
+            "{}@{}",
+            images::repository_of(&r),
+            img.record.manifest_digest
+        );
+        let store = Arc::clone(self);
+        let id = img.record.id.clone();
+        blocking(move || {
+            store.metadata().write(|t| {
+                if let Some(mut rec) = t.image(&id)? {
+                    if !rec.repo_digests.contains(&repo_digest) {
+                        rec.repo_digests.push(repo_digest);
+                        t.put_image(&rec)?;
+                    }
+                }
+                Ok::<_, crate::metadata::MetadataError>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        Ok(img.record.manifest_digest)
+    }
+}

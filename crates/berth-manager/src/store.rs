@@ -1,0 +1,802 @@
+//! The `Store` façade: opens the content store, the metadata database and the
+//! snapshotter under one root directory and offers what the daemon needs: image
+//! lookups, tags, unpacking, container snapshots, changes, export and commit. Import,
+//! load/save, pull/push and GC live in their own modules as further `impl Store`
+//! blocks.
+//!
+//! Layout of the root: `lock` (held with flock while open: one process per root),
+//! `blobs/sha256/<hex>`, `ingest/`, `metadata.redb`, `snapshots/overlay/<id>/{fs,work}`,
+//! `tmp/` (mount points for export).
+//!
+//! Crash safety comes from ordering: blobs first (each verified and renamed into
+//! place), then layer snapshots (unpacked under `extract-…` keys and renamed to their
+//! chain id in one transaction), then the image record and its names in one
+//! transaction, last. Everything made before that last step is held by a temporary
+//! lease; on open, temporary leases and `extract-…` snapshots of a dead process are
+//! dropped, and the GC removes what nothing references.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::{json, Value};
+
+use crate::content::{ContentError, ContentStore, Digest};
+use crate::diff::{self, Change, DiffError, HashingWriter, TarMode};
+use crate::images::{self, ImageError};
+use crate::metadata::{
+    ImageRecord, LayerRecord, LeaseRecord, Metadata, MetadataError, SnapshotKind,
+};
+use crate::snapshots::{
+    Mount, SnapshotError, SnapshotInfo, Snapshotter, TempMount, EXTRACT_PREFIX,
+};
+use crate::unpack::{self, UnpackError, UnpackOptions};
+
+/// Errors of the store (each module's errors, plus lookups).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has this store open.
+    #[error("store {0} is in use by another process")]
+    Locked(PathBuf),
+    /// No image matches the reference or id.
+    #[error("image {0:?} not found")]
+    ImageNotFound(String),
+    /// An id prefix that matches several images.
+    #[error("image id prefix {0:?} is ambiguous")]
+    Ambiguous(String),
+    /// The image is used by a snapshot (a container) and force was not given.
+    #[error("image {image} is in use by snapshot {snapshot:?}")]
+    ImageInUse { image: String, snapshot: String },
+    /// A layer's content does not match the diff id its config lists.
+    #[error("layer {layer} unpacked to {actual}, but the config says {expected}")]
+    DiffIdMismatch {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// The manifest and config disagree on the layer count.
+    #[error("image {0}: manifest and config list different numbers of layers")]
+    LayerCount(Digest),
+    /// A container snapshot was expected to be writable.
+    #[error("snapshot {0:?} is not a writable container snapshot")]
+    NotWritable(String),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// A filesystem operation on the store failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub(crate) fn io_err(what: &'static str, path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An image with the names that point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub record: ImageRecord,
+    /// Normalized references (`docker.io/library/busybox:latest`).
+    pub names: Vec<String>,
+}
+
+impl Image {
+    /// The image id (config digest).
+    pub fn id(&self) -> &Digest {
+        &self.record.id
+    }
+}
+
+/// Options of [`Store::open`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub unpack: UnpackOptions,
+}
+
+/// Everything under one root directory.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    content: ContentStore,
+    md: Arc<Metadata>,
+    snaps: Snapshotter,
+    opts: StoreOptions,
+    pub(crate) pulls: crate::registry::PullLocks,
+    _lock: Flock<fs::File>,
+}
+
+static LEASE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A lease that is deleted when dropped (the work it protected is recorded by then,
+/// or is garbage).
+#[derive(Debug)]
+pub struct LeaseGuard {
+    md: Arc<Metadata>,
+    pub id: String,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let _ = self.md.write(|t| t.delete_lease(&self.id));
+    }
+}
+
+impl Store {
+    /// Open (creating) the store under `root`, after recovering from a crash of the
+    /// process that had it before.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with(root, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(root: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        fs::create_dir_all(root).map_err(|e| io_err("create", root, e))?;
+        let lock_path = root.join("lock");
+        let lock_file = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err("open", &lock_path, e))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StoreError::Locked(root.to_path_buf()))?;
+        let content = ContentStore::open(root)?;
+        let md = Arc::new(Metadata::open(&root.join("metadata.redb"))?);
+        let snaps = Snapshotter::open(&root.join("snapshots").join("overlay"), Arc::clone(&md))?;
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        let store = Store {
+            root: root.to_path_buf(),
+            content,
+            md,
+            snaps,
+            opts,
+            pulls: Default::default(),
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Drop what a dead process left: its temporary leases and half-unpacked layers.
+    fn recover(&self) -> Result<(), StoreError> {
+        let dropped = self.md.write(|t| {
+            let mut n = 0;
+            for l in t.leases()? {
+                if l.temporary {
+                    t.delete_lease(&l.id)?;
+                    n += 1;
+                }
+            }
+            Ok::<_, MetadataError>(n)
+        })?;
+        let extracts = self.snaps.remove_stale_extracts()?;
+        if dropped + extracts > 0 {
+            tracing::info!(
+                leases = dropped,
+                extracts,
+                "recovered from an interrupted run"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    pub fn metadata(&self) -> &Arc<Metadata> {
+        &self.md
+    }
+
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.snaps
+    }
+
+    /// A temporary lease: GC keeps what is added to it until it is dropped.
+    pub fn lease(&self) -> Result<LeaseGuard, StoreError> {
+        let id = format!(
+            "tmp-{}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let rec = LeaseRecord {
+            id: id.clone(),
+            created: chrono::Utc::now().timestamp(),
+            temporary: true,
+            ..Default::default()
+        };
+        self.md.write(|t| t.put_lease(&rec))?;
+        Ok(LeaseGuard {
+            md: Arc::clone(&self.md),
+            id,
+        })
+    }
+
+    /// Store a blob under a lease (the lease is extended before the blob exists, so
+    /// a GC running meanwhile keeps it).
+    pub fn write_blob(&self, lease: &LeaseGuard, data: &[u8]) -> Result<Digest, StoreError> {
+        let d = Digest::of(data);
+        self.lease_blob(lease, &d)?;
+        Ok(self.content.write_blob(data)?)
+    }
+
+    /// Add a blob to a lease.
+    pub fn lease_blob(&self, lease: &LeaseGuard, d: &Digest) -> Result<(), StoreError> {
+        self.md
+            .write(|t| t.lease_add(&lease.id, std::slice::from_ref(d), &[]))?;
+        Ok(())
+    }
+
+    // ---- unpacking -------------------------------------------------------------
+
+    /// Unpack one layer blob on top of `parent` (a chain id snapshot, or None for the
+    /// first layer). Returns the layer's diff id and its chain id. When `expected` is
+    /// known and its snapshot already exists, nothing is unpacked.
+    pub fn unpack_layer(
+        &self,
+        lease: &LeaseGuard,
+        blob: &Digest,
+        parent: Option<&Digest>,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, Digest, u64), StoreError> {
+        let chain_for = |diff: &Digest| -> Digest {
+            match parent {
+                None => diff.clone(),
+                Some(p) => Digest::of(format!("{p} {diff}").as_bytes()),
+            }
+        };
+        let _guard = expected.map(|e| self.snaps.lock(chain_for(e).as_str()));
+        if let Some(e) = expected {
+            let chain = chain_for(e);
+            // Lease first, then look: a GC between the two cannot take it.
+            self.md
+                .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
+            if let Some(rec) = self.md.snapshot(chain.as_str())? {
+                return Ok((e.clone(), chain, rec.size));
+            }
+        }
+        let key = format!(
+            "{EXTRACT_PREFIX}{}-{}",
+            lease.id,
+            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let rec = self.snaps.create(
+            SnapshotKind::Active,
+            &key,
+            parent.map(Digest::as_str),
+            BTreeMap::new(),
+            Some(&lease.id),
+        )?;
+        let result = (|| {
+            let file = self.content.open_blob(blob)?;
+            let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &self.opts.unpack)?;
+            if let Some(e) = expected {
+                if *e != stats.diff_id {
+                    return Err(StoreError::DiffIdMismatch {
+                        layer: blob.clone(),
+                        expected: e.clone(),
+                        actual: stats.diff_id,
+                    });
+                }
+            }
+            let chain = chain_for(&stats.diff_id);
+            match self.snaps.commit(chain.as_str(), &key, Some(&lease.id)) {
+                Ok(()) => {}
+                // Someone else unpacked the same chain meanwhile (import of the same
+                // tar): theirs is as good as ours.
+                Err(SnapshotError::AlreadyExists(_)) => {
+                    self.snaps.remove(&key)?;
+                    self.md
+                        .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let size = self
+                .md
+                .snapshot(chain.as_str())?
+                .map(|r| r.size)
+                .unwrap_or(0);
+            Ok((stats.diff_id, chain, size))
+        })();
+        if result.is_err() && self.snaps.exists(&key).unwrap_or(false) {
+            let _ = self.snaps.remove(&key);
+        }
+        result
+    }
+
+    /// Unpack every layer of an image whose blobs are stored; returns the top chain id
+    /// and the summed unpacked size.
+    pub fn unpack_image(
+        &self,
+        lease: &LeaseGuard,
+        layers: &[LayerRecord],
+    ) -> Result<(String, u64), StoreError> {
+        let mut parent: Option<Digest> = None;
+        let mut size = 0;
+        for l in layers {
+            let (_, chain, s) =
+                self.unpack_layer(lease, &l.digest, parent.as_ref(), Some(&l.diff_id))?;
+            size += s;
+            parent = Some(chain);
+        }
+        Ok((parent.map(String::from).unwrap_or_default(), size))
+    }
+
+    // ---- images ----------------------------------------------------------------
+
+    /// Record an image and point `names` at it, in one transaction: the step that
+    /// makes an image visible, always the last one.
+    pub fn commit_image(&self, rec: &ImageRecord, names: &[String]) -> Result<Image, StoreError> {
+        let mut rec = rec.clone();
+        rec.stored_at = chrono::Utc::now().timestamp();
+        self.md.write(|t| {
+            if let Some(old) = t.image(&rec.id)? {
+                for rd in old.repo_digests {
+                    if !rec.repo_digests.contains(&rd) {
+                        rec.repo_digests.push(rd);
+                    }
+                }
+            }
+            t.put_image(&rec)?;
+            for n in names {
+                t.set_name(n, &rec.id)?;
+            }
+            Ok::<_, MetadataError>(())
+        })?;
+        self.image_by_id(&rec.id)
+    }
+
+    /// Build an image record from stored manifest and config bytes.
+    pub fn record_for(
+        &self,
+        manifest_bytes: &[u8],
+        manifest_digest: &Digest,
+        config_bytes: &[u8],
+        index_digest: Option<Digest>,
+    ) -> Result<(ImageRecord, Vec<Digest>), StoreError> {
+        let images::Manifest::Image(m) =
+            images::parse_manifest(manifest_digest.as_str(), manifest_bytes)?
+        else {
+            return Err(ImageError::MediaType(images::MT_OCI_INDEX.to_string()).into());
+        };
+        let config_digest = images::digest_of(m.config().digest())?;
+        let config = images::parse_config(&config_digest, config_bytes)?;
+        let diff_ids = images::config_diff_ids(&config_digest, &config)?;
+        if diff_ids.len() != m.layers().len() {
+            return Err(StoreError::LayerCount(manifest_digest.clone()));
+        }
+        let mut layers = Vec::new();
+        for (l, diff) in m.layers().iter().zip(&diff_ids) {
+            let mt = l.media_type().to_string();
+            if !images::is_layer_type(&mt) {
+                return Err(ImageError::MediaType(mt).into());
+            }
+            layers.push(LayerRecord {
+                digest: images::digest_of(l.digest())?,
+                diff_id: diff.clone(),
+                size: l.size(),
+                media_type: mt,
+            });
+        }
+        let rec = ImageRecord {
+            id: config_digest,
+            manifest_digest: manifest_digest.clone(),
+            manifest_media_type: images::manifest_media_type(manifest_bytes),
+            index_digest,
+            layers,
+            top_snapshot: String::new(),
+            repo_digests: Vec::new(),
+            created: config
+                .get("created")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            labels: images::config_labels(&config),
+            size: 0,
+            stored_at: 0,
+        };
+        Ok((rec, diff_ids))
+    }
+
+    fn names_of(&self, id: &Digest) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .md
+            .names()?
+            .into_iter()
+            .filter(|(_, d)| d == id)
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    fn image_by_id(&self, id: &Digest) -> Result<Image, StoreError> {
+        let record = self
+            .md
+            .image(id)?
+            .ok_or_else(|| StoreError::ImageNotFound(id.to_string()))?;
+        Ok(Image {
+            names: self.names_of(id)?,
+            record,
+        })
+    }
+
+    /// Every image with its names.
+    pub fn images(&self) -> Result<Vec<Image>, StoreError> {
+        let txn = self.md.read()?;
+        let names = txn.names()?;
+        let mut out: Vec<Image> = txn
+            .images()?
+            .into_iter()
+            .map(|record| Image {
+                names: names
+                    .iter()
+                    .filter(|(_, d)| **d == record.id)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                record,
+            })
+            .collect();
+        out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        Ok(out)
+    }
+
+    /// Find an image by reference (`busybox`, `name:tag`, `name@digest`), by id
+    /// (`sha256:…`) or by an unambiguous id prefix.
+    pub fn image(&self, reference: &str) -> Result<Image, StoreError> {
+        let txn = self.md.read()?;
+        if let Ok(d) = reference.parse::<Digest>() {
+            if txn.image(&d)?.is_some() {
+                return self.image_by_id(&d);
+            }
+        }
+        if let Ok(name) = images::normalize(reference) {
+            if let Some(id) = txn.name(&name)? {
+                return self.image_by_id(&id);
+            }
+            if name.contains('@') {
+                // name@digest: match a recorded repo digest or manifest digest.
+                for rec in txn.images()? {
+                    if rec.repo_digests.contains(&name)
+                        || name.ends_with(&format!("@{}", rec.manifest_digest))
+                    {
+                        return self.image_by_id(&rec.id);
+                    }
+                }
+            }
+        }
+        let prefix = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if prefix.len() >= 4 && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<ImageRecord> = txn
+                .images()?
+                .into_iter()
+                .filter(|r| r.id.hex().starts_with(prefix))
+                .collect();
+            match hits.len() {
+                1 => return self.image_by_id(&hits[0].id),
+                0 => {}
+                _ => return Err(StoreError::Ambiguous(reference.to_string())),
+            }
+        }
+        Err(StoreError::ImageNotFound(reference.to_string()))
+    }
+
+    /// The stored config bytes of an image.
+    pub fn image_config(&self, image: &Image) -> Result<Vec<u8>, StoreError> {
+        Ok(self.content.read(&image.record.id)?)
+    }
+
+    /// Point `target` at the image `source` names.
+    pub fn tag(&self, source: &str, target: &str) -> Result<Image, StoreError> {
+        let img = self.image(source)?;
+        let name = images::normalize(target)?;
+        self.md.write(|t| t.set_name(&name, &img.record.id))?;
+        self.image_by_id(&img.record.id)
+    }
+
+    /// `docker rmi`: untag `reference`; when it was the last name (or an id was
+    /// given), delete the image record. Blobs and snapshots go at the next GC.
+    /// Returns (untagged names, deleted ids).
+    pub fn delete_image(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let img = self.image(reference)?;
+        let by_name = images::normalize(reference)
+            .ok()
+            .filter(|n| img.names.contains(n));
+        let mut untagged = Vec::new();
+        let mut deleted = Vec::new();
+        let remove_names: Vec<String> = match &by_name {
+            Some(n) if img.names.len() > 1 => vec![n.clone()],
+            _ => img.names.clone(),
+        };
+        let delete_record = !(by_name.is_some() && img.names.len() > 1);
+        if delete_record && !force {
+            if let Some(user) = self
+                .snapshot_users(&img.record.top_snapshot)?
+                .into_iter()
+                .next()
+            {
+                return Err(StoreError::ImageInUse {
+                    image: reference.to_string(),
+                    snapshot: user,
+                });
+            }
+        }
+        self.md.write(|t| {
+            for n in &remove_names {
+                t.remove_name(n)?;
+                untagged.push(n.clone());
+            }
+            if delete_record {
+                t.delete_image(&img.record.id)?;
+                deleted.push(img.record.id.to_string());
+            }
+            Ok::<_, MetadataError>(())
+        })?;
+        Ok((untagged, deleted))
+    }
+
+    /// Active or view snapshots whose parent is `top` (containers using an image).
+    fn snapshot_users(&self, top: &str) -> Result<Vec<String>, StoreError> {
+        if top.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .md
+            .snapshots()?
+            .into_iter()
+            .filter(|s| s.kind != SnapshotKind::Committed && s.parent.as_deref() == Some(top))
+            .map(|s| s.key)
+            .collect())
+    }
+
+    // ---- containers' snapshots ---------------------------------------------------
+
+    /// A writable snapshot `key` on top of an image (what a container's rootfs is).
+    pub fn prepare_container(
+        &self,
+        key: &str,
+        image: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<Mount>, StoreError> {
+        let img = self.image(image)?;
+        let parent =
+            (!img.record.top_snapshot.is_empty()).then_some(img.record.top_snapshot.as_str());
+        Ok(self.snaps.prepare(key, parent, labels)?)
+    }
+
+    /// The snapshot's Docker-style directory data.
+    pub fn snapshot_info(&self, key: &str) -> Result<SnapshotInfo, StoreError> {
+        Ok(self.snaps.info(key)?)
+    }
+
+    /// What a writable snapshot changed, sorted like `docker diff`.
+    pub fn changes(&self, key: &str) -> Result<Vec<Change>, StoreError> {
+        let rec = self.snaps.record(key)?;
+        if rec.kind != SnapshotKind::Active {
+            return Err(StoreError::NotWritable(key.to_string()));
+        }
+        let lowers = self.snaps.lower_dirs(&rec)?;
+        Ok(diff::changes(&self.snaps.fs_dir(rec.id), &lowers)?)
+    }
+
+    /// Stream the merged view of snapshot `key` as a tar into `out`.
+    pub fn export<W: Write>(&self, key: &str, out: W) -> Result<W, StoreError> {
+        let rec = self.snaps.record(key)?;
+        let mut layers = vec![self.snaps.fs_dir(rec.id)];
+        layers.extend(self.snaps.lower_dirs(&rec)?);
+        if layers.len() == 1 {
+            return Ok(diff::write_tree(&layers[0], TarMode::Export, out)?);
+        }
+        // A read-only overlay of every layer, the writable one included: it never
+        // conflicts with the container's own mount of the same upper dir.
+        let lowerdir = layers
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut options = vec![format!("lowerdir={lowerdir}")];
+        if Path::new("/sys/module/overlay/parameters/index").exists() {
+            options.insert(0, "index=off".to_string());
+        }
+        let m = Mount {
+            kind: "overlay".to_string(),
+            source: "overlay".to_string(),
+            target: String::new(),
+            options,
+        };
+        let point = self.root.join("tmp").join(format!(
+            "export-{}-{}",
+            std::process::id(),
+            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mounted = TempMount::new(&[m], point)?;
+        Ok(diff::write_tree(&mounted.path, TarMode::Export, out)?)
+    }
+
+    /// Turn a container's writable snapshot into a new image: its upper dir becomes a
+    /// gzip layer (whiteouts as `.wh.` files), on top of `image`'s layers, with a new
+    /// config (from `config` or the image's, with `changes`) and a history entry.
+    pub fn commit_container(
+        &self,
+        key: &str,
+        image: &str,
+        opts: &CommitOptions,
+    ) -> Result<Image, StoreError> {
+        let rec = self.snaps.record(key)?;
+        if rec.kind != SnapshotKind::Active {
+            return Err(StoreError::NotWritable(key.to_string()));
+        }
+        let base = self.image(image)?;
+        let lease = self.lease()?;
+        let upper = self.snaps.fs_dir(rec.id);
+
+        // Layer: tar → hash (diff id) → gzip → blob.
+        let w = self.content.writer(None, None)?;
+        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
+        let hw = HashingWriter::new(gz);
+        let hw = diff::write_tree(&upper, TarMode::Layer, hw)?;
+        let (diff_id, _, gz) = hw.finish();
+        let w = gz
+            .finish()
+            .map_err(|e| io_err("compress layer of", &upper, e))?;
+        let layer_size = w.written();
+        let layer_digest = w.commit()?;
+        self.lease_blob(&lease, &layer_digest)?;
+
+        // Config.
+        let base_config =
+            images::parse_config(&base.record.id, &self.content.read(&base.record.id)?)?;
+        let mut config = base_config.clone();
+        if let Some(c) = &opts.config {
+            config["config"] = c.clone();
+        }
+        images::apply_changes(&mut config, &opts.changes)?;
+        let created = images::now_rfc3339();
+        config["created"] = json!(created);
+        if !opts.author.is_empty() {
+            config["author"] = json!(opts.author);
+        }
+        let mut diff_ids: Vec<Value> = base
+            .record
+            .layers
+            .iter()
+            .map(|l| json!(l.diff_id.as_str()))
+            .collect();
+        diff_ids.push(json!(diff_id.as_str()));
+        config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+        let mut h = json!({"created": created, "created_by": opts.created_by});
+        if !opts.author.is_empty() {
+            h["author"] = json!(opts.author);
+        }
+        if !opts.comment.is_empty() {
+            h["comment"] = json!(opts.comment);
+        }
+        match config.get_mut("history").and_then(Value::as_array_mut) {
+            Some(a) => a.push(h),
+            None => config["history"] = json!([h]),
+        }
+        for k in ["container", "container_config"] {
+            if let Some(o) = config.as_object_mut() {
+                o.remove(k);
+            }
+        }
+        let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Config {
+            digest: String::new(),
+            why: e.to_string(),
+        })?;
+
+        let mut layers = base.record.layers.clone();
+        layers.push(LayerRecord {
+            digest: layer_digest,
+            diff_id,
+            size: layer_size,
+            media_type: images::MT_OCI_LAYER_GZIP.to_string(),
+        });
+        let names = match &opts.reference {
+            Some(r) => vec![images::normalize(r)?],
+            None => Vec::new(),
+        };
+        self.finish_new_image(&lease, &config_bytes, &layers, &names)
+    }
+
+    /// Write config and an OCI manifest for `layers` (blobs stored), unpack them and
+    /// record the image. Used by import and commit.
+    pub(crate) fn finish_new_image(
+        &self,
+        lease: &LeaseGuard,
+        config_bytes: &[u8],
+        layers: &[LayerRecord],
+        names: &[String],
+    ) -> Result<Image, StoreError> {
+        let config_digest = self.write_blob(lease, config_bytes)?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": images::MT_OCI_MANIFEST,
+            "config": {
+                "mediaType": images::MT_OCI_CONFIG,
+                "digest": config_digest.as_str(),
+                "size": config_bytes.len(),
+            },
+            "layers": layers.iter().map(|l| json!({
+                "mediaType": l.media_type,
+                "digest": l.digest.as_str(),
+                "size": l.size,
+            })).collect::<Vec<_>>(),
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Manifest {
+            digest: String::new(),
+            why: e.to_string(),
+        })?;
+        let manifest_digest = self.write_blob(lease, &manifest_bytes)?;
+        let (mut rec, _) =
+            self.record_for(&manifest_bytes, &manifest_digest, config_bytes, None)?;
+        let (top, size) = self.unpack_image(lease, &rec.layers)?;
+        rec.top_snapshot = top;
+        rec.size = size;
+        self.commit_image(&rec, names)
+    }
+}
+
+/// What `commit_container` records.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Name for the new image (None = untagged).
+    pub reference: Option<String>,
+    pub author: String,
+    pub comment: String,
+    /// `created_by` of the history entry (Docker puts the container's command here).
+    pub created_by: String,
+    /// Dockerfile-style changes applied to the config.
+    pub changes: Vec<String>,
+    /// The `config` object to start from (the container's effective config); None =
+    /// the image's.
+    pub config: Option<Value>,
+}
+
+/// Read everything from `r` into the content store (unverified: its digest is what it
+/// hashes to). Helper for callers that hold a stream.
+pub fn ingest_stream(
+    store: &Store,
+    lease: &LeaseGuard,
+    r: &mut dyn Read,
+) -> Result<(Digest, u64), StoreError> {
+    let (d, n) = store.content.ingest(r, None, None)?;
+    store.lease_blob(lease, &d)?;
+    Ok((d, n))
+}

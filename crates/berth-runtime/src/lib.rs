@@ -27,12 +27,3 @@ pub mod selfexe;
 pub mod signal;
 pub mod state;
 pub mod tty;
-
-// TEMP(lead): until hooks.rs lands; replaced by hooks::run.
-#[doc(hidden)]
-pub fn hooks_shim_run(
-    _h: &[oci_spec::runtime::Hook],
-    _s: &state::OciState,
-) -> Result<(), std::io::Error> {
-    Ok(())
-}

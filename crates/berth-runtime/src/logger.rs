@@ -60,7 +60,10 @@ impl log::Log for Facade {
 
 fn write(level: &str, msg: &str) {
     let Some(cfg) = CONFIG.get() else {
-        eprintln!("{msg}");
+        // Library use without `init` (tests, other crates): warnings and errors only.
+        if level != "debug" {
+            eprintln!("{msg}");
+        }
         return;
     };
     if level == "debug" && !cfg.debug {

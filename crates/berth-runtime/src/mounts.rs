@@ -1,1 +1,730 @@
-//! SKELETON: the process helper writes this module.
+//! The spec's `mounts`: option strings turned into mount(2) flags and data, paths
+//! resolved inside the rootfs without following symlinks out of it, and every kind
+//! of mount the spec asks for (proc, sysfs, tmpfs, devpts, mqueue, cgroup, bind and
+//! rbind with remount for the flags a bind cannot take at once, propagation).
+//!
+//! Everything here runs in the container's init, in its new mount namespace and
+//! before pivot_root, so host paths (bind sources, /proc/self/mountinfo) still
+//! resolve as on the host.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::sys::statvfs::FsFlags;
+use oci_spec::runtime::Mount;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mount destination {0} must be an absolute path")]
+    RelativeDestination(PathBuf),
+    #[error("mount option {option:?} on {dest} is not supported")]
+    UnsupportedOption { option: String, dest: PathBuf },
+    #[error("mounting on {0} is not allowed: only /proc itself and a few proc files may be mount targets")]
+    ProcTarget(PathBuf),
+    #[error("too many levels of symbolic links resolving {0} in the rootfs")]
+    SymlinkLoop(PathBuf),
+    #[error("create mount point {path}: {source}")]
+    CreateTarget {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bind source {path}: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mount {what} on {dest}: {source}")]
+    Mount {
+        what: String,
+        dest: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("remount {dest} with the requested flags: {source}")]
+    Remount {
+        dest: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("set propagation of {dest}: {source}")]
+    Propagation {
+        dest: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A mount's options, split the way mount(2) takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags to set (ro, nosuid, ...).
+    pub flags: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (mode=755, size=..., newinstance ...).
+    pub data: Vec<String>,
+    /// `bind` or `rbind` was given.
+    pub bind: bool,
+    /// `rbind`: bind the whole tree below the source.
+    pub recursive: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+            bind: false,
+            recursive: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// The data string for mount(2), or None when empty.
+    pub fn data_string(&self) -> Option<String> {
+        if self.data.is_empty() {
+            None
+        } else {
+            Some(self.data.join(","))
+        }
+    }
+
+    /// Whether a bind mount needs a second, remounting call for its flags.
+    pub fn needs_remount(&self) -> bool {
+        !(self.flags - MsFlags::MS_BIND - MsFlags::MS_REC).is_empty()
+    }
+}
+
+/// Parse the spec's option strings.
+pub fn parse_options(options: &[String], dest: &Path) -> Result<MountOptions, MountError> {
+    let mut o = MountOptions::default();
+    for opt in options {
+        let set = |o: &mut MountOptions, f: MsFlags| o.flags.insert(f);
+        let clear = |o: &mut MountOptions, f: MsFlags| o.flags.remove(f);
+        match opt.as_str() {
+            "defaults" | "" => {}
+            "ro" => set(&mut o, MsFlags::MS_RDONLY),
+            "rw" => clear(&mut o, MsFlags::MS_RDONLY),
+            "nosuid" => set(&mut o, MsFlags::MS_NOSUID),
+            "suid" => clear(&mut o, MsFlags::MS_NOSUID),
+            "nodev" => set(&mut o, MsFlags::MS_NODEV),
+            "dev" => clear(&mut o, MsFlags::MS_NODEV),
+            "noexec" => set(&mut o, MsFlags::MS_NOEXEC),
+            "exec" => clear(&mut o, MsFlags::MS_NOEXEC),
+            "sync" => set(&mut o, MsFlags::MS_SYNCHRONOUS),
+            "async" => clear(&mut o, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => set(&mut o, MsFlags::MS_DIRSYNC),
+            "remount" => set(&mut o, MsFlags::MS_REMOUNT),
+            "mand" => set(&mut o, MsFlags::MS_MANDLOCK),
+            "nomand" => clear(&mut o, MsFlags::MS_MANDLOCK),
+            "noatime" => set(&mut o, MsFlags::MS_NOATIME),
+            "atime" => clear(&mut o, MsFlags::MS_NOATIME),
+            "nodiratime" => set(&mut o, MsFlags::MS_NODIRATIME),
+            "diratime" => clear(&mut o, MsFlags::MS_NODIRATIME),
+            "relatime" => set(&mut o, MsFlags::MS_RELATIME),
+            "norelatime" => clear(&mut o, MsFlags::MS_RELATIME),
+            "strictatime" => set(&mut o, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => clear(&mut o, MsFlags::MS_STRICTATIME),
+            "lazytime" => set(&mut o, MsFlags::MS_LAZYTIME),
+            "nolazytime" => clear(&mut o, MsFlags::MS_LAZYTIME),
+            "silent" => set(&mut o, MsFlags::MS_SILENT),
+            "loud" => clear(&mut o, MsFlags::MS_SILENT),
+            "iversion" => set(&mut o, MsFlags::MS_I_VERSION),
+            "noiversion" => clear(&mut o, MsFlags::MS_I_VERSION),
+            "nosymfollow" => set(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "symfollow" => clear(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "bind" => {
+                o.bind = true;
+                set(&mut o, MsFlags::MS_BIND);
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                set(&mut o, MsFlags::MS_BIND | MsFlags::MS_REC);
+            }
+            "private" => o.propagation.push(MsFlags::MS_PRIVATE),
+            "rprivate" => o.propagation.push(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "shared" => o.propagation.push(MsFlags::MS_SHARED),
+            "rshared" => o.propagation.push(MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "slave" => o.propagation.push(MsFlags::MS_SLAVE),
+            "rslave" => o.propagation.push(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "unbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE),
+            "runbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+            // runc copies the image's directory into a fresh tmpfs; berth mounts
+            // the tmpfs empty (Docker does not ask for it by default).
+            "tmpcopyup" => {}
+            "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev"
+            | "rnoexec" | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime"
+            | "rstrictatime" | "rnostrictatime" | "rnosymfollow" | "rsymfollow" => {
+                return Err(MountError::UnsupportedOption {
+                    option: opt.clone(),
+                    dest: dest.to_path_buf(),
+                })
+            }
+            other => o.data.push(other.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+/// Propagation flags named by `rootfsPropagation` (or a mount option).
+pub fn parse_propagation(s: &str) -> Option<MsFlags> {
+    Some(match s {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Resolve `path` inside `root` the way the container will see it: symlinks are
+/// followed, but an absolute target or a `..` can never climb above `root`.
+/// Components that do not exist yet are taken literally (they will be created).
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, MountError> {
+    // The components still to walk, last one first.
+    let mut pending: Vec<OsString> = Vec::new();
+    push_components(&mut pending, path);
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(MountError::SymlinkLoop(path.to_path_buf()));
+                }
+                let target = fs::read_link(&full).map_err(|source| MountError::Read {
+                    path: full.clone(),
+                    source,
+                })?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                push_components(&mut pending, &target);
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn push_components(stack: &mut Vec<OsString>, path: &Path) {
+    let parts: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    stack.extend(parts.into_iter().rev());
+}
+
+/// Create a directory (and its parents) to mount on.
+pub fn ensure_dir(path: &Path) -> Result<(), MountError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|source| MountError::CreateTarget {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Create an empty file (and its parent directories) to mount a file on.
+pub fn ensure_file(path: &Path) -> Result<(), MountError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map(drop)
+        .map_err(|source| MountError::CreateTarget {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// What the mounts need to know about the container besides the mount itself.
+#[derive(Debug)]
+pub struct MountContext<'a> {
+    /// Host path of the rootfs (already a mount point of its own).
+    pub rootfs: &'a Path,
+    /// The bundle, against which relative bind sources are resolved.
+    pub bundle: &'a Path,
+    /// Whether the init is in a user namespace of its own (some filesystems may
+    /// then only be bind-mounted, and mount flags of binds are locked).
+    pub in_userns: bool,
+    /// The container's cgroup directories (controller → host path).
+    pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    /// Whether the container has its own cgroup namespace.
+    pub new_cgroupns: bool,
+}
+
+/// Proc files that may be mount targets (lxcfs-style overrides, as runc allows).
+const PROC_TARGETS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Perform one of the spec's mounts inside the rootfs.
+pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
+    let dest_in = m.destination();
+    if !dest_in.is_absolute() {
+        return Err(MountError::RelativeDestination(dest_in.clone()));
+    }
+    let empty = Vec::new();
+    let opts = parse_options(m.options().as_ref().unwrap_or(&empty), dest_in)?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    let dest = resolve_in_root(ctx.rootfs, dest_in)?;
+    check_proc_target(ctx.rootfs, &dest, typ)?;
+    if opts.bind || typ == "bind" {
+        return bind_mount(ctx, m, &opts, &dest);
+    }
+    match typ {
+        "cgroup" | "cgroup2" => mount_cgroup(ctx, &opts, &dest),
+        _ => {
+            ensure_dir(&dest)?;
+            let source = m
+                .source()
+                .as_ref()
+                .map(|s| s.as_os_str().to_os_string())
+                .unwrap_or_else(|| OsString::from(typ));
+            let flags = opts.flags - MsFlags::MS_REMOUNT;
+            let data = opts.data_string();
+            let r = nix::mount::mount(
+                Some(source.as_os_str()),
+                &dest,
+                Some(typ),
+                flags,
+                data.as_deref(),
+            );
+            match r {
+                // A user namespace without its own network (sysfs) or IPC
+                // (mqueue) namespace may not mount these; bind the host's, like runc.
+                Err(Errno::EPERM) if ctx.in_userns && matches!(typ, "sysfs" | "mqueue") => {
+                    let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+                    bind_path(Path::new(host), &dest, true, flags)?;
+                }
+                Err(source) => {
+                    return Err(MountError::Mount {
+                        what: typ.to_string(),
+                        dest: dest_in.clone(),
+                        source,
+                    })
+                }
+                Ok(()) => {}
+            }
+            apply_propagation(&dest, &opts.propagation)
+        }
+    }
+}
+
+fn check_proc_target(rootfs: &Path, dest: &Path, typ: &str) -> Result<(), MountError> {
+    let Ok(rel) = dest.strip_prefix(rootfs) else {
+        return Ok(());
+    };
+    let inside = Path::new("/").join(rel);
+    if inside == Path::new("/proc") {
+        return if typ == "proc" || typ.is_empty() || typ == "bind" {
+            Ok(())
+        } else {
+            Err(MountError::ProcTarget(inside))
+        };
+    }
+    if inside.starts_with("/proc") && !PROC_TARGETS_ALLOWED.iter().any(|p| inside == Path::new(p)) {
+        return Err(MountError::ProcTarget(inside));
+    }
+    Ok(())
+}
+
+fn bind_mount(
+    ctx: &MountContext<'_>,
+    m: &Mount,
+    opts: &MountOptions,
+    dest: &Path,
+) -> Result<(), MountError> {
+    let source = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| MountError::Source {
+            path: PathBuf::new(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "a bind mount needs a source"),
+        })?;
+    let source = if source.is_absolute() {
+        source.clone()
+    } else {
+        ctx.bundle.join(source)
+    };
+    let meta = fs::metadata(&source).map_err(|e| MountError::Source {
+        path: source.clone(),
+        source: e,
+    })?;
+    if meta.is_dir() {
+        ensure_dir(dest)?;
+    } else {
+        ensure_file(dest)?;
+    }
+    bind_path(&source, dest, opts.recursive, opts.flags)?;
+    apply_propagation(dest, &opts.propagation)
+}
+
+/// Bind `source` on `dest`, then remount with `flags` when a bind alone cannot
+/// set them (mount(2) ignores most flags on MS_BIND).
+pub fn bind_path(source: &Path, dest: &Path, recursive: bool, flags: MsFlags) -> Result<(), MountError> {
+    let mut bind = MsFlags::MS_BIND;
+    if recursive {
+        bind |= MsFlags::MS_REC;
+    }
+    nix::mount::mount(Some(source), dest, None::<&str>, bind, None::<&str>).map_err(|e| {
+        MountError::Mount {
+            what: format!("bind of {}", source.display()),
+            dest: dest.to_path_buf(),
+            source: e,
+        }
+    })?;
+    let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        remount_bind(dest, extra)?;
+    }
+    Ok(())
+}
+
+/// Remount a bind mount with `flags`. In a user namespace the flags the source
+/// mount had (nosuid, nodev, noexec, ro, atime) are locked: when the kernel
+/// refuses, retry keeping them, as the kernel demands.
+pub fn remount_bind(dest: &Path, flags: MsFlags) -> Result<(), MountError> {
+    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    match nix::mount::mount(None::<&str>, dest, None::<&str>, base | flags, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            let locked = current_flags(dest);
+            nix::mount::mount(
+                None::<&str>,
+                dest,
+                None::<&str>,
+                base | flags | locked,
+                None::<&str>,
+            )
+            .map_err(|source| MountError::Remount {
+                dest: dest.to_path_buf(),
+                source,
+            })
+        }
+        Err(source) => Err(MountError::Remount {
+            dest: dest.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The mount flags a mount point has now, as mount(2) flags.
+fn current_flags(path: &Path) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (st_flag, ms_flag) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(st_flag) {
+            out |= ms_flag;
+        }
+    }
+    out
+}
+
+/// Apply propagation changes (private, rslave, ...) to a mount point.
+pub fn apply_propagation(dest: &Path, changes: &[MsFlags]) -> Result<(), MountError> {
+    for flags in changes {
+        nix::mount::mount(None::<&str>, dest, None::<&str>, *flags, None::<&str>).map_err(
+            |source| MountError::Propagation {
+                dest: dest.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether /sys/fs/cgroup is a pure cgroup v2 hierarchy on this host.
+pub fn host_is_cgroup2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// One line of /proc/self/mountinfo, the fields berth uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub super_options: String,
+}
+
+/// Parse /proc/self/mountinfo.
+pub fn mountinfo() -> Result<Vec<MountInfo>, MountError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|source| MountError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse_mountinfo(&text))
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = unescape(left.split(' ').nth(4)?);
+            let mut r = right.split(' ');
+            let fs_type = r.next()?.to_string();
+            let _source = r.next();
+            let super_options = r.next().unwrap_or("").to_string();
+            Some(MountInfo {
+                mount_point: PathBuf::from(mount_point),
+                fs_type,
+                super_options,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let n = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(u8::try_from(n).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount point (from mountinfo) that holds `path`: the longest prefix.
+pub fn mount_point_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+}
+
+/// Mount the container's cgroups at `dest`.
+///
+/// cgroup v2 host: a fresh cgroup2 mount when the container has its own cgroup
+/// namespace (the kernel then shows the container's cgroup as the root), else a
+/// bind of the container's cgroup directory.
+///
+/// cgroup v1 (or hybrid) host: a tmpfs with one bind per hierarchy of the
+/// container's own cgroup directory, named like the host's mount points
+/// (`memory`, `cpu`, `unified` ...), plus symlinks for co-mounted controllers
+/// (`cpu,cpuacct` → `cpu`, `cpuacct`). Binds work with or without a user
+/// namespace, which a fresh v1 mount does not, and show only the container's
+/// own cgroup. The flags (ro by default in Docker's spec) apply to every piece.
+fn mount_cgroup(ctx: &MountContext<'_>, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+    ensure_dir(dest)?;
+    let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
+    if host_is_cgroup2() {
+        if ctx.new_cgroupns {
+            nix::mount::mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>).map_err(
+                |source| MountError::Mount {
+                    what: "cgroup2".into(),
+                    dest: dest.to_path_buf(),
+                    source,
+                },
+            )?;
+        } else if let Some(path) = ctx.cgroup_paths.values().next() {
+            bind_path(path, dest, false, flags)?;
+        }
+        return apply_propagation(dest, &opts.propagation);
+    }
+
+    let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dest,
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .map_err(|source| MountError::Mount {
+        what: "tmpfs for cgroups".into(),
+        dest: dest.to_path_buf(),
+        source,
+    })?;
+    let mounts = mountinfo()?;
+    for path in ctx.cgroup_paths.values() {
+        let Some(hier) = mount_point_of(&mounts, path)
+            .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        else {
+            continue;
+        };
+        let Some(name) = hier.mount_point.file_name() else {
+            continue;
+        };
+        let sub = dest.join(name);
+        ensure_dir(&sub)?;
+        bind_path(path, &sub, false, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+        let name = name.to_string_lossy();
+        if name.contains(',') {
+            for part in name.split(',') {
+                let link = dest.join(part);
+                if !link.exists() {
+                    std::os::unix::fs::symlink(name.as_ref(), &link).map_err(|source| {
+                        MountError::CreateTarget {
+                            path: link.clone(),
+                            source,
+                        }
+                    })?;
+                }
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        nix::mount::mount(
+            None::<&str>,
+            dest,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY,
+            Some("mode=755"),
+        )
+        .map_err(|source| MountError::Remount {
+            dest: dest.to_path_buf(),
+            source,
+        })?;
+    }
+    apply_propagation(dest, &opts.propagation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> MountOptions {
+        let v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        parse_options(&v, Path::new("/x")).unwrap()
+    }
+
+    #[test]
+    fn options_split_into_flags_data_and_propagation() {
+        let o = opts(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
+        assert_eq!(o.data_string().unwrap(), "newinstance,ptmxmode=0666,mode=0620,gid=5");
+        let o = opts(&["rbind", "ro", "rprivate"]);
+        assert!(o.bind && o.recursive);
+        assert!(o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(o.needs_remount());
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        let o = opts(&["ro", "rw"]);
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        let o = opts(&["bind"]);
+        assert!(!o.needs_remount());
+        assert!(parse_options(&["idmap".to_string()], Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn resolution_stays_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/rel")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(root, Path::new("/a/abs/x")).unwrap(), root.join("etc/x"));
+        assert_eq!(resolve_in_root(root, Path::new("/a/up/etc")).unwrap(), root.join("etc"));
+        assert_eq!(resolve_in_root(root, Path::new("/a/rel/c")).unwrap(), root.join("a/b/c"));
+        assert_eq!(resolve_in_root(root, Path::new("/../../x")).unwrap(), root.join("x"));
+        assert!(matches!(
+            resolve_in_root(root, Path::new("/loop")),
+            Err(MountError::SymlinkLoop(_))
+        ));
+    }
+
+    #[test]
+    fn mountinfo_lines_parse() {
+        let text = "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+                    40 23 0:35 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu\n\
+                    41 23 0:36 / /with\\040space rw - tmpfs tmpfs rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].mount_point, PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(m[1].fs_type, "cgroup");
+        assert_eq!(m[1].super_options, "rw,cpu");
+        assert_eq!(m[2].mount_point, PathBuf::from("/with space"));
+        let found = mount_point_of(&m, Path::new("/sys/fs/cgroup/cpu/berth/x")).unwrap();
+        assert_eq!(found.mount_point, PathBuf::from("/sys/fs/cgroup/cpu"));
+    }
+
+    #[test]
+    fn proc_targets_are_limited() {
+        let r = Path::new("/r");
+        assert!(check_proc_target(r, Path::new("/r/proc"), "proc").is_ok());
+        assert!(check_proc_target(r, Path::new("/r/proc"), "tmpfs").is_err());
+        assert!(check_proc_target(r, Path::new("/r/proc/meminfo"), "bind").is_ok());
+        assert!(check_proc_target(r, Path::new("/r/proc/sys/kernel/core_pattern"), "bind").is_err());
+        assert!(check_proc_target(r, Path::new("/r/sys"), "sysfs").is_ok());
+    }
+}

@@ -1,1 +1,371 @@
-//! SKELETON: the process helper writes this module.
+//! The container's root filesystem, prepared by its init in the new mount
+//! namespace: private (or the spec's) propagation, the rootfs bound onto itself,
+//! the spec's mounts in order, /dev, pivot_root (or chroot with --no-pivot), and
+//! after the pivot the finishing touches that must see the container's own view:
+//! sysctls, read-only and masked paths, a read-only root.
+//!
+//! Nothing here touches the host's mount table: the init is in a mount namespace
+//! of its own before the first mount, and the tree is made private or slave first
+//! so that no mount propagates back.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxDevice, Spec};
+
+use crate::devices::{self, DeviceError};
+use crate::mounts::{self, MountContext, MountError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("rootfsPropagation {0:?} is not one of private, rprivate, shared, rshared, slave, rslave, unbindable, runbindable")]
+    BadPropagation(String),
+    #[error("make the mount tree {what}: {source}")]
+    Propagation {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("bind the rootfs {path} onto itself: {source}")]
+    BindRoot {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("{step} into {path}: {source}")]
+    Pivot {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("sysctl {key}: {source}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sysctl name {0:?} is not valid")]
+    SysctlName(String),
+    #[error("mask {path}: {source}")]
+    Mask {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("make {path} read-only: {source}")]
+    Readonly {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// What the rootfs setup needs besides the spec.
+#[derive(Debug)]
+pub struct RootfsConfig<'a> {
+    pub spec: &'a Spec,
+    /// Absolute host path of the rootfs.
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_userns: bool,
+    pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    pub new_cgroupns: bool,
+    /// The process has a terminal: /dev/console is created for it.
+    pub terminal: bool,
+}
+
+/// The initial propagation of the whole tree, and the one `/` gets after the
+/// pivot (when the spec asks for shared or unbindable, which must not reach the
+/// host: the tree is made slave first, then `/` is given the asked propagation).
+pub fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), RootfsError> {
+    let asked = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .filter(|s| !s.is_empty());
+    let Some(asked) = asked else {
+        return Ok((MsFlags::MS_PRIVATE | MsFlags::MS_REC, None));
+    };
+    let flags = mounts::parse_propagation(&asked).ok_or(RootfsError::BadPropagation(asked))?;
+    if flags.contains(MsFlags::MS_PRIVATE) {
+        Ok((MsFlags::MS_PRIVATE | MsFlags::MS_REC, None))
+    } else if flags.contains(MsFlags::MS_SLAVE) {
+        Ok((MsFlags::MS_SLAVE | MsFlags::MS_REC, None))
+    } else {
+        Ok((MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(flags)))
+    }
+}
+
+/// Everything before the pivot: propagation, the rootfs bind, the spec's mounts,
+/// /dev and the working directory.
+pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
+    let (initial, _) = propagation(cfg.spec)?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, initial, None::<&str>).map_err(|source| {
+        RootfsError::Propagation {
+            what: if initial.contains(MsFlags::MS_PRIVATE) {
+                "private"
+            } else {
+                "slave"
+            },
+            source,
+        }
+    })?;
+    // pivot_root needs the new root to be a mount point.
+    nix::mount::mount(
+        Some(cfg.rootfs),
+        cfg.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|source| RootfsError::BindRoot {
+        path: cfg.rootfs.to_path_buf(),
+        source,
+    })?;
+
+    let ctx = MountContext {
+        rootfs: cfg.rootfs,
+        bundle: cfg.bundle,
+        in_userns: cfg.in_userns,
+        cgroup_paths: cfg.cgroup_paths,
+        new_cgroupns: cfg.new_cgroupns,
+    };
+    let spec_mounts = cfg.spec.mounts().clone().unwrap_or_default();
+    for m in &spec_mounts {
+        mounts::mount_one(&ctx, m)?;
+    }
+
+    let spec_devices: Vec<LinuxDevice> = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    // A bind-mounted /dev is the caller's to fill (runc's rule).
+    let dev_is_bind = spec_mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m
+                    .options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
+    });
+    if !dev_is_bind {
+        let defaults: Vec<LinuxDevice> = devices::default_devices()
+            .into_iter()
+            .filter(|d| !spec_devices.iter().any(|s| s.path() == d.path()))
+            .collect();
+        devices::create_devices(cfg.rootfs, &defaults, cfg.in_userns)?;
+        devices::create_symlinks(cfg.rootfs)?;
+        if cfg.terminal {
+            mounts::ensure_file(&cfg.rootfs.join("dev/console"))?;
+        }
+    }
+    devices::create_devices(cfg.rootfs, &spec_devices, cfg.in_userns)?;
+
+    if let Some(p) = cfg.spec.process() {
+        let cwd = mounts::resolve_in_root(cfg.rootfs, p.cwd())?;
+        mounts::ensure_dir(&cwd)?;
+    }
+    Ok(())
+}
+
+/// Make `rootfs` the root: pivot_root with the `.`/`.` trick (the old root ends up
+/// stacked under the new one and is detached at once), or with `no_pivot` move
+/// the rootfs onto / and chroot (for ramdisk roots, where pivot_root fails).
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    let err = |step: &'static str| {
+        move |source| RootfsError::Pivot {
+            step,
+            path: rootfs.to_path_buf(),
+            source,
+        }
+    };
+    nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
+    if no_pivot {
+        nix::mount::mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(err("move the rootfs"))?;
+        nix::unistd::chroot(".").map_err(err("chroot"))?;
+    } else {
+        nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
+        // The old root is now on top of `.`: make sure unmounting it cannot
+        // propagate to the host, then detach it.
+        nix::mount::mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(err("make the old root slave"))?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(err("detach the old root"))?;
+    }
+    nix::unistd::chdir("/").map_err(err("chdir to the new root"))?;
+    Ok(())
+}
+
+/// Give `/` the propagation the spec asked for (shared, unbindable) after the
+/// pivot.
+pub fn final_propagation(spec: &Spec) -> Result<(), RootfsError> {
+    if let (_, Some(flags)) = propagation(spec)? {
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(
+            |source| RootfsError::Propagation {
+                what: "as rootfsPropagation asks",
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The file under /proc/sys for a sysctl name (`net.ipv4.ip_forward`).
+pub fn sysctl_path(key: &str) -> Result<PathBuf, RootfsError> {
+    let ok = !key.is_empty()
+        && key
+            .split(['.', '/'])
+            .all(|part| !part.is_empty() && part != ".." && part != ".");
+    if !ok {
+        return Err(RootfsError::SysctlName(key.to_string()));
+    }
+    Ok(Path::new("/proc/sys").join(key.replace('.', "/")))
+}
+
+/// Write the spec's sysctls through the container's /proc/sys.
+pub fn write_sysctls(sysctls: &std::collections::HashMap<String, String>) -> Result<(), RootfsError> {
+    let mut keys: Vec<&String> = sysctls.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = sysctl_path(key)?;
+        fs::write(&path, sysctls[key].as_bytes()).map_err(|source| RootfsError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Bind each path onto itself read-only (skipping paths the image lacks).
+pub fn readonly_paths(paths: &[String]) -> Result<(), RootfsError> {
+    for p in paths {
+        let path = Path::new(p);
+        if fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        let ro = |source| RootfsError::Readonly {
+            path: path.to_path_buf(),
+            source,
+        };
+        nix::mount::mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(ro)?;
+        remount_readonly(path).map_err(ro)?;
+    }
+    Ok(())
+}
+
+/// Remount a mount point read-only, keeping its other flags (nosuid, noexec...).
+fn remount_readonly(path: &Path) -> Result<(), nix::Error> {
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if let Ok(st) = nix::sys::statvfs::statvfs(path) {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        for (s, m) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(s) {
+                flags |= m;
+            }
+        }
+    }
+    nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+}
+
+/// Hide each path: /dev/null bound over files, an empty read-only tmpfs over
+/// directories.
+pub fn masked_paths(paths: &[String]) -> Result<(), RootfsError> {
+    for p in paths {
+        let path = Path::new(p);
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        let r = if meta.is_dir() {
+            nix::mount::mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            nix::mount::mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        r.map_err(|source| RootfsError::Mask {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Remount the new root read-only (`root.readonly`).
+pub fn readonly_root() -> Result<(), RootfsError> {
+    remount_readonly(Path::new("/")).map_err(|source| RootfsError::Readonly {
+        path: PathBuf::from("/"),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_names_map_to_proc_sys() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
+        );
+        assert!(sysctl_path("../../etc").is_err());
+        assert!(sysctl_path("kernel..x").is_err());
+        assert!(sysctl_path("").is_err());
+    }
+
+    #[test]
+    fn propagation_defaults_to_private() {
+        let spec = Spec::default();
+        let (initial, later) = propagation(&spec).unwrap();
+        assert!(initial.contains(MsFlags::MS_PRIVATE));
+        assert!(later.is_none());
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_rootfs_propagation(Some("rshared".into()));
+        spec.set_linux(Some(linux));
+        let (initial, later) = propagation(&spec).unwrap();
+        assert!(initial.contains(MsFlags::MS_SLAVE));
+        assert_eq!(later, Some(MsFlags::MS_SHARED | MsFlags::MS_REC));
+    }
+}

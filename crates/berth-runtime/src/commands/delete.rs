@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use crate::cgroups::CgroupManager;
 use crate::cli::{Cli, DeleteArgs};
 use crate::state::{self, State, StateError, Status};
-use crate::logger;
+use crate::{hooks, logger};
 
 pub fn run(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<i32> {
     let state = match State::load(&cli.root, &args.id) {
@@ -65,8 +65,9 @@ pub fn destroy(cli: &Cli, state: &State) -> anyhow::Result<()> {
     let mut oci = state.oci_state(&cli.root);
     oci.status = Status::Stopped;
     if let Some(h) = state.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
-        // Poststop failures are logged, not fatal: the container is gone either way.
-        if let Err(e) = crate::hooks_shim_run(&h, &oci) {
+        // Poststop failures are logged, not fatal: the container is gone either way,
+        // and every hook still runs.
+        for e in hooks::run_all(&h, &oci) {
             logger::warn(&format!("poststop hook: {e}"));
         }
     }

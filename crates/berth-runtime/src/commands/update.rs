@@ -104,7 +104,7 @@ fn from_flags(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
 /// Overlay the values set in `delta` onto `base`.
 fn merge(mut base: LinuxResources, delta: &LinuxResources) -> LinuxResources {
     if let Some(d) = delta.memory() {
-        let mut m = base.memory().clone().unwrap_or_default();
+        let mut m = (*base.memory()).unwrap_or_default();
         if d.limit().is_some() {
             m.set_limit(d.limit());
         }
@@ -186,7 +186,7 @@ mod tests {
             ..Default::default()
         };
         let merged = merge(base, &from_flags(&args).unwrap());
-        let mem = merged.memory().clone().unwrap();
+        let mem = merged.memory().unwrap();
         assert_eq!(mem.limit(), Some(200));
         assert_eq!(mem.reservation(), Some(50));
         assert_eq!(merged.pids().unwrap().limit(), 10);

@@ -1,1 +1,267 @@
-//! SKELETON: the process helper writes the creation dance here.
+//! The creation dance: how a bundle becomes a process in its own namespaces.
+//!
+//! Four kinds of process take part. Each is named with prctl(PR_SET_NAME) so that
+//! `ps` shows its role.
+//!
+//! 1. **runtime** (the `berth-runtime create|run|exec` process, `parent.rs`,
+//!    `exec.rs`). Single-threaded, so fork is safe. It validates everything before
+//!    any side effect, creates the state directory and `exec.fifo`, forks the
+//!    intermediate, puts it in the container's cgroup (create + apply + add_task),
+//!    writes the uid/gid maps of a new user namespace (only a process outside the
+//!    namespace may), runs the `prestart` and `createRuntime` hooks (they run in
+//!    the runtime's namespaces), and once the init says "ready" writes state.json
+//!    and the pid file and exits, leaving the init blocked on exec.fifo. Any
+//!    failure after the state directory exists is undone by `parent::Cleanup`.
+//!
+//! 2. **intermediate** (`berth:[1:INTER]`, `intermediate.rs`). Exists because
+//!    a new pid (and time) namespace only applies to the children of the process
+//!    that unshares it, and because the user namespace must exist before the
+//!    others so that they belong to it. It waits until the runtime has placed it
+//!    in the cgroup (so that a new cgroup namespace is rooted at the container's
+//!    cgroup), joins the namespaces given by path (user first), unshares a new
+//!    user namespace and waits for its maps, becomes root in it, unshares mount,
+//!    uts, ipc, net, cgroup, time and pid at once, writes the time offsets,
+//!    forks the init, reports its host pid and exits.
+//!
+//! 3. **init** (`berth:[2:INIT]`, `init.rs`). PID 1 of the new pid namespace.
+//!    It builds the root filesystem and then turns itself into the container's
+//!    process; the order of its steps is documented on `init::run`. It reports
+//!    "ready" before opening exec.fifo for writing, which blocks until `start`
+//!    opens the read side; then it runs the `startContainer` hooks and execve's
+//!    the user's program.
+//!
+//! 4. **exec** (`berth:[1:EXEC]` then `berth:[2:EXEC]`, `exec.rs`): for
+//!    `berth-runtime exec` the runtime forks a process that joins every namespace
+//!    of the running container (user first, mount last) after the runtime put it
+//!    in the container's cgroup, then forks again so that the child is inside the
+//!    pid namespace; that child applies the process attributes and execve's.
+//!
+//! Children talk to the runtime only through `channel::Channel` (a socketpair
+//! per child, messages named for what they say). A child error travels back as a
+//! message and the runtime prints it; end of file means the child died, so the
+//! runtime never hangs on a dead child. Children never return into the runtime's
+//! stack frames: they leave with `_exit`, so no destructor of the runtime (such as
+//! its cleanup guard) runs in them.
+
+pub mod attrs;
+pub mod channel;
+pub mod exec;
+mod init;
+mod intermediate;
+pub mod parent;
+pub mod wait;
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use nix::unistd::{ForkResult, Pid};
+
+pub use channel::{ChildFailure, FailureKind};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can stop `create`, `run` or `exec`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("bundle {path}: {source}")]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("read {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid runtime spec: {source}")]
+    ConfigJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("config.json has no root (root.path is required)")]
+    NoRoot,
+    #[error("root.path {path}: {source}")]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("root.path {0} is not a directory")]
+    RootfsNotDir(PathBuf),
+    #[error("config.json has no process")]
+    NoProcess,
+    #[error("process.args must name a program")]
+    NoArgs,
+    #[error("process.cwd {0:?} must be an absolute path")]
+    RelativeCwd(PathBuf),
+    #[error("{what} contains a NUL byte")]
+    Nul { what: &'static str },
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::NamespaceError),
+    #[error("the container needs a new mount namespace (add {{\"type\": \"mount\"}} to linux.namespaces)")]
+    NoMountNamespace,
+    #[error("joining a mount namespace by path ({0}) is not supported")]
+    JoinedMountNamespace(PathBuf),
+    #[error("a new user namespace needs linux.uidMappings and linux.gidMappings")]
+    NoMappings,
+    #[error("linux.uidMappings/gidMappings are set but the container has no user namespace")]
+    MappingsWithoutUserNs,
+    #[error("the user namespace mappings must map container uid and gid 0")]
+    RootNotMapped,
+    #[error("write {path}: {source}")]
+    WriteMap {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("hostname or domainname is set but the container has no UTS namespace")]
+    HostnameWithoutUts,
+    #[error("sysctl {0} needs a network namespace")]
+    SysctlWithoutNetNs(String),
+    #[error("linux.timeOffsets needs a new time namespace")]
+    TimeOffsetsWithoutTimeNs,
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::MountError),
+    #[error(transparent)]
+    RootfsSetup(#[from] crate::rootfs::RootfsError),
+    #[error("process.rlimits: {0}")]
+    Rlimits(#[source] BoxError),
+    #[error("linux.seccomp: {0}")]
+    Seccomp(#[source] BoxError),
+    #[error("process.capabilities: {0}")]
+    Capabilities(#[source] BoxError),
+    #[error("user: {0}")]
+    User(#[source] BoxError),
+    #[error("process.terminal is true: --console-socket is required")]
+    ConsoleSocketRequired,
+    #[error("--console-socket is given but process.terminal is false")]
+    ConsoleSocketWithoutTerminal,
+    #[error(transparent)]
+    Tty(#[from] crate::tty::TtyError),
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("create {path}: {source}")]
+    Fifo {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("channel to the {role}: {source}")]
+    Channel {
+        role: &'static str,
+        #[source]
+        source: channel::ChannelError,
+    },
+    #[error("fork: {0}")]
+    Fork(#[source] nix::Error),
+    #[error("{0}")]
+    Child(ChildFailure),
+    #[error("the {role} process {how} before it was ready")]
+    ChildDied { role: &'static str, how: String },
+    #[error("{stage} hook: {source}")]
+    Hook {
+        stage: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("container {id} is {status}: exec needs a running or created container")]
+    NotRunning { id: String, status: String },
+    #[error("container {0} is paused (use --ignore-paused to exec anyway)")]
+    Paused(String),
+    #[error("open namespace {path} of the container: {source}")]
+    ContainerNamespace {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("read {path}: {source}")]
+    ProcessJson {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid process object: {source}")]
+    ProcessJsonParse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("environment variable {0:?} must look like KEY=VALUE")]
+    BadEnv(String),
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+impl ProcessError {
+    /// The exit code `run` and `exec` give this error: 127 and 126 when the
+    /// program is missing or not executable (as a shell and Docker do), else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ProcessError::Child(f) => f.kind.exit_code(),
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn from_received(role: &'static str, r: channel::Received) -> ProcessError {
+        match r {
+            channel::Received::Failure(f) => ProcessError::Child(f),
+            channel::Received::Channel(channel::ChannelError::Closed) => ProcessError::ChildDied {
+                role,
+                how: "exited".into(),
+            },
+            channel::Received::Channel(source) => ProcessError::Channel { role, source },
+        }
+    }
+}
+
+/// Fork a child that runs `body` and leaves with its return value as exit code,
+/// never returning into the caller's frames.
+pub(crate) fn fork_child(name: &CStr, body: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
+    // SAFETY: the runtime never starts a thread, so the child is an exact,
+    // consistent copy (no lock held by a thread that does not exist there), and
+    // the child leaves only through _exit below.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Ok(ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_name(name);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
+            // SAFETY: _exit ends the process without running the parent's
+            // destructors or atexit handlers, which belong to the runtime.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => Err(ProcessError::Fork(e)),
+    }
+}
+
+/// Close one inherited copy of a file descriptor in a forked child, where the
+/// owning value lives in a frame the child will never return to.
+pub(crate) fn close_inherited(fd: std::os::fd::RawFd) {
+    // SAFETY: the child never uses or drops the owner of this fd (it leaves with
+    // _exit), so closing the number cannot invalidate a live handle.
+    unsafe { libc::close(fd) };
+}
+
+/// Exit code of a wait status: the code, or 128 + signal like a shell.
+pub fn exit_code_of(status: nix::sys::wait::WaitStatus) -> Option<i32> {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}

@@ -1,0 +1,232 @@
+//! The container's init (`berth:[2:INIT]`, PID 1 of its pid namespace): builds
+//! the root filesystem, becomes the container's process, waits on exec.fifo for
+//! `start`, and execve's the user's program.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::attrs;
+use super::channel::{Channel, ChildFailure};
+use super::intermediate::received;
+use super::parent::Prepared;
+use crate::rootfs::{self, RootfsConfig};
+use crate::state::{OciState, Status};
+use crate::{hooks, mounts, tty};
+
+/// The init's whole life. Until "ready", failures go to the runtime over the
+/// channel; after it (the runtime has exited) they go to the container's stderr,
+/// and the exit code says what kind of failure it was.
+///
+/// The order of the steps, and why:
+///  1. setsid: the init leads its own session (a terminal needs that).
+///  2. umask 0: device nodes and mount points get exactly the modes asked for.
+///  3. session keyring (unless --no-new-keyring): keys stay per container.
+///  4. hostname and domainname, in the container's UTS namespace.
+///  5. rootfs::prepare: propagation private (or the spec's), rootfs bound onto
+///     itself, the spec's mounts in order, /dev (devices and symlinks) and the
+///     working directory.
+///  6. prestart and createRuntime hooks run by the runtime (in its namespaces),
+///     then the createContainer hooks run here, all before the pivot.
+///  7. pivot_root (or chroot with --no-pivot); then `/` gets the spec's
+///     propagation.
+///  8. sysctls through the container's /proc/sys (before it goes read-only).
+///  9. the terminal: a pty from the container's devpts, its slave bound on
+///     /dev/console and made our stdio and controlling terminal, the master sent
+///     to the console socket (or the runtime).
+/// 10. read-only paths, masked paths, then a read-only root.
+/// 11. the working directory, checked to be inside the root.
+/// 12. process attributes (`attrs::apply`: rlimits, oom_score_adj, seccomp
+///     early, bounding set, identity, capabilities, no_new_privs, seccomp late,
+///     umask).
+/// 13. the executable lookup, as the final user, so that a missing program fails
+///     `create` rather than `start`.
+/// 14. every fd from 3 + --preserve-fds on marked close-on-exec, signals reset.
+/// 15. "ready" to the runtime, which writes state.json and exits.
+/// 16. open exec.fifo for writing (blocks until `start`), write one byte.
+/// 17. startContainer hooks, then execve.
+pub(super) fn run(
+    p: &Prepared,
+    ch: &Channel,
+    cgroup_paths: &BTreeMap<String, PathBuf>,
+    fifo: RawFd,
+    in_userns: bool,
+) -> i32 {
+    let (state, program) = match setup(p, ch, cgroup_paths, in_userns) {
+        Ok(x) => x,
+        Err(f) => {
+            ch.failed(f);
+            return 1;
+        }
+    };
+    let f = start_and_exec(p, &state, &program, fifo);
+    eprintln!("berth-runtime: container init: {f}");
+    f.kind.exit_code()
+}
+
+fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ChildFailure {
+    move |e| ChildFailure::setup(format!("{what}: {e}"))
+}
+
+fn setup(
+    p: &Prepared,
+    ch: &Channel,
+    cgroup_paths: &BTreeMap<String, PathBuf>,
+    in_userns: bool,
+) -> Result<(OciState, CString), ChildFailure> {
+    nix::unistd::setsid().map_err(fail("setsid"))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    if !p.opts.no_new_keyring {
+        join_session_keyring(&p.opts.id)?;
+    }
+    if p.plan.has(LinuxNamespaceType::Uts) {
+        if let Some(h) = p.spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(fail("sethostname"))?;
+        }
+        if let Some(d) = p.spec.domainname().as_ref().filter(|d| !d.is_empty()) {
+            set_domainname(d)?;
+        }
+    }
+
+    let terminal = p.process.terminal().unwrap_or(false);
+    let cfg = RootfsConfig {
+        spec: &p.spec,
+        rootfs: &p.rootfs,
+        bundle: &p.bundle,
+        in_userns,
+        cgroup_paths,
+        new_cgroupns: p.plan.is_new(LinuxNamespaceType::Cgroup),
+        terminal,
+    };
+    rootfs::prepare(&cfg).map_err(ChildFailure::setup)?;
+
+    let state = ch.run_create_hooks().map_err(received)?;
+    if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
+        hooks::run(&list, &state).map_err(fail("createContainer hook"))?;
+    }
+
+    rootfs::pivot(&p.rootfs, p.opts.no_pivot).map_err(ChildFailure::setup)?;
+    rootfs::final_propagation(&p.spec).map_err(ChildFailure::setup)?;
+    let linux = p.spec.linux().clone().unwrap_or_default();
+    if let Some(sysctls) = linux.sysctl() {
+        rootfs::write_sysctls(sysctls).map_err(ChildFailure::setup)?;
+    }
+
+    if terminal {
+        setup_terminal(p, ch)?;
+    }
+
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))
+        .map_err(ChildFailure::setup)?;
+    rootfs::masked_paths(linux.masked_paths().as_deref().unwrap_or(&[]))
+        .map_err(ChildFailure::setup)?;
+    if p.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        rootfs::readonly_root().map_err(ChildFailure::setup)?;
+    }
+
+    attrs::enter_cwd(p.process.cwd())?;
+    attrs::apply(&p.process, linux.seccomp().as_ref())?;
+    let program = p.exec.find()?.to_owned();
+    attrs::cloexec_from(3 + p.opts.preserve_fds)?;
+    attrs::reset_signals()?;
+    ch.init_ready().map_err(fail("report ready"))?;
+    Ok((state, program))
+}
+
+/// Steps 16 and 17: wait for `start`, run the startContainer hooks, execve.
+/// Returns only on failure.
+fn start_and_exec(p: &Prepared, state: &OciState, program: &CString, fifo: RawFd) -> ChildFailure {
+    // The runtime's state directory is out of reach now; the O_PATH handle it
+    // gave us is reopened through our own fd table.
+    let path = format!("/proc/self/fd/{fifo}");
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_cloexec()
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) => return ChildFailure::setup(format!("open exec.fifo: {e}")),
+    };
+    if let Err(e) = nix::unistd::write(&f, b"0") {
+        return ChildFailure::setup(format!("write exec.fifo: {e}"));
+    }
+    drop(f);
+    if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+        let mut st = state.clone();
+        st.status = Status::Created;
+        if let Err(e) = hooks::run(&list, &st) {
+            return ChildFailure::setup(format!("startContainer hook: {e}"));
+        }
+    }
+    p.exec.exec(program)
+}
+
+/// `OpenOptions::custom_flags(O_CLOEXEC)` under a readable name.
+trait CloexecExt {
+    fn custom_flags_cloexec(&mut self) -> &mut Self;
+}
+
+impl CloexecExt for std::fs::OpenOptions {
+    fn custom_flags_cloexec(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_CLOEXEC)
+    }
+}
+
+fn setup_terminal(p: &Prepared, ch: &Channel) -> Result<(), ChildFailure> {
+    let pty = tty::open_pty().map_err(ChildFailure::setup)?;
+    if let Some(size) = p.process.console_size() {
+        let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
+        let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
+        tty::set_size(pty.master.as_raw_fd(), rows, cols).map_err(ChildFailure::setup)?;
+    }
+    let console = Path::new("/dev/console");
+    if console.exists() {
+        mounts::bind_path(Path::new(&pty.slave_path), console, false, MsFlags::empty())
+            .map_err(ChildFailure::setup)?;
+    }
+    match &p.console_socket {
+        Some(sock) => tty::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)
+            .map_err(ChildFailure::setup)?,
+        None => ch
+            .console_master(pty.master.as_raw_fd())
+            .map_err(fail("send the pty master to the runtime"))?,
+    }
+    drop(pty.master);
+    tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
+    // The slave is a node of the container's own devpts: give it to the user.
+    nix::unistd::fchown(&pty.slave, Some(nix::unistd::Uid::from_raw(p.process.user().uid())), None)
+        .map_err(fail("chown the pty"))?;
+    Ok(())
+}
+
+/// Join a new session keyring named after the container, so that keys do not
+/// leak between containers (kernels without keyrings are fine).
+fn join_session_keyring(id: &str) -> Result<(), ChildFailure> {
+    let name = CString::new(id).map_err(fail("keyring name"))?;
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING reads a NUL-terminated name, which
+    // `name` is, for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::ENOSYS {
+            return Err(ChildFailure::setup(format!("join a session keyring: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// keyctl(2) operation number (linux/keyctl.h).
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+
+fn set_domainname(name: &str) -> Result<(), ChildFailure> {
+    // SAFETY: setdomainname reads `len` bytes from the pointer, which come from
+    // a live &str.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    nix::errno::Errno::result(r)
+        .map(drop)
+        .map_err(fail("setdomainname"))
+}

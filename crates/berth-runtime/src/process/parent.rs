@@ -1,0 +1,520 @@
+//! The runtime's side of `create`: validate the bundle without side effects
+//! (`prepare`), then create the container (`create`): state directory, exec.fifo,
+//! the intermediate and init processes, the cgroup, uid/gid maps, the create
+//! hooks, state.json and the pid file. Until `create` returns successfully a
+//! `Cleanup` guard undoes every side effect: it kills the processes, removes the
+//! cgroup and the state directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Process, Spec};
+
+use super::attrs::{self, ExecPlan};
+use super::channel::{self, InitEvent, IntermediateEvent};
+use super::{fork_child, intermediate, ProcessError};
+use crate::cgroups::CgroupManager;
+use crate::namespaces::{self, Plan};
+use crate::state::{self, OciState, State, Status};
+use crate::{logger, mounts, rlimits, rootfs, seccomp, tty};
+
+/// What `create` (and `run`) were asked for.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    /// The state root (`--root`).
+    pub root: PathBuf,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+    /// A foreground `run` with a terminal and no console socket: the pty master
+    /// comes back to the runtime, which relays it to its own stdio.
+    pub relay_console: bool,
+}
+
+/// A validated bundle, ready to be created. Holds open handles (joined
+/// namespaces, the console socket) but has changed nothing yet.
+#[derive(Debug)]
+pub struct Prepared {
+    pub opts: CreateOptions,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute, canonical rootfs path.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+    pub process: Process,
+    pub plan: Plan,
+    pub cgroup: Option<CgroupManager>,
+    /// The connected `--console-socket`.
+    pub console_socket: Option<OwnedFd>,
+    pub exec: ExecPlan,
+    pub uid_mappings: Vec<LinuxIdMapping>,
+    pub gid_mappings: Vec<LinuxIdMapping>,
+}
+
+/// A created container: its state (already saved) and, for a relayed terminal,
+/// the pty master.
+#[derive(Debug)]
+pub struct Created {
+    pub state: State,
+    pub console_master: Option<OwnedFd>,
+}
+
+fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> super::BoxError {
+    Box::new(e)
+}
+
+/// Validate everything about the bundle and the options. No side effect: nothing
+/// is created, no process forked.
+pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
+    state::validate_id(&opts.id)?;
+    let bundle = fs::canonicalize(&opts.bundle).map_err(|source| ProcessError::Bundle {
+        path: opts.bundle.clone(),
+        source,
+    })?;
+    let config_path = bundle.join("config.json");
+    let data = fs::read(&config_path).map_err(|source| ProcessError::ReadConfig {
+        path: config_path.clone(),
+        source,
+    })?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|source| ProcessError::ConfigJson {
+            path: config_path.clone(),
+            source,
+        })?;
+    namespaces::check_raw_types(&raw)?;
+    let spec: Spec = serde_json::from_value(raw).map_err(|source| ProcessError::ConfigJson {
+        path: config_path.clone(),
+        source,
+    })?;
+
+    let root = spec.root().as_ref().ok_or(ProcessError::NoRoot)?;
+    let root_path = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs = fs::canonicalize(&root_path).map_err(|source| ProcessError::Rootfs {
+        path: root_path.clone(),
+        source,
+    })?;
+    if !rootfs.is_dir() {
+        return Err(ProcessError::RootfsNotDir(rootfs));
+    }
+
+    let process = spec.process().clone().ok_or(ProcessError::NoProcess)?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ProcessError::NoArgs);
+    }
+    if !process.cwd().is_absolute() {
+        return Err(ProcessError::RelativeCwd(process.cwd().clone()));
+    }
+
+    let linux = spec.linux().clone().unwrap_or_default();
+    let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if let Some(j) = plan.joined.iter().find(|j| j.typ == LinuxNamespaceType::Mount) {
+        return Err(ProcessError::JoinedMountNamespace(j.path.clone()));
+    }
+    if !plan.is_new(LinuxNamespaceType::Mount) {
+        return Err(ProcessError::NoMountNamespace);
+    }
+    let uid_mappings = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_mappings = linux.gid_mappings().clone().unwrap_or_default();
+    if plan.is_new(LinuxNamespaceType::User) {
+        if uid_mappings.is_empty() || gid_mappings.is_empty() {
+            return Err(ProcessError::NoMappings);
+        }
+        let maps_root = |m: &[LinuxIdMapping]| {
+            m.iter()
+                .any(|x| x.container_id() == 0 && x.size() > 0)
+        };
+        if !maps_root(&uid_mappings) || !maps_root(&gid_mappings) {
+            return Err(ProcessError::RootNotMapped);
+        }
+    } else if !plan.has(LinuxNamespaceType::User)
+        && (!uid_mappings.is_empty() || !gid_mappings.is_empty())
+    {
+        return Err(ProcessError::MappingsWithoutUserNs);
+    }
+    if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
+        && !plan.has(LinuxNamespaceType::Uts)
+    {
+        return Err(ProcessError::HostnameWithoutUts);
+    }
+    if let Some(sysctls) = linux.sysctl() {
+        for key in sysctls.keys() {
+            rootfs::sysctl_path(key)?;
+            if key.starts_with("net.") && !plan.has(LinuxNamespaceType::Network) {
+                return Err(ProcessError::SysctlWithoutNetNs(key.clone()));
+            }
+        }
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !plan.is_new(LinuxNamespaceType::Time)
+    {
+        return Err(ProcessError::TimeOffsetsWithoutTimeNs);
+    }
+    for m in spec.mounts().as_deref().unwrap_or(&[]) {
+        if !m.destination().is_absolute() {
+            return Err(mounts::MountError::RelativeDestination(m.destination().clone()).into());
+        }
+        mounts::parse_options(m.options().as_deref().unwrap_or(&[]), m.destination())?;
+    }
+    rootfs::propagation(&spec)?;
+    if let Some(limits) = process.rlimits() {
+        rlimits::validate(limits).map_err(|e| ProcessError::Rlimits(boxed(e)))?;
+    }
+    if let Some(filter) = linux.seccomp() {
+        seccomp::validate(filter).map_err(|e| ProcessError::Seccomp(boxed(e)))?;
+    }
+
+    let terminal = process.terminal().unwrap_or(false);
+    let console_socket = match (&opts.console_socket, terminal) {
+        (Some(_), false) => return Err(ProcessError::ConsoleSocketWithoutTerminal),
+        (None, true) if !opts.relay_console => return Err(ProcessError::ConsoleSocketRequired),
+        (Some(path), true) => Some(tty::connect_console_socket(&attrs::absolute(path))?),
+        (None, _) => None,
+    };
+
+    let cgroup = Some(CgroupManager::new(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )?);
+    let exec = ExecPlan::new(&process, &rootfs)?;
+    Ok(Prepared {
+        opts,
+        bundle,
+        rootfs,
+        spec,
+        process,
+        plan,
+        cgroup,
+        console_socket,
+        exec,
+        uid_mappings,
+        gid_mappings,
+    })
+}
+
+/// Undoes a half-made container unless disarmed: kills its processes (and reaps
+/// those that are ours), removes its cgroup and its state directory.
+#[derive(Debug)]
+pub struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<CgroupManager>,
+    cgroup_created: bool,
+    pids: Vec<Pid>,
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup {
+            dir: None,
+            cgroup: None,
+            cgroup_created: false,
+            pids: Vec::new(),
+        }
+    }
+
+    pub fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pids.clear();
+    }
+}
+
+impl Default for Cleanup {
+    fn default() -> Self {
+        Cleanup::new()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        if let Some(cg) = &self.cgroup {
+            if self.cgroup_created {
+                for pid in cg.pids().unwrap_or_default() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        // Wait (bounded) for them to be gone, reaping those that are our
+        // children (the intermediate; the init too when we are a subreaper).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for pid in &self.pids {
+            loop {
+                match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    Ok(_) => break,
+                    // Not our child: wait until it is gone or a zombie.
+                    Err(_) => {
+                        if !Path::new(&format!("/proc/{pid}")).exists()
+                            || state::is_zombie(pid.as_raw())
+                        {
+                            break;
+                        }
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            if self.cgroup_created {
+                if let Err(e) = cg.remove() {
+                    logger::warn(&format!("cleanup: remove the cgroup: {e}"));
+                }
+            }
+        }
+        if let Some(dir) = &self.dir {
+            if let Err(e) = fs::remove_dir_all(dir) {
+                logger::warn(&format!("cleanup: remove {}: {e}", dir.display()));
+            }
+        }
+    }
+}
+
+/// Create the container described by `p`: on success state.json and the pid file
+/// are written and the init is blocked on exec.fifo.
+pub fn create(p: Prepared) -> Result<Created, ProcessError> {
+    let mut cleanup = Cleanup::new();
+    // Nothing the caller passed us beyond stdio and the preserved fds may reach
+    // the hooks or the container (CVE-2024-21626).
+    attrs::cloexec_from(3 + p.opts.preserve_fds).map_err(ProcessError::Child)?;
+
+    let dir = state::create_container_dir(&p.opts.root, &p.opts.id)?;
+    cleanup.dir = Some(dir.clone());
+
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).map_err(|source| {
+        ProcessError::Fifo {
+            path: fifo_path.clone(),
+            source,
+        }
+    })?;
+    // mkfifo applies the umask; the init may run as any uid and must be able to
+    // open it for writing.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &fifo_path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|source| ProcessError::Fifo {
+        path: fifo_path.clone(),
+        source,
+    })?;
+    // O_PATH: a handle the init can reopen through /proc/self/fd after the
+    // pivot, without having to reach our state directory.
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| ProcessError::Fifo {
+        path: fifo_path.clone(),
+        source,
+    })?;
+
+    let (inter_parent, inter_child) =
+        channel::pair().map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
+    let (init_parent, init_child) =
+        channel::pair().map_err(|source| ProcessError::Channel { role: "init", source })?;
+
+    let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
+    let inter_pid = fork_child(c"berth:[1:INTER]", || {
+        for fd in parent_fds {
+            super::close_inherited(fd);
+        }
+        intermediate::run(&p, &inter_child, &init_child, fifo.as_raw_fd())
+    })?;
+    cleanup.pids.push(inter_pid);
+    drop(inter_child);
+    drop(init_child);
+
+    let cgroup_paths = match &p.cgroup {
+        Some(cg) => {
+            cleanup.cgroup = Some(cg.clone());
+            cleanup.cgroup_created = true;
+            cg.create()?;
+            if let Some(r) = p.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+                cg.apply(r)?;
+            }
+            cg.add_task(inter_pid.as_raw())?;
+            cg.paths()
+        }
+        None => BTreeMap::new(),
+    };
+    inter_parent
+        .cgroup_joined(&cgroup_paths)
+        .map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
+
+    let init_pid = loop {
+        match inter_parent.wait_for_intermediate() {
+            Ok(IntermediateEvent::UserNsCreated) => {
+                write_id_maps(inter_pid, &p.uid_mappings, &p.gid_mappings)?;
+                inter_parent
+                    .mappings_written()
+                    .map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
+            }
+            Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
+            Err(r) => return Err(died("intermediate", inter_pid, r)),
+        }
+    };
+    cleanup.pids.push(init_pid);
+    match waitpid(inter_pid, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {}
+        Ok(other) => {
+            return Err(ProcessError::ChildDied {
+                role: "intermediate",
+                how: describe_status(other),
+            })
+        }
+        Err(source) => {
+            return Err(ProcessError::Sys {
+                what: "wait for the intermediate process",
+                source,
+            })
+        }
+    }
+
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let hooks = p.spec.hooks().clone().unwrap_or_default();
+    let mut console_master = None;
+    loop {
+        match init_parent.wait_for_init() {
+            Ok(InitEvent::RunCreateHooks) => {
+                let mut oci = oci_state(&p, init_pid.as_raw(), &created);
+                oci.status = Status::Creating;
+                for (stage, list) in [
+                    ("prestart", hooks.prestart()),
+                    ("createRuntime", hooks.create_runtime()),
+                ] {
+                    if let Some(list) = list {
+                        crate::hooks::run(list, &oci).map_err(|e| ProcessError::Hook {
+                            stage,
+                            source: boxed(e),
+                        })?;
+                    }
+                }
+                init_parent
+                    .hooks_done(&oci)
+                    .map_err(|source| ProcessError::Channel { role: "init", source })?;
+            }
+            Ok(InitEvent::ConsoleMaster(fd)) => console_master = Some(fd),
+            Ok(InitEvent::Ready) => break,
+            Err(r) => return Err(ProcessError::from_received("init", r)),
+        }
+    }
+
+    let start = state::process_start_time(init_pid.as_raw()).ok_or(ProcessError::ChildDied {
+        role: "init",
+        how: "exited".into(),
+    })?;
+    let st = State {
+        id: p.opts.id.clone(),
+        init_process_pid: init_pid.as_raw(),
+        init_process_start: start,
+        created,
+        bundle: p.bundle.clone(),
+        rootfs: p.rootfs.clone(),
+        namespace_paths: p.plan.state_paths(init_pid.as_raw()),
+        cgroup_paths,
+        systemd_cgroup: p.opts.systemd_cgroup,
+        owner: "root".to_string(),
+        config: p.spec.clone(),
+    };
+    st.save(&p.opts.root)?;
+    if let Some(pid_file) = &p.opts.pid_file {
+        state::write_atomic(
+            &attrs::absolute(pid_file),
+            init_pid.as_raw().to_string().as_bytes(),
+            0o644,
+        )?;
+    }
+    cleanup.disarm();
+    Ok(Created {
+        state: st,
+        console_master,
+    })
+}
+
+/// The state the hooks receive on stdin.
+fn oci_state(p: &Prepared, pid: i32, created: &str) -> OciState {
+    OciState {
+        oci_version: p.spec.version().clone(),
+        id: p.opts.id.clone(),
+        status: Status::Creating,
+        pid,
+        bundle: p.bundle.clone(),
+        rootfs: p.rootfs.clone(),
+        created: created.to_string(),
+        owner: "root".to_string(),
+        annotations: p.spec.annotations().clone().unwrap_or_default(),
+    }
+}
+
+/// Write the uid and gid maps of the intermediate's new user namespace. Writing
+/// `deny` to setgroups is only needed (and only done) when we lack CAP_SETGID
+/// over the parent namespace, i.e. when not running as root.
+fn write_id_maps(
+    pid: Pid,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(), ProcessError> {
+    let format = |m: &[LinuxIdMapping]| {
+        m.iter()
+            .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
+            .collect::<String>()
+    };
+    let write = |name: &str, data: &str| {
+        let path = PathBuf::from(format!("/proc/{pid}/{name}"));
+        fs::write(&path, data.as_bytes()).map_err(|source| ProcessError::WriteMap { path, source })
+    };
+    write("uid_map", &format(uids))?;
+    if !nix::unistd::geteuid().is_root() {
+        write("setgroups", "deny")?;
+    }
+    write("gid_map", &format(gids))
+}
+
+/// The error for a child that stopped talking: its failure message, or how it
+/// died (we can wait for it: it is our child).
+fn died(role: &'static str, pid: Pid, r: channel::Received) -> ProcessError {
+    match r {
+        channel::Received::Channel(channel::ChannelError::Closed) => {
+            let how = match waitpid(pid, None) {
+                Ok(st) => describe_status(st),
+                Err(_) => "exited".into(),
+            };
+            ProcessError::ChildDied { role, how }
+        }
+        other => ProcessError::from_received(role, other),
+    }
+}
+
+pub(crate) fn describe_status(st: WaitStatus) -> String {
+    match st {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
+        other => format!("stopped ({other:?})"),
+    }
+}

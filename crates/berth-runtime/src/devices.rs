@@ -81,7 +81,11 @@ pub fn default_devices() -> Vec<LinuxDevice> {
 
 /// Create `devices` inside `rootfs`: mknod'ed, or bind-mounted from the host's
 /// node of the same path when `bind` (in a user namespace).
-pub fn create_devices(rootfs: &Path, devices: &[LinuxDevice], bind: bool) -> Result<(), DeviceError> {
+pub fn create_devices(
+    rootfs: &Path,
+    devices: &[LinuxDevice],
+    bind: bool,
+) -> Result<(), DeviceError> {
     for dev in devices {
         if !dev.path().is_absolute() {
             return Err(DeviceError::RelativePath(dev.path().clone()));
@@ -213,10 +217,20 @@ mod tests {
     #[test]
     fn defaults_are_the_usual_six() {
         let d = default_devices();
-        let names: Vec<_> = d.iter().map(|d| d.path().to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = d
+            .iter()
+            .map(|d| d.path().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(
             names,
-            ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
         );
         assert!(d.iter().all(|d| d.file_mode() == Some(0o666)));
     }
@@ -237,4 +251,48 @@ mod tests {
         // A second run keeps what is there.
         create_symlinks(d.path()).unwrap();
     }
+}
+
+/// The device cgroup rules to apply: the spec's own, then the devices every
+/// container gets (the default nodes, /dev/console, /dev/ptmx, the pty slaves and
+/// /dev/net/tun, as runc allows them), then one rule per `linux.devices` entry.
+/// Without these a spec that starts with deny-all (as `runc spec` writes) could
+/// not even create /dev/null.
+pub fn cgroup_rules(
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+    devices: &[LinuxDevice],
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::LinuxDeviceCgroup;
+    let mut r = resources.cloned().unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = r.devices().clone().unwrap_or_default();
+    let allow = |major: i64, minor: Option<i64>| {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(major));
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".to_string()));
+        rule
+    };
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+        (10, Some(200)),
+    ] {
+        rules.push(allow(major, minor));
+    }
+    for d in devices {
+        let mut rule = LinuxDeviceCgroup::from(d);
+        rule.set_access(Some("rwm".to_string()));
+        rules.push(rule);
+    }
+    r.set_devices(Some(rules));
+    r
 }

@@ -349,7 +349,11 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                 // A user namespace without its own network (sysfs) or IPC
                 // (mqueue) namespace may not mount these; bind the host's, like runc.
                 Err(Errno::EPERM) if ctx.in_userns && matches!(typ, "sysfs" | "mqueue") => {
-                    let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+                    let host = if typ == "sysfs" {
+                        "/sys"
+                    } else {
+                        "/dev/mqueue"
+                    };
                     bind_path(Path::new(host), &dest, true, flags)?;
                 }
                 Err(source) => {
@@ -390,13 +394,10 @@ fn bind_mount(
     opts: &MountOptions,
     dest: &Path,
 ) -> Result<(), MountError> {
-    let source = m
-        .source()
-        .as_ref()
-        .ok_or_else(|| MountError::Source {
-            path: PathBuf::new(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "a bind mount needs a source"),
-        })?;
+    let source = m.source().as_ref().ok_or_else(|| MountError::Source {
+        path: PathBuf::new(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "a bind mount needs a source"),
+    })?;
     let source = if source.is_absolute() {
         source.clone()
     } else {
@@ -417,7 +418,12 @@ fn bind_mount(
 
 /// Bind `source` on `dest`, then remount with `flags` when a bind alone cannot
 /// set them (mount(2) ignores most flags on MS_BIND).
-pub fn bind_path(source: &Path, dest: &Path, recursive: bool, flags: MsFlags) -> Result<(), MountError> {
+pub fn bind_path(
+    source: &Path,
+    dest: &Path,
+    recursive: bool,
+    flags: MsFlags,
+) -> Result<(), MountError> {
     let mut bind = MsFlags::MS_BIND;
     if recursive {
         bind |= MsFlags::MS_REC;
@@ -549,7 +555,10 @@ fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let n = u32::from(b[i + 1] - b'0') * 64
                 + u32::from(b[i + 2] - b'0') * 8
                 + u32::from(b[i + 3] - b'0');
@@ -583,18 +592,21 @@ pub fn mount_point_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a Mo
 /// (`cpu,cpuacct` → `cpu`, `cpuacct`). Binds work with or without a user
 /// namespace, which a fresh v1 mount does not, and show only the container's
 /// own cgroup. The flags (ro by default in Docker's spec) apply to every piece.
-fn mount_cgroup(ctx: &MountContext<'_>, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+fn mount_cgroup(
+    ctx: &MountContext<'_>,
+    opts: &MountOptions,
+    dest: &Path,
+) -> Result<(), MountError> {
     ensure_dir(dest)?;
     let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
     if host_is_cgroup2() {
         if ctx.new_cgroupns {
-            nix::mount::mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>).map_err(
-                |source| MountError::Mount {
+            nix::mount::mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
+                .map_err(|source| MountError::Mount {
                     what: "cgroup2".into(),
                     dest: dest.to_path_buf(),
                     source,
-                },
-            )?;
+                })?;
         } else if let Some(path) = ctx.cgroup_paths.values().next() {
             bind_path(path, dest, false, flags)?;
         }
@@ -615,7 +627,13 @@ fn mount_cgroup(ctx: &MountContext<'_>, opts: &MountOptions, dest: &Path) -> Res
         source,
     })?;
     let mounts = mountinfo()?;
+    // Co-mounted controllers (cpu and cpuacct in one hierarchy) share a path.
+    let mut done: Vec<&PathBuf> = Vec::new();
     for path in ctx.cgroup_paths.values() {
+        if done.contains(&path) {
+            continue;
+        }
+        done.push(path);
         let Some(hier) = mount_point_of(&mounts, path)
             .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
         else {
@@ -626,7 +644,12 @@ fn mount_cgroup(ctx: &MountContext<'_>, opts: &MountOptions, dest: &Path) -> Res
         };
         let sub = dest.join(name);
         ensure_dir(&sub)?;
-        bind_path(path, &sub, false, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+        bind_path(
+            path,
+            &sub,
+            false,
+            flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )?;
         let name = name.to_string_lossy();
         if name.contains(',') {
             for part in name.split(',') {
@@ -669,9 +692,19 @@ mod tests {
 
     #[test]
     fn options_split_into_flags_data_and_propagation() {
-        let o = opts(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]);
+        let o = opts(&[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]);
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
-        assert_eq!(o.data_string().unwrap(), "newinstance,ptmxmode=0666,mode=0620,gid=5");
+        assert_eq!(
+            o.data_string().unwrap(),
+            "newinstance,ptmxmode=0666,mode=0620,gid=5"
+        );
         let o = opts(&["rbind", "ro", "rprivate"]);
         assert!(o.bind && o.recursive);
         assert!(o.flags.contains(MsFlags::MS_RDONLY));
@@ -693,10 +726,22 @@ mod tests {
         std::os::unix::fs::symlink("../../../../..", root.join("a/up")).unwrap();
         std::os::unix::fs::symlink("b", root.join("a/rel")).unwrap();
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert_eq!(resolve_in_root(root, Path::new("/a/abs/x")).unwrap(), root.join("etc/x"));
-        assert_eq!(resolve_in_root(root, Path::new("/a/up/etc")).unwrap(), root.join("etc"));
-        assert_eq!(resolve_in_root(root, Path::new("/a/rel/c")).unwrap(), root.join("a/b/c"));
-        assert_eq!(resolve_in_root(root, Path::new("/../../x")).unwrap(), root.join("x"));
+        assert_eq!(
+            resolve_in_root(root, Path::new("/a/abs/x")).unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/a/up/etc")).unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/a/rel/c")).unwrap(),
+            root.join("a/b/c")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/../../x")).unwrap(),
+            root.join("x")
+        );
         assert!(matches!(
             resolve_in_root(root, Path::new("/loop")),
             Err(MountError::SymlinkLoop(_))
@@ -724,7 +769,9 @@ mod tests {
         assert!(check_proc_target(r, Path::new("/r/proc"), "proc").is_ok());
         assert!(check_proc_target(r, Path::new("/r/proc"), "tmpfs").is_err());
         assert!(check_proc_target(r, Path::new("/r/proc/meminfo"), "bind").is_ok());
-        assert!(check_proc_target(r, Path::new("/r/proc/sys/kernel/core_pattern"), "bind").is_err());
+        assert!(
+            check_proc_target(r, Path::new("/r/proc/sys/kernel/core_pattern"), "bind").is_err()
+        );
         assert!(check_proc_target(r, Path::new("/r/sys"), "sysfs").is_ok());
     }
 }

@@ -16,7 +16,9 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
-    #[error("unknown namespace type {0:?} (known: pid, network, mount, ipc, uts, user, cgroup, time)")]
+    #[error(
+        "unknown namespace type {0:?} (known: pid, network, mount, ipc, uts, user, cgroup, time)"
+    )]
     UnknownType(String),
     #[error("namespace type {0} is listed twice")]
     Duplicate(&'static str),
@@ -337,10 +339,12 @@ mod tests {
 
     #[test]
     fn unknown_types_are_named() {
-        let cfg = serde_json::json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "bogus"}]}});
+        let cfg =
+            serde_json::json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "bogus"}]}});
         let e = check_raw_types(&cfg).unwrap_err();
         assert!(e.to_string().contains("bogus"));
-        let ok = serde_json::json!({"linux": {"namespaces": [{"type": "network"}, {"type": "time"}]}});
+        let ok =
+            serde_json::json!({"linux": {"namespaces": [{"type": "network"}, {"type": "time"}]}});
         assert!(check_raw_types(&ok).is_ok());
     }
 }

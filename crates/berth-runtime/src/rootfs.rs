@@ -108,16 +108,16 @@ pub fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), RootfsErro
 /// /dev and the working directory.
 pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
     let (initial, _) = propagation(cfg.spec)?;
-    nix::mount::mount(None::<&str>, "/", None::<&str>, initial, None::<&str>).map_err(|source| {
-        RootfsError::Propagation {
+    nix::mount::mount(None::<&str>, "/", None::<&str>, initial, None::<&str>).map_err(
+        |source| RootfsError::Propagation {
             what: if initial.contains(MsFlags::MS_PRIVATE) {
                 "private"
             } else {
                 "slave"
             },
             source,
-        }
-    })?;
+        },
+    )?;
     // pivot_root needs the new root to be a mount point.
     nix::mount::mount(
         Some(cfg.rootfs),
@@ -153,8 +153,7 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
     let dev_is_bind = spec_mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
-                || m
-                    .options()
+                || m.options()
                     .as_ref()
                     .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind")))
     });
@@ -191,8 +190,14 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     };
     nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
     if no_pivot {
-        nix::mount::mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(err("move the rootfs"))?;
+        nix::mount::mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(err("move the rootfs"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else {
         nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
@@ -239,7 +244,9 @@ pub fn sysctl_path(key: &str) -> Result<PathBuf, RootfsError> {
 }
 
 /// Write the spec's sysctls through the container's /proc/sys.
-pub fn write_sysctls(sysctls: &std::collections::HashMap<String, String>) -> Result<(), RootfsError> {
+pub fn write_sysctls(
+    sysctls: &std::collections::HashMap<String, String>,
+) -> Result<(), RootfsError> {
     let mut keys: Vec<&String> = sysctls.keys().collect();
     keys.sort();
     for key in keys {

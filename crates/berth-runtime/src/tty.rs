@@ -95,7 +95,9 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<(), TtyError> {
     // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for
     // the duration of the call; a bad fd only makes the call fail.
     let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
-    nix::errno::Errno::result(r).map(drop).map_err(TtyError::Size)
+    nix::errno::Errno::result(r)
+        .map(drop)
+        .map_err(TtyError::Size)
 }
 
 /// The window size of a terminal, if it is one.
@@ -142,8 +144,13 @@ pub fn recv_fd(socket: RawFd) -> Result<OwnedFd, TtyError> {
     let mut buf = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(socket, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(TtyError::Receive)?;
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(TtyError::Receive)?;
     for c in msg.cmsgs().map_err(TtyError::Receive)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {

@@ -9,13 +9,12 @@ use common::{cgroup_dirs, memory_limit_file, mounts_mentioning, stderr, stdout, 
 fn run_echo_pid_is_one_and_namespaces_are_private() {
     berth_testutil::require_root!();
     let rt = Rt::new();
-    let c = Container::new(&rt, &["sh", "-c", "echo $$; hostname; ps -o pid,comm"], |_| {});
-    let out = rt.run(&[
-        "run",
-        "--bundle",
-        c.bundle_path().to_str().unwrap(),
-        &c.id,
-    ]);
+    let c = Container::new(
+        &rt,
+        &["sh", "-c", "echo $$; hostname; ps -o pid,comm; true"],
+        |_| {},
+    );
+    let out = rt.run(&["run", "--bundle", c.bundle_path().to_str().unwrap(), &c.id]);
     assert!(out.status.success(), "run failed: {}", stderr(&out));
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -24,7 +23,8 @@ fn run_echo_pid_is_one_and_namespaces_are_private() {
     // ps inside sees only the container: sh (pid 1) and ps itself.
     let procs: Vec<&str> = lines.skip(1).collect();
     assert_eq!(procs.len(), 2, "ps listed {procs:?}");
-    assert!(procs[0].trim_start().starts_with("1 "), "{procs:?}");
+    assert!(procs[0].trim_start().starts_with("1 sh"), "{procs:?}");
+    assert!(procs[1].trim_end().ends_with("ps"), "{procs:?}");
     // A foreground run deletes the container afterwards.
     assert!(!rt.state_dir(&c.id).exists());
 }
@@ -61,7 +61,11 @@ fn lifecycle_leaves_nothing_behind() {
     let rt = Rt::new();
     let c = Container::new(
         &rt,
-        &["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
         |_| {},
     );
     let out = c.create();
@@ -70,7 +74,10 @@ fn lifecycle_leaves_nothing_behind() {
     assert_eq!(st["status"], "created");
     let pid = st["pid"].as_i64().unwrap() as i32;
     assert!(pid > 0);
-    assert!(!cgroup_dirs(&c.bundle.cgroup()).is_empty(), "no cgroup made");
+    assert!(
+        !cgroup_dirs(&c.bundle.cgroup()).is_empty(),
+        "no cgroup made"
+    );
 
     let out = rt.run(&["start", &c.id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
@@ -140,12 +147,7 @@ fn memory_pids_and_cpu_limits_show_in_the_cgroup_and_oom_kills() {
         &["sh", "-c", "head -c 209715200 /dev/zero | tail > /dev/null"],
         limits,
     );
-    let out = rt.run(&[
-        "run",
-        "--bundle",
-        c.bundle_path().to_str().unwrap(),
-        &c.id,
-    ]);
+    let out = rt.run(&["run", "--bundle", c.bundle_path().to_str().unwrap(), &c.id]);
     assert_eq!(out.status.code(), Some(137), "stderr: {}", stderr(&out));
 }
 

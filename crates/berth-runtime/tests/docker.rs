@@ -23,7 +23,10 @@ struct Dockerd {
 impl Dockerd {
     fn start() -> Option<Dockerd> {
         let dockerd = which("dockerd")?;
-        let dir = tempfile::Builder::new().prefix("berth-test-dk").tempdir().ok()?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-dk")
+            .tempdir()
+            .ok()?;
         let d = dir.path();
         let child = Command::new(dockerd)
             .arg(format!("--host=unix://{}/docker.sock", d.display()))
@@ -121,9 +124,21 @@ fn docker_runs_containers_with_berth_runtime() {
         .unwrap();
     assert!(st.success());
     let out = dk.docker(&["import", tar.to_str().unwrap(), "busybox:latest"]);
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let out = dk.docker(&["run", "--runtime", "berth", "--rm", "busybox", "echo", "hello"]);
+    let out = dk.docker(&[
+        "run",
+        "--runtime",
+        "berth",
+        "--rm",
+        "busybox",
+        "echo",
+        "hello",
+    ]);
     assert!(
         out.status.success(),
         "docker run: {}\n{}",
@@ -133,15 +148,44 @@ fn docker_runs_containers_with_berth_runtime() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
 
     // Exit codes, and exec into a detached container, go through the runtime too.
-    let out = dk.docker(&["run", "--runtime", "berth", "--rm", "busybox", "sh", "-c", "exit 3"]);
+    let out = dk.docker(&[
+        "run",
+        "--runtime",
+        "berth",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    let out = dk.docker(&["run", "-d", "--runtime", "berth", "busybox", "sleep", "1000"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dk.docker(&[
+        "run",
+        "-d",
+        "--runtime",
+        "berth",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let out = dk.docker(&["exec", &id, "cat", "/proc/1/cmdline"]);
-    assert!(out.status.success(), "exec: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}1000\u{0}");
     let out = dk.docker(&["rm", "-f", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/{CGROUP_PARENT}/{id}")).exists());
 }

@@ -98,7 +98,10 @@ impl Rt {
     }
 
     fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Wait (bounded) until the container reaches `want` (it may not exist yet).
@@ -307,7 +310,11 @@ fn gone(pid: i32) -> bool {
 fn run_prints_pid_one_its_hostname_and_only_its_processes() {
     berth_testutil::require_root!();
     let rt = Rt::new();
-    let c = Ctr::new(&rt, &["sh", "-c", "echo $$; hostname; ps -o pid,comm; true"], |_| {});
+    let c = Ctr::new(
+        &rt,
+        &["sh", "-c", "echo $$; hostname; ps -o pid,comm; true"],
+        |_| {},
+    );
     let out = c.run(&[]);
     assert!(out.status.success(), "run: {}", stderr(&out));
     let text = stdout(&out);
@@ -380,7 +387,9 @@ fn created_container_has_its_own_namespaces_and_a_sealed_init() {
         exe.display()
     );
     assert_eq!(
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(),
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
         "berth:[2:INIT]"
     );
     // The init is in the container's cgroup.
@@ -388,7 +397,9 @@ fn created_container_has_its_own_namespaces_and_a_sealed_init() {
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .collect();
-    assert!(procs.iter().any(|p| p.lines().any(|l| l == pid.to_string())));
+    assert!(procs
+        .iter()
+        .any(|p| p.lines().any(|l| l == pid.to_string())));
 }
 
 #[test]
@@ -399,16 +410,26 @@ fn create_then_start_runs_the_process() {
     let log = rt.root.path().join("out.log");
     assert!(rt.create(&c, Some(&log), &[]).status.success());
     assert_eq!(rt.status(&c.id), "created");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "", "ran before start");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "ran before start"
+    );
     let out = rt.run(&["start", &c.id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     assert!(rt.wait_status(&c.id, "stopped"), "never stopped");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "hello-from-testhost\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "hello-from-testhost\n"
+    );
     assert!(!rt.dir(&c.id).join("exec.fifo").exists());
     let out = rt.run(&["start", &c.id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("container {} is not in created state (stopped)", c.id)),
+        stderr(&out).contains(&format!(
+            "container {} is not in created state (stopped)",
+            c.id
+        )),
         "{}",
         stderr(&out)
     );
@@ -431,7 +452,14 @@ fn exit_codes_propagate_through_run() {
     let b = c.bundle_arg();
     let child = rt
         .cmd()
-        .args(["run", "--bundle", &b, "--pid-file", pid_file.to_str().unwrap(), &c.id])
+        .args([
+            "run",
+            "--bundle",
+            &b,
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &c.id,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -457,7 +485,11 @@ fn exit_codes_propagate_through_run() {
     // (PID 1 gets only the signals it handles: wait until the trap is set.)
     let c = Ctr::new(
         &rt,
-        &["sh", "-c", "trap 'exit 42' TERM; touch /tmp/trap-set; while true; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; touch /tmp/trap-set; while true; do sleep 0.1; done",
+        ],
         |_| {},
     );
     let b = c.bundle_arg();
@@ -522,7 +554,15 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
         std::fs::set_permissions(c.bundle.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     };
 
-    let c = Ctr::new(&rt, &["sh", "-c", "id; cat /proc/self/uid_map; echo x > /tmp/w && cat /tmp/w; ls /dev/null"], userns);
+    let c = Ctr::new(
+        &rt,
+        &[
+            "sh",
+            "-c",
+            "id; cat /proc/self/uid_map; echo x > /tmp/w && cat /tmp/w; ls /dev/null",
+        ],
+        userns,
+    );
     prepare(&c);
     let out = c.run(&[]);
     assert!(out.status.success(), "run: {}", stderr(&out));
@@ -530,7 +570,9 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("uid=0(root) gid=0(root)"), "{text}");
     assert_eq!(
-        lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        lines
+            .next()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
         Some(vec!["0", "100000", "65536"]),
         "{text}"
     );
@@ -547,7 +589,10 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
     let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
     assert_eq!(uids, vec!["100000"; 4], "{uid_line}");
     let host_user = std::fs::read_link("/proc/self/ns/user").unwrap();
-    assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(), host_user);
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
+        host_user
+    );
     assert!(rt.state(&c.id)["status"] == "running");
     let saved: Value =
         serde_json::from_slice(&std::fs::read(rt.dir(&c.id).join("state.json")).unwrap()).unwrap();
@@ -569,8 +614,13 @@ fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
     let mut buf = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .unwrap();
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
     for c in msg.cmsgs().unwrap() {
         if let ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: the kernel just installed this fd for us; we own it.
@@ -580,12 +630,14 @@ fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
     panic!("no fd received");
 }
 
-/// Read from `fd` until the text contains `want` (bounded by HANG).
-fn read_until(fd: &OwnedFd, want: &str) -> String {
+/// Read from `fd` into `text` until it contains `want` (bounded by HANG).
+fn read_until(fd: &OwnedFd, text: &mut String, want: &str) {
     let deadline = Instant::now() + HANG;
-    let mut text = String::new();
     while !text.contains(want) {
-        assert!(Instant::now() < deadline, "never saw {want:?}; got {text:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never saw {want:?}; got {text:?}"
+        );
         let mut pfd = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(fd),
             nix::poll::PollFlags::POLLIN,
@@ -600,7 +652,6 @@ fn read_until(fd: &OwnedFd, want: &str) -> String {
             Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
-    text
 }
 
 #[test]
@@ -619,8 +670,9 @@ fn terminal_master_arrives_over_the_console_socket() {
     let master = recv_fd(&conn);
     assert!(rt.run(&["start", &c.id]).status.success());
     nix::unistd::write(&master, b"echo hi-$((40+2)); stty size; tty\n").unwrap();
-    let text = read_until(&master, "hi-42");
-    let text = text + &read_until(&master, "/dev/pts/");
+    let mut text = String::new();
+    read_until(&master, &mut text, "hi-42");
+    read_until(&master, &mut text, "/dev/pts/");
     assert!(text.contains("30 100"), "{text}");
     nix::unistd::write(&master, b"exit\n").unwrap();
     assert!(rt.wait_status(&c.id, "stopped"));
@@ -645,27 +697,59 @@ fn exec_joins_the_container_and_reports_exit_codes() {
     let out = rt.run(&["exec", &c.id, "ps", "-o", "pid,comm"]);
     assert!(out.status.success(), "exec: {}", stderr(&out));
     let text = stdout(&out);
-    let first: Vec<&str> = text.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    let first: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(first, ["1", "sleep"], "{text}");
 
-    let out = rt.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", &c.id, "sh", "-c", "echo $FOO $(pwd) $(hostname)"]);
+    let out = rt.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        &c.id,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(hostname)",
+    ]);
     assert_eq!(stdout(&out).trim(), "bar /tmp testhost", "{}", stderr(&out));
 
-    assert_eq!(rt.run(&["exec", &c.id, "sh", "-c", "exit 5"]).status.code(), Some(5));
+    assert_eq!(
+        rt.run(&["exec", &c.id, "sh", "-c", "exit 5"]).status.code(),
+        Some(5)
+    );
 
     let out = rt.run(&["exec", &c.id, "no-such-program"]);
     assert_eq!(out.status.code(), Some(127));
     let err = stderr(&out);
-    assert!(err.contains("no-such-program") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("no-such-program") && err.contains("not found"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let out = rt.run(&["exec", &c.id, "/etc/passwd"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 
     let pid_file = rt.root.path().join("exec.pid");
-    let (code, err) =
-        rt.run_quiet(&["exec", "-d", "--pid-file", pid_file.to_str().unwrap(), &c.id, "sleep", "1000"]);
+    let (code, err) = rt.run_quiet(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+        "sleep",
+        "1000",
+    ]);
     assert_eq!(code, Some(0), "exec -d: {err}");
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(!gone(pid));
     for ns in ["pid", "mnt", "net", "uts", "ipc"] {
         assert_eq!(
@@ -725,7 +809,9 @@ fn bad_input_is_one_line_exit_one_and_leaves_nothing() {
     assert!(err.contains("config.json"), "{err}");
     assert_nothing_left(&rt, &c.id, &c.cgroup());
 
-    let c = Ctr::new(&rt, &["true"], |cfg| cfg["root"]["path"] = json!("no-such-rootfs"));
+    let c = Ctr::new(&rt, &["true"], |cfg| {
+        cfg["root"]["path"] = json!("no-such-rootfs")
+    });
     let (code, err) = rt.create_err(c.bundle.path(), &c.id);
     assert_eq!(code, Some(1));
     one_line(&err);
@@ -733,7 +819,10 @@ fn bad_input_is_one_line_exit_one_and_leaves_nothing() {
     assert_nothing_left(&rt, &c.id, &c.cgroup());
 
     let c = Ctr::new(&rt, &["true"], |cfg| {
-        cfg["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))
+        cfg["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "bogus"}))
     });
     let (code, err) = rt.create_err(c.bundle.path(), &c.id);
     assert_eq!(code, Some(1));
@@ -752,7 +841,9 @@ fn bad_input_is_one_line_exit_one_and_leaves_nothing() {
     one_line(&err);
     assert_nothing_left(&rt, &c.id, &c.cgroup());
 
-    let c = Ctr::new(&rt, &["true"], |cfg| cfg["process"]["cwd"] = json!("relative/dir"));
+    let c = Ctr::new(&rt, &["true"], |cfg| {
+        cfg["process"]["cwd"] = json!("relative/dir")
+    });
     let (code, err) = rt.create_err(c.bundle.path(), &c.id);
     assert_eq!(code, Some(1));
     one_line(&err);
@@ -798,7 +889,7 @@ fn bad_input_is_one_line_exit_one_and_leaves_nothing() {
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(rt.status(&c.id), "created");
     assert_eq!(c.pid(), pid);
-    assert_eq!(cgroup_dirs(&c.cgroup()).is_empty(), false);
+    assert!(!cgroup_dirs(&c.cgroup()).is_empty());
 }
 
 #[test]
@@ -819,7 +910,8 @@ fn no_host_fd_reaches_the_container() {
                 // Host fds the caller leaked on purpose: 3, 4 and 7 (not CLOEXEC).
                 for target in [3, 4, 7] {
                     // dup2 onto itself keeps FD_CLOEXEC: clear it explicitly.
-                    if libc::dup2(extra_fd, target) < 0 || libc::fcntl(target, libc::F_SETFD, 0) < 0 {
+                    if libc::dup2(extra_fd, target) < 0 || libc::fcntl(target, libc::F_SETFD, 0) < 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -831,7 +923,10 @@ fn no_host_fd_reaches_the_container() {
     // `ls /proc/1/fd` lists the fds of sh (PID 1), not those of ls itself (the
     // trailing `true` keeps sh from exec'ing ls).
     let fds = |out: &Output| {
-        let mut v: Vec<i32> = stdout(out).split_whitespace().filter_map(|s| s.parse().ok()).collect();
+        let mut v: Vec<i32> = stdout(out)
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect();
         v.sort();
         v
     };
@@ -846,7 +941,9 @@ fn no_host_fd_reaches_the_container() {
     assert_eq!(fds(&out), [0, 1, 2, 3], "{}", stdout(&out));
 
     // A cwd through a leaked fd would be outside the root: refused.
-    let c = Ctr::new(&rt, &["true"], |cfg| cfg["process"]["cwd"] = json!("/proc/self/fd/3"));
+    let c = Ctr::new(&rt, &["true"], |cfg| {
+        cfg["process"]["cwd"] = json!("/proc/self/fd/3")
+    });
     let out = run_with_fds(&c, &["--preserve-fds", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("outside"), "{}", stderr(&out));
@@ -858,7 +955,10 @@ fn no_host_fd_reaches_the_container() {
 fn mounts_devices_and_paths_follow_the_spec() {
     berth_testutil::require_root!();
     let rt = Rt::new();
-    let host_dir = tempfile::Builder::new().prefix("berth-test-vol").tempdir().unwrap();
+    let host_dir = tempfile::Builder::new()
+        .prefix("berth-test-vol")
+        .tempdir()
+        .unwrap();
     std::fs::write(host_dir.path().join("file"), "from-host\n").unwrap();
     let vol = host_dir.path().to_string_lossy().into_owned();
     let script = "cat /vol/file; touch /vol/x 2>/dev/null || echo vol-ro; \
@@ -902,4 +1002,167 @@ fn mounts_devices_and_paths_follow_the_spec() {
     // Nothing of the container's mounts shows on the host.
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host_mounts.contains(&c.bundle_arg()));
+}
+
+#[test]
+fn hooks_run_at_their_stages_with_the_state() {
+    berth_testutil::require_root!();
+    let rt = Rt::new();
+    let logs = tempfile::Builder::new()
+        .prefix("berth-test-hooks")
+        .tempdir()
+        .unwrap();
+    let dir = logs.path().to_string_lossy().into_owned();
+    let c = Ctr::new(&rt, &["true"], |cfg| {
+        let host = |name: &str| json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{name}")]}]);
+        cfg["hooks"] = json!({
+            "prestart": host("prestart"),
+            "createRuntime": host("createRuntime"),
+            "createContainer": host("createContainer"),
+            // Resolved in the container, after the pivot.
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/startContainer"]}],
+            "poststart": host("poststart"),
+            "poststop": host("poststop"),
+        });
+    });
+    let out = c.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: PathBuf| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap()
+    };
+    for (name, status) in [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("createContainer", "creating"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let st = read(logs.path().join(name));
+        assert_eq!(st["id"], c.id.as_str(), "{name}");
+        assert_eq!(st["status"], status, "{name}");
+        assert_eq!(st["bundle"], c.bundle_arg(), "{name}");
+    }
+    let st = read(c.bundle.rootfs().join("tmp/startContainer"));
+    assert_eq!(st["id"], c.id.as_str());
+    assert!(st["pid"].as_i64().unwrap_or(0) > 0);
+
+    // A failing createRuntime hook fails create and undoes it.
+    let c = Ctr::new(&rt, &["true"], |cfg| {
+        cfg["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let (code, err) = rt.create_err(c.bundle.path(), &c.id);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("createRuntime"), "{err}");
+    assert_nothing_left(&rt, &c.id, &c.cgroup());
+}
+
+#[test]
+fn foreground_run_and_exec_relay_a_terminal_without_a_console_socket() {
+    berth_testutil::require_root!();
+    let rt = Rt::new();
+    let with_input = |args: &[&str], input: &[u8]| {
+        let mut child = rt
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        wait_output(child)
+    };
+    let c = Ctr::new(&rt, &["sh"], |cfg| cfg["process"]["terminal"] = json!(true));
+    let b = c.bundle_arg();
+    let out = with_input(
+        &["run", "--bundle", &b, &c.id],
+        b"tty; echo hi-$((40+2)); exit 4\n",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("hi-42") && text.contains("/dev/pts/0"),
+        "{text}"
+    );
+
+    let c = Ctr::new(&rt, &["sleep", "1000"], |_| {});
+    assert!(rt.create(&c, None, &[]).status.success());
+    assert!(rt.run(&["start", &c.id]).status.success());
+    let out = with_input(
+        &["exec", "-t", &c.id, "sh"],
+        b"tty; echo hi-$((40+3)); exit 6\n",
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("hi-43") && text.contains("/dev/pts/"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_of_a_missing_program_exits_127_and_leaves_nothing() {
+    berth_testutil::require_root!();
+    let rt = Rt::new();
+    let c = Ctr::new(&rt, &["no-such-program"], |_| {});
+    let out = c.run(&[]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("executable file not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_left(&rt, &c.id, &c.cgroup());
+}
+
+#[test]
+fn no_pivot_time_namespace_and_non_root_user() {
+    berth_testutil::require_root!();
+    let rt = Rt::new();
+    let c = Ctr::new(&rt, &["sh", "-c", "echo $$; ls /bin/busybox"], |_| {});
+    let out = c.run(&["--no-pivot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n/bin/busybox\n");
+    // exec sees the container's root too (setns into the mount namespace
+    // follows the rootfs that --no-pivot moved onto /).
+    let c = Ctr::new(&rt, &["sleep", "1000"], |_| {});
+    assert!(rt.create(&c, None, &["--no-pivot"]).status.success());
+    assert!(rt.run(&["start", &c.id]).status.success());
+    let out = rt.run(&["exec", &c.id, "cat", "/etc/passwd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+
+    let c = Ctr::new(&rt, &["sh", "-c", "cut -d. -f1 /proc/uptime"], |cfg| {
+        cfg["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        cfg["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1_000_000}});
+    });
+    let out = c.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uptime: u64 = stdout(&out).trim().parse().unwrap();
+    assert!(uptime >= 1_000_000, "uptime {uptime}");
+
+    let c = Ctr::new(
+        &rt,
+        &["sh", "-c", "id; umask; pwd; grep CapEff /proc/self/status"],
+        |cfg| {
+            cfg["process"]["user"] =
+                json!({"uid": 1000, "gid": 1000, "additionalGids": [10], "umask": 0o027});
+            cfg["process"]["cwd"] = json!("/made/for/you");
+        },
+    );
+    let out = c.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "uid=1000 gid=1000 groups=10", "{text}");
+    assert_eq!(lines[1], "0027", "{text}");
+    assert_eq!(lines[2], "/made/for/you", "{text}");
+    assert!(lines[3].ends_with("0000000000000000"), "{text}");
 }

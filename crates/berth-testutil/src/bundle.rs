@@ -34,7 +34,9 @@ pub struct Bundle {
 impl Bundle {
     /// A busybox bundle running `args`, in cgroup `/berth-test/<id>`.
     pub fn busybox(id: &str, args: &[&str]) -> std::io::Result<Bundle> {
-        let dir = tempfile::Builder::new().prefix("berth-test-bundle").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-bundle")
+            .tempdir()?;
         crate::busybox_rootfs(&dir.path().join("rootfs"))?;
         let config = default_config(id, args);
         Ok(Bundle { dir, config })
@@ -78,7 +80,7 @@ pub fn default_config(id: &str, args: &[&str]) -> Value {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
         },
         "root": {"path": "rootfs", "readonly": false},

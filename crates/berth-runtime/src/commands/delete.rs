@@ -64,7 +64,12 @@ pub fn destroy(cli: &Cli, state: &State) -> anyhow::Result<()> {
     }
     let mut oci = state.oci_state(&cli.root);
     oci.status = Status::Stopped;
-    if let Some(h) = state.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+    if let Some(h) = state
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststop().clone())
+    {
         // Poststop failures are logged, not fatal: the container is gone either way,
         // and every hook still runs.
         for e in hooks::run_all(&h, &oci) {

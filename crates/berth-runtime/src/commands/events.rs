@@ -50,7 +50,9 @@ fn print_stats(id: &str, cg: &CgroupManager) -> anyhow::Result<()> {
 /// Go-style durations as runc takes them: `5s`, `500ms`, `1m`, `2h`.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let bad = || anyhow::anyhow!("invalid duration {s:?} (use e.g. 5s or 500ms)");
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(bad)?;
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {

@@ -21,7 +21,7 @@ use crate::state::State;
 use crate::{capabilities, identity, logger};
 
 pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
-    let process = build_process(cli, args)?;
+    let process = build_process(cli, args).map_err(super::create::one_line)?;
     let opts = ExecOptions {
         root: cli.root.clone(),
         id: args.id.clone(),
@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
             logger::error(&e.to_string());
             Ok(e.exit_code())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(super::create::one_line(e)),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::process::{parent, wait, ProcessError};
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
     let foreground = !args.detach;
     let opts = super::create::options(cli, &args.create, foreground);
-    let prepared = parent::prepare(opts)?;
+    let prepared = parent::prepare(opts).map_err(super::create::one_line)?;
     if foreground {
         // --no-subreaper is accepted but cannot be honoured: waiting for the
         // init requires it to be our child.
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
             logger::error(&e.to_string());
             return Ok(e.exit_code());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(super::create::one_line(e)),
     };
     let state = created.state;
     if let Err(e) = super::start::start_container(cli, &state) {
@@ -46,5 +46,5 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
     if !args.keep {
         super::delete::destroy(cli, &state)?;
     }
-    Ok(code?)
+    code.map_err(super::create::one_line)
 }

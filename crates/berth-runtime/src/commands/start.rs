@@ -44,18 +44,33 @@ pub fn start_container(cli: &Cli, state: &State) -> anyhow::Result<()> {
         match nix::unistd::read(f.as_fd(), &mut byte) {
             Ok(1..) => break,
             // A writer came and went without a byte: the init died.
-            Ok(0) if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)) => {
-                anyhow::bail!("container {}: its init exited before it was started", state.id)
+            Ok(0)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLHUP)) =>
+            {
+                anyhow::bail!(
+                    "container {}: its init exited before it was started",
+                    state.id
+                )
             }
             Ok(0) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("read exec.fifo"),
         }
         if !state.init_alive() {
-            anyhow::bail!("container {}: its init exited before it was started", state.id);
+            anyhow::bail!(
+                "container {}: its init exited before it was started",
+                state.id
+            );
         }
     }
     std::fs::remove_file(&fifo).with_context(|| format!("remove {}", fifo.display()))?;
-    if let Some(list) = state.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
+    if let Some(list) = state
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().clone())
+    {
         let mut oci = state.oci_state(&cli.root);
         oci.status = Status::Running;
         // The spec: a failing poststart hook is a warning; the container runs on.

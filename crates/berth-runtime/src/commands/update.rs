@@ -5,9 +5,7 @@
 use std::io::Read;
 
 use anyhow::Context;
-use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, Linux,
-};
+use oci_spec::runtime::{Linux, LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use crate::cgroups::CgroupManager;
 use crate::cli::{Cli, UpdateArgs};
@@ -24,7 +22,8 @@ pub fn run(cli: &Cli, args: &UpdateArgs) -> anyhow::Result<i32> {
             if path.as_os_str() == "-" {
                 std::io::stdin().read_to_end(&mut data)?;
             } else {
-                data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                data =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             }
             serde_json::from_slice::<LinuxResources>(&data)
                 .with_context(|| format!("parsing resources from {}", path.display()))?
@@ -50,9 +49,7 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
         Some('b') => (&s[..s.len() - 1], 1),
         _ => (s, 1),
     };
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("invalid size {s:?}"))?;
+    let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
     if n == -1 {
         return Ok(-1);
     }
@@ -66,7 +63,12 @@ fn from_flags(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
         let mut m = LinuxMemory::default();
         m.set_limit(a.memory.as_deref().map(parse_bytes).transpose()?);
-        m.set_reservation(a.memory_reservation.as_deref().map(parse_bytes).transpose()?);
+        m.set_reservation(
+            a.memory_reservation
+                .as_deref()
+                .map(parse_bytes)
+                .transpose()?,
+        );
         m.set_swap(a.memory_swap.as_deref().map(parse_bytes).transpose()?);
         r.set_memory(Some(m));
     }

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::AccessFlags;
-use oci_spec::runtime::{LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxSeccomp, Process};
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxIOPriority,
+    LinuxPersonality, LinuxPersonalityDomain, LinuxSeccomp, Process,
+};
 
 use super::channel::{ChildFailure, FailureKind};
 use super::ProcessError;
@@ -93,11 +96,10 @@ impl ExecPlan {
         for c in &self.candidates {
             match nix::unistd::access(c.as_c_str(), AccessFlags::X_OK) {
                 Ok(()) => {
-                    let is_dir = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(
-                        c.as_bytes(),
-                    )))
-                    .map(|m| m.is_dir())
-                    .unwrap_or(false);
+                    let is_dir =
+                        std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(c.as_bytes())))
+                            .map(|m| m.is_dir())
+                            .unwrap_or(false);
                     if !is_dir {
                         return Ok(c.as_c_str());
                     }
@@ -189,10 +191,72 @@ pub fn enter_cwd(cwd: &Path) -> Result<(), ChildFailure> {
     }
 }
 
+/// Refuse process attributes berth cannot apply, before anything is created.
+pub fn check_supported(process: &Process) -> Result<(), ProcessError> {
+    if process.scheduler().is_some() {
+        return Err(ProcessError::Unsupported("process.scheduler"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(ProcessError::Unsupported("process.execCPUAffinity"));
+    }
+    if let Some(io) = process.io_priority() {
+        if !(0..=7).contains(&io.priority()) {
+            return Err(ProcessError::IoPriority(io.priority()));
+        }
+    }
+    Ok(())
+}
+
+/// linux/personality.h
+const PER_LINUX: libc::c_ulong = 0x0000;
+const PER_LINUX32: libc::c_ulong = 0x0008;
+
+/// Set the execution domain (`linux.personality`; flags are refused earlier).
+fn set_personality(p: &LinuxPersonality) -> Result<(), ChildFailure> {
+    let domain = match p.domain() {
+        LinuxPersonalityDomain::PerLinux => PER_LINUX,
+        LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+    };
+    // SAFETY: personality(2) takes a plain integer and changes only how later
+    // execve calls and uname behave for this process.
+    let r = unsafe { libc::personality(domain) };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|e| ChildFailure::setup(format!("personality: {e}")))
+}
+
+/// ioprio_set(2) for the process itself (IOPRIO_WHO_PROCESS, pid 0).
+fn set_io_priority(io: &LinuxIOPriority) -> Result<(), ChildFailure> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    let class: libc::c_long = match io.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    let prio = (class << IOPRIO_CLASS_SHIFT) | io.priority() as libc::c_long;
+    // SAFETY: ioprio_set takes three integers and changes only the I/O priority
+    // of the calling process.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|e| ChildFailure::setup(format!("ioprio_set: {e}")))
+}
+
 /// Apply the process attributes, in order. Runs as the last steps before the
-/// executable lookup; `seccomp` is the container's filter (it applies to exec'd
-/// processes too).
-pub fn apply(process: &Process, seccomp_filter: Option<&LinuxSeccomp>) -> Result<(), ChildFailure> {
+/// executable lookup; `seccomp_filter` and `personality` are the container's (they
+/// apply to exec'd processes too).
+pub fn apply(
+    process: &Process,
+    seccomp_filter: Option<&LinuxSeccomp>,
+    personality: Option<&LinuxPersonality>,
+) -> Result<(), ChildFailure> {
+    if let Some(p) = personality {
+        set_personality(p)?;
+    }
+    if let Some(io) = process.io_priority() {
+        set_io_priority(io)?;
+    }
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits).map_err(|e| ChildFailure::setup(format!("rlimits: {e}")))?;
     }
@@ -224,8 +288,14 @@ pub fn apply(process: &Process, seccomp_filter: Option<&LinuxSeccomp>) -> Result
             seccomp::load(s).map_err(|e| ChildFailure::setup(format!("seccomp: {e}")))?;
         }
     }
-    let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask & 0o777));
+    if process.user().umask().is_some() {
+        identity::set_umask(process.user())
+            .map_err(|e| ChildFailure::setup(format!("umask: {e}")))?;
+    } else {
+        // The init ran with umask 0 to make device nodes; give the program the
+        // usual default.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    }
     Ok(())
 }
 
@@ -301,7 +371,11 @@ mod tests {
     fn plan_searches_the_container_path() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\n",
+        )
+        .unwrap();
         let p = ExecPlan::new(&process(&["sh", "-c", "x"], &["PATH=/a:/b/"]), d.path()).unwrap();
         assert_eq!(p.candidates, [c"/a/sh".to_owned(), c"/b/sh".to_owned()]);
         assert!(p.env.contains(&c"HOME=/root".to_owned()));

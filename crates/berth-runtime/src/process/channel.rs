@@ -174,7 +174,8 @@ impl Channel {
 
     fn send(&self, msg: &Message, fd: Option<RawFd>) -> Result<(), ChannelError> {
         let what = msg.name();
-        let data = serde_json::to_vec(msg).map_err(|source| ChannelError::Encode { what, source })?;
+        let data =
+            serde_json::to_vec(msg).map_err(|source| ChannelError::Encode { what, source })?;
         let iov = [IoSlice::new(&data)];
         let fds;
         let cmsgs: Vec<ControlMessage<'_>> = match fd {
@@ -185,7 +186,13 @@ impl Channel {
             None => Vec::new(),
         };
         loop {
-            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(source) => return Err(ChannelError::Send { what, source }),
@@ -331,9 +338,9 @@ impl Channel {
         match self.recv_ok()? {
             (Message::RunCreateHooks, _) => Ok(InitEvent::RunCreateHooks),
             (Message::ConsoleMaster, Some(fd)) => Ok(InitEvent::ConsoleMaster(fd)),
-            (Message::ConsoleMaster, None) => Err(Received::Channel(ChannelError::MissingFd(
-                "console-master",
-            ))),
+            (Message::ConsoleMaster, None) => {
+                Err(Received::Channel(ChannelError::MissingFd("console-master")))
+            }
             (Message::Ready, _) => Ok(InitEvent::Ready),
             (m, _) => Err(unexpected("an init step", &m)),
         }

@@ -60,10 +60,14 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
     }
     attrs::cloexec_from(3 + opts.preserve_fds).map_err(ProcessError::Child)?;
 
-    let (join_parent, join_child) =
-        channel::pair().map_err(|source| ProcessError::Channel { role: "exec", source })?;
-    let (proc_parent, proc_child) =
-        channel::pair().map_err(|source| ProcessError::Channel { role: "exec", source })?;
+    let (join_parent, join_child) = channel::pair().map_err(|source| ProcessError::Channel {
+        role: "exec",
+        source,
+    })?;
+    let (proc_parent, proc_child) = channel::pair().map_err(|source| ProcessError::Channel {
+        role: "exec",
+        source,
+    })?;
     let parent_fds = [join_parent.raw_fd(), proc_parent.raw_fd()];
     let joiner = fork_child(c"berth:[1:EXEC]", || {
         for fd in parent_fds {
@@ -110,6 +114,7 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
     if let Some(limits) = process.rlimits() {
         rlimits::validate(limits).map_err(|e| ProcessError::Rlimits(Box::new(e)))?;
     }
+    attrs::check_supported(&process)?;
     let terminal = process.terminal().unwrap_or(false);
     let console_socket = match (&opts.console_socket, terminal) {
         (Some(_), false) => return Err(ProcessError::ConsoleSocketWithoutTerminal),
@@ -122,7 +127,9 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
     let mut ns = Vec::new();
     for (key, path) in &state.namespace_paths {
         let Some(typ) = namespaces::from_state_key(key) else {
-            logger::warn(&format!("state.json: unknown namespace key {key}, not joined"));
+            logger::warn(&format!(
+                "state.json: unknown namespace key {key}, not joined"
+            ));
             continue;
         };
         let f = File::open(path).map_err(|source| ProcessError::ContainerNamespace {
@@ -165,7 +172,10 @@ fn drive(
     }
     join_parent
         .cgroup_joined(&Default::default())
-        .map_err(|source| ProcessError::Channel { role: "exec", source })?;
+        .map_err(|source| ProcessError::Channel {
+            role: "exec",
+            source,
+        })?;
     let pid = match join_parent.wait_for_intermediate() {
         Ok(IntermediateEvent::ChildPid(pid)) => Pid::from_raw(pid),
         Ok(IntermediateEvent::UserNsCreated) => {
@@ -230,7 +240,10 @@ fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(),
     for (typ, fd) in &p.namespaces {
         namespaces::join(*typ, fd).map_err(ChildFailure::setup)?;
     }
-    if p.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+    if p.namespaces
+        .iter()
+        .any(|(t, _)| *t == LinuxNamespaceType::User)
+    {
         become_root()?;
     }
     let pid = fork_child(c"berth:[2:EXEC]", || {
@@ -280,13 +293,10 @@ fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildF
         .map_err(|e| ChildFailure::setup(format!("chown the pty: {e}")))?;
     }
     attrs::enter_cwd(p.process.cwd())?;
-    let seccomp = p
-        .state
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().clone());
-    attrs::apply(&p.process, seccomp.as_ref())?;
+    let linux = p.state.config.linux().as_ref();
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+    let personality = linux.and_then(|l| l.personality().as_ref());
+    attrs::apply(&p.process, seccomp, personality)?;
     let program = p.plan.find()?.to_owned();
     attrs::cloexec_from(3 + p.preserve_fds)?;
     attrs::reset_signals()?;

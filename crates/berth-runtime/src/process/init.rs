@@ -105,7 +105,12 @@ fn setup(
     rootfs::prepare(&cfg).map_err(ChildFailure::setup)?;
 
     let state = ch.run_create_hooks().map_err(received)?;
-    if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.create_container().clone()) {
+    if let Some(list) = p
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone())
+    {
         hooks::run(&list, &state).map_err(fail("createContainer hook"))?;
     }
 
@@ -124,12 +129,21 @@ fn setup(
         .map_err(ChildFailure::setup)?;
     rootfs::masked_paths(linux.masked_paths().as_deref().unwrap_or(&[]))
         .map_err(ChildFailure::setup)?;
-    if p.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if p.spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         rootfs::readonly_root().map_err(ChildFailure::setup)?;
     }
 
     attrs::enter_cwd(p.process.cwd())?;
-    attrs::apply(&p.process, linux.seccomp().as_ref())?;
+    attrs::apply(
+        &p.process,
+        linux.seccomp().as_ref(),
+        linux.personality().as_ref(),
+    )?;
     let program = p.exec.find()?.to_owned();
     attrs::cloexec_from(3 + p.opts.preserve_fds)?;
     attrs::reset_signals()?;
@@ -155,7 +169,12 @@ fn start_and_exec(p: &Prepared, state: &OciState, program: &CString, fifo: RawFd
         return ChildFailure::setup(format!("write exec.fifo: {e}"));
     }
     drop(f);
-    if let Some(list) = p.spec.hooks().as_ref().and_then(|h| h.start_container().clone()) {
+    if let Some(list) = p
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+    {
         let mut st = state.clone();
         st.status = Status::Created;
         if let Err(e) = hooks::run(&list, &st) {
@@ -198,8 +217,12 @@ fn setup_terminal(p: &Prepared, ch: &Channel) -> Result<(), ChildFailure> {
     drop(pty.master);
     tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
     // The slave is a node of the container's own devpts: give it to the user.
-    nix::unistd::fchown(&pty.slave, Some(nix::unistd::Uid::from_raw(p.process.user().uid())), None)
-        .map_err(fail("chown the pty"))?;
+    nix::unistd::fchown(
+        &pty.slave,
+        Some(nix::unistd::Uid::from_raw(p.process.user().uid())),
+        None,
+    )
+    .map_err(fail("chown the pty"))?;
     Ok(())
 }
 

@@ -30,15 +30,19 @@ fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ChildFail
     move |e| ChildFailure::setup(format!("{what}: {e}"))
 }
 
-fn steps(p: &Prepared, to_parent: &Channel, init_channel: &Channel, fifo: RawFd) -> Result<(), ChildFailure> {
+fn steps(
+    p: &Prepared,
+    to_parent: &Channel,
+    init_channel: &Channel,
+    fifo: RawFd,
+) -> Result<(), ChildFailure> {
     // If the runtime dies, nobody would write our maps or collect our child.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("set the parent death signal"))?;
 
     // The cgroup first: a new cgroup namespace is rooted where we are when it
     // is created, and every process forked from now on starts in the cgroup.
-    let cgroup_paths: BTreeMap<String, PathBuf> =
-        to_parent.wait_for_cgroup().map_err(received)?;
+    let cgroup_paths: BTreeMap<String, PathBuf> = to_parent.wait_for_cgroup().map_err(received)?;
 
     let mut in_userns = false;
     for j in &p.plan.joined {
@@ -78,7 +82,9 @@ fn steps(p: &Prepared, to_parent: &Channel, init_channel: &Channel, fifo: RawFd)
 pub(super) fn received(r: super::channel::Received) -> ChildFailure {
     match r {
         super::channel::Received::Failure(f) => f,
-        super::channel::Received::Channel(e) => ChildFailure::setup(format!("runtime channel: {e}")),
+        super::channel::Received::Channel(e) => {
+            ChildFailure::setup(format!("runtime channel: {e}"))
+        }
     }
 }
 
@@ -101,7 +107,12 @@ pub(super) fn become_root() -> Result<(), ChildFailure> {
 /// Write linux.timeOffsets for the new time namespace (before any process is in
 /// it, as the kernel requires).
 fn write_time_offsets(p: &Prepared) -> Result<(), ChildFailure> {
-    let Some(offsets) = p.spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
+    let Some(offsets) = p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+    else {
         return Ok(());
     };
     let mut text = String::new();

@@ -199,6 +199,12 @@ pub enum ProcessError {
     },
     #[error("environment variable {0:?} must look like KEY=VALUE")]
     BadEnv(String),
+    #[error("{0} is not supported by berth-runtime")]
+    Unsupported(&'static str),
+    #[error("process.ioPriority.priority {0} must be between 0 and 7")]
+    IoPriority(i64),
+    #[error("linux.personality.flags are not supported (only the domain is)")]
+    PersonalityFlags,
     #[error("{what}: {source}")]
     Sys {
         what: &'static str,

@@ -23,7 +23,7 @@ use super::{fork_child, intermediate, ProcessError};
 use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, Plan};
 use crate::state::{self, OciState, State, Status};
-use crate::{logger, mounts, rlimits, rootfs, seccomp, tty};
+use crate::{capabilities, logger, mounts, rlimits, rootfs, seccomp, tty};
 
 /// What `create` (and `run`) were asked for.
 #[derive(Debug, Clone)]
@@ -94,6 +94,15 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
             source,
         })?;
     namespaces::check_raw_types(&raw)?;
+    rlimits::check_raw_types(&raw).map_err(|e| ProcessError::Rlimits(boxed(e)))?;
+    let mut raw = raw;
+    // runc skips capability names it does not know (a newer kernel's) instead of
+    // refusing the whole config.
+    for name in capabilities::strip_unknown_raw(&mut raw) {
+        logger::warn(&format!(
+            "unknown capability {name} in config.json is ignored"
+        ));
+    }
     let spec: Spec = serde_json::from_value(raw).map_err(|source| ProcessError::ConfigJson {
         path: config_path.clone(),
         source,
@@ -123,7 +132,11 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
 
     let linux = spec.linux().clone().unwrap_or_default();
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    if let Some(j) = plan.joined.iter().find(|j| j.typ == LinuxNamespaceType::Mount) {
+    if let Some(j) = plan
+        .joined
+        .iter()
+        .find(|j| j.typ == LinuxNamespaceType::Mount)
+    {
         return Err(ProcessError::JoinedMountNamespace(j.path.clone()));
     }
     if !plan.is_new(LinuxNamespaceType::Mount) {
@@ -135,10 +148,8 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         if uid_mappings.is_empty() || gid_mappings.is_empty() {
             return Err(ProcessError::NoMappings);
         }
-        let maps_root = |m: &[LinuxIdMapping]| {
-            m.iter()
-                .any(|x| x.container_id() == 0 && x.size() > 0)
-        };
+        let maps_root =
+            |m: &[LinuxIdMapping]| m.iter().any(|x| x.container_id() == 0 && x.size() > 0);
         if !maps_root(&uid_mappings) || !maps_root(&gid_mappings) {
             return Err(ProcessError::RootNotMapped);
         }
@@ -176,8 +187,56 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
     if let Some(limits) = process.rlimits() {
         rlimits::validate(limits).map_err(|e| ProcessError::Rlimits(boxed(e)))?;
     }
+    attrs::check_supported(&process)?;
+    if linux
+        .personality()
+        .as_ref()
+        .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))
+    {
+        return Err(ProcessError::PersonalityFlags);
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(ProcessError::Unsupported("linux.intelRdt"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(ProcessError::Unsupported("linux.memoryPolicy"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(ProcessError::Unsupported("linux.netDevices"));
+    }
+    if spec
+        .mounts()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .any(|m| m.uid_mappings().is_some() || m.gid_mappings().is_some())
+    {
+        return Err(ProcessError::Unsupported(
+            "id-mapped mounts (mounts[].uidMappings)",
+        ));
+    }
     if let Some(filter) = linux.seccomp() {
         seccomp::validate(filter).map_err(|e| ProcessError::Seccomp(boxed(e)))?;
+    }
+
+    // Accepted like runc does without the LSM: Docker sets a profile whenever
+    // the host has AppArmor.
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        logger::debug(&format!(
+            "process.apparmorProfile {profile:?} ignored (no AppArmor support)"
+        ));
+    }
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+        || linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+    {
+        logger::debug("SELinux labels ignored (no SELinux support)");
     }
 
     let terminal = process.terminal().unwrap_or(false);
@@ -334,10 +393,14 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         source,
     })?;
 
-    let (inter_parent, inter_child) =
-        channel::pair().map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
-    let (init_parent, init_child) =
-        channel::pair().map_err(|source| ProcessError::Channel { role: "init", source })?;
+    let (inter_parent, inter_child) = channel::pair().map_err(|source| ProcessError::Channel {
+        role: "intermediate",
+        source,
+    })?;
+    let (init_parent, init_child) = channel::pair().map_err(|source| ProcessError::Channel {
+        role: "init",
+        source,
+    })?;
 
     let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
     let inter_pid = fork_child(c"berth:[1:INTER]", || {
@@ -355,9 +418,14 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
             cleanup.cgroup = Some(cg.clone());
             cleanup.cgroup_created = true;
             cg.create()?;
-            if let Some(r) = p.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-                cg.apply(r)?;
-            }
+            let linux = p.spec.linux().as_ref();
+            let rules = crate::devices::cgroup_rules(
+                linux.and_then(|l| l.resources().as_ref()),
+                linux
+                    .and_then(|l| l.devices().as_deref())
+                    .unwrap_or_default(),
+            );
+            cg.apply(&rules)?;
             cg.add_task(inter_pid.as_raw())?;
             cg.paths()
         }
@@ -365,7 +433,10 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
     };
     inter_parent
         .cgroup_joined(&cgroup_paths)
-        .map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
+        .map_err(|source| ProcessError::Channel {
+            role: "intermediate",
+            source,
+        })?;
 
     let init_pid = loop {
         match inter_parent.wait_for_intermediate() {
@@ -373,7 +444,10 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                 write_id_maps(inter_pid, &p.uid_mappings, &p.gid_mappings)?;
                 inter_parent
                     .mappings_written()
-                    .map_err(|source| ProcessError::Channel { role: "intermediate", source })?;
+                    .map_err(|source| ProcessError::Channel {
+                        role: "intermediate",
+                        source,
+                    })?;
             }
             Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
             Err(r) => return Err(died("intermediate", inter_pid, r)),
@@ -417,7 +491,10 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                 }
                 init_parent
                     .hooks_done(&oci)
-                    .map_err(|source| ProcessError::Channel { role: "init", source })?;
+                    .map_err(|source| ProcessError::Channel {
+                        role: "init",
+                        source,
+                    })?;
             }
             Ok(InitEvent::ConsoleMaster(fd)) => console_master = Some(fd),
             Ok(InitEvent::Ready) => break,

@@ -87,9 +87,9 @@ pub fn wait_foreground(pid: Pid, console: Option<OwnedFd>) -> Result<i32, Proces
             Err(e) => return Err(sys("poll")(e)),
         }
         let ready = |i: usize| {
-            fds[i]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+            fds[i].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            })
         };
         let sig_ready = ready(0);
         let stdin_ready = stdin_idx.is_some_and(ready);

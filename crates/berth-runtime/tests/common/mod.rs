@@ -17,6 +17,7 @@ pub struct Rt {
 
 impl Rt {
     pub fn new() -> Rt {
+        become_subreaper();
         Rt {
             root: tempfile::Builder::new()
                 .prefix("berth-test-root")
@@ -32,13 +33,25 @@ impl Rt {
         c
     }
 
-    /// Run the runtime with `args`, stdin closed, capturing output.
+    /// Run the runtime with `args`, stdin closed, capturing output. Output goes
+    /// through files, not pipes: a created container inherits the runtime's stdio
+    /// (as with runc), so a pipe would not reach end of file while it lives.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd()
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = self
+            .cmd()
             .args(args)
             .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
     }
 
     pub fn state(&self, id: &str) -> serde_json::Value {
@@ -48,7 +61,10 @@ impl Rt {
     }
 
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Wait (bounded) until the container reaches `want`.
@@ -66,6 +82,32 @@ impl Rt {
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.root.path().join(id)
     }
+}
+
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Containers' inits are orphaned when the runtime's intermediate exits; as a
+/// subreaper the test process inherits them and can reap them (PID 1 of this
+/// machine does not), so no zombie outlives a test.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Reap `pid` if it is (now) our child; a no-op otherwise.
+pub fn reap(pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on one pid with a valid status pointer; ECHILD is fine.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -120,7 +162,13 @@ impl<'a> Container<'a> {
 
 impl Drop for Container<'_> {
     fn drop(&mut self) {
+        let pid = std::fs::read(self.rt.state_dir(&self.id).join("state.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+            .and_then(|v| v["init_process_pid"].as_i64())
+            .unwrap_or(0) as i32;
         let _ = self.rt.run(&["delete", "--force", &self.id]);
+        reap(pid);
     }
 }
 
@@ -148,7 +196,9 @@ pub fn memory_limit_file(relative: &str) -> PathBuf {
     if v1.exists() {
         v1
     } else {
-        Path::new("/sys/fs/cgroup").join(relative).join("memory.max")
+        Path::new("/sys/fs/cgroup")
+            .join(relative)
+            .join("memory.max")
     }
 }
 

@@ -210,49 +210,6 @@ pub fn create_symlinks(rootfs: &Path) -> Result<(), DeviceError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_the_usual_six() {
-        let d = default_devices();
-        let names: Vec<_> = d
-            .iter()
-            .map(|d| d.path().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "/dev/null",
-                "/dev/zero",
-                "/dev/full",
-                "/dev/random",
-                "/dev/urandom",
-                "/dev/tty"
-            ]
-        );
-        assert!(d.iter().all(|d| d.file_mode() == Some(0o666)));
-    }
-
-    #[test]
-    fn symlinks_are_made() {
-        let d = tempfile::tempdir().unwrap();
-        fs::create_dir(d.path().join("dev")).unwrap();
-        create_symlinks(d.path()).unwrap();
-        assert_eq!(
-            fs::read_link(d.path().join("dev/stdout")).unwrap(),
-            PathBuf::from("/proc/self/fd/1")
-        );
-        assert_eq!(
-            fs::read_link(d.path().join("dev/ptmx")).unwrap(),
-            PathBuf::from("pts/ptmx")
-        );
-        // A second run keeps what is there.
-        create_symlinks(d.path()).unwrap();
-    }
-}
-
 /// The device cgroup rules to apply: the spec's own, then the devices every
 /// container gets (the default nodes, /dev/console, /dev/ptmx, the pty slaves and
 /// /dev/net/tun, as runc allows them), then one rule per `linux.devices` entry.
@@ -295,4 +252,47 @@ pub fn cgroup_rules(
     }
     r.set_devices(Some(rules));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_usual_six() {
+        let d = default_devices();
+        let names: Vec<_> = d
+            .iter()
+            .map(|d| d.path().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
+        assert!(d.iter().all(|d| d.file_mode() == Some(0o666)));
+    }
+
+    #[test]
+    fn symlinks_are_made() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("dev")).unwrap();
+        create_symlinks(d.path()).unwrap();
+        assert_eq!(
+            fs::read_link(d.path().join("dev/stdout")).unwrap(),
+            PathBuf::from("/proc/self/fd/1")
+        );
+        assert_eq!(
+            fs::read_link(d.path().join("dev/ptmx")).unwrap(),
+            PathBuf::from("pts/ptmx")
+        );
+        // A second run keeps what is there.
+        create_symlinks(d.path()).unwrap();
+    }
 }

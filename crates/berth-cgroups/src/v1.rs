@@ -363,6 +363,17 @@ impl V1Cgroup {
         Ok(())
     }
 
+    /// The `tasks` file of every v1 hierarchy (not the unified one).
+    pub fn self_join_files(&self) -> Vec<PathBuf> {
+        let dirs: BTreeSet<&PathBuf> = self.dirs.values().collect();
+        dirs.into_iter().map(|d| d.join("tasks")).collect()
+    }
+
+    /// The cgroup2 directory a process can be cloned into (hybrid layouts).
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_deref()
+    }
+
     /// Remove the cgroup (and any child cgroups) from every hierarchy. Each
     /// hierarchy is tried even if another fails; the first failure is returned.
     pub fn remove(&self) -> Result<(), CgroupError> {

@@ -49,10 +49,6 @@ impl V2Cgroup {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -263,6 +259,10 @@ impl V2Cgroup {
 
     pub fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
         Ok(files::write(&self.dir, "cgroup.procs", &pid.to_string())?)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn remove(&self) -> Result<(), CgroupError> {

@@ -70,7 +70,7 @@ impl Bundle {
 pub fn default_config(id: &str, args: &[&str]) -> Value {
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
     json!({
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},

@@ -43,6 +43,15 @@ fn steps(
     // The cgroup first: a new cgroup namespace is rooted where we are when it
     // is created, and every process forked from now on starts in the cgroup.
     let cgroup_paths: BTreeMap<String, PathBuf> = to_parent.wait_for_cgroup().map_err(received)?;
+    // We are single-threaded, so moving this thread moves the process, and a
+    // thread that moves itself costs no RCU grace period (see self_join_files).
+    if let Some(cg) = &p.cgroup {
+        for tasks in cg.self_join_files() {
+            std::fs::write(&tasks, b"0").map_err(|e| {
+                ChildFailure::setup(format!("join cgroup {}: {e}", tasks.display()))
+            })?;
+        }
+    }
 
     let mut in_userns = false;
     for j in &p.plan.joined {

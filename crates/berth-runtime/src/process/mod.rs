@@ -254,6 +254,57 @@ pub(crate) fn fork_child(name: &CStr, body: impl FnOnce() -> i32) -> Result<Pid,
     }
 }
 
+/// clone3's CLONE_INTO_CGROUP (libc's constant is an overflowing c_int).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like `fork_child`, but the child starts inside the cgroup2 directory open as
+/// `cgroup` (clone3 with CLONE_INTO_CGROUP), so it never has to be migrated
+/// there. Returns whether that worked; on kernels or layouts that refuse it the
+/// child is forked normally and the caller must move it.
+pub(crate) fn fork_child_into(
+    name: &CStr,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+    body: impl FnOnce() -> i32,
+) -> Result<(Pid, bool), ProcessError> {
+    use std::os::fd::AsRawFd;
+    let Some(cgroup) = cgroup else {
+        return fork_child(name, body).map(|p| (p, false));
+    };
+    let mut args = libc::clone_args {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the
+    // child gets a copy of this single-threaded process (see fork_child), and
+    // `args` is a valid clone_args of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        0 => {
+            let _ = nix::sys::prctl::set_name(name);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
+            // SAFETY: as in fork_child: leave without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        pid if pid > 0 => Ok((Pid::from_raw(pid as i32), true)),
+        _ => fork_child(name, body).map(|p| (p, false)),
+    }
+}
+
 /// Close one inherited copy of a file descriptor in a forked child, where the
 /// owning value lives in a frame the child will never return to.
 pub(crate) fn close_inherited(fd: std::os::fd::RawFd) {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Process, Spec};
 
 use super::attrs::{self, ExecPlan};
 use super::channel::{self, InitEvent, IntermediateEvent};
-use super::{fork_child, intermediate, ProcessError};
+use super::{fork_child_into, intermediate, ProcessError};
 use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, Plan};
 use crate::state::{self, OciState, State, Status};
@@ -403,17 +403,9 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
     })?;
 
     let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
-    let inter_pid = fork_child(c"berth:[1:INTER]", || {
-        for fd in parent_fds {
-            super::close_inherited(fd);
-        }
-        intermediate::run(&p, &inter_child, &init_child, fifo.as_raw_fd())
-    })?;
-    cleanup.pids.push(inter_pid);
-    drop(inter_child);
-    drop(init_child);
-
-    let cgroup_paths = match &p.cgroup {
+    // The cgroup exists, with its limits, before the intermediate does: then the
+    // intermediate can be cloned straight into it where cgroup2 allows.
+    let clone_into = match &p.cgroup {
         Some(cg) => {
             cleanup.cgroup = Some(cg.clone());
             cleanup.cgroup_created = true;
@@ -426,7 +418,42 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                     .unwrap_or_default(),
             );
             cg.apply(&rules)?;
-            cg.add_task(inter_pid.as_raw())?;
+            cg.clone_into_dir().and_then(|d| {
+                nix::fcntl::open(
+                    d,
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            })
+        }
+        None => None,
+    };
+    let (inter_pid, cloned_into) = fork_child_into(
+        c"berth:[1:INTER]",
+        clone_into.as_ref().map(|fd| fd.as_fd()),
+        || {
+            for fd in parent_fds {
+                super::close_inherited(fd);
+            }
+            intermediate::run(&p, &inter_child, &init_child, fifo.as_raw_fd())
+        },
+    )?;
+    drop(clone_into);
+    cleanup.pids.push(inter_pid);
+    drop(inter_child);
+    drop(init_child);
+
+    let cgroup_paths = match &p.cgroup {
+        Some(cg) => {
+            // The intermediate joins the v1 hierarchies itself (see
+            // CgroupManager::self_join_files); cgroup2 needs us only when the
+            // clone could not place it there.
+            if !cloned_into {
+                cg.join_cgroup2(inter_pid.as_raw())?;
+            }
             cg.paths()
         }
         None => BTreeMap::new(),

@@ -1,0 +1,232 @@
+//! A small HTTP/1.1 client for berthd's unix socket: one connection per request (as the
+//! docker CLI mostly does), API version negotiated with `HEAD /_ping`, Docker's error
+//! bodies turned into [`CliError::Api`], and hijacked connections for attach and exec.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+/// The socket used when neither `-H`, `BERTH_HOST` nor `DOCKER_HOST` says otherwise.
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+/// The newest API version this CLI speaks.
+pub const CLIENT_API_VERSION: &str = "1.47";
+
+/// Errors talking to berthd.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The socket cannot be reached.
+    #[error("cannot reach berthd at {0}: is it running? (sudo systemctl start berthd)")]
+    Unreachable(String),
+    /// The host is not a unix socket.
+    #[error("unsupported host {0:?}: only unix://PATH is supported")]
+    BadHost(String),
+    /// berthd answered with an error.
+    #[error("Error response from daemon: {message}")]
+    Api { status: StatusCode, message: String },
+    /// The connection broke or the answer was not HTTP.
+    #[error("talking to berthd: {0}")]
+    Http(#[from] hyper::Error),
+    /// A request could not be built.
+    #[error("building a request: {0}")]
+    Request(#[from] http::Error),
+    /// The answer was not the JSON expected.
+    #[error("reading berthd's answer: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Which host to use: the flag, then BERTH_HOST, then DOCKER_HOST, then the default.
+pub fn pick_host(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("BERTH_HOST").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// A client for one berthd.
+#[derive(Debug, Clone)]
+pub struct Client {
+    host: String,
+    socket: PathBuf,
+    /// The API version in use after negotiation.
+    pub version: String,
+}
+
+/// Picks the lower of two `1.NN` versions.
+pub fn negotiate(server: &str) -> String {
+    let parse = |v: &str| {
+        v.split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+    };
+    match (parse(server), parse(CLIENT_API_VERSION)) {
+        (Some(s), Some(c)) if s < c => server.to_string(),
+        _ => CLIENT_API_VERSION.to_string(),
+    }
+}
+
+impl Client {
+    /// A client for `host` (`unix://PATH`); nothing is sent yet.
+    pub fn new(host: &str) -> Result<Client, CliError> {
+        let socket = match host.strip_prefix("unix://") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => return Err(CliError::BadHost(host.to_string())),
+        };
+        Ok(Client {
+            host: host.to_string(),
+            socket,
+            version: CLIENT_API_VERSION.to_string(),
+        })
+    }
+
+    /// Pings berthd and adopts the lower of its API version and ours.
+    pub async fn connect(host: &str) -> Result<Client, CliError> {
+        let mut c = Client::new(host)?;
+        let resp = c.send(Method::HEAD, "/_ping", None, false).await?;
+        if let Some(v) = resp
+            .headers()
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+        {
+            c.version = negotiate(v);
+        }
+        Ok(c)
+    }
+
+    async fn conn(
+        &self,
+        upgrades: bool,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, CliError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|_| CliError::Unreachable(self.host.clone()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+        });
+        Ok(sender)
+    }
+
+    fn uri(&self, path: &str) -> String {
+        if path == "/_ping" {
+            path.to_string()
+        } else {
+            format!("/v{}{}", self.version, path)
+        }
+    }
+
+    /// Sends a request; error statuses become [`CliError::Api`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        hijack: bool,
+    ) -> Result<http::Response<Incoming>, CliError> {
+        let mut sender = self.conn(hijack).await?;
+        let data = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.uri(path))
+            .header("Host", "berth")
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("Content-Type", "application/json");
+        if hijack {
+            req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
+        }
+        let req = req.body(Full::new(Bytes::from(data)))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        if status.is_client_error() || status.is_server_error() {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(CliError::Api { status, message });
+        }
+        Ok(resp)
+    }
+
+    /// A request whose answer is JSON (or empty: `Value::Null`).
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, CliError> {
+        let resp = self.send(method, path, body, false).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Takes over the connection (attach, exec start): returns the raw stream after 101.
+    pub async fn hijack(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<TokioIo<Upgraded>, CliError> {
+        let resp = self.send(Method::POST, path, body, true).await?;
+        let upgraded = hyper::upgrade::on(resp).await?;
+        Ok(TokioIo::new(upgraded))
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_negotiate_down_only() {
+        assert_eq!(negotiate("1.41"), "1.41");
+        assert_eq!(negotiate("1.47"), "1.47");
+        assert_eq!(negotiate("1.50"), "1.47");
+        assert_eq!(negotiate("junk"), "1.47");
+    }
+
+    #[test]
+    fn hosts_and_escapes() {
+        assert!(Client::new("tcp://x:1").is_err());
+        assert!(Client::new("unix:///tmp/s.sock").is_ok());
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+        assert_eq!(pick_host(Some("unix:///x")), "unix:///x");
+    }
+
+    #[tokio::test]
+    async fn unreachable_is_worded_for_humans() {
+        let e = Client::connect("unix:///nonexistent/berth.sock")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot reach berthd at unix:///nonexistent/berth.sock: is it running? (sudo systemctl start berthd)"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The engine's shared state: configuration, the container store, the manager seam,
+//! exec instances, and the exit notifications that `wait` and the container monitors
+//! share.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bollard_stubs::models::{ContainerStateStatusEnum, ExecConfig};
+use tokio::sync::broadcast;
+
+use crate::error::EngineError;
+use crate::manager::Manager;
+use crate::spec::{HostFacts, SpecError, VolumeResolver};
+use crate::store::{ContainerStore, StoreError};
+
+/// berthd's configuration (its flags).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `--data-root`: containers/, volumes/.
+    pub data_root: PathBuf,
+    /// `--exec-root`: runtime files of the engine.
+    pub exec_root: PathBuf,
+    /// `--manager`: the manager's socket (for messages).
+    pub manager_socket: String,
+    /// The berth-init binary mounted by `--init`.
+    pub init_path: PathBuf,
+}
+
+/// Something that happened to a container, for `wait` and `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerEvent {
+    Exited { id: String, code: i64 },
+    Removed { id: String },
+}
+
+/// An exec instance (`docker exec`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecRecord {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub pid: u32,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    pub config: EngineConfig,
+    pub store: ContainerStore,
+    pub manager: Arc<dyn Manager>,
+    pub host: HostFacts,
+    pub execs: Mutex<HashMap<String, ExecRecord>>,
+    pub events: broadcast::Sender<ContainerEvent>,
+}
+
+/// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
+#[derive(Debug)]
+pub struct LocalVolumes {
+    pub root: PathBuf,
+}
+
+impl VolumeResolver for LocalVolumes {
+    fn resolve(&self, name: &str) -> Result<PathBuf, SpecError> {
+        if !crate::store::valid_name(name) || name.starts_with('/') {
+            return Err(SpecError::Invalid(format!(
+                "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+            )));
+        }
+        let dir = self.root.join(name).join("_data");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            SpecError::Invalid(format!("creating volume {name} at {}: {e}", dir.display()))
+        })?;
+        Ok(dir)
+    }
+}
+
+impl Engine {
+    /// Opens the store under the data root.
+    pub fn new(
+        config: EngineConfig,
+        manager: Arc<dyn Manager>,
+        host: HostFacts,
+    ) -> Result<Engine, StoreError> {
+        let store = ContainerStore::open(&config.data_root.join("containers"))?;
+        let (events, _) = broadcast::channel(256);
+        Ok(Engine {
+            config,
+            store,
+            manager,
+            host,
+            execs: Mutex::new(HashMap::new()),
+            events,
+        })
+    }
+
+    /// The volume resolver for specs.
+    pub fn volumes(&self) -> LocalVolumes {
+        LocalVolumes {
+            root: self.config.data_root.join("volumes"),
+        }
+    }
+
+    /// Locks the exec table.
+    pub fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecRecord>> {
+        match self.execs.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Records a container's exit, publishes it, and removes the container when
+    /// AutoRemove says so. Called by the monitor a start spawns.
+    pub async fn container_exited(&self, id: &str, code: i64, oom: bool, finished_at: String) {
+        let _ = self.manager.tasks_delete(id, true).await;
+        let rec = self.store.update(id, |r| {
+            let st = &mut r.state;
+            st.status = Some(ContainerStateStatusEnum::EXITED);
+            st.running = Some(false);
+            st.paused = Some(false);
+            st.pid = Some(0);
+            st.exit_code = Some(code);
+            st.oom_killed = Some(oom);
+            st.finished_at = Some(finished_at);
+        });
+        let _ = self.events.send(ContainerEvent::Exited {
+            id: id.to_string(),
+            code,
+        });
+        if let Ok(rec) = rec {
+            if rec.host_config.auto_remove == Some(true) {
+                if let Err(e) = self.remove_container(id).await {
+                    tracing::warn!(container = id, error = %e, "auto-remove failed");
+                }
+            }
+        }
+    }
+
+    /// Deletes the container everywhere (manager record and snapshot, engine files).
+    pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        match self.manager.containers_delete(id, false).await {
+            Ok(()) => {}
+            Err(EngineError::Manager {
+                code: tonic::Code::NotFound,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        self.store.remove(id)?;
+        let _ = self
+            .events
+            .send(ContainerEvent::Removed { id: id.to_string() });
+        Ok(())
+    }
+
+    /// Watches a started container until it exits (the manager's Wait), then records it.
+    pub fn spawn_monitor(self: &Arc<Self>, id: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.manager.tasks_wait(&id, "").await {
+                Ok(exit) => {
+                    engine
+                        .container_exited(
+                            &id,
+                            i64::from(exit.exit_status),
+                            exit.oom_killed,
+                            exit.exited_at,
+                        )
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "waiting for the container failed")
+                }
+            }
+        });
+    }
+
+    /// Live restore: watch again every container the store says is running.
+    pub fn restore(self: &Arc<Self>) {
+        for rec in self.store.list() {
+            if rec.state.running == Some(true) {
+                tracing::info!(container = %rec.id, "restoring");
+                self.spawn_monitor(rec.id.clone());
+            }
+        }
+    }
+}

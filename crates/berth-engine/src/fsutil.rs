@@ -1,0 +1,84 @@
+//! Small file helpers: atomic writes (temp file, fsync, rename, fsync the directory)
+//! and random ids.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// Writes `data` to `path` so that a reader sees either the old or the new contents,
+/// never a mix, even across a crash.
+pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "path has no parent directory")
+    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// 32 random bytes as 64 lowercase hex digits, like a Docker id. Ids whose short form
+/// is all digits are drawn again, as dockerd does, so a short id never reads as a number.
+pub fn random_id() -> io::Result<String> {
+    loop {
+        let mut buf = [0u8; 32];
+        File::open("/dev/urandom")?.read_exact(&mut buf)?;
+        let id: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+        if !id[..12].bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(id);
+        }
+    }
+}
+
+/// One random number below `n` (for generated names).
+pub fn random_below(n: usize) -> io::Result<usize> {
+    let mut buf = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok((u64::from_le_bytes(buf) % n.max(1) as u64) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        atomic_write(&p, b"one", 0o600).unwrap();
+        atomic_write(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn ids_are_64_hex_and_differ() {
+        let a = random_id().unwrap();
+        let b = random_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

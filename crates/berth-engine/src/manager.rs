@@ -1,0 +1,298 @@
+//! The seam between the engine and berth-manager.
+//!
+//! Handlers call the [`Manager`] trait; its methods are named after the manager's gRPC
+//! RPCs (proto/berth/manager/v1) and its types mirror those messages field for field,
+//! so the real client is a thin adapter over the generated tonic clients. Until that
+//! client exists berthd runs with [`Unreachable`], which answers every call with a
+//! clear "cannot reach berth-manager" error, and tests use [`fake::FakeManager`].
+
+pub mod fake;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::EngineError;
+
+/// An image in the manager's index (`berth.manager.v1.Image`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Image {
+    /// `sha256:<hex>` of the image config.
+    pub id: String,
+    pub names: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub manifest_digest: String,
+    /// The image config JSON, verbatim.
+    pub config: Vec<u8>,
+    pub layers: Vec<Layer>,
+    pub size: i64,
+    pub created: String,
+    pub labels: HashMap<String, String>,
+    pub top_snapshot: String,
+}
+
+/// One layer of an image (`berth.manager.v1.Layer`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: i64,
+    pub media_type: String,
+}
+
+/// A container record in the manager (`berth.manager.v1.Container`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Container {
+    pub id: String,
+    pub image: String,
+    /// The OCI runtime spec as JSON.
+    pub spec: Vec<u8>,
+    pub snapshot_key: String,
+    pub labels: HashMap<String, String>,
+    pub runtime: String,
+    pub log_path: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// How a process ended (`berth.manager.v1.ExitStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub pid: u32,
+    /// As a shell reports it: 128+n for death by signal n.
+    pub exit_status: u32,
+    pub exited_at: String,
+    pub oom_killed: bool,
+}
+
+/// A task's state (`berth.manager.v1.TaskStatus`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskStatus {
+    #[default]
+    Unknown,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// A container's running process (`berth.manager.v1.Task`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Task {
+    pub container_id: String,
+    pub pid: u32,
+    pub status: TaskStatus,
+    pub exit: Option<ExitStatus>,
+    pub shim_pid: u32,
+    pub terminal: bool,
+    pub started_at: String,
+}
+
+/// A snapshot's overlay directories (`berth.manager.v1.SnapshotInfo`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotInfo {
+    pub key: String,
+    pub parent: String,
+    pub kind: String,
+    pub lower_dir: String,
+    pub upper_dir: String,
+    pub work_dir: String,
+    pub merged_dir: String,
+}
+
+/// One line of `docker diff` (`berth.manager.v1.Change`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// "A", "C" or "D".
+    pub kind: String,
+    pub path: String,
+}
+
+/// The manager's version (`berth.manager.v1.VersionResponse`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionInfo {
+    pub version: String,
+    pub revision: String,
+    pub runtime: String,
+}
+
+/// Which of a process's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdStream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a process's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub stream: StdStream,
+    pub data: Bytes,
+}
+
+/// What the client sends towards a process's stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinMsg {
+    Data(Bytes),
+    /// The client closed its side: close the process's stdin.
+    Close,
+}
+
+/// A live connection to a process's stdio (the `Tasks.Attach` stream). The output
+/// channel ends when the process's output does; stdin is `None` when the process
+/// has no stdin open.
+#[derive(Debug)]
+pub struct AttachStreams {
+    pub output: mpsc::Receiver<OutputChunk>,
+    pub stdin: Option<mpsc::Sender<StdinMsg>>,
+}
+
+/// The operations the engine needs from berth-manager, one per RPC.
+#[async_trait]
+pub trait Manager: Send + Sync + std::fmt::Debug {
+    /// `Version.Version`.
+    async fn version(&self) -> Result<VersionInfo, EngineError>;
+    /// `Images.List`.
+    async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError>;
+    /// `Images.Get`: by reference, id or id prefix.
+    async fn images_get(&self, reference: &str) -> Result<Image, EngineError>;
+    /// `Containers.Create`.
+    async fn containers_create(&self, container: Container) -> Result<Container, EngineError>;
+    /// `Containers.Get`.
+    async fn containers_get(&self, id: &str) -> Result<Container, EngineError>;
+    /// `Containers.Update` of the fields named in `mask` ("spec", "labels", ...).
+    async fn containers_update(
+        &self,
+        container: Container,
+        mask: Vec<String>,
+    ) -> Result<Container, EngineError>;
+    /// `Containers.Delete`.
+    async fn containers_delete(&self, id: &str, keep_snapshot: bool) -> Result<(), EngineError>;
+    /// `Tasks.Create`: returns the init's pid.
+    async fn tasks_create(&self, id: &str, stdin: bool) -> Result<u32, EngineError>;
+    /// `Tasks.Start` (exec_id "" = the init).
+    async fn tasks_start(&self, id: &str, exec_id: &str) -> Result<u32, EngineError>;
+    /// `Tasks.Kill`.
+    async fn tasks_kill(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), EngineError>;
+    /// `Tasks.Delete`.
+    async fn tasks_delete(&self, id: &str, force: bool) -> Result<ExitStatus, EngineError>;
+    /// `Tasks.Wait`.
+    async fn tasks_wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus, EngineError>;
+    /// `Tasks.Get`.
+    async fn tasks_get(&self, id: &str) -> Result<Task, EngineError>;
+    /// `Tasks.Exec`: `process` is the spec's process object as JSON.
+    async fn tasks_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: Vec<u8>,
+        stdin: bool,
+    ) -> Result<(), EngineError>;
+    /// `Tasks.Pids`.
+    async fn tasks_pids(&self, id: &str) -> Result<Vec<u32>, EngineError>;
+    /// `Tasks.ResizePty`.
+    async fn tasks_resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), EngineError>;
+    /// `Tasks.Attach`.
+    async fn tasks_attach(&self, id: &str, exec_id: &str) -> Result<AttachStreams, EngineError>;
+    /// `Snapshots.Info`.
+    async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError>;
+    /// `Snapshots.Changes`.
+    async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError>;
+}
+
+/// The manager berthd uses until the gRPC client is wired: every call fails with
+/// "cannot reach berth-manager at <socket>", so the endpoints that need no manager
+/// still work and the others say why they do not.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    pub socket: String,
+}
+
+impl Unreachable {
+    fn err<T>(&self) -> Result<T, EngineError> {
+        Err(EngineError::ManagerUnavailable {
+            socket: self.socket.clone(),
+            reason: "the gRPC client to berth-manager is not built into this berthd yet"
+                .to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Manager for Unreachable {
+    async fn version(&self) -> Result<VersionInfo, EngineError> {
+        self.err()
+    }
+    async fn images_list(&self, _: Vec<String>) -> Result<Vec<Image>, EngineError> {
+        self.err()
+    }
+    async fn images_get(&self, _: &str) -> Result<Image, EngineError> {
+        self.err()
+    }
+    async fn containers_create(&self, _: Container) -> Result<Container, EngineError> {
+        self.err()
+    }
+    async fn containers_get(&self, _: &str) -> Result<Container, EngineError> {
+        self.err()
+    }
+    async fn containers_update(
+        &self,
+        _: Container,
+        _: Vec<String>,
+    ) -> Result<Container, EngineError> {
+        self.err()
+    }
+    async fn containers_delete(&self, _: &str, _: bool) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_create(&self, _: &str, _: bool) -> Result<u32, EngineError> {
+        self.err()
+    }
+    async fn tasks_start(&self, _: &str, _: &str) -> Result<u32, EngineError> {
+        self.err()
+    }
+    async fn tasks_kill(&self, _: &str, _: &str, _: u32, _: bool) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_delete(&self, _: &str, _: bool) -> Result<ExitStatus, EngineError> {
+        self.err()
+    }
+    async fn tasks_wait(&self, _: &str, _: &str) -> Result<ExitStatus, EngineError> {
+        self.err()
+    }
+    async fn tasks_get(&self, _: &str) -> Result<Task, EngineError> {
+        self.err()
+    }
+    async fn tasks_exec(&self, _: &str, _: &str, _: Vec<u8>, _: bool) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_pids(&self, _: &str) -> Result<Vec<u32>, EngineError> {
+        self.err()
+    }
+    async fn tasks_resize_pty(&self, _: &str, _: &str, _: u32, _: u32) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_attach(&self, _: &str, _: &str) -> Result<AttachStreams, EngineError> {
+        self.err()
+    }
+    async fn snapshots_info(&self, _: &str) -> Result<SnapshotInfo, EngineError> {
+        self.err()
+    }
+    async fn snapshots_changes(&self, _: &str) -> Result<Vec<Change>, EngineError> {
+        self.err()
+    }
+}

@@ -1,0 +1,167 @@
+//! The listening socket and the connection loop: HTTP/1.1 over a unix socket with
+//! hyper, upgrades enabled for attach and exec.
+//!
+//! The socket is either bound from `-H unix://PATH` (mode 0660, group `berth` when that
+//! group exists) or inherited from systemd socket activation (`LISTEN_FDS`/`LISTEN_PID`).
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use crate::api;
+use crate::engine::Engine;
+
+/// Errors while setting up the listener.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// `-H` names something other than `unix://PATH`.
+    #[error("unsupported host {0:?}: berthd listens only on unix://PATH sockets")]
+    UnsupportedHost(String),
+    /// Binding or preparing the socket failed.
+    #[error("{what} {path}: {source}")]
+    Socket {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The socket systemd passed is unusable.
+    #[error("using the socket from systemd (fd 3): {0}")]
+    Systemd(#[source] std::io::Error),
+}
+
+/// The path in `unix:///run/berth/berth.sock`.
+pub fn parse_host(host: &str) -> Result<PathBuf, ListenError> {
+    match host.strip_prefix("unix://") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ if host.starts_with('/') => Ok(PathBuf::from(host)),
+        _ => Err(ListenError::UnsupportedHost(host.to_string())),
+    }
+}
+
+/// The first socket systemd passed, when `LISTEN_PID` is this process and
+/// `LISTEN_FDS` is at least 1.
+pub fn systemd_listener() -> Result<Option<UnixListener>, ListenError> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    if !pid_ok || fds == 0 {
+        return Ok(None);
+    }
+    const SD_LISTEN_FDS_START: RawFd = 3;
+    // Do not pass the activation on to anything this process starts.
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    // SAFETY: systemd's protocol hands fd 3 to this process (LISTEN_PID matched) as an
+    // open listening socket that nothing else in the process owns; it is taken once.
+    let std_listener =
+        unsafe { std::os::unix::net::UnixListener::from_raw_fd(SD_LISTEN_FDS_START) };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(ListenError::Systemd)?;
+    UnixListener::from_std(std_listener)
+        .map(Some)
+        .map_err(ListenError::Systemd)
+}
+
+/// Binds `path`: removes a stale socket, creates the parent directory, sets mode 0660
+/// and the `berth` group when it exists.
+pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
+    let err = |what, source| ListenError::Socket {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err("creating the directory of", e))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("removing the old socket", e)),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| err("binding", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| err("setting the mode of", e))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
+        nix::unistd::chown(path, None, Some(group.gid))
+            .map_err(|e| err("giving group berth", std::io::Error::from(e)))?;
+    }
+    Ok(listener)
+}
+
+/// Serves connections until `shutdown` resolves.
+pub async fn serve<F>(listener: UnixListener, engine: Arc<Engine>, shutdown: F)
+where
+    F: std::future::Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| api::handle(engine.clone(), req));
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            parse_host("unix:///run/berth/berth.sock").unwrap(),
+            PathBuf::from("/run/berth/berth.sock")
+        );
+        assert!(parse_host("tcp://0.0.0.0:2375").is_err());
+        assert!(parse_host("unix://").is_err());
+    }
+
+    #[tokio::test]
+    async fn bind_sets_mode_0660_and_replaces_stale_sockets() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/berth.sock");
+        let l = bind(&p).unwrap();
+        drop(l);
+        // the file stays behind; a second bind must replace it
+        let _l = bind(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o660);
+    }
+
+    #[test]
+    fn no_systemd_socket_without_listen_pid() {
+        // LISTEN_PID is not this process in tests.
+        assert!(systemd_listener().unwrap().is_none());
+    }
+}

@@ -1,0 +1,737 @@
+//! Docker's container configuration → the OCI runtime spec the runtime executes.
+//!
+//! [`merge_image_config`] fills a container's `Config` from its image as dockerd does at
+//! create time (env merged by key, entrypoint and cmd, working dir, user, labels...).
+//! [`build_spec`] is a pure function of that config, the `HostConfig`, a few host facts
+//! and the container's root filesystem (read only for `/etc/passwd` and `/etc/group`),
+//! giving Docker's defaults (capabilities, masked paths, mounts, devices) and every
+//! `HostConfig` field berth honours.
+//!
+//! Seccomp: no default profile is applied yet (the `seccomp` field stays unset), so
+//! containers run unconfined by seccomp; `docs/api.md` says so.
+
+pub mod defaults;
+pub mod etc;
+pub mod mounts;
+pub mod user;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, ImageConfig};
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, PosixRlimitBuilder, PosixRlimitType, Process,
+    Root, Spec, User,
+};
+
+pub use mounts::VolumeResolver;
+
+/// Errors while building a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The configuration is wrong (the client's fault).
+    #[error("{0}")]
+    Invalid(String),
+    /// The configuration asks for something berth does not do yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// `User` or `GroupAdd` names something the image does not have.
+    #[error(transparent)]
+    User(#[from] user::UserError),
+    /// oci-spec refused a value.
+    #[error("building the OCI spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+}
+
+/// What the spec needs to know about the host.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    pub hostname: String,
+    /// Whether /sys/fs/cgroup is cgroup2 (then containers get a private cgroup namespace).
+    pub cgroup_v2: bool,
+    /// The host's devices, for privileged containers.
+    pub devices: Vec<LinuxDevice>,
+}
+
+impl HostFacts {
+    /// Reads the facts from the running host.
+    pub fn probe() -> HostFacts {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let cgroup_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false);
+        HostFacts {
+            hostname,
+            cgroup_v2,
+            devices: host_devices(Path::new("/dev")),
+        }
+    }
+}
+
+/// The character and block devices directly under `dir` and its subdirectories
+/// (except pts, shm, mqueue), as a privileged container gets them.
+pub fn host_devices(dir: &Path) -> Vec<LinuxDevice> {
+    use oci_spec::runtime::LinuxDeviceType;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                let name = e.file_name();
+                if !matches!(
+                    name.to_str(),
+                    Some("pts" | "shm" | "mqueue" | ".lxc" | ".lxd-mounts")
+                ) {
+                    stack.push(p);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            let rdev = md.rdev();
+            let mut dev = LinuxDevice::default();
+            dev.set_path(p);
+            dev.set_typ(typ);
+            dev.set_major(i64::from(nix::sys::stat::major(rdev) as u32));
+            dev.set_minor(i64::from(nix::sys::stat::minor(rdev) as u32));
+            dev.set_file_mode(Some(md.mode() & 0o7777));
+            dev.set_uid(Some(md.uid()));
+            dev.set_gid(Some(md.gid()));
+            out.push(dev);
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
+/// `KEY=VALUE` entries of `overrides` replace those of `base` with the same key in
+/// place; new keys are appended (Docker's ReplaceOrAppendEnvValues).
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let key = |e: &str| {
+        e.split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| e.to_string())
+    };
+    let mut out: Vec<String> = base.to_vec();
+    for o in overrides {
+        let k = key(o);
+        match out.iter().position(|e| key(e) == k) {
+            Some(i) => out[i] = o.clone(),
+            None => out.push(o.clone()),
+        }
+    }
+    out
+}
+
+/// Fills what the user left unset from the image, as dockerd does at create time.
+pub fn merge_image_config(config: &mut ContainerConfig, image: &ImageConfig) {
+    let image_env = image.env.clone().unwrap_or_default();
+    let user_env = config.env.clone().unwrap_or_default();
+    config.env = Some(merge_env(&image_env, &user_env));
+
+    // `--entrypoint ""` arrives as [""] and means "no entrypoint".
+    if config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
+        config.entrypoint = Some(vec![]);
+    }
+    let entrypoint_empty = config.entrypoint.as_ref().is_none_or(|e| e.is_empty());
+    if entrypoint_empty {
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            config.cmd = image.cmd.clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = image.entrypoint.clone();
+        }
+    }
+    if config.working_dir.as_deref().unwrap_or("").is_empty() {
+        config.working_dir = image.working_dir.clone();
+    }
+    if config.user.as_deref().unwrap_or("").is_empty() {
+        config.user = image.user.clone();
+    }
+    if config.stop_signal.is_none() {
+        config.stop_signal = image.stop_signal.clone();
+    }
+    if let Some(img_labels) = &image.labels {
+        let mut labels = img_labels.clone();
+        labels.extend(config.labels.clone().unwrap_or_default());
+        config.labels = Some(labels);
+    }
+    if let Some(ports) = &image.exposed_ports {
+        let mut p = ports.clone();
+        p.extend(config.exposed_ports.clone().unwrap_or_default());
+        config.exposed_ports = Some(p);
+    }
+    if let Some(vols) = &image.volumes {
+        let mut v = vols.clone();
+        v.extend(config.volumes.clone().unwrap_or_default());
+        config.volumes = Some(v);
+    }
+    if config.healthcheck.is_none() {
+        config.healthcheck = image.healthcheck.clone();
+    }
+    if config.shell.is_none() {
+        config.shell = image.shell.clone();
+    }
+}
+
+/// The process's argv from a merged config: entrypoint then cmd.
+pub fn command(config: &ContainerConfig) -> Result<Vec<String>, SpecError> {
+    let mut args = config.entrypoint.clone().unwrap_or_default();
+    args.extend(config.cmd.clone().unwrap_or_default());
+    if args.is_empty() {
+        return Err(SpecError::Invalid("No command specified".to_string()));
+    }
+    Ok(args)
+}
+
+/// The hostname a container gets: `Hostname` if set, the host's with host networking,
+/// else the short id.
+pub fn hostname(
+    id: &str,
+    config: &ContainerConfig,
+    host_config: &HostConfig,
+    facts: &HostFacts,
+) -> String {
+    match config.hostname.as_deref() {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ if network_mode(host_config) == NetworkMode::Host => facts.hostname.clone(),
+        _ => id.get(..12).unwrap_or(id).to_string(),
+    }
+}
+
+/// The network modes berth serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    Host,
+    /// A new network namespace with only loopback. "default" and "bridge" mean this
+    /// until bridge networking exists.
+    None,
+}
+
+/// Parses `NetworkMode`; `container:<id>` and user networks are refused for now.
+pub fn parse_network_mode(mode: &str) -> Result<NetworkMode, SpecError> {
+    match mode {
+        "host" => Ok(NetworkMode::Host),
+        "" | "none" | "default" | "bridge" => Ok(NetworkMode::None),
+        m if m.starts_with("container:") => Err(SpecError::Unsupported(
+            "network mode container:<id> is not supported yet".to_string(),
+        )),
+        m => Err(SpecError::Unsupported(format!(
+            "network {m} is not supported yet: berth serves only the none and host networks"
+        ))),
+    }
+}
+
+fn network_mode(hc: &HostConfig) -> NetworkMode {
+    parse_network_mode(hc.network_mode.as_deref().unwrap_or("")).unwrap_or(NetworkMode::None)
+}
+
+/// Everything [`build_spec`] reads.
+pub struct SpecInput<'a> {
+    pub id: &'a str,
+    pub config: &'a ContainerConfig,
+    pub host_config: &'a HostConfig,
+    pub image: &'a ImageConfig,
+    /// The container's root filesystem, read for /etc/passwd and /etc/group.
+    pub rootfs: &'a Path,
+    /// `<data-root>/containers/<id>`: where hostname, hosts and resolv.conf are.
+    pub container_dir: &'a Path,
+    /// The host path of the berth-init binary, for `Init`.
+    pub init_path: &'a Path,
+    pub volumes: &'a dyn VolumeResolver,
+    pub host: &'a HostFacts,
+}
+
+/// Where `--init` mounts berth-init in the container.
+pub const INIT_PATH_IN_CONTAINER: &str = "/sbin/berth-init";
+
+fn invalid(msg: impl Into<String>) -> SpecError {
+    SpecError::Invalid(msg.into())
+}
+
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    use PosixRlimitType::*;
+    Some(match name {
+        "core" => RlimitCore,
+        "cpu" => RlimitCpu,
+        "data" => RlimitData,
+        "fsize" => RlimitFsize,
+        "locks" => RlimitLocks,
+        "memlock" => RlimitMemlock,
+        "msgqueue" => RlimitMsgqueue,
+        "nice" => RlimitNice,
+        "nofile" => RlimitNofile,
+        "nproc" => RlimitNproc,
+        "rss" => RlimitRss,
+        "rtprio" => RlimitRtprio,
+        "rttime" => RlimitRttime,
+        "sigpending" => RlimitSigpending,
+        "stack" => RlimitStack,
+        "as" => RlimitAs,
+        _ => return None,
+    })
+}
+
+/// Namespaced sysctls a container may set (Docker's rules).
+fn check_sysctl(key: &str, mode: NetworkMode) -> Result<(), SpecError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if mode == NetworkMode::Host {
+            return Err(invalid(format!(
+                "sysctl {key:?} not allowed in host network namespace"
+            )));
+        }
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "sysctl {key:?} is not allowed in the container's namespaces"
+    )))
+}
+
+/// Resource limits from HostConfig, validated as dockerd validates them.
+pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, SpecError> {
+    let mut mem = LinuxMemory::default();
+    let memory = hc.memory.unwrap_or(0);
+    if memory != 0 {
+        if memory < 6 * 1024 * 1024 {
+            return Err(invalid("Minimum memory limit allowed is 6MB"));
+        }
+        mem.set_limit(Some(memory));
+    }
+    let swap = hc.memory_swap.unwrap_or(0);
+    if swap > 0 && memory == 0 {
+        return Err(invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if swap > 0 && swap < memory {
+        return Err(invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    match swap {
+        -1 => {
+            mem.set_swap(Some(-1));
+        }
+        0 if memory > 0 => {
+            mem.set_swap(Some(memory * 2));
+        }
+        0 => {}
+        s => {
+            mem.set_swap(Some(s));
+        }
+    }
+    if let Some(r) = hc.memory_reservation.filter(|r| *r != 0) {
+        if memory > 0 && r > memory {
+            return Err(invalid(
+                "Minimum memory limit can not be less than memory reservation limit, see usage",
+            ));
+        }
+        mem.set_reservation(Some(r));
+    }
+    if let Some(s) = hc.memory_swappiness.filter(|s| *s >= 0) {
+        if s > 100 {
+            return Err(invalid(format!(
+                "Invalid value: {s}, valid memory swappiness range is 0-100"
+            )));
+        }
+        mem.set_swappiness(Some(s as u64));
+    }
+    if hc.oom_kill_disable == Some(true) {
+        mem.set_disable_oom_killer(Some(true));
+    }
+
+    let mut cpu = LinuxCpu::default();
+    let nano = hc.nano_cpus.unwrap_or(0);
+    let quota = hc.cpu_quota.unwrap_or(0);
+    let period = hc.cpu_period.unwrap_or(0);
+    if nano != 0 {
+        if period != 0 {
+            return Err(invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        if quota != 0 {
+            return Err(invalid(
+                "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+            ));
+        }
+        if nano < 0 {
+            return Err(invalid(
+                "Range of CPUs is from 0.01 to the number of CPUs available",
+            ));
+        }
+        cpu.set_period(Some(100_000));
+        cpu.set_quota(Some(nano * 100_000 / 1_000_000_000));
+    }
+    if period != 0 {
+        if !(1000..=1_000_000).contains(&period) {
+            return Err(invalid("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"));
+        }
+        cpu.set_period(Some(period as u64));
+    }
+    if quota != 0 {
+        if quota > 0 && quota < 1000 {
+            return Err(invalid(
+                "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+            ));
+        }
+        cpu.set_quota(Some(quota));
+    }
+    if let Some(s) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu.set_shares(Some(s as u64));
+    }
+    if let Some(c) = hc.cpuset_cpus.as_ref().filter(|c| !c.is_empty()) {
+        cpu.set_cpus(Some(c.clone()));
+    }
+    if let Some(m) = hc.cpuset_mems.as_ref().filter(|c| !c.is_empty()) {
+        cpu.set_mems(Some(m.clone()));
+    }
+
+    let mut res = LinuxResources::default();
+    res.set_devices(Some(defaults::device_rules(privileged)));
+    if mem != LinuxMemory::default() {
+        res.set_memory(Some(mem));
+    }
+    if cpu != LinuxCpu::default() {
+        res.set_cpu(Some(cpu));
+    }
+    if let Some(p) = hc.pids_limit.filter(|p| *p > 0) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(p);
+        res.set_pids(Some(pids));
+    }
+    Ok(res)
+}
+
+fn parse_security_opts(opts: &[String]) -> Result<(bool, bool), SpecError> {
+    let mut no_new_privs = false;
+    let mut unconfined = false;
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .unwrap_or((o.as_str(), ""));
+        match k {
+            "no-new-privileges" => {
+                no_new_privs = match v {
+                    "" | "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(format!("invalid --security-opt 2: {o:?}"))),
+                }
+            }
+            "seccomp" if v == "unconfined" => unconfined = true,
+            "seccomp" => return Err(SpecError::Unsupported(
+                "custom seccomp profiles are not supported by berth yet (use seccomp=unconfined)"
+                    .to_string(),
+            )),
+            // No AppArmor or SELinux here: accepted and without effect, as on a host
+            // where neither is enabled.
+            "apparmor" | "label" => {}
+            _ => return Err(invalid(format!("invalid --security-opt 1: {o:?}"))),
+        }
+    }
+    Ok((no_new_privs, unconfined))
+}
+
+/// Builds the OCI runtime spec.
+pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
+    let mut config = input.config.clone();
+    merge_image_config(&mut config, input.image);
+    let hc = input.host_config;
+    let privileged = hc.privileged.unwrap_or(false);
+    let net = parse_network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
+    let tty = config.tty.unwrap_or(false);
+    let hostname = hostname(input.id, &config, hc, input.host);
+
+    // process
+    let mut args = command(&config)?;
+    let mut mounts = mounts::default_mounts(
+        hc.shm_size
+            .filter(|s| *s > 0)
+            .unwrap_or(defaults::DEFAULT_SHM_SIZE),
+        privileged,
+    );
+    if hc.init == Some(true) {
+        let mut init_args = vec![INIT_PATH_IN_CONTAINER.to_string(), "--".to_string()];
+        init_args.append(&mut args);
+        args = init_args;
+        mounts.push(mounts::mount(
+            INIT_PATH_IN_CONTAINER,
+            "bind",
+            &input.init_path.to_string_lossy(),
+            &["bind", "ro"],
+        ));
+    }
+    let user = user::resolve(
+        input.rootfs,
+        config.user.as_deref().unwrap_or(""),
+        hc.group_add.as_deref().unwrap_or(&[]),
+    )?;
+    let mut env = vec![
+        defaults::DEFAULT_PATH.to_string(),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".to_string());
+    }
+    let mut env = merge_env(&env, config.env.as_deref().unwrap_or(&[]));
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            user.home.clone().unwrap_or_else(|| "/".to_string())
+        ));
+    }
+
+    let caps: Vec<String> = if privileged {
+        defaults::ALL_CAPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        defaults::effective_caps(
+            hc.cap_add.as_deref().unwrap_or(&[]),
+            hc.cap_drop.as_deref().unwrap_or(&[]),
+        )
+        .map_err(|c| invalid(format!("unknown capability: {c:?}")))?
+    };
+    let cap_set: oci_spec::runtime::Capabilities =
+        caps.iter().filter_map(|c| defaults::parse_cap(c)).collect();
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(cap_set.clone()));
+    // A non-root user starts without effective or permitted capabilities, so it
+    // cannot use them unless it execs a file that grants them (Docker 23+).
+    let user_caps = if user.uid == 0 {
+        cap_set.clone()
+    } else {
+        Default::default()
+    };
+    capabilities.set_effective(Some(user_caps.clone()));
+    capabilities.set_permitted(Some(user_caps));
+    capabilities.set_inheritable(Some(Default::default()));
+    capabilities.set_ambient(Some(Default::default()));
+
+    let (no_new_privs, _seccomp_unconfined) =
+        parse_security_opts(hc.security_opt.as_deref().unwrap_or(&[]))?;
+
+    let mut rlimits = vec![];
+    let mut have_nofile = false;
+    for u in hc.ulimits.as_deref().unwrap_or(&[]) {
+        let name = u.name.clone().unwrap_or_default();
+        let typ =
+            rlimit_type(&name).ok_or_else(|| invalid(format!("invalid ulimit type: {name}")))?;
+        let soft = u.soft.unwrap_or(0);
+        let hard = u.hard.unwrap_or(0);
+        if soft > hard {
+            return Err(invalid(format!(
+                "invalid ulimit argument: {name}={soft}:{hard}: soft limit must be less than or equal to hard limit"
+            )));
+        }
+        have_nofile |= name == "nofile";
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(soft.max(0) as u64)
+                .hard(hard.max(0) as u64)
+                .build()?,
+        );
+    }
+    if !have_nofile {
+        // Without a daemon-wide default, the limit containerd's and Docker's
+        // packaged units give containers.
+        rlimits.push(
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(1_048_576u64)
+                .hard(1_048_576u64)
+                .build()?,
+        );
+    }
+
+    let mut spec_user = User::default();
+    spec_user.set_uid(user.uid);
+    spec_user.set_gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        spec_user.set_additional_gids(Some(user.additional_gids.clone()));
+    }
+
+    let mut process = Process::default();
+    process.set_terminal(Some(tty));
+    process.set_user(spec_user);
+    process.set_args(Some(args));
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(
+        config
+            .working_dir
+            .as_deref()
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/"),
+    ));
+    process.set_capabilities(Some(capabilities));
+    process.set_rlimits(Some(rlimits));
+    process.set_no_new_privileges(Some(no_new_privs));
+    process.set_apparmor_profile(None);
+    if let Some(adj) = hc.oom_score_adj.filter(|a| *a != 0) {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid(format!(
+                "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+            )));
+        }
+        process.set_oom_score_adj(Some(adj as i32));
+    }
+    if tty {
+        if let Some(size) = hc
+            .console_size
+            .as_ref()
+            .filter(|s| s.len() == 2 && s[0] > 0 && s[1] > 0)
+        {
+            let b = oci_spec::runtime::BoxBuilder::default()
+                .height(size[0] as u64)
+                .width(size[1] as u64)
+                .build()?;
+            process.set_console_size(Some(b));
+        }
+    }
+
+    // mounts: defaults, etc files, user mounts (later ones win on the same destination)
+    let etc = etc::EtcFiles::in_dir(input.container_dir);
+    for (dest, src) in [
+        ("/etc/resolv.conf", &etc.resolv_conf),
+        ("/etc/hostname", &etc.hostname),
+        ("/etc/hosts", &etc.hosts),
+    ] {
+        mounts.push(mounts::mount(
+            dest,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+    let mut user_mounts = vec![];
+    for b in hc.binds.as_deref().unwrap_or(&[]) {
+        user_mounts.push(mounts::parse_bind(b, input.volumes)?);
+    }
+    for m in hc.mounts.as_deref().unwrap_or(&[]) {
+        user_mounts.push(mounts::parse_mount(m, input.volumes)?);
+    }
+    user_mounts.extend(mounts::tmpfs_mounts(&hc.tmpfs.clone().unwrap_or_default())?);
+    let mut seen = std::collections::HashSet::new();
+    for m in &user_mounts {
+        if !seen.insert(m.destination.clone()) {
+            return Err(invalid(format!("Duplicate mount point: {}", m.destination)));
+        }
+    }
+    for m in &user_mounts {
+        mounts.retain(|d| d.destination() != Path::new(&m.destination));
+        mounts.push(m.to_oci());
+    }
+
+    // namespaces
+    let mut namespaces = vec![];
+    let mut types = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ];
+    if net == NetworkMode::None {
+        types.push(LinuxNamespaceType::Network);
+    }
+    let cgroupns = match hc.cgroupns_mode.map(|m| m.to_string()).as_deref() {
+        Some("private") => true,
+        Some("host") => false,
+        _ => input.host.cgroup_v2,
+    };
+    if cgroupns {
+        types.push(LinuxNamespaceType::Cgroup);
+    }
+    for t in types {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(t);
+        namespaces.push(ns);
+    }
+
+    let mut sysctl = HashMap::new();
+    for (k, v) in hc.sysctls.clone().unwrap_or_default() {
+        check_sysctl(&k, net)?;
+        sysctl.insert(k, v);
+    }
+
+    let mut linux = LinuxBuilder::default()
+        .cgroups_path(PathBuf::from(format!("/berth/{}", input.id)))
+        .resources(resources(hc, privileged)?)
+        .namespaces(namespaces)
+        .build()?;
+    if !sysctl.is_empty() {
+        linux.set_sysctl(Some(sysctl));
+    }
+    if privileged {
+        linux.set_masked_paths(Some(vec![]));
+        linux.set_readonly_paths(Some(vec![]));
+        linux.set_devices(Some(input.host.devices.clone()));
+    } else {
+        let masked = hc.masked_paths.clone().unwrap_or_else(|| {
+            defaults::MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        let ro = hc.readonly_paths.clone().unwrap_or_else(|| {
+            defaults::READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        linux.set_masked_paths(Some(masked));
+        linux.set_readonly_paths(Some(ro));
+    }
+
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(hc.readonly_rootfs.unwrap_or(false)));
+
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_string());
+    spec.set_hostname(Some(hostname));
+    spec.set_process(Some(process));
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(mounts));
+    spec.set_linux(Some(linux));
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests;

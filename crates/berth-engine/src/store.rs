@@ -1,0 +1,500 @@
+//! The engine's container store: one `config.v2.json` per container under
+//! `<data-root>/containers/<id>/`, written atomically, read back when berthd starts,
+//! and an in-memory index of names and ids that resolves what clients type (a full id,
+//! a name with or without its leading `/`, or a unique id prefix) the way dockerd does.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use bollard_stubs::models::{ContainerConfig, ContainerState, HostConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+/// Errors of the container store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing matches what the client typed.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// The name is taken.
+    #[error("Conflict. The container name \"{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameConflict { name: String, id: String },
+    /// A name dockerd would refuse.
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    /// An id prefix that matches more than one container.
+    #[error("Multiple IDs found with provided prefix: {0}")]
+    AmbiguousPrefix(String),
+    /// Reading or writing the store's files failed.
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be turned into JSON.
+    #[error("encoding the config of container {id}: {source}")]
+    Encode {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Everything the engine keeps about one container, as `config.v2.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// With the leading slash, like dockerd: `/web`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// RFC 3339 with nanoseconds.
+    #[serde(rename = "Created")]
+    pub created: String,
+    #[serde(rename = "Path")]
+    pub path: String,
+    #[serde(rename = "Args")]
+    pub args: Vec<String>,
+    #[serde(rename = "Config")]
+    pub config: ContainerConfig,
+    #[serde(rename = "HostConfig")]
+    pub host_config: HostConfig,
+    #[serde(rename = "State")]
+    pub state: ContainerState,
+    /// The image id (`sha256:...`).
+    #[serde(rename = "Image")]
+    pub image: String,
+    #[serde(rename = "RestartCount")]
+    pub restart_count: i64,
+    #[serde(rename = "LogPath")]
+    pub log_path: String,
+    /// The manager's snapshot key for the writable layer.
+    #[serde(rename = "SnapshotKey", default)]
+    pub snapshot_key: String,
+    #[serde(rename = "HasBeenStartedBefore", default)]
+    pub has_been_started_before: bool,
+    /// Set by `stop`/`kill` from a user, so `unless-stopped` does not restart it.
+    #[serde(rename = "HasBeenManuallyStopped", default)]
+    pub has_been_manually_stopped: bool,
+    #[serde(rename = "ExecIDs", default)]
+    pub exec_ids: Vec<String>,
+}
+
+impl ContainerRecord {
+    /// The 12-character id dockerd shows.
+    pub fn short_id(&self) -> &str {
+        short_id(&self.id)
+    }
+}
+
+/// The first 12 characters of an id.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    by_id: HashMap<String, ContainerRecord>,
+    /// `/name` -> id.
+    names: HashMap<String, String>,
+}
+
+/// The store. All methods are synchronous and short; the files are small.
+#[derive(Debug)]
+pub struct ContainerStore {
+    root: PathBuf,
+    index: RwLock<Index>,
+}
+
+const CONFIG_FILE: &str = "config.v2.json";
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` after an optional `/`.
+pub fn valid_name(name: &str) -> bool {
+    let n = name.strip_prefix('/').unwrap_or(name);
+    let mut chars = n.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() => {}
+        _ => return false,
+    }
+    let rest = chars.as_str();
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn slash_name(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    }
+}
+
+impl ContainerStore {
+    /// Opens the store at `<data-root>/containers`, creating it, and loads every
+    /// container found there. A record that cannot be read is skipped with a warning
+    /// rather than keeping berthd from starting.
+    pub fn open(root: &Path) -> Result<ContainerStore, StoreError> {
+        fs::create_dir_all(root).map_err(|source| StoreError::Io {
+            context: "creating",
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let mut index = Index::default();
+        let entries = fs::read_dir(root).map_err(|source| StoreError::Io {
+            context: "reading",
+            path: root.to_path_buf(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let file = entry.path().join(CONFIG_FILE);
+            let data = match fs::read(&file) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(path = %file.display(), error = %e, "skipping container");
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<ContainerRecord>(&data) {
+                Ok(rec) => {
+                    index.names.insert(slash_name(&rec.name), rec.id.clone());
+                    index.by_id.insert(rec.id.clone(), rec);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %file.display(), error = %e, "skipping unreadable container config");
+                }
+            }
+        }
+        Ok(ContainerStore {
+            root: root.to_path_buf(),
+            index: RwLock::new(index),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        match self.index.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        match self.index.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// `<data-root>/containers/<id>`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn persist(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let dir = self.container_dir(&rec.id);
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            context: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let data = serde_json::to_vec(rec).map_err(|source| StoreError::Encode {
+            id: rec.id.clone(),
+            source,
+        })?;
+        let path = dir.join(CONFIG_FILE);
+        fsutil::atomic_write(&path, &data, 0o600).map_err(|source| StoreError::Io {
+            context: "writing",
+            path,
+            source,
+        })
+    }
+
+    /// Adds a new container; its name must be valid and free. Writes it to disk first.
+    pub fn create(&self, mut rec: ContainerRecord) -> Result<ContainerRecord, StoreError> {
+        if !valid_name(&rec.name) {
+            return Err(StoreError::InvalidName(
+                rec.name.trim_start_matches('/').to_string(),
+            ));
+        }
+        rec.name = slash_name(&rec.name);
+        let mut idx = self.write();
+        if let Some(id) = idx.names.get(&rec.name) {
+            return Err(StoreError::NameConflict {
+                name: rec.name.clone(),
+                id: id.clone(),
+            });
+        }
+        self.persist(&rec)?;
+        idx.names.insert(rec.name.clone(), rec.id.clone());
+        idx.by_id.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Whether a name (with or without `/`) is taken.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.read().names.contains_key(&slash_name(name))
+    }
+
+    /// Resolves what a client typed to a full id: an exact id, then a name, then a
+    /// unique id prefix, in dockerd's order.
+    pub fn resolve(&self, reference: &str) -> Result<String, StoreError> {
+        let idx = self.read();
+        if reference.is_empty() {
+            return Err(StoreError::NoSuchContainer(reference.to_string()));
+        }
+        if idx.by_id.contains_key(reference) {
+            return Ok(reference.to_string());
+        }
+        if let Some(id) = idx.names.get(&slash_name(reference)) {
+            return Ok(id.clone());
+        }
+        let mut found = idx.by_id.keys().filter(|id| id.starts_with(reference));
+        match (found.next(), found.next()) {
+            (Some(id), None) => Ok(id.clone()),
+            (Some(_), Some(_)) => Err(StoreError::AmbiguousPrefix(reference.to_string())),
+            _ => Err(StoreError::NoSuchContainer(reference.to_string())),
+        }
+    }
+
+    /// The record for what a client typed.
+    pub fn get(&self, reference: &str) -> Result<ContainerRecord, StoreError> {
+        let id = self.resolve(reference)?;
+        self.read()
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchContainer(reference.to_string()))
+    }
+
+    /// Changes a record and writes it back; returns the new record.
+    pub fn update<F>(&self, id: &str, change: F) -> Result<ContainerRecord, StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        let mut idx = self.write();
+        let rec = idx
+            .by_id
+            .get(id)
+            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+        let mut new = rec.clone();
+        change(&mut new);
+        new.id = id.to_string();
+        new.name = rec.name.clone();
+        self.persist(&new)?;
+        idx.by_id.insert(id.to_string(), new.clone());
+        Ok(new)
+    }
+
+    /// Renames a container; the new name must be valid and free.
+    pub fn rename(&self, id: &str, new_name: &str) -> Result<ContainerRecord, StoreError> {
+        if !valid_name(new_name) {
+            return Err(StoreError::InvalidName(new_name.to_string()));
+        }
+        let new_name = slash_name(new_name);
+        let mut idx = self.write();
+        if let Some(other) = idx.names.get(&new_name) {
+            return Err(StoreError::NameConflict {
+                name: new_name,
+                id: other.clone(),
+            });
+        }
+        let rec = idx
+            .by_id
+            .get(id)
+            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+        let mut new = rec.clone();
+        let old_name = std::mem::replace(&mut new.name, new_name.clone());
+        self.persist(&new)?;
+        idx.names.remove(&old_name);
+        idx.names.insert(new_name, id.to_string());
+        idx.by_id.insert(id.to_string(), new.clone());
+        Ok(new)
+    }
+
+    /// Forgets a container and deletes its directory (config, log, etc files).
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let mut idx = self.write();
+        let rec = idx
+            .by_id
+            .remove(id)
+            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+        idx.names.remove(&rec.name);
+        let dir = self.container_dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                context: "removing",
+                path: dir,
+                source,
+            }),
+        }
+    }
+
+    /// Every container, newest first (dockerd's `ps` order).
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        let mut all: Vec<ContainerRecord> = self.read().by_id.values().cloned().collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    /// A free generated name, like dockerd's `adjective_surname`.
+    pub fn generate_name(&self) -> Result<String, StoreError> {
+        const ADJ: &[&str] = &[
+            "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+            "nimble", "proud", "quiet", "rapid", "steady", "tidy", "vivid", "witty", "bold",
+            "clever",
+        ];
+        const NOUN: &[&str] = &[
+            "anchor", "buoy", "cabin", "dock", "ferry", "galley", "harbor", "island", "jetty",
+            "keel", "lagoon", "mast", "pier", "quay", "reef", "sail", "tide", "wharf", "yacht",
+            "barge",
+        ];
+        let io = |source| StoreError::Io {
+            context: "reading",
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        };
+        for attempt in 0..100 {
+            let a = ADJ[fsutil::random_below(ADJ.len()).map_err(io)?];
+            let n = NOUN[fsutil::random_below(NOUN.len()).map_err(io)?];
+            let name = if attempt < 10 {
+                format!("{a}_{n}")
+            } else {
+                format!("{a}_{n}{}", fsutil::random_below(10).map_err(io)?)
+            };
+            if !self.name_taken(&name) {
+                return Ok(name);
+            }
+        }
+        let id = fsutil::random_id().map_err(io)?;
+        Ok(format!("berth_{}", short_id(&id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: format!("2024-01-01T00:00:00.{id}Z"),
+            ..ContainerRecord::default()
+        }
+    }
+
+    #[test]
+    fn create_resolve_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        let a = "aaaa1111".repeat(8);
+        let b = "aaab2222".repeat(8);
+        store.create(rec(&a, "web")).unwrap();
+        store.create(rec(&b, "/db")).unwrap();
+        assert_eq!(store.get("web").unwrap().name, "/web");
+        assert_eq!(store.resolve("/web").unwrap(), a);
+        assert_eq!(store.resolve("db").unwrap(), b);
+        assert_eq!(store.resolve(&a).unwrap(), a);
+        assert_eq!(store.resolve("aaaa").unwrap(), a);
+        assert!(matches!(
+            store.resolve("aaa"),
+            Err(StoreError::AmbiguousPrefix(_))
+        ));
+        let e = store.resolve("nope").unwrap_err();
+        assert_eq!(e.to_string(), "No such container: nope");
+        assert!(dir.path().join(&a).join("config.v2.json").is_file());
+
+        // a second store over the same directory sees the same containers
+        let again = ContainerStore::open(dir.path()).unwrap();
+        assert_eq!(again.get("web").unwrap().id, a);
+        assert_eq!(again.list().len(), 2);
+    }
+
+    #[test]
+    fn name_conflict_says_what_dockerd_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        let a = "1a".repeat(32);
+        store.create(rec(&a, "xy")).unwrap();
+        let e = store.create(rec(&"2b".repeat(32), "xy")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Conflict. The container name \"/xy\" is already in use by container \"{a}\". \
+                 You have to remove (or rename) that container to be able to reuse that name."
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_refused() {
+        for bad in ["", "/", "a", "-ab", "a b", "ab/c", "_x"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        for good in ["ab", "/web", "my_app.1-2", "0abc"] {
+            assert!(valid_name(good), "{good}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.create(rec(&"c".repeat(64), "a b")),
+            Err(StoreError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn update_rename_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        let a = "d".repeat(64);
+        store.create(rec(&a, "one")).unwrap();
+        store.create(rec(&"e".repeat(64), "two")).unwrap();
+        store
+            .update(&a, |r| {
+                r.restart_count = 3;
+                r.name = "/ignored".into();
+            })
+            .unwrap();
+        assert_eq!(store.get("one").unwrap().restart_count, 3);
+        assert!(matches!(
+            store.rename(&a, "two"),
+            Err(StoreError::NameConflict { .. })
+        ));
+        store.rename(&a, "three").unwrap();
+        assert!(store.resolve("one").is_err());
+        assert_eq!(store.resolve("three").unwrap(), a);
+        let reloaded = ContainerStore::open(dir.path()).unwrap();
+        assert_eq!(reloaded.get("three").unwrap().restart_count, 3);
+        store.remove(&a).unwrap();
+        assert!(!dir.path().join(&a).exists());
+        assert!(!store.name_taken("three"));
+        assert_eq!(store.list().len(), 1);
+    }
+
+    #[test]
+    fn unreadable_records_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("junk")).unwrap();
+        fs::write(dir.path().join("junk/config.v2.json"), b"{not json").unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        assert!(store.list().is_empty());
+    }
+
+    #[test]
+    fn generated_names_are_valid_and_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        let n = store.generate_name().unwrap();
+        assert!(valid_name(&n), "{n}");
+        assert!(!store.name_taken(&n));
+    }
+}

@@ -1,0 +1,129 @@
+//! The shim's request errors and the one place they become gRPC status codes.
+
+use std::path::PathBuf;
+
+use tonic::{Code, Status};
+
+use crate::layout::LayoutError;
+use crate::mounts::MountError;
+use crate::runtime::RuntimeError;
+use crate::stdio::IoError;
+use crate::task::ProcessStatus;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("no task: Create has not been called")]
+    NoTask,
+    #[error("no process with exec id {0:?}")]
+    NoProcess(String),
+    #[error("the task already exists")]
+    TaskExists,
+    #[error("a process with exec id {0:?} already exists")]
+    ProcessExists(String),
+    #[error("exec id {0:?} is invalid: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'")]
+    BadExecId(String),
+    #[error("the process is not valid JSON: {0}")]
+    ProcessJson(serde_json::Error),
+    #[error("the process must be a JSON object with a non-empty \"args\" array")]
+    ProcessNoArgs,
+    #[error("{0} is not a signal number")]
+    BadSignal(u32),
+    #[error("the resources are not a JSON object: {0}")]
+    ResourcesJson(serde_json::Error),
+    #[error("the resources are {0} bytes, more than the {max} accepted", max = crate::task::MAX_RESOURCES)]
+    ResourcesTooLarge(usize),
+    #[error("kill --all applies to the init process only")]
+    KillAllExec,
+    #[error("terminal size {width}x{height} is out of range")]
+    BadSize { width: u32, height: u32 },
+    #[error("the first attach request must name the process")]
+    AttachNoProcess,
+    #[error("log path {0} must be absolute")]
+    RelativeLogPath(PathBuf),
+    #[error("cannot {action}: the process is {status}")]
+    WrongState {
+        action: &'static str,
+        status: ProcessStatus,
+    },
+    #[error("cannot {action}: the container's init is {status}")]
+    ContainerNotRunning {
+        action: &'static str,
+        status: ProcessStatus,
+    },
+    #[error("cannot {action}: the task is deleted and the shim is exiting")]
+    Deleted { action: &'static str },
+    #[error("reading the bundle's config {path}: {source}")]
+    Bundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the bundle's config {path} is not valid JSON: {source}")]
+    BundleJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("writing {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signalling pid {pid}: {errno}")]
+    Signal { pid: u32, errno: nix::errno::Errno },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+impl ShimError {
+    /// The gRPC code this error is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            ShimError::NoTask | ShimError::NoProcess(_) => Code::NotFound,
+            ShimError::TaskExists | ShimError::ProcessExists(_) => Code::AlreadyExists,
+            ShimError::BadExecId(_)
+            | ShimError::ProcessJson(_)
+            | ShimError::ProcessNoArgs
+            | ShimError::BadSignal(_)
+            | ShimError::ResourcesJson(_)
+            | ShimError::ResourcesTooLarge(_)
+            | ShimError::KillAllExec
+            | ShimError::BadSize { .. }
+            | ShimError::AttachNoProcess
+            | ShimError::RelativeLogPath(_)
+            | ShimError::BundleJson { .. } => Code::InvalidArgument,
+            ShimError::Mount(e) if e.is_invalid_request() => Code::InvalidArgument,
+            // The runtime refusing to create or exec is how a bad spec shows
+            // (an unknown executable, an impossible mount): the request's fault.
+            ShimError::Runtime(RuntimeError::Failed { command, .. })
+                if command == "create" || command == "exec" =>
+            {
+                Code::InvalidArgument
+            }
+            ShimError::WrongState { .. }
+            | ShimError::ContainerNotRunning { .. }
+            | ShimError::Deleted { .. }
+            | ShimError::Io(
+                IoError::NoStdin | IoError::StdinClosed | IoError::NoTerminal | IoError::NoConsole,
+            ) => Code::FailedPrecondition,
+            ShimError::Bundle { .. }
+            | ShimError::WriteFile { .. }
+            | ShimError::Signal { .. }
+            | ShimError::Runtime(_)
+            | ShimError::Mount(_)
+            | ShimError::Io(_)
+            | ShimError::Layout(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ShimError> for Status {
+    fn from(e: ShimError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,34 @@
+//! berth-shim: one process per container, between the manager and the OCI runtime.
+//!
+//! The shim is started by the manager (see [`cli`] for the command line), leaves
+//! its starter behind ([`daemon`]), and serves the `berth.shim.v1.Shim` gRPC API
+//! ([`service`]) on `<task dir>/shim.sock`. It drives the runtime binary through
+//! runc's command line ([`runtime`]), so berth-runtime, runc and crun all work; it is
+//! a child subreaper and the only reaper of its children ([`reaper`]); it mounts the
+//! rootfs ([`mounts`]); it owns the container's stdio and writes its log in
+//! Docker's json-file format ([`stdio`]); and it records the init's exit status to
+//! `exit.json` before reporting it ([`task`], [`layout`]), so a manager that
+//! restarts finds everything again.
+//!
+//! The library exists for the binary and for the manager, which may use [`cli::Args`]
+//! to build the command line, [`layout`] to read a task directory and [`connect`]
+//! to dial a shim.
+
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod error;
+mod fdio;
+pub mod layout;
+pub mod mounts;
+pub mod oom;
+pub mod reaper;
+pub mod runtime;
+pub mod server;
+pub mod service;
+pub mod stdio;
+pub mod task;
+
+pub use cli::Args;
+pub use client::connect;
+pub use layout::{ExitRecord, TaskDir};

@@ -18,7 +18,13 @@ cleanup() {
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
-  if [ "$mounted_hugetlb" = 1 ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true; fi
+  if [ "$mounted_hugetlb" = 1 ]; then
+    # The v1 hierarchy only goes away (giving hugetlb back to cgroup2) if it has
+    # no child cgroup left when unmounted: remove the empty berth ones anything
+    # made meanwhile (run this script alone, not beside the tests).
+    find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -name 'berth*' -exec rmdir {} \; 2>/dev/null || true
+    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -18,7 +18,7 @@ use super::attrs::{self, ExecPlan};
 use super::channel::{self, Channel, ChildFailure, IntermediateEvent};
 use super::intermediate::{become_root, received};
 use super::parent::describe_status;
-use super::{fork_child, wait, ProcessError};
+use super::{fork_child, fork_child_into, wait, ProcessError};
 use crate::cgroups::CgroupManager;
 use crate::namespaces;
 use crate::state::{self, State, Status};
@@ -69,22 +69,52 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
         source,
     })?;
     let parent_fds = [join_parent.raw_fd(), proc_parent.raw_fd()];
-    let joiner = fork_child(c"berth:[1:EXEC]", || {
-        for fd in parent_fds {
-            super::close_inherited(fd);
-        }
-        match join(&p, &join_child, &proc_child) {
-            Ok(()) => 0,
-            Err(f) => {
-                join_child.failed(f);
-                1
+    // Where cgroup2 allows, the joiner is cloned straight into the container's
+    // cgroup; it joins the v1 hierarchies itself (see self_join_files).
+    let cgroup = if p.state.cgroup_paths.is_empty() {
+        None
+    } else {
+        Some(CgroupManager::from_paths(&p.state.cgroup_paths)?)
+    };
+    let clone_into = cgroup
+        .as_ref()
+        .and_then(|cg| cg.clone_into_dir())
+        .and_then(|d| {
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        });
+    let (joiner, cloned_into) = fork_child_into(
+        c"berth:[1:EXEC]",
+        clone_into.as_ref().map(|fd| std::os::fd::AsFd::as_fd(fd)),
+        || {
+            for fd in parent_fds {
+                super::close_inherited(fd);
             }
+            match join(&p, &join_child, &proc_child) {
+                Ok(()) => 0,
+                Err(f) => {
+                    join_child.failed(f);
+                    1
+                }
+            }
+        },
+    )?;
+    drop(clone_into);
+    if let Some(cg) = &cgroup {
+        if !cloned_into {
+            cg.join_cgroup2(joiner.as_raw())?;
         }
-    })?;
+    }
     drop(join_child);
     drop(proc_child);
 
-    let result = drive(&opts, &p, joiner, &join_parent, &proc_parent);
+    let result = drive(&opts, joiner, &join_parent, &proc_parent);
     if result.is_err() {
         // The joiner may still be waiting for us: it must not linger.
         let _ = nix::sys::signal::kill(joiner, nix::sys::signal::Signal::SIGKILL);
@@ -161,15 +191,10 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
 /// The runtime's side once the joiner is forked.
 fn drive(
     opts: &ExecOptions,
-    p: &Prepared,
     joiner: Pid,
     join_parent: &Channel,
     proc_parent: &Channel,
 ) -> Result<i32, ProcessError> {
-    if !p.state.cgroup_paths.is_empty() {
-        let cg = CgroupManager::from_paths(&p.state.cgroup_paths)?;
-        cg.add_task(joiner.as_raw())?;
-    }
     join_parent
         .cgroup_joined(&Default::default())
         .map_err(|source| ProcessError::Channel {
@@ -237,6 +262,15 @@ fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(),
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;
+    if !p.state.cgroup_paths.is_empty() {
+        let cg = CgroupManager::from_paths(&p.state.cgroup_paths)
+            .map_err(|e| ChildFailure::setup(format!("the container's cgroup: {e}")))?;
+        for tasks in cg.self_join_files() {
+            std::fs::write(&tasks, b"0").map_err(|e| {
+                ChildFailure::setup(format!("join cgroup {}: {e}", tasks.display()))
+            })?;
+        }
+    }
     for (typ, fd) in &p.namespaces {
         namespaces::join(*typ, fd).map_err(ChildFailure::setup)?;
     }

@@ -64,7 +64,7 @@ fn lifecycle_leaves_nothing_behind() {
         &[
             "sh",
             "-c",
-            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+            "trap 'exit 0' TERM; touch /trap-set; while true; do sleep 0.1; done",
         ],
         |_| {},
     );
@@ -82,6 +82,18 @@ fn lifecycle_leaves_nothing_behind() {
     let out = rt.run(&["start", &c.id]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     assert_eq!(rt.status(&c.id), "running");
+    // PID 1 of a pid namespace only gets signals it has a handler for: wait until
+    // the shell has set its trap, or the TERM would be dropped by the kernel.
+    let marker = c.bundle.rootfs().join("trap-set");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        marker.exists(),
+        "the container never set its trap: {}",
+        stdout(&rt.run(&["exec", &c.id, "cat", "/proc/1/cmdline"]))
+    );
 
     let out = rt.run(&["kill", &c.id, "TERM"]);
     assert!(out.status.success(), "kill: {}", stderr(&out));

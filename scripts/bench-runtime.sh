@@ -10,11 +10,17 @@ runs=${1:-200}
 berth_apt_install busybox-static runc crun jq hyperfine bc
 
 cargo build --release -q -p berth-runtime
+[ "${BENCH_NO_SEAL:-}" = 1 ] && export _BERTH_RUNTIME_SEALED=1 && echo "WARNING: memfd re-exec disabled (measuring its cost only)"
 berth=$PWD/target/release/berth-runtime
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 mounted_hugetlb=0
+# The runtimes' state roots live on a tmpfs, as /run does on every systemd host
+# (the default roots are /run/berth/runtime, /run/runc, /run/crun): berth-runtime
+# fsyncs its state.json, which is free on tmpfs and costs milliseconds on a disk.
+mkdir -p "$work/roots" && mount -t tmpfs -o size=64m tmpfs "$work/roots"
 cleanup() {
+  umount "$work/roots" 2>/dev/null || true
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
@@ -24,6 +30,14 @@ cleanup() {
     # made meanwhile (run this script alone, not beside the tests).
     find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -name 'berth*' -exec rmdir {} \; 2>/dev/null || true
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
+    # A cgroup removed just before is still dying and keeps the hierarchy alive
+    # at umount; mount and unmount again until cgroup2 has hugetlb back.
+    for _ in 1 2 3 4 5; do
+      grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers && break
+      sleep 1
+      mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb &&
+        umount /sys/fs/cgroup/hugetlb; rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    done
   fi
   rm -rf "$work"
 }
@@ -47,11 +61,11 @@ names=()
 for rt in berth-runtime runc crun; do
   bin=$rt; [ "$rt" = berth-runtime ] && bin=$berth
   command -v "$bin" >/dev/null || { echo "skipping $rt: not installed"; continue; }
-  mkdir -p "$work/root-$rt"
+  mkdir -p "$work/roots/$rt"
   # One warm-up run shows an error now rather than 200 failures later.
-  "$bin" --root "$work/root-$rt" run -b "$bundle" bench >/dev/null
+  "$bin" --root "$work/roots/$rt" run -b "$bundle" bench >/dev/null
   names+=("$rt")
-  cmds+=("$bin --root $work/root-$rt run -b $bundle bench")
+  cmds+=("$bin --root $work/roots/$rt run -b $bundle bench")
 done
 
 hyperfine -N --style basic --warmup 5 --runs "$runs" --export-json "$work/h.json" "${cmds[@]}"

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_engine::engine::{Engine, EngineConfig};
-use berth_engine::manager::Unreachable;
+use berth_engine::manager::grpc::GrpcManager;
 use berth_engine::server;
 use berth_engine::spec::HostFacts;
 use clap::Parser;
@@ -85,10 +85,12 @@ async fn main() -> anyhow::Result<()> {
         manager_socket: args.manager.clone(),
         init_path: args.init_path.clone().unwrap_or_else(find_init),
     };
-    // The gRPC client to berth-manager plugs in here once it exists.
-    let manager = Arc::new(Unreachable {
-        socket: args.manager.clone(),
-    });
+    // Dialled lazily: berthd serves (and says the manager is unreachable) even while
+    // berth-manager is not up yet, and reconnects after it restarts.
+    let manager = Arc::new(
+        GrpcManager::new(&args.manager)
+            .with_context(|| format!("bad --manager {:?}", args.manager))?,
+    );
     let engine = Arc::new(
         Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
     );

@@ -2,11 +2,12 @@
 //!
 //! Handlers call the [`Manager`] trait; its methods are named after the manager's gRPC
 //! RPCs (proto/berth/manager/v1) and its types mirror those messages field for field,
-//! so the real client is a thin adapter over the generated tonic clients. Until that
-//! client exists berthd runs with [`Unreachable`], which answers every call with a
-//! clear "cannot reach berth-manager" error, and tests use [`fake::FakeManager`].
+//! so the real client, [`grpc::GrpcManager`], is a thin adapter over the generated
+//! tonic clients. Tests use [`fake::FakeManager`]; [`Unreachable`] answers every call
+//! with a clear "cannot reach berth-manager" error.
 
 pub mod fake;
+pub mod grpc;
 
 use std::collections::HashMap;
 
@@ -214,9 +215,9 @@ pub trait Manager: Send + Sync + std::fmt::Debug {
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError>;
 }
 
-/// The manager berthd uses until the gRPC client is wired: every call fails with
-/// "cannot reach berth-manager at <socket>", so the endpoints that need no manager
-/// still work and the others say why they do not.
+/// A manager that is never there: every call fails with "cannot reach berth-manager
+/// at <socket>", so the endpoints that need no manager still work and the others say
+/// why they do not.
 #[derive(Debug, Clone)]
 pub struct Unreachable {
     pub socket: String,
@@ -226,8 +227,7 @@ impl Unreachable {
     fn err<T>(&self) -> Result<T, EngineError> {
         Err(EngineError::ManagerUnavailable {
             socket: self.socket.clone(),
-            reason: "the gRPC client to berth-manager is not built into this berthd yet"
-                .to_string(),
+            reason: "no manager is configured".to_string(),
         })
     }
 }

@@ -272,6 +272,31 @@ fn invalid(msg: impl Into<String>) -> SpecError {
     SpecError::Invalid(msg.into())
 }
 
+/// The NOFILE limit containers get by default: Docker's 1048576, unless this host
+/// cannot give it. Raising a hard limit needs CAP_SYS_RESOURCE, which a daemon in a
+/// restricted environment may lack (the runtime then fails with EPERM); the stack
+/// below berthd runs with the same limits, so berthd's own hard limit is then used.
+fn default_nofile() -> u64 {
+    const DOCKER_NOFILE: u64 = 1_048_576;
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(DOCKER_NOFILE);
+    let can_raise = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << CAP_SYS_RESOURCE) != 0);
+    if can_raise || hard >= DOCKER_NOFILE {
+        DOCKER_NOFILE
+    } else {
+        hard
+    }
+}
+
 fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
     use PosixRlimitType::*;
     Some(match name {
@@ -571,11 +596,12 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if !have_nofile {
         // Without a daemon-wide default, the limit containerd's and Docker's
         // packaged units give containers.
+        let nofile = default_nofile();
         rlimits.push(
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
-                .soft(1_048_576u64)
-                .hard(1_048_576u64)
+                .soft(nofile)
+                .hard(nofile)
                 .build()?,
         );
     }

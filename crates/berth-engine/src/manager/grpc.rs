@@ -1,0 +1,682 @@
+//! The real [`Manager`]: berth-manager's gRPC services on its unix socket.
+//!
+//! Each trait method is one RPC; the conversions are field copies between the trait's
+//! types and the generated messages (`berth_api::berth::manager::v1`). Errors go
+//! through the engine's one mapping (`From<tonic::Status> for EngineError`), except a
+//! socket nobody answers on, which becomes [`EngineError::ManagerUnavailable`] so the
+//! message names the socket.
+//!
+//! One thing the manager does not do the way the engine uses it: `Tasks.Attach` needs
+//! the task to exist, but `docker run` attaches before it starts the container (and the
+//! engine creates the task only at start). An attach to a container that has no task
+//! yet is therefore parked here and connected right after `Tasks.Create` succeeds,
+//! before `Tasks.Start`, so no output is missed.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use berth_api::berth::manager::v1 as pb;
+use berth_api::berth::manager::v1::containers_client::ContainersClient;
+use berth_api::berth::manager::v1::images_client::ImagesClient;
+use berth_api::berth::manager::v1::snapshots_client::SnapshotsClient;
+use berth_api::berth::manager::v1::tasks_client::TasksClient;
+use berth_api::berth::manager::v1::version_client::VersionClient;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Mutex};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+use super::{
+    AttachStreams, Change, Container, ExitStatus, Image, Layer, Manager, OutputChunk, SnapshotInfo,
+    StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
+};
+use crate::error::EngineError;
+
+/// Output chunks and stdin messages in flight on one attach.
+const ATTACH_QUEUE: usize = 16;
+
+/// What `Containers.Create` gets as spec when the engine sends none: the manager
+/// wants a JSON object, and the engine sends the real spec at start
+/// (`Containers.Update` of "spec").
+const PLACEHOLDER_SPEC: &[u8] = b"{}";
+
+/// An attach made before its task existed: the client's ends, kept until the task
+/// is created.
+#[derive(Debug)]
+struct ParkedAttach {
+    output: mpsc::Sender<OutputChunk>,
+    stdin: mpsc::Receiver<StdinMsg>,
+}
+
+/// A [`Manager`] over gRPC. The connection is made on first use and made again
+/// after the manager restarts (tonic's channel reconnects by itself), so berthd
+/// starts and answers whether or not the manager is up yet.
+#[derive(Debug)]
+pub struct GrpcManager {
+    socket: String,
+    channel: Channel,
+    /// Attaches waiting for their container's task, by container id. Attempting an
+    /// attach and parking it happen under this lock, and so do taking the parked
+    /// ones after a create: an attach is either connected or found by the create.
+    parked: Mutex<HashMap<String, Vec<ParkedAttach>>>,
+}
+
+/// Why a [`GrpcManager`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The socket path does not make a valid endpoint URI.
+    #[error("berth-manager socket {socket:?}: {source}")]
+    BadSocket {
+        socket: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+impl GrpcManager {
+    /// A manager client for the unix socket at `socket` (a path, or `unix://PATH`).
+    /// Nothing is dialled until the first call.
+    pub fn new(socket: &str) -> Result<GrpcManager, GrpcError> {
+        let path = socket.strip_prefix("unix://").unwrap_or(socket);
+        let endpoint = Endpoint::from_shared(format!("unix://{path}")).map_err(|source| {
+            GrpcError::BadSocket {
+                socket: socket.to_string(),
+                source,
+            }
+        })?;
+        Ok(GrpcManager {
+            socket: path.to_string(),
+            channel: endpoint.connect_lazy(),
+            parked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone())
+    }
+    fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+    fn snapshots(&self) -> SnapshotsClient<Channel> {
+        SnapshotsClient::new(self.channel.clone())
+    }
+    fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    /// The engine's error for a failed call. A status made on our side of the socket
+    /// (no answer came, so it carries no headers) means the manager cannot be
+    /// reached; anything else is the manager's answer.
+    fn error(&self, status: Status) -> EngineError {
+        if status.code() == Code::Unavailable && status.metadata().is_empty() {
+            return EngineError::ManagerUnavailable {
+                socket: self.socket.clone(),
+                reason: status.message().to_string(),
+            };
+        }
+        EngineError::from(status)
+    }
+
+    /// Opens `Tasks.Attach` for a process and bridges it to the client's ends. Fails
+    /// (handing the ends back) when the manager refuses it.
+    async fn connect_attach(
+        &self,
+        id: &str,
+        exec_id: &str,
+        ends: ParkedAttach,
+    ) -> Result<(), (Status, ParkedAttach)> {
+        let (req_tx, req_rx) = mpsc::channel::<pb::AttachRequest>(ATTACH_QUEUE);
+        // The first message names the process; the manager (and the shim behind it)
+        // wait for it before answering.
+        let first = pb::AttachRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdin: Vec::new(),
+            close_stdin: false,
+        };
+        if req_tx.try_send(first).is_err() {
+            return Err((Status::internal("queueing the attach request"), ends));
+        }
+        let requests = futures_util::stream::unfold(req_rx, |mut rx| async move {
+            rx.recv().await.map(|m| (m, rx))
+        });
+        let response = match self.tasks().attach(requests).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err((status, ends)),
+        };
+        tokio::spawn(bridge(
+            id.to_string(),
+            exec_id.to_string(),
+            response,
+            req_tx,
+            ends,
+        ));
+        Ok(())
+    }
+
+    /// Connects the attaches parked for container `id` (its task now exists). One
+    /// that fails ends its client's output stream.
+    async fn connect_parked(&self, id: &str) {
+        let waiting = self.parked.lock().await.remove(id).unwrap_or_default();
+        for ends in waiting {
+            if ends.output.is_closed() {
+                continue;
+            }
+            if let Err((status, _)) = self.connect_attach(id, "", ends).await {
+                tracing::warn!(container = id, error = %status.message(), "attaching after the task was created failed");
+            }
+        }
+    }
+}
+
+/// Copies the attach's output to the client and the client's stdin to the attach,
+/// until the output ends or the client goes away.
+async fn bridge(
+    id: String,
+    exec_id: String,
+    mut response: Streaming<pb::AttachResponse>,
+    requests: mpsc::Sender<pb::AttachRequest>,
+    ends: ParkedAttach,
+) {
+    let ParkedAttach { output, mut stdin } = ends;
+    let stdin_task = {
+        let (id, exec_id) = (id.clone(), exec_id.clone());
+        tokio::spawn(async move {
+            while let Some(msg) = stdin.recv().await {
+                let (data, close) = match msg {
+                    StdinMsg::Data(d) => (d.to_vec(), false),
+                    StdinMsg::Close => (Vec::new(), true),
+                };
+                let req = pb::AttachRequest {
+                    container_id: id.clone(),
+                    exec_id: exec_id.clone(),
+                    stdin: data,
+                    close_stdin: close,
+                };
+                if requests.send(req).await.is_err() || close {
+                    break;
+                }
+            }
+            // Our request stream stays open until the output ends: closing it is not
+            // a close of the process's stdin, but keeping it costs nothing.
+            requests.closed().await;
+        })
+    };
+    loop {
+        tokio::select! {
+            msg = response.next() => match msg {
+                Some(Ok(m)) => {
+                    let stream = match pb::StdStream::try_from(m.stream) {
+                        Ok(pb::StdStream::Stderr) => StdStream::Stderr,
+                        _ => StdStream::Stdout,
+                    };
+                    let chunk = OutputChunk { stream, data: Bytes::from(m.data) };
+                    if output.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(status)) => {
+                    tracing::debug!(container = %id, exec_id = %exec_id, error = %status.message(), "attach stream failed");
+                    break;
+                }
+                None => break,
+            },
+            _ = output.closed() => break,
+        }
+    }
+    stdin_task.abort();
+}
+
+fn image_from(i: pb::Image) -> Image {
+    Image {
+        id: i.id,
+        names: i.names,
+        repo_digests: i.repo_digests,
+        manifest_digest: i.manifest_digest,
+        config: i.config,
+        layers: i
+            .layers
+            .into_iter()
+            .map(|l| Layer {
+                digest: l.digest,
+                diff_id: l.diff_id,
+                size: l.size,
+                media_type: l.media_type,
+            })
+            .collect(),
+        size: i.size,
+        created: i.created,
+        labels: i.labels,
+        top_snapshot: i.top_snapshot,
+    }
+}
+
+fn container_from(c: pb::Container) -> Container {
+    Container {
+        id: c.id,
+        image: c.image,
+        spec: c.spec,
+        snapshot_key: c.snapshot_key,
+        labels: c.labels,
+        runtime: c.runtime,
+        log_path: c.log_path,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+fn container_to(c: Container) -> pb::Container {
+    pb::Container {
+        id: c.id,
+        image: c.image,
+        spec: c.spec,
+        snapshot_key: c.snapshot_key,
+        labels: c.labels,
+        runtime: c.runtime,
+        log_path: c.log_path,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+fn exit_from(e: pb::ExitStatus) -> ExitStatus {
+    ExitStatus {
+        pid: e.pid,
+        exit_status: e.exit_status,
+        exited_at: e.exited_at,
+        oom_killed: e.oom_killed,
+    }
+}
+
+fn status_from(s: i32) -> TaskStatus {
+    match pb::TaskStatus::try_from(s) {
+        Ok(pb::TaskStatus::Created) => TaskStatus::Created,
+        Ok(pb::TaskStatus::Running) => TaskStatus::Running,
+        Ok(pb::TaskStatus::Paused) => TaskStatus::Paused,
+        Ok(pb::TaskStatus::Stopped) => TaskStatus::Stopped,
+        Ok(pb::TaskStatus::Unknown) | Err(_) => TaskStatus::Unknown,
+    }
+}
+
+fn task_from(t: pb::Task) -> Task {
+    Task {
+        container_id: t.container_id,
+        pid: t.pid,
+        status: status_from(t.status),
+        exit: t.exit.map(exit_from),
+        shim_pid: t.shim_pid,
+        terminal: t.terminal,
+        started_at: t.started_at,
+    }
+}
+
+fn snapshot_from(s: pb::SnapshotInfo) -> SnapshotInfo {
+    SnapshotInfo {
+        key: s.key,
+        parent: s.parent,
+        kind: s.kind,
+        lower_dir: s.lower_dir,
+        upper_dir: s.upper_dir,
+        work_dir: s.work_dir,
+        merged_dir: s.merged_dir,
+    }
+}
+
+#[async_trait]
+impl Manager for GrpcManager {
+    async fn version(&self) -> Result<VersionInfo, EngineError> {
+        let v = VersionClient::new(self.channel.clone())
+            .version(pb::Empty {})
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(VersionInfo {
+            version: v.version,
+            revision: v.revision,
+            runtime: v.runtime,
+        })
+    }
+
+    async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError> {
+        let r = self
+            .images()
+            .list(pb::ListImagesRequest { filters })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.images.into_iter().map(image_from).collect())
+    }
+
+    async fn images_get(&self, reference: &str) -> Result<Image, EngineError> {
+        let i = self
+            .images()
+            .get(pb::GetImageRequest {
+                reference: reference.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(image_from(i))
+    }
+
+    async fn containers_create(&self, container: Container) -> Result<Container, EngineError> {
+        let mut c = container_to(container);
+        if c.spec.is_empty() {
+            c.spec = PLACEHOLDER_SPEC.to_vec();
+        }
+        let created = self
+            .containers()
+            .create(pb::CreateContainerRequest { container: Some(c) })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(container_from(created))
+    }
+
+    async fn containers_get(&self, id: &str) -> Result<Container, EngineError> {
+        let c = self
+            .containers()
+            .get(pb::GetContainerRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(container_from(c))
+    }
+
+    async fn containers_update(
+        &self,
+        container: Container,
+        mask: Vec<String>,
+    ) -> Result<Container, EngineError> {
+        let c = self
+            .containers()
+            .update(pb::UpdateContainerRequest {
+                container: Some(container_to(container)),
+                update_mask: mask,
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(container_from(c))
+    }
+
+    async fn containers_delete(&self, id: &str, keep_snapshot: bool) -> Result<(), EngineError> {
+        // Attaches still parked for it will never connect: end their streams.
+        self.parked.lock().await.remove(id);
+        self.containers()
+            .delete(pb::DeleteContainerRequest {
+                id: id.to_string(),
+                keep_snapshot,
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_create(&self, id: &str, stdin: bool) -> Result<u32, EngineError> {
+        let pid = self
+            .tasks()
+            .create(pb::CreateTaskRequest {
+                container_id: id.to_string(),
+                stdin,
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner()
+            .pid;
+        self.connect_parked(id).await;
+        Ok(pid)
+    }
+
+    async fn tasks_start(&self, id: &str, exec_id: &str) -> Result<u32, EngineError> {
+        let r = self
+            .tasks()
+            .start(pb::StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.pid)
+    }
+
+    async fn tasks_kill(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), EngineError> {
+        self.tasks()
+            .kill(pb::KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all,
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_delete(&self, id: &str, force: bool) -> Result<ExitStatus, EngineError> {
+        let e = self
+            .tasks()
+            .delete(pb::DeleteTaskRequest {
+                container_id: id.to_string(),
+                force,
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(exit_from(e))
+    }
+
+    async fn tasks_wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus, EngineError> {
+        let e = self
+            .tasks()
+            .wait(pb::WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(exit_from(e))
+    }
+
+    async fn tasks_get(&self, id: &str) -> Result<Task, EngineError> {
+        let t = self
+            .tasks()
+            .get(pb::GetTaskRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(task_from(t))
+    }
+
+    async fn tasks_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: Vec<u8>,
+        stdin: bool,
+    ) -> Result<(), EngineError> {
+        self.tasks()
+            .exec(pb::ExecProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                process,
+                stdin,
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_pids(&self, id: &str) -> Result<Vec<u32>, EngineError> {
+        let r = self
+            .tasks()
+            .pids(pb::PidsRequest {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.pids)
+    }
+
+    async fn tasks_resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), EngineError> {
+        self.tasks()
+            .resize_pty(pb::ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_attach(&self, id: &str, exec_id: &str) -> Result<AttachStreams, EngineError> {
+        let (out_tx, out_rx) = mpsc::channel(ATTACH_QUEUE);
+        let (in_tx, in_rx) = mpsc::channel(ATTACH_QUEUE);
+        let ends = ParkedAttach {
+            output: out_tx,
+            stdin: in_rx,
+        };
+        let streams = AttachStreams {
+            output: out_rx,
+            stdin: Some(in_tx),
+        };
+        let mut parked = self.parked.lock().await;
+        let ends = match self.connect_attach(id, exec_id, ends).await {
+            Ok(()) => return Ok(streams),
+            // Only the init can be waited for: an exec'd process exists once
+            // Tasks.Exec has answered, which the engine does before attaching.
+            Err((status, ends)) if status.code() == Code::NotFound && exec_id.is_empty() => ends,
+            Err((status, _)) => return Err(self.error(status)),
+        };
+        // "No task" or "no container": only a container the manager knows will get one.
+        self.containers_get(id).await?;
+        let waiting = parked.entry(id.to_string()).or_default();
+        waiting.retain(|p| !p.output.is_closed());
+        waiting.push(ends);
+        tracing::debug!(container = id, "attach parked until the task is created");
+        Ok(streams)
+    }
+
+    async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError> {
+        let s = self
+            .snapshots()
+            .info(pb::SnapshotKey {
+                key: key.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(snapshot_from(s))
+    }
+
+    async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError> {
+        let r = self
+            .snapshots()
+            .changes(pb::SnapshotKey {
+                key: key.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.changes
+            .into_iter()
+            .map(|c| Change {
+                kind: c.kind,
+                path: c.path,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_with_or_without_scheme() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = GrpcManager::new("/run/x/manager.sock").unwrap();
+            let b = GrpcManager::new("unix:///run/x/manager.sock").unwrap();
+            assert_eq!(a.socket, "/run/x/manager.sock");
+            assert_eq!(b.socket, a.socket);
+        });
+    }
+
+    #[tokio::test]
+    async fn a_socket_nobody_serves_is_manager_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("none.sock");
+        let m = GrpcManager::new(&sock.to_string_lossy()).unwrap();
+        let e = m.images_get("busybox").await.unwrap_err();
+        match &e {
+            EngineError::ManagerUnavailable { socket, .. } => {
+                assert_eq!(socket, &sock.to_string_lossy())
+            }
+            other => panic!("expected ManagerUnavailable, got {other:?}"),
+        }
+        assert_eq!(e.status().as_u16(), 500);
+        assert!(e.message().contains("cannot reach berth-manager at"));
+    }
+
+    #[test]
+    fn conversions_copy_every_field() {
+        let c = Container {
+            id: "a".into(),
+            image: "sha256:1".into(),
+            spec: b"{}".to_vec(),
+            snapshot_key: "a".into(),
+            labels: HashMap::from([("k".into(), "v".into())]),
+            runtime: "runc".into(),
+            log_path: "/l".into(),
+            created_at: "t1".into(),
+            updated_at: "t2".into(),
+        };
+        assert_eq!(container_from(container_to(c.clone())), c);
+        assert_eq!(
+            status_from(pb::TaskStatus::Running as i32),
+            TaskStatus::Running
+        );
+        assert_eq!(status_from(99), TaskStatus::Unknown);
+        let t = task_from(pb::Task {
+            container_id: "a".into(),
+            pid: 7,
+            status: pb::TaskStatus::Stopped as i32,
+            exit: Some(pb::ExitStatus {
+                pid: 7,
+                exit_status: 137,
+                exited_at: "t".into(),
+                oom_killed: true,
+            }),
+            shim_pid: 6,
+            terminal: true,
+            started_at: "s".into(),
+        });
+        assert_eq!(t.status, TaskStatus::Stopped);
+        assert_eq!(t.exit.as_ref().map(|e| e.exit_status), Some(137));
+        assert!(t.exit.is_some_and(|e| e.oom_killed));
+    }
+}

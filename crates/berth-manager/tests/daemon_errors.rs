@@ -1,0 +1,358 @@
+//! Bad requests get the right gRPC codes with clear messages, and leave nothing
+//! behind: no container record, no snapshot, no task directory, no shim, no
+//! mount, no cgroup.
+
+mod daemon_common;
+
+use berth_api::berth::manager::v1 as pb;
+use daemon_common::*;
+use tonic::Code;
+
+fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+    let e = r.expect_err("the request should have failed");
+    assert_eq!(e.code(), code, "{e:?}");
+    assert!(
+        e.message().contains(needle),
+        "message {:?} should mention {needle:?}",
+        e.message()
+    );
+}
+
+fn container(stack: &Stack, id: &str, image: &str, spec: Vec<u8>) -> pb::CreateContainerRequest {
+    pb::CreateContainerRequest {
+        container: Some(pb::Container {
+            id: id.to_string(),
+            image: image.to_string(),
+            spec,
+            log_path: stack.log_path(id).to_string_lossy().into_owned(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
+    berth_testutil::require_root!();
+    let stack = Stack::start(&runtime_under_test()).await;
+    stack.import_busybox().await;
+    let mut c = stack.clients().await;
+    let snapshots_before = snapshot_dirs(&stack);
+
+    // Unknown ids.
+    let ghost = "berth-test-no-such-container".to_string();
+    assert_code(
+        c.containers
+            .get(pb::GetContainerRequest { id: ghost.clone() })
+            .await,
+        Code::NotFound,
+        &ghost,
+    );
+    assert_code(
+        c.containers
+            .delete(pb::DeleteContainerRequest {
+                id: ghost.clone(),
+                keep_snapshot: false,
+            })
+            .await,
+        Code::NotFound,
+        &ghost,
+    );
+    assert_code(
+        c.tasks
+            .create(pb::CreateTaskRequest {
+                container_id: ghost.clone(),
+                stdin: false,
+            })
+            .await,
+        Code::NotFound,
+        &ghost,
+    );
+    assert_code(
+        c.tasks
+            .start(pb::StartRequest {
+                container_id: ghost.clone(),
+                exec_id: String::new(),
+            })
+            .await,
+        Code::NotFound,
+        "has no task",
+    );
+    assert_code(
+        c.tasks
+            .wait(pb::WaitRequest {
+                container_id: ghost.clone(),
+                exec_id: String::new(),
+            })
+            .await,
+        Code::NotFound,
+        "has no task",
+    );
+    assert_code(
+        c.tasks
+            .delete(pb::DeleteTaskRequest {
+                container_id: ghost.clone(),
+                force: true,
+            })
+            .await,
+        Code::NotFound,
+        "has no task",
+    );
+    assert_code(
+        c.images
+            .get(pb::GetImageRequest {
+                reference: "berth-test/no-such-image:1".into(),
+            })
+            .await,
+        Code::NotFound,
+        "no-such-image",
+    );
+
+    // Missing image: nothing recorded, no snapshot made.
+    let id = berth_testutil::unique_name("berth-test-noimg");
+    assert_code(
+        c.containers
+            .create(container(
+                &stack,
+                &id,
+                "berth-test/missing:1",
+                stack.spec(&id, &["true"]),
+            ))
+            .await,
+        Code::NotFound,
+        "berth-test/missing:1",
+    );
+    assert_code(
+        c.containers
+            .get(pb::GetContainerRequest { id: id.clone() })
+            .await,
+        Code::NotFound,
+        &id,
+    );
+    assert_code(
+        c.snapshots.info(pb::SnapshotKey { key: id.clone() }).await,
+        Code::NotFound,
+        &id,
+    );
+
+    // Invalid arguments.
+    assert_code(
+        c.containers
+            .create(container(
+                &stack,
+                "../escape",
+                BUSYBOX,
+                stack.spec("x", &["true"]),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "invalid id",
+    );
+    let id = berth_testutil::unique_name("berth-test-badspec");
+    assert_code(
+        c.containers
+            .create(container(&stack, &id, BUSYBOX, b"{not json".to_vec()))
+            .await,
+        Code::InvalidArgument,
+        "not a JSON object",
+    );
+    assert_code(
+        c.containers
+            .get(pb::GetContainerRequest { id: id.clone() })
+            .await,
+        Code::NotFound,
+        &id,
+    );
+    assert_code(
+        c.containers
+            .create(pb::CreateContainerRequest { container: None })
+            .await,
+        Code::InvalidArgument,
+        "container",
+    );
+    assert_code(
+        c.events
+            .subscribe(pb::SubscribeRequest {
+                filters: vec!["colour=blue".into()],
+            })
+            .await,
+        Code::InvalidArgument,
+        "colour=blue",
+    );
+
+    // Duplicates.
+    let id = berth_testutil::unique_name("berth-test-dup");
+    stack
+        .create_container(&mut c, &id, &["sleep", "1000"])
+        .await;
+    assert_code(
+        c.containers
+            .create(container(&stack, &id, BUSYBOX, stack.spec(&id, &["true"])))
+            .await,
+        Code::AlreadyExists,
+        "already exists",
+    );
+    let pid = c
+        .tasks
+        .create(pb::CreateTaskRequest {
+            container_id: id.clone(),
+            stdin: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pid;
+    stack.track_pid(pid);
+    assert_code(
+        c.tasks
+            .create(pb::CreateTaskRequest {
+                container_id: id.clone(),
+                stdin: false,
+            })
+            .await,
+        Code::AlreadyExists,
+        "already has a task",
+    );
+
+    // Wrong state.
+    c.tasks
+        .start(pb::StartRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_code(
+        c.tasks
+            .start(pb::StartRequest {
+                container_id: id.clone(),
+                exec_id: String::new(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "start",
+    );
+    assert_code(
+        c.tasks
+            .delete(pb::DeleteTaskRequest {
+                container_id: id.clone(),
+                force: false,
+            })
+            .await,
+        Code::FailedPrecondition,
+        "running",
+    );
+    assert_code(
+        c.containers
+            .delete(pb::DeleteContainerRequest {
+                id: id.clone(),
+                keep_snapshot: false,
+            })
+            .await,
+        Code::FailedPrecondition,
+        "delete the task first",
+    );
+    let exit = c
+        .tasks
+        .delete(pb::DeleteTaskRequest {
+            container_id: id.clone(),
+            force: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exit.exit_status, 137);
+    c.containers
+        .delete(pb::DeleteContainerRequest {
+            id: id.clone(),
+            keep_snapshot: false,
+        })
+        .await
+        .unwrap();
+
+    // A spec the runtime rejects: the task is refused with the runtime's reason,
+    // and no shim, mount, cgroup or task directory stays.
+    let id = berth_testutil::unique_name("berth-test-rejected");
+    let mut spec = spec_value(&id, &["true"]);
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/bogus", "type": "no-such-fs", "source": "none", "options": []
+        }));
+    stack.spec(&id, &["true"]);
+    c.containers
+        .create(container(
+            &stack,
+            &id,
+            BUSYBOX,
+            serde_json::to_vec(&spec).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let e = c
+        .tasks
+        .create(pb::CreateTaskRequest {
+            container_id: id.clone(),
+            stdin: false,
+        })
+        .await
+        .expect_err("the runtime should refuse the spec");
+    assert!(
+        matches!(e.code(), Code::InvalidArgument | Code::FailedPrecondition),
+        "{e:?}"
+    );
+    assert!(e.message().contains(&id), "{e:?}");
+    assert!(!stack.task_dir(&id).exists(), "task directory left behind");
+    assert_code(
+        c.tasks
+            .get(pb::GetTaskRequest {
+                container_id: id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "has no task",
+    );
+    c.containers
+        .delete(pb::DeleteContainerRequest {
+            id: id.clone(),
+            keep_snapshot: false,
+        })
+        .await
+        .unwrap();
+
+    // Nothing is left behind.
+    let list = c
+        .containers
+        .list(pb::ListContainersRequest { filters: vec![] })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(list.is_empty(), "containers left: {list:?}");
+    assert_eq!(snapshot_dirs(&stack), snapshots_before, "snapshots left");
+    eventually("no shim left", || {
+        stack.reap();
+        stack.live_shims().is_empty()
+    })
+    .await;
+    assert!(
+        stack.mounts().is_empty(),
+        "mounts left: {:?}",
+        stack.mounts()
+    );
+    eventually("no cgroup left", || stack.cgroups_left().is_empty()).await;
+    let tasks: Vec<_> = std::fs::read_dir(stack.state.join("tasks"))
+        .unwrap()
+        .collect();
+    assert!(tasks.is_empty(), "task directories left: {tasks:?}");
+}
+
+/// The snapshot directories of the store.
+fn snapshot_dirs(stack: &Stack) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(stack.root.join("snapshots/overlay"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}

@@ -29,6 +29,8 @@ stop_manager() {
   fi
 }
 cleanup() {
+  # Best effort, every step: a step finding nothing to undo must not skip the rest.
+  set +e
   stop_manager
   # Anything a failed run left: shims, containers, mounts, cgroups.
   for pidfile in "$work"/*/run/tasks/*/shim.pid; do
@@ -45,6 +47,7 @@ cleanup() {
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
   rm -rf "$work"
+  true
 }
 trap cleanup EXIT
 

@@ -29,6 +29,12 @@ step "cargo test"
 # Integration tests use the binaries built above (target/debug), never rebuild them.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
 
+step "manager daemon tests again with runc as the runtime"
+# The manager must drive any OCI runtime with runc's command line, not only ours.
+BERTH_MANAGER_TEST_RUNTIME=runc cargo test -p berth-manager --locked --no-fail-fast \
+  --test daemon_basic --test daemon_cycles --test daemon_errors --test daemon_exec \
+  --test daemon_restart --test daemon_shim_kill -- --test-threads=2
+
 step "leftovers"
 bad=0
 if grep -E 'berth-test' /proc/self/mountinfo; then echo "mounts left behind"; bad=1; fi

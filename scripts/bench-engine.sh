@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `run --rm busybox true` through berth (berth CLI → berthd
+# → berth-manager → berth-shim → berth-runtime) and, when Debian's docker.io is
+# installed, through docker (docker CLI → dockerd → containerd → shim → runc), in
+# turns in one hyperfine run, each stack private on temporary directories. Then the
+# resident memory of the daemons, idle and with 50 running containers:
+# berthd + berth-manager against dockerd + containerd (shims are counted apart).
+# Prints medians and ratios. Usage: sudo ./scripts/bench-engine.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-50}
+containers=${BENCH_CONTAINERS:-50}
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+. scripts/deps.sh
+berth_apt_install busybox-static hyperfine jq procps
+
+target=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release -q -p berth-engine -p berth-cli -p berth-manager -p berth-shim -p berth-runtime -p berth-init --bins
+bin=$target/release
+
+work=$(mktemp -d /tmp/berth-bench-eng.XXXXXX)
+pids=()
+cleanup() {
+  set +e
+  [ -S "$work/berth.sock" ] && "$bin/berth" -H "unix://$work/berth.sock" rm -f $("$bin/berth" -H "unix://$work/berth.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+  [ -S "$work/docker/docker.sock" ] && docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  # Shims of anything a failed run left, then their mounts and cgroups.
+  for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/*/berth-bench-docker /sys/fs/cgroup/berth; do
+    [ -d "$d" ] && find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Memory of processes whose command line matches, in MiB (RSS, summed).
+rss_mib() {
+  local total=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/status" ] || continue
+    total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")))
+  done
+  echo "scale=1; $total / 1024" | bc
+}
+
+"$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
+  --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>"$work/manager.log" &
+manager_pid=$!; pids+=("$manager_pid")
+for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
+"$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
+  --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn 2>"$work/berthd.log" &
+berthd_pid=$!; pids+=("$berthd_pid")
+for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
+berth=("$bin/berth" -H "unix://$work/berth.sock")
+
+./scripts/make-rootfs.sh "$work/rootfs" >/dev/null
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+"${berth[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+
+cmds=(-n berth "${berth[*]} run --rm busybox true")
+have_docker=0
+if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+  have_docker=1
+  mkdir -p "$work/docker"
+  dockerd --host="unix://$work/docker/docker.sock" --data-root="$work/docker/data" \
+    --exec-root="$work/docker/exec" --pidfile="$work/docker/docker.pid" \
+    --iptables=false --ip6tables=false --bridge=none --cgroup-parent=/berth-bench-docker \
+    >"$work/docker/dockerd.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 300); do docker -H "unix://$work/docker/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  docker -H "unix://$work/docker/docker.sock" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
+  # --network none on both: berth has no bridge yet, and docker's bridge would
+  # measure veth setup rather than the engine.
+  cmds+=(-n docker "docker -H unix://$work/docker/docker.sock run --rm --network none busybox true")
+else
+  echo "docker.io not installed: timing berth alone"
+fi
+cmds[1]="${berth[*]} run --rm --network none busybox true"
+
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
+jq -r '.results[] | "\(.command | split(" ")[0] | split("/")[-1]) median \(.median * 1000 | floor) ms"' "$work/run.json"
+if [ "$have_docker" = 1 ]; then
+  jq -r '.results as $r | "docker/berth latency ratio: \(($r[1].median / $r[0].median) * 100 | floor / 100)"' "$work/run.json"
+fi
+
+echo "== resident memory (MiB), idle"
+berth_idle=$(rss_mib "$manager_pid" "$berthd_pid")
+echo "berthd + berth-manager: $berth_idle"
+if [ "$have_docker" = 1 ]; then
+  dpid=$(cat "$work/docker/docker.pid")
+  cpid=$(pgrep -P "$dpid" -x containerd || true)
+  docker_idle=$(rss_mib "$dpid" $cpid)
+  echo "dockerd + containerd: $docker_idle"
+fi
+
+echo "== resident memory (MiB), $containers containers running"
+for i in $(seq "$containers"); do "${berth[@]}" run -d --network none busybox sleep 1000 >/dev/null; done
+berth_busy=$(rss_mib "$manager_pid" "$berthd_pid")
+berth_shims=$(rss_mib $(pgrep -f "berth-shim.*$work" || true))
+echo "berthd + berth-manager: $berth_busy (shims: $berth_shims in all)"
+if [ "$have_docker" = 1 ]; then
+  for i in $(seq "$containers"); do docker -H "unix://$work/docker/docker.sock" run -d --network none busybox sleep 1000 >/dev/null; done
+  docker_busy=$(rss_mib "$dpid" $cpid)
+  docker_shims=$(rss_mib $(pgrep -f "containerd-shim.*$work" || true))
+  echo "dockerd + containerd: $docker_busy (shims: $docker_shims in all)"
+fi
+echo "($runs runs, $containers containers, $(nproc) cores, $(uname -r), $(date -u +%F))"

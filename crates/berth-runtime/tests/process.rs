@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -378,14 +379,20 @@ fn created_container_has_its_own_namespaces_and_a_sealed_init() {
     assert_eq!(saved["owner"], "root");
     assert!(Path::new(saved["bundle"].as_str().unwrap()).is_absolute());
     assert!(Path::new(saved["rootfs"].as_str().unwrap()).is_absolute());
-    // The init runs from the sealed copy: /proc/<pid>/exe cannot reach the
-    // runtime's file on disk.
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    // The init runs from a file no one can write (a read-only overlay of the
+    // binary, or a sealed memfd copy), never from the runtime's file on disk.
+    let exe = format!("/proc/{pid}/exe");
+    let on_disk = std::fs::metadata(&rt.bin).unwrap();
+    let running = std::fs::metadata(&exe).unwrap();
     assert!(
-        exe.to_string_lossy().starts_with("/memfd:berth-runtime"),
-        "{}",
-        exe.display()
+        (running.dev(), running.ino()) != (on_disk.dev(), on_disk.ino()),
+        "the init runs from the runtime's file on disk"
     );
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+    assert!(write.is_err(), "{exe} is writable");
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .unwrap()

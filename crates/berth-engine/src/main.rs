@@ -1,4 +1,10 @@
 //! berthd: the Docker Engine API on a unix socket.
+//!
+//! Started by systemd (berthd.socket, berthd.service) it takes the socket systemd
+//! holds (`LISTEN_FDS`, fd 3) and reports READY=1 once it serves; started by hand
+//! it binds `-H` itself. SIGHUP reloads the log level (see [`logging`]).
+
+mod logging;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,8 +37,12 @@ struct Args {
     #[arg(long, default_value = "/run/berth/engine")]
     exec_root: PathBuf,
     /// error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long, default_value = "info")]
+    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// A file holding a log level that overrides --log-level when it exists; it is
+    /// read again on SIGHUP.
+    #[arg(long, default_value = "/etc/berth/berthd.log-level")]
+    log_level_file: PathBuf,
     /// The berth-init binary that --init mounts (default: next to berthd, else on PATH).
     #[arg(long)]
     init_path: Option<PathBuf>,
@@ -63,19 +73,53 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .with_context(|| format!("bad --log-level {:?}", args.log_level))?,
-        )
-        .init();
+/// SIGHUP: read the log level again (SIGHUP's default action would end the daemon).
+fn reload_on_sighup(log: logging::LogControl) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            log.reload();
+        }
+    });
+    Ok(())
+}
 
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let log = match logging::LogControl::init(&args.log_level, Some(args.log_level_file.clone())) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(args, log) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args, log: logging::LogControl) -> anyhow::Result<()> {
+    // Taken while this process has one thread: it edits the environment
+    // (LISTEN_*), which is not safe once other threads may read it.
+    let inherited = server::take_systemd_socket()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.block_on(serve(args, log, inherited))
+}
+
+async fn serve(
+    args: Args,
+    log: logging::LogControl,
+    inherited: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<()> {
+    reload_on_sighup(log)?;
     for dir in [&args.data_root, &args.exec_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -96,15 +140,25 @@ async fn main() -> anyhow::Result<()> {
     );
     engine.restore();
 
-    let (listener, owned_path) = match server::systemd_listener()? {
-        Some(l) => (l, None),
+    let (listener, owned_path, host) = match inherited {
+        Some(l) => (
+            tokio::net::UnixListener::from_std(l).context("serving the socket from systemd")?,
+            None,
+            "fd 3 (systemd)".to_string(),
+        ),
         None => {
             let path = server::parse_host(&args.host)?;
-            (server::bind(&path)?, Some(path))
+            (server::bind(&path)?, Some(path), args.host.clone())
         }
     };
-    tracing::info!(host = %args.host, manager = %args.manager, "berthd listening");
+    tracing::info!(%host, manager = %args.manager, pid = std::process::id(), "berthd listening");
+    // Type=notify: systemd starts units ordered after berthd.service only now.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("telling the service manager we are ready: {e}");
+    }
     server::serve(listener, engine, shutdown_signal()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // A socket systemd owns stays: it queues connections until berthd is back.
     if let Some(p) = owned_path {
         let _ = std::fs::remove_file(p);
     }

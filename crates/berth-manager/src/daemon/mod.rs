@@ -13,6 +13,7 @@ mod core;
 mod error;
 mod events;
 mod lifecycle;
+mod logging;
 mod recover;
 mod server;
 mod service;

@@ -1,9 +1,8 @@
 //! The daemon's life: parse the command line, bind the socket (mode 0600) while
 //! still single-threaded, open the store and the container database, recover the
 //! tasks, serve every service until SIGTERM or SIGINT, then stop serving and leave
-//! every container (and its shim) running.
+//! every container (and its shim) running. SIGHUP reloads the log level.
 
-use std::io::IsTerminal;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -23,9 +22,10 @@ use nix::sys::stat::{umask, Mode};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::config::{find_program, Args, LogLevel};
+use super::config::{find_program, Args};
 use super::containers::ContainerDb;
 use super::core::{Daemon, Settings};
+use super::logging::LogControl;
 use super::service::Svc;
 
 /// How long in-flight calls get once the daemon decided to stop.
@@ -35,38 +35,14 @@ const MAX_MESSAGE: usize = 64 << 20;
 
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_logging(args.log_level);
-    match run(args) {
+    let log = LogControl::init(args.log_level, args.log_level_file.clone());
+    match run(args, log) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// One line per event on stderr; colours only on a terminal. Our own events at
-/// `level`, the libraries' (h2, hyper, tower) from warnings.
-fn init_logging(level: LogLevel) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let level = level
-        .as_str()
-        .parse::<LevelFilter>()
-        .unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new()
-        .with_target("berth_manager", level)
-        .with_target("berth_shim", level)
-        .with_default(LevelFilter::WARN.min(level));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false)
-                .with_writer(std::io::stderr),
-        )
-        .with(filter)
-        .init();
 }
 
 fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -77,7 +53,7 @@ fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, log: LogControl) -> anyhow::Result<()> {
     let root = std::path::absolute(&args.root).context("--root")?;
     let state = std::path::absolute(&args.state).context("--state")?;
     let address = std::path::absolute(&args.address).context("--address")?;
@@ -95,7 +71,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("berth-manager")
         .build()
         .context("starting the event loop")?;
-    let result = rt.block_on(serve(args, root, state, &address, listener));
+    let result = rt.block_on(serve(args, log, root, state, &address, listener));
     rt.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&address);
     result
@@ -146,6 +122,7 @@ async fn runtime_version(runtime: &Path) -> String {
 
 async fn serve(
     args: Args,
+    log: LogControl,
     root: PathBuf,
     state: PathBuf,
     address: &Path,
@@ -214,6 +191,13 @@ async fn serve(
 
     let mut sigterm = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    // SIGHUP's default action would end the daemon; here it reloads the log level.
+    let mut sighup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            log.reload();
+        }
+    });
     tracing::info!(address = %address.display(), pid = std::process::id(), "serving");
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("telling the service manager we are ready: {e}");

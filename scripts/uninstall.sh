@@ -78,11 +78,16 @@ if [ "$purge" = 1 ]; then
     awk -v r="$root/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
       while read -r m; do umount -l "$m" 2>/dev/null || true; done
   done
-  # Container cgroups: /sys/fs/cgroup/<controller>/berth/<id> (v1) or
-  # /sys/fs/cgroup/berth/<id> (v2); rmdir only removes empty ones.
+  # The cgroups the runtime recorded for containers still on disk, then the
+  # berth parents if that left them empty (rmdir never removes a busy one, and
+  # nothing here touches cgroups of berth stacks running from other roots).
+  for f in "$BERTH_RUN"/runtime/*/state.json; do
+    [ -f "$f" ] || continue
+    sed -n 's/.*"cgroup_paths": *{\([^}]*\)}.*/\1/p' "$f" | tr ',' '\n' | cut -d'"' -f4 |
+      while read -r d; do [ -n "$d" ] && [ -d "$d" ] && { rmdir "$d" 2>/dev/null || true; }; done
+  done
   for d in /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth; do
-    [ -d "$d" ] || continue
-    find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [ -d "$d" ] && { rmdir "$d" 2>/dev/null || true; }
   done
   rm -rf "${state_dirs[@]}"
   echo "deleted ${state_dirs[*]}"

@@ -68,6 +68,14 @@ berth_start() {
   setsid nohup "$bin" "$@" </dev/null >>"$BERTH_LOG/$name.log" 2>&1 &
   pid=$!
   echo "$pid" >"$BERTH_RUN/$name.pid"
+  # Until setsid and nohup have exec'd the daemon the process has their names,
+  # which berth_alive would take for a dead daemon.
+  for _ in $(seq 100); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$bin" | cut -c1-15)" ] && return 0
+    [ -e "/proc/$pid" ] || return 1
+    sleep 0.05
+  done
+  return 1
 }
 
 # berth_wait_socket PATH NAME PID: wait up to 30 s for PATH to accept connections

@@ -82,14 +82,14 @@ else
     fi
   done
 
-  berth_start manager "$bindir/berth-manager"
+  berth_start manager "$bindir/berth-manager" || true
   manager_pid=$(cat "$BERTH_RUN/manager.pid")
   if ! berth_wait_socket "$BERTH_RUN/manager.sock" berth-manager "$manager_pid"; then
     echo "install.sh: berth-manager did not start; the end of $BERTH_LOG/manager.log:" >&2
     tail -n 20 "$BERTH_LOG/manager.log" >&2
     exit 1
   fi
-  berth_start berthd "$bindir/berthd"
+  berth_start berthd "$bindir/berthd" || true
   berthd_pid=$(cat "$BERTH_RUN/berthd.pid")
   for _ in $(seq 300); do
     curl -sf -o /dev/null --max-time 2 --unix-socket "$sock" http://berth/_ping && break

@@ -60,17 +60,26 @@ berth_stop manager
 # kill the shims and the containers they ran, unmount what is under the roots.
 leftover_pids() {
   local f
-  for f in "$BERTH_RUN"/tasks/*/shim.pid; do [ -f "$f" ] && cat "$f"; done
+  # shim.pid has no newline at its end: one per line, not cat's run-on.
+  for f in "$BERTH_RUN"/tasks/*/shim.pid; do [ -f "$f" ] && { cat "$f"; echo; }; done
   for f in "$BERTH_RUN"/runtime/*/state.json; do
     [ -f "$f" ] && grep -o '"init_process_pid": *[0-9]*' "$f" | grep -o '[0-9]*$'
   done
   true
 }
+live() { [ -r "/proc/$1/stat" ] && ! grep -q ') [ZX] ' "/proc/$1/stat"; }
+killed=()
 for pid in $(leftover_pids); do
-  if [ -r "/proc/$pid/stat" ] && ! grep -q ') Z ' "/proc/$pid/stat"; then
+  if live "$pid"; then
     echo "killing leftover process $pid ($(cat "/proc/$pid/comm" 2>/dev/null))"
     kill -KILL "$pid" 2>/dev/null || true
+    killed+=("$pid")
   fi
+done
+# A killed process leaves its cgroup and lets go of its mounts only once it is
+# gone: wait (up to 5 s) before unmounting and removing cgroups.
+for pid in "${killed[@]}"; do
+  for _ in $(seq 50); do live "$pid" || break; sleep 0.1; done
 done
 if [ "$purge" = 1 ]; then
   # Deepest first; lazily, since a dying container may hold one a moment longer.

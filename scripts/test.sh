@@ -35,9 +35,12 @@ BERTH_MANAGER_TEST_RUNTIME=runc cargo test -p berth-manager --locked --no-fail-f
   --test daemon_basic --test daemon_cycles --test daemon_errors --test daemon_exec \
   --test daemon_restart --test daemon_shim_kill -- --test-threads=2
 
+step "walkthrough (docs/walkthrough.md's claims, on a private stack)"
+./scripts/walkthrough.sh --private
+
 step "leftovers"
 bad=0
-if grep -E 'berth-test' /proc/self/mountinfo; then echo "mounts left behind"; bad=1; fi
+if grep -E 'berth-test|berth-walk' /proc/self/mountinfo; then echo "mounts left behind"; bad=1; fi
 for d in /sys/fs/cgroup/*/berth-test /sys/fs/cgroup/berth-test; do
   if [ -d "$d" ] && [ -n "$(find "$d" -mindepth 1 -type d 2>/dev/null | head -1)" ]; then
     echo "cgroups left under $d"; bad=1

@@ -25,6 +25,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo build"
 cargo build --workspace --all-targets --locked
 
+step "systemd units (systemd-analyze verify)"
+# Verified against the binaries just built: verify checks that ExecStart exists.
+units=$(mktemp -d)
+for u in systemd/*.service systemd/*.socket; do
+  sed "s|/usr/local/bin/|$PWD/target/debug/|g" "$u" >"$units/$(basename "$u")"
+done
+out=$(systemd-analyze verify "$units"/* 2>&1) || { echo "$out"; rm -rf "$units"; exit 1; }
+# verify exits 0 on some warnings; treat any remark about our units as a failure.
+if grep -E "berth" <<<"$out"; then rm -rf "$units"; exit 1; fi
+rm -rf "$units"
+
 step "cargo test"
 # Integration tests use the binaries built above (target/debug), never rebuild them.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
@@ -37,6 +48,9 @@ BERTH_MANAGER_TEST_RUNTIME=runc cargo test -p berth-manager --locked --no-fail-f
 
 step "walkthrough (docs/walkthrough.md's claims, on a private stack)"
 ./scripts/walkthrough.sh --private
+
+step "install.sh, upgrade with a running container, uninstall.sh (with the binaries built above)"
+./scripts/test-install.sh "$PWD/target/debug"
 
 step "leftovers"
 bad=0

@@ -33,6 +33,10 @@ struct Args {
     /// error, warn, info, debug or trace (or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Read on SIGHUP: a log level or tracing filter that replaces --log-level until
+    /// the next SIGHUP; without the file, --log-level applies again.
+    #[arg(long, default_value = "/etc/berth/berthd-log-level")]
+    log_level_file: PathBuf,
     /// The berth-init binary that --init mounts (default: next to berthd, else on PATH).
     #[arg(long)]
     init_path: Option<PathBuf>,
@@ -46,6 +50,42 @@ fn find_init() -> PathBuf {
         Some(p) if p.is_file() => p,
         _ => PathBuf::from("/usr/local/bin/berth-init"),
     }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// On SIGHUP, the filter in `file` if it exists, else `--log-level` again.
+fn spawn_sighup_reload(handle: FilterHandle, file: PathBuf, flag: String) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let (source, text) = match std::fs::read_to_string(&file) {
+                Ok(t) => (file.display().to_string(), t.trim().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    ("--log-level".to_string(), flag.clone())
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "SIGHUP: reading {}: {e}; log level unchanged",
+                        file.display()
+                    );
+                    continue;
+                }
+            };
+            match tracing_subscriber::EnvFilter::try_new(&text) {
+                Ok(f) => match handle.reload(f) {
+                    Ok(()) => {
+                        tracing::warn!(level = %text, from = %source, "SIGHUP: log level set")
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: setting the log level: {e}"),
+                },
+                Err(e) => tracing::warn!("SIGHUP: {source} says {text:?}: {e}; unchanged"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -66,15 +106,23 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Plain lines when stderr is not a terminal: journald keeps them as they are.
     let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .with_context(|| format!("bad --log-level {:?}", args.log_level))?,
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .init();
+    }
+    spawn_sighup_reload(reload, args.log_level_file.clone(), args.log_level.clone())?;
 
     for dir in [&args.data_root, &args.exec_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -103,7 +151,15 @@ async fn main() -> anyhow::Result<()> {
             (server::bind(&path)?, Some(path))
         }
     };
-    tracing::info!(host = %args.host, manager = %args.manager, "berthd listening");
+    let host = if owned_path.is_some() {
+        args.host.clone()
+    } else {
+        "the socket systemd passed (LISTEN_FDS)".to_string()
+    };
+    tracing::info!(%host, manager = %args.manager, "berthd listening");
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("telling the service manager we are ready: {e}");
+    }
     server::serve(listener, engine, shutdown_signal()).await;
     if let Some(p) = owned_path {
         let _ = std::fs::remove_file(p);

@@ -32,6 +32,10 @@ pub struct Args {
     /// What to log (to stderr, one line per event).
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Read on SIGHUP: a log level (error, warn, info, debug, trace) that replaces
+    /// --log-level until the next SIGHUP; without the file, --log-level applies again.
+    #[arg(long, default_value = "/etc/berth/manager-log-level")]
+    pub log_level_file: PathBuf,
 }
 
 /// Log verbosity.

@@ -35,8 +35,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_logging(args.log_level);
-    match run(args) {
+    let reload = init_logging(args.log_level);
+    match run(args, reload) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -45,28 +45,67 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// One line per event on stderr; colours only on a terminal. Our own events at
-/// `level`, the libraries' (h2, hyper, tower) from warnings.
-fn init_logging(level: LogLevel) {
+type FilterHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::filter::Targets,
+    tracing_subscriber::Registry,
+>;
+
+/// Our own events at `level`, the libraries' (h2, hyper, tower) from warnings.
+fn targets(level: tracing_subscriber::filter::LevelFilter) -> tracing_subscriber::filter::Targets {
     use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_target("berth_manager", level)
+        .with_target("berth_shim", level)
+        .with_default(LevelFilter::WARN.min(level))
+}
+
+/// One line per event on stderr; colours only on a terminal (journald keeps plain
+/// lines). The filter can be swapped at run time (SIGHUP).
+fn init_logging(level: LogLevel) -> FilterHandle {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::prelude::*;
     let level = level
         .as_str()
         .parse::<LevelFilter>()
         .unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new()
-        .with_target("berth_manager", level)
-        .with_target("berth_shim", level)
-        .with_default(LevelFilter::WARN.min(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(level));
     tracing_subscriber::registry()
+        .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .with_writer(std::io::stderr),
         )
-        .with(filter)
         .init();
+    handle
+}
+
+/// SIGHUP: the level in `file` if it exists, else the command line's again.
+fn reload_log_level(handle: &FilterHandle, file: &Path, flag: LogLevel) {
+    use tracing_subscriber::filter::LevelFilter;
+    let (source, text) = match std::fs::read_to_string(file) {
+        Ok(t) => (file.display().to_string(), t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ("--log-level".to_string(), flag.as_str().to_string())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "SIGHUP: reading {}: {e}; log level unchanged",
+                file.display()
+            );
+            return;
+        }
+    };
+    match text.parse::<LevelFilter>() {
+        Ok(level) => match handle.reload(targets(level)) {
+            Ok(()) => tracing::warn!(level = %level, from = %source, "SIGHUP: log level set"),
+            Err(e) => tracing::warn!("SIGHUP: setting the log level: {e}"),
+        },
+        Err(_) => tracing::warn!(
+            "SIGHUP: {source} says {text:?}, not a log level (error, warn, info, debug, trace); unchanged"
+        ),
+    }
 }
 
 fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -77,7 +116,7 @@ fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, reload: FilterHandle) -> anyhow::Result<()> {
     let root = std::path::absolute(&args.root).context("--root")?;
     let state = std::path::absolute(&args.state).context("--state")?;
     let address = std::path::absolute(&args.address).context("--address")?;
@@ -95,7 +134,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("berth-manager")
         .build()
         .context("starting the event loop")?;
-    let result = rt.block_on(serve(args, root, state, &address, listener));
+    let result = rt.block_on(serve(args, root, state, &address, listener, reload));
     rt.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&address);
     result
@@ -150,6 +189,7 @@ async fn serve(
     state: PathBuf,
     address: &Path,
     listener: UnixListener,
+    reload: FilterHandle,
 ) -> anyhow::Result<()> {
     let shim = match args.shim.clone() {
         Some(p) => std::path::absolute(&p).context("--shim")?,
@@ -218,10 +258,20 @@ async fn serve(
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("telling the service manager we are ready: {e}");
     }
-    tokio::select! {
-        r = &mut server => return r.context("serving"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping; containers keep running"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping; containers keep running"),
+    let mut sighup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    loop {
+        tokio::select! {
+            r = &mut server => return r.context("serving"),
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: stopping; containers keep running");
+                break;
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: stopping; containers keep running");
+                break;
+            }
+            _ = sighup.recv() => reload_log_level(&reload, &args.log_level_file, args.log_level),
+        }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);

@@ -103,9 +103,22 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Taken while this process has a single thread: taking it clears LISTEN_* from
+    // the environment, which is not safe once other threads may read it.
+    let inherited = server::systemd_listener_std()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.block_on(serve(args, inherited))
+}
+
+async fn serve(
+    args: Args,
+    inherited: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<()> {
     // Plain lines when stderr is not a terminal: journald keeps them as they are.
     let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -144,8 +157,11 @@ async fn main() -> anyhow::Result<()> {
     );
     engine.restore();
 
-    let (listener, owned_path) = match server::systemd_listener()? {
-        Some(l) => (l, None),
+    let (listener, owned_path) = match inherited {
+        Some(l) => (
+            tokio::net::UnixListener::from_std(l).context("serving the socket from systemd")?,
+            None,
+        ),
         None => {
             let path = server::parse_host(&args.host)?;
             (server::bind(&path)?, Some(path))
@@ -161,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("telling the service manager we are ready: {e}");
     }
     server::serve(listener, engine, shutdown_signal()).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // A socket systemd passed stays as it is: systemd queues connections on it until
+    // berthd is back.
     if let Some(p) = owned_path {
         let _ = std::fs::remove_file(p);
     }

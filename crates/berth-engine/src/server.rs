@@ -46,8 +46,19 @@ pub fn parse_host(host: &str) -> Result<PathBuf, ListenError> {
 }
 
 /// The first socket systemd passed, when `LISTEN_PID` is this process and
-/// `LISTEN_FDS` is at least 1.
+/// `LISTEN_FDS` is at least 1, ready for tokio.
 pub fn systemd_listener() -> Result<Option<UnixListener>, ListenError> {
+    match systemd_listener_std()? {
+        Some(l) => UnixListener::from_std(l)
+            .map(Some)
+            .map_err(ListenError::Systemd),
+        None => Ok(None),
+    }
+}
+
+/// [`systemd_listener`] before tokio exists. It clears `LISTEN_*` from the
+/// environment, so call it while the process has a single thread.
+pub fn systemd_listener_std() -> Result<Option<std::os::unix::net::UnixListener>, ListenError> {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -71,9 +82,7 @@ pub fn systemd_listener() -> Result<Option<UnixListener>, ListenError> {
     std_listener
         .set_nonblocking(true)
         .map_err(ListenError::Systemd)?;
-    UnixListener::from_std(std_listener)
-        .map(Some)
-        .map_err(ListenError::Systemd)
+    Ok(Some(std_listener))
 }
 
 /// Binds `path`: removes a stale socket, creates the parent directory, sets mode 0660

@@ -1,145 +1,107 @@
 #!/usr/bin/env bash
-# Install berth on this machine, or upgrade it: the packages it needs at run time,
-# a release build, the binaries under /usr/local/bin, the systemd units, group
-# berth, and both daemons running; then a busybox image to try it with.
-#
-# With systemd as PID 1 the units are enabled and (re)started. Without it (CI
-# containers, build machines) the daemons are started in the background, logs in
-# /var/log/berth, pid files in /run/berth. Either way running it again upgrades in
-# place: the old daemons stop, the new ones start, running containers keep running.
-#
-# Usage: sudo ./scripts/install.sh          (PREFIX=/usr/local by default)
+# Install berth on this machine and leave a working engine behind: the packages it
+# needs at run time, a release build, the binaries under /usr/local/bin, the `berth`
+# group, the systemd units, the daemons started, and a busybox image.
+# Running it again upgrades in place: the daemons restart, containers keep running.
+# Usage: sudo ./scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo ./scripts/install.sh)" >&2; exit 1; }
 
 . scripts/deps.sh
-. scripts/daemons.sh
-# Building needs a C toolchain and libseccomp's headers; this script needs curl.
-berth_apt_install "${BERTH_RUNTIME_PACKAGES[@]}" build-essential pkg-config libseccomp-dev curl
+# Building needs a C toolchain and libseccomp's headers as well.
+berth_apt_install "${BERTH_RUNTIME_PACKAGES[@]}" build-essential pkg-config libseccomp-dev
 
-# shellcheck source=/dev/null # rustup's, where it exists
 if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 command -v cargo >/dev/null || { echo "install.sh: cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 
-binaries=(berth berthd berth-manager berth-shim berth-runtime berth-init)
-build_args=()
-for b in "${binaries[@]}"; do build_args+=(--bin "$b"); done
-cargo build --release --locked "${build_args[@]}"
-
-prefix=${PREFIX:-/usr/local}
-bindir=$prefix/bin
-mkdir -p "$bindir"
-for b in "${binaries[@]}"; do
-  # Copy under a temporary name, then rename over the old one: a running daemon or
-  # shim keeps its old binary (same inode), and nothing ever runs a half-written one.
-  install -m 0755 "target/release/$b" "$bindir/.$b.new"
-  mv -f -T "$bindir/.$b.new" "$bindir/$b"
-done
-echo "installed to $bindir: ${binaries[*]}"
-install -D -m 0644 docs/operations.md "$prefix/share/doc/berth/operations.md"
-
-# Members of group berth may use the engine's socket (which is as good as root).
-if ! getent group berth >/dev/null; then
-  groupadd --system berth
-  echo "created group berth (add users with: usermod -aG berth USER)"
+# BERTH_PREBUILT=<dir>: install the binaries found there instead of building
+# (scripts/test-install.sh uses the ones test.sh built).
+built=${BERTH_PREBUILT:-}
+if [ -z "$built" ]; then
+  cargo build --release --locked --bins
+  built=target/release
 fi
-install -d -m 0711 "$BERTH_RUN"
-install -d -m 0711 /var/lib/berth
-install -d -m 0750 "$BERTH_LOG"
-
-# The units name /usr/local/bin; another PREFIX is written into the copies.
-for u in systemd/*.service systemd/*.socket; do
-  dest=/etc/systemd/system/$(basename "$u")
-  sed "s#/usr/local/bin/#$bindir/#g" "$u" >"$dest.new"
-  chmod 0644 "$dest.new"
-  mv -f -T "$dest.new" "$dest"
+bindir=/usr/local/bin
+for b in berth berthd berth-manager berth-shim berth-runtime berth-init; do
+  # A new file renamed over the old one: a running daemon, shim or runtime keeps
+  # its old inode, and nothing ever sees a half-written binary.
+  cp "$built/$b" "$bindir/.$b.new"
+  chmod 0755 "$bindir/.$b.new"
+  mv -f "$bindir/.$b.new" "$bindir/$b"
 done
-echo "installed the units to /etc/systemd/system: ${BERTH_UNITS[*]}"
+echo "install.sh: installed berth, berthd, berth-manager, berth-shim, berth-runtime, berth-init to $bindir"
 
-sock=$BERTH_RUN/berth.sock
-if berth_have_systemd; then
+getent group berth >/dev/null || groupadd --system berth
+install -d -m 0755 /etc/berth /usr/local/share/doc/berth
+install -m 0644 docs/operations.md docs/walkthrough.md /usr/local/share/doc/berth/
+install -m 0644 systemd/berth-manager.service systemd/berthd.service systemd/berthd.socket /etc/systemd/system/
+install -d -m 0711 /run/berth
+install -d -m 0700 /var/lib/berth
+
+# Wait until a unix socket answers.
+wait_socket() {
+  for _ in $(seq 200); do
+    [ -S "$1" ] && return 0
+    sleep 0.05
+  done
+  echo "install.sh: $1 did not appear; see ${2:-the logs}" >&2
+  return 1
+}
+
+if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  systemctl enable "${BERTH_UNITS[@]}"
-  systemctl start berthd.socket
-  # restart starts what is stopped, and on an upgrade replaces the running
-  # daemons; the manager's KillMode=process keeps every shim and container.
-  systemctl restart berth-manager.service berthd.service
-  echo "started berth-manager.service and berthd.service (logs: journalctl -u berth-manager -u berthd)"
+  systemctl enable berth-manager.service berthd.socket berthd.service >/dev/null
+  # KillMode=process: a restart replaces the daemon only; shims and containers stay.
+  systemctl restart berth-manager.service
+  systemctl restart berthd.socket berthd.service
+  echo "install.sh: berth-manager and berthd started by systemd (journalctl -u berth-manager -u berthd)"
 else
-  upgrade=0
-  if berth_pid manager >/dev/null || berth_pid berthd >/dev/null; then upgrade=1; fi
-  berth_stop berthd
-  berth_stop manager
-  # Sockets answered by daemons this script did not start would be taken over
-  # (berthd replaces a socket file) or refused: stop those first.
-  for s in "$BERTH_RUN/manager.sock" "$sock"; do
-    rc=0
-    curl -s -o /dev/null --max-time 2 --unix-socket "$s" http://berth/_ping || rc=$?
-    if [ "$rc" != 7 ]; then
-      echo "install.sh: something not started by install.sh answers on $s; stop it first" >&2
-      exit 1
-    fi
-  done
-
-  berth_start manager "$bindir/berth-manager" || true
-  manager_pid=$(cat "$BERTH_RUN/manager.pid")
-  if ! berth_wait_socket "$BERTH_RUN/manager.sock" berth-manager "$manager_pid"; then
-    echo "install.sh: berth-manager did not start; the end of $BERTH_LOG/manager.log:" >&2
-    tail -n 20 "$BERTH_LOG/manager.log" >&2
-    exit 1
-  fi
-  berth_start berthd "$bindir/berthd" || true
-  berthd_pid=$(cat "$BERTH_RUN/berthd.pid")
-  for _ in $(seq 300); do
-    curl -sf -o /dev/null --max-time 2 --unix-socket "$sock" http://berth/_ping && break
-    berth_alive "$berthd_pid" berthd || break
-    sleep 0.1
-  done
-  if ! curl -sf -o /dev/null --max-time 2 --unix-socket "$sock" http://berth/_ping; then
-    echo "install.sh: berthd did not start; the end of $BERTH_LOG/berthd.log:" >&2
-    tail -n 20 "$BERTH_LOG/berthd.log" >&2
-    exit 1
-  fi
-  [ "$upgrade" = 1 ] && what=restarted || what=started
-  cat <<EOF
-systemd is not PID 1 here, so the units are installed but not used: $what
-berth-manager (pid $manager_pid) and berthd (pid $berthd_pid) in the background.
-  logs:      $BERTH_LOG/manager.log, $BERTH_LOG/berthd.log
-  pid files: $BERTH_RUN/manager.pid, $BERTH_RUN/berthd.pid
-Nothing restarts them after a crash or a reboot: run install.sh again.
-EOF
+  # No systemd as PID 1 (a container, a CI machine): run the daemons in their own
+  # sessions, logs under /var/log/berth, pid files under /run/berth.
+  install -d -m 0750 /var/log/berth
+  running() { # pidfile name
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -r "/proc/$pid/stat" ] || return 1
+    # A zombie (nothing reaps it on some machines) is gone for our purpose.
+    [ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ] || return 1
+    [ "$(cat "/proc/$pid/comm")" = "$2" ]
+  }
+  stop() { # pidfile name
+    running "$1" "$2" || return 0
+    kill -TERM "$(cat "$1")"
+    for _ in $(seq 200); do running "$1" "$2" || return 0; sleep 0.05; done
+    echo "install.sh: $2 did not stop on SIGTERM" >&2
+    return 1
+  }
+  # berthd first: it is the manager's client.
+  stop /run/berth/berthd.pid berthd
+  stop /run/berth/manager.pid berth-manager
+  setsid "$bindir/berth-manager" --address /run/berth/manager.sock --root /var/lib/berth/manager \
+    --state /run/berth </dev/null >>/var/log/berth/manager.log 2>&1 &
+  echo $! >/run/berth/manager.pid
+  wait_socket /run/berth/manager.sock /var/log/berth/manager.log
+  setsid "$bindir/berthd" -H unix:///run/berth/berth.sock --manager /run/berth/manager.sock \
+    --data-root /var/lib/berth/engine --exec-root /run/berth/engine \
+    </dev/null >>/var/log/berth/berthd.log 2>&1 &
+  echo $! >/run/berth/berthd.pid
+  wait_socket /run/berth/berth.sock /var/log/berth/berthd.log
+  echo "install.sh: systemd is not PID 1 here: started berth-manager and berthd in the background"
+  echo "install.sh:   logs in /var/log/berth, pid files in /run/berth; re-run this script to restart them"
 fi
 
-# A busybox image to try berth with, from the distribution's busybox-static.
-status=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" http://berth/images/busybox:latest/json || true)
-if [ "$status" != 200 ]; then
-  work=$(mktemp -d /tmp/berth-install.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
-  ./scripts/make-rootfs.sh "$work/rootfs"
-  tar --numeric-owner -C "$work/rootfs" -cf "$work/busybox.tar" .
-  if "$bindir/berth" import --help >/dev/null 2>&1; then
-    "$bindir/berth" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
-  else
-    # The API call `docker import` makes; the answer is a JSON progress stream
-    # whose failures come as {"error": ...} lines even with status 200.
-    out=$(curl -sS --unix-socket "$sock" -X POST -H 'Content-Type: application/x-tar' \
-      --data-binary @"$work/busybox.tar" -w '\n%{http_code}' \
-      'http://berth/images/create?fromSrc=-&repo=busybox&tag=latest&changes=CMD%20%5B%22sh%22%5D') || true
-    code=${out##*$'\n'}
-    if [ "$code" != 200 ] || grep -q '"error"' <<<"$out"; then
-      echo "install.sh: berth is installed and running, but importing busybox failed (HTTP $code):" >&2
-      echo "${out%$'\n'*}" >&2
-      exit 1
-    fi
-  fi
-  status=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" http://berth/images/busybox:latest/json || true)
-  [ "$status" = 200 ] || { echo "install.sh: busybox:latest is still missing after the import" >&2; exit 1; }
-  echo "imported busybox:latest from $(command -v busybox || echo /bin/busybox)"
+# A busybox image, so that `berth run busybox ...` works at once: imported from the
+# distribution's busybox-static, since a fresh machine may reach no registry.
+export BERTH_HOST=unix:///run/berth/berth.sock
+if ! "$bindir/berth" images --format json | grep -q '"busybox:latest"'; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  ./scripts/make-rootfs.sh "$tmp/rootfs" >/dev/null
+  tar -C "$tmp/rootfs" -cf "$tmp/busybox.tar" .
+  "$bindir/berth" import --change 'CMD ["sh"]' -m "busybox-static from the distribution" \
+    "$tmp/busybox.tar" busybox:latest >/dev/null
+  echo "install.sh: imported busybox:latest from busybox-static"
 fi
-
-cat <<EOF
-
-berth is installed and running. Try:
-  berth run --rm busybox echo hello world
-EOF
+echo
+echo "berth is installed. Try:  berth run --rm busybox echo hello world"

@@ -1,112 +1,65 @@
 #!/usr/bin/env bash
-# Remove what install.sh installed: stops every container (the shims call the
-# binaries about to go) and both daemons, removes the units, the binaries and group
-# berth. The state -- images, containers and volumes in /var/lib/berth, run state
-# in /run/berth, logs in /var/log/berth -- goes only with --purge, or when you say
-# yes at the prompt; without a terminal to ask on it stays.
-#
+# Undo scripts/install.sh: stop the daemons, remove the units, binaries, docs and
+# the `berth` group. Containers, images and volumes (/var/lib/berth, /run/berth,
+# /var/log/berth) are deleted only with --purge, or after a yes at the prompt;
+# without a terminal to ask on, they are kept.
 # Usage: sudo ./scripts/uninstall.sh [--purge]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "uninstall.sh: run as root" >&2; exit 1; }
-
 purge=0
-case "${1:-}" in
-  --purge) purge=1 ;;
-  "") ;;
-  *) echo "usage: uninstall.sh [--purge]" >&2; exit 2 ;;
-esac
-
-. scripts/daemons.sh
-prefix=${PREFIX:-/usr/local}
-bindir=$prefix/bin
-state_dirs=(/var/lib/berth "$BERTH_RUN" "$BERTH_LOG")
-
-if [ "$purge" = 0 ]; then
-  if [ -t 0 ] && [ -t 1 ]; then
-    read -r -p "Also delete berth's images, containers, volumes and logs (${state_dirs[*]})? [y/N] " answer
-    case "$answer" in [yY]*) purge=1 ;; esac
-  else
-    echo "no terminal to ask on: keeping ${state_dirs[*]} (uninstall.sh --purge deletes them)"
-  fi
+[ "${1:-}" = --purge ] && purge=1
+if [ "$purge" = 0 ] && [ -t 0 ]; then
+  read -r -p "Delete every berth container, image and volume (/var/lib/berth, /run/berth)? [y/N] " a
+  case "$a" in y | Y | yes) purge=1 ;; esac
 fi
 
-sock=$BERTH_RUN/berth.sock
-api() { curl -sS --max-time 60 --unix-socket "$sock" "$@"; }
+bindir=/usr/local/bin
+export BERTH_HOST=unix:///run/berth/berth.sock
+if [ "$purge" = 1 ] && [ -x "$bindir/berth" ] && [ -S /run/berth/berth.sock ]; then
+  # Through the engine, so each container's mounts and cgroups go with it.
+  ids=$("$bindir/berth" ps -aq 2>/dev/null || true)
+  [ -n "$ids" ] && "$bindir/berth" rm -f $ids >/dev/null || true
+fi
 
-# Through the engine while it runs: it unmounts the root filesystems and removes
-# the cgroups as it goes. With --purge every container goes, else running ones stop.
-if curl -sf -o /dev/null --max-time 5 --unix-socket "$sock" http://berth/_ping; then
-  if [ "$purge" = 1 ]; then filter=all=1; else filter=; fi
-  ids=$(api "http://berth/containers/json?$filter" | grep -o '"Id":"[0-9a-f]*"' | cut -d'"' -f4 || true)
-  for id in $ids; do
-    if [ "$purge" = 1 ]; then
-      echo "removing container ${id:0:12}"
-      api -o /dev/null -X DELETE "http://berth/containers/$id?force=1&v=1" || true
-    else
-      echo "stopping container ${id:0:12}"
-      api -o /dev/null -X POST "http://berth/containers/$id/stop?t=10" || true
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now berthd.service berthd.socket berth-manager.service 2>/dev/null || true
+else
+  for p in berthd:/run/berth/berthd.pid berth-manager:/run/berth/manager.pid; do
+    name=${p%%:*} file=${p#*:}
+    pid=$(cat "$file" 2>/dev/null) || continue
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 100); do
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)" = Z ] && break
+        sleep 0.05
+      done
     fi
+    rm -f "$file"
   done
 fi
 
-if berth_have_systemd; then
-  systemctl disable --now "${BERTH_UNITS[@]}" 2>/dev/null || true
-fi
-berth_stop berthd
-berth_stop manager
-
-# What the engine could not clean up (it was down, or a container would not go):
-# kill the shims and the containers they ran, unmount what is under the roots.
-leftover_pids() {
-  local f
-  # shim.pid has no newline at its end: one per line, not cat's run-on.
-  for f in "$BERTH_RUN"/tasks/*/shim.pid; do [ -f "$f" ] && { cat "$f"; echo; }; done
-  for f in "$BERTH_RUN"/runtime/*/state.json; do
-    [ -f "$f" ] && grep -o '"init_process_pid": *[0-9]*' "$f" | grep -o '[0-9]*$'
-  done
-  true
-}
-live() { [ -r "/proc/$1/stat" ] && ! grep -q ') [ZX] ' "/proc/$1/stat"; }
-killed=()
-for pid in $(leftover_pids); do
-  if live "$pid"; then
-    echo "killing leftover process $pid ($(cat "/proc/$pid/comm" 2>/dev/null))"
-    kill -KILL "$pid" 2>/dev/null || true
-    killed+=("$pid")
-  fi
-done
-# A killed process leaves its cgroup and lets go of its mounts only once it is
-# gone: wait (up to 5 s) before unmounting and removing cgroups.
-for pid in "${killed[@]}"; do
-  for _ in $(seq 50); do live "$pid" || break; sleep 0.1; done
-done
-if [ "$purge" = 1 ]; then
-  # Deepest first; lazily, since a dying container may hold one a moment longer.
-  for root in "$BERTH_RUN" /var/lib/berth; do
-    awk -v r="$root/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-      while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  done
-  # The cgroups the runtime recorded for containers still on disk, then the
-  # berth parents if that left them empty (rmdir never removes a busy one, and
-  # nothing here touches cgroups of berth stacks running from other roots).
-  for f in "$BERTH_RUN"/runtime/*/state.json; do
-    [ -f "$f" ] || continue
-    sed -n 's/.*"cgroup_paths": *{\([^}]*\)}.*/\1/p' "$f" | tr ',' '\n' | cut -d'"' -f4 |
-      while read -r d; do [ -n "$d" ] && [ -d "$d" ] && { rmdir "$d" 2>/dev/null || true; }; done
-  done
-  for d in /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth; do
-    [ -d "$d" ] && { rmdir "$d" 2>/dev/null || true; }
-  done
-  rm -rf "${state_dirs[@]}"
-  echo "deleted ${state_dirs[*]}"
-fi
-
-for u in "${BERTH_UNITS[@]}"; do rm -f "/etc/systemd/system/$u"; done
-if berth_have_systemd; then systemctl daemon-reload; fi
-for b in berth berthd berth-manager berth-shim berth-runtime berth-init; do
-  rm -f "$bindir/$b" "$bindir/.$b.new"
-done
-rm -rf "$prefix/share/doc/berth"
+rm -f /etc/systemd/system/berth-manager.service /etc/systemd/system/berthd.service \
+  /etc/systemd/system/berthd.socket
+if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+for b in berth berthd berth-manager berth-shim berth-runtime berth-init; do rm -f "$bindir/$b"; done
+rm -rf /usr/local/share/doc/berth /etc/berth
 if getent group berth >/dev/null; then groupdel berth; fi
-echo "berth is uninstalled"
+
+if [ "$purge" = 1 ]; then
+  # Best effort from here: a step with nothing to undo must not stop the rest.
+  set +e
+  # Shims of containers the engine could not remove, then anything still mounted.
+  for f in /run/berth/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  grep -oE ' (/run/berth|/var/lib/berth)[^ ]*' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # Empty cgroups only: one still in use (another berth on this machine) stays.
+  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do
+    if [ -d "$d" ]; then find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
+  done
+  rm -rf /var/lib/berth /run/berth /var/log/berth
+  echo "uninstall.sh: berth removed, with its containers, images and volumes"
+else
+  echo "uninstall.sh: berth removed; its data is kept in /var/lib/berth (and /run/berth, /var/log/berth)"
+  echo "uninstall.sh: running containers, if any, keep running; run with --purge to delete everything"
+fi
+true

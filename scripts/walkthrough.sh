@@ -28,6 +28,8 @@ cleanup() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+    # The parent of the containers' cgroups, when nothing else uses it any more.
+    rmdir /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth 2>/dev/null
   fi
   rm -rf "$work"
   true

@@ -131,8 +131,20 @@ impl Client {
         body: Option<serde_json::Value>,
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
-        let mut sender = self.conn(hijack).await?;
         let data = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send_bytes(method, path, Bytes::from(data), hijack)
+            .await
+    }
+
+    /// Sends a request with a body that is not JSON (an image tarball).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        data: Bytes,
+        hijack: bool,
+    ) -> Result<http::Response<Incoming>, CliError> {
+        let mut sender = self.conn(hijack).await?;
         let mut req = Request::builder()
             .method(method)
             .uri(self.uri(path))
@@ -145,7 +157,7 @@ impl Client {
         if hijack {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
-        let req = req.body(Full::new(Bytes::from(data)))?;
+        let req = req.body(Full::new(data))?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {

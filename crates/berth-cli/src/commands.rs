@@ -195,6 +195,41 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
+    /// Import a root filesystem tarball (a file, or - for stdin) as an image.
+    Import {
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        file: String,
+        reference: Option<String>,
+    },
+    /// List the changes to files in a container's filesystem.
+    Diff { container: String },
+}
+
+/// What `ps --format` templates see, as docker's CLI presents a container:
+/// `.Names` without the leading slash and comma-joined, `.ID` short, `.Command`
+/// quoted; the API's own fields stay reachable too.
+fn ps_context(x: &Value) -> Value {
+    let mut v = x.clone();
+    let names: Vec<&str> = x["Names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|n| n.trim_start_matches('/'))
+        .collect();
+    let id = x["Id"].as_str().unwrap_or("");
+    if let Some(o) = v.as_object_mut() {
+        o.insert("Names".into(), json!(names.join(",")));
+        o.insert("ID".into(), json!(id.chars().take(12).collect::<String>()));
+        o.insert(
+            "Command".into(),
+            json!(format!("\"{}\"", x["Command"].as_str().unwrap_or(""))),
+        );
+    }
+    v
 }
 
 /// Parses "100m", "1g", "512k", "1024" into bytes.
@@ -576,7 +611,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                     if f == "json" {
                         println!("{x}");
                     } else {
-                        println!("{}", render(&f, x)?);
+                        println!("{}", render(&f, &ps_context(x))?);
                     }
                 }
             } else {
@@ -623,6 +658,66 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                         &rows
                     )
                 );
+            }
+        }
+        Command::Import {
+            change,
+            message,
+            file,
+            reference,
+        } => {
+            let data = if file == "-" {
+                let mut buf = Vec::new();
+                tokio::io::stdin().read_to_end(&mut buf).await?;
+                buf
+            } else {
+                tokio::fs::read(&file)
+                    .await
+                    .with_context(|| format!("reading {file}"))?
+            };
+            let mut path = "/images/create?fromSrc=-".to_string();
+            if let Some(r) = &reference {
+                path.push_str(&format!("&repo={}", enc(r)));
+            }
+            for ch in &change {
+                path.push_str(&format!("&changes={}", enc(ch)));
+            }
+            if let Some(m) = &message {
+                path.push_str(&format!("&message={}", enc(m)));
+            }
+            let resp = c
+                .send_bytes(Method::POST, &path, data.into(), false)
+                .await?;
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            // A JSON progress stream; the last status is the image id.
+            let mut id = String::new();
+            for line in bytes.split(|b| *b == b'\n') {
+                if let Ok(v) = serde_json::from_slice::<Value>(line) {
+                    if let Some(e) = v["error"].as_str() {
+                        bail!("{e}");
+                    }
+                    if let Some(s) = v["status"].as_str() {
+                        id = s.to_string();
+                    }
+                }
+            }
+            println!("{id}");
+        }
+        Command::Diff { container } => {
+            let list = c
+                .json(
+                    Method::GET,
+                    &format!("/containers/{}/changes", enc(&container)),
+                    None,
+                )
+                .await?;
+            for ch in list.as_array().into_iter().flatten() {
+                let kind = match ch["Kind"].as_i64() {
+                    Some(1) => "A",
+                    Some(2) => "D",
+                    _ => "C",
+                };
+                println!("{kind} {}", ch["Path"].as_str().unwrap_or(""));
             }
         }
         Command::Images { quiet, format } => {

@@ -54,6 +54,9 @@ fn plain(v: Option<&Value>) -> String {
 
 /// Renders `template` against `v`.
 pub fn render(template: &str, v: &Value) -> Result<String, FormatError> {
+    // As docker's CLI does: a literal \t or \n typed in a shell means tab/newline.
+    let template = template.replace("\\t", "\t").replace("\\n", "\n");
+    let template = template.as_str();
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {

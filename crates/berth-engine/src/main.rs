@@ -1,10 +1,4 @@
 //! berthd: the Docker Engine API on a unix socket.
-//!
-//! Started by systemd (berthd.socket, berthd.service) it takes the socket systemd
-//! holds (`LISTEN_FDS`, fd 3) and reports READY=1 once it serves; started by hand
-//! it binds `-H` itself. SIGHUP reloads the log level (see [`logging`]).
-
-mod logging;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,11 +31,11 @@ struct Args {
     #[arg(long, default_value = "/run/berth/engine")]
     exec_root: PathBuf,
     /// error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info")]
+    #[arg(long, default_value = "info")]
     log_level: String,
-    /// A file holding a log level that overrides --log-level when it exists; it is
-    /// read again on SIGHUP.
-    #[arg(long, default_value = "/etc/berth/berthd.log-level")]
+    /// Read on SIGHUP: a log level or tracing filter that replaces --log-level until
+    /// the next SIGHUP; without the file, --log-level applies again.
+    #[arg(long, default_value = "/etc/berth/berthd-log-level")]
     log_level_file: PathBuf,
     /// The berth-init binary that --init mounts (default: next to berthd, else on PATH).
     #[arg(long)]
@@ -56,6 +50,42 @@ fn find_init() -> PathBuf {
         Some(p) if p.is_file() => p,
         _ => PathBuf::from("/usr/local/bin/berth-init"),
     }
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// On SIGHUP, the filter in `file` if it exists, else `--log-level` again.
+fn spawn_sighup_reload(handle: FilterHandle, file: PathBuf, flag: String) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let (source, text) = match std::fs::read_to_string(&file) {
+                Ok(t) => (file.display().to_string(), t.trim().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    ("--log-level".to_string(), flag.clone())
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "SIGHUP: reading {}: {e}; log level unchanged",
+                        file.display()
+                    );
+                    continue;
+                }
+            };
+            match tracing_subscriber::EnvFilter::try_new(&text) {
+                Ok(f) => match handle.reload(f) {
+                    Ok(()) => {
+                        tracing::warn!(level = %text, from = %source, "SIGHUP: log level set")
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: setting the log level: {e}"),
+                },
+                Err(e) => tracing::warn!("SIGHUP: {source} says {text:?}: {e}; unchanged"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -73,53 +103,40 @@ async fn shutdown_signal() {
     }
 }
 
-/// SIGHUP: read the log level again (SIGHUP's default action would end the daemon).
-fn reload_on_sighup(log: logging::LogControl) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            log.reload();
-        }
-    });
-    Ok(())
-}
-
-fn main() -> std::process::ExitCode {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let log = match logging::LogControl::init(&args.log_level, Some(args.log_level_file.clone())) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("berthd: {e:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match run(args, log) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args, log: logging::LogControl) -> anyhow::Result<()> {
-    // Taken while this process has one thread: it edits the environment
-    // (LISTEN_*), which is not safe once other threads may read it.
-    let inherited = server::take_systemd_socket()?;
+    // Taken while this process has a single thread: taking it clears LISTEN_* from
+    // the environment, which is not safe once other threads may read it.
+    let inherited = server::systemd_listener_std()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    rt.block_on(serve(args, log, inherited))
+    rt.block_on(serve(args, inherited))
 }
 
 async fn serve(
     args: Args,
-    log: logging::LogControl,
     inherited: Option<std::os::unix::net::UnixListener>,
 ) -> anyhow::Result<()> {
-    reload_on_sighup(log)?;
+    // Plain lines when stderr is not a terminal: journald keeps them as they are.
+    let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
+            .init();
+    }
+    spawn_sighup_reload(reload, args.log_level_file.clone(), args.log_level.clone())?;
+
     for dir in [&args.data_root, &args.exec_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -140,25 +157,29 @@ async fn serve(
     );
     engine.restore();
 
-    let (listener, owned_path, host) = match inherited {
+    let (listener, owned_path) = match inherited {
         Some(l) => (
             tokio::net::UnixListener::from_std(l).context("serving the socket from systemd")?,
             None,
-            "fd 3 (systemd)".to_string(),
         ),
         None => {
             let path = server::parse_host(&args.host)?;
-            (server::bind(&path)?, Some(path), args.host.clone())
+            (server::bind(&path)?, Some(path))
         }
     };
-    tracing::info!(%host, manager = %args.manager, pid = std::process::id(), "berthd listening");
-    // Type=notify: systemd starts units ordered after berthd.service only now.
+    let host = if owned_path.is_some() {
+        args.host.clone()
+    } else {
+        "the socket systemd passed (LISTEN_FDS)".to_string()
+    };
+    tracing::info!(%host, manager = %args.manager, "berthd listening");
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("telling the service manager we are ready: {e}");
     }
     server::serve(listener, engine, shutdown_signal()).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    // A socket systemd owns stays: it queues connections until berthd is back.
+    // A socket systemd passed stays as it is: systemd queues connections on it until
+    // berthd is back.
     if let Some(p) = owned_path {
         let _ = std::fs::remove_file(p);
     }

@@ -159,6 +159,15 @@ pub trait Manager: Send + Sync + std::fmt::Debug {
     async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError>;
     /// `Images.Get`: by reference, id or id prefix.
     async fn images_get(&self, reference: &str) -> Result<Image, EngineError>;
+    /// `Images.Import`: a root filesystem tarball (plain or gzip) becomes a one-layer
+    /// image named `reference` ("" = untagged), with Dockerfile-like `changes`.
+    async fn images_import(
+        &self,
+        reference: &str,
+        changes: Vec<String>,
+        message: &str,
+        data: Bytes,
+    ) -> Result<Image, EngineError>;
     /// `Containers.Create`.
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError>;
     /// `Containers.Get`.
@@ -241,6 +250,15 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn images_get(&self, _: &str) -> Result<Image, EngineError> {
+        self.err()
+    }
+    async fn images_import(
+        &self,
+        _: &str,
+        _: Vec<String>,
+        _: &str,
+        _: Bytes,
+    ) -> Result<Image, EngineError> {
         self.err()
     }
     async fn containers_create(&self, _: Container) -> Result<Container, EngineError> {

@@ -46,9 +46,9 @@ pub fn parse_host(host: &str) -> Result<PathBuf, ListenError> {
 }
 
 /// The first socket systemd passed, when `LISTEN_PID` is this process and
-/// `LISTEN_FDS` is at least 1.
+/// `LISTEN_FDS` is at least 1, ready for tokio.
 pub fn systemd_listener() -> Result<Option<UnixListener>, ListenError> {
-    match take_systemd_socket()? {
+    match systemd_listener_std()? {
         Some(l) => UnixListener::from_std(l)
             .map(Some)
             .map_err(ListenError::Systemd),
@@ -56,9 +56,9 @@ pub fn systemd_listener() -> Result<Option<UnixListener>, ListenError> {
     }
 }
 
-/// [`systemd_listener`] without tokio, for a caller that takes the socket (and
-/// clears `LISTEN_*` from the environment) before any other thread exists.
-pub fn take_systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, ListenError> {
+/// [`systemd_listener`] before tokio exists. It clears `LISTEN_*` from the
+/// environment, so call it while the process has a single thread.
+pub fn systemd_listener_std() -> Result<Option<std::os::unix::net::UnixListener>, ListenError> {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -75,19 +75,6 @@ pub fn take_systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>,
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
-    // A unit with a wrong Listen*= line would hand over something else: say so
-    // rather than fail on the first accept.
-    let is_socket = nix::sys::stat::fstat(
-        // SAFETY: fd 3 stays open for this call; the borrow ends with it.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(SD_LISTEN_FDS_START) },
-    )
-    .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
-    .map_err(|e| ListenError::Systemd(e.into()))?;
-    if !is_socket {
-        return Err(ListenError::Systemd(std::io::Error::other(
-            "fd 3 is not a socket",
-        )));
-    }
     // SAFETY: systemd's protocol hands fd 3 to this process (LISTEN_PID matched) as an
     // open listening socket that nothing else in the process owns; it is taken once.
     let std_listener =

@@ -787,6 +787,26 @@ pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
     Ok(status_only(StatusCode::OK))
 }
 
+/// `GET /containers/{id}/changes`: the container's upper layer as Docker lists it
+/// (Kind 0 = changed, 1 = added, 2 = deleted), sorted by path.
+pub async fn changes(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+    let rec = engine.store.get(ctx.param())?;
+    let mut list = engine.manager.snapshots_changes(&rec.snapshot_key).await?;
+    list.sort_by(|a, b| a.path.cmp(&b.path));
+    let out: Vec<bollard_stubs::models::FilesystemChange> = list
+        .into_iter()
+        .map(|c| bollard_stubs::models::FilesystemChange {
+            path: c.path,
+            kind: match c.kind.as_str() {
+                "A" => bollard_stubs::models::ChangeType::_1,
+                "D" => bollard_stubs::models::ChangeType::_2,
+                _ => bollard_stubs::models::ChangeType::_0,
+            },
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

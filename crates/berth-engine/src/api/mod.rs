@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod exec;
 pub mod hijack;
+pub mod images;
 pub mod logs;
 pub mod swarm;
 pub mod system;
@@ -261,6 +262,10 @@ async fn dispatch(
         ContainerResize => containers::resize(&engine, &ctx).await,
         ContainerAttach => hijack::attach(&engine, &ctx, req).await,
         ContainerLogs => logs::logs(&engine, &ctx).await,
+        ContainerChanges => containers::changes(&engine, &ctx).await,
+        ImageList => images::list(&engine, &ctx).await,
+        ImageInspect => images::inspect(&engine, &ctx).await,
+        ImageCreate => images::create(&engine, &ctx, req.into_body()).await,
         ExecCreate => exec::create(&engine, &ctx, req).await,
         ExecStart => exec::start(&engine, &ctx, req).await,
         ExecInspect => exec::inspect(&engine, &ctx),

@@ -448,6 +448,29 @@ impl Manager for FakeManager {
         })
     }
 
+    async fn images_import(
+        &self,
+        reference: &str,
+        _changes: Vec<String>,
+        _message: &str,
+        data: Bytes,
+    ) -> Result<Image, EngineError> {
+        if data.is_empty() {
+            return Err(EngineError::BadParameter("empty import".into()));
+        }
+        let image = Image {
+            id: format!("sha256:{:064x}", data.len()),
+            names: if reference.is_empty() {
+                vec![]
+            } else {
+                vec![reference.to_string()]
+            },
+            ..Default::default()
+        };
+        self.lock().images.push(image.clone());
+        Ok(image)
+    }
+
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError> {
         Ok(self.lock().changes.get(key).cloned().unwrap_or_default())
     }

@@ -360,6 +360,35 @@ impl Manager for GrpcManager {
         Ok(image_from(i))
     }
 
+    async fn images_import(
+        &self,
+        reference: &str,
+        changes: Vec<String>,
+        message: &str,
+        data: Bytes,
+    ) -> Result<Image, EngineError> {
+        // The first message names the image; the data follows in chunks well under
+        // gRPC's default 4 MiB message limit.
+        const CHUNK: usize = 1 << 20;
+        let mut msgs = vec![pb::ImportRequest {
+            reference: reference.to_string(),
+            changes,
+            message: message.to_string(),
+            data: Vec::new(),
+        }];
+        msgs.extend(data.chunks(CHUNK).map(|c| pb::ImportRequest {
+            data: c.to_vec(),
+            ..Default::default()
+        }));
+        let i = self
+            .images()
+            .import(futures_util::stream::iter(msgs))
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(image_from(i))
+    }
+
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError> {
         let mut c = container_to(container);
         if c.spec.is_empty() {

@@ -30,11 +30,11 @@ pub struct Args {
     #[arg(long)]
     pub shim: Option<PathBuf>,
     /// What to log (to stderr, one line per event).
-    #[arg(long, env = "BERTH_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
-    /// A file holding a log level (or a target list) that overrides --log-level
-    /// when it exists; it is read again on SIGHUP.
-    #[arg(long, default_value = "/etc/berth/berth-manager.log-level")]
+    /// Read on SIGHUP: a log level (error, warn, info, debug, trace) that replaces
+    /// --log-level until the next SIGHUP; without the file, --log-level applies again.
+    #[arg(long, default_value = "/etc/berth/manager-log-level")]
     pub log_level_file: PathBuf,
 }
 

@@ -13,7 +13,6 @@ mod core;
 mod error;
 mod events;
 mod lifecycle;
-mod logging;
 mod recover;
 mod server;
 mod service;

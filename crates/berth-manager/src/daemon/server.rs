@@ -1,8 +1,9 @@
 //! The daemon's life: parse the command line, bind the socket (mode 0600) while
 //! still single-threaded, open the store and the container database, recover the
 //! tasks, serve every service until SIGTERM or SIGINT, then stop serving and leave
-//! every container (and its shim) running. SIGHUP reloads the log level.
+//! every container (and its shim) running.
 
+use std::io::IsTerminal;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -22,10 +23,9 @@ use nix::sys::stat::{umask, Mode};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::config::{find_program, Args};
+use super::config::{find_program, Args, LogLevel};
 use super::containers::ContainerDb;
 use super::core::{Daemon, Settings};
-use super::logging::LogControl;
 use super::service::Svc;
 
 /// How long in-flight calls get once the daemon decided to stop.
@@ -35,13 +35,76 @@ const MAX_MESSAGE: usize = 64 << 20;
 
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let log = LogControl::init(args.log_level, args.log_level_file.clone());
-    match run(args, log) {
+    let reload = init_logging(args.log_level);
+    match run(args, reload) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+type FilterHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::filter::Targets,
+    tracing_subscriber::Registry,
+>;
+
+/// Our own events at `level`, the libraries' (h2, hyper, tower) from warnings.
+fn targets(level: tracing_subscriber::filter::LevelFilter) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_target("berth_manager", level)
+        .with_target("berth_shim", level)
+        .with_default(LevelFilter::WARN.min(level))
+}
+
+/// One line per event on stderr; colours only on a terminal (journald keeps plain
+/// lines). The filter can be swapped at run time (SIGHUP).
+fn init_logging(level: LogLevel) -> FilterHandle {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let level = level
+        .as_str()
+        .parse::<LevelFilter>()
+        .unwrap_or(LevelFilter::INFO);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(targets(level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .with_writer(std::io::stderr),
+        )
+        .init();
+    handle
+}
+
+/// SIGHUP: the level in `file` if it exists, else the command line's again.
+fn reload_log_level(handle: &FilterHandle, file: &Path, flag: LogLevel) {
+    use tracing_subscriber::filter::LevelFilter;
+    let (source, text) = match std::fs::read_to_string(file) {
+        Ok(t) => (file.display().to_string(), t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ("--log-level".to_string(), flag.as_str().to_string())
+        }
+        Err(e) => {
+            tracing::warn!(
+                "SIGHUP: reading {}: {e}; log level unchanged",
+                file.display()
+            );
+            return;
+        }
+    };
+    match text.parse::<LevelFilter>() {
+        Ok(level) => match handle.reload(targets(level)) {
+            Ok(()) => tracing::warn!(level = %level, from = %source, "SIGHUP: log level set"),
+            Err(e) => tracing::warn!("SIGHUP: setting the log level: {e}"),
+        },
+        Err(_) => tracing::warn!(
+            "SIGHUP: {source} says {text:?}, not a log level (error, warn, info, debug, trace); unchanged"
+        ),
     }
 }
 
@@ -53,7 +116,7 @@ fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
-fn run(args: Args, log: LogControl) -> anyhow::Result<()> {
+fn run(args: Args, reload: FilterHandle) -> anyhow::Result<()> {
     let root = std::path::absolute(&args.root).context("--root")?;
     let state = std::path::absolute(&args.state).context("--state")?;
     let address = std::path::absolute(&args.address).context("--address")?;
@@ -71,7 +134,7 @@ fn run(args: Args, log: LogControl) -> anyhow::Result<()> {
         .thread_name("berth-manager")
         .build()
         .context("starting the event loop")?;
-    let result = rt.block_on(serve(args, log, root, state, &address, listener));
+    let result = rt.block_on(serve(args, root, state, &address, listener, reload));
     rt.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&address);
     result
@@ -122,11 +185,11 @@ async fn runtime_version(runtime: &Path) -> String {
 
 async fn serve(
     args: Args,
-    log: LogControl,
     root: PathBuf,
     state: PathBuf,
     address: &Path,
     listener: UnixListener,
+    reload: FilterHandle,
 ) -> anyhow::Result<()> {
     let shim = match args.shim.clone() {
         Some(p) => std::path::absolute(&p).context("--shim")?,
@@ -191,21 +254,24 @@ async fn serve(
 
     let mut sigterm = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    // SIGHUP's default action would end the daemon; here it reloads the log level.
-    let mut sighup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
-    tokio::spawn(async move {
-        while sighup.recv().await.is_some() {
-            log.reload();
-        }
-    });
     tracing::info!(address = %address.display(), pid = std::process::id(), "serving");
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("telling the service manager we are ready: {e}");
     }
-    tokio::select! {
-        r = &mut server => return r.context("serving"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping; containers keep running"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping; containers keep running"),
+    let mut sighup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    loop {
+        tokio::select! {
+            r = &mut server => return r.context("serving"),
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: stopping; containers keep running");
+                break;
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: stopping; containers keep running");
+                break;
+            }
+            _ = sighup.recv() => reload_log_level(&reload, &args.log_level_file, args.log_level),
+        }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);

@@ -39,13 +39,14 @@ install -m 0644 systemd/berth-manager.service systemd/berthd.service systemd/ber
 install -d -m 0711 /run/berth
 install -d -m 0700 /var/lib/berth
 
-# Wait until a unix socket answers.
+# Wait until a unix socket answers: something listens on it. The file alone says
+# nothing after a crash, when the dead daemon's socket is still there.
 wait_socket() {
   for _ in $(seq 200); do
-    [ -S "$1" ] && return 0
+    ss -xlnH | awk -v p="$1" '$5 == p { found = 1 } END { exit !found }' && return 0
     sleep 0.05
   done
-  echo "install.sh: $1 did not appear; see ${2:-the logs}" >&2
+  echo "install.sh: nothing listens on $1; see ${2:-the logs}" >&2
   return 1
 }
 

@@ -48,8 +48,37 @@ if getent group berth >/dev/null; then groupdel berth; fi
 if [ "$purge" = 1 ]; then
   # Best effort from here: a step with nothing to undo must not stop the rest.
   set +e
-  # Shims of containers the engine could not remove, then anything still mounted.
-  for f in /run/berth/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  # What the engine could not remove (it was down): the shims, and each container's
+  # init, which killing its shim leaves running (the manager kills it, and the
+  # manager is gone). Pids are checked first, since the files may be older than
+  # the processes now holding those pids: a shim by its name, an init by the start
+  # time the runtime recorded (field 22 of /proc/PID/stat).
+  leftovers=()
+  for f in /run/berth/tasks/*/shim.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = berth-shim ] && leftovers+=("$pid")
+  done
+  for f in /run/berth/runtime/*/state.json; do
+    [ -f "$f" ] || continue
+    pid=$(grep -o '"init_process_pid": *[0-9]*' "$f" | grep -o '[0-9]*$')
+    start=$(grep -o '"init_process_start": *[0-9]*' "$f" | grep -o '[0-9]*$')
+    if [ -z "$pid" ] || [ -z "$start" ]; then continue; fi
+    [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)" = "$start" ] && leftovers+=("$pid")
+  done
+  for pid in "${leftovers[@]}"; do
+    echo "uninstall.sh: killing leftover $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid)"
+    kill -9 "$pid" 2>/dev/null
+  done
+  # A killed process leaves its cgroup, and lets its mounts go, once it is gone
+  # (a zombie where nothing reaps it): wait up to 5 s for each.
+  for pid in "${leftovers[@]}"; do
+    for _ in $(seq 50); do
+      [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)" = Z ] && break
+      sleep 0.1
+    done
+  done
+  # Then anything still mounted.
   grep -oE ' (/run/berth|/var/lib/berth)[^ ]*' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # Empty cgroups only: one still in use (another berth on this machine) stays.

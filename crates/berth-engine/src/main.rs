@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
     );
     engine.restore();
+    engine.start_event_feed();
 
     let (listener, owned_path) = match server::systemd_listener()? {
         Some(l) => (l, None),

@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod grpc;
+pub mod images;
 
 use std::collections::HashMap;
 
@@ -152,7 +153,7 @@ pub struct AttachStreams {
 
 /// The operations the engine needs from berth-manager, one per RPC.
 #[async_trait]
-pub trait Manager: Send + Sync + std::fmt::Debug {
+pub trait Manager: Send + Sync + std::fmt::Debug + images::ImageManager {
     /// `Version.Version`.
     async fn version(&self) -> Result<VersionInfo, EngineError>;
     /// `Images.List`.
@@ -224,7 +225,7 @@ pub struct Unreachable {
 }
 
 impl Unreachable {
-    fn err<T>(&self) -> Result<T, EngineError> {
+    pub(crate) fn err<T>(&self) -> Result<T, EngineError> {
         Err(EngineError::ManagerUnavailable {
             socket: self.socket.clone(),
             reason: "no manager is configured".to_string(),

@@ -2,6 +2,8 @@
 //! whose "process" is a small script (print some output, optionally echo stdin back
 //! on stdout, then exit with a code). No processes, no sockets.
 
+mod images;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -12,6 +12,8 @@
 //! yet is therefore parked here and connected right after `Tasks.Create` succeeds,
 //! before `Tasks.Start`, so no output is missed.
 
+mod images;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;

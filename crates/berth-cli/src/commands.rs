@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::{enc, CliError, Client};
-use crate::format::{ago, human_size, render, table};
+use crate::format::{ago, render, table};
 
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Args, Clone)]
@@ -96,13 +96,6 @@ pub enum Command {
         latest: bool,
         #[arg(short = 'f', long = "filter")]
         filter: Vec<String>,
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// List images.
-    Images {
-        #[arg(short = 'q', long)]
-        quiet: bool,
         #[arg(long)]
         format: Option<String>,
     },
@@ -195,6 +188,9 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
+    /// Images, volumes, events and disk usage (crate::images).
+    #[command(flatten)]
+    Images(crate::images::ImageCommand),
 }
 
 /// Parses "100m", "1g", "512k", "1024" into bytes.
@@ -625,58 +621,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                 );
             }
         }
-        Command::Images { quiet, format } => {
-            let list = c.json(Method::GET, "/images/json", None).await?;
-            let items = list.as_array().cloned().unwrap_or_default();
-            let now = chrono::Utc::now().timestamp();
-            let mut rows = vec![];
-            for x in &items {
-                let id = x["Id"].as_str().unwrap_or("").trim_start_matches("sha256:");
-                let short: String = id.chars().take(12).collect();
-                if quiet {
-                    println!("{short}");
-                    continue;
-                }
-                if let Some(f) = &format {
-                    println!(
-                        "{}",
-                        if f == "json" {
-                            x.to_string()
-                        } else {
-                            render(f, x)?
-                        }
-                    );
-                    continue;
-                }
-                let tags: Vec<String> = x["RepoTags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect();
-                let tags = if tags.is_empty() {
-                    vec!["<none>:<none>".to_string()]
-                } else {
-                    tags
-                };
-                for t in tags {
-                    let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
-                    rows.push(vec![
-                        repo.to_string(),
-                        tag.to_string(),
-                        short.clone(),
-                        ago(now - x["Created"].as_i64().unwrap_or(now)),
-                        human_size(x["Size"].as_i64().unwrap_or(0)),
-                    ]);
-                }
-            }
-            if !quiet && format.is_none() {
-                print!(
-                    "{}",
-                    table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-                );
-            }
-        }
+        Command::Images(cmd) => return crate::images::run(c, cmd).await,
         Command::Inspect { format, names } => {
             let mut out = vec![];
             let mut missing = None;

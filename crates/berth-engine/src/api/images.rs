@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use bollard_stubs::models::{
-    DriverData, HistoryResponseItem, IdResponse, ImageConfig, ImageDeleteResponseItem,
+    DriverData, HistoryResponseItem, ImageConfig, ImageDeleteResponseItem,
     ImageInspect, ImageInspectMetadata, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
 };
 use bytes::Bytes;
@@ -1004,10 +1004,8 @@ pub async fn commit(
         .attr("imageID", img.id.clone())
         .attr("imageRef", familiar(&target));
     engine.event_hub.publish(ev);
-    Ok(json(
-        StatusCode::CREATED,
-        &IdResponse { id: img.id.clone() },
-    ))
+    // dockerd writes "Id" (bollard's IdResponse would write "ID").
+    Ok(json(StatusCode::CREATED, &json!({ "Id": img.id })))
 }
 
 #[cfg(test)]

@@ -582,7 +582,13 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         let out = ok(
             &a,
             cli,
-            &["commit", "--change", "CMD [\"cat\",\"/marker\"]", &name, &committed],
+            &[
+                "commit",
+                "--change",
+                "CMD [\"cat\",\"/marker\"]",
+                &name,
+                &committed,
+            ],
         );
         assert!(out.trim().starts_with("sha256:"), "{who}: {out}");
         assert_eq!(
@@ -590,7 +596,13 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
             format!("changed{n}\n"),
             "{who}"
         );
-        events_until(&a, cli, &since, &name, &["create", "start", "die", "commit"]);
+        events_until(
+            &a,
+            cli,
+            &since,
+            &name,
+            &["create", "start", "die", "commit"],
+        );
         ok(&a, cli, &["rm", &name]);
 
         // a named volume outlives the containers that use it
@@ -598,7 +610,11 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         assert_eq!(ok(&a, cli, &["volume", "create", &vol]).trim(), vol);
         let ls = ok(&a, cli, &["volume", "ls", "-q"]);
         assert!(ls.lines().any(|l| l == vol), "{who}: {ls}");
-        let mp = ok(&a, cli, &["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]);
+        let mp = ok(
+            &a,
+            cli,
+            &["volume", "inspect", "-f", "{{.Mountpoint}}", &vol],
+        );
         assert!(
             mp.trim().ends_with(&format!("volumes/{vol}/_data")),
             "{who}: {mp}"
@@ -619,7 +635,11 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
             ],
         );
         assert_eq!(
-            ok(&a, cli, &["run", "--rm", "-v", &bind, "busybox", "cat", "/data/f"]),
+            ok(
+                &a,
+                cli,
+                &["run", "--rm", "-v", &bind, "busybox", "cat", "/data/f"]
+            ),
             "persisted\n",
             "{who}"
         );
@@ -637,7 +657,10 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         assert!(!ls.lines().any(|l| l == vol), "{who}: {ls}");
 
         let df = ok(&a, cli, &["system", "df"]);
-        assert!(df.contains("Images") && df.contains("Local Volumes"), "{who}: {df}");
+        assert!(
+            df.contains("Images") && df.contains("Local Volumes"),
+            "{who}: {df}"
+        );
     }
 
     // save from one engine, load into a fresh one, run it there; then push from the
@@ -667,7 +690,10 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         let out = ok(&a, cli, &["push", &remote]);
         assert!(out.contains("digest: sha256:"), "{who}: {out}");
         let out = ok(&b, cli, &["pull", &remote]);
-        assert!(out.contains("Status: Downloaded newer image"), "{who}: {out}");
+        assert!(
+            out.contains("Status: Downloaded newer image"),
+            "{who}: {out}"
+        );
         assert_eq!(ok(&b, cli, &["run", "--rm", &remote]), "hi\n", "{who}");
     }
     let out = ok(&b, &berth, &["image", "prune", "-a", "-f"]);

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use bollard_stubs::models::{
-    DriverData, HistoryResponseItem, ImageConfig, ImageDeleteResponseItem,
-    ImageInspect, ImageInspectMetadata, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
+    DriverData, HistoryResponseItem, ImageConfig, ImageDeleteResponseItem, ImageInspect,
+    ImageInspectMetadata, ImageInspectRootFs, ImagePruneResponse, ImageSummary,
 };
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -290,6 +290,17 @@ pub async fn history(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
             })
             .collect()
     };
+    if items.is_empty() {
+        // Docker shows at least the image itself.
+        items.push(HistoryResponseItem {
+            id: String::new(),
+            created: unix_seconds(&img.created),
+            created_by: String::new(),
+            tags: vec![],
+            size: img.size,
+            comment: String::new(),
+        });
+    }
     items.reverse();
     if let Some(top) = items.first_mut() {
         top.id = img.id.clone();
@@ -318,6 +329,13 @@ pub async fn tag(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineErr
 /// `DELETE /images/{name}?force=&noprune=`.
 pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let name = ctx.param();
+    // The id, for the untag events of a delete that only removes a name.
+    let id = engine
+        .manager
+        .images_get(name)
+        .await
+        .map(|i| i.id)
+        .unwrap_or_default();
     let r = match engine
         .manager
         .images_delete(name, ctx.query.bool("force"), ctx.query.bool("noprune"))
@@ -332,10 +350,9 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
     let mut out = vec![];
     for u in &r.untagged {
         let u = familiar(u);
-        engine.event_hub.publish(
-            DockerEvent::now("image", "untag", r.deleted.first().map_or("", |s| s))
-                .attr("name", u.clone()),
-        );
+        engine
+            .event_hub
+            .publish(DockerEvent::now("image", "untag", &id).attr("name", u.clone()));
         out.push(ImageDeleteResponseItem {
             untagged: Some(u),
             deleted: None,
@@ -587,9 +604,12 @@ pub async fn create(
     let (out, resp) = json_stream();
     let engine = engine.clone();
     tokio::spawn(async move {
-        let (repo, tag_shown) = match wanted.rsplit_once(['@', ':']) {
-            Some((r, t)) if has_tag(&wanted) => (r.to_string(), t.to_string()),
-            _ => (wanted.clone(), "latest".to_string()),
+        let (repo, tag_shown) = match wanted.split_once('@') {
+            Some((r, d)) => (r.to_string(), d.to_string()),
+            None => match wanted.rsplit_once(':') {
+                Some((r, t)) if has_tag(&wanted) => (r.to_string(), t.to_string()),
+                _ => (wanted.clone(), "latest".to_string()),
+            },
         };
         let repo_familiar = familiar(&repo);
         let path = if repo_familiar.contains('/') || repo_familiar.contains('.') {
@@ -619,6 +639,11 @@ pub async fn create(
             match item {
                 Ok(PullUpdate::Layer(p)) => {
                     let id = short(&p.digest);
+                    // A layer we already had is finished business: dockerd says
+                    // "Already exists" and nothing more about it.
+                    if seen.get(&id).is_some_and(|s| s == "exists") {
+                        continue;
+                    }
                     let mut lines = vec![];
                     if !seen.contains_key(&id) && p.status != "exists" {
                         lines.push(layer_line(&id, "Pulling fs layer", None));
@@ -745,8 +770,9 @@ pub async fn push(
     } else {
         vec![reference(&name, tag)]
     };
+    let mut config_ids = std::collections::HashSet::new();
     for t in &targets {
-        get(engine, t).await?;
+        config_ids.insert(get(engine, t).await?.id);
     }
     let (out, resp) = json_stream();
     let engine = engine.clone();
@@ -774,6 +800,10 @@ pub async fn push(
             loop {
                 match updates.recv().await {
                     Some(Ok(PushUpdate::Layer(p))) => {
+                        // The config blob goes up too; docker lists layers only.
+                        if config_ids.contains(&p.digest) {
+                            continue;
+                        }
                         let id = short(&p.digest);
                         if seen.insert(id.clone())
                             && !out.send(layer_line(&id, "Preparing", None)).await

@@ -663,6 +663,42 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         );
     }
 
+    // A running container is frozen while it is committed, and thawed after.
+    let since = now_ts();
+    ok(
+        &a,
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "live",
+            "busybox",
+            "sh",
+            "-c",
+            "echo live > /m; exec sleep 1000",
+        ],
+    );
+    let start = Instant::now();
+    while stdout(&a.cli(&berth, &["exec", "live", "cat", "/m"])) != "live\n" {
+        assert!(start.elapsed() < EVENTUALLY, "the container never wrote /m");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&a, &berth, &["commit", "live", "livecommit:1"]);
+    assert_eq!(
+        ok(&a, &berth, &["run", "--rm", "livecommit:1", "cat", "/m"]),
+        "live\n"
+    );
+    assert_eq!(
+        ok(&a, &berth, &["exec", "live", "echo", "thawed"]),
+        "thawed\n"
+    );
+    events_until(&a, &berth, &since, "live", &["pause", "unpause", "commit"]);
+    ok(&a, &berth, &["kill", "live"]);
+    // `wait` exits with the container's code (137 after SIGKILL), as docker's does.
+    assert_eq!(stdout(&a.cli(&berth, &["wait", "live"])), "137\n");
+    ok(&a, &berth, &["rm", "live"]);
+
     // save from one engine, load into a fresh one, run it there; then push from the
     // first to a registry and pull into the second.
     let b = Stack::start();

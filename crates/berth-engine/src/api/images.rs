@@ -1026,6 +1026,13 @@ pub async fn commit(
             comment: comment.clone(),
             changes: changes(ctx),
             config: config.to_string().into_bytes(),
+            // dockerd pauses by default; only a running, unpaused container can be.
+            pause: ctx
+                .query
+                .get("pause")
+                .is_none_or(|_| ctx.query.bool("pause"))
+                && rec.state.running == Some(true)
+                && rec.state.paused != Some(true),
         })
         .await?;
     let ev = engine

@@ -74,6 +74,9 @@ pub struct CommitRequest {
     pub changes: Vec<String>,
     /// The config to start from as JSON; empty = the image's.
     pub config: Vec<u8>,
+    /// Freeze the container (`Tasks.Pause`) while its layer is read, and thaw it
+    /// after; only for a running container.
+    pub pause: bool,
 }
 
 /// What `Images.Delete` did.

@@ -288,20 +288,25 @@ impl ImageManager for GrpcManager {
     }
 
     async fn images_commit(&self, req: CommitRequest) -> Result<Image, EngineError> {
-        let i = self
-            .images()
-            .commit(pb::CommitRequest {
-                container_id: req.container_id,
-                reference: req.reference,
-                author: req.author,
-                comment: req.comment,
-                changes: req.changes,
-                config: req.config,
-            })
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(i))
+        let task = pb::TaskId {
+            container_id: req.container_id.clone(),
+        };
+        let paused = req.pause
+            && self
+                .tasks()
+                .pause(task.clone())
+                .await
+                .map_err(|s| self.error(s))
+                .is_ok();
+        let result = self.commit_rpc(req).await;
+        if paused {
+            // Thawed whatever the commit did: a container left frozen is worse than a
+            // failed commit.
+            if let Err(status) = self.tasks().resume(task).await {
+                tracing::warn!(error = %status.message(), "resuming a container after commit");
+            }
+        }
+        result
     }
 
     async fn images_prune(
@@ -331,5 +336,25 @@ impl ImageManager for GrpcManager {
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(self.pump(s, event_from))
+    }
+}
+
+impl GrpcManager {
+    /// `Images.Commit` itself.
+    async fn commit_rpc(&self, req: CommitRequest) -> Result<Image, EngineError> {
+        let i = self
+            .images()
+            .commit(pb::CommitRequest {
+                container_id: req.container_id,
+                reference: req.reference,
+                author: req.author,
+                comment: req.comment,
+                changes: req.changes,
+                config: req.config,
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(image_from(i))
     }
 }

@@ -348,6 +348,15 @@ async fn volumes_create_list_inspect_remove_and_prune() {
     let r = request(&d.sock, "GET", "/v1.47/volumes/nope", None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "get nope: no such volume");
+    // A decoded slash or a dot-dot never reaches outside the volumes directory.
+    std::fs::create_dir_all(d._dir.path().join("outside/_data")).unwrap();
+    for name in ["..", "..%2F..%2Foutside", "data%2F..%2F..%2F..%2Foutside"] {
+        let r = request(&d.sock, "DELETE", &format!("/v1.47/volumes/{name}"), None).await;
+        assert_eq!(r.status, 404, "{name}");
+        let r = request(&d.sock, "GET", &format!("/v1.47/volumes/{name}"), None).await;
+        assert_eq!(r.status, 404, "{name}");
+    }
+    assert!(d._dir.path().join("outside/_data").is_dir());
 
     // In use by a container: 409.
     let r = request(

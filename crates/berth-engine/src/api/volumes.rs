@@ -51,8 +51,11 @@ fn check_name(name: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Reads one volume; `None` when there is no such volume.
+/// Reads one volume; `None` when there is no such volume. A name that is not a
+/// valid volume name (`..`, anything with a slash after decoding) names nothing: it
+/// must never become a path outside the volumes directory.
 fn read(dir: &Path, name: &str) -> Option<Volume> {
+    check_name(name).ok()?;
     let data = dir.join(name).join("_data");
     let md = std::fs::metadata(&data).ok()?;
     if !md.is_dir() {
@@ -294,6 +297,7 @@ pub async fn create(
 }
 
 fn remove_dir(engine: &Engine, name: &str) -> Result<(), EngineError> {
+    check_name(name)?;
     let path = root(engine).join(name);
     std::fs::remove_dir_all(&path)
         .map_err(|e| EngineError::io(format!("removing {}", path.display()), e))?;

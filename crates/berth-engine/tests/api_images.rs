@@ -345,6 +345,9 @@ async fn volumes_create_list_inspect_remove_and_prune() {
     assert_eq!(l["Volumes"][0]["Labels"]["a"], "b");
     let r = request(&d.sock, "GET", "/v1.47/volumes/data", None).await;
     assert_eq!(r.status, 200);
+    // `docker inspect data` asks for a network of that name first.
+    let r = request(&d.sock, "GET", "/v1.47/networks/data", None).await;
+    assert_eq!(r.status, 404);
     let r = request(&d.sock, "GET", "/v1.47/volumes/nope", None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "get nope: no such volume");

@@ -619,6 +619,11 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
             mp.trim().ends_with(&format!("volumes/{vol}/_data")),
             "{who}: {mp}"
         );
+        if n > 0 {
+            // docker's inspect tries containers, images and networks before volumes.
+            let name = ok(&a, cli, &["inspect", "-f", "{{.Name}}", &vol]);
+            assert_eq!(name.trim(), vol, "{who}");
+        }
         let bind = format!("{vol}:/data");
         ok(
             &a,

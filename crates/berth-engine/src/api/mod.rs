@@ -287,6 +287,11 @@ async fn dispatch(
         VolumePrune => volumes::prune(&engine, &ctx).await,
         Events => events::events(&engine, &ctx),
         SystemDf => system_df::df(&engine).await,
+        // No user networks exist, so any other name is dockerd's 404: `docker inspect`
+        // tries networks before volumes and stops at anything but a 404.
+        NetworkInspect if !matches!(ctx.param(), "bridge" | "host" | "none") => Err(
+            EngineError::NotFound(format!("network {} not found", ctx.param())),
+        ),
         NetworkCreate => Err(EngineError::NotImplemented(
             "bridge networks are not available in berth yet: only the none and host networks exist"
                 .into(),

@@ -18,7 +18,8 @@ target=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p berth-engine -p berth-cli -p berth-manager -p berth-shim -p berth-runtime -p berth-init --bins
 bin=$target/release
 
-work=$(mktemp -d /tmp/berth-bench-eng.XXXXXX)
+# Short: a shim socket, <state>/tasks/<64-hex id>/shim.sock, must fit in 107 bytes.
+work=$(mktemp -d /tmp/bbe.XXXXXX)
 pids=()
 cleanup() {
   set +e
@@ -80,6 +81,8 @@ else
 fi
 cmds[1]="${berth[*]} run --rm --network none busybox true"
 
+# One run in the open first: if the stack cannot run a container, say why.
+"${berth[@]}" run --rm --network none busybox true || { tail -n 20 "$work/berthd.log" "$work/manager.log"; exit 1; }
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
 jq -r '.results[] | "\(.command | split(" ")[0] | split("/")[-1]) median \(.median * 1000 | floor) ms"' "$work/run.json"
 if [ "$have_docker" = 1 ]; then

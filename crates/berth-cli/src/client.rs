@@ -132,12 +132,11 @@ impl Client {
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
         let data = body.map(|b| b.to_string()).unwrap_or_default();
-        self.send_bytes(method, path, Bytes::from(data), hijack)
+        self.send_json_bytes(method, path, Bytes::from(data), hijack)
             .await
     }
 
-    /// Sends a request with a body that is not JSON (an image tarball).
-    pub async fn send_bytes(
+    async fn send_json_bytes(
         &self,
         method: Method,
         path: &str,
@@ -184,6 +183,40 @@ impl Client {
             return Ok(serde_json::Value::Null);
         }
         Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Sends a request with a raw body (a tar for load and import) and extra headers;
+    /// error statuses become [`CliError::Api`]. The answer's body is left to read.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<http::Response<Incoming>, CliError> {
+        let mut sender = self.conn(false).await?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.uri(path))
+            .header("Host", "berth")
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = sender.send_request(req.body(Full::new(body))?).await?;
+        let status = resp.status();
+        if status.is_client_error() || status.is_server_error() {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(CliError::Api { status, message });
+        }
+        Ok(resp)
     }
 
     /// Takes over the connection (attach, exec start): returns the raw stream after 101.

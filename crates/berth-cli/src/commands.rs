@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::{enc, CliError, Client};
-use crate::format::{ago, human_size, render, table};
+use crate::format::{ago, render, table};
 
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Args, Clone)]
@@ -96,13 +96,6 @@ pub enum Command {
         latest: bool,
         #[arg(short = 'f', long = "filter")]
         filter: Vec<String>,
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// List images.
-    Images {
-        #[arg(short = 'q', long)]
-        quiet: bool,
         #[arg(long)]
         format: Option<String>,
     },
@@ -195,17 +188,11 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
-    /// Import a root filesystem tarball (a file, or - for stdin) as an image.
-    Import {
-        #[arg(short = 'c', long = "change")]
-        change: Vec<String>,
-        #[arg(short = 'm', long)]
-        message: Option<String>,
-        file: String,
-        reference: Option<String>,
-    },
     /// List the changes to files in a container's filesystem.
     Diff { container: String },
+    /// Images, volumes, events and disk usage (crate::images).
+    #[command(flatten)]
+    Images(crate::images::ImageCommand),
 }
 
 /// What `ps --format` templates see, as docker's CLI presents a container:
@@ -660,49 +647,6 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                 );
             }
         }
-        Command::Import {
-            change,
-            message,
-            file,
-            reference,
-        } => {
-            let data = if file == "-" {
-                let mut buf = Vec::new();
-                tokio::io::stdin().read_to_end(&mut buf).await?;
-                buf
-            } else {
-                tokio::fs::read(&file)
-                    .await
-                    .with_context(|| format!("reading {file}"))?
-            };
-            let mut path = "/images/create?fromSrc=-".to_string();
-            if let Some(r) = &reference {
-                path.push_str(&format!("&repo={}", enc(r)));
-            }
-            for ch in &change {
-                path.push_str(&format!("&changes={}", enc(ch)));
-            }
-            if let Some(m) = &message {
-                path.push_str(&format!("&message={}", enc(m)));
-            }
-            let resp = c
-                .send_bytes(Method::POST, &path, data.into(), false)
-                .await?;
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            // A JSON progress stream; the last status is the image id.
-            let mut id = String::new();
-            for line in bytes.split(|b| *b == b'\n') {
-                if let Ok(v) = serde_json::from_slice::<Value>(line) {
-                    if let Some(e) = v["error"].as_str() {
-                        bail!("{e}");
-                    }
-                    if let Some(s) = v["status"].as_str() {
-                        id = s.to_string();
-                    }
-                }
-            }
-            println!("{id}");
-        }
         Command::Diff { container } => {
             let list = c
                 .json(
@@ -720,58 +664,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                 println!("{kind} {}", ch["Path"].as_str().unwrap_or(""));
             }
         }
-        Command::Images { quiet, format } => {
-            let list = c.json(Method::GET, "/images/json", None).await?;
-            let items = list.as_array().cloned().unwrap_or_default();
-            let now = chrono::Utc::now().timestamp();
-            let mut rows = vec![];
-            for x in &items {
-                let id = x["Id"].as_str().unwrap_or("").trim_start_matches("sha256:");
-                let short: String = id.chars().take(12).collect();
-                if quiet {
-                    println!("{short}");
-                    continue;
-                }
-                if let Some(f) = &format {
-                    println!(
-                        "{}",
-                        if f == "json" {
-                            x.to_string()
-                        } else {
-                            render(f, x)?
-                        }
-                    );
-                    continue;
-                }
-                let tags: Vec<String> = x["RepoTags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect();
-                let tags = if tags.is_empty() {
-                    vec!["<none>:<none>".to_string()]
-                } else {
-                    tags
-                };
-                for t in tags {
-                    let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
-                    rows.push(vec![
-                        repo.to_string(),
-                        tag.to_string(),
-                        short.clone(),
-                        ago(now - x["Created"].as_i64().unwrap_or(now)),
-                        human_size(x["Size"].as_i64().unwrap_or(0)),
-                    ]);
-                }
-            }
-            if !quiet && format.is_none() {
-                print!(
-                    "{}",
-                    table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)
-                );
-            }
-        }
+        Command::Images(cmd) => return crate::images::run(c, cmd).await,
         Command::Inspect { format, names } => {
             let mut out = vec![];
             let mut missing = None;

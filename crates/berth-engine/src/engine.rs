@@ -54,6 +54,8 @@ pub struct Engine {
     pub host: HostFacts,
     pub execs: Mutex<HashMap<String, ExecRecord>>,
     pub events: broadcast::Sender<ContainerEvent>,
+    /// Docker's event stream (`GET /events`).
+    pub event_hub: crate::events::EventHub,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -93,6 +95,7 @@ impl Engine {
             host,
             execs: Mutex::new(HashMap::new()),
             events,
+            event_hub: crate::events::EventHub::default(),
         })
     }
 

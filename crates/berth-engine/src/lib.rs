@@ -7,6 +7,7 @@
 pub mod api;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod logs;
 pub mod manager;

@@ -156,6 +156,7 @@ async fn serve(
         Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
     );
     engine.restore();
+    engine.start_event_feed();
 
     let (listener, owned_path) = match inherited {
         Some(l) => (

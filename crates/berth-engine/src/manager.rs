@@ -8,6 +8,7 @@
 
 pub mod fake;
 pub mod grpc;
+pub mod images;
 
 use std::collections::HashMap;
 
@@ -152,23 +153,13 @@ pub struct AttachStreams {
 
 /// The operations the engine needs from berth-manager, one per RPC.
 #[async_trait]
-pub trait Manager: Send + Sync + std::fmt::Debug {
+pub trait Manager: Send + Sync + std::fmt::Debug + images::ImageManager {
     /// `Version.Version`.
     async fn version(&self) -> Result<VersionInfo, EngineError>;
     /// `Images.List`.
     async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError>;
     /// `Images.Get`: by reference, id or id prefix.
     async fn images_get(&self, reference: &str) -> Result<Image, EngineError>;
-    /// `Images.Import`: a root filesystem tarball (plain or gzip) becomes a one-layer
-    /// image named `reference` ("" = untagged), with Dockerfile-like `changes`.
-    async fn images_import(
-        &self,
-        reference: &str,
-        changes: Vec<String>,
-        message: &str,
-        data: Bytes,
-    ) -> Result<Image, EngineError>;
-    /// `Containers.Create`.
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError>;
     /// `Containers.Get`.
     async fn containers_get(&self, id: &str) -> Result<Container, EngineError>;
@@ -233,7 +224,7 @@ pub struct Unreachable {
 }
 
 impl Unreachable {
-    fn err<T>(&self) -> Result<T, EngineError> {
+    pub(crate) fn err<T>(&self) -> Result<T, EngineError> {
         Err(EngineError::ManagerUnavailable {
             socket: self.socket.clone(),
             reason: "no manager is configured".to_string(),
@@ -250,15 +241,6 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn images_get(&self, _: &str) -> Result<Image, EngineError> {
-        self.err()
-    }
-    async fn images_import(
-        &self,
-        _: &str,
-        _: Vec<String>,
-        _: &str,
-        _: Bytes,
-    ) -> Result<Image, EngineError> {
         self.err()
     }
     async fn containers_create(&self, _: Container) -> Result<Container, EngineError> {

@@ -2,12 +2,15 @@
 //! the group's handler, and turns any error into Docker's `{"message": ...}` answer.
 
 pub mod containers;
+pub mod events;
 pub mod exec;
 pub mod hijack;
 pub mod images;
 pub mod logs;
 pub mod swarm;
 pub mod system;
+pub mod system_df;
+pub mod volumes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -263,13 +266,33 @@ async fn dispatch(
         ContainerAttach => hijack::attach(&engine, &ctx, req).await,
         ContainerLogs => logs::logs(&engine, &ctx).await,
         ContainerChanges => containers::changes(&engine, &ctx).await,
-        ImageList => images::list(&engine, &ctx).await,
-        ImageInspect => images::inspect(&engine, &ctx).await,
-        ImageCreate => images::create(&engine, &ctx, req.into_body()).await,
         ExecCreate => exec::create(&engine, &ctx, req).await,
         ExecStart => exec::start(&engine, &ctx, req).await,
         ExecInspect => exec::inspect(&engine, &ctx),
         ExecResize => exec::resize(&engine, &ctx).await,
+        ImageList => images::list(&engine, &ctx).await,
+        ImageInspect => images::inspect(&engine, &ctx).await,
+        ImageHistory => images::history(&engine, &ctx).await,
+        ImageTag => images::tag(&engine, &ctx).await,
+        ImageDelete => images::delete(&engine, &ctx).await,
+        ImageCreate => images::create(&engine, &ctx, req).await,
+        ImagePush => images::push(&engine, &ctx).await,
+        ImageLoad => images::load(&engine, &ctx, req).await,
+        ImageGet | ImageGetMany => images::save(&engine, &ctx).await,
+        ImagePrune => images::prune(&engine, &ctx).await,
+        Commit => images::commit(&engine, &ctx, req).await,
+        VolumeList => volumes::list(&engine, &ctx),
+        VolumeInspect => volumes::inspect(&engine, &ctx),
+        VolumeCreate => volumes::create(&engine, &ctx, req).await,
+        VolumeDelete => volumes::delete(&engine, &ctx),
+        VolumePrune => volumes::prune(&engine, &ctx).await,
+        Events => events::events(&engine, &ctx),
+        SystemDf => system_df::df(&engine).await,
+        // No user networks exist, so any other name is dockerd's 404: `docker inspect`
+        // tries networks before volumes and stops at anything but a 404.
+        NetworkInspect if !matches!(ctx.param(), "bridge" | "host" | "none") => Err(
+            EngineError::NotFound(format!("network {} not found", ctx.param())),
+        ),
         NetworkCreate => Err(EngineError::NotImplemented(
             "bridge networks are not available in berth yet: only the none and host networks exist"
                 .into(),

@@ -2,6 +2,8 @@
 //! whose "process" is a small script (print some output, optionally echo stdin back
 //! on stdout, then exit with a code). No processes, no sockets.
 
+mod images;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -446,29 +448,6 @@ impl Manager for FakeManager {
             merged_dir: format!("/fake/run/{key}/rootfs"),
             ..SnapshotInfo::default()
         })
-    }
-
-    async fn images_import(
-        &self,
-        reference: &str,
-        _changes: Vec<String>,
-        _message: &str,
-        data: Bytes,
-    ) -> Result<Image, EngineError> {
-        if data.is_empty() {
-            return Err(EngineError::BadParameter("empty import".into()));
-        }
-        let image = Image {
-            id: format!("sha256:{:064x}", data.len()),
-            names: if reference.is_empty() {
-                vec![]
-            } else {
-                vec![reference.to_string()]
-            },
-            ..Default::default()
-        };
-        self.lock().images.push(image.clone());
-        Ok(image)
     }
 
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError> {

@@ -12,6 +12,8 @@
 //! yet is therefore parked here and connected right after `Tasks.Create` succeeds,
 //! before `Tasks.Start`, so no output is missed.
 
+mod images;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -354,35 +356,6 @@ impl Manager for GrpcManager {
             .get(pb::GetImageRequest {
                 reference: reference.to_string(),
             })
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(i))
-    }
-
-    async fn images_import(
-        &self,
-        reference: &str,
-        changes: Vec<String>,
-        message: &str,
-        data: Bytes,
-    ) -> Result<Image, EngineError> {
-        // The first message names the image; the data follows in chunks well under
-        // gRPC's default 4 MiB message limit.
-        const CHUNK: usize = 1 << 20;
-        let mut msgs = vec![pb::ImportRequest {
-            reference: reference.to_string(),
-            changes,
-            message: message.to_string(),
-            data: Vec::new(),
-        }];
-        msgs.extend(data.chunks(CHUNK).map(|c| pb::ImportRequest {
-            data: c.to_vec(),
-            ..Default::default()
-        }));
-        let i = self
-            .images()
-            .import(futures_util::stream::iter(msgs))
             .await
             .map_err(|s| self.error(s))?
             .into_inner();

@@ -1,0 +1,85 @@
+//! `GET /system/df`: images (with how many containers use each), containers, volumes
+//! (with their size and users) and an empty build cache.
+
+use bollard_stubs::models::{ContainerSummary, SystemDataUsageResponse};
+use http::{Response, StatusCode};
+
+use super::images::{familiar, summary};
+use super::{json, volumes, Body};
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// `GET /system/df`.
+pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
+    let images = engine.manager.images_list(vec![]).await?;
+    let records = engine.store.list();
+    let mut layers_size = 0i64;
+    let mut seen = std::collections::HashSet::new();
+    for img in &images {
+        for l in &img.layers {
+            if seen.insert(l.diff_id.clone()) {
+                layers_size = layers_size.saturating_add(l.size);
+            }
+        }
+    }
+    let image_summaries = images
+        .iter()
+        .map(|i| {
+            let n = records.iter().filter(|r| r.image == i.id).count();
+            summary(i, i64::try_from(n).unwrap_or(i64::MAX))
+        })
+        .collect();
+    let containers = records
+        .iter()
+        .map(|r| {
+            let state = r
+                .state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "created".to_string());
+            ContainerSummary {
+                id: Some(r.id.clone()),
+                names: Some(vec![r.name.clone()]),
+                image: r.config.image.clone().map(|i| familiar(&i)),
+                image_id: Some(r.image.clone()),
+                command: Some(
+                    std::iter::once(r.path.clone())
+                        .chain(r.args.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                created: chrono::DateTime::parse_from_rfc3339(&r.created)
+                    .ok()
+                    .map(|t| t.timestamp()),
+                state: Some(state),
+                status: Some(super::containers::status_text(r)),
+                // The size of a writable layer is not measured yet.
+                size_rw: Some(0),
+                size_root_fs: Some(0),
+                labels: r.config.labels.clone(),
+                ..ContainerSummary::default()
+            }
+        })
+        .collect();
+    let users = volumes::users(engine);
+    let vols = tokio::task::spawn_blocking({
+        let all = volumes::all(engine);
+        move || {
+            all.into_iter()
+                .map(|v| volumes::with_usage(v, &users))
+                .collect::<Vec<_>>()
+        }
+    })
+    .await
+    .map_err(|e| EngineError::io("measuring volumes", std::io::Error::other(e)))?;
+    Ok(json(
+        StatusCode::OK,
+        &SystemDataUsageResponse {
+            layers_size: Some(layers_size),
+            images: Some(image_summaries),
+            containers: Some(containers),
+            volumes: Some(vols),
+            build_cache: Some(vec![]),
+        },
+    ))
+}

@@ -24,14 +24,20 @@ pids=()
 cleanup() {
   set +e
   [ -S "$work/berth.sock" ] && "$bin/berth" -H "unix://$work/berth.sock" rm -f $("$bin/berth" -H "unix://$work/berth.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
-  [ -S "$work/docker/docker.sock" ] && docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+  # dockerd 20.10 can take minutes (or hang) removing 50 containers at once; past
+  # a minute, stopping dockerd and containerd below ends them anyway.
+  [ -S "$work/docker/docker.sock" ] && timeout 60 docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   # Shims of anything a failed run left, then their mounts and cgroups.
   for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/*/berth-bench-docker /sys/fs/cgroup/berth; do
+  for f in $(pgrep -f "containerd-shim.*$work"); do kill -9 "$f"; done
+  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do
     [ -d "$d" ] && find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  for d in /sys/fs/cgroup/*/berth-bench-docker; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
   rm -rf "$work"
 }

@@ -195,6 +195,13 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
+    #[command(flatten)]
+    ContainerVerb(crate::container_verbs::ContainerVerb),
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        cmd: crate::container_verbs::ContainerGroup,
+    },
 }
 
 /// Parses "100m", "1g", "512k", "1024" into bytes.
@@ -474,6 +481,8 @@ async fn pull(c: &Client, image: &str) -> Result<()> {
 /// Runs one verb; returns the process exit code.
 pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
     match cmd {
+        Command::ContainerVerb(v) => return crate::container_verbs::run(c, v).await,
+        Command::Container { cmd } => return crate::container_verbs::run_group(c, cmd).await,
         Command::Version => {
             let v = c.json(Method::GET, "/version", None).await?;
             println!(

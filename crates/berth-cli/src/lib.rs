@@ -3,4 +3,5 @@
 
 pub mod client;
 pub mod commands;
+pub mod container_verbs;
 pub mod format;

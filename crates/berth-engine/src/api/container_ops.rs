@@ -310,13 +310,60 @@ pub async fn top(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineErr
     Ok(json(StatusCode::OK, &resp))
 }
 
+/// Mount points the runtime creates in the writable layer when the image lacks them.
+/// dockerd makes these in a separate "-init" layer, so `docker diff` never lists
+/// them; berth has no such layer, so they are left out here instead.
+const MOUNT_POINTS: &[&str] = &[
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/mtab",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/console",
+    "/proc",
+    "/sys",
+    "/sbin/berth-init",
+];
+
+/// Drops the added mount points, and a directory reported changed only because
+/// of them (`C /etc` when /etc/hosts was the one thing added there).
+pub fn without_mount_points(changes: Vec<crate::manager::Change>) -> Vec<crate::manager::Change> {
+    let is_mount_point =
+        |c: &crate::manager::Change| c.kind == "A" && MOUNT_POINTS.contains(&c.path.as_str());
+    let dropped: Vec<String> = changes
+        .iter()
+        .filter(|c| is_mount_point(c))
+        .map(|c| c.path.clone())
+        .collect();
+    let kept: Vec<crate::manager::Change> =
+        changes.into_iter().filter(|c| !is_mount_point(c)).collect();
+    let has_other_child = |dir: &str| {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        kept.iter().any(|c| c.path.starts_with(&prefix))
+    };
+    kept.iter()
+        .filter(|c| {
+            let parent_of_dropped = dropped.iter().any(|d| {
+                Path::new(d)
+                    .parent()
+                    .is_some_and(|p| p == Path::new(&c.path))
+            });
+            !(c.kind == "C" && parent_of_dropped && !has_other_child(&c.path))
+        })
+        .cloned()
+        .collect()
+}
+
 /// `GET /containers/{id}/changes`: the writable layer's changes, Kind 0 = modified,
 /// 1 = added, 2 = deleted.
 pub async fn changes(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let rec = engine.store.get(ctx.param())?;
     let changes = engine.manager.snapshots_changes(&rec.snapshot_key).await?;
     let mut out = vec![];
-    for c in changes {
+    for c in without_mount_points(changes) {
         let kind = match c.kind.as_str() {
             "C" => ChangeType::_0,
             "A" => ChangeType::_1,
@@ -734,6 +781,28 @@ mod tests {
         assert_eq!(p[0][7], "sleep 1000");
         assert_eq!(p[1][7], "sh -c echo a b");
         assert!(parse_ps("USER CMD\nroot x\n", &[1]).is_err());
+    }
+
+    #[test]
+    fn diff_leaves_out_the_runtimes_mount_points() {
+        let ch = |kind: &str, path: &str| crate::manager::Change {
+            kind: kind.into(),
+            path: path.into(),
+        };
+        let got = without_mount_points(vec![
+            ch("C", "/etc"),
+            ch("A", "/etc/hostname"),
+            ch("A", "/etc/hosts"),
+            ch("A", "/test"),
+            ch("D", "/tmp"),
+        ]);
+        assert_eq!(got, vec![ch("A", "/test"), ch("D", "/tmp")]);
+        let got = without_mount_points(vec![
+            ch("C", "/etc"),
+            ch("A", "/etc/hosts"),
+            ch("A", "/etc/motd"),
+        ]);
+        assert_eq!(got, vec![ch("C", "/etc"), ch("A", "/etc/motd")]);
     }
 
     #[test]

@@ -239,7 +239,15 @@ fn diff_export_top_stats_pause_restart_prune() {
         stack.ok(cli, &["restart", "-t", "1", &n]);
         assert_eq!(stack.inspect(&n, "{{.State.Running}}"), "true");
         assert_ne!(stack.inspect(&n, "{{.State.Pid}}"), pid);
+        // A paused container still dies from kill and rm -f (it is thawed after).
+        stack.ok(cli, &["pause", &n]);
         stack.ok(cli, &["kill", &n]);
+        eventually("the paused container is killed", || {
+            (stack.inspect(&n, "{{.State.Status}}") == "exited").then_some(())
+        });
+        stack.ok(cli, &["start", &n]);
+        stack.ok(cli, &["pause", &n]);
+        stack.ok(cli, &["rm", "-f", &n]);
     }
     // The raw stats object has Docker's shape.
     stack.ok(

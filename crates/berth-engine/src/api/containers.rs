@@ -695,7 +695,27 @@ pub async fn kill(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
         .manager
         .tasks_kill(&rec.id, "", signal, false)
         .await?;
+    thaw_after_kill(engine, &rec).await;
     Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// A frozen process gets its signal only once thawed: after signalling a paused
+/// container, resume it, as dockerd does.
+async fn thaw_after_kill(engine: &Engine, rec: &ContainerRecord) {
+    if rec.state.paused != Some(true) {
+        return;
+    }
+    match engine.manager.tasks_resume(&rec.id).await {
+        Ok(()) => {
+            let _ = engine.store.update(&rec.id, |r| {
+                r.state.paused = Some(false);
+                if r.state.running == Some(true) {
+                    r.state.status = Some(ContainerStateStatusEnum::RUNNING);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(container = %rec.id, error = %e, "cannot unpause after kill"),
+    }
 }
 
 /// `POST /containers/{id}/wait?condition=`. The headers go out at once; the body when
@@ -776,6 +796,7 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
         }
         let mut rx = engine.events.subscribe();
         engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
+        thaw_after_kill(engine, &rec).await;
         wait_exit(&mut rx, &rec.id, Duration::from_secs(30)).await;
     }
     let _ = engine.manager.tasks_delete(&rec.id, true).await;

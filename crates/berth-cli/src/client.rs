@@ -131,8 +131,21 @@ impl Client {
         body: Option<serde_json::Value>,
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
-        let mut sender = self.conn(hijack).await?;
         let data = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send_bytes(method, path, Bytes::from(data), "application/json", hijack)
+            .await
+    }
+
+    /// [`Client::send`] with a body that is not JSON (an archive for `cp`).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        data: Bytes,
+        content_type: &str,
+        hijack: bool,
+    ) -> Result<http::Response<Incoming>, CliError> {
+        let mut sender = self.conn(hijack).await?;
         let mut req = Request::builder()
             .method(method)
             .uri(self.uri(path))
@@ -141,11 +154,11 @@ impl Client {
                 "User-Agent",
                 concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
             )
-            .header("Content-Type", "application/json");
+            .header("Content-Type", content_type);
         if hijack {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
-        let req = req.body(Full::new(Bytes::from(data)))?;
+        let req = req.body(Full::new(data))?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {

@@ -506,3 +506,54 @@ fn containers_outlive_a_berthd_crash() {
     );
     stack.ok(&berth, &["rm", "sleeper", "talker"]);
 }
+
+#[test]
+fn cp_copies_both_ways() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let src = stack.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("in.txt"), "hello\n").unwrap();
+    std::fs::write(src.join("d/f"), "in a dir\n").unwrap();
+    for cli in clis() {
+        let cli = cli.as_path();
+        let n = format!("cp-{}", name(cli));
+        stack.ok(
+            cli,
+            &["run", "-d", "--name", &n, "busybox", "sleep", "1000"],
+        );
+        let file = src.join("in.txt");
+        stack.ok(
+            cli,
+            &["cp", &file.to_string_lossy(), &format!("{n}:/in.txt")],
+        );
+        assert_eq!(stack.ok(cli, &["exec", &n, "cat", "/in.txt"]), "hello\n");
+        let dir = src.join("d");
+        stack.ok(cli, &["cp", &dir.to_string_lossy(), &format!("{n}:/tmp")]);
+        assert_eq!(
+            stack.ok(cli, &["exec", &n, "cat", "/tmp/d/f"]),
+            "in a dir\n"
+        );
+        // An absolute symlink inside the container resolves inside it.
+        stack.ok(cli, &["exec", &n, "ln", "-s", "/tmp/d", "/link"]);
+        let out = stack.path(&format!("out-{n}"));
+        stack.ok(
+            cli,
+            &["cp", &format!("{n}:/link/f"), &out.to_string_lossy()],
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "in a dir\n");
+        let outdir = stack.path(&format!("outdir-{n}"));
+        stack.ok(
+            cli,
+            &["cp", &format!("{n}:/tmp/d"), &outdir.to_string_lossy()],
+        );
+        assert_eq!(
+            std::fs::read_to_string(outdir.join("f")).unwrap(),
+            "in a dir\n"
+        );
+        let out = stack.cli(cli, &["cp", &format!("{n}:/nope"), &out.to_string_lossy()]);
+        assert_eq!(out.status.code(), Some(1));
+        stack.ok(cli, &["rm", "-f", &n]);
+    }
+}

@@ -1,6 +1,7 @@
 //! The HTTP handlers: one file per endpoint group. [`handle`] routes a request, calls
 //! the group's handler, and turns any error into Docker's `{"message": ...}` answer.
 
+pub mod archive;
 pub mod container_ops;
 pub mod containers;
 pub mod exec;
@@ -270,6 +271,7 @@ async fn dispatch(
         ContainerExport => container_ops::export(&engine, &ctx).await,
         ContainerStats => container_ops::stats(&engine, &ctx).await,
         ContainerPrune => container_ops::prune(&engine, &ctx).await,
+        ContainerArchive => archive::archive(&engine, &ctx, req).await,
         ContainerLogs => logs::logs(&engine, &ctx).await,
         ExecCreate => exec::create(&engine, &ctx, req).await,
         ExecStart => exec::start(&engine, &ctx, req).await,

@@ -170,11 +170,25 @@ fn path_stat(fd: BorrowedFd<'_>, path: &str) -> Result<PathStat, EngineError> {
         mode: go_mode(st.st_mode),
         mtime,
         link_target: if is_link {
-            readlink_fd(fd)
+            absolute_target(path, &readlink_fd(fd))
         } else {
             String::new()
         },
     })
+}
+
+/// A symlink's target as a path from the container's root (`cp -L` asks for it
+/// next): a relative target is taken from the link's directory.
+fn absolute_target(link: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        return target.to_string();
+    }
+    let dir = Path::new(link).parent().unwrap_or(Path::new("/"));
+    Path::new("/")
+        .join(dir)
+        .join(target)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn stat_header(stat: &PathStat) -> Result<HeaderValue, EngineError> {
@@ -635,6 +649,13 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn link_targets_are_from_the_root() {
+        assert_eq!(absolute_target("/bin/sh", "busybox"), "/bin/busybox");
+        assert_eq!(absolute_target("/bin/sh", "/bin/busybox"), "/bin/busybox");
+        assert_eq!(absolute_target("link", "../x"), "/../x");
     }
 
     #[test]

@@ -477,9 +477,42 @@ fn containers_outlive_a_berthd_crash() {
             "echo before; while [ ! -e /go ]; do sleep 0.1; done; echo after; exit 7",
         ],
     );
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "quitter",
+            "busybox",
+            "sh",
+            "-c",
+            "while [ ! -e /go ]; do sleep 0.1; done; exit 3",
+        ],
+    );
     let pid = stack.inspect("sleeper", "{{.State.Pid}}");
+    let quitter = stack.inspect("quitter", "{{.State.Pid}}");
     stack.kill_berthd();
+    // One container exits while berthd is down (told so through its root as the
+    // host sees it): berthd learns of it when it comes back.
+    std::fs::write(format!("/proc/{quitter}/root/go"), "").unwrap();
+    eventually("the container exits while berthd is down", || {
+        (!Path::new(&format!("/proc/{quitter}")).exists()
+            || proc_stat(quitter.parse().unwrap()).is_some_and(|(_, st)| st == "Z"))
+        .then_some(())
+    });
     stack.start_berthd();
+    let out = stack.cli(&berth, &["wait", "quitter"]);
+    assert_eq!(stdout(&out).trim(), "3");
+    eventually(
+        "ps -a shows the exit that happened while berthd was down",
+        || {
+            let ps = stack.ok(&berth, &["ps", "-a"]);
+            ps.lines()
+                .any(|l| l.contains("quitter") && l.contains("Exited (3)"))
+                .then_some(())
+        },
+    );
     assert!(
         Path::new(&format!("/proc/{pid}")).exists(),
         "the container died with berthd"
@@ -513,7 +546,7 @@ fn containers_outlive_a_berthd_crash() {
             .any(|l| l.contains("talker") && l.contains("Exited (7)")),
         "{ps}"
     );
-    stack.ok(&berth, &["rm", "sleeper", "talker"]);
+    stack.ok(&berth, &["rm", "sleeper", "talker", "quitter"]);
 }
 
 #[test]

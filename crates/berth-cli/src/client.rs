@@ -132,15 +132,17 @@ impl Client {
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
         let data = body.map(|b| b.to_string()).unwrap_or_default();
-        self.send_json_bytes(method, path, Bytes::from(data), hijack)
+        self.send_typed(method, path, Bytes::from(data), "application/json", hijack)
             .await
     }
 
-    async fn send_json_bytes(
+    /// [`Client::send`] with a body that is not JSON (an archive for `cp`).
+    pub async fn send_typed(
         &self,
         method: Method,
         path: &str,
         data: Bytes,
+        content_type: &str,
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
         let mut sender = self.conn(hijack).await?;
@@ -152,7 +154,7 @@ impl Client {
                 "User-Agent",
                 concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
             )
-            .header("Content-Type", "application/json");
+            .header("Content-Type", content_type);
         if hijack {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }

@@ -188,11 +188,16 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
-    /// List the changes to files in a container's filesystem.
-    Diff { container: String },
     /// Images, volumes, events and disk usage (crate::images).
     #[command(flatten)]
     Images(crate::images::ImageCommand),
+    #[command(flatten)]
+    ContainerVerb(crate::container_verbs::ContainerVerb),
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        cmd: crate::container_verbs::ContainerGroup,
+    },
 }
 
 /// What `ps --format` templates see, as docker's CLI presents a container:
@@ -496,6 +501,8 @@ async fn pull(c: &Client, image: &str) -> Result<()> {
 /// Runs one verb; returns the process exit code.
 pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
     match cmd {
+        Command::ContainerVerb(v) => return crate::container_verbs::run(c, v).await,
+        Command::Container { cmd } => return crate::container_verbs::run_group(c, cmd).await,
         Command::Version => {
             let v = c.json(Method::GET, "/version", None).await?;
             println!(
@@ -645,23 +652,6 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                         &rows
                     )
                 );
-            }
-        }
-        Command::Diff { container } => {
-            let list = c
-                .json(
-                    Method::GET,
-                    &format!("/containers/{}/changes", enc(&container)),
-                    None,
-                )
-                .await?;
-            for ch in list.as_array().into_iter().flatten() {
-                let kind = match ch["Kind"].as_i64() {
-                    Some(1) => "A",
-                    Some(2) => "D",
-                    _ => "C",
-                };
-                println!("{kind} {}", ch["Path"].as_str().unwrap_or(""));
             }
         }
         Command::Images(cmd) => return crate::images::run(c, cmd).await,

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod commands;
+pub mod container_verbs;
 pub mod format;
 pub mod images;

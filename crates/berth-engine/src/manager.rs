@@ -151,6 +151,10 @@ pub struct AttachStreams {
     pub stdin: Option<mpsc::Sender<StdinMsg>>,
 }
 
+/// A stream of data from the manager (an export): chunks in order, then the end of
+/// the channel; a failure part-way is the last item.
+pub type ByteStream = mpsc::Receiver<Result<Bytes, EngineError>>;
+
 /// The operations the engine needs from berth-manager, one per RPC.
 #[async_trait]
 pub trait Manager: Send + Sync + std::fmt::Debug + images::ImageManager {
@@ -199,6 +203,17 @@ pub trait Manager: Send + Sync + std::fmt::Debug + images::ImageManager {
     ) -> Result<(), EngineError>;
     /// `Tasks.Pids`.
     async fn tasks_pids(&self, id: &str) -> Result<Vec<u32>, EngineError>;
+    /// `Tasks.Pause`.
+    async fn tasks_pause(&self, id: &str) -> Result<(), EngineError>;
+    /// `Tasks.Resume`.
+    async fn tasks_resume(&self, id: &str) -> Result<(), EngineError>;
+    /// `Tasks.Update`: `resources` is the spec's `linux.resources` object as JSON.
+    async fn tasks_update(&self, id: &str, resources: Vec<u8>) -> Result<(), EngineError>;
+    /// `Tasks.Stats`: runc's `events --stats` data object as JSON.
+    async fn tasks_stats(&self, id: &str) -> Result<Vec<u8>, EngineError>;
+    /// `Snapshots.Export`: the merged view as a tar stream. An error after the
+    /// first chunk arrives as the stream's last item.
+    async fn snapshots_export(&self, key: &str) -> Result<ByteStream, EngineError>;
     /// `Tasks.ResizePty`.
     async fn tasks_resize_pty(
         &self,
@@ -281,6 +296,21 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn tasks_pids(&self, _: &str) -> Result<Vec<u32>, EngineError> {
+        self.err()
+    }
+    async fn tasks_pause(&self, _: &str) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_resume(&self, _: &str) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_update(&self, _: &str, _: Vec<u8>) -> Result<(), EngineError> {
+        self.err()
+    }
+    async fn tasks_stats(&self, _: &str) -> Result<Vec<u8>, EngineError> {
+        self.err()
+    }
+    async fn snapshots_export(&self, _: &str) -> Result<ByteStream, EngineError> {
         self.err()
     }
     async fn tasks_resize_pty(&self, _: &str, _: &str, _: u32, _: u32) -> Result<(), EngineError> {

@@ -497,6 +497,16 @@ pub async fn start(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
     if rec.state.running == Some(true) {
         return Ok(status_only(StatusCode::NOT_MODIFIED));
     }
+    start_container(engine, &rec).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// Builds the spec of a container that is not running, creates and starts its task,
+/// records it running and watches it (start and restart).
+pub async fn start_container(
+    engine: &Arc<Engine>,
+    rec: &ContainerRecord,
+) -> Result<(), EngineError> {
     let id = rec.id.clone();
     let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
     let rootfs = passwd_root(&info);
@@ -562,7 +572,7 @@ pub async fn start(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         r.has_been_manually_stopped = false;
     })?;
     engine.spawn_monitor(id);
-    Ok(status_only(StatusCode::NO_CONTENT))
+    Ok(())
 }
 
 /// Parses a signal as Docker accepts it: "9", "KILL", "SIGKILL".
@@ -584,7 +594,7 @@ pub fn parse_signal(s: &str) -> Result<u32, EngineError> {
         .map_err(|_| EngineError::BadParameter(format!("Invalid signal: {s}")))
 }
 
-async fn wait_exit(
+pub async fn wait_exit(
     rx: &mut broadcast::Receiver<ContainerEvent>,
     id: &str,
     timeout: Duration,
@@ -612,6 +622,17 @@ pub async fn stop(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
     if rec.state.running != Some(true) {
         return Ok(status_only(StatusCode::NOT_MODIFIED));
     }
+    stop_container(engine, &rec, ctx).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// Stops a running container as `stop` does: its stop signal (or `signal=`), then
+/// SIGKILL to all its processes after `t` seconds (or its StopTimeout, or 10).
+pub async fn stop_container(
+    engine: &Arc<Engine>,
+    rec: &ContainerRecord,
+    ctx: &Ctx,
+) -> Result<(), EngineError> {
     let signal = match ctx.query.get("signal").filter(|s| !s.is_empty()) {
         Some(s) => parse_signal(s)?,
         None => parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
@@ -621,6 +642,14 @@ pub async fn stop(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
         .int("t")?
         .or(rec.config.stop_timeout)
         .unwrap_or(10);
+    // A frozen container cannot act on its stop signal: thaw it first, as dockerd does.
+    if rec.state.paused == Some(true) {
+        engine.manager.tasks_resume(&rec.id).await?;
+        engine.store.update(&rec.id, |r| {
+            r.state.paused = Some(false);
+            r.state.status = Some(ContainerStateStatusEnum::RUNNING);
+        })?;
+    }
     engine
         .store
         .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
@@ -638,7 +667,7 @@ pub async fn stop(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
         engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
         wait_exit(&mut rx, &rec.id, Duration::from_secs(30)).await;
     }
-    Ok(status_only(StatusCode::NO_CONTENT))
+    Ok(())
 }
 
 /// `POST /containers/{id}/kill?signal=`.
@@ -666,7 +695,27 @@ pub async fn kill(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
         .manager
         .tasks_kill(&rec.id, "", signal, false)
         .await?;
+    thaw_after_kill(engine, &rec).await;
     Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// A frozen process gets its signal only once thawed: after signalling a paused
+/// container, resume it, as dockerd does.
+async fn thaw_after_kill(engine: &Engine, rec: &ContainerRecord) {
+    if rec.state.paused != Some(true) {
+        return;
+    }
+    match engine.manager.tasks_resume(&rec.id).await {
+        Ok(()) => {
+            let _ = engine.store.update(&rec.id, |r| {
+                r.state.paused = Some(false);
+                if r.state.running == Some(true) {
+                    r.state.status = Some(ContainerStateStatusEnum::RUNNING);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(container = %rec.id, error = %e, "cannot unpause after kill"),
+    }
 }
 
 /// `POST /containers/{id}/wait?condition=`. The headers go out at once; the body when
@@ -747,6 +796,7 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
         }
         let mut rx = engine.events.subscribe();
         engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
+        thaw_after_kill(engine, &rec).await;
         wait_exit(&mut rx, &rec.id, Duration::from_secs(30)).await;
     }
     let _ = engine.manager.tasks_delete(&rec.id, true).await;
@@ -785,26 +835,6 @@ pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
     }
     engine.manager.tasks_resize_pty(&rec.id, "", w, h).await?;
     Ok(status_only(StatusCode::OK))
-}
-
-/// `GET /containers/{id}/changes`: the container's upper layer as Docker lists it
-/// (Kind 0 = changed, 1 = added, 2 = deleted), sorted by path.
-pub async fn changes(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    let mut list = engine.manager.snapshots_changes(&rec.snapshot_key).await?;
-    list.sort_by(|a, b| a.path.cmp(&b.path));
-    let out: Vec<bollard_stubs::models::FilesystemChange> = list
-        .into_iter()
-        .map(|c| bollard_stubs::models::FilesystemChange {
-            path: c.path,
-            kind: match c.kind.as_str() {
-                "A" => bollard_stubs::models::ChangeType::_1,
-                "D" => bollard_stubs::models::ChangeType::_2,
-                _ => bollard_stubs::models::ChangeType::_0,
-            },
-        })
-        .collect();
-    Ok(json(StatusCode::OK, &out))
 }
 
 #[cfg(test)]

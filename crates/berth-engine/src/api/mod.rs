@@ -1,6 +1,8 @@
 //! The HTTP handlers: one file per endpoint group. [`handle`] routes a request, calls
 //! the group's handler, and turns any error into Docker's `{"message": ...}` answer.
 
+pub mod archive;
+pub mod container_ops;
 pub mod containers;
 pub mod events;
 pub mod exec;
@@ -264,8 +266,17 @@ async fn dispatch(
         ContainerRename => containers::rename(&engine, &ctx),
         ContainerResize => containers::resize(&engine, &ctx).await,
         ContainerAttach => hijack::attach(&engine, &ctx, req).await,
+        ContainerRestart => container_ops::restart(&engine, &ctx).await,
+        ContainerPause => container_ops::pause(&engine, &ctx).await,
+        ContainerUnpause => container_ops::unpause(&engine, &ctx).await,
+        ContainerUpdate => container_ops::update(&engine, &ctx, req).await,
+        ContainerTop => container_ops::top(&engine, &ctx).await,
+        ContainerChanges => container_ops::changes(&engine, &ctx).await,
+        ContainerExport => container_ops::export(&engine, &ctx).await,
+        ContainerStats => container_ops::stats(&engine, &ctx).await,
+        ContainerPrune => container_ops::prune(&engine, &ctx).await,
+        ContainerArchive => archive::archive(&engine, &ctx, req).await,
         ContainerLogs => logs::logs(&engine, &ctx).await,
-        ContainerChanges => containers::changes(&engine, &ctx).await,
         ExecCreate => exec::create(&engine, &ctx, req).await,
         ExecStart => exec::start(&engine, &ctx, req).await,
         ExecInspect => exec::inspect(&engine, &ctx),

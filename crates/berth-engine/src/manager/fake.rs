@@ -12,8 +12,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    AttachStreams, Change, Container, ExitStatus, Image, Manager, OutputChunk, SnapshotInfo,
-    StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
+    AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Manager, OutputChunk,
+    SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
 };
 use crate::error::EngineError;
 
@@ -57,6 +57,12 @@ struct State {
     tasks: HashMap<(String, String), FakeTask>,
     programs: HashMap<(String, String), Program>,
     changes: HashMap<String, Vec<Change>>,
+    /// What `snapshots_export` streams, by snapshot key.
+    exports: HashMap<String, Vec<u8>>,
+    /// What `tasks_stats` answers for every task.
+    stats: Option<Vec<u8>>,
+    /// Every `tasks_update`: (container id, resources JSON).
+    updates: Vec<(String, Vec<u8>)>,
     next_pid: u32,
 }
 
@@ -124,6 +130,55 @@ impl FakeManager {
     /// Sets what `snapshots_changes` answers for a snapshot key.
     pub fn set_changes(&self, key: &str, changes: Vec<Change>) {
         self.lock().changes.insert(key.to_string(), changes);
+    }
+
+    /// Sets what `snapshots_export` streams for a snapshot key.
+    pub fn set_export(&self, key: &str, data: Vec<u8>) {
+        self.lock().exports.insert(key.to_string(), data);
+    }
+
+    /// Sets the stats JSON every task reports.
+    pub fn set_stats(&self, stats: serde_json::Value) {
+        self.lock().stats = Some(stats.to_string().into_bytes());
+    }
+
+    /// Every resources update sent so far: (container id, resources JSON).
+    pub fn updates(&self) -> Vec<(String, serde_json::Value)> {
+        self.lock()
+            .updates
+            .iter()
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    serde_json::from_slice(r).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    /// The init's status now (for assertions).
+    pub fn task_status(&self, id: &str) -> Option<TaskStatus> {
+        self.lock()
+            .tasks
+            .get(&(id.to_string(), String::new()))
+            .map(|t| t.status)
+    }
+
+    fn set_status(&self, id: &str, from: TaskStatus, to: TaskStatus) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        let t = st
+            .tasks
+            .get_mut(&(id.to_string(), String::new()))
+            .ok_or_else(|| not_found(&format!("task {id} not found")))?;
+        if t.status != from {
+            return Err(tonic::Status::failed_precondition(format!(
+                "task {id} is {:?}, not {from:?}",
+                t.status
+            ))
+            .into());
+        }
+        t.status = to;
+        Ok(())
     }
 
     /// Makes the process exit now with `code`, as if it ended by itself.
@@ -365,6 +420,49 @@ impl Manager for FakeManager {
             .filter(|((c, _), _)| c == id)
             .map(|(_, t)| t.pid)
             .collect())
+    }
+
+    async fn tasks_pause(&self, id: &str) -> Result<(), EngineError> {
+        self.set_status(id, TaskStatus::Running, TaskStatus::Paused)
+    }
+
+    async fn tasks_resume(&self, id: &str) -> Result<(), EngineError> {
+        self.set_status(id, TaskStatus::Paused, TaskStatus::Running)
+    }
+
+    async fn tasks_update(&self, id: &str, resources: Vec<u8>) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        if !st.tasks.contains_key(&(id.to_string(), String::new())) {
+            return Err(not_found(&format!("task {id} not found")));
+        }
+        st.updates.push((id.to_string(), resources));
+        Ok(())
+    }
+
+    async fn tasks_stats(&self, id: &str) -> Result<Vec<u8>, EngineError> {
+        let st = self.lock();
+        if !st.tasks.contains_key(&(id.to_string(), String::new())) {
+            return Err(not_found(&format!("task {id} not found")));
+        }
+        Ok(st.stats.clone().unwrap_or_else(|| b"{}".to_vec()))
+    }
+
+    async fn snapshots_export(&self, key: &str) -> Result<ByteStream, EngineError> {
+        let data = self
+            .lock()
+            .exports
+            .get(key)
+            .cloned()
+            .ok_or_else(|| not_found(&format!("snapshot {key} not found")))?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            for chunk in data.chunks(7) {
+                if tx.send(Ok(Bytes::copy_from_slice(chunk))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn tasks_resize_pty(&self, _: &str, _: &str, _: u32, _: u32) -> Result<(), EngineError> {

@@ -30,13 +30,16 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use super::{
-    AttachStreams, Change, Container, ExitStatus, Image, Layer, Manager, OutputChunk, SnapshotInfo,
-    StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
+    AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Layer, Manager, OutputChunk,
+    SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
 };
 use crate::error::EngineError;
 
 /// Output chunks and stdin messages in flight on one attach.
 const ATTACH_QUEUE: usize = 16;
+
+/// Export chunks in flight between the manager and the HTTP client.
+const EXPORT_QUEUE: usize = 8;
 
 /// What `Containers.Create` gets as spec when the engine sends none: the manager
 /// wants a JSON object, and the engine sends the real spec at start
@@ -530,6 +533,76 @@ impl Manager for GrpcManager {
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(r.pids)
+    }
+
+    async fn tasks_pause(&self, id: &str) -> Result<(), EngineError> {
+        self.tasks()
+            .pause(pb::TaskId {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_resume(&self, id: &str) -> Result<(), EngineError> {
+        self.tasks()
+            .resume(pb::TaskId {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_update(&self, id: &str, resources: Vec<u8>) -> Result<(), EngineError> {
+        self.tasks()
+            .update(pb::UpdateTaskRequest {
+                container_id: id.to_string(),
+                resources,
+            })
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    async fn tasks_stats(&self, id: &str) -> Result<Vec<u8>, EngineError> {
+        let r = self
+            .tasks()
+            .stats(pb::TaskId {
+                container_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.stats)
+    }
+
+    async fn snapshots_export(&self, key: &str) -> Result<ByteStream, EngineError> {
+        let mut stream = self
+            .snapshots()
+            .export(pb::SnapshotKey {
+                key: key.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        let (tx, rx) = mpsc::channel(EXPORT_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let item = match stream.message().await {
+                    Ok(Some(chunk)) => Ok(Bytes::from(chunk.data)),
+                    Ok(None) => return,
+                    Err(status) => Err(EngineError::from(status)),
+                };
+                let failed = item.is_err();
+                // The reader went away (client hung up): stop pulling from the manager.
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn tasks_resize_pty(

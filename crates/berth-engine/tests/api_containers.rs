@@ -1,0 +1,295 @@
+//! The container endpoints beyond the life cycle (pause, unpause, update, restart,
+//! changes, export, stats, prune) over a real unix socket with the fake manager
+//! behind berthd: no kernel state, no root needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_engine::engine::{Engine, EngineConfig};
+use berth_engine::manager::fake::FakeManager;
+use berth_engine::manager::{Change, TaskStatus};
+use berth_engine::server;
+use berth_engine::spec::HostFacts;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+struct Daemon {
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    fake: Arc<FakeManager>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn daemon() -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("berth.sock");
+    let fake = Arc::new(FakeManager::new());
+    fake.add_image(
+        "sha256:1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff",
+        &["busybox", "busybox:latest"],
+        json!({"config": {"Cmd": ["sh"]}}),
+    );
+    let engine = Arc::new(
+        Engine::new(
+            EngineConfig {
+                data_root: dir.path().join("data"),
+                exec_root: dir.path().join("exec"),
+                manager_socket: "fake".into(),
+                init_path: PathBuf::from("/usr/local/bin/berth-init"),
+            },
+            fake.clone(),
+            HostFacts::default(),
+        )
+        .unwrap(),
+    );
+    let listener = server::bind(&sock).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(server::serve(listener, engine, async {
+        let _ = rx.await;
+    }));
+    Daemon {
+        _dir: dir,
+        sock,
+        fake,
+        _stop: tx,
+    }
+}
+
+/// (status, body), chunked bodies decoded.
+async fn request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = vec![];
+    s.read_to_end(&mut raw).await.unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut b = &raw[end + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, b.to_vec());
+    }
+    let mut out = vec![];
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    (status, out)
+}
+
+async fn json_of(sock: &Path, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, b) = request(sock, method, path, body).await;
+    let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn run(d: &Daemon, name: &str) -> String {
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        &format!("/containers/create?name={name}"),
+        r#"{"Image":"busybox","Cmd":["sleep","9"],"HostConfig":{"Memory":104857600}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, _) = request(&d.sock, "POST", &format!("/containers/{name}/start"), "").await;
+    assert_eq!(status, 204);
+    v["Id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn pause_and_unpause_follow_the_task() {
+    let d = daemon().await;
+    let id = run(&d, "pp").await;
+    assert_eq!(
+        request(&d.sock, "POST", "/containers/pp/pause", "").await.0,
+        204
+    );
+    assert_eq!(d.fake.task_status(&id), Some(TaskStatus::Paused));
+    let (_, v) = json_of(&d.sock, "GET", "/containers/pp/json", "").await;
+    assert_eq!(v["State"]["Status"], "paused");
+    assert_eq!(v["State"]["Paused"], true);
+    let (status, v) = json_of(&d.sock, "POST", "/containers/pp/pause", "").await;
+    assert_eq!(status, 409);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("is already paused"));
+    assert_eq!(
+        request(&d.sock, "POST", "/containers/pp/unpause", "")
+            .await
+            .0,
+        204
+    );
+    assert_eq!(d.fake.task_status(&id), Some(TaskStatus::Running));
+    assert_eq!(
+        request(&d.sock, "POST", "/containers/pp/unpause", "")
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        request(&d.sock, "POST", "/containers/nope/pause", "")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn update_sends_the_new_resources_and_keeps_them() {
+    let d = daemon().await;
+    let id = run(&d, "uu").await;
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/uu/update",
+        r#"{"Memory":209715200,"MemorySwap":0,"CpuShares":0,"PidsLimit":50}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Warnings"], json!([]));
+    let updates = d.fake.updates();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].0, id);
+    assert_eq!(updates[0].1["memory"]["limit"], 209715200);
+    assert_eq!(updates[0].1["pids"]["limit"], 50);
+    let (_, v) = json_of(&d.sock, "GET", "/containers/uu/json", "").await;
+    assert_eq!(v["HostConfig"]["Memory"], 209715200);
+    assert_eq!(v["HostConfig"]["PidsLimit"], 50);
+    let (status, _) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/uu/update",
+        r#"{"Memory":"x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = json_of(&d.sock, "POST", "/containers/uu/update", "{bad").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn restart_starts_a_new_task() {
+    let d = daemon().await;
+    run(&d, "rr").await;
+    let (_, before) = json_of(&d.sock, "GET", "/containers/rr/json", "").await;
+    let (status, _) = request(&d.sock, "POST", "/containers/rr/restart?t=0", "").await;
+    assert_eq!(status, 204);
+    let (_, after) = json_of(&d.sock, "GET", "/containers/rr/json", "").await;
+    assert_eq!(after["State"]["Running"], true);
+    assert_ne!(before["State"]["Pid"], after["State"]["Pid"]);
+}
+
+#[tokio::test]
+async fn changes_export_and_stats_in_dockers_shapes() {
+    let d = daemon().await;
+    let id = run(&d, "cc").await;
+    let ch = |kind: &str, path: &str| Change {
+        kind: kind.into(),
+        path: path.into(),
+    };
+    d.fake.set_changes(
+        &id,
+        vec![
+            ch("C", "/etc"),
+            ch("A", "/etc/hosts"),
+            ch("A", "/test"),
+            ch("D", "/tmp"),
+        ],
+    );
+    let (status, v) = json_of(&d.sock, "GET", "/containers/cc/changes", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        json!([{"Path": "/test", "Kind": 1}, {"Path": "/tmp", "Kind": 2}])
+    );
+    let tar: Vec<u8> = (0..100u8).collect();
+    d.fake.set_export(&id, tar.clone());
+    let (status, body) = request(&d.sock, "GET", "/containers/cc/export", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, tar);
+    d.fake.set_stats(
+        json!({"memory": {"usage": {"limit": 104857600, "usage": 4096}},
+                            "pids": {"current": 1}}),
+    );
+    let (status, v) = json_of(
+        &d.sock,
+        "GET",
+        "/containers/cc/stats?stream=0&one-shot=1",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["memory_stats"]["usage"], 4096);
+    assert_eq!(v["memory_stats"]["limit"], 104857600);
+    assert_eq!(v["pids_stats"]["current"], 1);
+    assert_eq!(v["name"], "/cc");
+    assert_eq!(v["id"], id.as_str());
+    // A streamed answer is one JSON object per line; read the first and hang up.
+    let mut s = UnixStream::connect(&d.sock).await.unwrap();
+    s.write_all(b"GET /containers/cc/stats HTTP/1.1\r\nHost: docker\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"memory_stats\"") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn prune_removes_what_is_not_running() {
+    let d = daemon().await;
+    run(&d, "live").await;
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/create?name=idle",
+        r#"{"Image":"busybox","Labels":{"keep":"1"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let idle = v["Id"].as_str().unwrap().to_string();
+    let (_, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/create?name=old",
+        r#"{"Image":"busybox"}"#,
+    )
+    .await;
+    let old = v["Id"].as_str().unwrap().to_string();
+    let filters = "%7B%22label!%22%3A%5B%22keep%22%5D%7D"; // {"label!":["keep"]}
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        &format!("/containers/prune?filters={filters}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ContainersDeleted"], json!([old]));
+    let (_, v) = json_of(&d.sock, "POST", "/containers/prune", "").await;
+    assert_eq!(v["ContainersDeleted"], json!([idle]));
+    assert_eq!(v["SpaceReclaimed"], 0);
+    let (_, v) = json_of(&d.sock, "GET", "/containers/json?all=1", "").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let (status, _) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/prune?filters=%7B%22x%22%3A%5B%221%22%5D%7D",
+        "",
+    )
+    .await;
+    assert_eq!(status, 400);
+}

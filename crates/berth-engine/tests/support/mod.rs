@@ -1,0 +1,578 @@
+//! The stack the end-to-end tests drive: a private berth-manager and berthd on a
+//! temporary directory, with the busybox test image, and a guard that puts the
+//! machine back as it was even when a test fails (berthd and the manager killed,
+//! every shim of the stack and its container killed, mounts under the temporary
+//! directory undone, the containers' cgroups removed, inherited orphans reaped).
+//!
+//! The guard reaps every zombie child of the test process, which is only safe while
+//! no other test of the same binary runs commands of its own: a binary that uses it
+//! runs its tests one at a time under [`serial`].
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use berth_api::berth::manager::v1 as pb;
+use berth_api::berth::manager::v1::images_client::ImagesClient;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+/// Upper bound for what must happen eventually: a guard against hanging, not a
+/// timing assertion.
+pub const EVENTUALLY: Duration = Duration::from_secs(120);
+
+/// The docker CLIs to try: 28 (upstream's static build) and Debian's 20.10.
+pub const DOCKER_CLIS: [&str; 2] = ["/usr/local/bin/docker", "/usr/bin/docker"];
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the binary's one-test-at-a-time lock (see the module docs).
+pub fn serial() -> MutexGuard<'static, ()> {
+    match SERIAL.lock() {
+        Ok(g) => g,
+        // A failed test must not fail the others: the guard of its stack has run.
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Our CLI, then every docker CLI installed.
+pub fn clis() -> Vec<PathBuf> {
+    let mut v = vec![berth_testutil::binary("berth")];
+    v.extend(docker_clis());
+    v
+}
+
+/// The docker CLIs installed here.
+pub fn docker_clis() -> Vec<PathBuf> {
+    DOCKER_CLIS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// Polls `f` until it gives `Some`, panicking with `what` after [`EVENTUALLY`].
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A private manager + berthd; dropping it cleans up everything they made.
+pub struct Stack {
+    dir: tempfile::TempDir,
+    manager: Option<Child>,
+    berthd: Option<Child>,
+    /// Children started with [`Stack::spawn_cli`] still running at the end.
+    spawned: Vec<Child>,
+}
+
+impl Stack {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn manager_socket(&self) -> PathBuf {
+        self.path("manager.sock")
+    }
+
+    pub fn engine_socket(&self) -> PathBuf {
+        self.path("berth.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.engine_socket().display())
+    }
+
+    /// Starts the stack and imports busybox.
+    pub fn start() -> Stack {
+        // Shims, and the containers of a killed shim, become our children once their
+        // parents are gone: we must be the one who reaps them (PID 1 here does not).
+        nix::sys::prctl::set_child_subreaper(true).unwrap();
+        // Short: <dir>/run/tasks/<64 hex id>/shim.sock must fit a unix socket address.
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .rand_bytes(4)
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut stack = Stack {
+            dir,
+            manager: None,
+            berthd: None,
+            spawned: vec![],
+        };
+        let mlog = std::fs::File::create(stack.path("manager.log")).unwrap();
+        let manager = Command::new(berth_testutil::binary("berth-manager"))
+            .arg("--address")
+            .arg(stack.manager_socket())
+            .arg("--root")
+            .arg(stack.path("manager"))
+            .arg("--state")
+            .arg(stack.path("run"))
+            .arg("--runtime")
+            .arg(berth_testutil::binary("berth-runtime"))
+            .arg("--shim")
+            .arg(berth_testutil::binary("berth-shim"))
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(mlog)
+            .spawn()
+            .expect("starting berth-manager (cargo build -p berth-manager)");
+        stack.manager = Some(manager);
+        stack.start_berthd();
+        stack.import_busybox();
+        stack
+    }
+
+    /// Starts berthd (again), appending to its log, and waits until it answers.
+    pub fn start_berthd(&mut self) {
+        let elog = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("berthd.log"))
+            .unwrap();
+        let berthd = Command::new(berth_testutil::binary("berthd"))
+            .arg("-H")
+            .arg(self.host())
+            .arg("--manager")
+            .arg(self.manager_socket())
+            .arg("--data-root")
+            .arg(self.path("engine"))
+            .arg("--exec-root")
+            .arg(self.path("engine-run"))
+            .arg("--init-path")
+            .arg(berth_testutil::binary("berth-init"))
+            .args(["--log-level", "info,berth_engine=debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(elog)
+            .spawn()
+            .expect("starting berthd (cargo build -p berth-engine)");
+        self.berthd = Some(berthd);
+        self.wait_ready();
+    }
+
+    /// SIGKILLs berthd, as a crash would, and reaps it.
+    pub fn kill_berthd(&mut self) {
+        if let Some(mut c) = self.berthd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.path(n)).unwrap_or_default();
+        format!(
+            "--- manager.log:\n{}\n--- berthd.log:\n{}",
+            read("manager.log"),
+            read("berthd.log")
+        )
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            let exited = [
+                ("berth-manager", &mut self.manager),
+                ("berthd", &mut self.berthd),
+            ]
+            .into_iter()
+            .find_map(|(name, child)| {
+                let status = child.as_mut().and_then(|c| c.try_wait().unwrap())?;
+                *child = None;
+                Some(format!("{name} exited with {status}"))
+            });
+            if let Some(what) = exited {
+                panic!("{what}\n{}", self.logs());
+            }
+            let manager_up = UnixStream::connect(self.manager_socket()).is_ok();
+            if manager_up && ping(&self.engine_socket()) {
+                return;
+            }
+            assert!(
+                start.elapsed() < EVENTUALLY,
+                "the stack did not come up\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Imports the busybox test rootfs as `busybox:latest`: through berthd's
+    /// `POST /images/create?fromSrc=-` when it serves it, else through the manager.
+    pub fn import_busybox(&self) {
+        let tar = busybox_tar();
+        let (status, _) = http(
+            &self.engine_socket(),
+            "POST",
+            "/v1.47/images/create?fromSrc=-&repo=busybox&tag=latest",
+            "application/x-tar",
+            &tar,
+        );
+        if status == 200 {
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = self.manager_socket();
+        rt.block_on(async move {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            let mut msgs = vec![pb::ImportRequest {
+                reference: "busybox:latest".to_string(),
+                changes: vec!["CMD [\"sh\"]".to_string()],
+                message: "busybox test rootfs".to_string(),
+                data: vec![],
+            }];
+            for chunk in tar.chunks(1 << 20) {
+                msgs.push(pb::ImportRequest {
+                    data: chunk.to_vec(),
+                    ..Default::default()
+                });
+            }
+            ImagesClient::new(channel)
+                .import(futures_util::stream::iter(msgs))
+                .await
+                .unwrap();
+        });
+    }
+
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("-H")
+            .arg(self.host())
+            .args(args)
+            .env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("BERTH_HOST");
+        cmd
+    }
+
+    /// Runs a CLI (ours or docker) against the engine, with a private docker config.
+    pub fn cli(&self, program: &Path, args: &[&str]) -> Output {
+        self.cli_with_stdin(program, args, None)
+    }
+
+    /// [`Stack::cli`], asserting it exits 0; returns its stdout.
+    pub fn ok(&self, program: &Path, args: &[&str]) -> String {
+        let out = self.cli(program, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} {args:?} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    }
+
+    /// [`Stack::cli`] with `input` as its stdin (then closed).
+    pub fn cli_with_stdin(&self, program: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut child = self
+            .command(program, args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        eprintln!(
+            "$ {} {}\n  exit {:?}\n  stdout {:?}\n  stderr {:?}",
+            program.display(),
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts a CLI in the background (for `logs -f`, `wait`); its output is read
+    /// with [`Stack::finish`]. The guard kills it if the test ends first.
+    pub fn spawn_cli(&mut self, program: &Path, args: &[&str]) -> usize {
+        let child = self
+            .command(program, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.spawned.push(child);
+        self.spawned.len() - 1
+    }
+
+    /// Waits for a CLI started with [`Stack::spawn_cli`] (up to [`EVENTUALLY`]).
+    pub fn finish(&mut self, idx: usize) -> Output {
+        let start = Instant::now();
+        loop {
+            if let Some(_status) = self.spawned[idx].try_wait().unwrap() {
+                break;
+            }
+            assert!(
+                start.elapsed() < EVENTUALLY,
+                "a background CLI did not finish\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let child = &mut self.spawned[idx];
+        let mut out = Output {
+            status: child.wait().unwrap(),
+            stdout: vec![],
+            stderr: vec![],
+        };
+        if let Some(mut s) = child.stdout.take() {
+            let _ = s.read_to_end(&mut out.stdout);
+        }
+        if let Some(mut s) = child.stderr.take() {
+            let _ = s.read_to_end(&mut out.stderr);
+        }
+        eprintln!(
+            "background CLI exit {:?}\n  stdout {:?}\n  stderr {:?}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A request to berthd: (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        http(
+            &self.engine_socket(),
+            method,
+            path,
+            "application/json",
+            body,
+        )
+    }
+
+    /// `inspect -f TEMPLATE NAME` through our CLI.
+    pub fn inspect(&self, name: &str, template: &str) -> String {
+        let out = self.cli(
+            &berth_testutil::binary("berth"),
+            &["inspect", "-f", template, name],
+        );
+        stdout(&out).trim().to_string()
+    }
+
+    /// Ids of every container the stack knows of: the engine's and the manager's.
+    fn container_ids(&self) -> Vec<String> {
+        let mut ids = vec![];
+        for d in [self.path("engine/containers"), self.path("run/tasks")] {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                ids.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for mut c in self.spawned.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for child in [self.berthd.take(), self.manager.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = child;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let tasks = self.path("run/tasks");
+        for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            let dir = e.path();
+            let pid = std::fs::read_to_string(dir.join("shim.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                // Only a shim that serves this directory: a stale pid file must not
+                // make us kill a stranger.
+                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+                    .unwrap_or(false);
+                if ours {
+                    let _ = nix::sys::signal::kill(
+                        Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = Command::new(berth_testutil::binary("berth-runtime"))
+                .arg("--root")
+                .arg(self.path("run/runtime"))
+                .args(["delete", "--force", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        for id in self.container_ids() {
+            berth_testutil::remove_cgroup_everywhere(&format!("berth/{id}"));
+        }
+        reap_orphans();
+        berth_testutil::unmount_below(self.dir.path());
+    }
+}
+
+/// Reaps our zombie children (shims and containers we inherited as a subreaper),
+/// until none is left or a few seconds have passed.
+pub fn reap_orphans() {
+    let start = Instant::now();
+    loop {
+        let zombies = zombie_children();
+        for pid in &zombies {
+            let _ = waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG));
+        }
+        if zombies.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (pid, ppid, state) of a process from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(i32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.to_string();
+    let ppid = rest.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Every pid on the host.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
+fn zombie_children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|pid| proc_stat(*pid).is_some_and(|(ppid, st)| ppid == me && st == "Z"))
+        .collect()
+}
+
+/// Whether berthd answers `GET /_ping` with OK.
+pub fn ping(socket: &Path) -> bool {
+    let (status, body) = http(socket, "GET", "/_ping", "text/plain", b"");
+    status == 200 && body == "OK"
+}
+
+/// One HTTP/1.1 request on a unix socket: (status, body); status 0 when there was no
+/// answer. Chunked bodies are decoded.
+pub fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    // An endpoint that refuses the request may answer and close before reading the
+    // body: its answer is still there to read.
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (headers, raw) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(raw)
+    } else {
+        raw.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        raw = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The busybox test rootfs as a tar (symlinks kept as links).
+pub fn busybox_tar() -> Vec<u8> {
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-test-rootfs")
+        .tempdir()
+        .unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    berth_testutil::busybox_rootfs(&rootfs).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", &rootfs).unwrap();
+    b.into_inner().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

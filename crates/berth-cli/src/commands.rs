@@ -400,6 +400,65 @@ where
     Ok(())
 }
 
+/// Forwards this terminal's size to the container's (or exec's) pty: once now and
+/// on every SIGWINCH, until dropped. `path` is `/containers/<id>` or `/exec/<id>`.
+/// Does nothing when stdout is not a terminal.
+struct WindowSize(Option<tokio::task::JoinHandle<()>>);
+
+impl WindowSize {
+    fn forward(c: &Client, path: String, on: bool) -> WindowSize {
+        if !on || !nix::unistd::isatty(std::io::stdout()).unwrap_or(false) {
+            return WindowSize(None);
+        }
+        let c = c.clone();
+        WindowSize(Some(tokio::spawn(async move {
+            let Ok(mut winch) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            else {
+                return;
+            };
+            loop {
+                if let Some((rows, cols)) = terminal_size() {
+                    // A failed resize (the process just exited) is not worth a word.
+                    let _ = c
+                        .send(
+                            Method::POST,
+                            &format!("{path}/resize?h={rows}&w={cols}"),
+                            None,
+                            false,
+                        )
+                        .await;
+                }
+                if winch.recv().await.is_none() {
+                    return;
+                }
+            }
+        })))
+    }
+}
+
+impl Drop for WindowSize {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Rows and columns of the terminal on stdout.
+fn terminal_size() -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass, which lives
+    // for the whole call; fd 1 is only read.
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Puts the terminal in raw mode while alive (for `-it`).
 struct RawTerminal(Option<nix::sys::termios::Termios>);
 
@@ -719,6 +778,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
             };
             c.json(Method::POST, &format!("/containers/{id}/start"), None)
                 .await?;
+            let _size = WindowSize::forward(c, format!("/containers/{id}"), opts.tty);
             let _raw = RawTerminal::enable(opts.tty && opts.interactive);
             pump_stdio(stream, opts.tty, opts.interactive).await?;
             let code = waiter.await.context("waiting for the container")??;
@@ -920,6 +980,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                 return Ok(0);
             }
             let stream = c.hijack(&format!("/exec/{eid}/start"), Some(start)).await?;
+            let _size = WindowSize::forward(c, format!("/exec/{eid}"), tty);
             let _raw = RawTerminal::enable(tty && interactive);
             pump_stdio(stream, tty, interactive).await?;
             drop(_raw);

@@ -301,7 +301,7 @@ fn diff_export_top_stats_pause_restart_prune() {
     let pruned = stack.ok(&berth, &["container", "prune", "-f"]);
     assert!(pruned.contains("Deleted Containers:"), "{pruned}");
     let left = stack.ok(&berth, &["ps", "-a", "--format", "{{.Names}}"]);
-    assert_eq!(left.trim(), "[/keep]");
+    assert_eq!(left.trim(), "keep");
     for docker in docker_clis() {
         stack.ok(&berth, &["run", "--name", "gone", "busybox", "true"]);
         let out = stack.ok(&docker, &["container", "prune", "-f"]);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard_stubs::models::{ContainerStateStatusEnum, ExecConfig};
 use tokio::sync::broadcast;
@@ -158,20 +159,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Watches a started container until it exits (the manager's Wait), then records it.
+    /// Watches a started container until it exits (the manager's Wait), records it,
+    /// and starts it again when its restart policy says so.
     pub fn spawn_monitor(self: &Arc<Self>, id: String) {
         let engine = self.clone();
         tokio::spawn(async move {
             match engine.manager.tasks_wait(&id, "").await {
                 Ok(exit) => {
+                    let code = i64::from(exit.exit_status);
                     engine
-                        .container_exited(
-                            &id,
-                            i64::from(exit.exit_status),
-                            exit.oom_killed,
-                            exit.exited_at,
-                        )
-                        .await
+                        .container_exited(&id, code, exit.oom_killed, exit.exited_at)
+                        .await;
+                    engine.apply_restart_policy(&id, code).await;
                 }
                 Err(e) => {
                     tracing::warn!(container = %id, error = %e, "waiting for the container failed")
@@ -180,12 +179,84 @@ impl Engine {
         });
     }
 
-    /// Live restore: watch again every container the store says is running.
+    /// Docker's restart policies after an exit: `always` and `unless-stopped` unless
+    /// the user stopped it, `on-failure[:N]` for a non-zero code (at most N times).
+    /// Restarts back off (100 ms doubling, at most 10 s), as dockerd's do, so a
+    /// container that fails at once does not spin.
+    async fn apply_restart_policy(self: &Arc<Self>, id: &str, code: i64) {
+        use bollard_stubs::models::RestartPolicyNameEnum as P;
+        let Ok(rec) = self.store.get(id) else {
+            return; // removed (AutoRemove, or rm -f)
+        };
+        let policy = rec.host_config.restart_policy.clone().unwrap_or_default();
+        let max = policy.maximum_retry_count.unwrap_or(0);
+        let restart = !rec.has_been_manually_stopped
+            && match policy.name {
+                Some(P::ALWAYS) | Some(P::UNLESS_STOPPED) => true,
+                Some(P::ON_FAILURE) => code != 0 && (max <= 0 || rec.restart_count < max),
+                _ => false,
+            };
+        if !restart {
+            return;
+        }
+        let shift = u32::try_from(rec.restart_count.clamp(0, 7)).unwrap_or(7);
+        let delay = Duration::from_millis(100u64 << shift).min(Duration::from_secs(10));
+        tokio::time::sleep(delay).await;
+        // The user may have stopped or removed it meanwhile.
+        let Ok(rec) = self.store.get(id) else { return };
+        if rec.has_been_manually_stopped || rec.state.running == Some(true) {
+            return;
+        }
+        let _ = self.store.update(id, |r| r.restart_count += 1);
+        let Ok(rec) = self.store.get(id) else { return };
+        tracing::info!(container = %id, count = rec.restart_count, "restarting (restart policy)");
+        if let Err(e) = crate::api::containers::start_container(self, &rec).await {
+            tracing::warn!(container = %id, error = %e, "restart policy: starting again failed");
+            return;
+        }
+        // A `stop` that came while it was starting found it not running yet: honour
+        // it now (the monitor sees the flag and does not restart it again).
+        if self
+            .store
+            .get(id)
+            .is_ok_and(|r| r.has_been_manually_stopped)
+        {
+            let _ = self.manager.tasks_kill(id, "", 9, true).await;
+        }
+    }
+
+    /// Live restore: watch again every container the store says is running; start
+    /// the stopped ones whose policy is `always`, or `unless-stopped` when the user
+    /// did not stop them (after a reboot, as dockerd does at start).
     pub fn restore(self: &Arc<Self>) {
+        use bollard_stubs::models::RestartPolicyNameEnum as P;
         for rec in self.store.list() {
             if rec.state.running == Some(true) {
                 tracing::info!(container = %rec.id, "restoring");
                 self.spawn_monitor(rec.id.clone());
+                continue;
+            }
+            let name = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);
+            let start = match name {
+                Some(P::ALWAYS) => rec.has_been_started_before,
+                Some(P::UNLESS_STOPPED) => {
+                    rec.has_been_started_before && !rec.has_been_manually_stopped
+                }
+                _ => false,
+            };
+            if start {
+                let engine = self.clone();
+                // `always` comes back at engine start even after a stop, and is
+                // then armed again, as with dockerd.
+                let _ = self
+                    .store
+                    .update(&rec.id, |r| r.has_been_manually_stopped = false);
+                tokio::spawn(async move {
+                    tracing::info!(container = %rec.id, "starting (restart policy, engine start)");
+                    if let Err(e) = crate::api::containers::start_container(&engine, &rec).await {
+                        tracing::warn!(container = %rec.id, error = %e, "restart policy: start failed");
+                    }
+                });
             }
         }
     }

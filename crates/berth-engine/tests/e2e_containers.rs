@@ -599,3 +599,83 @@ fn cp_copies_both_ways() {
         stack.ok(cli, &["rm", "-f", &n]);
     }
 }
+
+#[test]
+fn restart_policies_restart_and_count() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    // on-failure:2 — restarted twice, then left exited with its code.
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    eventually("two restarts, then exited", || {
+        let s = stack.inspect(
+            "flaky",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+        );
+        (s == "2 exited 3").then_some(())
+    });
+    // A clean exit is not a failure: no restart.
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fine",
+            "--restart",
+            "on-failure",
+            "busybox",
+            "true",
+        ],
+    );
+    eventually("exited", || {
+        (stack.inspect("fine", "{{.State.Status}}") == "exited").then_some(())
+    });
+    assert_eq!(stack.inspect("fine", "{{.RestartCount}}"), "0");
+    // always — restarted after it exits on its own, but not after `stop`.
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "again",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2",
+        ],
+    );
+    eventually("restarted at least once", || {
+        let n: i64 = stack.inspect("again", "{{.RestartCount}}").parse().ok()?;
+        (n >= 1).then_some(())
+    });
+    stack.ok(&berth, &["stop", "-t", "1", "again"]);
+    let stopped_at = stack.inspect("again", "{{.RestartCount}}");
+    eventually("stopped", || {
+        (stack.inspect("again", "{{.State.Status}}") == "exited").then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(stack.inspect("again", "{{.State.Status}}"), "exited");
+    assert_eq!(stack.inspect("again", "{{.RestartCount}}"), stopped_at);
+    for n in ["flaky", "fine", "again"] {
+        stack.ok(&berth, &["rm", "-f", n]);
+    }
+}

@@ -51,6 +51,9 @@ pub async fn restart(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, 
             rec.id
         )));
     }
+    engine
+        .store
+        .update(&rec.id, |r| r.has_been_manually_stopped = false)?;
     start_container(engine, &rec).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }

@@ -497,6 +497,10 @@ pub async fn start(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
     if rec.state.running == Some(true) {
         return Ok(status_only(StatusCode::NOT_MODIFIED));
     }
+    // A start by the user re-arms the restart policy a stop disarmed.
+    engine
+        .store
+        .update(&rec.id, |r| r.has_been_manually_stopped = false)?;
     start_container(engine, &rec).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
@@ -569,7 +573,6 @@ pub async fn start_container(
         st.started_at = Some(now_rfc3339());
         st.finished_at = Some("0001-01-01T00:00:00Z".to_string());
         r.has_been_started_before = true;
-        r.has_been_manually_stopped = false;
     })?;
     engine.spawn_monitor(id);
     Ok(())
@@ -620,6 +623,10 @@ pub async fn wait_exit(
 pub async fn stop(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let rec = engine.store.get(ctx.param())?;
     if rec.state.running != Some(true) {
+        // Between two runs of a restart policy: `stop` cancels the next one.
+        engine
+            .store
+            .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
         return Ok(status_only(StatusCode::NOT_MODIFIED));
     }
     stop_container(engine, &rec, ctx).await?;

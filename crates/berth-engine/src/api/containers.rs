@@ -801,6 +801,10 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
                 rec.name
             )));
         }
+        // No restart policy may bring it back while it is being removed.
+        engine
+            .store
+            .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
         let mut rx = engine.events.subscribe();
         engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
         thaw_after_kill(engine, &rec).await;

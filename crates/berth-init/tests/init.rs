@@ -289,10 +289,12 @@ fn unshare(mount_proc: bool, args: &[&str]) -> Command {
 /// The host pid of the namespace's PID 1: unshare's only child.
 fn pid_one(unshare: &Child) -> u32 {
     let mut pid = 0;
+    // The child exists as a copy of unshare for a moment before it execs the
+    // namespace's PID 1: wait until it has become that program.
     assert!(
         eventually(|| {
             pid = children(unshare.id()).first().copied().unwrap_or(0);
-            pid != 0
+            pid != 0 && comm(pid) != "unshare"
         }),
         "unshare started no child"
     );

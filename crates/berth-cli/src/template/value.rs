@@ -219,9 +219,20 @@ impl Value {
         }
     }
 
-    /// Compact JSON, as Go's encoder writes it (no HTML escaping, as docker's `json`).
+    /// Compact JSON as docker's `json` function writes it: without HTML escaping,
+    /// except for a formatter object, which marshals itself with Go's default
+    /// encoder (`<` as `\u003c`, ...).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let s = serde_json::to_string(self).unwrap_or_default();
+        match self {
+            Value::Map(m) if m.is_struct() => s
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029"),
+            _ => s,
+        }
     }
 
     /// Indented JSON (4 spaces, as `docker inspect` prints).

@@ -1,0 +1,149 @@
+//! docker's formatter: `--format` values (`table ...`, `json`, a Go template) rendered
+//! over docker's formatter objects ([`container`], [`image`], ...), tables aligned by a
+//! Go-compatible [`tabwriter`], and docker's [`units`].
+
+pub mod container;
+pub mod image;
+pub mod misc;
+pub mod old;
+pub use old::{ago, human_size, render, table};
+pub mod tabwriter;
+pub mod units;
+
+use crate::template::{Map, Template, Value};
+
+/// What `--format json` stands for.
+pub const JSON_FORMAT: &str = "{{json .}}";
+
+/// A `--format` problem, worded as docker words it.
+#[derive(Debug, thiserror::Error)]
+#[error("template parsing error: {0}")]
+pub struct FormatError(#[from] pub crate::template::Error);
+
+/// Whether a format is a table (`table ...`).
+pub fn is_table(format: &str) -> bool {
+    format.starts_with("table")
+}
+
+/// docker's preFormat: `table` taken off, `json` expanded, spaces trimmed, and a
+/// typed `\t` or `\n` made a real tab or newline.
+pub fn template_source(format: &str) -> String {
+    let f = if is_table(format) {
+        &format["table".len()..]
+    } else if format == "json" {
+        JSON_FORMAT
+    } else {
+        format
+    };
+    f.trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n")
+}
+
+/// Parses a `--format` value.
+pub fn parse(format: &str) -> Result<Template, FormatError> {
+    Ok(Template::parse(&template_source(format))?)
+}
+
+/// docker's `Context.Write`: every row through the template, one per line; a table
+/// gets its header row (the template run against `header` with docker's header
+/// functions) and is aligned with tabs at minimum width 10, padding 3.
+pub fn write(format: &str, header: &Map, rows: &[Value]) -> Result<String, FormatError> {
+    let tmpl = parse(format)?;
+    let mut body = String::new();
+    for r in rows {
+        body.push_str(&tmpl.execute(r)?);
+        body.push('\n');
+    }
+    if !is_table(format) {
+        return Ok(body);
+    }
+    let mut tw = tabwriter::TabWriter::new(10, 3);
+    // Like docker, a header the template cannot render is printed as far as it got.
+    let (head, _) = tmpl
+        .for_header()
+        .execute_partial(&Value::Map(header.clone()));
+    tw.write(&head);
+    tw.write("\n");
+    tw.write(&body);
+    Ok(tw.flush())
+}
+
+/// Renders each value through a plain template (inspect's `-f`), one per line.
+pub fn each(format: &str, values: &[Value]) -> Result<String, FormatError> {
+    let tmpl = Template::parse(&template_source(format))?;
+    let mut out = String::new();
+    for v in values {
+        out.push_str(&tmpl.execute(v)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A header map (`map[string]string`) from pairs, with docker's `.Label "k"` header.
+pub fn header(pairs: &[(&str, &str)]) -> Map {
+    let mut m = Map::str_map();
+    for (k, v) in pairs {
+        m.insert(*k, *v);
+    }
+    m.insert(
+        "Label",
+        Value::Func(std::sync::Arc::new(|a: &[Value]| {
+            let name = a.first().and_then(Value::as_str).unwrap_or("");
+            let last = name.rsplit('.').next().unwrap_or(name);
+            Ok(Value::Str(last.replace(['-', '_'], " ")))
+        })),
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_preprocessed_like_docker() {
+        assert_eq!(
+            template_source("table {{.ID}}\\t{{.Names}}"),
+            "{{.ID}}\t{{.Names}}"
+        );
+        assert_eq!(template_source("json"), "{{json .}}");
+        assert_eq!(template_source("  {{.ID}} "), "{{.ID}}");
+        assert!(is_table("table"));
+    }
+
+    #[test]
+    fn tables_get_headers() {
+        let h = header(&[("ID", "CONTAINER ID"), ("Names", "NAMES")]);
+        let mut r = Map::structure("*formatter.ContainerContext");
+        r.insert("ID", "0123456789ab");
+        r.insert("Names", "web");
+        let out = write(
+            "table {{.ID}}\\t{{.Names}}\\t{{.Label \"com.x.my-label\"}}",
+            &h,
+            &[Value::Map(r)],
+        );
+        assert!(out.is_err(), "the row has no Label method");
+        let mut r = Map::structure("*formatter.ContainerContext");
+        r.insert("ID", "0123456789ab");
+        r.insert("Names", "web");
+        let out = write("table {{.ID}}\t{{upper .Names}}", &h, &[Value::Map(r)]).unwrap();
+        assert_eq!(out, "CONTAINER ID   NAMES\n0123456789ab   WEB\n");
+        assert_eq!(header(&[]).entries.get("Label").map(|_| ()), Some(()));
+    }
+
+    #[test]
+    fn errors_say_template_parsing_error() {
+        let e = write(
+            "{{.Nope}}",
+            &header(&[]),
+            &[Value::Map(Map::structure("*formatter.ContainerContext"))],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("template parsing error: template: "),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Go's text/tabwriter (elastic tabstops), as the docker CLI uses it for tables:
+//! tab-terminated cells, column blocks of consecutive lines, each column as wide as
+//! its widest cell plus padding and at least `minwidth`, widths in terminal columns.
+
+use unicode_width::UnicodeWidthStr;
+
+/// A tabwriter with space padding and no flags (docker's settings).
+#[derive(Debug, Clone)]
+pub struct TabWriter {
+    minwidth: usize,
+    padding: usize,
+    buf: String,
+}
+
+impl TabWriter {
+    /// `minwidth`: minimal cell width including padding; `padding`: added to a cell's
+    /// width before it is compared with its column's.
+    pub fn new(minwidth: usize, padding: usize) -> TabWriter {
+        TabWriter {
+            minwidth,
+            padding,
+            buf: String::new(),
+        }
+    }
+
+    pub fn write(&mut self, s: &str) {
+        self.buf.push_str(s);
+    }
+
+    /// Aligns everything written so far.
+    pub fn flush(self) -> String {
+        let mut lines: Vec<Vec<&str>> = self
+            .buf
+            .split('\n')
+            .map(|l| l.split('\t').collect())
+            .collect();
+        // Text after the last newline is a line without one.
+        let trailing_newline = self.buf.ends_with('\n');
+        if trailing_newline {
+            lines.pop();
+        }
+        let mut out = String::with_capacity(self.buf.len() * 2);
+        let mut widths = Vec::new();
+        self.format(&mut out, &lines, &mut widths, 0, lines.len());
+        if !trailing_newline && out.ends_with('\n') {
+            out.pop();
+        }
+        out
+    }
+
+    fn format(
+        &self,
+        out: &mut String,
+        lines: &[Vec<&str>],
+        widths: &mut Vec<usize>,
+        line0: usize,
+        line1: usize,
+    ) {
+        let column = widths.len();
+        let mut start = line0;
+        let mut this = line0;
+        while this < line1 {
+            if column + 1 >= lines[this].len() {
+                this += 1;
+                continue;
+            }
+            // A column block begins here: write the lines before it.
+            self.write_lines(out, lines, widths, start, this);
+            start = this;
+            let mut width = self.minwidth;
+            while this < line1 && column + 1 < lines[this].len() {
+                width = width.max(lines[this][column].width() + self.padding);
+                this += 1;
+            }
+            widths.push(width);
+            self.format(out, lines, widths, start, this);
+            widths.pop();
+            start = this;
+        }
+        self.write_lines(out, lines, widths, start, line1);
+    }
+
+    fn write_lines(
+        &self,
+        out: &mut String,
+        lines: &[Vec<&str>],
+        widths: &[usize],
+        line0: usize,
+        line1: usize,
+    ) {
+        for line in &lines[line0..line1] {
+            for (j, cell) in line.iter().enumerate() {
+                out.push_str(cell);
+                if j < widths.len() {
+                    let w = cell.width();
+                    out.push_str(&" ".repeat(widths[j].saturating_sub(w)));
+                }
+            }
+            out.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tw(min: usize, pad: usize, s: &str) -> String {
+        let mut t = TabWriter::new(min, pad);
+        t.write(s);
+        t.flush()
+    }
+
+    #[test]
+    fn columns_and_min_width() {
+        assert_eq!(
+            tw(10, 3, "CONTAINER ID\tNAMES\nabc\tweb\n"),
+            "CONTAINER ID   NAMES\nabc            web\n"
+        );
+        // Short columns are still minwidth wide; empty cells are padded too.
+        assert_eq!(
+            tw(10, 3, "ID\tX\tN\n1\t\tn\n"),
+            "ID        X         N\n1                   n\n"
+        );
+    }
+
+    #[test]
+    fn blocks_end_at_lines_without_tabs() {
+        assert_eq!(
+            tw(1, 1, "a\tb\nlong\tc\nplain\nx\ty\n"),
+            "a    b\nlong c\nplain\nx y\n"
+        );
+    }
+
+    #[test]
+    fn wide_characters_count_twice() {
+        assert_eq!(tw(1, 1, "日本\tx\nab\ty\n"), "日本 x\nab   y\n");
+    }
+
+    #[test]
+    fn version_style_nested_columns() {
+        // Go: minwidth 20, padding 1 (docker version's writer).
+        assert_eq!(
+            tw(20, 1, "Client:\n Version:\t28\n API version:\t1.47\n"),
+            "Client:\n Version:           28\n API version:       1.47\n"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! docker's units (github.com/docker/go-units) and display helpers: sizes in decimal
+//! and binary units with Go's `%g`, "5 minutes ago", Go's `time.Time.String()`,
+//! truncated ids and `…` ellipsis by display width.
+
+use unicode_width::UnicodeWidthChar;
+
+use crate::template::printf::format_g;
+
+const DECIMAL: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+const BINARY: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+
+fn size_and_unit(mut size: f64, base: f64, units: &[&'static str]) -> (f64, &'static str) {
+    let mut i = 0;
+    while size >= base && i < units.len() - 1 {
+        size /= base;
+        i += 1;
+    }
+    (size, units[i])
+}
+
+/// go-units `HumanSizeWithPrecision`: "4.26MB" (`%.*g` of decimal units).
+pub fn human_size_prec(size: f64, precision: usize) -> String {
+    let (v, unit) = size_and_unit(size, 1000.0, &DECIMAL);
+    format!("{}{unit}", format_g(v, Some(precision), false))
+}
+
+/// go-units `HumanSize`: four significant digits ("1.995MB").
+pub fn human_size(size: f64) -> String {
+    human_size_prec(size, 4)
+}
+
+/// What `docker images`/`ps` print for a size: three significant digits ("1.99MB").
+pub fn size3(size: i64) -> String {
+    human_size_prec(size as f64, 3)
+}
+
+/// go-units `BytesSize`: binary units, four significant digits ("1.5KiB", "100MiB").
+pub fn bytes_size(size: f64) -> String {
+    let (v, unit) = size_and_unit(size, 1024.0, &BINARY);
+    format!("{}{unit}", format_g(v, Some(4), false))
+}
+
+/// go-units `HumanDuration` ("Less than a second", "About an hour", "3 weeks").
+pub fn human_duration(secs: f64) -> String {
+    let seconds = secs as i64;
+    if seconds < 1 {
+        return "Less than a second".into();
+    }
+    if seconds == 1 {
+        return "1 second".into();
+    }
+    if seconds < 60 {
+        return format!("{seconds} seconds");
+    }
+    let minutes = (secs / 60.0) as i64;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (secs / 3600.0 + 0.5) as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", (secs / 3600.0) as i64 / 24 / 365)
+}
+
+/// "5 minutes ago" for a unix time, as docker's CREATED columns.
+pub fn since(unix: i64) -> String {
+    let now = chrono::Utc::now();
+    let then = chrono::DateTime::from_timestamp(unix, 0).unwrap_or(now);
+    let secs = (now - then).num_milliseconds() as f64 / 1000.0;
+    format!("{} ago", human_duration(secs))
+}
+
+/// Go's `time.Unix(t, 0).String()` in the local zone: "2024-01-02 15:04:05 +0000 UTC".
+pub fn go_time(unix: i64) -> String {
+    let (offset, zone) = local_zone(unix);
+    let t = chrono::DateTime::from_timestamp(unix + offset, 0).unwrap_or_default();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let off = offset.abs();
+    format!(
+        "{} {sign}{:02}{:02} {zone}",
+        t.format("%Y-%m-%d %H:%M:%S"),
+        off / 3600,
+        (off % 3600) / 60
+    )
+}
+
+/// The local zone's offset in seconds and its abbreviation at `unix` (UTC when the
+/// C library cannot say).
+fn local_zone(unix: i64) -> (i64, String) {
+    let t: libc::time_t = unix;
+    // SAFETY: `tm` is a plain C struct for which all-zero bytes are valid; localtime_r
+    // only writes into it and reads `t`, both alive for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; localtime_r is the thread-safe variant.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return (0, "UTC".into());
+    }
+    let zone = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: tm_zone points at a NUL-terminated abbreviation owned by the C
+        // library's zone data, valid while the process runs.
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let offset = tm.tm_gmtoff;
+    // Go names the zero offset zone "UTC" when no zone file says otherwise.
+    let zone = if zone.is_empty() || (offset == 0 && zone == "GMT") {
+        "UTC".into()
+    } else {
+        zone
+    };
+    (offset, zone)
+}
+
+/// docker's `TruncateID`: without a `sha256:`-style prefix, at most 12 characters.
+pub fn truncate_id(id: &str) -> String {
+    let id = id.split_once(':').map_or(id, |(_, rest)| rest);
+    id.chars().take(12).collect()
+}
+
+/// docker's `Ellipsis`: at most `max` display columns, the last one `…`.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if max == 0 {
+        return String::new();
+    }
+    if max == 1 {
+        return s.chars().next().map(String::from).unwrap_or_default();
+    }
+    let width = |c: char| c.width().unwrap_or(1).max(1);
+    let total: usize = s.chars().map(width).sum();
+    if total <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        if used + width(c) > max - 1 {
+            break;
+        }
+        used += width(c);
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_go_units() {
+        assert_eq!(size3(4_261_482), "4.26MB");
+        assert_eq!(size3(999), "999B");
+        assert_eq!(size3(1_500), "1.5kB");
+        assert_eq!(size3(999_999), "1e+03kB");
+        assert_eq!(size3(0), "0B");
+        assert_eq!(human_size(1_995_000.0), "1.995MB");
+        assert_eq!(bytes_size(104_857_600.0), "100MiB");
+        assert_eq!(bytes_size(1536.0), "1.5KiB");
+        assert_eq!(bytes_size(0.0), "0B");
+        assert_eq!(bytes_size(25_276_772_352.0), "23.54GiB");
+    }
+
+    #[test]
+    fn durations_like_go_units() {
+        assert_eq!(human_duration(0.5), "Less than a second");
+        assert_eq!(human_duration(1.0), "1 second");
+        assert_eq!(human_duration(59.0), "59 seconds");
+        assert_eq!(human_duration(90.0), "About a minute");
+        assert_eq!(human_duration(300.0), "5 minutes");
+        assert_eq!(human_duration(3600.0), "About an hour");
+        assert_eq!(human_duration(5399.0), "About an hour");
+        assert_eq!(human_duration(5400.0), "2 hours");
+        assert_eq!(human_duration(3.0 * 86400.0), "3 days");
+        assert_eq!(human_duration(21.0 * 86400.0), "3 weeks");
+        assert_eq!(human_duration(100.0 * 86400.0), "3 months");
+        assert_eq!(human_duration(800.0 * 86400.0), "2 years");
+    }
+
+    #[test]
+    fn ids_and_ellipsis() {
+        assert_eq!(truncate_id("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(truncate_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(
+            ellipsis("echo hello world with a long", 20),
+            "echo hello world wi…"
+        );
+        assert_eq!(ellipsis("short", 20), "short");
+        assert_eq!(ellipsis("日本語テキスト", 6), "日本…");
+    }
+}

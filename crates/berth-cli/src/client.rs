@@ -221,6 +221,18 @@ impl Client {
         Ok(resp)
     }
 
+    /// A request whose answer is JSON, parsed keeping the engine's key order (for
+    /// `inspect`, whose output shows the keys as dockerd orders them).
+    pub async fn json_ordered(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<crate::template::Value, CliError> {
+        let resp = self.send(method, path, None, false).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(crate::template::Value::from_json(&bytes)?)
+    }
+
     /// Takes over the connection (attach, exec start): returns the raw stream after 101.
     pub async fn hijack(
         &self,
@@ -232,6 +244,30 @@ impl Client {
         Ok(TokioIo::new(upgraded))
     }
 }
+
+/// `key=value` filter flags as the API's `filters` JSON, url-encoded; empty when
+/// there are none.
+pub fn filters_query(filters: &[String]) -> Result<String, FilterError> {
+    let mut m: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for f in filters {
+        let (k, v) = f.split_once('=').ok_or_else(|| FilterError(f.clone()))?;
+        let e = m
+            .entry(k.trim().to_ascii_lowercase())
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(o) = e.as_object_mut() {
+            o.insert(v.to_string(), serde_json::Value::Bool(true));
+        }
+    }
+    if m.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(enc(&serde_json::Value::Object(m).to_string()))
+}
+
+/// A `--filter` that is not `key=value`.
+#[derive(Debug, thiserror::Error)]
+#[error("bad format of filter (expected name=value)")]
+pub struct FilterError(pub String);
 
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
@@ -264,6 +300,14 @@ mod tests {
         assert!(Client::new("unix:///tmp/s.sock").is_ok());
         assert_eq!(enc("a b/c"), "a%20b%2Fc");
         assert_eq!(pick_host(Some("unix:///x")), "unix:///x");
+    }
+
+    #[test]
+    fn filters_as_docker_sends_them() {
+        assert_eq!(filters_query(&[]).unwrap(), "");
+        let q = filters_query(&["label=a=b".into(), "status=exited".into()]).unwrap();
+        assert_eq!(q, enc(r#"{"label":{"a=b":true},"status":{"exited":true}}"#));
+        assert!(filters_query(&["nope".into()]).is_err());
     }
 
     #[tokio::test]

@@ -5,8 +5,6 @@
 pub mod container;
 pub mod image;
 pub mod misc;
-pub mod old;
-pub use old::{ago, human_size, render, table};
 pub mod tabwriter;
 pub mod units;
 
@@ -18,7 +16,13 @@ pub const JSON_FORMAT: &str = "{{json .}}";
 /// A `--format` problem, worded as docker words it.
 #[derive(Debug, thiserror::Error)]
 #[error("template parsing error: {0}")]
-pub struct FormatError(#[from] pub crate::template::Error);
+pub struct FormatError(pub crate::template::Error);
+
+impl From<crate::template::Error> for FormatError {
+    fn from(e: crate::template::Error) -> FormatError {
+        FormatError(e)
+    }
+}
 
 /// Whether a format is a table (`table ...`).
 pub fn is_table(format: &str) -> bool {

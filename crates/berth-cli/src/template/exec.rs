@@ -28,11 +28,13 @@ pub struct Exec<'a> {
     depth: usize,
     line: usize,
     at: String,
+    missing_key_error: bool,
 }
 
 impl<'a> Exec<'a> {
-    pub fn new(tree: &'a Tree, funcs: &'a FuncMap) -> Exec<'a> {
+    pub fn new(tree: &'a Tree, funcs: &'a FuncMap, missing_key_error: bool) -> Exec<'a> {
         Exec {
+            missing_key_error,
             tree,
             funcs,
             vars: vec![],
@@ -335,8 +337,10 @@ impl<'a> Exec<'a> {
                     _ if has_args => {
                         Err(self.err(format!("{name} is not a method but has arguments")))
                     }
-                    Kind::StrMap => Ok(Value::Str(String::new())),
-                    Kind::Map => Ok(Value::Missing),
+                    Kind::Map if self.missing_key_error => {
+                        Err(self.err(format!("map has no entry for key {name:?}")))
+                    }
+                    Kind::StrMap | Kind::Map => Ok(Value::Missing),
                 },
             },
             other => Err(self.err(format!(

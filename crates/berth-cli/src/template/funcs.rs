@@ -240,7 +240,11 @@ fn index(a: &[Value]) -> Result<Value, String> {
                         as i64,
                 )
             }
-            (Value::Map(m), Value::Str(key)) => m.get(key).cloned().unwrap_or_default(),
+            (Value::Map(m), Value::Str(key)) => match m.get(key) {
+                Some(v) => v.clone(),
+                None if m.kind == super::value::Kind::StrMap => Value::Str(String::new()),
+                None => Value::Nil,
+            },
             (Value::Map(_), other) => {
                 return Err(format!(
                     "value has type {}; should be string",

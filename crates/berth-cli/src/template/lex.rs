@@ -31,6 +31,34 @@ pub enum Tok {
     Keyword(&'static str),
 }
 
+impl std::fmt::Display for Tok {
+    /// As Go's lexer names items in messages: `<.>`, `<if>`, `"str"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tok::Text(t) => write!(f, "{t:?}"),
+            Tok::Left => write!(f, "<{{{{>"),
+            Tok::Right => write!(f, "<}}}}>"),
+            Tok::Space => write!(f, "space"),
+            Tok::Field(n) => write!(f, "<.{n}>"),
+            Tok::Variable(v) => write!(f, "<{v}>"),
+            Tok::Dot => write!(f, "<.>"),
+            Tok::Ident(i) => write!(f, "<{i}>"),
+            Tok::Str(s) => write!(f, "{s:?}"),
+            Tok::Number(Number::Int(i)) => write!(f, "<{i}>"),
+            Tok::Number(Number::Float(x)) => write!(f, "<{x}>"),
+            Tok::Bool(b) => write!(f, "<{b}>"),
+            Tok::Nil => write!(f, "<nil>"),
+            Tok::Pipe => write!(f, "<|>"),
+            Tok::LParen => write!(f, "<(>"),
+            Tok::RParen => write!(f, "<)>"),
+            Tok::Declare => write!(f, "<:=>"),
+            Tok::Assign => write!(f, "<=>"),
+            Tok::Comma => write!(f, "<,>"),
+            Tok::Keyword(k) => write!(f, "<{k}>"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
     Int(i64),

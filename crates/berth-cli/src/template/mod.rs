@@ -49,6 +49,7 @@ impl Error {
 pub struct Template {
     tree: parse::Tree,
     funcs: FuncMap,
+    missing_key_error: bool,
 }
 
 impl std::fmt::Debug for Template {
@@ -70,7 +71,18 @@ impl Template {
         let mut funcs = funcs::builtins();
         funcs.extend(extra);
         let tree = parse::parse(src, &|name| funcs.contains_key(name))?;
-        Ok(Template { tree, funcs })
+        Ok(Template {
+            tree,
+            funcs,
+            missing_key_error: false,
+        })
+    }
+
+    /// Go's `missingkey=error`: a field an object does not have is an error (docker's
+    /// inspect falls back to the raw JSON with this option).
+    pub fn missing_key_error(mut self) -> Template {
+        self.missing_key_error = true;
+        self
     }
 
     /// The same template with docker's table-header functions in place of the
@@ -93,7 +105,7 @@ impl Template {
     /// Runs the template; on an error, also what was written before it (Go's
     /// Execute writes as it goes).
     pub fn execute_partial(&self, data: &Value) -> (String, Option<Error>) {
-        let mut ex = exec::Exec::new(&self.tree, &self.funcs);
+        let mut ex = exec::Exec::new(&self.tree, &self.funcs, self.missing_key_error);
         let r = ex.run(data);
         (std::mem::take(&mut ex.out), r.err())
     }

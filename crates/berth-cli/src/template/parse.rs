@@ -128,7 +128,7 @@ pub struct Tree {
 }
 
 /// How an item list ended.
-enum End {
+enum Stop {
     Eof,
     End,
     Else,
@@ -165,9 +165,9 @@ pub fn parse(src: &str, is_func: &dyn Fn(&str) -> bool) -> Result<Tree, Error> {
         let (list, end) = p.item_list()?;
         root.extend(list);
         match end {
-            End::Eof => break,
-            End::End => return Err(p.err("unexpected {{end}}")),
-            End::Else => return Err(p.err("unexpected {{else}}")),
+            Stop::Eof => break,
+            Stop::End => return Err(p.err("unexpected {{end}}")),
+            Stop::Else => return Err(p.err("unexpected {{else}}")),
         }
     }
     Ok(Tree {
@@ -232,16 +232,16 @@ impl Parser<'_> {
     fn expect_right(&mut self, context: &str) -> Result<(), Error> {
         match self.next_non_space() {
             Some(Tok::Right) => Ok(()),
-            Some(t) => Err(self.err(&format!("unexpected {t:?} in {context}"))),
+            Some(t) => Err(self.err(&format!("unexpected {t} in {context}"))),
             None => Err(self.err(&format!("unclosed action in {context}"))),
         }
     }
 
-    fn item_list(&mut self) -> Result<(Vec<Node>, End), Error> {
+    fn item_list(&mut self) -> Result<(Vec<Node>, Stop), Error> {
         let mut list = Vec::new();
         loop {
             match self.next() {
-                None => return Ok((list, End::Eof)),
+                None => return Ok((list, Stop::Eof)),
                 Some(Tok::Text(t)) => list.push(Node::Text(t)),
                 Some(Tok::Left) => {
                     let kw = match self.peek_non_space() {
@@ -252,7 +252,7 @@ impl Parser<'_> {
                         Some("end") => {
                             self.next();
                             self.expect_right("end")?;
-                            return Ok((list, End::End));
+                            return Ok((list, Stop::End));
                         }
                         Some("else") => {
                             self.next();
@@ -261,7 +261,7 @@ impl Parser<'_> {
                                 Some(Tok::Keyword("if" | "with")) => {}
                                 _ => self.expect_right("else")?,
                             }
-                            return Ok((list, End::Else));
+                            return Ok((list, Stop::Else));
                         }
                         Some("define") => {
                             return Err(self.err("unexpected <define> in command"));
@@ -269,7 +269,7 @@ impl Parser<'_> {
                         _ => list.push(self.action()?),
                     }
                 }
-                Some(t) => return Err(self.err(&format!("unexpected {t:?}"))),
+                Some(t) => return Err(self.err(&format!("unexpected {t}"))),
             }
         }
     }
@@ -318,9 +318,9 @@ impl Parser<'_> {
             self.range_depth -= 1;
         }
         let else_list = match end {
-            End::Eof => return Err(self.err(&format!("unexpected EOF in {context}"))),
-            End::End => None,
-            End::Else => {
+            Stop::Eof => return Err(self.err(&format!("unexpected EOF in {context}"))),
+            Stop::End => None,
+            Stop::Else => {
                 let chained = match self.peek_non_space() {
                     Some(Tok::Keyword("if")) if context == "if" => Some("if"),
                     Some(Tok::Keyword("with")) if context == "with" => Some("with"),
@@ -340,7 +340,7 @@ impl Parser<'_> {
                     }
                     None => {
                         let (l, end) = self.item_list()?;
-                        if !matches!(end, End::End) {
+                        if !matches!(end, Stop::End) {
                             return Err(self.err("expected end; found else or EOF"));
                         }
                         Some(l)
@@ -382,7 +382,7 @@ impl Parser<'_> {
         let saved = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
         let (list, end) = self.item_list()?;
         self.vars = saved;
-        if !matches!(end, End::End) {
+        if !matches!(end, Stop::End) {
             return Err(self.err("unexpected EOF in block clause"));
         }
         self.defines.insert(name.clone(), list);
@@ -399,7 +399,7 @@ impl Parser<'_> {
         let saved = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
         let (list, end) = self.item_list()?;
         self.vars = saved;
-        if !matches!(end, End::End) {
+        if !matches!(end, Stop::End) {
             return Err(self.err("unexpected EOF in define clause"));
         }
         self.defines.insert(name, list);
@@ -499,7 +499,7 @@ impl Parser<'_> {
                 }
                 Some(t) => {
                     let t = t.clone();
-                    return Err(self.err(&format!("unexpected {t:?} in operand")));
+                    return Err(self.err(&format!("unexpected {t} in operand")));
                 }
                 None => return Err(self.err("unclosed action")),
             }

@@ -600,8 +600,8 @@ mod tests {
             ),
             "ff FF 10 101"
         );
-        assert_eq!(sprintf("%.2f", &[Value::Float(3.14159)]), "3.14");
-        assert_eq!(sprintf("%8.3f|", &[Value::Float(3.14159)]), "   3.142|");
+        assert_eq!(sprintf("%.2f", &[Value::Float(1.23456)]), "1.23");
+        assert_eq!(sprintf("%8.3f|", &[Value::Float(1.23456)]), "   1.235|");
         assert_eq!(sprintf("%e", &[Value::Float(1234.5678)]), "1.234568e+03");
         assert_eq!(sprintf("%q", &[s("a\"b\n")]), "\"a\\\"b\\n\"");
         assert_eq!(

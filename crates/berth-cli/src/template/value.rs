@@ -84,6 +84,21 @@ impl Map {
         self.entries.get(k)
     }
 
+    /// Makes `alias` answer what `key` holds, for templates only (a method: left out
+    /// of JSON). docker's typed objects name some fields differently from their JSON
+    /// (`ID` for `Id`, `APIVersion` for `ApiVersion`) and templates use either.
+    pub fn alias(&mut self, alias: &str, key: &str) {
+        if self.entries.contains_key(alias) {
+            return;
+        }
+        if let Some(v) = self.entries.get(key).cloned() {
+            self.entries.insert(
+                alias.to_string(),
+                Value::Func(std::sync::Arc::new(move |_: &[Value]| Ok(v.clone()))),
+            );
+        }
+    }
+
     /// Keys in Go's iteration order for maps: sorted.
     pub fn sorted_keys(&self) -> Vec<&String> {
         let mut keys: Vec<&String> = self.entries.keys().collect();
@@ -338,6 +353,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let mut m = Map::new();
         while let Some((k, v)) = access.next_entry::<String, Value>()? {
             m.entries.insert(k, v);
+        }
+        // An object of strings is one of docker's `map[string]string`s (labels,
+        // driver data, options): a key it lacks is "" there, not `<no value>`.
+        if m.entries.values().all(|v| matches!(v, Value::Str(_))) {
+            m.kind = Kind::StrMap;
         }
         Ok(Value::Map(m))
     }

@@ -1,0 +1,56 @@
+//! `ps` / `container ls`.
+
+use anyhow::Result;
+use http::Method;
+
+use super::PsArgs;
+use crate::client::{filters_query, Client};
+use crate::format::{self, container};
+
+pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
+    let source = match &a.format {
+        Some(f) => f.clone(),
+        None if !a.quiet => crate::config::ConfigFile::load()
+            .ok()
+            .and_then(|cfg| cfg.format("psFormat"))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let fmt = container::format_for(&source, a.quiet, a.size);
+    if !a.quiet && !a.size && a.format.is_some() {
+        // docker checks a custom format first (to see whether it shows .Size).
+        if let Err(e) = crate::template::Template::parse(&format::template_source(&fmt)) {
+            anyhow::bail!("failed to parse template: {e}");
+        }
+    }
+    // docker asks for sizes when the template shows them.
+    let size = a.size || (!a.quiet && fmt.contains(".Size"));
+    let mut q = vec![format!("all={}", (a.all || a.latest || a.last > 0) as u8)];
+    if a.latest {
+        q.push("limit=1".into());
+    } else if a.last > 0 {
+        q.push(format!("limit={}", a.last));
+    }
+    if size {
+        q.push("size=1".into());
+    }
+    let f = filters_query(&a.filter)?;
+    if !f.is_empty() {
+        q.push(format!("filters={f}"));
+    }
+    let list = c
+        .json(
+            Method::GET,
+            &format!("/containers/json?{}", q.join("&")),
+            None,
+        )
+        .await?;
+    let rows: Vec<_> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| container::row(x, !a.no_trunc))
+        .collect();
+    print!("{}", format::write(&fmt, &container::header(), &rows)?);
+    Ok(0)
+}

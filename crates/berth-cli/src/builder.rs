@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use http::Method;
 
-use crate::cli::confirm;
+use crate::cli::ask;
 use crate::client::{filters_query, Client};
 use crate::format::units;
 
@@ -41,7 +41,11 @@ pub async fn run(c: &Client, cmd: BuilderCmd) -> Result<i32> {
             } else {
                 "WARNING! This will remove all dangling build cache."
             };
-            if !a.force && !confirm(warning)? {
+            if !a.force
+                && !ask(&format!(
+                    "{warning} Are you sure you want to continue? [y/N] "
+                ))?
+            {
                 return Ok(0);
             }
             let mut q = vec![format!("all={}", a.all as u8)];

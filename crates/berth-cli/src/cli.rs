@@ -32,19 +32,19 @@ pub struct StatusError {
     pub message: String,
 }
 
-/// Asks "Are you sure you want to continue? [y/N]" after `warning` (on stderr, as
-/// docker does); without a terminal, fails and says to use `-f`.
+/// Asks "Are you sure you want to continue? [y/N]" on the line after `warning` and
+/// reads the answer from stdin, as docker does (anything but y or yes is no; so is
+/// EOF).
 pub fn confirm(warning: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "{warning}\nNot on a terminal: use -f (--force) to go ahead without confirmation"
-        );
-    }
-    eprint!(
-        "{}\nAre you sure you want to continue? [y/N] ",
-        warning.trim_end()
-    );
+    ask(&format!(
+        "{warning}\nAre you sure you want to continue? [y/N] "
+    ))
+}
+
+/// Prints `prompt` on stderr and reads a yes or no from stdin.
+pub fn ask(prompt: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    eprint!("{prompt}");
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -62,7 +62,7 @@ pub fn confirm(warning: &str) -> Result<bool> {
 )]
 pub struct Cli {
     /// Location of client config files
-    #[arg(long, global = true, value_name = "string")]
+    #[arg(long, global = true, hide = true, value_name = "string")]
     pub config: Option<PathBuf>,
     /// Name of the context to use to connect to the daemon (berth has one: "default")
     #[arg(short = 'c', long, value_name = "string", env = "DOCKER_CONTEXT")]
@@ -71,7 +71,7 @@ pub struct Cli {
     #[arg(short = 'D', long)]
     pub debug: bool,
     /// Daemon socket to connect to
-    #[arg(short = 'H', long, global = true, value_name = "string")]
+    #[arg(short = 'H', long, global = true, hide = true, value_name = "string")]
     pub host: Option<String>,
     /// Set the logging level ("debug", "info", "warn", "error", "fatal")
     #[arg(short = 'l', long = "log-level", value_name = "string")]
@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(short = 'v', long)]
     pub version: bool,
     /// Print usage
-    #[arg(long, action = clap::ArgAction::Help, global = true)]
+    #[arg(long, action = clap::ArgAction::Help, global = true, hide = true)]
     pub help: Option<bool>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -271,7 +271,7 @@ const GROUPS: &[(&str, &[&str])] = &[
 
 const LEAF_TEMPLATE: &str = "\nUsage:  {usage}\n\n{about}\n\nOptions:\n{options}\n";
 const GROUP_TEMPLATE: &str =
-    "\nUsage:  {usage}\n\n{about}\n\nCommands:\n{subcommands}\n\nRun '{name} COMMAND --help' for more information on a command.\n";
+    "\nUsage:  {usage}\n\n{about}\n\nCommands:\n{commands}\nRun '{name} COMMAND --help' for more information on a command.\n";
 
 /// The parser with docker-like help layouts on every command.
 pub fn command() -> clap::Command {
@@ -281,9 +281,26 @@ pub fn command() -> clap::Command {
             templated(s, &p)
         });
         if cmd.has_subcommands() {
-            cmd.help_template(GROUP_TEMPLATE.replace("{name}", path))
-                .subcommand_required(true)
-                .arg_required_else_help(true)
+            // docker's listing: names padded to 12 columns, aliases left out.
+            let mut names: Vec<(String, String)> = cmd
+                .get_subcommands()
+                .map(|s| {
+                    let about = s.get_about().map(|a| a.to_string()).unwrap_or_default();
+                    (s.get_name().to_string(), about)
+                })
+                .collect();
+            names.sort();
+            let listing: String = names
+                .iter()
+                .map(|(n, a)| format!("  {n:<11} {a}\n"))
+                .collect();
+            cmd.help_template(
+                GROUP_TEMPLATE
+                    .replace("{name}", path)
+                    .replace("{commands}", &listing),
+            )
+            .subcommand_required(true)
+            .arg_required_else_help(true)
         } else {
             cmd.help_template(LEAF_TEMPLATE)
         }
@@ -305,7 +322,7 @@ pub fn root_help() -> String {
             .unwrap_or_default()
     };
     let mut out = String::from(
-        "\nUsage:  berth [OPTIONS] COMMAND\n\nA self-sufficient runtime for containers\n",
+        "Usage:  berth [OPTIONS] COMMAND\n\nA self-sufficient runtime for containers\n",
     );
     for (group, names) in GROUPS {
         out.push_str(&format!("\n{group}:\n"));
@@ -313,8 +330,12 @@ pub fn root_help() -> String {
             out.push_str(&format!("  {n:<11} {}\n", about(n)));
         }
     }
+    out.push_str(&format!(
+        "\nGlobal Options:\n      --config string      Location of client config files (default\n                           {:?})\n",
+        crate::config::dir().display().to_string()
+    ));
     out.push_str(
-        "\nGlobal Options:\n      --config string      Location of client config files (default\n                           \"~/.docker\")\n  -c, --context string     Name of the context to use to connect to the\n                           daemon (berth has one: \"default\")\n  -D, --debug              Enable debug mode\n  -H, --host string        Daemon socket to connect to\n  -l, --log-level string   Set the logging level (\"debug\", \"info\",\n                           \"warn\", \"error\", \"fatal\") (default \"info\")\n  -v, --version            Print version information and quit\n\nRun 'berth COMMAND --help' for more information on a command.\n",
+        "  -c, --context string     Name of the context to use to connect to the\n                           daemon (berth has one: \"default\")\n  -D, --debug              Enable debug mode\n  -H, --host string        Daemon socket to connect to\n  -l, --log-level string   Set the logging level (\"debug\", \"info\",\n                           \"warn\", \"error\", \"fatal\") (default \"info\")\n  -v, --version            Print version information and quit\n\nRun 'berth COMMAND --help' for more information on a command.\n",
     );
     out
 }

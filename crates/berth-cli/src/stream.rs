@@ -173,6 +173,18 @@ impl EscapeProxy {
     }
 }
 
+/// docker's `CheckTty`: a TTY with stdin attached needs a terminal on stdin.
+pub fn check_tty(attach_stdin: bool, tty: bool) -> anyhow::Result<()> {
+    if attach_stdin && tty && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return Err(crate::cli::StatusError {
+            code: 1,
+            message: "the input device is not a TTY".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// How an attached session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {

@@ -729,7 +729,11 @@ pub async fn prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
     } else {
         warn.push_str("  - all dangling images\n");
     }
-    warn.push_str("  - unused build cache\n");
+    warn.push_str(if a.all {
+        "  - all build cache\n"
+    } else {
+        "  - unused build cache\n"
+    });
     if !a.force && !confirm(&warn)? {
         return Ok(0);
     }

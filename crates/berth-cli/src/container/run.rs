@@ -125,6 +125,12 @@ pub async fn create(c: &Client, a: CreateArgs) -> Result<i32> {
 
 pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
     let o = &a.create;
+    if !a.detach {
+        stream::check_tty(
+            o.interactive || o.attach.iter().any(|x| x == "stdin"),
+            o.tty,
+        )?;
+    }
     if a.detach && !o.attach.is_empty() {
         return Err(StatusError {
             code: 125,
@@ -249,6 +255,7 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
     let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = a.interactive && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let auto_remove = v["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false);
+    stream::check_tty(stdin, tty)?;
     let _proxy = (!tty).then(|| SignalProxy::start(c, &id));
     let (keys_text, keys) = stream::detach_keys(a.detach_keys.as_deref());
     let mut q = format!(
@@ -310,6 +317,7 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
     };
     let tty = v["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !a.no_stdin && v["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    stream::check_tty(!a.no_stdin, tty)?;
     let _proxy = (a.sig_proxy && !tty).then(|| SignalProxy::start(c, &id));
     let (keys_text, keys) = stream::detach_keys(a.detach_keys.as_deref());
     let mut q = format!(
@@ -356,6 +364,9 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
         }
     }
     env.extend(a.env.iter().cloned());
+    if !a.detach {
+        stream::check_tty(a.interactive, a.tty)?;
+    }
     let (keys_text, keys) = stream::detach_keys(a.detach_keys.as_deref());
     let mut body = json!({
         "AttachStdin": a.interactive && !a.detach,

@@ -145,7 +145,7 @@ fn client_version(c: &Client) -> Value {
         "GitCommit",
         option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
     );
-    m.insert("GoVersion", "");
+    m.insert("GoVersion", concat!("rust (berth ", env!("CARGO_PKG_VERSION"), ")"));
     m.insert("Os", std::env::consts::OS);
     m.insert("Arch", go_arch());
     m.insert("BuildTime", "");
@@ -482,11 +482,25 @@ pub async fn info(c: &Client, a: InfoArgs) -> Result<i32> {
             Value::Map(m) => m,
             _ => Map::new(),
         };
+        // docker's clientInfo: the client's version fields, its plugins and warnings.
         let mut client = Map::new();
         client.insert("Debug", false);
-        client.insert("Context", "default");
-        client.insert("Version", env!("CARGO_PKG_VERSION"));
+        if let Value::Map(v) = client_version(c) {
+            for k in [
+                "Version",
+                "DefaultAPIVersion",
+                "GitCommit",
+                "GoVersion",
+                "Os",
+                "Arch",
+                "BuildTime",
+                "Context",
+            ] {
+                client.insert(k, v.get(k).cloned().unwrap_or_default());
+            }
+        }
         client.insert("Plugins", Value::List(vec![]));
+        client.insert("Warnings", Value::Nil);
         data.insert("ClientInfo", client);
         let (out, err) = tmpl.execute_partial(&Value::Map(data));
         println!("{out}");

@@ -134,16 +134,27 @@ pub async fn rename(c: &Client, a: RenameArgs) -> Result<i32> {
     if a.new_name.trim().is_empty() {
         bail!("Error: Neither old nor new names may be empty");
     }
-    c.json(
-        Method::POST,
-        &format!(
-            "/containers/{}/rename?name={}",
-            enc(&a.container),
-            enc(&a.new_name)
-        ),
-        None,
-    )
-    .await?;
+    if let Err(e) = c
+        .json(
+            Method::POST,
+            &format!(
+                "/containers/{}/rename?name={}",
+                enc(&a.container),
+                enc(&a.new_name)
+            ),
+            None,
+        )
+        .await
+    {
+        return Err(StatusError {
+            code: 1,
+            message: format!(
+                "{e}\nError: failed to rename container named {}",
+                a.container
+            ),
+        }
+        .into());
+    }
     Ok(0)
 }
 

@@ -340,6 +340,85 @@ pub fn root_help() -> String {
     out
 }
 
+/// Management commands' own verbs that docs/cli.md describes in full (the others
+/// are the top-level commands under another name).
+const MANAGEMENT_ONLY: &[(&str, &[&str])] = &[
+    ("builder", &["prune"]),
+    ("container", &["ls", "prune"]),
+    ("context", &["inspect", "ls", "show", "use"]),
+    ("image", &["inspect", "ls", "prune"]),
+    ("system", &["df", "prune"]),
+    ("volume", &["create", "inspect", "ls", "prune", "rm"]),
+];
+
+fn reference_section(out: &mut String, cmd: &clap::Command, path: &str) {
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    let usage = cmd
+        .get_overridden_usage()
+        .map(|u| u.to_string().replace(['\n', '\t'], " "))
+        .unwrap_or_else(|| path.to_string());
+    let usage = usage.split_whitespace().collect::<Vec<_>>().join(" ");
+    out.push_str(&format!("### `{path}`\n\n{about}. `{usage}`\n\n"));
+    let flags: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_positional() && !a.is_hide_set() && a.get_id() != "help")
+        .collect();
+    if flags.is_empty() {
+        return;
+    }
+    out.push_str("| flag | what it does |\n|---|---|\n");
+    for a in flags {
+        let name = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}, --{l}"),
+            (None, Some(l)) => format!("--{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, None) => continue,
+        };
+        let help = a
+            .get_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        out.push_str(&format!("| `{name}` | {help} |\n"));
+    }
+    out.push('\n');
+}
+
+/// The commands and flags, as docs/cli.md lists them (a test keeps the two equal).
+pub fn reference() -> String {
+    let root = Cli::command();
+    let mut out = String::new();
+    for (group, names) in GROUPS {
+        out.push_str(&format!("## {group}\n\n"));
+        for n in *names {
+            let Some(cmd) = root.find_subcommand(n) else {
+                continue;
+            };
+            if cmd.has_subcommands() {
+                let verbs: Vec<String> = cmd
+                    .get_subcommands()
+                    .map(|s| format!("`{}`", s.get_name()))
+                    .collect();
+                out.push_str(&format!(
+                    "### `berth {n}`\n\n{}. Verbs: {}.\n\n",
+                    cmd.get_about().map(|a| a.to_string()).unwrap_or_default(),
+                    verbs.join(", ")
+                ));
+                if let Some((_, own)) = MANAGEMENT_ONLY.iter().find(|(m, _)| m == n) {
+                    for v in *own {
+                        if let Some(sub) = cmd.find_subcommand(v) {
+                            reference_section(&mut out, sub, &format!("berth {n} {v}"));
+                        }
+                    }
+                }
+                continue;
+            }
+            reference_section(&mut out, cmd, &format!("berth {n}"));
+        }
+    }
+    out
+}
+
 /// The command names the arguments reach (`["berth", "container", "ls"]`), for
 /// error messages.
 fn command_path(root: &clap::Command, args: &[String]) -> Vec<String> {
@@ -652,6 +731,12 @@ async fn dispatch(host: &str, command: Command) -> Result<i32> {
     match command {
         Command::Logout(a) => crate::registry::logout(a).await,
         Command::Context(a) => crate::context::run(host, a),
+        // The client's part is printed even when the engine cannot be reached.
+        Command::Version(a) => match Client::connect(host).await {
+            Ok(c) => crate::system::version(&c, a).await,
+            Err(CliError::Unreachable(_)) => crate::system::version(&Client::new(host)?, a).await,
+            Err(e) => Err(e.into()),
+        },
         command => {
             let c = Client::connect(host).await?;
             run_command(&c, command).await
@@ -788,6 +873,31 @@ mod tests {
             panic!()
         };
         assert!(!r.sig_proxy && r.detach);
+    }
+
+    /// docs/cli.md's reference part is generated from the parser; rewrite it with
+    /// `BERTH_UPDATE_DOCS=1 cargo test -p berth-cli --lib docs_list_every_command`.
+    #[test]
+    fn docs_list_every_command_and_flag() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let (start, end) = (
+            "<!-- reference: generated -->\n",
+            "<!-- end of reference -->",
+        );
+        let want = reference();
+        let (Some(a), Some(b)) = (doc.find(start), doc.find(end)) else {
+            panic!("docs/cli.md has no generated reference section");
+        };
+        let have = &doc[a + start.len()..b];
+        if have != want {
+            if std::env::var_os("BERTH_UPDATE_DOCS").is_some() {
+                let new = format!("{}{start}{want}{}", &doc[..a], &doc[b..]);
+                std::fs::write(&path, new).unwrap();
+                return;
+            }
+            panic!("docs/cli.md is out of date: run BERTH_UPDATE_DOCS=1 cargo test -p berth-cli --lib docs_list_every_command");
+        }
     }
 
     #[test]

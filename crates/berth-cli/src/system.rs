@@ -145,7 +145,10 @@ fn client_version(c: &Client) -> Value {
         "GitCommit",
         option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
     );
-    m.insert("GoVersion", concat!("rust (berth ", env!("CARGO_PKG_VERSION"), ")"));
+    m.insert(
+        "GoVersion",
+        concat!("rust (berth ", env!("CARGO_PKG_VERSION"), ")"),
+    );
     m.insert("Os", std::env::consts::OS);
     m.insert("Arch", go_arch());
     m.insert("BuildTime", "");

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::opts::create_body;
 use super::{AttachArgs, Containers, CreateArgs, CreateFlags, ExecArgs, RunArgs, StartArgs};
@@ -446,13 +446,4 @@ pub async fn wait(c: &Client, a: Containers) -> Result<i32> {
         }
     }
     Ok(failed as i32)
-}
-
-/// Values of a JSON list of strings.
-pub fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str().map(str::to_string))
-        .collect()
 }

@@ -141,6 +141,13 @@ cleanup_after() {
       timeout 20 "$rt" --root "$st" delete -f "$ct" >/dev/null 2>&1 || true
     done
   done
+  # A process stuck in a frozen cgroup cannot die until it is thawed.
+  for m in /sys/fs/cgroup/freezer/runc-cgroups-integration-test /sys/fs/cgroup/runc-cgroups-integration-test \
+    /sys/fs/cgroup/unified/runc-cgroups-integration-test; do
+    [ -d "$m" ] || continue
+    find "$m" -name freezer.state -exec sh -c 'echo THAWED >"$1"' _ {} \; 2>/dev/null || true
+    find "$m" -name cgroup.freeze -exec sh -c 'echo 0 >"$1"' _ {} \; 2>/dev/null || true
+  done
   for p in $(ps -eo pid=,args= | awk -v t="$tmp" 'index($0, t) {print $1}'); do
     [ "$p" != $$ ] && kill -9 "$p" 2>/dev/null || true
   done

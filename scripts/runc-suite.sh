@@ -55,15 +55,21 @@ if [ ${#runtimes[@]} -eq 0 ]; then
   [ -x "$bin" ] || { echo "runc-suite.sh: build berth-runtime first (cargo build -p berth-runtime)" >&2; exit 1; }
   runtimes=("$bin")
 fi
-for i in "${!runtimes[@]}"; do
-  r=${runtimes[$i]}
-  [[ $r == */* ]] || r=$(command -v "$r") || { echo "runc-suite.sh: ${runtimes[$i]} not found" >&2; exit 1; }
-  runtimes[$i]=$(readlink -f "$r")
-done
-
 work=${SUITE_WORK:-$repo/target/runc-suite}
 file_timeout=${FILE_TIMEOUT:-600}
 mkdir -p "$work"
+
+# Each runtime is copied first, so that a rebuild during the run (it takes a
+# while) does not change the binary under test halfway through.
+for i in "${!runtimes[@]}"; do
+  r=${runtimes[$i]}
+  [[ $r == */* ]] || r=$(command -v "$r") || { echo "runc-suite.sh: ${runtimes[$i]} not found" >&2; exit 1; }
+  r=$(readlink -f "$r")
+  snap=$work/under-test/$i/$(basename "$r")
+  mkdir -p "$(dirname "$snap")"
+  cp "$r" "$snap.tmp" && mv "$snap.tmp" "$snap"
+  runtimes[$i]=$snap
+done
 
 # The suite's tree: tests/integration copied, helpers built beside it where
 # helpers.bash looks for them (INTEGRATION_ROOT/../../contrib/cmd/NAME/NAME).

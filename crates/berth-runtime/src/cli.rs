@@ -9,6 +9,73 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Default directory for container state, one subdirectory per container.
 pub const DEFAULT_ROOT: &str = "/run/berth/runtime";
 
+/// `-h` of the binary, in runc's layout (NAME, USAGE, COMMANDS, GLOBAL OPTIONS).
+/// Scripts written for runc read the second line, so it names runc's role.
+const ROOT_HELP: &str = "\
+NAME:
+   {bin} - an implementation of runc - Open Container Initiative runtime
+
+USAGE:
+   {usage}
+
+DESCRIPTION:
+   berth's OCI runtime. It has runc's command line, so that containerd, Docker,
+   podman and berth's own shim can drive it the way they drive runc.
+
+COMMANDS:
+{subcommands}
+
+GLOBAL OPTIONS:
+{options}
+";
+
+/// `-h` of every command, in runc's layout; the NAME line says which runc
+/// command it stands for.
+const COMMAND_HELP: &str = "\
+NAME:
+   {bin} - {about} (as runc {name})
+
+USAGE:
+   {usage}
+
+OPTIONS:
+{all-args}
+";
+
+/// The clap command with runc's help layout on the binary and every command.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .help_template(ROOT_HELP)
+        .mut_subcommands(|c| c.help_template(COMMAND_HELP))
+}
+
+/// The first word of `args` (after the program name and the global options)
+/// when it is not a command: runc answers `No help topic for 'WORD'`.
+pub fn unknown_command(args: &[String]) -> Option<String> {
+    let cmd = command();
+    let with_value: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return None;
+        }
+        if a.starts_with('-') {
+            if !a.contains('=') && with_value.iter().any(|w| w == a) {
+                it.next();
+            }
+            continue;
+        }
+        let known = a == "help" || cmd.get_subcommands().any(|c| c.get_name() == a);
+        return (!known).then(|| a.clone());
+    }
+    None
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth-runtime",

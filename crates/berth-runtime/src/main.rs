@@ -2,12 +2,23 @@
 
 use std::process::ExitCode;
 
-use berth_runtime::cli::{Cli, Command};
+use berth_runtime::cli::{self, Cli, Command};
 use berth_runtime::{commands, logger, selfexe};
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(word) = cli::unknown_command(&args) {
+        eprintln!("No help topic for '{word}'");
+        return ExitCode::from(3);
+    }
+    let cli = match cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     logger::init(cli.log.clone(), cli.log_format, cli.debug);
     if cli.version {
         print!("{}", commands::features::version_text());

@@ -31,23 +31,27 @@ GLOBAL OPTIONS:
 
 /// `-h` of every command, in runc's layout; the NAME line says which runc
 /// command it stands for.
-const COMMAND_HELP: &str = "\
+fn command_help(name: &str) -> String {
+    format!(
+        "\
 NAME:
-   {bin} - {about} (as runc {name})
+   berth-runtime {name} - {{about}} (as runc {name})
 
 USAGE:
-   {usage}
+   {{usage}}
 
-OPTIONS:
-{all-args}
-";
+{{all-args}}
+"
+    )
+}
 
 /// The clap command with runc's help layout on the binary and every command.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command()
-        .help_template(ROOT_HELP)
-        .mut_subcommands(|c| c.help_template(COMMAND_HELP))
+    Cli::command().help_template(ROOT_HELP).mut_subcommands(|c| {
+        let help = command_help(c.get_name());
+        c.help_template(help)
+    })
 }
 
 /// The first word of `args` (after the program name and the global options)

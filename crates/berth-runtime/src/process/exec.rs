@@ -259,6 +259,7 @@ fn drive(
 /// `berth:[1:EXEC]`: wait for the cgroup, join the container's namespaces, fork
 /// the process that will execve.
 fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(), ChildFailure> {
+    crate::logger::debug("nsexec container setup: joining the container's namespaces");
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;
@@ -302,6 +303,7 @@ fn run_process(p: &Prepared, ch: &Channel) -> ChildFailure {
 }
 
 fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildFailure> {
+    crate::logger::debug("child process in init(): setting up the exec'd process");
     nix::unistd::setsid().map_err(|e| ChildFailure::setup(format!("setsid: {e}")))?;
     if p.terminal {
         let pty = tty::open_pty().map_err(ChildFailure::setup)?;
@@ -334,5 +336,6 @@ fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildF
     let program = p.plan.find()?.to_owned();
     attrs::cloexec_from(3 + p.preserve_fds)?;
     attrs::reset_signals()?;
+    crate::logger::debug(&format!("setns_init: about to exec {program:?}"));
     Ok(program)
 }

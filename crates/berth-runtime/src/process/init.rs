@@ -78,6 +78,7 @@ fn setup(
     cgroup_paths: &BTreeMap<String, PathBuf>,
     in_userns: bool,
 ) -> Result<(OciState, CString), ChildFailure> {
+    crate::logger::debug("child process in init(): the container's init builds its root");
     nix::unistd::setsid().map_err(fail("setsid"))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if !p.opts.no_new_keyring {
@@ -147,6 +148,7 @@ fn setup(
     let program = p.exec.find()?.to_owned();
     attrs::cloexec_from(3 + p.opts.preserve_fds)?;
     attrs::reset_signals()?;
+    crate::logger::debug("init: closing the pipe to signal completion (ready, waiting for start)");
     ch.init_ready().map_err(fail("report ready"))?;
     Ok((state, program))
 }

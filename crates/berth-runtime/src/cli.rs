@@ -48,10 +48,12 @@ USAGE:
 /// The clap command with runc's help layout on the binary and every command.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command().help_template(ROOT_HELP).mut_subcommands(|c| {
-        let help = command_help(c.get_name());
-        c.help_template(help)
-    })
+    Cli::command()
+        .help_template(ROOT_HELP)
+        .mut_subcommands(|c| {
+            let help = command_help(c.get_name());
+            c.help_template(help)
+        })
 }
 
 /// The first word of `args` (after the program name and the global options)
@@ -272,9 +274,10 @@ pub struct ExecArgs {
     /// Exec even when the container is paused.
     #[arg(long)]
     pub ignore_paused: bool,
-    /// Join only this cgroup (accepted; the container's cgroup is always joined).
+    /// Run in an existing sub-cgroup of the container's:
+    /// `[controller[,controller]:]path`, repeatable (one per controller).
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

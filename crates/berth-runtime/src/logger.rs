@@ -11,6 +11,17 @@ use std::sync::OnceLock;
 
 use crate::cli::LogFormat;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errno_words_as_go() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(super::errno_text(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(libc::EBUSY);
+        assert_eq!(super::errno_text(&e), "device or resource busy");
+    }
+}
+
 #[derive(Debug)]
 struct Config {
     /// The `--log` file, opened once (append, close-on-exec) so that the
@@ -122,6 +133,38 @@ fn write(level: &str, msg: &str) {
 /// Whether `--debug` was given (callers skip building costly messages).
 pub fn debug_enabled() -> bool {
     CONFIG.get().is_some_and(|c| c.debug)
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the
+/// message already carries (thiserror messages often embed their source).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
+/// An OS error as Go (and so runc) words it: "no such file or directory",
+/// without Rust's "(os error N)"; scripts written for runc match these words.
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let desc = nix::errno::Errno::from_raw(n).desc();
+            let mut chars = desc.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => e.to_string(),
+            }
+        }
+        None => e.to_string(),
+    }
 }
 
 pub fn error(msg: &str) {

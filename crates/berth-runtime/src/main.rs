@@ -60,22 +60,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            logger::error(&one_line(&e));
-            ExitCode::FAILURE
+            logger::error(&logger::one_line(&*e));
+            let code = e
+                .downcast_ref::<berth_runtime::Error>()
+                .map_or(1, berth_runtime::Error::exit_code);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
-}
-
-/// The error and its causes on one line, leaving out a cause whose text the
-/// message already carries (thiserror messages often embed their source).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
 }

@@ -175,10 +175,18 @@ pub enum ProcessError {
         #[source]
         source: BoxError,
     },
-    #[error("container {id} is {status}: exec needs a running or created container")]
+    #[error("cannot exec in a {status} container")]
     NotRunning { id: String, status: String },
-    #[error("container {0} is paused (use --ignore-paused to exec anyway)")]
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
     Paused(String),
+    #[error("{0}")]
+    BadSubCgroup(String),
+    #[error("adding pid {pid} to cgroups: write {}: {reason}", file.display())]
+    AddToCgroup {
+        pid: i32,
+        file: PathBuf,
+        reason: String,
+    },
     #[error("open namespace {path} of the container: {source}")]
     ContainerNamespace {
         path: String,

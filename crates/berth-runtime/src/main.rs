@@ -61,10 +61,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             logger::error(&logger::one_line(&*e));
-            let code = e
-                .downcast_ref::<berth_runtime::Error>()
-                .map_or(1, berth_runtime::Error::exit_code);
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
+            ExitCode::FAILURE
         }
     }
 }

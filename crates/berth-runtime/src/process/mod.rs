@@ -181,6 +181,10 @@ pub enum ProcessError {
     Paused(String),
     #[error("{0}")]
     BadSubCgroup(String),
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("container's cgroup unexpectedly frozen")]
+    FrozenCgroup,
     #[error("adding pid {pid} to cgroups: write {}: {reason}", file.display())]
     AddToCgroup {
         pid: i32,

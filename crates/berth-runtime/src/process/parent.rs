@@ -78,7 +78,11 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> super::BoxError 
 /// Validate everything about the bundle and the options. No side effect: nothing
 /// is created, no process forked.
 pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
-    state::validate_id(&opts.id)?;
+    // An existing id is refused before anything else is looked at (create
+    // checks again when it makes the directory, against a race).
+    if state::container_dir(&opts.root, &opts.id)?.exists() {
+        return Err(state::StateError::AlreadyExists(opts.id.clone()).into());
+    }
     let bundle = fs::canonicalize(&opts.bundle).map_err(|source| ProcessError::Bundle {
         path: opts.bundle.clone(),
         source,
@@ -247,11 +251,36 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
 
-    let cgroup = Some(CgroupManager::new(
+    let cgroup = CgroupManager::new(
         linux.cgroups_path().as_deref(),
         &opts.id,
         opts.systemd_cgroup,
-    )?);
+    )?;
+    let unified = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.unified().as_ref())
+        .is_some_and(|u| !u.is_empty());
+    if unified && cgroup.version() == crate::cgroups::CgroupVersion::V1 {
+        return Err(ProcessError::InvalidConfig(
+            "linux.resources.unified needs cgroup v2, and this host uses cgroup v1".into(),
+        ));
+    }
+    // A cgroup that exists already is shared (runc allows it, with a warning);
+    // a frozen one would freeze the init halfway through its setup.
+    if cgroup.exists() {
+        let pids = cgroup.pids().unwrap_or_default();
+        if !pids.is_empty() {
+            logger::warn(&format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ));
+        }
+        if cgroup.is_frozen().unwrap_or(false) {
+            return Err(ProcessError::FrozenCgroup);
+        }
+    }
+    let cgroup = Some(cgroup);
     let exec = ExecPlan::new(&process, &rootfs)?;
     Ok(Prepared {
         opts,

@@ -19,7 +19,8 @@
 #                         as /bin/sh, grep, ldconfig and their libraries): hooks.bats
 #                         only needs sh, grep and a glibc ldconfig
 # and the suite's Go helpers (recvtty, sd-helper, seccompagent) are built from the
-# runc tree's vendor directory with Debian's Go (GOFLAGS=-mod=vendor GOPROXY=off).
+# runc tree's vendor directory with Debian's Go (GOFLAGS=-mod=vendor GOPROXY=off,
+# with the seccomp build tag as runc's Makefile builds them).
 # What cannot pass offline: "spec validator" (git clone from github.com), and the
 # checkpoint tests need criu (skipped when it is not installed).
 #
@@ -126,7 +127,7 @@ for h in recvtty sd-helper seccompagent; do
     echo "building $h from $src (vendored, offline)"
     mkdir -p "$work/bin" "$work/go/cache" "$work/go/path"
     (cd "$src" && GOFLAGS=-mod=vendor GOPROXY=off GOCACHE=$work/go/cache GOPATH=$work/go/path \
-      go build -buildvcs=false -o "$out" "./contrib/cmd/$h")
+      go build -buildvcs=false -tags seccomp -o "$out" "./contrib/cmd/$h")
   fi
   mkdir -p "$tree/contrib/cmd/$h"
   cp "$out" "$tree/contrib/cmd/$h/$h"

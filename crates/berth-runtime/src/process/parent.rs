@@ -440,12 +440,7 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
             cleanup.cgroup_created = true;
             cg.create()?;
             let linux = p.spec.linux().as_ref();
-            let rules = crate::devices::cgroup_rules(
-                linux.and_then(|l| l.resources().as_ref()),
-                linux
-                    .and_then(|l| l.devices().as_deref())
-                    .unwrap_or_default(),
-            );
+            let rules = crate::devices::cgroup_rules(linux.and_then(|l| l.resources().as_ref()));
             cg.apply(&rules)?;
             cg.clone_into_dir().and_then(|d| {
                 nix::fcntl::open(

@@ -184,20 +184,26 @@ for rt in "${runtimes[@]}"; do
     chmod 755 "$tmp"
     planned=$(bats --count "$tree/tests/integration/$f")
     rc=0
-    # setsid: a timeout kills the whole group, helpers the tests start included.
-    TMPDIR=$tmp RUNC=$rt BATS_TEST_TIMEOUT=${TEST_TIMEOUT:-120} \
-      timeout -k 10 "$file_timeout" setsid bats --tap "$tree/tests/integration/$f" \
-      >"$outdir/${f%.bats}.tap" 2>&1 </dev/null || rc=$?
-    pass=$(grep -cE "^ok [0-9]+ " "$outdir/${f%.bats}.tap" || true)
-    skip=$(grep -cE '^ok [0-9]+ .*# skip' "$outdir/${f%.bats}.tap" || true)
-    fail=$(grep -cE '^not ok [0-9]+ ' "$outdir/${f%.bats}.tap" || true)
+    # script(1) gives the tests a controlling terminal: runc's default config
+    # has `terminal: true`, and a foreground `run` of it relays /dev/tty.
+    # Inside, timeout bounds the file (in the foreground: runc reads the
+    # terminal, which a background process group may not); outside, a second
+    # one bounds script and everything it started.
+    tap=$outdir/${f%.bats}.tap
+    inner="timeout --foreground -k 10 $file_timeout bats --tap $(printf %q "$tree/tests/integration/$f") >$(printf %q "$tap") 2>&1; echo \$? >$(printf %q "$tmp/rc")"
+    TMPDIR=$tmp RUNC=$rt BATS_TEST_TIMEOUT=${TEST_TIMEOUT:-120} SHELL=/bin/bash \
+      timeout -k 10 $((file_timeout + 30)) script -qec "$inner" /dev/null </dev/null >/dev/null 2>&1 || true
+    rc=$(cat "$tmp/rc" 2>/dev/null || echo 124)
+    pass=$(grep -cE "^ok [0-9]+ " "$tap" || true)
+    skip=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
+    fail=$(grep -cE '^not ok [0-9]+ ' "$tap" || true)
     pass=$((pass - skip))
     note=
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
       # Tests that never reported count as failed.
       fail=$((planned - pass - skip))
       note=" (timed out after ${file_timeout}s)"
-      echo "# file timed out after ${file_timeout}s" >>"$outdir/${f%.bats}.tap"
+      echo "# file timed out after ${file_timeout}s" >>"$tap"
     fi
     cleanup_after "$rt" "$tmp"
     printf '  %-28s %3d passed, %3d failed, %3d skipped%s\n' "$f" "$pass" "$fail" "$skip" "$note"

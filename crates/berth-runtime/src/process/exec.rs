@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::attrs::{self, ExecPlan};
-use super::channel::{self, Channel, ChildFailure, IntermediateEvent};
+use super::channel::{self, Channel, ChildFailure, ExecEvent, IntermediateEvent};
 use super::intermediate::{become_root, received};
 use super::parent::describe_status;
 use super::{fork_child, fork_child_into, wait, ProcessError};
@@ -350,8 +350,25 @@ fn drive(
     let mut master = None;
     loop {
         match proc_parent.wait_for_exec() {
-            Ok(Some(fd)) => master = Some(fd),
-            Ok(None) => break,
+            Ok(ExecEvent::ConsoleMaster(fd)) => master = Some(fd),
+            Ok(ExecEvent::SeccompFd(fd)) => {
+                let sent = send_seccomp_fd(opts, pid, &fd).and_then(|()| {
+                    proc_parent
+                        .seccomp_done()
+                        .map_err(|source| ProcessError::Channel {
+                            role: "exec",
+                            source,
+                        })
+                });
+                if let Err(e) = sent {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    if !opts.detach {
+                        let _ = waitpid(pid, None);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(ExecEvent::Executed) => break,
             Err(r) => {
                 if !opts.detach {
                     let _ = waitpid(pid, None);
@@ -379,6 +396,17 @@ fn drive(
         return Ok(0);
     }
     wait::wait_foreground(pid, master)
+}
+
+/// Pass an exec'd process's seccomp listener to the container's agent.
+fn send_seccomp_fd(opts: &ExecOptions, pid: Pid, fd: &OwnedFd) -> Result<(), ProcessError> {
+    let state = State::load(&opts.root, &opts.id)?;
+    let Some(profile) = state.config.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+        return Ok(());
+    };
+    let oci = state.oci_state(&opts.root);
+    super::notify::send_to_agent(&profile, &oci, pid.as_raw(), fd)?;
+    Ok(())
 }
 
 /// `berth:[1:EXEC]`: wait for the cgroup, join the container's namespaces, fork
@@ -457,7 +485,11 @@ fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildF
     let linux = p.state.config.linux().as_ref();
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
     let personality = linux.and_then(|l| l.personality().as_ref());
-    attrs::apply(&p.process, seccomp, personality)?;
+    attrs::apply(&p.process, seccomp, personality, &mut |fd| {
+        ch.seccomp_fd(fd.as_raw_fd()).map_err(received)?;
+        drop(fd);
+        Ok(())
+    })?;
     let program = p.plan.find()?.to_owned();
     attrs::cloexec_from(3 + p.preserve_fds)?;
     attrs::reset_signals()?;

@@ -144,6 +144,13 @@ fn setup(
         &p.process,
         linux.seccomp().as_ref(),
         linux.personality().as_ref(),
+        &mut |fd| {
+            ch.seccomp_fd(fd.as_raw_fd()).map_err(received)?;
+            // The agent holds the listener now; our copy must not keep a dead
+            // agent's notified syscalls waiting.
+            drop(fd);
+            Ok(())
+        },
     )?;
     let program = p.exec.find()?.to_owned();
     attrs::cloexec_from(3 + p.opts.preserve_fds)?;

@@ -48,6 +48,7 @@ pub mod channel;
 pub mod exec;
 mod init;
 mod intermediate;
+pub mod notify;
 pub mod parent;
 pub mod wait;
 
@@ -183,6 +184,8 @@ pub enum ProcessError {
     BadSubCgroup(String),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    #[error(transparent)]
+    SeccompAgent(#[from] notify::NotifyError),
     #[error("container's cgroup unexpectedly frozen")]
     FrozenCgroup,
     #[error("adding pid {pid} to cgroups: write {}: {reason}", file.display())]

@@ -548,6 +548,19 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                     })?;
             }
             Ok(InitEvent::ConsoleMaster(fd)) => console_master = Some(fd),
+            Ok(InitEvent::SeccompFd(fd)) => {
+                if let Some(profile) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                    let oci = oci_state(&p, init_pid.as_raw(), &created);
+                    super::notify::send_to_agent(profile, &oci, init_pid.as_raw(), &fd)?;
+                }
+                drop(fd);
+                init_parent
+                    .seccomp_done()
+                    .map_err(|source| ProcessError::Channel {
+                        role: "init",
+                        source,
+                    })?;
+            }
             Ok(InitEvent::Ready) => break,
             Err(r) => return Err(ProcessError::from_received("init", r)),
         }

@@ -461,7 +461,12 @@ mod tests {
             InitEvent::ConsoleMaster(fd) => assert!(fd.as_raw_fd() >= 0),
             other => panic!("{other:?}"),
         }
+        child.seccomp_done().unwrap();
         drop(child);
-        assert!(parent.wait_for_exec().unwrap().is_none());
+        assert!(matches!(
+            parent.wait_for_exec(),
+            Err(Received::Channel(ChannelError::Unexpected { .. }))
+        ));
+        assert!(matches!(parent.wait_for_exec(), Ok(ExecEvent::Executed)));
     }
 }

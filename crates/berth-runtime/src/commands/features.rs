@@ -304,7 +304,7 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&"SCMP_ACT_ERRNO".into()));
-        assert!(!sc["actions"]
+        assert!(sc["actions"]
             .as_array()
             .unwrap()
             .contains(&"SCMP_ACT_NOTIFY".into()));

@@ -94,7 +94,13 @@ fn setup(
     }
 
     let terminal = p.process.terminal().unwrap_or(false);
+    let mount_sources: BTreeMap<usize, RawFd> = p
+        .mount_sources
+        .iter()
+        .map(|(i, fd)| (*i, fd.as_raw_fd()))
+        .collect();
     let cfg = RootfsConfig {
+        mount_sources: &mount_sources,
         spec: &p.spec,
         rootfs: &p.rootfs,
         bundle: &p.bundle,
@@ -112,6 +118,9 @@ fn setup(
         .as_ref()
         .and_then(|h| h.create_container().clone())
     {
+        // createContainer hooks run in the rootfs (runc's working directory
+        // for them), so relative paths in them name files of the container.
+        nix::unistd::chdir(&p.rootfs).map_err(fail("chdir to the rootfs"))?;
         hooks::run(&list, &state).map_err(fail("createContainer hook"))?;
     }
 
@@ -126,6 +135,7 @@ fn setup(
         setup_terminal(p, ch)?;
     }
 
+    rootfs::finalize_dev(&p.spec).map_err(ChildFailure::setup)?;
     rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))
         .map_err(ChildFailure::setup)?;
     rootfs::masked_paths(linux.masked_paths().as_deref().unwrap_or(&[]))

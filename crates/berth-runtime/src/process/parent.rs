@@ -61,6 +61,10 @@ pub struct Prepared {
     pub exec: ExecPlan,
     pub uid_mappings: Vec<LinuxIdMapping>,
     pub gid_mappings: Vec<LinuxIdMapping>,
+    /// Bind sources opened here on the host (index in the spec's mounts → fd)
+    /// for a container with a new user namespace, whose init may not be
+    /// allowed to reach them by path.
+    pub mount_sources: BTreeMap<usize, OwnedFd>,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -282,6 +286,11 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
     }
     let cgroup = Some(cgroup);
     let exec = ExecPlan::new(&process, &rootfs)?;
+    let mount_sources = if plan.is_new(LinuxNamespaceType::User) {
+        open_bind_sources(&spec, &bundle)
+    } else {
+        BTreeMap::new()
+    };
     Ok(Prepared {
         opts,
         bundle,
@@ -294,7 +303,41 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         exec,
         uid_mappings,
         gid_mappings,
+        mount_sources,
     })
+}
+
+/// Clone every bind mount's source into a detached mount tree (open_tree
+/// with OPEN_TREE_CLONE) with the runtime's own access, for a container with
+/// a user namespace: a source under a directory only the host's root may
+/// enter is then still reachable by an init whose root is an unprivileged
+/// host uid, which attaches the tree with move_mount (runc opens such sources
+/// on the host for the same reason). A source that cannot be cloned is left to
+/// the init, which reports it.
+fn open_bind_sources(spec: &Spec, bundle: &Path) -> BTreeMap<usize, OwnedFd> {
+    let mut out = BTreeMap::new();
+    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+        let Some(source) = m.source().as_ref().filter(|_| bind) else {
+            continue;
+        };
+        let source = if source.is_absolute() {
+            source.clone()
+        } else {
+            bundle.join(source)
+        };
+        let recursive = m
+            .options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "rbind"));
+        if let Ok(fd) = mounts::clone_tree(&source, recursive) {
+            out.insert(i, fd);
+        }
+    }
+    out
 }
 
 /// Undoes a half-made container unless disarmed: kills its processes (and reaps

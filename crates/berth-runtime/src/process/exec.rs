@@ -416,7 +416,8 @@ fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(),
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;
-    if !p.state.cgroup_paths.is_empty() {
+    // With --cgroup the runtime has placed us in the sub-cgroups already.
+    if !p.state.cgroup_paths.is_empty() && p.sub_cgroups.is_none() {
         let cg = CgroupManager::from_paths(&p.state.cgroup_paths)
             .map_err(|e| ChildFailure::setup(format!("the container's cgroup: {e}")))?;
         for tasks in cg.self_join_files() {

@@ -476,15 +476,20 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
 
     let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
     // The cgroup exists, with its limits, before the intermediate does: then the
-    // intermediate can be cloned straight into it where cgroup2 allows.
+    // intermediate can be cloned straight into it where cgroup2 allows. The
+    // device rules wait until the init has made the container's device nodes
+    // (runc's order too: mknod is itself subject to them).
+    let linux = p.spec.linux().as_ref();
+    let mut limits = crate::devices::cgroup_rules(linux.and_then(|l| l.resources().as_ref()));
+    let mut device_rules = oci_spec::runtime::LinuxResources::default();
+    device_rules.set_devices(limits.devices().clone());
+    limits.set_devices(None);
     let clone_into = match &p.cgroup {
         Some(cg) => {
             cleanup.cgroup = Some(cg.clone());
             cleanup.cgroup_created = true;
             cg.create()?;
-            let linux = p.spec.linux().as_ref();
-            let rules = crate::devices::cgroup_rules(linux.and_then(|l| l.resources().as_ref()));
-            cg.apply(&rules)?;
+            cg.apply(&limits)?;
             cg.clone_into_dir().and_then(|d| {
                 nix::fcntl::open(
                     d,
@@ -604,7 +609,12 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                         source,
                     })?;
             }
-            Ok(InitEvent::Ready) => break,
+            Ok(InitEvent::Ready) => {
+                if let Some(cg) = &p.cgroup {
+                    cg.apply(&device_rules)?;
+                }
+                break;
+            }
             Err(r) => return Err(ProcessError::from_received("init", r)),
         }
     }

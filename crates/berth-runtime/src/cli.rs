@@ -159,6 +159,7 @@ pub enum Command {
     /// Thaw a paused container.
     Resume(IdArg),
     /// Change the resources of a running container.
+    #[command(allow_negative_numbers = true)]
     Update(UpdateArgs),
     /// Print container events (OOM kills, or stats with --stats) as JSON lines.
     Events(EventsArgs),
@@ -320,7 +321,8 @@ pub struct UpdateArgs {
     pub cpu_period: Option<u64>,
     #[arg(long)]
     pub cpu_quota: Option<i64>,
-    #[arg(long)]
+    /// CPU shares (relative weight); runc spells it --cpu-share.
+    #[arg(long, visible_alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,

@@ -57,11 +57,18 @@ fn build_process(c: &Container, args: &ExecArgs) -> anyhow::Result<Process> {
             path: path.clone(),
             source,
         })?;
-        let p: Process =
-            serde_json::from_slice(&data).map_err(|source| ProcessError::ProcessJsonParse {
-                path: path.clone(),
-                source,
-            })?;
+        let parse_err = |source| ProcessError::ProcessJsonParse {
+            path: path.clone(),
+            source,
+        };
+        let mut raw: serde_json::Value = serde_json::from_slice(&data).map_err(parse_err)?;
+        // runc reads a process without a user as uid 0, gid 0 (Go's zero
+        // value); the spec's type insists on the field.
+        if let Some(obj) = raw.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        let p: Process = serde_json::from_value(raw).map_err(parse_err)?;
         return Ok(p);
     }
     if args.command.is_empty() {

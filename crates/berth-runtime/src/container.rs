@@ -279,10 +279,7 @@ impl Container {
             if cg.is_some() {
                 let _ = self.signal_all(Some(Signal::SIGKILL));
             }
-            let _ = kill(
-                Pid::from_raw(self.state.init_process_pid),
-                Signal::SIGKILL,
-            );
+            let _ = kill(Pid::from_raw(self.state.init_process_pid), Signal::SIGKILL);
             self.wait_gone(KILL_WAIT)?;
         }
         if let Some(cg) = &cg {

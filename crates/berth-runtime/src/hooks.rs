@@ -51,7 +51,11 @@ pub enum HookError {
     },
     #[error("hook {path} did not finish within {timeout}s and was killed")]
     Timeout { path: PathBuf, timeout: i64 },
-    #[error("error running hook {path}: {}{}", go_status(status), describe_output(stdout, stderr))]
+    #[error(
+        "error running hook {path}: {}{}",
+        go_status(status),
+        describe_output(stdout, stderr)
+    )]
     Failed {
         path: PathBuf,
         status: ExitStatus,

@@ -277,10 +277,12 @@ pub fn apply_recursive_attrs(dest: &Path, opts: &MountOptions) -> Result<(), Mou
             std::mem::size_of::<MountAttr>(),
         )
     };
-    Errno::result(r).map(drop).map_err(|source| MountError::SetAttr {
-        dest: dest.to_path_buf(),
-        source,
-    })
+    Errno::result(r)
+        .map(drop)
+        .map_err(|source| MountError::SetAttr {
+            dest: dest.to_path_buf(),
+            source,
+        })
 }
 
 /// A detached copy of the mount at `source` (of the whole tree below it with
@@ -329,9 +331,8 @@ pub fn attach_tree(
     } else {
         ensure_file(&dest)?;
     }
-    let target = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes()).map_err(|_| {
-        MountError::RelativeDestination(dest.clone())
-    })?;
+    let target = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|_| MountError::RelativeDestination(dest.clone()))?;
     // SAFETY: move_mount reads two NUL-terminated paths ("" and the target),
     // alive for the duration of the call; `tree` is an open fd.
     let r = unsafe {

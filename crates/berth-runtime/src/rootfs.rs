@@ -156,9 +156,11 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
         if is_readonly_dev(&m) {
             // Devices and mount points go in first; finalize_dev remounts it
             // read-only after the pivot.
-            m.set_options(m.options().as_ref().map(|o| {
-                o.iter().filter(|x| *x != "ro").cloned().collect()
-            }));
+            m.set_options(
+                m.options()
+                    .as_ref()
+                    .map(|o| o.iter().filter(|x| *x != "ro").cloned().collect()),
+            );
         }
         mounts::mount_one(&ctx, &m)?;
         recursive_attrs(cfg.rootfs, &m)?;

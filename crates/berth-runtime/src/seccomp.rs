@@ -359,7 +359,10 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
         if notify.split(',').any(|n| n == "write") {
             return Err(SeccompError::NotifyWrite);
         }
-        if s.listener_path().as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
+        if s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+        {
             return Err(SeccompError::NotifyWithoutListener(notify));
         }
     }
@@ -499,11 +502,11 @@ fn enosys_stub(s: &LinuxSeccomp) -> Vec<libc::sock_filter> {
     // Every jump lands on the next instruction or on the original program,
     // which starts right after the stub and loads what it needs itself.
     vec![
-        stmt(LD_W_ABS, 4),                   // 0: A = arch
-        jump(JEQ, audit_arch, 0, 4),         // 1: not native → 6
-        stmt(LD_W_ABS, 0),                   // 2: A = nr
-        jump(JGE, X32_SYSCALL_BIT, 2, 0),    // 3: x32 → 6
-        jump(JGT, last, 0, 1),               // 4: nr > last → 5, else 6
+        stmt(LD_W_ABS, 4),                                  // 0: A = arch
+        jump(JEQ, audit_arch, 0, 4),                        // 1: not native → 6
+        stmt(LD_W_ABS, 0),                                  // 2: A = nr
+        jump(JGE, X32_SYSCALL_BIT, 2, 0),                   // 3: x32 → 6
+        jump(JGT, last, 0, 1),                              // 4: nr > last → 5, else 6
         stmt(RET, SECCOMP_RET_ERRNO | libc::ENOSYS as u32), // 5
     ]
 }

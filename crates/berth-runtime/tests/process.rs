@@ -787,7 +787,11 @@ fn exec_joins_the_container_and_reports_exit_codes() {
     assert!(rt.wait_status(&c.id, "stopped"));
     let out = rt.run(&["exec", &c.id, "true"]);
     assert_eq!(out.status.code(), Some(255));
-    assert!(stderr(&out).contains("cannot exec in a stopped container"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot exec in a stopped container"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Assert that a failed create left nothing behind for `id`.

@@ -237,9 +237,8 @@ pub fn sub_cgroup_paths(
     }
     let mut out = base.clone();
     let join = |dir: &Path, sub: &str| {
-        sub_path(dir, sub).ok_or_else(|| {
-            ProcessError::BadSubCgroup(format!("{sub} is not a sub cgroup path"))
-        })
+        sub_path(dir, sub)
+            .ok_or_else(|| ProcessError::BadSubCgroup(format!("{sub} is not a sub cgroup path")))
     };
     match subs.get("") {
         Some(sub) => {
@@ -401,7 +400,12 @@ fn drive(
 /// Pass an exec'd process's seccomp listener to the container's agent.
 fn send_seccomp_fd(opts: &ExecOptions, pid: Pid, fd: &OwnedFd) -> Result<(), ProcessError> {
     let state = State::load(&opts.root, &opts.id)?;
-    let Some(profile) = state.config.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+    let Some(profile) = state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().clone())
+    else {
         return Ok(());
     };
     let oci = state.oci_state(&opts.root);

@@ -17,7 +17,9 @@ use crate::tty;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("failed to connect with seccomp agent specified in the seccomp profile ({path}): {reason}")]
+    #[error(
+        "failed to connect with seccomp agent specified in the seccomp profile ({path}): {reason}"
+    )]
     Connect { path: PathBuf, reason: String },
     #[error("cannot send seccomp fd to {path}: {source}")]
     Send {
@@ -47,10 +49,7 @@ pub fn send_to_agent(
     pid: i32,
     fd: &OwnedFd,
 ) -> Result<(), NotifyError> {
-    let path = profile
-        .listener_path()
-        .clone()
-        .unwrap_or_default();
+    let path = profile.listener_path().clone().unwrap_or_default();
     let stream = UnixStream::connect(&path).map_err(|e| NotifyError::Connect {
         path: path.clone(),
         reason: crate::logger::errno_text(&e),
@@ -101,7 +100,8 @@ mod tests {
         .unwrap();
         let e = send_to_agent(&gone, &state, 42, &f).unwrap_err();
         assert!(
-            e.to_string().contains("failed to connect with seccomp agent"),
+            e.to_string()
+                .contains("failed to connect with seccomp agent"),
             "{e}"
         );
     }

@@ -316,7 +316,13 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
 /// the init, which reports it.
 fn open_bind_sources(spec: &Spec, bundle: &Path) -> BTreeMap<usize, OwnedFd> {
     let mut out = BTreeMap::new();
-    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let bind = m.typ().as_deref() == Some("bind")
             || m.options()
                 .as_ref()

@@ -464,27 +464,11 @@ fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildF
     crate::logger::debug("child process in init(): setting up the exec'd process");
     nix::unistd::setsid().map_err(|e| ChildFailure::setup(format!("setsid: {e}")))?;
     if p.terminal {
-        let pty = tty::open_pty().map_err(ChildFailure::setup)?;
-        if let Some(size) = p.process.console_size() {
-            let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
-            let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
-            tty::set_size(pty.master.as_raw_fd(), rows, cols).map_err(ChildFailure::setup)?;
-        }
-        match &p.console_socket {
-            Some(sock) => tty::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)
-                .map_err(ChildFailure::setup)?,
-            None => ch
-                .console_master(pty.master.as_raw_fd())
-                .map_err(|e| ChildFailure::setup(format!("send the pty master: {e}")))?,
-        }
-        drop(pty.master);
-        tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
-        nix::unistd::fchown(
-            &pty.slave,
-            Some(nix::unistd::Uid::from_raw(p.process.user().uid())),
-            None,
-        )
-        .map_err(|e| ChildFailure::setup(format!("chown the pty: {e}")))?;
+        tty::hand_over(&p.process, p.console_socket.as_ref(), false, &mut |master| {
+            ch.console_master(master)
+                .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
+        })
+        .map_err(ChildFailure::setup)?;
     }
     attrs::enter_cwd(p.process.cwd())?;
     let linux = p.state.config.linux().as_ref();

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use nix::mount::MsFlags;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::attrs;
@@ -16,7 +15,7 @@ use super::intermediate::received;
 use super::parent::Prepared;
 use crate::rootfs::{self, RootfsConfig};
 use crate::state::{OciState, Status};
-use crate::{hooks, mounts, tty};
+use crate::{hooks, tty};
 
 /// The init's whole life. Until "ready", failures go to the runtime over the
 /// channel; after it (the runtime has exited) they go to the container's stderr,
@@ -215,34 +214,11 @@ impl CloexecExt for std::fs::OpenOptions {
 }
 
 fn setup_terminal(p: &Prepared, ch: &Channel) -> Result<(), ChildFailure> {
-    let pty = tty::open_pty().map_err(ChildFailure::setup)?;
-    if let Some(size) = p.process.console_size() {
-        let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
-        let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
-        tty::set_size(pty.master.as_raw_fd(), rows, cols).map_err(ChildFailure::setup)?;
-    }
-    let console = Path::new("/dev/console");
-    if console.exists() {
-        mounts::bind_path(Path::new(&pty.slave_path), console, false, MsFlags::empty())
-            .map_err(ChildFailure::setup)?;
-    }
-    match &p.console_socket {
-        Some(sock) => tty::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)
-            .map_err(ChildFailure::setup)?,
-        None => ch
-            .console_master(pty.master.as_raw_fd())
-            .map_err(fail("send the pty master to the runtime"))?,
-    }
-    drop(pty.master);
-    tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
-    // The slave is a node of the container's own devpts: give it to the user.
-    nix::unistd::fchown(
-        &pty.slave,
-        Some(nix::unistd::Uid::from_raw(p.process.user().uid())),
-        None,
-    )
-    .map_err(fail("chown the pty"))?;
-    Ok(())
+    tty::hand_over(&p.process, p.console_socket.as_ref(), true, &mut |master| {
+        ch.console_master(master)
+            .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
+    })
+    .map_err(ChildFailure::setup)
 }
 
 /// Join a new session keyring named after the container, so that keys do not

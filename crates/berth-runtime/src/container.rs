@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{Linux, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 use serde::Serialize;
 
 use crate::cgroups::{CgroupManager, Stats};
@@ -382,12 +382,7 @@ impl Container {
             });
         }
         self.cgroup()?.apply(delta)?;
-        let mut linux = self
-            .state
-            .config
-            .linux()
-            .clone()
-            .unwrap_or_else(Linux::default);
+        let mut linux = self.state.config.linux().clone().unwrap_or_default();
         let merged = merge_resources(linux.resources().clone().unwrap_or_default(), delta);
         linux.set_resources(Some(merged));
         self.state.config.set_linux(Some(linux));

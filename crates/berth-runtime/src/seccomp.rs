@@ -493,11 +493,11 @@ fn enosys_stub(s: &LinuxSeccomp) -> Vec<libc::sock_filter> {
         jf,
         k,
     };
-    const LD_W_ABS: u32 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    const JEQ: u32 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u32;
-    const JGE: u32 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u32;
-    const JGT: u32 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u32;
-    const RET: u32 = (libc::BPF_RET | libc::BPF_K) as u32;
+    const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+    const JGT: u32 = libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K;
+    const RET: u32 = libc::BPF_RET | libc::BPF_K;
     // struct seccomp_data: nr at offset 0, arch at offset 4.
     // Every jump lands on the next instruction or on the original program,
     // which starts right after the stub and loads what it needs itself.

@@ -279,7 +279,15 @@ mod tests {
             .iter()
             .filter_map(|o| o.as_str())
             .collect();
-        for o in ["ro", "rbind", "nosuid", "rprivate", "strictatime", "rro", "rnosuid"] {
+        for o in [
+            "ro",
+            "rbind",
+            "nosuid",
+            "rprivate",
+            "strictatime",
+            "rro",
+            "rnosuid",
+        ] {
             assert!(opts.contains(&o), "{o} missing from {opts:?}");
         }
         // Options the parser refuses or passes to the filesystem are not claimed.

@@ -464,10 +464,15 @@ fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildF
     crate::logger::debug("child process in init(): setting up the exec'd process");
     nix::unistd::setsid().map_err(|e| ChildFailure::setup(format!("setsid: {e}")))?;
     if p.terminal {
-        tty::hand_over(&p.process, p.console_socket.as_ref(), false, &mut |master| {
-            ch.console_master(master)
-                .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
-        })
+        tty::hand_over(
+            &p.process,
+            p.console_socket.as_ref(),
+            false,
+            &mut |master| {
+                ch.console_master(master)
+                    .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
+            },
+        )
         .map_err(ChildFailure::setup)?;
     }
     attrs::enter_cwd(p.process.cwd())?;

@@ -7,10 +7,11 @@
 BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps)
 
 # Build and test: compilers and headers, the peers we test against (runc, crun,
-# docker.io, docker-registry, skopeo) and the tools the tests and scripts call.
+# docker.io, containerd and podman, which run berth-runtime in its tests,
+# docker-registry, skopeo) and the tools the tests and scripts call.
 BERTH_TEST_PACKAGES=(build-essential pkg-config libseccomp-dev git ca-certificates
-  runc crun skopeo umoci docker-registry docker.io apache2-utils jq psmisc util-linux curl bc
-  systemd hyperfine)
+  runc crun skopeo umoci docker-registry docker.io containerd podman apache2-utils jq psmisc
+  util-linux curl bc systemd hyperfine)
 
 # Install the named packages that are not installed yet (one apt-get update first).
 berth_apt_install() {

@@ -241,6 +241,11 @@ impl CgroupManager {
         }
     }
 
+    /// Whether the cgroup still exists in any of its hierarchies.
+    pub fn exists(&self) -> bool {
+        self.paths().values().any(|d| d.is_dir())
+    }
+
     /// Freeze every process in the cgroup; returns once they are frozen.
     pub fn freeze(&self) -> Result<(), CgroupError> {
         match &self.backend {

@@ -143,14 +143,17 @@ pub fn device_rule(d: &LinuxDeviceCgroup) -> Result<(bool, String), ResourceErro
     let access = match d.access().as_deref() {
         None | Some("") => "rwm".to_string(),
         Some(a) => {
-            let mut seen = String::new();
-            for c in a.chars() {
-                if !matches!(c, 'r' | 'w' | 'm') {
-                    return Err(ResourceError::DeviceAccess(a.to_string()));
-                }
-                if !seen.contains(c) {
-                    seen.push(c);
-                }
+            // As runc: letters other than r, w and m are ignored (profiles in
+            // the wild carry an "a"), but a rule must grant or deny something.
+            let seen: String = ['r', 'w', 'm']
+                .into_iter()
+                .filter(|c| a.contains(*c))
+                .collect();
+            if seen.is_empty() {
+                return Err(ResourceError::DeviceAccess(a.to_string()));
+            }
+            if seen.len() != a.chars().count() {
+                log::debug!("device rule access {a:?}: only {seen:?} is used");
             }
             seen
         }
@@ -317,7 +320,12 @@ mod tests {
             rule(r#"{"allow":true,"type":"b","major":-1,"minor":-1}"#).unwrap(),
             (true, "b *:* rwm".into())
         );
-        assert!(rule(r#"{"allow":true,"type":"c","access":"rwx"}"#).is_err());
+        // Unknown letters are ignored as runc ignores them; nothing left is an error.
+        assert_eq!(
+            rule(r#"{"allow":false,"type":"c","major":1,"minor":11,"access":"rwa"}"#).unwrap(),
+            (false, "c 1:11 rw".into())
+        );
+        assert!(rule(r#"{"allow":true,"type":"c","access":"xyz"}"#).is_err());
         assert!(rule(r#"{"allow":true,"type":"p"}"#).is_err());
     }
 

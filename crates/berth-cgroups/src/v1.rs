@@ -858,7 +858,7 @@ mod tests {
     fn bad_specs_write_nothing() {
         let (root, cg) = fake(&[("pids/berth/x/pids.max", "")]);
         let r: LinuxResources = serde_json::from_str(
-            r#"{"pids":{"limit":5},"devices":[{"allow":true,"type":"c","access":"rwx"}]}"#,
+            r#"{"pids":{"limit":5},"devices":[{"allow":true,"type":"c","access":"xyz"}]}"#,
         )
         .unwrap();
         assert!(cg.apply(&r).is_err());

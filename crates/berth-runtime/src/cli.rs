@@ -9,6 +9,79 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Default directory for container state, one subdirectory per container.
 pub const DEFAULT_ROOT: &str = "/run/berth/runtime";
 
+/// `-h` of the binary, in runc's layout (NAME, USAGE, COMMANDS, GLOBAL OPTIONS).
+/// Scripts written for runc read the second line, so it names runc's role.
+const ROOT_HELP: &str = "\
+NAME:
+   {bin} - an implementation of runc - Open Container Initiative runtime
+
+USAGE:
+   {usage}
+
+DESCRIPTION:
+   berth's OCI runtime. It has runc's command line, so that containerd, Docker,
+   podman and berth's own shim can drive it the way they drive runc.
+
+COMMANDS:
+{subcommands}
+
+GLOBAL OPTIONS:
+{options}
+";
+
+/// `-h` of every command, in runc's layout; the NAME line says which runc
+/// command it stands for.
+fn command_help(name: &str) -> String {
+    format!(
+        "\
+NAME:
+   berth-runtime {name} - {{about}} (as runc {name})
+
+USAGE:
+   {{usage}}
+
+{{all-args}}
+"
+    )
+}
+
+/// The clap command with runc's help layout on the binary and every command.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .help_template(ROOT_HELP)
+        .mut_subcommands(|c| {
+            let help = command_help(c.get_name());
+            c.help_template(help)
+        })
+}
+
+/// The first word of `args` (after the program name and the global options)
+/// when it is not a command: runc answers `No help topic for 'WORD'`.
+pub fn unknown_command(args: &[String]) -> Option<String> {
+    let cmd = command();
+    let with_value: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return None;
+        }
+        if a.starts_with('-') {
+            if !a.contains('=') && with_value.iter().any(|w| w == a) {
+                it.next();
+            }
+            continue;
+        }
+        let known = a == "help" || cmd.get_subcommands().any(|c| c.get_name() == a);
+        return (!known).then(|| a.clone());
+    }
+    None
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth-runtime",
@@ -86,6 +159,7 @@ pub enum Command {
     /// Thaw a paused container.
     Resume(IdArg),
     /// Change the resources of a running container.
+    #[command(allow_negative_numbers = true)]
     Update(UpdateArgs),
     /// Print container events (OOM kills, or stats with --stats) as JSON lines.
     Events(EventsArgs),
@@ -201,9 +275,10 @@ pub struct ExecArgs {
     /// Exec even when the container is paused.
     #[arg(long)]
     pub ignore_paused: bool,
-    /// Join only this cgroup (accepted; the container's cgroup is always joined).
+    /// Run in an existing sub-cgroup of the container's:
+    /// `[controller[,controller]:]path`, repeatable (one per controller).
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -246,7 +321,8 @@ pub struct UpdateArgs {
     pub cpu_period: Option<u64>,
     #[arg(long)]
     pub cpu_quota: Option<i64>,
-    #[arg(long)]
+    /// CPU shares (relative weight); runc spells it --cpu-share.
+    #[arg(long, visible_alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,

@@ -212,12 +212,12 @@ pub fn create_symlinks(rootfs: &Path) -> Result<(), DeviceError> {
 
 /// The device cgroup rules to apply: the spec's own, then the devices every
 /// container gets (the default nodes, /dev/console, /dev/ptmx, the pty slaves and
-/// /dev/net/tun, as runc allows them), then one rule per `linux.devices` entry.
-/// Without these a spec that starts with deny-all (as `runc spec` writes) could
-/// not even create /dev/null.
+/// /dev/net/tun, as runc allows them). Without these a spec that starts with
+/// deny-all (as `runc spec` writes) could not even create /dev/null. A node in
+/// `linux.devices` is only created, not allowed: as with runc, access to it is
+/// for `linux.resources.devices` to grant (Docker's `--device` sets both).
 pub fn cgroup_rules(
     resources: Option<&oci_spec::runtime::LinuxResources>,
-    devices: &[LinuxDevice],
 ) -> oci_spec::runtime::LinuxResources {
     use oci_spec::runtime::LinuxDeviceCgroup;
     let mut r = resources.cloned().unwrap_or_default();
@@ -244,11 +244,6 @@ pub fn cgroup_rules(
         (10, Some(200)),
     ] {
         rules.push(allow(major, minor));
-    }
-    for d in devices {
-        let mut rule = LinuxDeviceCgroup::from(d);
-        rule.set_access(Some("rwm".to_string()));
-        rules.push(rule);
     }
     r.set_devices(Some(rules));
     r

@@ -51,7 +51,11 @@ pub enum HookError {
     },
     #[error("hook {path} did not finish within {timeout}s and was killed")]
     Timeout { path: PathBuf, timeout: i64 },
-    #[error("hook {path} failed ({status}){}", describe_output(stdout, stderr))]
+    #[error(
+        "error running hook {path}: {}{}",
+        go_status(status),
+        describe_output(stdout, stderr)
+    )]
     Failed {
         path: PathBuf,
         status: ExitStatus,
@@ -60,6 +64,32 @@ pub enum HookError {
     },
     #[error("serialize the container state for the hooks: {0}")]
     State(#[source] serde_json::Error),
+}
+
+/// An exit status worded as Go's os/exec words it ("exit status 1",
+/// "signal: bad system call"), as runc's messages carry it.
+fn go_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => {
+            // SAFETY: strsignal returns a pointer to a static or thread-local
+            // string (never freed by us), valid until the next call; it is
+            // copied at once and the runtime is single-threaded.
+            let desc = unsafe {
+                let p = libc::strsignal(sig);
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            }
+            .unwrap_or_else(|| format!("signal {sig}"));
+            let mut chars = desc.chars();
+            let lower: String = match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => desc,
+            };
+            format!("signal: {lower}")
+        }
+        _ => status.to_string(),
+    }
 }
 
 fn describe_output(stdout: &str, stderr: &str) -> String {

@@ -13,7 +13,9 @@ pub mod capabilities;
 pub use berth_cgroups as cgroups;
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod devices;
+pub mod error;
 pub mod hooks;
 pub mod identity;
 pub mod logger;
@@ -27,3 +29,6 @@ pub mod selfexe;
 pub mod signal;
 pub mod state;
 pub mod tty;
+
+pub use container::Container;
+pub use error::Error;

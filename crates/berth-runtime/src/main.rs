@@ -2,12 +2,23 @@
 
 use std::process::ExitCode;
 
-use berth_runtime::cli::{Cli, Command};
+use berth_runtime::cli::{self, Cli, Command};
 use berth_runtime::{commands, logger, selfexe};
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(word) = cli::unknown_command(&args) {
+        eprintln!("No help topic for '{word}'");
+        return ExitCode::from(3);
+    }
+    let cli = match cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     logger::init(cli.log.clone(), cli.log_format, cli.debug);
     if cli.version {
         print!("{}", commands::features::version_text());
@@ -49,22 +60,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            logger::error(&one_line(&e));
+            logger::error(&logger::one_line(&*e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, leaving out a cause whose text the
-/// message already carries (thiserror messages often embed their source).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg
 }

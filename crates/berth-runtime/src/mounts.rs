@@ -27,6 +27,14 @@ pub enum MountError {
     UnsupportedOption { option: String, dest: PathBuf },
     #[error("mounting on {0} is not allowed: only /proc itself and a few proc files may be mount targets")]
     ProcTarget(PathBuf),
+    #[error("filesystem {fs:?} must be mounted on ordinary directory ({dest} is not one)")]
+    NotOrdinaryDir { fs: String, dest: PathBuf },
+    #[error("set the recursive mount attributes of {dest}: {source}")]
+    SetAttr {
+        dest: PathBuf,
+        #[source]
+        source: Errno,
+    },
     #[error("too many levels of symbolic links resolving {0} in the rootfs")]
     SymlinkLoop(PathBuf),
     #[error("create mount point {path}: {source}")]
@@ -81,6 +89,10 @@ pub struct MountOptions {
     pub bind: bool,
     /// `rbind`: bind the whole tree below the source.
     pub recursive: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): MOUNT_ATTR_* bits set and
+    /// cleared with mount_setattr(AT_RECURSIVE) once the mount is made.
+    pub attr_set: u64,
+    pub attr_clr: u64,
 }
 
 impl Default for MountOptions {
@@ -91,6 +103,8 @@ impl Default for MountOptions {
             data: Vec::new(),
             bind: false,
             recursive: false,
+            attr_set: 0,
+            attr_clr: 0,
         }
     }
 }
@@ -169,9 +183,13 @@ pub fn parse_options(options: &[String], dest: &Path) -> Result<MountOptions, Mo
             // runc copies the image's directory into a fresh tmpfs; berth mounts
             // the tmpfs empty (Docker does not ask for it by default).
             "tmpcopyup" => {}
-            "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev"
-            | "rnoexec" | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime"
-            | "rstrictatime" | "rnostrictatime" | "rnosymfollow" | "rsymfollow" => {
+            r if recursive_attr(r).is_some() => {
+                if let Some((set, clr)) = recursive_attr(r) {
+                    o.attr_set = (o.attr_set & !clr) | set;
+                    o.attr_clr = (o.attr_clr & !set) | clr;
+                }
+            }
+            "idmap" | "ridmap" => {
                 return Err(MountError::UnsupportedOption {
                     option: opt.clone(),
                     dest: dest.to_path_buf(),
@@ -181,6 +199,182 @@ pub fn parse_options(options: &[String], dest: &Path) -> Result<MountOptions, Mo
         }
     }
     Ok(o)
+}
+
+/// mount_setattr(2) attribute bits (linux/mount.h).
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// The (set, clear) attribute bits of a recursive option (`rro` ...), as
+/// runc maps them; None for anything else. The atime options replace the
+/// whole atime field, so they clear it and set their value.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME),
+        "rnorelatime" => (0, MOUNT_ATTR_ATIME),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME),
+        "ratime" => (0, MOUNT_ATTR_ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME),
+        "rnostrictatime" => (0, MOUNT_ATTR_ATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Apply the recursive attributes of `opts` to the mount at `dest` and every
+/// mount below it, in one mount_setattr(AT_RECURSIVE) call (Linux 5.12).
+pub fn apply_recursive_attrs(dest: &Path, opts: &MountOptions) -> Result<(), MountError> {
+    if opts.attr_set == 0 && opts.attr_clr == 0 {
+        return Ok(());
+    }
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: opts.attr_set,
+        attr_clr: opts.attr_clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes()).map_err(|_| {
+        MountError::SetAttr {
+            dest: dest.to_path_buf(),
+            source: Errno::EINVAL,
+        }
+    })?;
+    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of
+    // attributes, both alive for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r)
+        .map(drop)
+        .map_err(|source| MountError::SetAttr {
+            dest: dest.to_path_buf(),
+            source,
+        })
+}
+
+/// A detached copy of the mount at `source` (of the whole tree below it with
+/// `recursive`), to be attached elsewhere with [`attach_tree`].
+pub fn clone_tree(source: &Path, recursive: bool) -> Result<std::os::fd::OwnedFd, MountError> {
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let err = |source_err: Errno| MountError::Mount {
+        what: format!("clone of {}", source.display()),
+        dest: source.to_path_buf(),
+        source: source_err,
+    };
+    let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
+        .map_err(|_| err(Errno::EINVAL))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = Errno::result(fd).map_err(err)?;
+    let fd = i32::try_from(fd).map_err(|_| err(Errno::EBADF))?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bind mount `m` from a tree cloned by [`clone_tree`] (`tree`) instead of its
+/// source path: the mount point is made, the tree attached with move_mount,
+/// then the flags and propagation applied as for any bind mount.
+pub fn attach_tree(
+    ctx: &MountContext<'_>,
+    m: &Mount,
+    tree: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), MountError> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let dest_in = m.destination();
+    let opts = parse_options(m.options().as_deref().unwrap_or_default(), dest_in)?;
+    let dest = resolve_in_root(ctx.rootfs, dest_in)?;
+    check_proc_target(ctx.rootfs, &dest, "bind")?;
+    let is_dir = nix::sys::stat::fstat(tree)
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .unwrap_or(true);
+    if is_dir {
+        ensure_dir(&dest)?;
+    } else {
+        ensure_file(&dest)?;
+    }
+    let target = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|_| MountError::RelativeDestination(dest.clone()))?;
+    // SAFETY: move_mount reads two NUL-terminated paths ("" and the target),
+    // alive for the duration of the call; `tree` is an open fd.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map_err(|source| MountError::Mount {
+        what: format!(
+            "bind of {}",
+            m.source().as_deref().unwrap_or(Path::new("?")).display()
+        ),
+        dest: dest.clone(),
+        source,
+    })?;
+    let extra = opts.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        remount_bind(&dest, extra)?;
+    }
+    apply_propagation(&dest, &opts.propagation)
+}
+
+/// procfs and sysfs go only on a real directory of the rootfs: a symlink
+/// there could point the mount (and the masks and read-only paths that
+/// follow it) somewhere else, so it is refused as runc refuses it.
+pub fn check_pseudo_fs_target(rootfs: &Path, dest: &Path, typ: &str) -> Result<(), MountError> {
+    if !matches!(typ, "proc" | "sysfs") {
+        return Ok(());
+    }
+    let inside = rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
+    match fs::symlink_metadata(&inside) {
+        Ok(meta) if !meta.is_dir() => Err(MountError::NotOrdinaryDir {
+            fs: typ.to_string(),
+            dest: dest.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Propagation flags named by `rootfsPropagation` (or a mount option).
@@ -322,8 +516,9 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
     let empty = Vec::new();
     let opts = parse_options(m.options().as_ref().unwrap_or(&empty), dest_in)?;
     let typ = m.typ().as_deref().unwrap_or("");
+    check_pseudo_fs_target(ctx.rootfs, dest_in, typ)?;
     let dest = resolve_in_root(ctx.rootfs, dest_in)?;
-    check_proc_target(ctx.rootfs, &dest, typ)?;
+    check_proc_target(ctx.rootfs, &dest, if opts.bind { "bind" } else { typ })?;
     if opts.bind || typ == "bind" {
         return bind_mount(ctx, m, &opts, &dest);
     }
@@ -516,6 +711,8 @@ pub fn host_is_cgroup2() -> bool {
 /// One line of /proc/self/mountinfo, the fields berth uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
+    /// The path inside its filesystem that is mounted ("/" for a full mount).
+    pub root: PathBuf,
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub super_options: String,
@@ -535,12 +732,14 @@ fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
+            let root = unescape(left.split(' ').nth(3)?);
             let mount_point = unescape(left.split(' ').nth(4)?);
             let mut r = right.split(' ');
             let fs_type = r.next()?.to_string();
             let _source = r.next();
             let super_options = r.next().unwrap_or("").to_string();
             Some(MountInfo {
+                root: PathBuf::from(root),
                 mount_point: PathBuf::from(mount_point),
                 fs_type,
                 super_options,

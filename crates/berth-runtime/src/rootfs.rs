@@ -80,6 +80,10 @@ pub struct RootfsConfig<'a> {
     pub new_cgroupns: bool,
     /// The process has a terminal: /dev/console is created for it.
     pub terminal: bool,
+    /// Bind sources cloned by the runtime on the host (index in the spec's
+    /// mounts → detached mount tree): in a user namespace the init may not be
+    /// able to reach them by path.
+    pub mount_sources: &'a BTreeMap<usize, std::os::fd::RawFd>,
 }
 
 /// The initial propagation of the whole tree, and the one `/` gets after the
@@ -139,8 +143,27 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
         new_cgroupns: cfg.new_cgroupns,
     };
     let spec_mounts = cfg.spec.mounts().clone().unwrap_or_default();
-    for m in &spec_mounts {
-        mounts::mount_one(&ctx, m)?;
+    for (i, m) in spec_mounts.iter().enumerate() {
+        let mut m = m.clone();
+        if let Some(fd) = cfg.mount_sources.get(&i) {
+            // SAFETY: the fd is open for the init's whole life (the runtime
+            // opened it before forking and it is only closed at execve).
+            let tree = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+            mounts::attach_tree(&ctx, &m, tree)?;
+            recursive_attrs(cfg.rootfs, &m)?;
+            continue;
+        }
+        if is_readonly_dev(&m) {
+            // Devices and mount points go in first; finalize_dev remounts it
+            // read-only after the pivot.
+            m.set_options(
+                m.options()
+                    .as_ref()
+                    .map(|o| o.iter().filter(|x| *x != "ro").cloned().collect()),
+            );
+        }
+        mounts::mount_one(&ctx, &m)?;
+        recursive_attrs(cfg.rootfs, &m)?;
     }
 
     let spec_devices: Vec<LinuxDevice> = cfg
@@ -177,6 +200,92 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
     Ok(())
 }
 
+/// Apply a mount's recursive options (`rro`, `rnosuid`, ...) to it and every
+/// mount below it.
+fn recursive_attrs(rootfs: &Path, m: &oci_spec::runtime::Mount) -> Result<(), RootfsError> {
+    let opts = mounts::parse_options(m.options().as_deref().unwrap_or_default(), m.destination())?;
+    if opts.attr_set == 0 && opts.attr_clr == 0 {
+        return Ok(());
+    }
+    let dest = mounts::resolve_in_root(rootfs, m.destination())?;
+    Ok(mounts::apply_recursive_attrs(&dest, &opts)?)
+}
+
+/// A tmpfs /dev the spec wants read-only (it is filled first, then made so).
+fn is_readonly_dev(m: &oci_spec::runtime::Mount) -> bool {
+    m.destination() == Path::new("/dev")
+        && m.typ().as_deref() == Some("tmpfs")
+        && m.options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "ro"))
+}
+
+/// After the pivot: remount a /dev the spec wants read-only, now that its
+/// device nodes, symlinks and mount points exist (runc does the same).
+pub fn finalize_dev(spec: &Spec) -> Result<(), RootfsError> {
+    if !spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(is_readonly_dev)
+    {
+        return Ok(());
+    }
+    remount_readonly_fs(Path::new("/dev")).map_err(|source| RootfsError::Readonly {
+        path: PathBuf::from("/dev"),
+        source,
+    })
+}
+
+/// Before chroot (--no-pivot): the host's own procfs and sysfs mounts stay
+/// reachable in the mount namespace, and a full, unmasked procfs lets the
+/// kernel allow a fresh procfs mount in a nested user namespace. Detach every
+/// full proc and sysfs mount outside the rootfs (or cover it with an empty
+/// tmpfs where that is refused), as runc does.
+fn hide_host_pseudo_fs(rootfs: &Path) -> Result<(), RootfsError> {
+    let mut hidden: Vec<PathBuf> = mounts::mountinfo()?
+        .into_iter()
+        .filter(|m| m.root == Path::new("/") && matches!(m.fs_type.as_str(), "proc" | "sysfs"))
+        .map(|m| m.mount_point)
+        .filter(|p| !p.starts_with(rootfs))
+        .collect();
+    // Deepest first, so that a parent is not detached from under a child.
+    hidden.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in hidden {
+        let err = |source| RootfsError::Mask {
+            path: p.clone(),
+            source,
+        };
+        match nix::mount::mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // Gone with a parent detached before it.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            r => r.map_err(err)?,
+        }
+        match nix::mount::umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Make `rootfs` the root: pivot_root with the `.`/`.` trick (the old root ends up
 /// stacked under the new one and is detached at once), or with `no_pivot` move
 /// the rootfs onto / and chroot (for ramdisk roots, where pivot_root fails).
@@ -190,6 +299,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     };
     nix::unistd::chdir(rootfs).map_err(err("chdir"))?;
     if no_pivot {
+        hide_host_pseudo_fs(rootfs)?;
         nix::mount::mount(
             Some(rootfs),
             "/",
@@ -296,6 +406,25 @@ fn remount_readonly(path: &Path) -> Result<(), nix::Error> {
             (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
             (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
             (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(s) {
+                flags |= m;
+            }
+        }
+    }
+    nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+}
+
+/// Remount a filesystem (not a bind) read-only, keeping its other flags.
+fn remount_readonly_fs(path: &Path) -> Result<(), nix::Error> {
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if let Ok(st) = nix::sys::statvfs::statvfs(path) {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        for (s, m) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         ] {
             if f.contains(s) {
                 flags |= m;

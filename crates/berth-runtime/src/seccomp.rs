@@ -12,8 +12,13 @@
 //! - the filter does not set no_new_privs itself: the caller decides (loading
 //!   without it needs CAP_SYS_ADMIN, so it happens before the capabilities drop).
 //!
-//! SCMP_ACT_NOTIFY needs a seccomp agent that berth-runtime does not have; it is
-//! refused with a clear error rather than loaded half-working.
+//! - syscalls newer than every syscall the profile names get ENOSYS rather
+//!   than a non-permissive default action (a BPF stub in front of libseccomp's
+//!   program, for the native architecture), so that a program probing for a
+//!   new syscall falls back instead of failing;
+//! - SCMP_ACT_NOTIFY rules make [`load`] return the listener fd, which the
+//!   runtime hands to the agent at `listenerPath` (see `process::notify`); they
+//!   cannot apply to write(2), which the runtime's children use after loading.
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -35,8 +40,14 @@ const OPTIMIZE_THRESHOLD: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("seccomp action SCMP_ACT_NOTIFY ({0}) is not supported: berth-runtime has no seccomp agent support")]
-    NotifyUnsupported(String),
+    #[error("SCMP_ACT_NOTIFY cannot be used as the default action")]
+    NotifyDefault,
+    #[error("SCMP_ACT_NOTIFY cannot be used for the write syscall")]
+    NotifyWrite,
+    #[error("SCMP_ACT_NOTIFY is used ({0}) but linux.seccomp.listenerPath is not set")]
+    NotifyWithoutListener(String),
+    #[error("seccomp: load the filter: {0}")]
+    Load(#[source] nix::Error),
     #[error("seccomp errnoRet {value} ({what}) is out of range (0..=65535)")]
     ErrnoOutOfRange { value: u32, what: String },
     #[error("seccomp rule for {syscall}: argument index {index} is out of range (0..=5)")]
@@ -141,14 +152,15 @@ pub fn supported_arches() -> Vec<Arch> {
         .collect()
 }
 
-/// The actions `load` accepts (NOTIFY is recognised but refused).
-pub const SUPPORTED_ACTIONS: [LinuxSeccompAction; 8] = [
+/// The actions `load` accepts.
+pub const SUPPORTED_ACTIONS: [LinuxSeccompAction; 9] = [
     LinuxSeccompAction::ScmpActAllow,
     LinuxSeccompAction::ScmpActErrno,
     LinuxSeccompAction::ScmpActKill,
     LinuxSeccompAction::ScmpActKillProcess,
     LinuxSeccompAction::ScmpActKillThread,
     LinuxSeccompAction::ScmpActLog,
+    LinuxSeccompAction::ScmpActNotify,
     LinuxSeccompAction::ScmpActTrace,
     LinuxSeccompAction::ScmpActTrap,
 ];
@@ -220,7 +232,7 @@ fn action(
             // errno_value keeps the value within u16.
             ScmpAction::Trace(u16::try_from(msg).unwrap_or(u16::MAX))
         }
-        LinuxSeccompAction::ScmpActNotify => return Err(SeccompError::NotifyUnsupported(what())),
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -318,8 +330,42 @@ fn add_syscall_rules(
     Ok(())
 }
 
+/// The syscalls of the profile's SCMP_ACT_NOTIFY rules, comma-separated
+/// (empty when it has none).
+fn notified(s: &LinuxSeccomp) -> String {
+    s.syscalls()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.action() == LinuxSeccompAction::ScmpActNotify)
+        .flat_map(|c| c.names().iter().cloned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether the profile has SCMP_ACT_NOTIFY rules (its filter then hands out a
+/// listener fd for the seccomp agent).
+pub fn uses_notify(s: &LinuxSeccomp) -> bool {
+    !notified(s).is_empty()
+}
+
 /// Build the filter for `s` without loading it.
 pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SeccompError::NotifyDefault);
+    }
+    let notify = notified(s);
+    if !notify.is_empty() {
+        if notify.split(',').any(|n| n == "write") {
+            return Err(SeccompError::NotifyWrite);
+        }
+        if s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+        {
+            return Err(SeccompError::NotifyWithoutListener(notify));
+        }
+    }
     let default = action(s.default_action(), s.default_errno_ret(), || {
         "defaultAction".to_string()
     })?;
@@ -350,22 +396,188 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
 /// Build the filter and its BPF program without loading anything, so that a
 /// profile libseccomp rejects is refused before the container exists.
 pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
+    program(s).map(drop)
+}
+
+/// The BPF program for `s`: libseccomp's, behind the ENOSYS stub.
+fn program(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let ctx = build(s)?;
-    // Exporting generates the BPF program (what load would hand the kernel);
-    // libseccomp 2.5 has no way to do that without writing it somewhere.
-    let sink = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
+    let mut prog = enosys_stub(s);
+    prog.extend(export(&ctx)?);
+    Ok(prog)
+}
+
+/// libseccomp's program (2.5 can only write it to a file descriptor).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    use std::io::{Read, Seek};
+    let mut f = memfd(c"berth-seccomp").map_err(|source| SeccompError::Sink { source })?;
+    ctx.export_bpf(&f)
+        .map_err(filter_err("generate the BPF program"))?;
+    let mut raw = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut raw))
         .map_err(|source| SeccompError::Sink { source })?;
-    ctx.export_bpf(&sink)
-        .map_err(filter_err("generate the BPF program"))
+    let size = std::mem::size_of::<libc::sock_filter>();
+    Ok(raw
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+fn memfd(name: &std::ffi::CStr) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a
+    // new fd or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just created and nothing else owns it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// The x32 ABI's syscalls on x86_64 carry this bit.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A BPF stub that answers ENOSYS for syscalls of the native architecture
+/// numbered above every syscall the profile names, ahead of a default action
+/// that is not permissive (runc does the same): a program that probes for a
+/// syscall newer than the profile then falls back as on an older kernel,
+/// instead of failing with EPERM. Empty when it does not apply.
+fn enosys_stub(s: &LinuxSeccomp) -> Vec<libc::sock_filter> {
+    use LinuxSeccompAction::*;
+    if matches!(s.default_action(), ScmpActAllow | ScmpActLog | ScmpActTrace)
+        || s.default_errno_ret() == Some(libc::ENOSYS as u32)
+    {
+        return Vec::new();
+    }
+    let native = ScmpArch::native();
+    let arches = s.architectures().as_deref().unwrap_or_default();
+    if !arches.is_empty()
+        && !arches
+            .iter()
+            .any(|a| matches!(arch(*a), ScmpArch::Native) || arch(*a) == native)
+    {
+        return Vec::new();
+    }
+    let Some(audit_arch) = audit_arch(native) else {
+        return Vec::new();
+    };
+    let last = s
+        .syscalls()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|c| c.names())
+        .filter_map(|n| ScmpSyscall::from_name_by_arch(n, native).ok())
+        .map(i32::from)
+        .filter(|n| *n >= 0)
+        .max();
+    let Some(last) = last.and_then(|n| u32::try_from(n).ok()) else {
+        return Vec::new();
+    };
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+    const JGT: u32 = libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K;
+    const RET: u32 = libc::BPF_RET | libc::BPF_K;
+    // struct seccomp_data: nr at offset 0, arch at offset 4.
+    // Every jump lands on the next instruction or on the original program,
+    // which starts right after the stub and loads what it needs itself.
+    vec![
+        stmt(LD_W_ABS, 4),                                  // 0: A = arch
+        jump(JEQ, audit_arch, 0, 4),                        // 1: not native → 6
+        stmt(LD_W_ABS, 0),                                  // 2: A = nr
+        jump(JGE, X32_SYSCALL_BIT, 2, 0),                   // 3: x32 → 6
+        jump(JGT, last, 0, 1),                              // 4: nr > last → 5, else 6
+        stmt(RET, SECCOMP_RET_ERRNO | libc::ENOSYS as u32), // 5
+    ]
+}
+
+/// SECCOMP_RET_ERRNO (linux/seccomp.h).
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+/// The kernel's AUDIT_ARCH_* value for the architectures berth builds for.
+fn audit_arch(a: ScmpArch) -> Option<u32> {
+    const AUDIT_ARCH_64BIT: u32 = 0x8000_0000;
+    const AUDIT_ARCH_LE: u32 = 0x4000_0000;
+    match a {
+        ScmpArch::X8664 => Some(62 | AUDIT_ARCH_64BIT | AUDIT_ARCH_LE), // EM_X86_64
+        ScmpArch::Aarch64 => Some(183 | AUDIT_ARCH_64BIT | AUDIT_ARCH_LE), // EM_AARCH64
+        _ => None,
+    }
+}
+
+/// seccomp(2) filter flags (linux/seccomp.h).
+const FLAG_LOG: libc::c_ulong = 2;
+const FLAG_SPEC_ALLOW: libc::c_ulong = 4;
+const FLAG_NEW_LISTENER: libc::c_ulong = 8;
+const FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+
+fn load_flags(s: &LinuxSeccomp) -> libc::c_ulong {
+    let mut flags = 0;
+    for f in s.flags().as_deref().unwrap_or_default() {
+        flags |= match f {
+            // The runtime is single-threaded when it loads the filter.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 0,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+        };
+    }
+    if uses_notify(s) {
+        flags |= FLAG_NEW_LISTENER;
+    }
+    flags
 }
 
 /// Build the filter and load it into the kernel for the calling thread (and the
-/// program it execs). Everything the caller does after this runs under the filter.
-pub fn load(s: &LinuxSeccomp) -> Result<(), SeccompError> {
-    let ctx = build(s)?;
-    ctx.load().map_err(filter_err("load the filter"))
+/// program it execs). Everything the caller does after this runs under the
+/// filter. With SCMP_ACT_NOTIFY rules, returns the listener fd for the agent.
+pub fn load(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
+    use std::os::fd::FromRawFd;
+    let mut prog = program(s)?;
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
+        filter: prog.as_mut_ptr(),
+    };
+    let flags = load_flags(s);
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads the sock_fprog and the
+    // program it points to, both alive for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(SeccompError::Load(nix::errno::Errno::last()));
+    }
+    if flags & FLAG_NEW_LISTENER != 0 {
+        let fd = i32::try_from(r).map_err(|_| SeccompError::Load(nix::errno::Errno::EBADF))?;
+        // SAFETY: with NEW_LISTENER seccomp returns a new fd that we own.
+        return Ok(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -411,19 +623,55 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_refused_clearly() {
+    fn notify_needs_a_listener_and_spares_write() {
         let p = profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
         }));
         let e = validate(&p).unwrap_err();
-        assert!(matches!(e, SeccompError::NotifyUnsupported(_)), "{e}");
+        assert!(matches!(e, SeccompError::NotifyWithoutListener(_)), "{e}");
         assert!(e.to_string().contains("mkdir"), "{e}");
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        validate(&p).unwrap();
+        assert!(uses_notify(&p));
+        assert_eq!(load_flags(&p) & FLAG_NEW_LISTENER, FLAG_NEW_LISTENER);
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert!(matches!(validate(&p), Err(SeccompError::NotifyWrite)));
         let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-        assert!(matches!(
-            validate(&p),
-            Err(SeccompError::NotifyUnsupported(_))
-        ));
+        assert!(matches!(validate(&p), Err(SeccompError::NotifyDefault)));
+    }
+
+    #[test]
+    fn enosys_stub_only_before_a_restrictive_default() {
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        let stub = enosys_stub(&p);
+        assert_eq!(stub.len(), 6);
+        let write = i32::from(ScmpSyscall::from_name("write").unwrap()) as u32;
+        let read = i32::from(ScmpSyscall::from_name("read").unwrap()) as u32;
+        assert_eq!(stub[4].k, write.max(read));
+        assert_eq!(stub[5].k, SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        let allow = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        assert!(enosys_stub(&allow).is_empty());
+        let enosys = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        assert!(enosys_stub(&enosys).is_empty());
+        assert!(program(&p).unwrap().len() > 6);
     }
 
     #[test]

@@ -6,6 +6,15 @@ use nix::sys::signal::Signal;
 #[error("unknown signal {0:?}")]
 pub struct UnknownSignal(pub String);
 
+/// Like [`parse`], but also takes `0` (no signal: only checks the target
+/// exists), which `kill` accepts as runc does; 0 is None.
+pub fn parse_or_zero(s: &str) -> Result<Option<Signal>, UnknownSignal> {
+    if s.trim() == "0" {
+        return Ok(None);
+    }
+    parse(s).map(Some)
+}
+
 /// Parse a signal given by name (with or without `SIG`, any case) or number.
 pub fn parse(s: &str) -> Result<Signal, UnknownSignal> {
     let unknown = || UnknownSignal(s.to_string());
@@ -34,5 +43,7 @@ mod tests {
         assert!(parse("NOPE").is_err());
         assert!(parse("99").is_err());
         assert!(parse("").is_err());
+        assert_eq!(parse_or_zero("0").unwrap(), None);
+        assert_eq!(parse_or_zero("KILL").unwrap(), Some(Signal::SIGKILL));
     }
 }

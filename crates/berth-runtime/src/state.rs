@@ -224,20 +224,21 @@ impl State {
     }
 }
 
-/// The OCI state object, as hooks receive it on stdin and `state` prints it.
+/// The OCI state object, as hooks receive it on stdin and `state` and `list`
+/// print it (fields in runc's order, which scripts match on).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OciState {
     #[serde(rename = "ociVersion")]
     pub oci_version: String,
     pub id: String,
-    pub status: Status,
     pub pid: i32,
+    pub status: Status,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    pub owner: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
     pub annotations: std::collections::HashMap<String, String>,
+    pub owner: String,
 }
 
 /// Write `data` to `path` so that readers see either the old or the new content.

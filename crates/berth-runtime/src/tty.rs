@@ -41,6 +41,12 @@ pub enum TtyError {
     Receive(#[source] nix::Error),
     #[error("the console socket's peer sent no file descriptor")]
     NoFd,
+    #[error("bind the pty on /dev/console: {0}")]
+    Console(String),
+    #[error("give the pty to the process's user: {0}")]
+    Chown(#[source] nix::Error),
+    #[error("hand the pty master to the runtime: {0}")]
+    ToRuntime(String),
 }
 
 /// Connect to the `--console-socket` path.
@@ -82,6 +88,49 @@ pub fn open_pty() -> Result<Pty, TtyError> {
         slave,
         slave_path,
     })
+}
+
+/// The pty hand-over, the same for a container's init and an exec'd process:
+/// a pty from the devpts in view, sized to the process's `consoleSize` before
+/// anything runs on it, its slave bound on `/dev/console` (the init only), the
+/// master sent to the `--console-socket` or, without one, handed to the
+/// runtime by `to_runtime`, and the slave made this process's controlling
+/// terminal and stdio, owned by the process's user.
+pub fn hand_over(
+    process: &oci_spec::runtime::Process,
+    console_socket: Option<&OwnedFd>,
+    bind_console: bool,
+    to_runtime: &mut dyn FnMut(RawFd) -> Result<(), TtyError>,
+) -> Result<(), TtyError> {
+    let pty = open_pty()?;
+    if let Some(size) = process.console_size() {
+        let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
+        let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
+        set_size(pty.master.as_raw_fd(), rows, cols)?;
+    }
+    let console = Path::new("/dev/console");
+    if bind_console && console.exists() {
+        crate::mounts::bind_path(
+            Path::new(&pty.slave_path),
+            console,
+            false,
+            nix::mount::MsFlags::empty(),
+        )
+        .map_err(|e| TtyError::Console(e.to_string()))?;
+    }
+    match console_socket {
+        Some(sock) => send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)?,
+        None => to_runtime(pty.master.as_raw_fd())?,
+    }
+    drop(pty.master);
+    become_stdio(&pty.slave)?;
+    // The slave is a node of the container's own devpts: give it to the user.
+    nix::unistd::fchown(
+        &pty.slave,
+        Some(nix::unistd::Uid::from_raw(process.user().uid())),
+        None,
+    )
+    .map_err(TtyError::Chown)
 }
 
 /// Set the window size of a terminal.

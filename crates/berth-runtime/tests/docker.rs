@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testutil::{unmount_below, CgroupGuard};
+use common::which;
 
 const CGROUP_PARENT: &str = "berth-test-docker";
 
@@ -90,14 +91,6 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
         unmount_below(self.dir.path());
     }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 #[test]

@@ -433,10 +433,7 @@ fn create_then_start_runs_the_process() {
     let out = rt.run(&["start", &c.id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!(
-            "container {} is not in created state (stopped)",
-            c.id
-        )),
+        stderr(&out).contains("cannot start a container that has stopped"),
         "{}",
         stderr(&out)
     );
@@ -730,8 +727,9 @@ fn exec_joins_the_container_and_reports_exit_codes() {
         Some(5)
     );
 
+    // As runc: 255 for an exec the runtime could not carry out.
     let out = rt.run(&["exec", &c.id, "no-such-program"]);
-    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(out.status.code(), Some(255));
     let err = stderr(&out);
     assert!(
         err.contains("no-such-program") && err.contains("not found"),
@@ -739,7 +737,7 @@ fn exec_joins_the_container_and_reports_exit_codes() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let out = rt.run(&["exec", &c.id, "/etc/passwd"]);
-    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
 
     let pid_file = rt.root.path().join("exec.pid");
     let (code, err) = rt.run_quiet(&[
@@ -788,8 +786,12 @@ fn exec_joins_the_container_and_reports_exit_codes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rt.wait_status(&c.id, "stopped"));
     let out = rt.run(&["exec", &c.id, "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        stderr(&out).contains("cannot exec in a stopped container"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Assert that a failed create left nothing behind for `id`.

@@ -7,18 +7,12 @@
 //! container closes it too.
 
 use crate::cli::{Cli, CreateArgs};
-use crate::process::parent::{self, CreateOptions};
+use crate::process::parent::CreateOptions;
+use crate::Container;
 
 pub fn run(cli: &Cli, args: &CreateArgs) -> anyhow::Result<i32> {
-    let prepared = parent::prepare(options(cli, args, false)).map_err(one_line)?;
-    parent::create(prepared).map_err(one_line)?;
+    Container::create(options(cli, args, false))?;
     Ok(0)
-}
-
-/// The runtime's errors already name their cause in their message; passing them
-/// on without the source chain keeps main's `{:#}` from printing it twice.
-pub fn one_line(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
 }
 
 /// The options of `create` (and of `run`, which may relay a terminal itself).

@@ -15,13 +15,28 @@ use anyhow::Context;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use crate::cli::{Cli, ExecArgs};
-use crate::process::exec::{self, ExecOptions};
+use crate::process::exec::ExecOptions;
 use crate::process::ProcessError;
-use crate::state::State;
-use crate::{capabilities, identity, logger};
+use crate::{capabilities, identity, logger, Container};
+
+/// runc's exit code for an exec that failed in the runtime (not in the process).
+pub const EXEC_FAILED: i32 = 255;
 
 pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
-    let process = build_process(cli, args).map_err(super::create::one_line)?;
+    // As runc: the process's own exit code, or 255 for anything that kept it
+    // from running (a missing program included), with "exec failed: ...".
+    match exec(cli, args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            logger::error(&format!("exec failed: {}", crate::logger::one_line(&*e)));
+            Ok(EXEC_FAILED)
+        }
+    }
+}
+
+fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
+    let c = Container::load(&cli.root, &args.id)?;
+    let process = build_process(&c, args)?;
     let opts = ExecOptions {
         root: cli.root.clone(),
         id: args.id.clone(),
@@ -31,36 +46,35 @@ pub fn run(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
         ignore_paused: args.ignore_paused,
+        cgroups: args.cgroup.clone(),
     };
-    match exec::exec(opts) {
-        Ok(code) => Ok(code),
-        // A missing or non-executable program: say so and exit like a shell.
-        Err(e) if e.exit_code() != 1 => {
-            logger::error(&e.to_string());
-            Ok(e.exit_code())
-        }
-        Err(e) => Err(super::create::one_line(e)),
-    }
+    Ok(c.exec(opts)?)
 }
 
-fn build_process(cli: &Cli, args: &ExecArgs) -> anyhow::Result<Process> {
+fn build_process(c: &Container, args: &ExecArgs) -> anyhow::Result<Process> {
     if let Some(path) = &args.process {
         let data = std::fs::read(path).map_err(|source| ProcessError::ProcessJson {
             path: path.clone(),
             source,
         })?;
-        let p: Process =
-            serde_json::from_slice(&data).map_err(|source| ProcessError::ProcessJsonParse {
-                path: path.clone(),
-                source,
-            })?;
+        let parse_err = |source| ProcessError::ProcessJsonParse {
+            path: path.clone(),
+            source,
+        };
+        let mut raw: serde_json::Value = serde_json::from_slice(&data).map_err(parse_err)?;
+        // runc reads a process without a user as uid 0, gid 0 (Go's zero
+        // value); the spec's type insists on the field.
+        if let Some(obj) = raw.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        let p: Process = serde_json::from_value(raw).map_err(parse_err)?;
         return Ok(p);
     }
     if args.command.is_empty() {
         anyhow::bail!("exec needs a command to run (or --process process.json)");
     }
-    let state = State::load(&cli.root, &args.id)?;
-    let mut p = state.config.process().clone().unwrap_or_default();
+    let mut p = c.state().config.process().clone().unwrap_or_default();
     p.set_args(Some(args.command.clone()));
     p.set_terminal(Some(args.tty));
     p.set_console_size(None);

@@ -1,16 +1,13 @@
 //! `berth-runtime list [--format table|json] [-q]`, in runc's shapes.
 
 use crate::cli::{Cli, ListArgs, OutputFormat};
-use crate::state::{self, State};
+use crate::Container;
 
 pub fn run(cli: &Cli, args: &ListArgs) -> anyhow::Result<i32> {
-    let mut states = Vec::new();
-    for id in state::list_ids(&cli.root)? {
-        // A container deleted between readdir and read is simply not listed.
-        if let Ok(s) = State::load(&cli.root, &id) {
-            states.push(s.oci_state(&cli.root));
-        }
-    }
+    let states: Vec<_> = Container::list(&cli.root)?
+        .iter()
+        .map(Container::oci_state)
+        .collect();
     if args.quiet {
         for s in &states {
             println!("{}", s.id);
@@ -44,12 +41,13 @@ pub fn run(cli: &Cli, args: &ListArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Columns padded like Go's tabwriter with minwidth 12, padding 1, as runc uses.
+/// Columns padded like Go's tabwriter with minwidth 12 and padding 3, as
+/// runc's list uses it.
 pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len() + 1).max(12);
+            *w = (*w).max(cell.len() + 3).max(12);
         }
     }
     let mut out = String::new();
@@ -71,8 +69,10 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn table_pads_to_twelve() {
+    fn table_pads_like_tabwriter() {
         let t = super::table(&[["ID".to_string(), "PID".into()], ["a".into(), "1".into()]]);
         assert_eq!(t, "ID          PID\na           1\n");
+        let t = super::table(&[["a-long-container".to_string(), "1".into()]]);
+        assert_eq!(t, "a-long-container   1\n");
     }
 }

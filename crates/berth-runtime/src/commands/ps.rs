@@ -3,13 +3,11 @@
 
 use anyhow::Context;
 
-use crate::cgroups::CgroupManager;
 use crate::cli::{Cli, OutputFormat, PsArgs};
-use crate::state::State;
+use crate::Container;
 
 pub fn run(cli: &Cli, args: &PsArgs) -> anyhow::Result<i32> {
-    let state = State::load(&cli.root, &args.id)?;
-    let pids = CgroupManager::from_paths(&state.cgroup_paths)?.pids()?;
+    let pids = Container::load(&cli.root, &args.id)?.pids()?;
     if args.format == OutputFormat::Json {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(0);

@@ -6,13 +6,11 @@
 //! killed), and deletes the container afterwards unless --keep.
 
 use crate::cli::{Cli, RunArgs};
-use crate::logger;
-use crate::process::{parent, wait, ProcessError};
+use crate::process::{wait, ProcessError};
+use crate::{logger, Container, Error};
 
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
     let foreground = !args.detach;
-    let opts = super::create::options(cli, &args.create, foreground);
-    let prepared = parent::prepare(opts).map_err(super::create::one_line)?;
     if foreground {
         // --no-subreaper is accepted but cannot be honoured: waiting for the
         // init requires it to be our child.
@@ -21,30 +19,31 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
             source,
         })?;
     }
-    let created = match parent::create(prepared) {
+    let created = match Container::create(super::create::options(cli, &args.create, foreground)) {
         Ok(c) => c,
+        // A missing or non-executable program: say so and exit like a shell.
         Err(e) if e.exit_code() != 1 => {
             logger::error(&e.to_string());
             return Ok(e.exit_code());
         }
-        Err(e) => return Err(super::create::one_line(e)),
+        Err(e) => return Err(e.into()),
     };
-    let state = created.state;
-    if let Err(e) = super::start::start_container(cli, &state) {
-        if let Err(d) = super::delete::destroy(cli, &state) {
-            logger::warn(&format!("cleaning up after a failed start: {d:#}"));
+    let c = created.container;
+    if let Err(e) = c.start() {
+        if let Err(d) = c.destroy() {
+            logger::warn(&format!("cleaning up after a failed start: {d}"));
         }
-        return Err(e);
+        return Err(e.into());
     }
     if args.detach {
         return Ok(0);
     }
     let code = wait::wait_foreground(
-        nix::unistd::Pid::from_raw(state.init_process_pid),
+        nix::unistd::Pid::from_raw(c.state().init_process_pid),
         created.console_master,
     );
     if !args.keep {
-        super::delete::destroy(cli, &state)?;
+        c.destroy()?;
     }
-    code.map_err(super::create::one_line)
+    Ok(code.map_err(Error::from)?)
 }

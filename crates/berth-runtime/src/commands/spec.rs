@@ -113,17 +113,23 @@ fn build() -> anyhow::Result<Spec> {
         )?,
     ];
 
-    let namespaces = [
+    let mut namespaces = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Network,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Cgroup,
-    ]
-    .into_iter()
-    .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
-    .collect::<Result<Vec<_>, _>>()?;
+    ];
+    // As runc: a cgroup namespace only on a cgroup v2 host. On v1 and hybrid
+    // hosts the container sees its cgroup paths from the host's root, which
+    // is what tools reading /proc/self/cgroup there expect.
+    if cgroup_v2_host() {
+        namespaces.push(LinuxNamespaceType::Cgroup);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()?;
 
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let linux = LinuxBuilder::default()
@@ -173,6 +179,14 @@ fn build() -> anyhow::Result<Spec> {
     // Spec::default() (the builder's base) carries an empty annotations map.
     spec.set_annotations(None);
     Ok(spec)
+}
+
+/// Whether this host has only the cgroup v2 hierarchy.
+fn cgroup_v2_host() -> bool {
+    matches!(
+        crate::cgroups::Layout::detect(),
+        Ok(crate::cgroups::Layout::V2 { .. })
+    )
 }
 
 /// The config `spec` writes: runc's example config with hostname "berth".
@@ -285,8 +299,8 @@ mod tests {
             .iter()
             .map(|n| n.typ())
             .collect();
-        assert_eq!(ns.len(), 6);
-        assert!(ns.contains(&LinuxNamespaceType::Cgroup));
+        assert_eq!(ns.len(), if cgroup_v2_host() { 6 } else { 5 });
+        assert_eq!(ns.contains(&LinuxNamespaceType::Cgroup), cgroup_v2_host());
         assert_eq!(linux.masked_paths().as_ref().unwrap().len(), 10);
         assert_eq!(linux.readonly_paths().as_ref().unwrap().len(), 5);
     }

@@ -1,13 +1,10 @@
 //! `berth-runtime state ID`: the spec's state object, indented like runc prints it.
 
 use crate::cli::{Cli, IdArg};
-use crate::state::State;
+use crate::Container;
 
 pub fn run(cli: &Cli, args: &IdArg) -> anyhow::Result<i32> {
-    let state = State::load(&cli.root, &args.id)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&state.oci_state(&cli.root))?
-    );
+    let c = Container::load(&cli.root, &args.id)?;
+    println!("{}", serde_json::to_string_pretty(&c.oci_state())?);
     Ok(0)
 }

@@ -5,17 +5,13 @@
 use std::io::Read;
 
 use anyhow::Context;
-use oci_spec::runtime::{Linux, LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
-use crate::cgroups::CgroupManager;
 use crate::cli::{Cli, UpdateArgs};
-use crate::state::{State, Status};
+use crate::Container;
 
 pub fn run(cli: &Cli, args: &UpdateArgs) -> anyhow::Result<i32> {
-    let mut state = State::load(&cli.root, &args.id)?;
-    if state.status(&cli.root) == Status::Stopped {
-        anyhow::bail!("container {} is not running", args.id);
-    }
+    let mut c = Container::load(&cli.root, &args.id)?;
     let delta = match &args.resources {
         Some(path) => {
             let mut data = Vec::new();
@@ -30,12 +26,7 @@ pub fn run(cli: &Cli, args: &UpdateArgs) -> anyhow::Result<i32> {
         }
         None => from_flags(args)?,
     };
-    CgroupManager::from_paths(&state.cgroup_paths)?.apply(&delta)?;
-    let mut linux = state.config.linux().clone().unwrap_or_else(Linux::default);
-    let merged = merge(linux.resources().clone().unwrap_or_default(), &delta);
-    linux.set_resources(Some(merged));
-    state.config.set_linux(Some(linux));
-    state.save(&cli.root)?;
+    c.update(&delta)?;
     Ok(0)
 }
 
@@ -103,64 +94,6 @@ fn from_flags(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
     Ok(r)
 }
 
-/// Overlay the values set in `delta` onto `base`.
-fn merge(mut base: LinuxResources, delta: &LinuxResources) -> LinuxResources {
-    if let Some(d) = delta.memory() {
-        let mut m = (*base.memory()).unwrap_or_default();
-        if d.limit().is_some() {
-            m.set_limit(d.limit());
-        }
-        if d.reservation().is_some() {
-            m.set_reservation(d.reservation());
-        }
-        if d.swap().is_some() {
-            m.set_swap(d.swap());
-        }
-        base.set_memory(Some(m));
-    }
-    if let Some(d) = delta.cpu() {
-        let mut c = base.cpu().clone().unwrap_or_default();
-        if d.shares().is_some() {
-            c.set_shares(d.shares());
-        }
-        if d.quota().is_some() {
-            c.set_quota(d.quota());
-        }
-        if d.period().is_some() {
-            c.set_period(d.period());
-        }
-        if d.cpus().is_some() {
-            c.set_cpus(d.cpus().clone());
-        }
-        if d.mems().is_some() {
-            c.set_mems(d.mems().clone());
-        }
-        if d.realtime_period().is_some() {
-            c.set_realtime_period(d.realtime_period());
-        }
-        if d.realtime_runtime().is_some() {
-            c.set_realtime_runtime(d.realtime_runtime());
-        }
-        if d.burst().is_some() {
-            c.set_burst(d.burst());
-        }
-        if d.idle().is_some() {
-            c.set_idle(d.idle());
-        }
-        base.set_cpu(Some(c));
-    }
-    if delta.pids().is_some() {
-        base.set_pids(*delta.pids());
-    }
-    if delta.block_io().is_some() {
-        base.set_block_io(delta.block_io().clone());
-    }
-    if delta.unified().is_some() {
-        base.set_unified(delta.unified().clone());
-    }
-    base
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,24 +106,5 @@ mod tests {
         assert_eq!(parse_bytes("-1").unwrap(), -1);
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("-5").is_err());
-    }
-
-    #[test]
-    fn merge_keeps_untouched_fields() {
-        let mut base = LinuxResources::default();
-        let mut m = LinuxMemory::default();
-        m.set_limit(Some(100));
-        m.set_reservation(Some(50));
-        base.set_memory(Some(m));
-        let args = UpdateArgs {
-            memory: Some("200".into()),
-            pids_limit: Some(10),
-            ..Default::default()
-        };
-        let merged = merge(base, &from_flags(&args).unwrap());
-        let mem = merged.memory().unwrap();
-        assert_eq!(mem.limit(), Some(200));
-        assert_eq!(mem.reservation(), Some(50));
-        assert_eq!(merged.pids().unwrap().limit(), 10);
     }
 }

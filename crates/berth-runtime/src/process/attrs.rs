@@ -245,11 +245,14 @@ fn set_io_priority(io: &LinuxIOPriority) -> Result<(), ChildFailure> {
 
 /// Apply the process attributes, in order. Runs as the last steps before the
 /// executable lookup; `seccomp_filter` and `personality` are the container's (they
-/// apply to exec'd processes too).
+/// apply to exec'd processes too). A filter with SCMP_ACT_NOTIFY rules gives a
+/// listener fd, which `notify` must hand to the seccomp agent before this
+/// process makes any syscall the agent answers.
 pub fn apply(
     process: &Process,
     seccomp_filter: Option<&LinuxSeccomp>,
     personality: Option<&LinuxPersonality>,
+    notify: &mut dyn FnMut(std::os::fd::OwnedFd) -> Result<(), ChildFailure>,
 ) -> Result<(), ChildFailure> {
     if let Some(p) = personality {
         set_personality(p)?;
@@ -269,7 +272,11 @@ pub fn apply(
     // still have it.
     if !nnp {
         if let Some(s) = seccomp_filter {
-            seccomp::load(s).map_err(|e| ChildFailure::setup(format!("seccomp: {e}")))?;
+            if let Some(fd) =
+                seccomp::load(s).map_err(|e| ChildFailure::setup(format!("seccomp: {e}")))?
+            {
+                notify(fd)?;
+            }
         }
     }
     let none = no_capabilities();
@@ -285,7 +292,11 @@ pub fn apply(
         // With no_new_privs the filter goes in last, so it can be as strict as it
         // likes about the syscalls above.
         if let Some(s) = seccomp_filter {
-            seccomp::load(s).map_err(|e| ChildFailure::setup(format!("seccomp: {e}")))?;
+            if let Some(fd) =
+                seccomp::load(s).map_err(|e| ChildFailure::setup(format!("seccomp: {e}")))?
+            {
+                notify(fd)?;
+            }
         }
     }
     if process.user().umask().is_some() {

@@ -109,6 +109,9 @@ enum Message {
     Ready,
     // runtime → init
     HooksDone(Box<OciState>),
+    // init or exec'd process → runtime, and the answer
+    SeccompFd,
+    SeccompDone,
     // any child → runtime
     Failed(ChildFailure),
 }
@@ -124,6 +127,8 @@ impl Message {
             Message::ConsoleMaster => "console-master",
             Message::Ready => "ready",
             Message::HooksDone(_) => "hooks-done",
+            Message::SeccompFd => "seccomp-fd",
+            Message::SeccompDone => "seccomp-done",
             Message::Failed(_) => "failed",
         }
     }
@@ -145,8 +150,21 @@ pub enum InitEvent {
     RunCreateHooks,
     /// The pty master (for a foreground run without a console socket).
     ConsoleMaster(OwnedFd),
+    /// The seccomp listener fd, for the agent: answer `seccomp_done`.
+    SeccompFd(OwnedFd),
     /// Everything is set up; the init now blocks on exec.fifo.
     Ready,
+}
+
+/// What an exec'd process tells the runtime before its execve.
+#[derive(Debug)]
+pub enum ExecEvent {
+    /// The pty master (for a foreground exec without a console socket).
+    ConsoleMaster(OwnedFd),
+    /// The seccomp listener fd, for the agent: answer `seccomp_done`.
+    SeccompFd(OwnedFd),
+    /// The execve succeeded (the channel closed on exec).
+    Executed,
 }
 
 /// One end of a channel.
@@ -316,6 +334,22 @@ impl Channel {
         self.send(&Message::ConsoleMaster, Some(master))
     }
 
+    /// Hand the seccomp listener fd to the runtime and wait until it has
+    /// passed it on to the agent (every notified syscall blocks until then).
+    pub fn seccomp_fd(&self, fd: RawFd) -> Result<(), Received> {
+        self.send(&Message::SeccompFd, Some(fd))
+            .map_err(Received::Channel)?;
+        match self.recv_ok()? {
+            (Message::SeccompDone, _) => Ok(()),
+            (m, _) => Err(unexpected("seccomp-done", &m)),
+        }
+    }
+
+    /// The seccomp listener fd reached the agent.
+    pub fn seccomp_done(&self) -> Result<(), ChannelError> {
+        self.send(&Message::SeccompDone, None)
+    }
+
     /// Setup is complete; the init is about to block on exec.fifo.
     pub fn init_ready(&self) -> Result<(), ChannelError> {
         self.send(&Message::Ready, None)
@@ -341,6 +375,10 @@ impl Channel {
             (Message::ConsoleMaster, None) => {
                 Err(Received::Channel(ChannelError::MissingFd("console-master")))
             }
+            (Message::SeccompFd, Some(fd)) => Ok(InitEvent::SeccompFd(fd)),
+            (Message::SeccompFd, None) => {
+                Err(Received::Channel(ChannelError::MissingFd("seccomp-fd")))
+            }
             (Message::Ready, _) => Ok(InitEvent::Ready),
             (m, _) => Err(unexpected("an init step", &m)),
         }
@@ -348,13 +386,14 @@ impl Channel {
 
     /// Wait for an exec'd process: end of file means its execve succeeded (the
     /// channel is close-on-exec); a message means it failed before. A pty master
-    /// may come first (`Ok(Some(fd))`); call again for the outcome.
-    pub fn wait_for_exec(&self) -> Result<Option<OwnedFd>, Received> {
+    /// or a seccomp fd may come first; call again for the outcome.
+    pub fn wait_for_exec(&self) -> Result<ExecEvent, Received> {
         match self.recv() {
-            Err(ChannelError::Closed) => Ok(None),
+            Err(ChannelError::Closed) => Ok(ExecEvent::Executed),
             Err(e) => Err(Received::Channel(e)),
             Ok((Message::Failed(f), _)) => Err(Received::Failure(f)),
-            Ok((Message::ConsoleMaster, Some(fd))) => Ok(Some(fd)),
+            Ok((Message::ConsoleMaster, Some(fd))) => Ok(ExecEvent::ConsoleMaster(fd)),
+            Ok((Message::SeccompFd, Some(fd))) => Ok(ExecEvent::SeccompFd(fd)),
             Ok((m, _)) => Err(unexpected("exec or failure", &m)),
         }
     }
@@ -422,7 +461,12 @@ mod tests {
             InitEvent::ConsoleMaster(fd) => assert!(fd.as_raw_fd() >= 0),
             other => panic!("{other:?}"),
         }
+        child.seccomp_done().unwrap();
         drop(child);
-        assert!(parent.wait_for_exec().unwrap().is_none());
+        assert!(matches!(
+            parent.wait_for_exec(),
+            Err(Received::Channel(ChannelError::Unexpected { .. }))
+        ));
+        assert!(matches!(parent.wait_for_exec(), Ok(ExecEvent::Executed)));
     }
 }

@@ -6,16 +6,17 @@
 //! runtime learns that execve succeeded from the end of file, and why it failed
 //! from a message (127: not found, 126: not executable).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::attrs::{self, ExecPlan};
-use super::channel::{self, Channel, ChildFailure, IntermediateEvent};
+use super::channel::{self, Channel, ChildFailure, ExecEvent, IntermediateEvent};
 use super::intermediate::{become_root, received};
 use super::parent::describe_status;
 use super::{fork_child, fork_child_into, wait, ProcessError};
@@ -35,6 +36,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup [controller[,controller]:]path`: run in these existing
+    /// sub-cgroups of the container's cgroup instead of its own.
+    pub cgroups: Vec<String>,
 }
 
 struct Prepared {
@@ -45,6 +49,9 @@ struct Prepared {
     console_socket: Option<OwnedFd>,
     terminal: bool,
     preserve_fds: u32,
+    /// Where the process goes when `--cgroup` named sub-cgroups: controller →
+    /// directory ("" the v2 or hybrid unified one), written by the runtime.
+    sub_cgroups: Option<BTreeMap<String, PathBuf>>,
 }
 
 /// Run the process; returns the exit code for the runtime (the process's own
@@ -71,7 +78,7 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
     let parent_fds = [join_parent.raw_fd(), proc_parent.raw_fd()];
     // Where cgroup2 allows, the joiner is cloned straight into the container's
     // cgroup; it joins the v1 hierarchies itself (see self_join_files).
-    let cgroup = if p.state.cgroup_paths.is_empty() {
+    let cgroup = if p.state.cgroup_paths.is_empty() || p.sub_cgroups.is_some() {
         None
     } else {
         Some(CgroupManager::from_paths(&p.state.cgroup_paths)?)
@@ -106,13 +113,18 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
         },
     )?;
     drop(clone_into);
-    if let Some(cg) = &cgroup {
-        if !cloned_into {
-            cg.join_cgroup2(joiner.as_raw())?;
-        }
-    }
     drop(join_child);
     drop(proc_child);
+    let joined = match (&cgroup, &p.sub_cgroups) {
+        (Some(cg), _) if !cloned_into => cg.join_cgroup2(joiner.as_raw()).map_err(Into::into),
+        (_, Some(dirs)) => add_to_cgroups(joiner, dirs),
+        _ => Ok(()),
+    };
+    if let Err(e) = joined {
+        let _ = nix::sys::signal::kill(joiner, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(joiner, None);
+        return Err(e);
+    }
 
     let result = drive(&opts, joiner, &join_parent, &proc_parent);
     if result.is_err() {
@@ -125,6 +137,7 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
 
 fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
     let state = State::load(&opts.root, &opts.id)?;
+    let sub_cgroups = sub_cgroup_paths(&state.cgroup_paths, &opts.cgroups)?;
     let status = state.status(&opts.root);
     match status {
         Status::Running | Status::Created => {}
@@ -185,7 +198,110 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
         console_socket,
         terminal,
         preserve_fds: opts.preserve_fds,
+        sub_cgroups,
     })
+}
+
+/// The cgroups a `--cgroup` exec joins: the container's, with the named
+/// sub-cgroups in place of the controllers they name (all of them for a bare
+/// path), as runc resolves them. None when no `--cgroup` was given.
+pub fn sub_cgroup_paths(
+    base: &BTreeMap<String, PathBuf>,
+    args: &[String],
+) -> Result<Option<BTreeMap<String, PathBuf>>, ProcessError> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let mut subs: BTreeMap<String, String> = BTreeMap::new();
+    for arg in args {
+        match arg.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => {
+                return Err(ProcessError::BadSubCgroup(format!(
+                    "invalid --cgroup argument: {arg}"
+                )))
+            }
+            Some((ctrls, path)) => {
+                for c in ctrls.split(',') {
+                    subs.insert(c.to_string(), path.to_string());
+                }
+            }
+            None if args.len() != 1 => {
+                return Err(ProcessError::BadSubCgroup(format!(
+                    "invalid --cgroup argument: {arg} (missing <controller>: prefix)"
+                )))
+            }
+            None => {
+                subs.insert(String::new(), arg.clone());
+            }
+        }
+    }
+    let mut out = base.clone();
+    let join = |dir: &Path, sub: &str| {
+        sub_path(dir, sub)
+            .ok_or_else(|| ProcessError::BadSubCgroup(format!("{sub} is not a sub cgroup path")))
+    };
+    match subs.get("") {
+        Some(sub) => {
+            for dir in out.values_mut() {
+                *dir = join(dir, sub)?;
+            }
+        }
+        None => {
+            for (ctrl, sub) in &subs {
+                let Some(dir) = out.get_mut(ctrl) else {
+                    return Err(ProcessError::BadSubCgroup(format!(
+                        "unknown controller {ctrl} in SubCgroupPaths"
+                    )));
+                };
+                *dir = join(dir, sub)?;
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `dir` joined with `sub` lexically, or None when `sub` climbs above `dir`.
+fn sub_path(dir: &Path, sub: &str) -> Option<PathBuf> {
+    let mut out = dir.to_path_buf();
+    let mut depth = 0usize;
+    for c in Path::new(sub).components() {
+        match c {
+            std::path::Component::Normal(n) => {
+                out.push(n);
+                depth += 1;
+            }
+            std::path::Component::ParentDir => {
+                depth = depth.checked_sub(1)?;
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Move `pid` into each directory (runc's way for `--cgroup`; the usual exec
+/// joins without a migration, see CgroupManager::self_join_files).
+fn add_to_cgroups(pid: Pid, dirs: &BTreeMap<String, PathBuf>) -> Result<(), ProcessError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for dir in dirs.values() {
+        if !seen.insert(dir) {
+            continue;
+        }
+        let file = dir.join("cgroup.procs");
+        let write = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, pid.to_string().as_bytes()));
+        if let Err(e) = write {
+            return Err(ProcessError::AddToCgroup {
+                pid: pid.as_raw(),
+                file,
+                reason: crate::logger::errno_text(&e),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The runtime's side once the joiner is forked.
@@ -233,8 +349,25 @@ fn drive(
     let mut master = None;
     loop {
         match proc_parent.wait_for_exec() {
-            Ok(Some(fd)) => master = Some(fd),
-            Ok(None) => break,
+            Ok(ExecEvent::ConsoleMaster(fd)) => master = Some(fd),
+            Ok(ExecEvent::SeccompFd(fd)) => {
+                let sent = send_seccomp_fd(opts, pid, &fd).and_then(|()| {
+                    proc_parent
+                        .seccomp_done()
+                        .map_err(|source| ProcessError::Channel {
+                            role: "exec",
+                            source,
+                        })
+                });
+                if let Err(e) = sent {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    if !opts.detach {
+                        let _ = waitpid(pid, None);
+                    }
+                    return Err(e);
+                }
+            }
+            Ok(ExecEvent::Executed) => break,
             Err(r) => {
                 if !opts.detach {
                     let _ = waitpid(pid, None);
@@ -243,26 +376,52 @@ fn drive(
             }
         }
     }
-    if opts.detach {
-        if let Some(pid_file) = &opts.pid_file {
-            state::write_atomic(
-                &attrs::absolute(pid_file),
-                pid.as_raw().to_string().as_bytes(),
-                0o644,
-            )?;
+    if let Some(pid_file) = &opts.pid_file {
+        let written = state::write_atomic(
+            &attrs::absolute(pid_file),
+            pid.as_raw().to_string().as_bytes(),
+            0o644,
+        );
+        if let Err(e) = written {
+            // The caller cannot track a process whose pid it was not given.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            if !opts.detach {
+                let _ = waitpid(pid, None);
+            }
+            return Err(e.into());
         }
+    }
+    if opts.detach {
         return Ok(0);
     }
     wait::wait_foreground(pid, master)
 }
 
+/// Pass an exec'd process's seccomp listener to the container's agent.
+fn send_seccomp_fd(opts: &ExecOptions, pid: Pid, fd: &OwnedFd) -> Result<(), ProcessError> {
+    let state = State::load(&opts.root, &opts.id)?;
+    let Some(profile) = state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().clone())
+    else {
+        return Ok(());
+    };
+    let oci = state.oci_state(&opts.root);
+    super::notify::send_to_agent(&profile, &oci, pid.as_raw(), fd)?;
+    Ok(())
+}
+
 /// `berth:[1:EXEC]`: wait for the cgroup, join the container's namespaces, fork
 /// the process that will execve.
 fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(), ChildFailure> {
+    crate::logger::debug("nsexec container setup: joining the container's namespaces");
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;
-    if !p.state.cgroup_paths.is_empty() {
+    // With --cgroup the runtime has placed us in the sub-cgroups already.
+    if !p.state.cgroup_paths.is_empty() && p.sub_cgroups.is_none() {
         let cg = CgroupManager::from_paths(&p.state.cgroup_paths)
             .map_err(|e| ChildFailure::setup(format!("the container's cgroup: {e}")))?;
         for tasks in cg.self_join_files() {
@@ -302,37 +461,32 @@ fn run_process(p: &Prepared, ch: &Channel) -> ChildFailure {
 }
 
 fn setup_process(p: &Prepared, ch: &Channel) -> Result<std::ffi::CString, ChildFailure> {
+    crate::logger::debug("child process in init(): setting up the exec'd process");
     nix::unistd::setsid().map_err(|e| ChildFailure::setup(format!("setsid: {e}")))?;
     if p.terminal {
-        let pty = tty::open_pty().map_err(ChildFailure::setup)?;
-        if let Some(size) = p.process.console_size() {
-            let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
-            let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
-            tty::set_size(pty.master.as_raw_fd(), rows, cols).map_err(ChildFailure::setup)?;
-        }
-        match &p.console_socket {
-            Some(sock) => tty::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)
-                .map_err(ChildFailure::setup)?,
-            None => ch
-                .console_master(pty.master.as_raw_fd())
-                .map_err(|e| ChildFailure::setup(format!("send the pty master: {e}")))?,
-        }
-        drop(pty.master);
-        tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
-        nix::unistd::fchown(
-            &pty.slave,
-            Some(nix::unistd::Uid::from_raw(p.process.user().uid())),
-            None,
+        tty::hand_over(
+            &p.process,
+            p.console_socket.as_ref(),
+            false,
+            &mut |master| {
+                ch.console_master(master)
+                    .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
+            },
         )
-        .map_err(|e| ChildFailure::setup(format!("chown the pty: {e}")))?;
+        .map_err(ChildFailure::setup)?;
     }
     attrs::enter_cwd(p.process.cwd())?;
     let linux = p.state.config.linux().as_ref();
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
     let personality = linux.and_then(|l| l.personality().as_ref());
-    attrs::apply(&p.process, seccomp, personality)?;
+    attrs::apply(&p.process, seccomp, personality, &mut |fd| {
+        ch.seccomp_fd(fd.as_raw_fd()).map_err(received)?;
+        drop(fd);
+        Ok(())
+    })?;
     let program = p.plan.find()?.to_owned();
     attrs::cloexec_from(3 + p.preserve_fds)?;
     attrs::reset_signals()?;
+    crate::logger::debug(&format!("setns_init: about to exec {program:?}"));
     Ok(program)
 }

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use nix::mount::MsFlags;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::attrs;
@@ -16,7 +15,7 @@ use super::intermediate::received;
 use super::parent::Prepared;
 use crate::rootfs::{self, RootfsConfig};
 use crate::state::{OciState, Status};
-use crate::{hooks, mounts, tty};
+use crate::{hooks, tty};
 
 /// The init's whole life. Until "ready", failures go to the runtime over the
 /// channel; after it (the runtime has exited) they go to the container's stderr,
@@ -78,6 +77,7 @@ fn setup(
     cgroup_paths: &BTreeMap<String, PathBuf>,
     in_userns: bool,
 ) -> Result<(OciState, CString), ChildFailure> {
+    crate::logger::debug("child process in init(): the container's init builds its root");
     nix::unistd::setsid().map_err(fail("setsid"))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if !p.opts.no_new_keyring {
@@ -93,7 +93,13 @@ fn setup(
     }
 
     let terminal = p.process.terminal().unwrap_or(false);
+    let mount_sources: BTreeMap<usize, RawFd> = p
+        .mount_sources
+        .iter()
+        .map(|(i, fd)| (*i, fd.as_raw_fd()))
+        .collect();
     let cfg = RootfsConfig {
+        mount_sources: &mount_sources,
         spec: &p.spec,
         rootfs: &p.rootfs,
         bundle: &p.bundle,
@@ -111,6 +117,9 @@ fn setup(
         .as_ref()
         .and_then(|h| h.create_container().clone())
     {
+        // createContainer hooks run in the rootfs (runc's working directory
+        // for them), so relative paths in them name files of the container.
+        nix::unistd::chdir(&p.rootfs).map_err(fail("chdir to the rootfs"))?;
         hooks::run(&list, &state).map_err(fail("createContainer hook"))?;
     }
 
@@ -125,6 +134,7 @@ fn setup(
         setup_terminal(p, ch)?;
     }
 
+    rootfs::finalize_dev(&p.spec).map_err(ChildFailure::setup)?;
     rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))
         .map_err(ChildFailure::setup)?;
     rootfs::masked_paths(linux.masked_paths().as_deref().unwrap_or(&[]))
@@ -143,10 +153,18 @@ fn setup(
         &p.process,
         linux.seccomp().as_ref(),
         linux.personality().as_ref(),
+        &mut |fd| {
+            ch.seccomp_fd(fd.as_raw_fd()).map_err(received)?;
+            // The agent holds the listener now; our copy must not keep a dead
+            // agent's notified syscalls waiting.
+            drop(fd);
+            Ok(())
+        },
     )?;
     let program = p.exec.find()?.to_owned();
     attrs::cloexec_from(3 + p.opts.preserve_fds)?;
     attrs::reset_signals()?;
+    crate::logger::debug("init: closing the pipe to signal completion (ready, waiting for start)");
     ch.init_ready().map_err(fail("report ready"))?;
     Ok((state, program))
 }
@@ -196,34 +214,11 @@ impl CloexecExt for std::fs::OpenOptions {
 }
 
 fn setup_terminal(p: &Prepared, ch: &Channel) -> Result<(), ChildFailure> {
-    let pty = tty::open_pty().map_err(ChildFailure::setup)?;
-    if let Some(size) = p.process.console_size() {
-        let rows = u16::try_from(size.height()).unwrap_or(u16::MAX);
-        let cols = u16::try_from(size.width()).unwrap_or(u16::MAX);
-        tty::set_size(pty.master.as_raw_fd(), rows, cols).map_err(ChildFailure::setup)?;
-    }
-    let console = Path::new("/dev/console");
-    if console.exists() {
-        mounts::bind_path(Path::new(&pty.slave_path), console, false, MsFlags::empty())
-            .map_err(ChildFailure::setup)?;
-    }
-    match &p.console_socket {
-        Some(sock) => tty::send_fd(sock.as_raw_fd(), pty.master.as_raw_fd(), &pty.slave_path)
-            .map_err(ChildFailure::setup)?,
-        None => ch
-            .console_master(pty.master.as_raw_fd())
-            .map_err(fail("send the pty master to the runtime"))?,
-    }
-    drop(pty.master);
-    tty::become_stdio(&pty.slave).map_err(ChildFailure::setup)?;
-    // The slave is a node of the container's own devpts: give it to the user.
-    nix::unistd::fchown(
-        &pty.slave,
-        Some(nix::unistd::Uid::from_raw(p.process.user().uid())),
-        None,
-    )
-    .map_err(fail("chown the pty"))?;
-    Ok(())
+    tty::hand_over(&p.process, p.console_socket.as_ref(), true, &mut |master| {
+        ch.console_master(master)
+            .map_err(|e| tty::TtyError::ToRuntime(e.to_string()))
+    })
+    .map_err(ChildFailure::setup)
 }
 
 /// Join a new session keyring named after the container, so that keys do not

@@ -48,6 +48,7 @@ pub mod channel;
 pub mod exec;
 mod init;
 mod intermediate;
+pub mod notify;
 pub mod parent;
 pub mod wait;
 
@@ -175,10 +176,24 @@ pub enum ProcessError {
         #[source]
         source: BoxError,
     },
-    #[error("container {id} is {status}: exec needs a running or created container")]
+    #[error("cannot exec in a {status} container")]
     NotRunning { id: String, status: String },
-    #[error("container {0} is paused (use --ignore-paused to exec anyway)")]
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
     Paused(String),
+    #[error("{0}")]
+    BadSubCgroup(String),
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    SeccompAgent(#[from] notify::NotifyError),
+    #[error("container's cgroup unexpectedly frozen")]
+    FrozenCgroup,
+    #[error("adding pid {pid} to cgroups: write {}: {reason}", file.display())]
+    AddToCgroup {
+        pid: i32,
+        file: PathBuf,
+        reason: String,
+    },
     #[error("open namespace {path} of the container: {source}")]
     ContainerNamespace {
         path: String,

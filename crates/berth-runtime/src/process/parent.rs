@@ -61,6 +61,10 @@ pub struct Prepared {
     pub exec: ExecPlan,
     pub uid_mappings: Vec<LinuxIdMapping>,
     pub gid_mappings: Vec<LinuxIdMapping>,
+    /// Bind sources opened here on the host (index in the spec's mounts → fd)
+    /// for a container with a new user namespace, whose init may not be
+    /// allowed to reach them by path.
+    pub mount_sources: BTreeMap<usize, OwnedFd>,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -78,7 +82,11 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> super::BoxError 
 /// Validate everything about the bundle and the options. No side effect: nothing
 /// is created, no process forked.
 pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
-    state::validate_id(&opts.id)?;
+    // An existing id is refused before anything else is looked at (create
+    // checks again when it makes the directory, against a race).
+    if state::container_dir(&opts.root, &opts.id)?.exists() {
+        return Err(state::StateError::AlreadyExists(opts.id.clone()).into());
+    }
     let bundle = fs::canonicalize(&opts.bundle).map_err(|source| ProcessError::Bundle {
         path: opts.bundle.clone(),
         source,
@@ -247,12 +255,42 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
 
-    let cgroup = Some(CgroupManager::new(
+    let cgroup = CgroupManager::new(
         linux.cgroups_path().as_deref(),
         &opts.id,
         opts.systemd_cgroup,
-    )?);
+    )?;
+    let unified = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.unified().as_ref())
+        .is_some_and(|u| !u.is_empty());
+    if unified && cgroup.version() == crate::cgroups::CgroupVersion::V1 {
+        return Err(ProcessError::InvalidConfig(
+            "linux.resources.unified needs cgroup v2, and this host uses cgroup v1".into(),
+        ));
+    }
+    // A cgroup that exists already is shared (runc allows it, with a warning);
+    // a frozen one would freeze the init halfway through its setup.
+    if cgroup.exists() {
+        let pids = cgroup.pids().unwrap_or_default();
+        if !pids.is_empty() {
+            logger::warn(&format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ));
+        }
+        if cgroup.is_frozen().unwrap_or(false) {
+            return Err(ProcessError::FrozenCgroup);
+        }
+    }
+    let cgroup = Some(cgroup);
     let exec = ExecPlan::new(&process, &rootfs)?;
+    let mount_sources = if plan.is_new(LinuxNamespaceType::User) {
+        open_bind_sources(&spec, &bundle)
+    } else {
+        BTreeMap::new()
+    };
     Ok(Prepared {
         opts,
         bundle,
@@ -265,7 +303,47 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         exec,
         uid_mappings,
         gid_mappings,
+        mount_sources,
     })
+}
+
+/// Clone every bind mount's source into a detached mount tree (open_tree
+/// with OPEN_TREE_CLONE) with the runtime's own access, for a container with
+/// a user namespace: a source under a directory only the host's root may
+/// enter is then still reachable by an init whose root is an unprivileged
+/// host uid, which attaches the tree with move_mount (runc opens such sources
+/// on the host for the same reason). A source that cannot be cloned is left to
+/// the init, which reports it.
+fn open_bind_sources(spec: &Spec, bundle: &Path) -> BTreeMap<usize, OwnedFd> {
+    let mut out = BTreeMap::new();
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+        let Some(source) = m.source().as_ref().filter(|_| bind) else {
+            continue;
+        };
+        let source = if source.is_absolute() {
+            source.clone()
+        } else {
+            bundle.join(source)
+        };
+        let recursive = m
+            .options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "rbind"));
+        if let Ok(fd) = mounts::clone_tree(&source, recursive) {
+            out.insert(i, fd);
+        }
+    }
+    out
 }
 
 /// Undoes a half-made container unless disarmed: kills its processes (and reaps
@@ -404,20 +482,20 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
 
     let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
     // The cgroup exists, with its limits, before the intermediate does: then the
-    // intermediate can be cloned straight into it where cgroup2 allows.
+    // intermediate can be cloned straight into it where cgroup2 allows. The
+    // device rules wait until the init has made the container's device nodes
+    // (runc's order too: mknod is itself subject to them).
+    let linux = p.spec.linux().as_ref();
+    let mut limits = crate::devices::cgroup_rules(linux.and_then(|l| l.resources().as_ref()));
+    let mut device_rules = oci_spec::runtime::LinuxResources::default();
+    device_rules.set_devices(limits.devices().clone());
+    limits.set_devices(None);
     let clone_into = match &p.cgroup {
         Some(cg) => {
             cleanup.cgroup = Some(cg.clone());
             cleanup.cgroup_created = true;
             cg.create()?;
-            let linux = p.spec.linux().as_ref();
-            let rules = crate::devices::cgroup_rules(
-                linux.and_then(|l| l.resources().as_ref()),
-                linux
-                    .and_then(|l| l.devices().as_deref())
-                    .unwrap_or_default(),
-            );
-            cg.apply(&rules)?;
+            cg.apply(&limits)?;
             cg.clone_into_dir().and_then(|d| {
                 nix::fcntl::open(
                     d,
@@ -524,7 +602,25 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                     })?;
             }
             Ok(InitEvent::ConsoleMaster(fd)) => console_master = Some(fd),
-            Ok(InitEvent::Ready) => break,
+            Ok(InitEvent::SeccompFd(fd)) => {
+                if let Some(profile) = p.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+                    let oci = oci_state(&p, init_pid.as_raw(), &created);
+                    super::notify::send_to_agent(profile, &oci, init_pid.as_raw(), &fd)?;
+                }
+                drop(fd);
+                init_parent
+                    .seccomp_done()
+                    .map_err(|source| ProcessError::Channel {
+                        role: "init",
+                        source,
+                    })?;
+            }
+            Ok(InitEvent::Ready) => {
+                if let Some(cg) = &p.cgroup {
+                    cg.apply(&device_rules)?;
+                }
+                break;
+            }
             Err(r) => return Err(ProcessError::from_received("init", r)),
         }
     }

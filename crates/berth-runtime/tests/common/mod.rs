@@ -211,3 +211,153 @@ pub fn mounts_mentioning(needle: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The path of `name` on PATH, if it is installed.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A tar of the busybox test rootfs (what `docker import` and `podman
+/// import` take) at `dir/rootfs.tar`.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    berth_testutil::busybox_rootfs(&rootfs).unwrap();
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the rootfs");
+    tar
+}
+
+/// An OCI image archive (oci-layout, index.json, blobs) of the busybox test
+/// rootfs named `name`, at `dir/image.tar`, for `ctr images import`: one
+/// uncompressed layer, digests from sha256sum. Nothing is pulled.
+pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
+    let layer = busybox_tar(dir);
+    let layout = dir.join("oci");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let add = |path: &Path| -> (String, u64) {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        assert!(out.status.success(), "sha256sum");
+        let digest = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let size = std::fs::metadata(path).unwrap().len();
+        std::fs::copy(path, blobs.join(&digest)).unwrap();
+        (digest, size)
+    };
+    let json_blob = |v: serde_json::Value, file: &str| {
+        let p = dir.join(file);
+        std::fs::write(&p, v.to_string()).unwrap();
+        add(&p)
+    };
+    let (layer_digest, layer_size) = add(&layer);
+    let (config_digest, config_size) = json_blob(
+        serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
+        }),
+        "config.json",
+    );
+    let (manifest_digest, manifest_size) = json_blob(
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": format!("sha256:{config_digest}"), "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
+        }),
+        "manifest.json",
+    );
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
+                           "annotations": {"io.containerd.image.name": name,
+                                           "org.opencontainers.image.ref.name": "latest"}}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("image.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the OCI layout");
+    archive
+}
+
+/// Removes what engines leave under /sys/fs/cgroup for `relative` when
+/// dropped: the cgroup in every hierarchy and, for controllers the host does
+/// not mount (podman makes plain directories for every controller it knows
+/// on the cgroup tmpfs), those directories, and a top-level directory that
+/// did not exist before and is empty again.
+pub struct EngineCgroups {
+    relative: String,
+    before: Vec<PathBuf>,
+}
+
+impl EngineCgroups {
+    pub fn new(relative: &str) -> EngineCgroups {
+        EngineCgroups {
+            relative: relative.to_string(),
+            before: top_level_cgroup_entries(),
+        }
+    }
+}
+
+fn top_level_cgroup_entries() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|e| e.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+impl Drop for EngineCgroups {
+    fn drop(&mut self) {
+        berth_testutil::remove_cgroup_everywhere(&self.relative);
+        for top in top_level_cgroup_entries() {
+            if is_mount_point(&top) {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(top.join(&self.relative));
+            if !self.before.contains(&top) {
+                let _ = std::fs::remove_dir(&top);
+            }
+        }
+    }
+}

@@ -259,6 +259,12 @@ fn drive(
 /// `berth:[1:EXEC]`: wait for the cgroup, join the container's namespaces, fork
 /// the process that will execve.
 fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(), ChildFailure> {
+    // Once in the container's namespaces, its processes could otherwise ptrace
+    // us or open /proc/<pid>/{mem,fd,environ} and reach the host through what
+    // the runtime still holds (CVE-2016-9962). The process we fork inherits
+    // this, and execve makes the user's program dumpable again.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| ChildFailure::setup(format!("make the exec process non-dumpable: {e}")))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;

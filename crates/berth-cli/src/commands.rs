@@ -249,6 +249,26 @@ fn parse_ulimit(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "Soft": soft.parse::<i64>()?, "Hard": hard.parse::<i64>()?}))
 }
 
+/// `--security-opt seccomp=FILE` sends the file's content, as the docker CLI
+/// does; other options go as given.
+fn security_opt(opt: &str) -> Result<String> {
+    let Some(path) = opt
+        .strip_prefix("seccomp=")
+        .or_else(|| opt.strip_prefix("seccomp:"))
+    else {
+        return Ok(opt.to_string());
+    };
+    if matches!(path, "unconfined" | "builtin") {
+        return Ok(format!("seccomp={path}"));
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("opening seccomp profile ({path}) failed"))?;
+    // Compacted, so that the option is one line in `inspect`.
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("decoding seccomp profile ({path}) failed"))?;
+    Ok(format!("seccomp={value}"))
+}
+
 /// The `POST /containers/create` body for the flags.
 pub fn create_body(o: &CreateOpts) -> Result<Value> {
     let mut env = vec![];
@@ -287,6 +307,11 @@ pub fn create_body(o: &CreateOpts) -> Result<Value> {
         .iter()
         .map(|u| parse_ulimit(u))
         .collect::<Result<Vec<_>>>()?;
+    let security_opt = o
+        .security_opt
+        .iter()
+        .map(|opt| security_opt(opt))
+        .collect::<Result<Vec<_>>>()?;
     let attach_all = o.attach.is_empty();
     let mut hc = json!({
         "Binds": o.volume,
@@ -296,7 +321,7 @@ pub fn create_body(o: &CreateOpts) -> Result<Value> {
         "CapDrop": o.cap_drop,
         "ReadonlyRootfs": o.read_only,
         "Tmpfs": tmpfs,
-        "SecurityOpt": o.security_opt,
+        "SecurityOpt": security_opt,
         "Ulimits": ulimits,
         "AutoRemove": o.rm,
         "Init": o.init,

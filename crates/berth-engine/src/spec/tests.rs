@@ -192,7 +192,10 @@ fn defaults_match_docker() {
     assert_eq!(p.terminal(), Some(false));
     assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
     assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
-    assert!(linux.seccomp().is_none(), "no default seccomp profile yet");
+    assert!(
+        linux.seccomp().is_some(),
+        "Docker's default seccomp profile"
+    );
     let devs = linux
         .resources()
         .as_ref()
@@ -667,17 +670,68 @@ fn security_opts() {
             .unwrap_err();
         assert!(matches!(e, SpecError::Invalid(_)), "{bad}");
     }
+    // A custom profile in Docker's format is honoured; a broken one is a 400.
+    let spec = f.spec(HostConfig {
+        security_opt: Some(strings(&[
+            "seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\"}]}",
+        ])),
+        ..HostConfig::default()
+    });
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert_eq!(
+        s.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActAllow
+    );
+    assert_eq!(s.syscalls().as_ref().unwrap()[0].names(), &["mkdir"]);
     let e = f
         .build(
             &cmd(&["sh"]),
             &HostConfig {
-                security_opt: Some(strings(&["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"])),
+                security_opt: Some(strings(&["seccomp={\"defaultAction\":"])),
                 ..HostConfig::default()
             },
             &ImageConfig::default(),
         )
         .unwrap_err();
-    assert!(matches!(e, SpecError::Unsupported(_)));
+    assert!(matches!(e, SpecError::Invalid(_)), "{e}");
+}
+
+#[test]
+fn docker_default_seccomp_unless_privileged() {
+    let f = Fixture::new();
+    let spec = f.spec(HostConfig::default());
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert_eq!(
+        s.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    assert_eq!(s.default_errno_ret(), Some(1));
+    let names: Vec<&String> = s
+        .syscalls()
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.names())
+        .collect();
+    assert!(names.iter().any(|n| *n == "chroot"));
+    assert!(!names.iter().any(|n| *n == "mount"));
+    let spec = f.spec(HostConfig {
+        cap_add: Some(strings(&["SYS_ADMIN"])),
+        ..HostConfig::default()
+    });
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert!(s
+        .syscalls()
+        .as_deref()
+        .unwrap()
+        .iter()
+        .any(|c| c.names().iter().any(|n| n == "mount")));
+    let spec = f.spec(HostConfig {
+        privileged: Some(true),
+        security_opt: Some(strings(&["seccomp={\"defaultAction\":\"SCMP_ACT_KILL\"}"])),
+        ..HostConfig::default()
+    });
+    assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
 }
 
 #[test]

@@ -420,9 +420,11 @@ impl Drop for Stack {
             if let Some(pid) = pid {
                 // Only a shim that serves this directory: a stale pid file must not
                 // make us kill a stranger.
-                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
-                    .unwrap_or(false);
+                let ours = ["cmdline", "environ"].iter().any(|f| {
+                    std::fs::read(format!("/proc/{pid}/{f}"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+                        .unwrap_or(false)
+                });
                 if ours {
                     let _ = nix::sys::signal::kill(
                         Pid::from_raw(pid),

@@ -375,7 +375,12 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
             mem.set_swap(Some(-1));
         }
         0 if memory > 0 => {
-            mem.set_swap(Some(memory * 2));
+            // Docker's default: as much swap as memory. Checked: a client may send
+            // any i64.
+            let doubled = memory
+                .checked_mul(2)
+                .ok_or_else(|| invalid(format!("Invalid memory limit {memory}: too large")))?;
+            mem.set_swap(Some(doubled));
         }
         0 => {}
         s => {
@@ -417,13 +422,20 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
                 "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
             ));
         }
-        if nano < 0 {
-            return Err(invalid(
-                "Range of CPUs is from 0.01 to the number of CPUs available",
-            ));
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let max = i64::try_from(ncpu)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+        if !(10_000_000..=max).contains(&nano) {
+            return Err(invalid(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
         }
+        // nano × period (100 ms) / 1 s, without the overflow of the product.
         cpu.set_period(Some(100_000));
-        cpu.set_quota(Some(nano * 100_000 / 1_000_000_000));
+        cpu.set_quota(Some(nano / 10_000));
     }
     if period != 0 {
         if !(1000..=1_000_000).contains(&period) {
@@ -653,18 +665,23 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         spec_user.set_additional_gids(Some(user.additional_gids.clone()));
     }
 
+    let cwd = config
+        .working_dir
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/");
+    if !cwd.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+
     let mut process = Process::default();
     process.set_terminal(Some(tty));
     process.set_user(spec_user);
     process.set_args(Some(args));
     process.set_env(Some(env));
-    process.set_cwd(PathBuf::from(
-        config
-            .working_dir
-            .as_deref()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/"),
-    ));
+    process.set_cwd(PathBuf::from(cwd));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
     process.set_no_new_privileges(Some(no_new_privs));

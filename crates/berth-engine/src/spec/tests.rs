@@ -457,6 +457,23 @@ fn bad_memory_limits_are_400s() {
             memory_reservation: Some(20 << 20),
             ..HostConfig::default()
         },
+        // Overflows: Memory × 2 for the default swap, NanoCpus × the period.
+        HostConfig {
+            memory: Some(i64::MAX),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(i64::MAX),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(-1),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(1000),
+            ..HostConfig::default()
+        },
     ];
     for hc in cases {
         let e = f
@@ -857,4 +874,16 @@ fn the_spec_serializes_to_runtime_json() {
         .as_array()
         .unwrap()
         .contains(&serde_json::json!("CAP_CHOWN")));
+}
+
+#[test]
+fn a_relative_working_dir_is_a_400() {
+    let f = Fixture::new();
+    let mut c = cmd(&["sh"]);
+    c.working_dir = Some("relative/dir".to_string());
+    let e = f
+        .build(&c, &HostConfig::default(), &ImageConfig::default())
+        .unwrap_err();
+    assert!(matches!(e, SpecError::Invalid(_)), "{e}");
+    assert!(e.to_string().contains("absolute path"), "{e}");
 }

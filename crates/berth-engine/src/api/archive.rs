@@ -486,8 +486,20 @@ fn open_dirs(dir: BorrowedFd<'_>, names: &[&OsStr]) -> Result<OwnedFd, ExtractEr
         let next = match openat(&cur, *n, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                nix::sys::stat::mkdirat(&cur, *n, Mode::from_bits_truncate(0o755))?;
-                openat(&cur, *n, flags, Mode::empty())?
+                match nix::sys::stat::mkdirat(&cur, *n, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match openat(&cur, *n, flags, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::ELOOP | Errno::ENOTDIR | Errno::ENOENT) => {
+                        return Err(ExtractError::Bad(format!(
+                            "{} was replaced while it was being extracted (berth does not follow symlinks there)",
+                            n.to_string_lossy()
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(ExtractError::Bad(format!(
@@ -506,10 +518,12 @@ fn open_dirs(dir: BorrowedFd<'_>, names: &[&OsStr]) -> Result<OwnedFd, ExtractEr
 /// conflict for the client, not a failure of ours.
 fn swapped(e: Errno, path: &Path) -> ExtractError {
     match e {
-        Errno::ELOOP | Errno::ENOTDIR | Errno::EEXIST => ExtractError::Bad(format!(
+        Errno::ELOOP | Errno::ENOTDIR | Errno::EEXIST | Errno::ENOENT => {
+            ExtractError::Bad(format!(
             "{} was replaced while it was being extracted (berth does not follow symlinks there)",
             path.display()
-        )),
+        ))
+        }
         other => other.into(),
     }
 }
@@ -553,13 +567,20 @@ fn extract<R: Read>(
                 } else {
                     nix::unistd::UnlinkatFlags::NoRemoveDir
                 };
-                nix::unistd::unlinkat(&parent, *last, flag).map_err(|e| match e {
-                    Errno::ENOTEMPTY => ExtractError::Bad(format!(
-                        "cannot replace the non-empty directory {} with a file",
-                        path.display()
-                    )),
-                    other => other.into(),
-                })?;
+                match nix::unistd::unlinkat(&parent, *last, flag) {
+                    // Gone already (the container removed it meanwhile).
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(Errno::ENOTEMPTY) => {
+                        return Err(ExtractError::Bad(format!(
+                            "cannot replace the non-empty directory {} with a file",
+                            path.display()
+                        )))
+                    }
+                    Err(Errno::ENOTDIR | Errno::EISDIR) => {
+                        return Err(swapped(Errno::ENOTDIR, &path))
+                    }
+                    Err(other) => return Err(other.into()),
+                }
             }
         }
         let uid = entry
@@ -582,7 +603,11 @@ fn extract<R: Read>(
         match kind {
             tar::EntryType::Directory => {
                 if !existing_is_dir {
-                    nix::sys::stat::mkdirat(&parent, *last, mode)?;
+                    match nix::sys::stat::mkdirat(&parent, *last, mode) {
+                        // Made meanwhile: the open below checks what it is.
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(swapped(e, &path)),
+                    }
                 }
                 let dir = openat(
                     &parent,

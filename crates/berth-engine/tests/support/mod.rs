@@ -163,6 +163,16 @@ impl Stack {
         self.wait_ready();
     }
 
+    /// berthd's pid (0 when it is not running).
+    pub fn berthd_pid(&self) -> u32 {
+        self.berthd.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// berth-manager's pid (0 when it is not running).
+    pub fn manager_pid(&self) -> u32 {
+        self.manager.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGKILLs berthd, as a crash would, and reaps it.
     pub fn kill_berthd(&mut self) {
         if let Some(mut c) = self.berthd.take() {

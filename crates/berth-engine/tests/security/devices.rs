@@ -1,10 +1,12 @@
-//! The eBPF device program on the real kernel: a process in a cgroup2 directory
-//! with Docker's default rules attached may create a node for the host's disk but
-//! not open it, and a rule added by a later `apply` (an `update`) takes effect.
+//! Issue 10, finding 1: device rules on cgroup v2. The eBPF device program on the
+//! real kernel: a process in a cgroup2 directory with Docker's default rules
+//! attached may create a node for the host's disk but not open it, and a rule
+//! added by a later `apply` (an `update`) takes effect.
 //!
 //! The test cgroup exists only in the cgroup2 hierarchy (on a hybrid host the
 //! process stays in the v1 devices controller's root, which allows everything),
-//! so what is refused here is refused by the program alone.
+//! so what is refused here is refused by the program alone. Then the same attack
+//! from a default container, through the whole stack.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,8 @@ use std::process::Command;
 use berth_cgroups::{CgroupManager, Layout};
 use berth_testutil::{block_device_candidates, require_root, unique_name, CgroupGuard};
 use oci_spec::runtime::LinuxResources;
+
+use crate::{ok, serial, Stack};
 
 fn cgroup2_root() -> Option<PathBuf> {
     ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
@@ -51,8 +55,9 @@ fn in_cgroup(dir: &Path, script: &str) -> (i32, String) {
 }
 
 #[test]
-fn the_host_disk_can_be_created_but_not_opened() {
+fn v2_device_program_lets_the_host_disk_be_created_not_opened() {
     require_root!();
+    let _serial = serial();
     let Some(root) = cgroup2_root() else {
         eprintln!("skipped: no cgroup2 hierarchy");
         return;
@@ -136,4 +141,43 @@ fn the_host_disk_can_be_created_but_not_opened() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     cg.remove().unwrap();
+}
+
+/// The same attack from a default container: the node can be made (Docker's
+/// rules allow mknod of any block device), opening it is refused; and the
+/// container's cgroup2 directory carries exactly one device program.
+#[test]
+fn default_container_cannot_open_the_host_disk() {
+    require_root!();
+    let _serial = serial();
+    let Some((major, minor)) = berth_testutil::host_root_block_device() else {
+        eprintln!("skipped: no block device found");
+        return;
+    };
+    let stack = Stack::start();
+    let id = ok(&stack, &["run", "-d", "busybox", "sleep", "300"]);
+    let script = format!(
+        "mknod /tmp/disk b {major} {minor} && echo mknod-ok; head -c 1 /tmp/disk >/dev/null"
+    );
+    let out = stack.cli(&crate::berth(), &["exec", &id, "sh", "-c", &script]);
+    let (o, e) = (crate::stdout(&out), crate::stderr(&out));
+    assert!(o.contains("mknod-ok"), "mknod: {o} {e}");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the host disk was opened: {o} {e}"
+    );
+    assert!(e.contains("Operation not permitted"), "{e}");
+
+    if let Some(root) = cgroup2_root() {
+        let dir = root.join("berth").join(&id);
+        let progs = berth_cgroups::bpf::attached_device_programs(&dir).unwrap();
+        assert_eq!(
+            progs.len(),
+            1,
+            "device programs on {}: {progs:?}",
+            dir.display()
+        );
+    }
+    ok(&stack, &["rm", "-f", &id]);
 }

@@ -39,12 +39,17 @@ fn upload_chmod_race_never_reaches_the_host() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let before = std::fs::metadata(&secret).unwrap();
 
+    // /tmp/race/x is a directory or a symlink to the host file, swapped
+    // atomically as fast as the kernel allows (renameat2 RENAME_EXCHANGE).
     let swap = format!(
-        "mkdir -p /tmp/race; while true; do mkdir /tmp/race/x 2>/dev/null; rm -rf /tmp/race/x; \
-         ln -s {} /tmp/race/x; rm -f /tmp/race/x; done",
+        "mkdir -p /tmp/race/x && ln -s {} /tmp/race/y && exec /probe swap /tmp/race/x /tmp/race/y",
         secret.display()
     );
-    let id = ok(&stack, &["run", "-d", "busybox", "sh", "-c", &swap]);
+    let mounts = crate::probe_mounts();
+    let mut args: Vec<&str> = vec!["run", "-d"];
+    args.extend(mounts.iter().map(String::as_str));
+    args.extend(["busybox", "sh", "-c", &swap]);
+    let id = ok(&stack, &args);
     let tar = tar_of(&[("x", tar::EntryType::Directory, 0o777, b"")]);
     let path = format!("/v1.47/containers/{id}/archive?path=/tmp/race&copyUIDGID=1");
     let mut statuses = std::collections::BTreeMap::new();

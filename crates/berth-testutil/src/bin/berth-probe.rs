@@ -3,7 +3,8 @@
 //! Security tests run it inside containers (with the host's libraries mounted)
 //! and compare the answers with Docker's. It must never be installed anywhere.
 //!
-//! Usage: berth-probe [PROBE...] (all of them when none is named).
+//! Usage: berth-probe [PROBE...] (all of them when none is named), or
+//! berth-probe swap A B (exchange two names atomically, forever).
 
 use std::ffi::CString;
 
@@ -223,8 +224,31 @@ const ALL: &[&str] = &[
     "chmod",
 ];
 
+/// `swap A B`: exchange two names atomically, forever (renameat2
+/// RENAME_EXCHANGE): what a compiled exploit racing a path check does.
+fn swap_forever(a: &str, b: &str) -> ! {
+    let (a, b) = (c(a), c(b));
+    let at = libc::c_long::from(libc::AT_FDCWD);
+    loop {
+        sys(
+            libc::SYS_renameat2,
+            [
+                at,
+                ptr(&a),
+                at,
+                ptr(&b),
+                libc::c_long::from(libc::RENAME_EXCHANGE),
+                0,
+            ],
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 3 && args[0] == "swap" {
+        swap_forever(&args[1], &args[2]);
+    }
     let names: Vec<&str> = if args.is_empty() {
         ALL.to_vec()
     } else {

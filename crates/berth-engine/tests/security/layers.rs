@@ -21,7 +21,10 @@ fn header(name: &str, kind: tar::EntryType, size: u64) -> tar::Header {
     h
 }
 
-fn layer(entries: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+/// A header and the data that follows it.
+type Entry = (tar::Header, Vec<u8>);
+
+fn layer(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::new();
     for (h, data) in entries {
         out.extend_from_slice(h.as_bytes());
@@ -32,7 +35,7 @@ fn layer(entries: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn pax(records: &[(&str, &[u8])]) -> (tar::Header, Vec<u8>) {
+fn pax(records: &[(&str, &[u8])]) -> Entry {
     let mut data = Vec::new();
     for (k, v) in records {
         let body_len = k.len() + v.len() + 3;
@@ -66,7 +69,7 @@ fn bad_whiteouts_overlay_xattrs_and_escapes_are_refused() {
     let stack = Stack::start();
     let dir = |n: &str| (header(n, tar::EntryType::Directory, 0), vec![]);
     let file = |n: &str| (header(n, tar::EntryType::Regular, 1), vec![b'x']);
-    let cases: Vec<(&str, Vec<(tar::Header, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
         (
             "wh-empty",
             vec![dir("etc/"), file("etc/.wh.")],

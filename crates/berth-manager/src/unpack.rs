@@ -331,11 +331,17 @@ fn errno_io(e: Errno) -> io::Error {
 
 impl Applier {
     fn err(&self, what: &'static str, path: &str, e: impl Into<io::Error>) -> UnpackError {
+        let source = e.into();
+        // Reading an entry's data can stop at a limit of the stream: the
+        // input's fault, not a failure to apply.
+        if let Some(l) = berth_tar::limit_error(&source) {
+            return UnpackError::Limit(l.clone());
+        }
         UnpackError::Apply {
             what,
             path: path.to_string(),
             layer: self.layer.clone(),
-            source: e.into(),
+            source,
         }
     }
 

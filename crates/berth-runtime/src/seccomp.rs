@@ -14,6 +14,13 @@
 //!
 //! SCMP_ACT_NOTIFY needs a seccomp agent that berth-runtime does not have; it is
 //! refused with a clear error rather than loaded half-working.
+//!
+//! Compiling a profile the size of Docker's costs more than the rest of a
+//! container's start, so it is compiled once per distinct profile: [`validate_in`]
+//! keeps the BPF program of each profile in `<cache>/<sha256>.bpf` (the runtime's
+//! root: root's alone) and in memory, and [`load`] in the container's process
+//! (forked from the one that validated) loads that program as it is, with
+//! seccomp(2), instead of building it again.
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -23,6 +30,14 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator, LinuxSyscall,
 };
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::Digest as _;
 
 use crate::logger;
 
@@ -60,6 +75,15 @@ pub enum SeccompError {
         #[source]
         source: libseccomp::error::SeccompError,
     },
+    #[error("seccomp: {what} {}: {source}", path.display())]
+    Cache {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp: load the filter: {0}")]
+    Load(#[source] std::io::Error),
 }
 
 fn filter_err(
@@ -350,22 +374,201 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
 /// Build the filter and its BPF program without loading anything, so that a
 /// profile libseccomp rejects is refused before the container exists.
 pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
-    let ctx = build(s)?;
-    // Exporting generates the BPF program (what load would hand the kernel);
-    // libseccomp 2.5 has no way to do that without writing it somewhere.
-    let sink = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .map_err(|source| SeccompError::Sink { source })?;
-    ctx.export_bpf(&sink)
-        .map_err(filter_err("generate the BPF program"))
+    compile(s).map(drop)
 }
 
-/// Build the filter and load it into the kernel for the calling thread (and the
-/// program it execs). Everything the caller does after this runs under the filter.
-pub fn load(s: &LinuxSeccomp) -> Result<(), SeccompError> {
+/// A compiled filter: the BPF program (`struct sock_filter`s) as libseccomp
+/// generated it, for the profile with this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Compiled {
+    key: [u8; 32],
+    program: Vec<u8>,
+}
+
+/// Where below the runtime's `--root` compiled programs are kept (not a
+/// valid container id, so never one's directory).
+pub const CACHE_DIR: &str = "@seccomp";
+
+/// The last profile this process compiled or read from the cache.
+static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+
+/// Bytes of one `struct sock_filter`.
+const INSN: usize = 8;
+/// The kernel's limit on a filter: BPF_MAXINSNS instructions.
+const MAX_INSNS: usize = 4096;
+
+/// What identifies a compiled program: the profile, and the libseccomp that
+/// compiles it (another version may compile it differently).
+fn key(s: &LinuxSeccomp) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"berth-seccomp-v1\0");
+    if let Some(v) = library_version() {
+        h.update(format!("{}.{}.{}\0", v.major, v.minor, v.micro).as_bytes());
+    }
+    h.update(std::env::consts::ARCH.as_bytes());
+    h.update(serde_json::to_vec(s).unwrap_or_default());
+    h.finalize().into()
+}
+
+fn hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cache_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SeccompError + 'a {
+    move |source| SeccompError::Cache {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn valid_program(p: &[u8]) -> bool {
+    !p.is_empty() && p.len() % INSN == 0 && p.len() / INSN <= MAX_INSNS
+}
+
+/// Compile `s` with libseccomp into the BPF program it would load.
+fn compile(s: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
     let ctx = build(s)?;
-    ctx.load().map_err(filter_err("load the filter"))
+    // libseccomp 2.5 exports the program only to a file descriptor.
+    // SAFETY: memfd_create with a valid C string; the fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"berth-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(SeccompError::Sink {
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: memfd_create returned a new descriptor nothing else owns.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    ctx.export_bpf(&file)
+        .map_err(filter_err("generate the BPF program"))?;
+    let mut program = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut program))
+        .map_err(|source| SeccompError::Sink { source })?;
+    Ok(program)
+}
+
+/// [`validate`], keeping the compiled program in `cache` (a directory, created
+/// 0700) and in this process for [`load`]: a profile compiled before, by any
+/// runtime process with the same cache, is read instead of compiled.
+pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), SeccompError> {
+    let Some(dir) = cache else {
+        return validate(s);
+    };
+    let key = key(s);
+    let path = dir.join(format!("{}.bpf", hex(&key)));
+    // Refused profiles never reach the cache: what is there was valid.
+    let cached = std::fs::read(&path).ok().filter(|p| valid_program(p));
+    let program = match cached {
+        Some(p) => p,
+        None => {
+            let program = compile(s)?;
+            if let Err(e) = store(dir, &path, &program) {
+                // A cache that cannot be written costs time, not correctness.
+                logger::debug(&format!("{e}"));
+            }
+            program
+        }
+    };
+    *COMPILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Compiled { key, program });
+    Ok(())
+}
+
+/// Write the program atomically (temporary file, fsync, rename), root's only.
+fn store(dir: &Path, path: &Path, program: &[u8]) -> Result<(), SeccompError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(cache_err("create cache directory", dir))?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(program)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(cache_err("write cached program", path))
+}
+
+/// The seccomp(2) flags the spec asks for (libseccomp's load sets the same).
+fn kernel_flags(s: &LinuxSeccomp) -> libc::c_ulong {
+    let mut flags = 0;
+    for f in s.flags().as_deref().unwrap_or_default() {
+        flags |= match f {
+            // The runtime is single-threaded when it loads the filter.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 0,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 1 << 5,
+        };
+    }
+    flags
+}
+
+/// Load a compiled program into the kernel for the calling thread.
+fn load_program(program: &[u8], flags: libc::c_ulong) -> Result<(), SeccompError> {
+    let filters: Vec<libc::sock_filter> = program
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        // valid_program bounds the length by BPF_MAXINSNS.
+        len: u16::try_from(filters.len()).unwrap_or(u16::MAX),
+        filter: filters.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points to `filters`, alive for the call; the kernel copies
+    // the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(SeccompError::Load(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Load the filter into the kernel for the calling thread (and the program it
+/// execs): the program [`validate_in`] compiled in this process (or a parent it
+/// was forked from) when it is for this profile, else built now. Everything the
+/// caller does after this runs under the filter.
+pub fn load(s: &LinuxSeccomp) -> Result<(), SeccompError> {
+    let compiled = COMPILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .filter(|c| valid_program(&c.program) && c.key == key(s));
+    match compiled {
+        Some(c) => load_program(&c.program, kernel_flags(s)),
+        None => {
+            let ctx = build(s)?;
+            ctx.load().map_err(filter_err("load the filter"))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -513,6 +716,55 @@ mod tests {
         assert!(arches.contains(&Arch::ScmpArchX86_64));
         assert!(arches.contains(&Arch::ScmpArchAarch64));
         assert!(!arches.contains(&Arch::ScmpArchNative));
+    }
+
+    #[test]
+    fn programs_are_compiled_once_per_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        validate_in(&p, Some(&cache)).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let path = files[0].path();
+        let compiled = std::fs::read(&path).unwrap();
+        assert!(valid_program(&compiled));
+        assert_eq!(compiled, compile(&p).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+
+        // The next validation reads the file instead of compiling: a program
+        // put there (any valid one) is what it keeps for load.
+        let other = compile(&profile(
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+        ))
+        .unwrap();
+        std::fs::write(&path, &other).unwrap();
+        validate_in(&p, Some(&cache)).unwrap();
+        let kept = COMPILED.lock().unwrap().clone().unwrap();
+        assert_eq!(kept.program, other);
+        assert_eq!(kept.key, key(&p));
+        // A different profile is another entry.
+        let q = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
+        validate_in(&q, Some(&cache)).unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        // Garbage in the cache is compiled over.
+        std::fs::write(&path, b"odd").unwrap();
+        validate_in(&p, Some(&cache)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), compiled);
+        assert_eq!(
+            kernel_flags(&profile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_TSYNC"]
+            }))),
+            libc::SECCOMP_FILTER_FLAG_LOG
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! file (`.wh.`, `.wh..`, `.wh...`), or that carries overlayfs's own xattrs
 //! (`trusted.overlay.*`), is refused with a 400 and leaves no image; entries
 //! that climb out of the layer are refused; `load` verifies every blob against
-//! its digest.
+//! its digest. A compressed layer that expands past its limit (50× its size,
+//! at least 64 MiB) is refused.
 
 use berth_testutil::require_root;
 
@@ -124,4 +125,57 @@ fn bad_whiteouts_overlay_xattrs_and_escapes_are_refused() {
         body.contains("digest") || body.contains("mismatch"),
         "{code} {body}"
     );
+}
+
+/// A tar of one `size`-byte file of zeros, gzip-compressed by gzip(1) as it is
+/// made (never whole in memory): a 100 MiB file is some 100 KiB.
+fn gzip_bomb(size: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = gz.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("zeros").unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        stdin.write_all(h.as_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            stdin.write_all(&zeros[..n]).unwrap();
+            left -= n as u64;
+        }
+        stdin.write_all(&[0u8; 1024]).unwrap();
+    });
+    let out = gz.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out.stdout
+}
+
+#[test]
+fn a_decompression_bomb_stops_at_its_limit() {
+    require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let bomb = gzip_bomb(200 << 20);
+    eprintln!("bomb: {} KiB compressed", bomb.len() / 1024);
+    let (code, body) = import(&stack, "bomb", &bomb);
+    assert!(
+        body.contains("larger than") && (code == 400 || body.contains("error")),
+        "{code} {body}"
+    );
+    let (code, _) = stack.http("GET", "/v1.47/images/bomb:latest/json", b"");
+    assert_eq!(code, 404, "the bomb left an image");
+    // Within the limit, the same shape unpacks.
+    let fine = gzip_bomb(8 << 20);
+    let (code, body) = import(&stack, "fine", &fine);
+    assert_eq!(code, 200, "{body}");
 }

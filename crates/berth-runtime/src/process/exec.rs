@@ -153,6 +153,17 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
     let plan = ExecPlan::new(&process, &state.rootfs)?;
+    // The container's filter, compiled when it was created: read back from the
+    // cache rather than compiled again in the process that execs.
+    if let Some(f) = state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        crate::seccomp::validate_in(f, Some(&opts.root.join(crate::seccomp::CACHE_DIR)))
+            .map_err(|e| ProcessError::Seccomp(Box::new(e)))?;
+    }
 
     let mut ns = Vec::new();
     for (key, path) in &state.namespace_paths {

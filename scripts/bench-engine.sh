@@ -108,7 +108,8 @@ fi
 echo "== resident memory (MiB), $containers containers running"
 for i in $(seq "$containers"); do "${berth[@]}" run -d --network none busybox sleep 1000 >/dev/null; done
 berth_busy=$(rss_mib "$manager_pid" "$berthd_pid")
-berth_shims=$(rss_mib $(pgrep -f "berth-shim.*$work" || true))
+# A shim names its task directory in its environment, not its command line.
+berth_shims=$(rss_mib $(for p in $(pgrep -x berth-shim); do grep -qa "$work" "/proc/$p/environ" 2>/dev/null && echo "$p"; done))
 echo "berthd + berth-manager: $berth_busy (shims: $berth_shims in all)"
 if [ "$have_docker" = 1 ]; then
   for i in $(seq "$containers"); do docker -H "unix://$work/docker/docker.sock" run -d --network none busybox sleep 1000 >/dev/null; done

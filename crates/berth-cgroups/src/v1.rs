@@ -113,6 +113,15 @@ impl V1Cgroup {
                 };
                 files::write(dir, file, &rule)?;
             }
+            // The same rules for the cgroup2 directory of a hybrid host, so that
+            // the program a v2 host depends on runs here too. The devices
+            // controller already enforces them: a host that cannot load eBPF
+            // (no CONFIG_CGROUP_BPF) loses nothing.
+            if let Some(unified) = self.unified.as_deref().filter(|d| d.is_dir()) {
+                if let Err(e) = crate::attach_device_filter(unified, devices) {
+                    log::debug!("cgroups: device program on {}: {e}", unified.display());
+                }
+            }
         }
         if let Some(b) = r.block_io() {
             self.apply_blkio(b)?;

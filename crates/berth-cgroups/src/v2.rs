@@ -2,8 +2,8 @@
 //! (normally /sys/fs/cgroup) so that its file writes are tested against a fake
 //! tree on hosts that are not v2.
 //!
-//! Device rules are not enforced here: v2 filters devices with an eBPF program
-//! attached to the cgroup, which berth does not load yet.
+//! Device rules become an eBPF device program attached to the cgroup
+//! ([`crate::device_filter`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -97,10 +97,8 @@ impl V2Cgroup {
         if let Some(p) = r.pids() {
             self.write("pids", "pids.max", &resources::pids_max(p.limit()))?;
         }
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            log::debug!(
-                "cgroups: device rules are not enforced on cgroup v2 (that needs an eBPF program)"
-            );
+        if let Some(devices) = r.devices().as_deref().filter(|d| !d.is_empty()) {
+            crate::attach_device_filter(&self.dir, devices)?;
         }
         if let Some(b) = r.block_io() {
             self.apply_io(b)?;
@@ -378,6 +376,9 @@ impl V2Cgroup {
 
 /// Checks that need no kernel, before anything is written.
 fn validate(r: &LinuxResources) -> Result<(), CgroupError> {
+    if let Some(d) = r.devices().as_deref().filter(|d| !d.is_empty()) {
+        crate::device_filter::compile(d)?;
+    }
     if let Some(m) = r.memory() {
         resources::v2_swap_max(m.limit(), m.swap())?;
         resources::v2_limit("memory limit", m.limit())?;
@@ -572,7 +573,6 @@ mod tests {
             r#"{"memory":{"limit":104857600,"swap":314572800,"reservation":52428800,"swappiness":5},
                 "cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0-1","mems":"0"},
                 "pids":{"limit":20},
-                "devices":[{"allow":false,"access":"rwm"}],
                 "blockIO":{"weight":500,
                            "throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":100}]},
                 "hugepageLimits":[{"pageSize":"2MB","limit":-1}],

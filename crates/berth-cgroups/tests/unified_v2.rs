@@ -106,10 +106,17 @@ fn v2_backend_on_a_real_cgroup2_hierarchy() {
         m.apply(&r).unwrap();
         assert_eq!(read(&dir, "hugetlb.2MB.max"), "4194304");
     }
-    // Device rules are skipped on v2, not an error.
+    // Device rules become one eBPF program attached to the cgroup; applying
+    // them again replaces it rather than stacking a second one.
     let devices: LinuxResources =
         serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).unwrap();
     m.apply(&devices).unwrap();
+    let first = berth_cgroups::bpf::attached_device_programs(&dir).unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    m.apply(&devices).unwrap();
+    let second = berth_cgroups::bpf::attached_device_programs(&dir).unwrap();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second);
 
     let mut child = ChildGuard(
         Command::new("/bin/busybox")

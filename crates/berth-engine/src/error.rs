@@ -16,6 +16,9 @@ pub enum EngineError {
     /// A parameter or body the client sent is wrong (400).
     #[error("{0}")]
     BadParameter(String),
+    /// The request (its body) is larger than berthd accepts (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request body is not the JSON the endpoint expects (400).
     #[error("invalid JSON: {0}")]
     InvalidJson(#[source] serde_json::Error),
@@ -106,6 +109,7 @@ impl EngineError {
             Conflict(_) | NotRunning(_) => StatusCode::CONFLICT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             NoSwarm => StatusCode::SERVICE_UNAVAILABLE,
+            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ManagerUnavailable { .. } | Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Manager { code, .. } => status_for_grpc(*code),
             Spec(e) => match e {

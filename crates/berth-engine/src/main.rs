@@ -40,6 +40,9 @@ struct Args {
     /// The berth-init binary that --init mounts (default: next to berthd, else on PATH).
     #[arg(long)]
     init_path: Option<PathBuf>,
+    /// Connections served at once; past it a new one is answered 503 and closed.
+    #[arg(long, default_value_t = server::MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 fn find_init() -> PathBuf {
@@ -137,8 +140,12 @@ async fn serve(
     }
     spawn_sighup_reload(reload, args.log_level_file.clone(), args.log_level.clone())?;
 
+    // Root's alone: container configs (their environment), logs, volumes.
     for dir in [&args.data_root, &args.exec_root] {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
     }
     let config = EngineConfig {
         data_root: args.data_root.clone(),
@@ -177,7 +184,11 @@ async fn serve(
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("telling the service manager we are ready: {e}");
     }
-    server::serve(listener, engine, shutdown_signal()).await;
+    let limits = server::Limits {
+        max_connections: args.max_connections.max(1),
+        ..server::Limits::default()
+    };
+    server::serve_with(listener, engine, limits, shutdown_signal()).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed stays as it is: systemd queues connections on it until
     // berthd is back.

@@ -3,15 +3,23 @@
 //!
 //! The socket is either bound from `-H unix://PATH` (mode 0660, group `berth` when that
 //! group exists) or inherited from systemd socket activation (`LISTEN_FDS`/`LISTEN_PID`).
+//!
+//! Every client is bounded ([`Limits`]): a connection must send a request's
+//! headers within 30 s of the previous answer (or of connecting), headers and
+//! the read buffer are capped, and past [`Limits::max_connections`] a new
+//! connection is answered `503` at once and closed. Request bodies are bounded
+//! where they are read (`api::read_json`: 16 MiB).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 
 use crate::api;
@@ -111,12 +119,61 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
     Ok(listener)
 }
 
-/// Serves connections until `shutdown` resolves.
+/// What one daemon accepts from its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (attach and event streams count too).
+    pub max_connections: usize,
+    /// Time to send a request's headers, and longest idle wait between requests.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_size: usize,
+}
+
+/// The default number of connections served at once.
+pub const MAX_CONNECTIONS: usize = 512;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(30),
+            max_header_size: 64 * 1024,
+        }
+    }
+}
+
+/// Serves connections until `shutdown` resolves, with the default [`Limits`].
 pub async fn serve<F>(listener: UnixListener, engine: Arc<Engine>, shutdown: F)
 where
     F: std::future::Future<Output = ()>,
 {
+    serve_with(listener, engine, Limits::default(), shutdown).await
+}
+
+/// The answer to a connection over the limit: written without reading the
+/// request, then the connection is closed.
+fn busy_answer(limit: usize) -> Vec<u8> {
+    let body = format!(
+        "{}\n",
+        serde_json::json!({
+            "message": format!("berthd is serving its maximum of {limit} connections: try again later")
+        })
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Serves connections until `shutdown` resolves.
+pub async fn serve_with<F>(listener: UnixListener, engine: Arc<Engine>, limits: Limits, shutdown: F)
+where
+    F: std::future::Future<Output = ()>,
+{
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => break,
@@ -129,10 +186,30 @@ where
                 }
             },
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "connection refused: too many connections"
+            );
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let answer = busy_answer(limits.max_connections);
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    let _ = stream.write_all(&answer).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
+            continue;
+        };
         let engine = engine.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| api::handle(engine.clone(), req));
             let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_size.max(8192))
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {

@@ -7,6 +7,12 @@
 //! (files under `blobs/sha256/` verified against their name), then the images are
 //! assembled from manifest.json (preferred: it carries the tags) or index.json,
 //! unpacked and recorded, each image's record last.
+//!
+//! An archive comes from a stranger: what load keeps in memory (the small JSON
+//! files, every path and link it has seen) is charged to one budget,
+//! [`LOAD_MEMORY_BUDGET`], whatever the archive's shape (a thousand symlinks to
+//! one large file cost a thousand names, not a thousand copies), and the tar
+//! stream goes through [`berth_tar::Guard`] (names and PAX records ≤ 64 KiB).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -41,6 +47,27 @@ pub enum ArchiveError {
     /// A save format other than "docker" or "oci".
     #[error("unknown archive format {0:?}: expected docker or oci")]
     Format(String),
+    /// The archive needs more memory than load gives it.
+    #[error("archive refused: its metadata (small files, names and links) needs more than {} MiB", LOAD_MEMORY_BUDGET >> 20)]
+    TooLarge,
+}
+
+/// What load may hold in memory for one archive: 64 MiB.
+pub const LOAD_MEMORY_BUDGET: u64 = 64 << 20;
+
+/// Bytes of load's memory budget spent so far.
+struct Budget(u64);
+
+impl Budget {
+    fn charge(&mut self, bytes: usize) -> Result<(), ArchiveError> {
+        // A map entry costs more than its bytes: count its bookkeeping too.
+        self.0 = self.0.saturating_add(bytes as u64 + 64);
+        if self.0 > LOAD_MEMORY_BUDGET {
+            Err(ArchiveError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Archive flavour for `save`.
@@ -93,7 +120,8 @@ fn clean(p: &str) -> Option<String> {
 
 struct Loaded {
     files: HashMap<String, Digest>,
-    small: HashMap<String, Vec<u8>>,
+    /// Shared, so that links to a file do not copy it.
+    small: HashMap<String, std::rc::Rc<[u8]>>,
 }
 
 impl Loaded {
@@ -146,13 +174,16 @@ impl Store {
         progress: Option<&ProgressFn>,
     ) -> Result<Loaded, StoreError> {
         let mut files = HashMap::new();
-        let mut small = HashMap::new();
+        let mut small: HashMap<String, std::rc::Rc<[u8]>> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
-        let mut archive = tar::Archive::new(reader);
+        let mut budget = Budget(0);
+        let mut archive =
+            tar::Archive::new(berth_tar::Guard::new(reader, berth_tar::Limits::default()));
         for entry in archive.entries().map_err(ArchiveError::Read)? {
             let mut entry = entry.map_err(ArchiveError::Read)?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(path) = clean(&raw) else { continue };
+            budget.charge(path.len())?;
             match entry.header().entry_type() {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
                     if let Some(t) = entry.link_name_bytes() {
@@ -166,6 +197,7 @@ impl Store {
                             clean(&t)
                         };
                         if let Some(target) = target {
+                            budget.charge(target.len())?;
                             links.push((path, target));
                         }
                     }
@@ -196,8 +228,12 @@ impl Store {
                     || path == "repositories"
                     || expected.is_some() && size <= 1 << 20);
             let digest = if wanted_small {
+                budget.charge(usize::try_from(size).unwrap_or(usize::MAX))?;
                 let mut data = Vec::with_capacity(size as usize);
-                entry.read_to_end(&mut data).map_err(ArchiveError::Read)?;
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut data)
+                    .map_err(ArchiveError::Read)?;
                 let d = Digest::of(&data);
                 if let Some(e) = &expected {
                     if *e != d {
@@ -209,7 +245,7 @@ impl Store {
                     }
                 }
                 self.write_blob(lease, &data)?;
-                small.insert(path.clone(), data);
+                small.insert(path.clone(), data.into());
                 d
             } else {
                 if let Some(e) = &expected {

@@ -27,6 +27,9 @@ pub enum ContentError {
     /// The data did not hash to the digest it was announced with.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// More data came than announced: refused as it arrived.
+    #[error("blob {expected} is larger than the {size} bytes it was announced with: refused")]
+    TooLarge { expected: String, size: u64 },
     /// The data did not have the size it was announced with.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -232,7 +235,11 @@ impl ContentStore {
     ) -> Result<(Digest, u64), ContentError> {
         let mut w = self.writer(expected, size)?;
         let tmp = w.tmp_path.clone();
-        io::copy(reader, &mut w).map_err(|e| ContentError::io("copy into", &tmp, e))?;
+        if let Err(e) = io::copy(reader, &mut w) {
+            return Err(w
+                .too_large()
+                .unwrap_or(ContentError::io("copy into", &tmp, e)));
+        }
         let size = w.written;
         Ok((w.commit()?, size))
     }
@@ -259,6 +266,7 @@ impl ContentStore {
             written: 0,
             expected,
             size,
+            exceeded: false,
         })
     }
 
@@ -311,6 +319,8 @@ pub struct BlobWriter {
     written: u64,
     expected: Option<Digest>,
     size: Option<u64>,
+    /// A write went past `size` (then the blob is refused, never committed).
+    exceeded: bool,
 }
 
 impl Write for BlobWriter {
@@ -319,6 +329,15 @@ impl Write for BlobWriter {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already committed"))?;
+        if let Some(size) = self.size {
+            if self.written + buf.len() as u64 > size {
+                self.exceeded = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("more than the {size} bytes announced"),
+                ));
+            }
+        }
         let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
@@ -337,6 +356,18 @@ impl BlobWriter {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The error to report when a write went past the announced size.
+    pub fn too_large(&self) -> Option<ContentError> {
+        self.exceeded.then(|| ContentError::TooLarge {
+            expected: self
+                .expected
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "being written".to_string()),
+            size: self.size.unwrap_or(0),
+        })
     }
 
     /// Verify, fsync and move the blob into place; returns its digest.

@@ -9,6 +9,11 @@
 //! and unpacked in order as soon as it and the layers below it are in. A layer already
 //! stored is not fetched again. Progress is reported per layer.
 //!
+//! A registry is a stranger: manifests are read by us, not by oci-client, so that
+//! one larger than [`MAX_MANIFEST`] (4 MiB, Docker's limit) is refused as it
+//! arrives; the config is read with `take(size + 1)` against its descriptor and
+//! at most [`MAX_CONFIG`]; a layer stream stops at its descriptor's size + 1.
+//!
 //! Two pulls of the same reference take turns on a per-reference lock, so the second
 //! finds everything stored and unpacked; two pulls sharing a layer take turns on a
 //! per-blob lock. Everything a pull writes is held by a lease until the image record
@@ -49,6 +54,60 @@ pub enum RegistryError {
     /// A background task died.
     #[error("pull task failed: {0}")]
     Task(String),
+    /// The registry sent more than a limit or a descriptor allows.
+    #[error("{reference}: the registry sent a {what} larger than {limit} bytes: refused")]
+    TooLarge {
+        reference: String,
+        what: &'static str,
+        limit: u64,
+    },
+    /// A manifest request failed at the HTTP level.
+    #[error("fetch manifest {reference}: {message}")]
+    Manifest {
+        reference: String,
+        status: u16,
+        message: String,
+    },
+}
+
+/// The largest manifest or index accepted: 4 MiB, as Docker.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest image config accepted: 16 MiB (configs are a few KiB; their
+/// history lines are what grows).
+pub const MAX_CONFIG: u64 = 16 << 20;
+/// How long a manifest or config request may take.
+const SMALL_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Read a response body into memory, refusing it past `limit` bytes (as it
+/// arrives, and at once when its Content-Length says so).
+async fn bounded_body(
+    mut resp: reqwest::Response,
+    limit: u64,
+    reference: &str,
+    what: &'static str,
+) -> Result<Vec<u8>, StoreError> {
+    let too_large = || RegistryError::TooLarge {
+        reference: reference.to_string(),
+        what,
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large().into());
+    }
+    let mut out = Vec::new();
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| RegistryError::Manifest {
+            reference: reference.to_string(),
+            status: 0,
+            message: e.to_string(),
+        })?;
+        let Some(c) = chunk else { break };
+        if out.len() as u64 + c.len() as u64 > limit {
+            return Err(too_large().into());
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
 }
 
 /// Registry credentials; the default is anonymous.
@@ -196,6 +255,67 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RegistryError::Task(e.to_string()))?
 }
 
+/// How manifests are fetched: oci-client reads whole bodies into memory, so
+/// manifests are fetched here, with the token oci-client obtained.
+struct ManifestFetcher {
+    http: reqwest::Client,
+    insecure: bool,
+    token: Option<String>,
+    auth: Auth,
+}
+
+impl ManifestFetcher {
+    async fn fetch(&self, r: &Reference) -> Result<Vec<u8>, StoreError> {
+        let registry = r.resolve_registry().to_string();
+        let scheme = if self.insecure || is_local(&registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let reference = r.digest().or(r.tag()).unwrap_or("latest");
+        let url = format!(
+            "{scheme}://{registry}/v2/{}/manifests/{reference}",
+            r.repository()
+        );
+        let mut req = self
+            .http
+            .get(&url)
+            .timeout(SMALL_FETCH_TIMEOUT)
+            .header(reqwest::header::ACCEPT, images::MANIFEST_TYPES.join(", "));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        } else if !self.auth.username.is_empty() {
+            req = req.basic_auth(&self.auth.username, Some(&self.auth.password));
+        }
+        let whole = r.whole();
+        let resp = req.send().await.map_err(|e| RegistryError::Manifest {
+            reference: whole.clone(),
+            status: 0,
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            // The registry's own words, bounded too.
+            let body = bounded_body(resp, 64 << 10, &whole, "error message")
+                .await
+                .unwrap_or_default();
+            return Err(RegistryError::Manifest {
+                reference: whole,
+                status: status.as_u16(),
+                message: format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(512)
+                        .collect::<String>()
+                ),
+            }
+            .into());
+        }
+        bounded_body(resp, MAX_MANIFEST, &whole, "manifest").await
+    }
+}
+
 impl Store {
     /// Pull `reference` into the store. Needs a multi-threaded tokio runtime.
     pub async fn pull(
@@ -208,15 +328,18 @@ impl Store {
         let _turn = self.pulls.lock(&format!("ref:{name}")).await;
         let client = client_for(&r, opts.insecure);
         let auth = opts.auth.to_oci();
-        client
+        let token = client
             .auth(&r, &auth, RegistryOperation::Pull)
             .await
             .map_err(client_err("authenticate for", &r))?;
+        let manifests = ManifestFetcher {
+            http: reqwest::Client::new(),
+            insecure: opts.insecure,
+            token,
+            auth: opts.auth.clone(),
+        };
 
-        let (bytes, _) = client
-            .pull_manifest_raw(&r, &auth, images::MANIFEST_TYPES)
-            .await
-            .map_err(client_err("fetch manifest", &r))?;
+        let bytes = manifests.fetch(&r).await?;
         let top_digest = Digest::of(&bytes);
         if let Some(want) = r.digest() {
             if want != top_digest.as_str() {
@@ -228,7 +351,7 @@ impl Store {
                 .into());
             }
         }
-        let mut manifest_bytes = bytes.to_vec();
+        let mut manifest_bytes = bytes;
         let mut manifest_digest = top_digest.clone();
         let mut index: Option<Vec<u8>> = None;
         if let images::Manifest::Index(idx) =
@@ -247,10 +370,7 @@ impl Store {
                 r.repository().to_string(),
                 want.to_string(),
             );
-            let (b, _) = client
-                .pull_manifest_raw(&by_digest, &auth, images::MANIFEST_TYPES)
-                .await
-                .map_err(client_err("fetch manifest", &by_digest))?;
+            let b = manifests.fetch(&by_digest).await?;
             let got = Digest::of(&b);
             if got != want {
                 return Err(RegistryError::Digest {
@@ -260,7 +380,7 @@ impl Store {
                 }
                 .into());
             }
-            index = Some(std::mem::replace(&mut manifest_bytes, b.to_vec()));
+            index = Some(std::mem::replace(&mut manifest_bytes, b));
             manifest_digest = want;
         }
         let images::Manifest::Image(m) =
@@ -275,11 +395,37 @@ impl Store {
             self.lease_blob(&lease, &config_digest)?;
             self.content().read(&config_digest)?
         } else {
-            let mut buf = Vec::new();
-            client
-                .pull_blob(&r, config_digest.as_str(), &mut buf)
+            // The descriptor's size, and never more than MAX_CONFIG.
+            let limit = m.config().size();
+            if limit > MAX_CONFIG {
+                return Err(RegistryError::TooLarge {
+                    reference: name,
+                    what: "config",
+                    limit: MAX_CONFIG,
+                }
+                .into());
+            }
+            let mut stream = client
+                .pull_blob_stream(&r, config_digest.as_str())
                 .await
                 .map_err(client_err("fetch config", &r))?;
+            let mut buf = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let c = chunk.map_err(|e| RegistryError::Client {
+                    op: "fetch config",
+                    reference: name.clone(),
+                    source: e.into(),
+                })?;
+                if buf.len() as u64 + c.len() as u64 > limit {
+                    return Err(RegistryError::TooLarge {
+                        reference: name,
+                        what: "config (more than its descriptor says)",
+                        limit,
+                    }
+                    .into());
+                }
+                buf.extend_from_slice(&c);
+            }
             let got = Digest::of(&buf);
             if got != config_digest {
                 return Err(RegistryError::Digest {
@@ -431,12 +577,13 @@ impl Store {
             use std::io::Write;
             let mut w = writer;
             while let Some(chunk) = rx.blocking_recv() {
-                w.write_all(&chunk)
-                    .map_err(|e| crate::content::ContentError::Io {
+                if let Err(e) = w.write_all(&chunk) {
+                    return Err(w.too_large().unwrap_or(crate::content::ContentError::Io {
                         what: "write blob",
                         path: std::path::PathBuf::from("ingest"),
                         source: e,
-                    })?;
+                    }));
+                }
             }
             w.commit()
         });
@@ -447,6 +594,17 @@ impl Store {
             match chunk {
                 Ok(c) => {
                     done += c.len() as u64;
+                    // Refused as soon as it outgrows its descriptor, not at the end.
+                    if done > l.size {
+                        drop(tx);
+                        let _ = write_task.await;
+                        return Err(RegistryError::TooLarge {
+                            reference: format!("{}@{}", r.whole(), l.digest),
+                            what: "layer (more than its descriptor says)",
+                            limit: l.size,
+                        }
+                        .into());
+                    }
                     if tx.send(c).await.is_err() {
                         break;
                     }

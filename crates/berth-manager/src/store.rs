@@ -119,6 +119,8 @@ impl Image {
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub unpack: UnpackOptions,
+    /// How far a layer may expand when unpacked.
+    pub layer_limits: unpack::LayerLimits,
 }
 
 /// Everything under one root directory.
@@ -303,7 +305,15 @@ impl Store {
         )?;
         let result = (|| {
             let file = self.content.open_blob(blob)?;
-            let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &self.opts.unpack)?;
+            let stored = file
+                .metadata()
+                .map_err(|e| io_err("stat", &self.content.path(blob), e))?
+                .len();
+            let opts = UnpackOptions {
+                max_tar_size: Some(self.opts.layer_limits.for_size(stored)),
+                ..self.opts.unpack.clone()
+            };
+            let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &opts)?;
             if let Some(e) = expected {
                 if *e != stats.diff_id {
                     return Err(StoreError::DiffIdMismatch {

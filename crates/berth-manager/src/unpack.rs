@@ -15,6 +15,11 @@
 //! entries are refused (no image builder writes them, and they let a small tar claim
 //! any size on disk).
 //!
+//! Layers come from strangers, so the tar stream goes through [`berth_tar::Guard`]:
+//! GNU long names and PAX records over 64 KiB are refused before they are read,
+//! and the uncompressed stream stops at [`UnpackOptions::max_tar_size`] (the
+//! store sets it from the layer's compressed size: see [`LayerLimits`]).
+//!
 //! This module is synchronous on purpose: the daemon calls it with `spawn_blocking`.
 
 use std::ffi::OsStr;
@@ -59,6 +64,17 @@ pub enum UnpackError {
     /// A GNU sparse entry.
     #[error("refused layer entry {0:?}: sparse files are not supported")]
     Sparse(String),
+    /// A whiteout that names no file (`.wh.`, `.wh..`, `.wh...`): applied, it
+    /// would delete the layer's own directories.
+    #[error("refused layer entry {0:?}: invalid whiteout")]
+    BadWhiteout(String),
+    /// An xattr only the overlay filesystem itself may set.
+    #[error("refused layer entry {name:?}: extended attribute {xattr} is reserved for overlayfs")]
+    OverlayXattr { name: String, xattr: String },
+    /// The layer went past a limit of [`berth_tar::Limits`] (a name or PAX record
+    /// over 64 KiB, or more than it may expand to).
+    #[error("refused layer: {0}")]
+    Limit(berth_tar::LimitError),
     /// The tar stream is corrupt or truncated.
     #[error("reading layer tar: {0}")]
     Read(#[source] io::Error),
@@ -78,13 +94,48 @@ pub enum UnpackError {
 pub struct UnpackOptions {
     /// Create character and block device nodes (Docker does; rootless setups cannot).
     pub allow_devices: bool,
+    /// Stop (and refuse the layer) past this many bytes of uncompressed tar.
+    pub max_tar_size: Option<u64>,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             allow_devices: true,
+            max_tar_size: None,
         }
+    }
+}
+
+/// How far a layer may expand when unpacked: at most `ratio` times its stored
+/// size (but always `floor`, so that small layers of zero-filled files still
+/// unpack), and never more than `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    pub ratio: u64,
+    pub floor: u64,
+    pub max: u64,
+}
+
+/// 50×, at least 64 MiB, at most 100 GiB.
+impl Default for LayerLimits {
+    fn default() -> Self {
+        LayerLimits {
+            ratio: 50,
+            floor: 64 << 20,
+            max: 100 << 30,
+        }
+    }
+}
+
+impl LayerLimits {
+    /// The largest uncompressed tar accepted for a layer stored in `compressed`
+    /// bytes.
+    pub fn for_size(&self, compressed: u64) -> u64 {
+        compressed
+            .saturating_mul(self.ratio)
+            .max(self.floor)
+            .min(self.max)
     }
 }
 
@@ -185,7 +236,13 @@ pub fn apply_tar<R: Read>(
         layer: dest.to_path_buf(),
         source: e,
     })?;
-    let mut hashing = HashingReader::new(reader);
+    let mut hashing = HashingReader::new(berth_tar::Guard::new(
+        reader,
+        berth_tar::Limits {
+            max_total: opts.max_tar_size,
+            ..Default::default()
+        },
+    ));
     let mut ap = Applier {
         root,
         layer: dest.to_path_buf(),
@@ -197,20 +254,28 @@ pub fn apply_tar<R: Read>(
     };
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(UnpackError::Read)?;
+        let entries = archive.entries().map_err(read_err)?;
         for entry in entries {
-            let mut entry = entry.map_err(UnpackError::Read)?;
+            let mut entry = entry.map_err(read_err)?;
             ap.entry(&mut entry)?;
             ap.entries += 1;
         }
     }
     ap.finish_dirs()?;
-    let (diff_id, _) = hashing.finish().map_err(UnpackError::Read)?;
+    let (diff_id, _) = hashing.finish().map_err(read_err)?;
     Ok(UnpackStats {
         diff_id,
         size: ap.size,
         entries: ap.entries,
     })
+}
+
+/// A read error, or the limit the guard stopped at.
+fn read_err(e: io::Error) -> UnpackError {
+    match berth_tar::limit_error(&e) {
+        Some(l) => UnpackError::Limit(l.clone()),
+        None => UnpackError::Read(e),
+    }
 }
 
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
@@ -266,11 +331,17 @@ fn errno_io(e: Errno) -> io::Error {
 
 impl Applier {
     fn err(&self, what: &'static str, path: &str, e: impl Into<io::Error>) -> UnpackError {
+        let source = e.into();
+        // Reading an entry's data can stop at a limit of the stream: the
+        // input's fault, not a failure to apply.
+        if let Some(l) = berth_tar::limit_error(&source) {
+            return UnpackError::Limit(l.clone());
+        }
         UnpackError::Apply {
             what,
             path: path.to_string(),
             layer: self.layer.clone(),
-            source: e.into(),
+            source,
         }
     }
 
@@ -362,6 +433,9 @@ impl Applier {
         if let Some(hidden) = last.strip_prefix(b".wh.") {
             let pfd = self.parent(&parent_refs, &name)?.try_clone_to_owned();
             let pfd = pfd.map_err(|e| self.err("open parent of", &name, e))?;
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(UnpackError::BadWhiteout(name));
+            }
             if hidden == b".wh..opq" {
                 set_xattr_at(pfd.as_fd(), None, "trusted.overlay.opaque", b"y")
                     .map_err(|e| self.err("mark opaque", &name, e))?;
@@ -387,6 +461,14 @@ impl Applier {
                 let ext = ext.map_err(UnpackError::Read)?;
                 let Ok(key) = ext.key() else { continue };
                 if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    // overlayfs reads these as its own metadata (opaque
+                    // directories, redirects, metacopy): a layer may not forge them.
+                    if x.starts_with("trusted.overlay.") || x.starts_with("user.overlay.") {
+                        return Err(UnpackError::OverlayXattr {
+                            name,
+                            xattr: x.to_string(),
+                        });
+                    }
                     xattrs.push((x.to_string(), ext.value_bytes().to_vec()));
                 } else if key == "uid" {
                     uid = ext.value().ok().and_then(|v| v.parse().ok()).unwrap_or(uid);

@@ -208,7 +208,11 @@ fn hostile_layers_are_refused() {
             "hardlink-etc-passwd" | "hardlink-dotdot" | "hardlink-through-symlink" => {
                 matches!(err, UnpackError::BadLink { .. })
             }
-            "sparse-10g" => matches!(err, UnpackError::Sparse(_)),
+            // Refused by the tar guard before the entry is read, or by the applier.
+            "sparse-10g" => matches!(
+                err,
+                UnpackError::Sparse(_) | UnpackError::Limit(berth_tar::LimitError::Sparse)
+            ),
             "claims-10g" => true,
             _ => false,
         };
@@ -255,6 +259,7 @@ fn devices_can_be_refused() {
         dir.path(),
         &UnpackOptions {
             allow_devices: false,
+            ..Default::default()
         },
     )
     .unwrap_err();

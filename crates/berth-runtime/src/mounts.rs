@@ -6,6 +6,14 @@
 //! Everything here runs in the container's init, in its new mount namespace and
 //! before pivot_root, so host paths (bind sources, /proc/self/mountinfo) still
 //! resolve as on the host.
+//!
+//! A mount target is a path inside the rootfs, which another container sharing a
+//! volume can change while we work (CVE-2021-30465: a path component swapped for
+//! a symlink between the check and the mount). So targets are created with
+//! mkdirat/openat relative to directory fds opened with
+//! `openat2(RESOLVE_IN_ROOT)` from the rootfs, and every mount, remount and
+//! propagation change is made on `/proc/self/fd/N` of an O_PATH fd opened the
+//! same way and checked to be the path that was resolved ([`with_target`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -65,6 +73,16 @@ pub enum MountError {
     #[error("set propagation of {dest}: {source}")]
     Propagation {
         dest: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("mount target {path} changed while it was being mounted on (it now resolves to {now}): refusing to mount there")]
+    TargetMoved { path: PathBuf, now: PathBuf },
+    #[error("mount target {0} is not inside the container's root filesystem")]
+    OutsideRoot(PathBuf),
+    #[error("open mount target {path} inside the rootfs: {source}")]
+    OpenTarget {
+        path: PathBuf,
         #[source]
         source: Errno,
     },
@@ -477,6 +495,166 @@ pub fn ensure_file(path: &Path) -> Result<(), MountError> {
         })
 }
 
+/// `O_PATH` fd of `path` resolved inside `root_fd` by the kernel (symlinks and
+/// `..` cannot leave it). Kernels without openat2 (before 5.6) get a plain
+/// openat; [`with_target`]'s check still holds there.
+fn open_in_root(
+    root_fd: std::os::fd::BorrowedFd<'_>,
+    rel: &Path,
+    extra: nix::fcntl::OFlag,
+) -> Result<std::os::fd::OwnedFd, Errno> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC | extra;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match nix::fcntl::openat2(root_fd, rel, how) {
+        Err(Errno::ENOSYS) => {
+            nix::fcntl::openat(root_fd, rel, flags, nix::sys::stat::Mode::empty())
+        }
+        r => r,
+    }
+}
+
+fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Run `f` on `/proc/self/fd/N` for `dest` (a path below `rootfs`, as
+/// [`resolve_in_root`] returned it), opened inside the rootfs and checked to
+/// still be that path: what `f` mounts lands exactly there or nowhere.
+///
+/// Each call opens the target again, so after a mount the fd is the new mount's
+/// root (a remount or propagation change then applies to it, not to what it
+/// covers).
+pub fn with_target<T>(
+    rootfs: &Path,
+    dest: &Path,
+    f: impl FnOnce(&Path) -> Result<T, MountError>,
+) -> Result<T, MountError> {
+    use std::os::fd::AsFd;
+    let rel = dest
+        .strip_prefix(rootfs)
+        .map_err(|_| MountError::OutsideRoot(dest.to_path_buf()))?;
+    let open_err = |source| MountError::OpenTarget {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let root_fd = nix::fcntl::open(
+        rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(open_err)?;
+    let fd = open_in_root(root_fd.as_fd(), rel, nix::fcntl::OFlag::O_NOFOLLOW).map_err(open_err)?;
+    // Where the kernel found it, against where the rootfs itself is (the
+    // rootfs path may hold symlinks of the host's; the path inside it may not).
+    let read = |p: &Path| {
+        fs::read_link(p).map_err(|source| MountError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let proc_path = fd_path(fd.as_fd());
+    let now = read(&proc_path)?;
+    let base = read(&fd_path(root_fd.as_fd()))?;
+    let expected = if rel.as_os_str().is_empty() {
+        base
+    } else {
+        base.join(rel)
+    };
+    let st = nix::sys::stat::fstat(&fd).map_err(open_err)?;
+    let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    if now != expected || is_link {
+        return Err(MountError::TargetMoved {
+            path: dest.to_path_buf(),
+            now,
+        });
+    }
+    f(&proc_path)
+}
+
+/// [`ensure_dir`] for a path below `rootfs`: each missing directory is made
+/// with mkdirat in its parent's fd, opened inside the rootfs, so a symlink
+/// swapped into the path cannot make it create anything outside.
+pub fn ensure_dir_in_root(rootfs: &Path, path: &Path) -> Result<(), MountError> {
+    create_in_root(rootfs, path, false)
+}
+
+/// [`ensure_file`] for a path below `rootfs`, made the same way as
+/// [`ensure_dir_in_root`] (the file with openat, O_NOFOLLOW).
+pub fn ensure_file_in_root(rootfs: &Path, path: &Path) -> Result<(), MountError> {
+    create_in_root(rootfs, path, true)
+}
+
+fn create_in_root(rootfs: &Path, path: &Path, file: bool) -> Result<(), MountError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let rel = path
+        .strip_prefix(rootfs)
+        .map_err(|_| MountError::OutsideRoot(path.to_path_buf()))?;
+    let err = |source: Errno| MountError::CreateTarget {
+        path: path.to_path_buf(),
+        source: io::Error::from(source),
+    };
+    let root_fd = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut prefix = PathBuf::new();
+    for (i, name) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let parent = open_in_root(root_fd.as_fd(), &prefix, OFlag::O_DIRECTORY).map_err(err)?;
+        prefix.push(name);
+        // Already there: nothing to write (the rootfs may be read-only).
+        let exists = nix::fcntl::openat(
+            parent.as_fd(),
+            *name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .is_ok();
+        if exists {
+            continue;
+        }
+        if last && file {
+            let r = nix::fcntl::openat(
+                parent.as_fd(),
+                *name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            );
+            return match r {
+                Ok(_) => Ok(()),
+                // An existing directory or device is a target as good as a file.
+                Err(Errno::EISDIR | Errno::ENXIO | Errno::ETXTBSY) => Ok(()),
+                Err(e) => Err(err(e)),
+            };
+        }
+        match nix::sys::stat::mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
 /// What the mounts need to know about the container besides the mount itself.
 #[derive(Debug)]
 pub struct MountContext<'a> {
@@ -525,7 +703,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
     match typ {
         "cgroup" | "cgroup2" => mount_cgroup(ctx, &opts, &dest),
         _ => {
-            ensure_dir(&dest)?;
+            ensure_dir_in_root(ctx.rootfs, &dest)?;
             let source = m
                 .source()
                 .as_ref()
@@ -533,13 +711,15 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                 .unwrap_or_else(|| OsString::from(typ));
             let flags = opts.flags - MsFlags::MS_REMOUNT;
             let data = opts.data_string();
-            let r = nix::mount::mount(
-                Some(source.as_os_str()),
-                &dest,
-                Some(typ),
-                flags,
-                data.as_deref(),
-            );
+            let r = with_target(ctx.rootfs, &dest, |target| {
+                Ok(nix::mount::mount(
+                    Some(source.as_os_str()),
+                    target,
+                    Some(typ),
+                    flags,
+                    data.as_deref(),
+                ))
+            })?;
             match r {
                 // A user namespace without its own network (sysfs) or IPC
                 // (mqueue) namespace may not mount these; bind the host's, like runc.
@@ -549,7 +729,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                     } else {
                         "/dev/mqueue"
                     };
-                    bind_path(Path::new(host), &dest, true, flags)?;
+                    bind_in_root(ctx.rootfs, Path::new(host), &dest, true, flags)?;
                 }
                 Err(source) => {
                     return Err(MountError::Mount {
@@ -560,7 +740,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                 }
                 Ok(()) => {}
             }
-            apply_propagation(&dest, &opts.propagation)
+            propagation_in_root(ctx.rootfs, &dest, &opts.propagation)
         }
     }
 }
@@ -603,12 +783,59 @@ fn bind_mount(
         source: e,
     })?;
     if meta.is_dir() {
-        ensure_dir(dest)?;
+        ensure_dir_in_root(ctx.rootfs, dest)?;
     } else {
-        ensure_file(dest)?;
+        ensure_file_in_root(ctx.rootfs, dest)?;
     }
-    bind_path(&source, dest, opts.recursive, opts.flags)?;
-    apply_propagation(dest, &opts.propagation)
+    bind_in_root(ctx.rootfs, &source, dest, opts.recursive, opts.flags)?;
+    propagation_in_root(ctx.rootfs, dest, &opts.propagation)
+}
+
+/// [`bind_path`] onto a target below `rootfs`, through [`with_target`]: the
+/// bind, then the remount for its flags on the new mount.
+fn bind_in_root(
+    rootfs: &Path,
+    source: &Path,
+    dest: &Path,
+    recursive: bool,
+    flags: MsFlags,
+) -> Result<(), MountError> {
+    with_target(rootfs, dest, |target| {
+        bind_path(source, target, recursive, MsFlags::empty())
+    })
+    .map_err(|e| match e {
+        MountError::Mount { what, source, .. } => MountError::Mount {
+            what,
+            dest: dest.to_path_buf(),
+            source,
+        },
+        e => e,
+    })?;
+    let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        with_target(rootfs, dest, |target| remount_bind(target, extra)).map_err(|e| match e {
+            MountError::Remount { source, .. } => MountError::Remount {
+                dest: dest.to_path_buf(),
+                source,
+            },
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+/// [`apply_propagation`] on a mount point below `rootfs`, through [`with_target`].
+fn propagation_in_root(rootfs: &Path, dest: &Path, changes: &[MsFlags]) -> Result<(), MountError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    with_target(rootfs, dest, |target| apply_propagation(target, changes)).map_err(|e| match e {
+        MountError::Propagation { source, .. } => MountError::Propagation {
+            dest: dest.to_path_buf(),
+            source,
+        },
+        e => e,
+    })
 }
 
 /// Bind `source` on `dest`, then remount with `flags` when a bind alone cannot
@@ -796,34 +1023,44 @@ fn mount_cgroup(
     opts: &MountOptions,
     dest: &Path,
 ) -> Result<(), MountError> {
-    ensure_dir(dest)?;
+    ensure_dir_in_root(ctx.rootfs, dest)?;
     let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
     if host_is_cgroup2() {
         if ctx.new_cgroupns {
-            nix::mount::mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
+            with_target(ctx.rootfs, dest, |target| {
+                nix::mount::mount(
+                    Some("cgroup2"),
+                    target,
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                )
                 .map_err(|source| MountError::Mount {
                     what: "cgroup2".into(),
                     dest: dest.to_path_buf(),
                     source,
-                })?;
+                })
+            })?;
         } else if let Some(path) = ctx.cgroup_paths.values().next() {
-            bind_path(path, dest, false, flags)?;
+            bind_in_root(ctx.rootfs, path, dest, false, flags)?;
         }
-        return apply_propagation(dest, &opts.propagation);
+        return propagation_in_root(ctx.rootfs, dest, &opts.propagation);
     }
 
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    nix::mount::mount(
-        Some("tmpfs"),
-        dest,
-        Some("tmpfs"),
-        tmpfs_flags,
-        Some("mode=755"),
-    )
-    .map_err(|source| MountError::Mount {
-        what: "tmpfs for cgroups".into(),
-        dest: dest.to_path_buf(),
-        source,
+    with_target(ctx.rootfs, dest, |target| {
+        nix::mount::mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            tmpfs_flags,
+            Some("mode=755"),
+        )
+        .map_err(|source| MountError::Mount {
+            what: "tmpfs for cgroups".into(),
+            dest: dest.to_path_buf(),
+            source,
+        })
     })?;
     let mounts = mountinfo()?;
     // Co-mounted controllers (cpu and cpuacct in one hierarchy) share a path.
@@ -842,8 +1079,9 @@ fn mount_cgroup(
             continue;
         };
         let sub = dest.join(name);
-        ensure_dir(&sub)?;
-        bind_path(
+        ensure_dir_in_root(ctx.rootfs, &sub)?;
+        bind_in_root(
+            ctx.rootfs,
             path,
             &sub,
             false,
@@ -865,19 +1103,21 @@ fn mount_cgroup(
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        nix::mount::mount(
-            None::<&str>,
-            dest,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY,
-            Some("mode=755"),
-        )
-        .map_err(|source| MountError::Remount {
-            dest: dest.to_path_buf(),
-            source,
+        with_target(ctx.rootfs, dest, |target| {
+            nix::mount::mount(
+                None::<&str>,
+                target,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY,
+                Some("mode=755"),
+            )
+            .map_err(|source| MountError::Remount {
+                dest: dest.to_path_buf(),
+                source,
+            })
         })?;
     }
-    apply_propagation(dest, &opts.propagation)
+    propagation_in_root(ctx.rootfs, dest, &opts.propagation)
 }
 
 #[cfg(test)]
@@ -945,6 +1185,65 @@ mod tests {
             resolve_in_root(root, Path::new("/loop")),
             Err(MountError::SymlinkLoop(_))
         ));
+    }
+
+    /// A symlink to a host directory inside the path: what is created stays in
+    /// the root (the link is resolved as the container would see it).
+    #[test]
+    fn creation_stays_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::os::unix::fs::symlink(host.path(), root.join("link")).unwrap();
+        let inside = root.join(host.path().strip_prefix("/").unwrap());
+        fs::create_dir_all(&inside).unwrap();
+        // Not resolved first (what a swap after resolution amounts to).
+        ensure_dir_in_root(root, &root.join("link/x/y")).unwrap();
+        ensure_file_in_root(root, &root.join("link/f")).unwrap();
+        assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0);
+        assert!(inside.join("x/y").is_dir());
+        assert!(inside.join("f").is_file());
+        assert!(matches!(
+            ensure_dir_in_root(root, Path::new("/elsewhere/x")),
+            Err(MountError::OutsideRoot(_))
+        ));
+    }
+
+    /// CVE-2021-30465: a component swapped for a symlink after the target was
+    /// resolved makes the mount fail instead of landing elsewhere.
+    #[test]
+    fn a_target_swapped_after_resolution_is_refused() {
+        let host = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("vol/data")).unwrap();
+        let dest = resolve_in_root(root, Path::new("/vol/data")).unwrap();
+        let seen = with_target(root, &dest, |p| Ok(fs::read_link(p).unwrap())).unwrap();
+        assert_eq!(seen, dest);
+
+        fs::rename(root.join("vol"), root.join("vol.old")).unwrap();
+        std::os::unix::fs::symlink(host.path(), root.join("vol")).unwrap();
+        fs::create_dir_all(host.path().join("data")).unwrap();
+        // The same path inside the root, so that the open itself succeeds.
+        fs::create_dir_all(
+            root.join(host.path().strip_prefix("/").unwrap())
+                .join("data"),
+        )
+        .unwrap();
+        let mut called = false;
+        let r = with_target(root, &dest, |_| {
+            called = true;
+            Ok(())
+        });
+        assert!(matches!(r, Err(MountError::TargetMoved { .. })), "{r:?}");
+        assert!(!called);
+
+        // A final component swapped for a symlink is refused too.
+        fs::remove_file(root.join("vol")).unwrap();
+        fs::create_dir(root.join("vol")).unwrap();
+        std::os::unix::fs::symlink(host.path(), root.join("vol/data")).unwrap();
+        let r = with_target(root, &dest, |_| Ok(()));
+        assert!(r.is_err(), "{r:?}");
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //! - SCMP_ACT_NOTIFY rules make [`load`] return the listener fd, which the
 //!   runtime hands to the agent at `listenerPath` (see `process::notify`); they
 //!   cannot apply to write(2), which the runtime's children use after loading.
+//!
+//! Compiling a profile the size of Docker's costs more than the rest of a
+//! container's start, so it is compiled once per distinct profile: [`validate_in`]
+//! keeps the BPF program of each profile in `<cache>/<sha256>.bpf` (under the
+//! runtime's root: root's alone) and in memory, and [`load`] in the container's
+//! process (forked from the one that validated) loads that program as it is
+//! instead of building it again.
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -28,6 +35,13 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator, LinuxSyscall,
 };
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::Digest as _;
 
 use crate::logger;
 
@@ -48,6 +62,13 @@ pub enum SeccompError {
     NotifyWithoutListener(String),
     #[error("seccomp: load the filter: {0}")]
     Load(#[source] nix::Error),
+    #[error("seccomp: {what} {}: {source}", path.display())]
+    Cache {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("seccomp errnoRet {value} ({what}) is out of range (0..=65535)")]
     ErrnoOutOfRange { value: u32, what: String },
     #[error("seccomp rule for {syscall}: argument index {index} is out of range (0..=5)")]
@@ -429,6 +450,134 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
         .collect())
 }
 
+/// A compiled filter: the BPF program (stub and libseccomp's) for the
+/// profile with this key.
+#[derive(Clone)]
+struct Compiled {
+    key: [u8; 32],
+    program: Vec<libc::sock_filter>,
+}
+
+/// Where below the runtime's `--root` compiled programs are kept (not a
+/// valid container id, so never one's directory).
+pub const CACHE_DIR: &str = "@seccomp";
+
+/// The last profile this process compiled or read from the cache.
+static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+
+/// Bytes of one `struct sock_filter`.
+const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+/// The kernel's limit on a filter: BPF_MAXINSNS instructions.
+const MAX_INSNS: usize = 4096;
+
+/// What identifies a compiled program: the profile, the libseccomp that
+/// compiles it (another version may compile it differently) and the format.
+fn key(s: &LinuxSeccomp) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"berth-seccomp-v2\0");
+    if let Some(v) = library_version() {
+        h.update(format!("{}.{}.{}\0", v.major, v.minor, v.micro).as_bytes());
+    }
+    h.update(std::env::consts::ARCH.as_bytes());
+    h.update(serde_json::to_vec(s).unwrap_or_default());
+    h.finalize().into()
+}
+
+fn hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cache_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SeccompError + 'a {
+    move |source| SeccompError::Cache {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn to_bytes(p: &[libc::sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len() * INSN);
+    for i in p {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
+/// A program read back from the cache, if it has the shape of one.
+fn from_bytes(raw: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    if raw.is_empty() || raw.len() % INSN != 0 || raw.len() / INSN > MAX_INSNS {
+        return None;
+    }
+    Some(
+        raw.chunks_exact(INSN)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+/// [`validate`], keeping the compiled program in `cache` (a directory, created
+/// 0700) and in this process for [`load`]: a profile compiled before, by any
+/// runtime process with the same cache, is read instead of compiled.
+pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), SeccompError> {
+    let Some(dir) = cache else {
+        return validate(s);
+    };
+    let key = key(s);
+    let path = dir.join(format!("{}.bpf", hex(&key)));
+    // Refused profiles never reach the cache: what is there was valid.
+    let cached = std::fs::read(&path).ok().and_then(|raw| from_bytes(&raw));
+    let program = match cached {
+        Some(p) => p,
+        None => {
+            let program = program(s)?;
+            if let Err(e) = store(dir, &path, &to_bytes(&program)) {
+                // A cache that cannot be written costs time, not correctness.
+                logger::debug(&format!("{e}"));
+            }
+            program
+        }
+    };
+    *COMPILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Compiled { key, program });
+    Ok(())
+}
+
+/// Write the program atomically (temporary file, fsync, rename), root's only.
+fn store(dir: &Path, path: &Path, program: &[u8]) -> Result<(), SeccompError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(cache_err("create cache directory", dir))?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(program)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(cache_err("write cached program", path))
+}
+
 fn memfd(name: &std::ffi::CStr) -> std::io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a
@@ -553,7 +702,15 @@ fn load_flags(s: &LinuxSeccomp) -> libc::c_ulong {
 /// filter. With SCMP_ACT_NOTIFY rules, returns the listener fd for the agent.
 pub fn load(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
     use std::os::fd::FromRawFd;
-    let mut prog = program(s)?;
+    let cached = COMPILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .filter(|c| c.key == key(s));
+    let mut prog = match cached {
+        Some(c) => c.program,
+        None => program(s)?,
+    };
     let fprog = libc::sock_fprog {
         len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
         filter: prog.as_mut_ptr(),
@@ -761,6 +918,49 @@ mod tests {
         assert!(arches.contains(&Arch::ScmpArchX86_64));
         assert!(arches.contains(&Arch::ScmpArchAarch64));
         assert!(!arches.contains(&Arch::ScmpArchNative));
+    }
+
+    #[test]
+    fn programs_are_compiled_once_per_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        validate_in(&p, Some(&cache)).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let path = files[0].path();
+        let compiled = std::fs::read(&path).unwrap();
+        assert_eq!(compiled, to_bytes(&program(&p).unwrap()));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+
+        // The next validation reads the file instead of compiling: a program
+        // put there (any valid one) is what it keeps for load.
+        let other = to_bytes(
+            &program(&profile(
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+            ))
+            .unwrap(),
+        );
+        std::fs::write(&path, &other).unwrap();
+        validate_in(&p, Some(&cache)).unwrap();
+        let kept = COMPILED.lock().unwrap().clone().unwrap();
+        assert_eq!(to_bytes(&kept.program), other);
+        assert_eq!(kept.key, key(&p));
+        // A different profile is another entry.
+        let q = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
+        validate_in(&q, Some(&cache)).unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        // Garbage in the cache is compiled over.
+        std::fs::write(&path, b"odd").unwrap();
+        validate_in(&p, Some(&cache)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), compiled);
     }
 
     #[test]

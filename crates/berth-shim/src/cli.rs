@@ -7,7 +7,10 @@
 //!
 //! and waits for the command to exit: it exits 0 once the daemonized shim serves its
 //! socket, or non-zero with the reason on stderr. [`Args::to_args`] builds that
-//! command line.
+//! command line. The manager passes what names the container (`--id`,
+//! `--bundle`, `--socket`) in the environment instead ([`Args::to_args_and_env`]):
+//! a command line is readable by every user of the host, an environment only by
+//! root.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,11 +23,11 @@ use clap::{Parser, ValueEnum};
 #[command(name = "berth-shim", version)]
 pub struct Args {
     /// The container id (as the runtime knows it).
-    #[arg(long)]
+    #[arg(long, env = ENV_ID)]
     pub id: String,
     /// The task directory: the OCI bundle (config.json, rootfs/), where the shim
     /// also keeps shim.pid, shim.log, runtime.log and exit.json.
-    #[arg(long)]
+    #[arg(long, env = ENV_BUNDLE)]
     pub bundle: PathBuf,
     /// The OCI runtime binary (runc's command line): a path, or a name looked up
     /// in PATH.
@@ -34,7 +37,7 @@ pub struct Args {
     #[arg(long, default_value = "/run/berth/runtime")]
     pub runtime_root: PathBuf,
     /// The unix socket to serve (mode 0600) [default: <bundle>/shim.sock].
-    #[arg(long)]
+    #[arg(long, env = ENV_SOCKET)]
     pub socket: Option<PathBuf>,
     /// What the shim logs to <bundle>/shim.log (stderr with --foreground).
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
@@ -42,6 +45,28 @@ pub struct Args {
     /// Stay in the foreground (no fork, no new session), logging to stderr.
     #[arg(long)]
     pub foreground: bool,
+}
+
+/// The environment variables that may carry `--id`, `--bundle` and `--socket`.
+pub const ENV_ID: &str = "BERTH_SHIM_ID";
+pub const ENV_BUNDLE: &str = "BERTH_SHIM_BUNDLE";
+pub const ENV_SOCKET: &str = "BERTH_SHIM_SOCKET";
+
+/// Whether process `pid` was started as the shim of task directory `bundle`:
+/// its command line or its environment (as started: later changes do not show
+/// in /proc) names it. Reading the environment takes root, as the manager is.
+pub fn started_for(pid: u32, bundle: &std::path::Path) -> bool {
+    let bundle = bundle.as_os_str().as_encoded_bytes();
+    let in_cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == bundle));
+    in_cmdline
+        || std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+            e.split(|b| *b == 0).any(|var| {
+                var.strip_prefix(ENV_BUNDLE.as_bytes())
+                    .and_then(|v| v.strip_prefix(b"="))
+                    == Some(bundle)
+            })
+        })
 }
 
 /// Log verbosity.
@@ -88,6 +113,29 @@ impl Args {
             .unwrap_or_else(|| self.bundle.join(crate::layout::SHIM_SOCK))
     }
 
+    /// The command line (without the program name) and the environment that
+    /// start a shim with these arguments, nothing naming the container on the
+    /// command line.
+    pub fn to_args_and_env(&self) -> (Vec<OsString>, Vec<(&'static str, OsString)>) {
+        let mut args: Vec<OsString> = vec![
+            "--runtime".into(),
+            self.runtime.clone(),
+            "--runtime-root".into(),
+            self.runtime_root.clone().into(),
+            "--log-level".into(),
+            self.log_level.as_str().into(),
+        ];
+        if self.foreground {
+            args.push("--foreground".into());
+        }
+        let env = vec![
+            (ENV_ID, self.id.clone().into()),
+            (ENV_BUNDLE, self.bundle.clone().into()),
+            (ENV_SOCKET, self.socket_path().into()),
+        ];
+        (args, env)
+    }
+
     /// The command line (without the program name) that starts a shim with these
     /// arguments.
     pub fn to_args(&self) -> Vec<OsString> {
@@ -115,6 +163,18 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_naming_the_container_is_on_the_command_line() {
+        let a = Args::new("c0ffee", "/run/berth/tasks/c0ffee");
+        let (argv, env) = a.to_args_and_env();
+        assert!(argv.iter().all(|x| !x.to_string_lossy().contains("c0ffee")));
+        assert_eq!(env[0], (ENV_ID, OsString::from("c0ffee")));
+        assert_eq!(
+            env[2].1,
+            OsString::from("/run/berth/tasks/c0ffee/shim.sock")
+        );
+    }
 
     #[test]
     fn to_args_round_trips_through_the_parser() {

@@ -125,7 +125,8 @@ impl TaskDir {
 }
 
 /// Write `data` to `path` so that readers see the old content or the new, never a
-/// part: a temporary file beside it, fsync, rename, fsync of the directory.
+/// part: a temporary file beside it, fsync, rename, fsync of the directory. The
+/// file is root's alone (0600): config.json holds the container's environment.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayoutError> {
     let err = |source| LayoutError::Write {
         path: path.to_path_buf(),
@@ -142,7 +143,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayoutError> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         file.write_all(data)?;

@@ -187,3 +187,64 @@ macro_rules! require_root {
         }
     };
 }
+
+/// The major and minor numbers of the block device that holds the host's root
+/// filesystem (from /proc/self/mountinfo), or failing that of the first disk in
+/// /sys/block: what an attacker in a container would try to open.
+pub fn host_root_block_device() -> Option<(u32, u32)> {
+    let parse = |s: &str| -> Option<(u32, u32)> {
+        let (a, b) = s.trim().split_once(':')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let root = info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&"/")).then(|| f.get(2).and_then(|d| parse(d)))?
+    });
+    if let Some((major, minor)) = root.filter(|(major, _)| *major != 0) {
+        return Some((major, minor));
+    }
+    let mut disks: Vec<PathBuf> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with("loop") && !name.starts_with("ram") && !name.starts_with("zram")
+        })
+        .collect();
+    disks.sort();
+    disks
+        .iter()
+        .find_map(|d| parse(&std::fs::read_to_string(d.join("dev")).ok()?))
+}
+
+/// Block devices to try an open on, the host's root disk first; on a host where
+/// even root may not open that one (some sandboxes), loop devices follow, which
+/// open without a backing file.
+pub fn block_device_candidates() -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = host_root_block_device().into_iter().collect();
+    let mut loops: Vec<PathBuf> = std::fs::read_dir("/sys/block")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("loop"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    loops.sort();
+    for l in loops.iter().take(2) {
+        if let Some((a, b)) = std::fs::read_to_string(l.join("dev")).ok().and_then(|s| {
+            s.trim()
+                .split_once(':')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        }) {
+            if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                out.push((a, b));
+            }
+        }
+    }
+    out
+}

@@ -256,6 +256,43 @@ fn header_for(st: &FileStat) -> tar::Header {
     h
 }
 
+/// A reader of exactly `size` bytes from `inner`: what is past `size` is never
+/// read, and a file that ends early is padded with zeros.
+struct Exactly<R> {
+    inner: std::io::Take<R>,
+    left: u64,
+}
+
+impl<R: Read> Exactly<R> {
+    fn new(inner: R, size: u64) -> Self {
+        Exactly {
+            inner: inner.take(size),
+            left: size,
+        }
+    }
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(out.len());
+        let n = match self.inner.read(&mut out[..want])? {
+            // Shrunk since the stat: zeros for the rest.
+            0 => {
+                out[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Appends the object `fd` (not followed) as `name`, and a directory's contents
 /// below it, one name at a time.
 fn append<W: Write>(
@@ -320,8 +357,13 @@ fn append<W: Write>(
                 )?,
             );
             h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(u64::try_from(st.st_size).unwrap_or(0));
-            b.append_data(&mut h, name, f)?;
+            let size = u64::try_from(st.st_size).unwrap_or(0);
+            h.set_size(size);
+            // The container can grow or shrink the file while we read it: the
+            // entry carries exactly the size in its header, whatever happens,
+            // or its extra bytes would be read as archive entries of our
+            // making by the client (a file written anywhere on its host).
+            b.append_data(&mut h, name, Exactly::new(f, size))?;
         }
         libc::S_IFLNK => {
             h.set_entry_type(tar::EntryType::Symlink);
@@ -404,7 +446,10 @@ enum ExtractError {
 
 impl From<std::io::Error> for ExtractError {
     fn from(e: std::io::Error) -> Self {
-        ExtractError::Io(e)
+        match berth_tar::limit_error(&e) {
+            Some(l) => ExtractError::Bad(format!("refusing the archive: {l}")),
+            None => ExtractError::Io(e),
+        }
     }
 }
 
@@ -441,8 +486,20 @@ fn open_dirs(dir: BorrowedFd<'_>, names: &[&OsStr]) -> Result<OwnedFd, ExtractEr
         let next = match openat(&cur, *n, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                nix::sys::stat::mkdirat(&cur, *n, Mode::from_bits_truncate(0o755))?;
-                openat(&cur, *n, flags, Mode::empty())?
+                match nix::sys::stat::mkdirat(&cur, *n, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match openat(&cur, *n, flags, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::ELOOP | Errno::ENOTDIR | Errno::ENOENT) => {
+                        return Err(ExtractError::Bad(format!(
+                            "{} was replaced while it was being extracted (berth does not follow symlinks there)",
+                            n.to_string_lossy()
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(ExtractError::Bad(format!(
@@ -457,13 +514,29 @@ fn open_dirs(dir: BorrowedFd<'_>, names: &[&OsStr]) -> Result<OwnedFd, ExtractEr
     Ok(cur)
 }
 
+/// An entry's name changed under us (the container raced the upload): a
+/// conflict for the client, not a failure of ours.
+fn swapped(e: Errno, path: &Path) -> ExtractError {
+    match e {
+        Errno::ELOOP | Errno::ENOTDIR | Errno::EEXIST | Errno::ENOENT => {
+            ExtractError::Bad(format!(
+            "{} was replaced while it was being extracted (berth does not follow symlinks there)",
+            path.display()
+        ))
+        }
+        other => other.into(),
+    }
+}
+
 fn extract<R: Read>(
     reader: R,
     dest: BorrowedFd<'_>,
     no_overwrite_dir_non_dir: bool,
     copy_ids: bool,
 ) -> Result<(), ExtractError> {
-    let mut archive = tar::Archive::new(reader);
+    // Names and PAX records are bounded before the tar crate reads them whole.
+    let mut archive =
+        tar::Archive::new(berth_tar::Guard::new(reader, berth_tar::Limits::default()));
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -494,26 +567,59 @@ fn extract<R: Read>(
                 } else {
                     nix::unistd::UnlinkatFlags::NoRemoveDir
                 };
-                nix::unistd::unlinkat(&parent, *last, flag).map_err(|e| match e {
-                    Errno::ENOTEMPTY => ExtractError::Bad(format!(
-                        "cannot replace the non-empty directory {} with a file",
-                        path.display()
-                    )),
-                    other => other.into(),
-                })?;
+                match nix::unistd::unlinkat(&parent, *last, flag) {
+                    // Gone already (the container removed it meanwhile).
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(Errno::ENOTEMPTY) => {
+                        return Err(ExtractError::Bad(format!(
+                            "cannot replace the non-empty directory {} with a file",
+                            path.display()
+                        )))
+                    }
+                    Err(Errno::ENOTDIR | Errno::EISDIR) => {
+                        return Err(swapped(Errno::ENOTDIR, &path))
+                    }
+                    Err(other) => return Err(other.into()),
+                }
             }
         }
+        let uid = entry
+            .header()
+            .uid()
+            .ok()
+            .and_then(|u| u32::try_from(u).ok())
+            .map(nix::unistd::Uid::from_raw);
+        let gid = entry
+            .header()
+            .gid()
+            .ok()
+            .and_then(|g| u32::try_from(g).ok())
+            .map(nix::unistd::Gid::from_raw);
+        // Every change of mode or owner goes through an fd of what was just
+        // created or checked, opened without following a symlink: a container
+        // process that swaps the name for a symlink in between makes the open
+        // fail, never the change land on the link's target (which berthd would
+        // resolve on the host).
         match kind {
             tar::EntryType::Directory => {
                 if !existing_is_dir {
-                    nix::sys::stat::mkdirat(&parent, *last, mode)?;
+                    match nix::sys::stat::mkdirat(&parent, *last, mode) {
+                        // Made meanwhile: the open below checks what it is.
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(swapped(e, &path)),
+                    }
                 }
-                nix::sys::stat::fchmodat(
+                let dir = openat(
                     &parent,
                     *last,
-                    mode,
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )?;
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| swapped(e, &path))?;
+                nix::sys::stat::fchmod(&dir, mode)?;
+                if copy_ids {
+                    nix::unistd::fchown(&dir, uid, gid)?;
+                }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let fd = openat(
@@ -525,16 +631,26 @@ fn extract<R: Read>(
                         | OFlag::O_NOFOLLOW
                         | OFlag::O_CLOEXEC,
                     mode,
-                )?;
+                )
+                .map_err(|e| swapped(e, &path))?;
                 let mut f = File::from(fd);
                 std::io::copy(&mut entry, &mut f)?;
+                if copy_ids {
+                    nix::unistd::fchown(&f, uid, gid)?;
+                }
+                // After the chown, which clears set-id bits.
                 nix::sys::stat::fchmod(&f, mode)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name()?.ok_or_else(|| {
                     ExtractError::Bad(format!("symlink {} has no target", path.display()))
                 })?;
-                nix::unistd::symlinkat(target.as_ref(), &parent, *last)?;
+                nix::unistd::symlinkat(target.as_ref(), &parent, *last)
+                    .map_err(|e| swapped(e, &path))?;
+                if copy_ids {
+                    // The link itself, never what it points to.
+                    nix::unistd::fchownat(&parent, *last, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+                }
             }
             other => {
                 return Err(ExtractError::Bad(format!(
@@ -542,25 +658,6 @@ fn extract<R: Read>(
                     path.display()
                 )))
             }
-        }
-        if copy_ids {
-            let uid = entry
-                .header()
-                .uid()
-                .ok()
-                .and_then(|u| u32::try_from(u).ok());
-            let gid = entry
-                .header()
-                .gid()
-                .ok()
-                .and_then(|g| u32::try_from(g).ok());
-            nix::unistd::fchownat(
-                &parent,
-                *last,
-                uid.map(nix::unistd::Uid::from_raw),
-                gid.map(nix::unistd::Gid::from_raw),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
         }
     }
     Ok(())
@@ -667,6 +764,18 @@ mod tests {
             go_mode(libc::S_IFREG | libc::S_ISUID | 0o755),
             (1 << 23) | 0o755
         );
+    }
+
+    #[test]
+    fn entries_carry_exactly_their_header_size() {
+        let mut out = vec![];
+        Exactly::new(&b"hello world"[..], 5)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"hello");
+        let mut out = vec![];
+        Exactly::new(&b"hi"[..], 5).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hi\0\0\0");
     }
 
     #[test]

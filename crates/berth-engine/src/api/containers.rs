@@ -81,6 +81,8 @@ fn validate(
     struct NoVolumes;
     impl spec::VolumeResolver for NoVolumes {
         fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
+            // Start would refuse a bad name: create refuses it first.
+            super::volumes::check_name(name).map_err(|e| spec::SpecError::Invalid(e.message()))?;
             Ok(PathBuf::from("/").join(name))
         }
     }

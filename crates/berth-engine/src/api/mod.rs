@@ -195,14 +195,44 @@ pub fn error_response(e: &EngineError) -> Response<Body> {
     r
 }
 
+/// The largest JSON request body berthd reads: 16 MiB (tarballs are streamed,
+/// never collected).
+pub const MAX_JSON_BODY: usize = 16 << 20;
+/// How long a client may take to send a JSON body.
+const JSON_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reads a whole JSON body; an empty body is `T::default()`, as dockerd allows for
-/// optional bodies.
+/// optional bodies. Larger than [`MAX_JSON_BODY`] is refused with 413, at once
+/// when the Content-Length says so, else when the body gets there.
 pub async fn read_json<T: DeserializeOwned + Default>(body: Incoming) -> Result<T, EngineError> {
-    let bytes = body
-        .collect()
+    use hyper::body::Body as _;
+    let too_large = || {
+        EngineError::TooLarge(format!(
+            "the request body is larger than {} MiB",
+            MAX_JSON_BODY >> 20
+        ))
+    };
+    if body.size_hint().lower() > MAX_JSON_BODY as u64 {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, MAX_JSON_BODY);
+    let collected = tokio::time::timeout(JSON_BODY_TIMEOUT, limited.collect())
         .await
-        .map_err(|e| EngineError::BadParameter(format!("reading the request body: {e}")))?
-        .to_bytes();
+        .map_err(|_| {
+            EngineError::BadParameter(format!(
+                "reading the request body: not sent within {} s",
+                JSON_BODY_TIMEOUT.as_secs()
+            ))
+        })?;
+    let bytes = match collected {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(EngineError::BadParameter(format!(
+                "reading the request body: {e}"
+            )))
+        }
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

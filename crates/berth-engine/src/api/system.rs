@@ -235,10 +235,14 @@ pub async fn info(engine: &Engine) -> Result<Response<Body>, EngineError> {
         }),
         live_restore_enabled: Some(true),
         init_binary: Some("berth-init".to_string()),
+        // Docker's spelling: every container gets the default seccomp profile (dockerd 20.10 calls it "default").
         security_options: Some(if v2 {
-            vec!["name=cgroupns".to_string()]
+            vec![
+                "name=seccomp,profile=default".to_string(),
+                "name=cgroupns".to_string(),
+            ]
         } else {
-            vec![]
+            vec!["name=seccomp,profile=default".to_string()]
         }),
         warnings: Some(warnings),
         ..Default::default()

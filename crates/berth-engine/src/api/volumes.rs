@@ -41,7 +41,8 @@ fn root(engine: &Engine) -> PathBuf {
     engine.config.data_root.join("volumes")
 }
 
-fn check_name(name: &str) -> Result<(), EngineError> {
+/// A local volume's name, as dockerd accepts it (checked at create too).
+pub(crate) fn check_name(name: &str) -> Result<(), EngineError> {
     if crate::store::valid_name(name) && !name.starts_with('/') && !name.contains('/') {
         Ok(())
     } else {

@@ -7,12 +7,13 @@
 //! giving Docker's defaults (capabilities, masked paths, mounts, devices) and every
 //! `HostConfig` field berth honours.
 //!
-//! Seccomp: no default profile is applied yet (the `seccomp` field stays unset), so
-//! containers run unconfined by seccomp; `docs/api.md` says so.
+//! Seccomp: Docker's default profile ([`seccomp`]) unless `--privileged` or
+//! `seccomp=unconfined`; `seccomp=<json>` is a profile in Docker's format.
 
 pub mod defaults;
 pub mod etc;
 pub mod mounts;
+pub mod seccomp;
 pub mod user;
 
 use std::collections::HashMap;
@@ -374,7 +375,12 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
             mem.set_swap(Some(-1));
         }
         0 if memory > 0 => {
-            mem.set_swap(Some(memory * 2));
+            // Docker's default: as much swap as memory. Checked: a client may send
+            // any i64.
+            let doubled = memory
+                .checked_mul(2)
+                .ok_or_else(|| invalid(format!("Invalid memory limit {memory}: too large")))?;
+            mem.set_swap(Some(doubled));
         }
         0 => {}
         s => {
@@ -416,13 +422,20 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
                 "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
             ));
         }
-        if nano < 0 {
-            return Err(invalid(
-                "Range of CPUs is from 0.01 to the number of CPUs available",
-            ));
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let max = i64::try_from(ncpu)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+        if !(10_000_000..=max).contains(&nano) {
+            return Err(invalid(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
         }
+        // nano × period (100 ms) / 1 s, without the overflow of the product.
         cpu.set_period(Some(100_000));
-        cpu.set_quota(Some(nano * 100_000 / 1_000_000_000));
+        cpu.set_quota(Some(nano / 10_000));
     }
     if period != 0 {
         if !(1000..=1_000_000).contains(&period) {
@@ -464,34 +477,63 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
     Ok(res)
 }
 
-fn parse_security_opts(opts: &[String]) -> Result<(bool, bool), SpecError> {
-    let mut no_new_privs = false;
-    let mut unconfined = false;
+/// What `--security-opt seccomp=` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompChoice {
+    /// Docker's default profile (nothing said, or `builtin`).
+    Default,
+    Unconfined,
+    /// A profile in Docker's JSON format (the docker CLI sends the file's text).
+    Custom(String),
+}
+
+/// The security options berth honours: no-new-privileges and seccomp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityOpts {
+    pub no_new_privs: bool,
+    pub seccomp: SeccompChoice,
+}
+
+pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
+    let mut out = SecurityOpts {
+        no_new_privs: false,
+        seccomp: SeccompChoice::Default,
+    };
     for o in opts {
-        let (k, v) = o
-            .split_once('=')
-            .or_else(|| o.split_once(':'))
-            .unwrap_or((o.as_str(), ""));
+        // `seccomp=` takes a whole JSON document: split at the first '=' only,
+        // before any ':' inside it.
+        let (k, v) = match (o.find('='), o.find(':')) {
+            (Some(e), Some(c)) if c < e => o.split_at(c),
+            (Some(e), _) => o.split_at(e),
+            (None, Some(c)) => o.split_at(c),
+            (None, None) => (o.as_str(), ""),
+        };
+        let v = v.get(1..).unwrap_or("");
         match k {
             "no-new-privileges" => {
-                no_new_privs = match v {
+                out.no_new_privs = match v {
                     "" | "true" => true,
                     "false" => false,
                     _ => return Err(invalid(format!("invalid --security-opt 2: {o:?}"))),
                 }
             }
-            "seccomp" if v == "unconfined" => unconfined = true,
-            "seccomp" => return Err(SpecError::Unsupported(
-                "custom seccomp profiles are not supported by berth yet (use seccomp=unconfined)"
-                    .to_string(),
-            )),
+            "seccomp" => {
+                out.seccomp = match v {
+                    "unconfined" => SeccompChoice::Unconfined,
+                    "" | "builtin" => SeccompChoice::Default,
+                    json => {
+                        seccomp::parse(json)?;
+                        SeccompChoice::Custom(json.to_string())
+                    }
+                }
+            }
             // No AppArmor or SELinux here: accepted and without effect, as on a host
             // where neither is enabled.
             "apparmor" | "label" => {}
             _ => return Err(invalid(format!("invalid --security-opt 1: {o:?}"))),
         }
     }
-    Ok((no_new_privs, unconfined))
+    Ok(out)
 }
 
 /// Builds the OCI runtime spec.
@@ -568,8 +610,18 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     capabilities.set_inheritable(Some(Default::default()));
     capabilities.set_ambient(Some(Default::default()));
 
-    let (no_new_privs, _seccomp_unconfined) =
-        parse_security_opts(hc.security_opt.as_deref().unwrap_or(&[]))?;
+    let security = parse_security_opts(hc.security_opt.as_deref().unwrap_or(&[]))?;
+    let no_new_privs = security.no_new_privs;
+    // As dockerd: privileged containers run without a filter, whatever was asked.
+    let seccomp_filter = match (&security.seccomp, privileged) {
+        (_, true) | (SeccompChoice::Unconfined, _) => None,
+        (SeccompChoice::Default, _) => {
+            Some(seccomp::cache().default_for(&seccomp::Target::host(&caps))?)
+        }
+        (SeccompChoice::Custom(json), _) => {
+            Some(seccomp::cache().custom_for(json, &seccomp::Target::host(&caps))?)
+        }
+    };
 
     let mut rlimits = vec![];
     let mut have_nofile = false;
@@ -613,18 +665,23 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         spec_user.set_additional_gids(Some(user.additional_gids.clone()));
     }
 
+    let cwd = config
+        .working_dir
+        .as_deref()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/");
+    if !cwd.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+
     let mut process = Process::default();
     process.set_terminal(Some(tty));
     process.set_user(spec_user);
     process.set_args(Some(args));
     process.set_env(Some(env));
-    process.set_cwd(PathBuf::from(
-        config
-            .working_dir
-            .as_deref()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/"),
-    ));
+    process.set_cwd(PathBuf::from(cwd));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(rlimits));
     process.set_no_new_privileges(Some(no_new_privs));
@@ -722,6 +779,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .build()?;
     if !sysctl.is_empty() {
         linux.set_sysctl(Some(sysctl));
+    }
+    if let Some(filter) = seccomp_filter {
+        linux.set_seccomp(Some((*filter).clone()));
     }
     if privileged {
         linux.set_masked_paths(Some(vec![]));

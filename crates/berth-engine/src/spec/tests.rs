@@ -192,7 +192,10 @@ fn defaults_match_docker() {
     assert_eq!(p.terminal(), Some(false));
     assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
     assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
-    assert!(linux.seccomp().is_none(), "no default seccomp profile yet");
+    assert!(
+        linux.seccomp().is_some(),
+        "Docker's default seccomp profile"
+    );
     let devs = linux
         .resources()
         .as_ref()
@@ -454,6 +457,23 @@ fn bad_memory_limits_are_400s() {
             memory_reservation: Some(20 << 20),
             ..HostConfig::default()
         },
+        // Overflows: Memory × 2 for the default swap, NanoCpus × the period.
+        HostConfig {
+            memory: Some(i64::MAX),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(i64::MAX),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(-1),
+            ..HostConfig::default()
+        },
+        HostConfig {
+            nano_cpus: Some(1000),
+            ..HostConfig::default()
+        },
     ];
     for hc in cases {
         let e = f
@@ -667,17 +687,68 @@ fn security_opts() {
             .unwrap_err();
         assert!(matches!(e, SpecError::Invalid(_)), "{bad}");
     }
+    // A custom profile in Docker's format is honoured; a broken one is a 400.
+    let spec = f.spec(HostConfig {
+        security_opt: Some(strings(&[
+            "seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\"}]}",
+        ])),
+        ..HostConfig::default()
+    });
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert_eq!(
+        s.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActAllow
+    );
+    assert_eq!(s.syscalls().as_ref().unwrap()[0].names(), &["mkdir"]);
     let e = f
         .build(
             &cmd(&["sh"]),
             &HostConfig {
-                security_opt: Some(strings(&["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"])),
+                security_opt: Some(strings(&["seccomp={\"defaultAction\":"])),
                 ..HostConfig::default()
             },
             &ImageConfig::default(),
         )
         .unwrap_err();
-    assert!(matches!(e, SpecError::Unsupported(_)));
+    assert!(matches!(e, SpecError::Invalid(_)), "{e}");
+}
+
+#[test]
+fn docker_default_seccomp_unless_privileged() {
+    let f = Fixture::new();
+    let spec = f.spec(HostConfig::default());
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert_eq!(
+        s.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    assert_eq!(s.default_errno_ret(), Some(1));
+    let names: Vec<&String> = s
+        .syscalls()
+        .as_deref()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.names())
+        .collect();
+    assert!(names.iter().any(|n| *n == "chroot"));
+    assert!(!names.iter().any(|n| *n == "mount"));
+    let spec = f.spec(HostConfig {
+        cap_add: Some(strings(&["SYS_ADMIN"])),
+        ..HostConfig::default()
+    });
+    let s = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    assert!(s
+        .syscalls()
+        .as_deref()
+        .unwrap()
+        .iter()
+        .any(|c| c.names().iter().any(|n| n == "mount")));
+    let spec = f.spec(HostConfig {
+        privileged: Some(true),
+        security_opt: Some(strings(&["seccomp={\"defaultAction\":\"SCMP_ACT_KILL\"}"])),
+        ..HostConfig::default()
+    });
+    assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
 }
 
 #[test]
@@ -803,4 +874,16 @@ fn the_spec_serializes_to_runtime_json() {
         .as_array()
         .unwrap()
         .contains(&serde_json::json!("CAP_CHOWN")));
+}
+
+#[test]
+fn a_relative_working_dir_is_a_400() {
+    let f = Fixture::new();
+    let mut c = cmd(&["sh"]);
+    c.working_dir = Some("relative/dir".to_string());
+    let e = f
+        .build(&c, &HostConfig::default(), &ImageConfig::default())
+        .unwrap_err();
+    assert!(matches!(e, SpecError::Invalid(_)), "{e}");
+    assert!(e.to_string().contains("absolute path"), "{e}");
 }

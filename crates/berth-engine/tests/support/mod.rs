@@ -163,6 +163,16 @@ impl Stack {
         self.wait_ready();
     }
 
+    /// berthd's pid (0 when it is not running).
+    pub fn berthd_pid(&self) -> u32 {
+        self.berthd.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// berth-manager's pid (0 when it is not running).
+    pub fn manager_pid(&self) -> u32 {
+        self.manager.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGKILLs berthd, as a crash would, and reaps it.
     pub fn kill_berthd(&mut self) {
         if let Some(mut c) = self.berthd.take() {
@@ -420,9 +430,11 @@ impl Drop for Stack {
             if let Some(pid) = pid {
                 // Only a shim that serves this directory: a stale pid file must not
                 // make us kill a stranger.
-                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
-                    .unwrap_or(false);
+                let ours = ["cmdline", "environ"].iter().any(|f| {
+                    std::fs::read(format!("/proc/{pid}/{f}"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+                        .unwrap_or(false)
+                });
                 if ours {
                     let _ = nix::sys::signal::kill(
                         Pid::from_raw(pid),

@@ -140,7 +140,8 @@ fn store_code(e: &StoreError) -> Code {
             ContentError::NotFound(_) => Code::NotFound,
             ContentError::InvalidDigest(_)
             | ContentError::DigestMismatch { .. }
-            | ContentError::SizeMismatch { .. } => Code::InvalidArgument,
+            | ContentError::SizeMismatch { .. }
+            | ContentError::TooLarge { .. } => Code::InvalidArgument,
             ContentError::Io { .. } => Code::Internal,
         },
         StoreError::Snapshot(s) => match s {
@@ -176,6 +177,13 @@ fn store_code(e: &StoreError) -> Code {
                 }
             }
             RegistryError::Digest { .. } => Code::DataLoss,
+            RegistryError::TooLarge { .. } => Code::InvalidArgument,
+            RegistryError::Manifest { status, .. } => match status {
+                404 => Code::NotFound,
+                401 | 403 => Code::Unauthenticated,
+                400..=499 => Code::InvalidArgument,
+                _ => Code::Unavailable,
+            },
             RegistryError::Task(_) => Code::Internal,
         },
         StoreError::Metadata(_) | StoreError::Diff(_) | StoreError::Io { .. } => Code::Internal,

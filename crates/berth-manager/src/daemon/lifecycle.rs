@@ -814,9 +814,19 @@ fn write_bundle(
         .mode(0o711)
         .create(tasks_dir)
         .map_err(|e| DaemonError::io("creating", tasks_dir, e))?;
+    // Only root may enter a task directory: below it are the container's
+    // rootfs (setuid programs of the image) and config.json (its environment).
+    // A container with a user namespace needs its mapped root to reach the
+    // rootfs: then the directory can be traversed, still not listed.
+    let userns = serde_json::from_slice::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| v.pointer("/linux/uidMappings").cloned())
+        .and_then(|m| m.as_array().map(|a| !a.is_empty()))
+        .unwrap_or(false);
+    let mode = if userns { 0o711 } else { 0o700 };
     let result = (|| {
         std::fs::DirBuilder::new()
-            .mode(0o711)
+            .mode(mode)
             .create(dir)
             .map_err(|e| DaemonError::io("creating", dir, e))?;
         let rootfs = dir.join(berth_shim::layout::ROOTFS);

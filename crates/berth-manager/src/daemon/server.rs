@@ -108,12 +108,16 @@ fn reload_log_level(handle: &FilterHandle, file: &Path, flag: LogLevel) {
     }
 }
 
+/// Create `path` with `mode`, and give an existing one that mode too (a tree
+/// left by an older version may be more open).
 fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(path)
-        .with_context(|| format!("creating {}", path.display()))
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 fn run(args: Args, reload: FilterHandle) -> anyhow::Result<()> {

@@ -399,9 +399,7 @@ impl Drop for Stack {
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
             {
-                let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
-                    .unwrap_or(false);
+                let ours = pid > 0 && berth_shim::cli::started_for(pid as u32, &dir);
                 if ours {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
@@ -491,9 +489,14 @@ pub fn processes() -> Vec<ProcInfo> {
         let mut rest = stat[close + 1..].split_whitespace();
         let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        // The shim's task directory is in its environment, not its command
+        // line: both are searched.
+        let cmdline = ["cmdline", "environ"]
+            .iter()
+            .filter_map(|f| std::fs::read(format!("/proc/{pid}/{f}")).ok())
             .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .unwrap_or_default();
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push(ProcInfo {
             pid,
             ppid,

@@ -166,6 +166,17 @@ fn prepare(opts: &ExecOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
     let plan = ExecPlan::new(&process, &state.rootfs)?;
+    // The container's filter, compiled when it was created: read back from the
+    // cache rather than compiled again in the process that execs.
+    if let Some(f) = state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        crate::seccomp::validate_in(f, Some(&opts.root.join(crate::seccomp::CACHE_DIR)))
+            .map_err(|e| ProcessError::Seccomp(Box::new(e)))?;
+    }
 
     let mut ns = Vec::new();
     for (key, path) in &state.namespace_paths {
@@ -417,6 +428,12 @@ fn send_seccomp_fd(opts: &ExecOptions, pid: Pid, fd: &OwnedFd) -> Result<(), Pro
 /// the process that will execve.
 fn join(p: &Prepared, to_parent: &Channel, proc_channel: &Channel) -> Result<(), ChildFailure> {
     crate::logger::debug("nsexec container setup: joining the container's namespaces");
+    // Once in the container's namespaces, its processes could otherwise ptrace
+    // us or open /proc/<pid>/{mem,fd,environ} and reach the host through what
+    // the runtime still holds (CVE-2016-9962). The process we fork inherits
+    // this, and execve makes the user's program dumpable again.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| ChildFailure::setup(format!("make the exec process non-dumpable: {e}")))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ChildFailure::setup(format!("set the parent death signal: {e}")))?;
     to_parent.wait_for_cgroup().map_err(received)?;

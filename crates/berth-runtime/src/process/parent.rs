@@ -224,7 +224,10 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         ));
     }
     if let Some(filter) = linux.seccomp() {
-        seccomp::validate(filter).map_err(|e| ProcessError::Seccomp(boxed(e)))?;
+        // Compiled once per distinct profile (see seccomp::validate_in); the
+        // init, forked from us, loads what this compiled.
+        seccomp::validate_in(filter, Some(&opts.root.join(seccomp::CACHE_DIR)))
+            .map_err(|e| ProcessError::Seccomp(boxed(e)))?;
     }
 
     // Accepted like runc does without the LSM: Docker sets a profile whenever

@@ -12,9 +12,9 @@ use crate::daemon::error::DaemonError;
 /// How long a `runtime delete --force` may take.
 const RUNTIME_DELETE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Whether `pid` is a live process (not a zombie) whose command line mentions
-/// `marker` (the task directory the shim was started for), so a recycled pid is
-/// never taken for our shim.
+/// Whether `pid` is a live process (not a zombie) started for `marker` (the task
+/// directory the shim was started for, in its command line or environment), so
+/// a recycled pid is never taken for our shim.
 pub fn shim_alive(pid: u32, marker: &Path) -> bool {
     if pid == 0 {
         return false;
@@ -30,11 +30,7 @@ pub fn shim_alive(pid: u32, marker: &Path) -> bool {
     if matches!(state, None | Some("Z") | Some("X") | Some("x")) {
         return false;
     }
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let marker = marker.as_os_str().as_encoded_bytes();
-    cmdline.split(|b| *b == 0).any(|arg| arg == marker)
+    berth_shim::cli::started_for(pid, marker)
 }
 
 /// `<runtime> --root <root> delete --force <id>`: kills what is left of the

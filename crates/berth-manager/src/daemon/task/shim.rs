@@ -41,7 +41,11 @@ pub async fn start(l: &Launch<'_>) -> Result<(), DaemonError> {
     args.socket = Some(l.socket.to_path_buf());
     args.log_level = l.log_level;
     let mut cmd = tokio::process::Command::new(l.shim);
-    cmd.args(args.to_args())
+    // The container's id and paths go in the environment, which only root can
+    // read, not on the command line, which every host user can.
+    let (argv, env) = args.to_args_and_env();
+    cmd.args(argv)
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -83,6 +83,9 @@ pub enum EngineError {
     /// Reading a container's log failed.
     #[error(transparent)]
     Logs(#[from] crate::logs::LogError),
+    /// A network operation failed; it knows its own status code.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl EngineError {
@@ -127,6 +130,7 @@ impl EngineError {
                 LogError::BadTimestamp { .. } | LogError::BadTail(_) => StatusCode::BAD_REQUEST,
                 LogError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Network(e) => e.status(),
         }
     }
 

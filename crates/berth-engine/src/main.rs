@@ -40,6 +40,36 @@ struct Args {
     /// The berth-init binary that --init mounts (default: next to berthd, else on PATH).
     #[arg(long)]
     init_path: Option<PathBuf>,
+    /// The config file (dockerd's daemon.json keys for networks: bridge, bip,
+    /// fixed-cidr, default-address-pools, mtu, host-gateway-ip); flags win.
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    config_file: PathBuf,
+    /// The default network's bridge device.
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// The default bridge's address and prefix, e.g. 172.18.0.1/16 (default: the
+    /// first /16 of the address pools no route of this host uses).
+    #[arg(long)]
+    bip: Option<String>,
+    /// Give containers on the default bridge addresses from this part of its subnet.
+    #[arg(long)]
+    fixed_cidr: Option<String>,
+    /// Where networks get subnets from, `base=CIDR,size=N` (repeatable).
+    #[arg(long = "default-address-pool")]
+    default_address_pool: Vec<String>,
+    /// The MTU of the default bridge.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// What `--add-host NAME:host-gateway` resolves to (default: the default
+    /// bridge's gateway).
+    #[arg(long)]
+    host_gateway_ip: Option<String>,
+    /// The netavark binary.
+    #[arg(long, default_value = berth_engine::network::netavark::NETAVARK_BIN)]
+    netavark: PathBuf,
+    /// The aardvark-dns binary netavark starts.
+    #[arg(long, default_value = berth_engine::network::netavark::AARDVARK_BIN)]
+    aardvark_dns: PathBuf,
 }
 
 fn find_init() -> PathBuf {
@@ -152,9 +182,28 @@ async fn serve(
         GrpcManager::new(&args.manager)
             .with_context(|| format!("bad --manager {:?}", args.manager))?,
     );
+    let net_flags = berth_engine::network::config::NetworkFlags {
+        bridge: args.bridge.clone(),
+        bip: args.bip.clone(),
+        fixed_cidr: args.fixed_cidr.clone(),
+        pools: args.default_address_pool.clone(),
+        mtu: args.mtu,
+        host_gateway_ip: args.host_gateway_ip.clone(),
+    };
+    let net_options = berth_engine::network::config::options(&net_flags, Some(&args.config_file))
+        .context("network settings")?;
+    let backend = Arc::new(berth_engine::network::netavark::Netavark {
+        netavark: args.netavark.clone(),
+        aardvark: args.aardvark_dns.clone(),
+        config_dir: berth_engine::network::config_dir(&args.exec_root),
+        lock_file: PathBuf::from(berth_engine::network::netavark::LOCK_FILE),
+    });
     let engine = Arc::new(
-        Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
+        Engine::with_networks(config, manager, HostFacts::probe(), net_options, backend)
+            .context("opening the container store and networks")?,
     );
+    // Before anything starts a container: what a crash left set up is undone.
+    berth_engine::network::container::restore(&engine).await;
     engine.restore();
     engine.start_event_feed();
 

@@ -105,6 +105,7 @@ pub async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let body: CreateBody = read_json(req.into_body()).await?;
+    let networking = body.networking_config;
     let mut config = body.config;
     let hc = body.host_config.unwrap_or_default();
     let image_ref = config.image.clone().unwrap_or_default();
@@ -165,6 +166,13 @@ pub async fn create(
     };
     engine.store.create(rec)?;
     let result = async {
+        let warnings = crate::network::container::container_created(
+            engine,
+            &id,
+            &config,
+            &hc,
+            networking.as_ref(),
+        )?;
         write_etc_files(engine, &id, &config, &hc)?;
         engine
             .manager
@@ -178,23 +186,23 @@ pub async fn create(
                 ..manager::Container::default()
             })
             .await
+            .map(|c| (c, warnings))
     }
     .await;
-    match result {
-        Ok(c) => {
+    let warnings = match result {
+        Ok((c, warnings)) => {
             if c.snapshot_key != id {
                 engine
                     .store
                     .update(&id, |r| r.snapshot_key = c.snapshot_key.clone())?;
             }
+            warnings
         }
         Err(e) => {
             let _ = engine.store.remove(&id);
             return Err(e);
         }
-    }
-    // The missing bridge network is reported once, in /info's warnings.
-    let warnings = vec![];
+    };
     Ok(json(
         StatusCode::CREATED,
         &ContainerCreateResponse { id, warnings },
@@ -219,7 +227,10 @@ fn write_etc_files(
         hosts: if host_mode {
             read("/etc/hosts")
         } else {
-            etc::hosts_file(hc.extra_hosts.as_deref().unwrap_or(&[]))
+            etc::hosts_file(&crate::network::etc::resolve_extra_hosts(
+                hc.extra_hosts.as_deref().unwrap_or(&[]),
+                engine.networks.host_gateway(),
+            ))
         },
         resolv_conf: if host_mode {
             read("/etc/resolv.conf")
@@ -345,7 +356,8 @@ fn summary(rec: &ContainerRecord, engine: &Engine) -> ContainerSummary {
         image_id: Some(rec.image.clone()),
         command: Some(command.join(" ")),
         created: parse_time(Some(&rec.created)).map(|t| t.timestamp()),
-        ports: Some(vec![]),
+        ports: Some(crate::network::view::summary_ports(engine, rec)),
+        network_settings: Some(crate::network::view::summary_networks(engine, rec)),
         labels: Some(rec.config.labels.clone().unwrap_or_default()),
         state: Some(state_str(rec)),
         status: Some(status_text(rec)),
@@ -485,7 +497,7 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         graph_driver: Some(graph),
         mounts: Some(mount_points(&rec, engine)),
         config: Some(rec.config.clone()),
-        network_settings: Some(Default::default()),
+        network_settings: Some(crate::network::view::network_settings(engine, &rec)),
         ..ContainerInspectResponse::default()
     };
     Ok(json(StatusCode::OK, &resp))
@@ -515,7 +527,7 @@ pub async fn start_container(
     let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
     let rootfs = passwd_root(&info);
     let vols = engine.volumes();
-    let spec = spec::build_spec(&SpecInput {
+    let mut spec = spec::build_spec(&SpecInput {
         id: &id,
         config: &rec.config,
         host_config: &rec.host_config,
@@ -526,6 +538,7 @@ pub async fn start_container(
         volumes: &vols,
         host: &engine.host,
     })?;
+    crate::network::container::apply_to_spec(engine, rec, &mut spec)?;
     let spec_json = serde_json::to_vec(&spec)
         .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
     engine
@@ -542,6 +555,7 @@ pub async fn start_container(
     // A stopped task from an earlier run must go before a new one is created.
     let _ = engine.manager.tasks_delete(&id, true).await;
     let started = async {
+        crate::network::container::container_start(engine, rec).await?;
         engine
             .manager
             .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
@@ -558,6 +572,7 @@ pub async fn start_container(
                 r.state.exit_code = Some(128);
             });
             let _ = engine.manager.tasks_delete(&id, true).await;
+            crate::network::container::container_stopped(engine, &id).await;
             return Err(e);
         }
     };

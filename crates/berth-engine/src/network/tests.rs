@@ -1,0 +1,1 @@
+//! Unit tests of the network model over the fake backend (no root, no kernel).

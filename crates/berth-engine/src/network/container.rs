@@ -143,7 +143,10 @@ fn endpoint_for(nc: Option<&NetworkingConfig>, net: &NetworkRecord) -> Option<En
     let eps = nc?.endpoints_config.as_ref()?;
     eps.iter()
         .find(|(k, _)| {
-            *k == &net.name || *k == &net.id || (k.len() >= 12 && net.id.starts_with(k.as_str()))
+            *k == &net.name
+                || *k == &net.id
+                || (k.len() >= 12 && net.id.starts_with(k.as_str()))
+                || (k.as_str() == "default" && net.builtin && net.name == DEFAULT_NETWORK)
         })
         .map(|(_, v)| v.clone())
 }
@@ -245,6 +248,11 @@ pub fn container_created(
                 .and_then(|n| n.endpoints_config.clone())
                 .unwrap_or_default()
             {
+                let key = if key == "default" {
+                    DEFAULT_NETWORK.to_string()
+                } else {
+                    key
+                };
                 let other = nets.get(&key)?;
                 if other.id == net.id {
                     continue;

@@ -78,11 +78,17 @@ impl Pool {
 
 /// dockerd's default pools: 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/16 in /20s.
 pub fn default_pools() -> Vec<Pool> {
-    let net = |s: &str, size| Pool {
-        base: s.parse().unwrap_or_else(|_| Ipv4Net::default()),
-        size,
-    };
-    vec![net("172.17.0.0/12", 16), net("192.168.0.0/16", 20)]
+    let mut v: Vec<Pool> = (17u8..=31)
+        .filter_map(|b| {
+            Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16)
+                .ok()
+                .map(|base| Pool { base, size: 16 })
+        })
+        .collect();
+    if let Ok(base) = Ipv4Net::new(Ipv4Addr::new(192, 168, 0, 0), 16) {
+        v.push(Pool { base, size: 20 });
+    }
+    v
 }
 
 /// Parses an IPv4 CIDR, with dockerd's wording when it is not one.

@@ -718,6 +718,3 @@ pub fn ipv4_gateway(rec: &NetworkRecord) -> Option<Ipv4Addr> {
         _ => None,
     })
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,1 +1,0 @@
-//! Unit tests of the network model over the fake backend (no root, no kernel).

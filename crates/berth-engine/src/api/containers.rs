@@ -573,6 +573,13 @@ pub async fn start_container(
             });
             let _ = engine.manager.tasks_delete(&id, true).await;
             crate::network::container::container_stopped(engine, &id).await;
+            // dockerd removes an AutoRemove container whose start failed: `run --rm`
+            // waits for that removal.
+            if rec.host_config.auto_remove == Some(true) {
+                if let Err(re) = engine.remove_container(&id).await {
+                    tracing::warn!(container = %id, error = %re, "auto-remove after a failed start");
+                }
+            }
             return Err(e);
         }
     };

@@ -718,3 +718,61 @@ pub fn ipv4_gateway(rec: &NetworkRecord) -> Option<Ipv4Addr> {
         _ => None,
     })
 }
+
+/// Undoes everything a berthd with this exec root set up, without berthd: every
+/// attachment torn down with the options it was set up with, every pinned namespace
+/// removed, the live state forgotten, and its aardvark-dns stopped. For test stacks
+/// and `uninstall.sh --purge`; errors are reported and the rest still done.
+pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String> {
+    let mut errors = vec![];
+    let dir = config_dir(exec_root);
+    let live_dir = dir.join("containers");
+    for mut live in store::load_all::<LiveState>(&live_dir) {
+        let netns = live
+            .netns
+            .clone()
+            .unwrap_or_else(|| netns::path_for(&dir.join("netns"), &live.container_id));
+        if !live.attachments.is_empty() {
+            if let Err(e) = backend.ensure_netns(&netns).await {
+                errors.push(e.to_string());
+            }
+        }
+        while let Some(a) = live.attachments.pop() {
+            if let Err(e) = backend.teardown(&netns, &a.options).await {
+                errors.push(e.to_string());
+            }
+        }
+        if let Err(e) = backend.remove_netns(&netns).await {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = store::remove(&live_dir.join(format!("{}.json", live.container_id))) {
+            errors.push(e.to_string());
+        }
+    }
+    // Namespaces without a state file (a crash between the two).
+    for e in std::fs::read_dir(dir.join("netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Err(e) = backend.remove_netns(&e.path()).await {
+            errors.push(e.to_string());
+        }
+    }
+    let aardvark = dir.join("aardvark-dns");
+    if let Ok(pid) = std::fs::read_to_string(aardvark.join("aardvark.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // Only the aardvark-dns of this directory: a stale pid must not hit a stranger.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&*aardvark.to_string_lossy()))
+                .unwrap_or(false);
+            if ours && pid > 1 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    errors
+}

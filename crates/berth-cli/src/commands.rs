@@ -56,8 +56,9 @@ pub struct CreateOpts {
     pub tmpfs: Vec<String>,
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
-    #[arg(long, alias = "net")]
-    pub network: Option<String>,
+    /// Networking flags (crate::network).
+    #[command(flatten)]
+    pub network: crate::network::NetworkFlags,
     #[arg(long)]
     pub ulimit: Vec<String>,
     #[arg(long = "security-opt")]
@@ -198,6 +199,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::container_verbs::ContainerGroup,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        cmd: crate::network::NetworkCommand,
+    },
+    /// List port mappings or a specific mapping for the container.
+    Port {
+        container: String,
+        private_port: Option<String>,
+    },
 }
 
 /// What `ps --format` templates see, as docker's CLI presents a container:
@@ -290,7 +301,6 @@ pub fn create_body(o: &CreateOpts) -> Result<Value> {
     let attach_all = o.attach.is_empty();
     let mut hc = json!({
         "Binds": o.volume,
-        "NetworkMode": o.network.clone().unwrap_or_else(|| "default".to_string()),
         "Privileged": o.privileged,
         "CapAdd": o.cap_add,
         "CapDrop": o.cap_drop,
@@ -343,6 +353,7 @@ pub fn create_body(o: &CreateOpts) -> Result<Value> {
             body[k] = json!(v);
         }
     }
+    o.network.apply(&mut body)?;
     Ok(body)
 }
 
@@ -562,6 +573,11 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
     match cmd {
         Command::ContainerVerb(v) => return crate::container_verbs::run(c, v).await,
         Command::Container { cmd } => return crate::container_verbs::run_group(c, cmd).await,
+        Command::Network { cmd } => return crate::network::run(c, cmd).await,
+        Command::Port {
+            container,
+            private_port,
+        } => return crate::network::port(c, &container, private_port.as_deref()).await,
         Command::Version => {
             let v = c.json(Method::GET, "/version", None).await?;
             println!(
@@ -691,7 +707,7 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
                             format!("\"{cmd}\""),
                             ago(now - x["Created"].as_i64().unwrap_or(now)),
                             x["Status"].as_str().unwrap_or("").to_string(),
-                            String::new(),
+                            crate::network::ports_column(&x["Ports"]),
                             names.join(","),
                         ]
                     })
@@ -719,11 +735,14 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
             let mut missing = None;
             for n in &names {
                 let mut found = None;
-                for kind in ["containers", "images"] {
-                    match c
-                        .json(Method::GET, &format!("/{kind}/{}/json", enc(n)), None)
-                        .await
-                    {
+                // As docker: containers, images, then networks.
+                for kind in ["containers", "images", "networks"] {
+                    let path = if kind == "networks" {
+                        format!("/networks/{}", enc(n))
+                    } else {
+                        format!("/{kind}/{}/json", enc(n))
+                    };
+                    match c.json(Method::GET, &path, None).await {
                         Ok(v) => {
                             found = Some(v);
                             break;

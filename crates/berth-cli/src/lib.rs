@@ -6,3 +6,4 @@ pub mod commands;
 pub mod container_verbs;
 pub mod format;
 pub mod images;
+pub mod network;

@@ -70,6 +70,11 @@ struct Args {
     /// The aardvark-dns binary netavark starts.
     #[arg(long, default_value = berth_engine::network::netavark::AARDVARK_BIN)]
     aardvark_dns: PathBuf,
+    /// Do not serve: tear down every network a berthd with this --exec-root set up
+    /// (veths, iptables rules, DNS entries, namespaces), then exit. For
+    /// `uninstall.sh --purge` and test scripts, with the engine stopped.
+    #[arg(long)]
+    teardown_networks: bool,
 }
 
 fn find_init() -> PathBuf {
@@ -145,10 +150,34 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(serve(args, inherited))
 }
 
+fn backend(args: &Args) -> berth_engine::network::netavark::Netavark {
+    berth_engine::network::netavark::Netavark {
+        netavark: args.netavark.clone(),
+        aardvark: args.aardvark_dns.clone(),
+        config_dir: berth_engine::network::config_dir(&args.exec_root),
+        lock_file: PathBuf::from(berth_engine::network::netavark::LOCK_FILE),
+    }
+}
+
+async fn teardown_networks(args: &Args) -> anyhow::Result<()> {
+    let errors = berth_engine::network::teardown_all(&args.exec_root, &backend(args)).await;
+    for e in &errors {
+        eprintln!("berthd: {e}");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} network teardown steps failed", errors.len())
+    }
+}
+
 async fn serve(
     args: Args,
     inherited: Option<std::os::unix::net::UnixListener>,
 ) -> anyhow::Result<()> {
+    if args.teardown_networks {
+        return teardown_networks(&args).await;
+    }
     // Plain lines when stderr is not a terminal: journald keeps them as they are.
     let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -192,12 +221,7 @@ async fn serve(
     };
     let net_options = berth_engine::network::config::options(&net_flags, Some(&args.config_file))
         .context("network settings")?;
-    let backend = Arc::new(berth_engine::network::netavark::Netavark {
-        netavark: args.netavark.clone(),
-        aardvark: args.aardvark_dns.clone(),
-        config_dir: berth_engine::network::config_dir(&args.exec_root),
-        lock_file: PathBuf::from(berth_engine::network::netavark::LOCK_FILE),
-    });
+    let backend = Arc::new(backend(&args));
     let engine = Arc::new(
         Engine::with_networks(config, manager, HostFacts::probe(), net_options, backend)
             .context("opening the container store and networks")?,

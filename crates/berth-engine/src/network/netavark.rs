@@ -201,7 +201,9 @@ impl Netavark {
             command: command.to_string(),
             message: format!("encoding its options: {e}"),
         })?;
+        let started = std::time::Instant::now();
         let _lock = self.lock().await?;
+        let locked = started.elapsed();
         let bin = self.netavark.display().to_string();
         let mut child = tokio::process::Command::new(&self.netavark)
             .arg("--config")
@@ -234,6 +236,13 @@ impl Netavark {
             .wait_with_output()
             .await
             .map_err(|source| BackendError::Spawn { bin, source })?;
+        tracing::debug!(
+            command,
+            container = %opts.container_id,
+            lock_wait_ms = locked.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "netavark"
+        );
         if out.status.success() {
             return Ok(out.stdout);
         }

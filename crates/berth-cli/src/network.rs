@@ -725,7 +725,9 @@ pub fn ports_column(ports: &Value) -> String {
         .collect();
     ps.sort_by(|a, b| (a.2.is_none(), &a.0, &a.3, a.1).cmp(&(b.2.is_none(), &b.0, &b.3, b.1)));
     // Runs of consecutive (private, public) ports with the same address and protocol.
-    let mut groups: Vec<(String, u64, u64, Option<(u64, u64)>, String)> = vec![];
+    // (address, first and last private port, first and last public port, protocol)
+    type Run = (String, u64, u64, Option<(u64, u64)>, String);
+    let mut groups: Vec<Run> = vec![];
     for (ip, private, public, proto) in ps {
         if let Some(last) = groups.last_mut() {
             let follows = last.0 == ip

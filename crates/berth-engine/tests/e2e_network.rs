@@ -755,7 +755,7 @@ fn create_start_rm_cycles_leak_nothing() {
     let left = leftovers(
         &stack,
         &[&br],
-        &[&subnet.trim_end_matches(".0/24").to_string(), &nv_name],
+        &[subnet.trim_end_matches(".0/24"), &nv_name],
     );
     assert_eq!(left, Leftovers::default());
     assert!(!Path::new(&format!("/sys/class/net/{br}")).exists());

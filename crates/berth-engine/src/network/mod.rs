@@ -258,15 +258,12 @@ impl Networks {
             live.values()
                 .any(|l| l.attachments.iter().any(|a| a.network_id == r.id))
         });
-        let wanted_subnet = match self.options.bip {
-            Some(bip) => Some(SubnetConfig {
-                subnet: IpNet::V4(bip.trunc()),
-                gateway: Some(IpAddr::V4(bip.addr())),
-                ip_range: self.options.fixed_cidr.map(IpNet::V4),
-                aux: BTreeMap::new(),
-            }),
-            None => None,
-        };
+        let wanted_subnet = self.options.bip.map(|bip| SubnetConfig {
+            subnet: IpNet::V4(bip.trunc()),
+            gateway: Some(IpAddr::V4(bip.addr())),
+            ip_range: self.options.fixed_cidr.map(IpNet::V4),
+            aux: BTreeMap::new(),
+        });
         let mut rec = match existing {
             Some(r) => r,
             None => NetworkRecord {

@@ -45,10 +45,8 @@ pub fn create(path: &Path) -> io::Result<()> {
 
 /// Whether `path` is a pinned network namespace (an nsfs mount), not a bare file.
 pub fn is_pinned(path: &Path) -> bool {
-    // NSFS_MAGIC: the namespace file system's magic number.
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
 }
 

@@ -547,7 +547,10 @@ fn dns_hosts_and_container_options() {
         let up = format!("upstream-{t}");
         stack.ok(
             cli,
-            &["run", "-d", "--name", &up, "busybox", "sleep", "1000"],
+            &[
+                "run", "-d", "--name", &up, "-e", "FOO=1", "--expose", "80", "busybox", "sleep",
+                "1000",
+            ],
         );
         let up_ip = stack.inspect(&up, "{{.NetworkSettings.IPAddress}}");
         let gw = stack.bip.trim_end_matches("/24").to_string();
@@ -577,7 +580,7 @@ fn dns_hosts_and_container_options() {
                 "busybox",
                 "sh",
                 "-c",
-                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0",
+                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0; env",
             ],
         );
         assert!(out.contains("\tbox.example.org box\n"), "{out}");
@@ -589,6 +592,13 @@ fn dns_hosts_and_container_options() {
         assert!(out.contains("options ndots:3\n"), "{out}");
         assert!(out.contains("\nbox\n"), "{out}");
         assert!(out.contains("link/ether 02:42:0a:0b:0c:0d"), "{out}");
+        // Legacy links' environment.
+        assert!(out.contains("\nUPPER_NAME=/"), "{out}");
+        assert!(out.contains("\nUPPER_ENV_FOO=1\n"), "{out}");
+        assert!(
+            out.contains(&format!("\nUPPER_PORT_80_TCP=tcp://{up_ip}:80\n")),
+            "{out}"
+        );
         // A link to a container that does not run is refused.
         let out = stack.cli(
             cli,

@@ -497,10 +497,12 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         graph_driver: Some(graph),
         mounts: Some(mount_points(&rec, engine)),
         config: Some(rec.config.clone()),
-        network_settings: Some(crate::network::view::network_settings(engine, &rec)),
         ..ContainerInspectResponse::default()
     };
-    Ok(json(StatusCode::OK, &resp))
+    let mut v = serde_json::to_value(&resp)
+        .map_err(|e| EngineError::io("encoding the container", std::io::Error::other(e)))?;
+    v["NetworkSettings"] = crate::network::view::network_settings_json(engine, &rec);
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// `POST /containers/{id}/start`.
@@ -815,6 +817,10 @@ pub async fn wait(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
 
 /// `DELETE /containers/{id}?force=&v=`.
 pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+    if ctx.query.bool("link") {
+        crate::network::container::remove_link(engine, ctx.param())?;
+        return Ok(status_only(StatusCode::NO_CONTENT));
+    }
     let rec = engine.store.get(ctx.param())?;
     if rec.state.running == Some(true) {
         if !ctx.query.bool("force") {

@@ -324,12 +324,98 @@ pub fn namespace_path(
     }
 }
 
-/// Sets the network namespace of `spec`: the pinned one, or the host's.
+/// The environment of legacy links on the default bridge, as dockerd sets it:
+/// `ALIAS_NAME=/me/alias`, `ALIAS_ENV_K=V` for the linked container's env (but HOME
+/// and PATH), and `ALIAS_PORT_80_TCP=tcp://ip:80` (with `_ADDR`, `_PORT`, `_PROTO`,
+/// and `ALIAS_PORT` for the lowest port) for its exposed ports.
+pub fn link_env(engine: &Engine, rec: &ContainerRecord) -> Vec<String> {
+    let nets = &engine.networks;
+    let cfg = load_config(nets, rec);
+    let on_default = cfg.endpoints.first().is_some_and(|e| {
+        nets.get(&e.network_id)
+            .is_ok_and(|n| n.builtin && n.name == DEFAULT_NETWORK)
+    });
+    if !on_default {
+        return vec![];
+    }
+    let me = rec.name.trim_start_matches('/');
+    let mut env = vec![];
+    for l in rec.host_config.links.clone().unwrap_or_default() {
+        let l = normalize_link(&l);
+        let Some((target, alias)) = l.split_once(':') else {
+            continue;
+        };
+        let Ok(t) = engine.store.get(target) else {
+            continue;
+        };
+        let ip = nets.live(&t.id).and_then(|lv| {
+            lv.attachments.first().and_then(|a| {
+                a.addresses
+                    .iter()
+                    .find(|n| n.addr().is_ipv4())
+                    .map(|n| n.addr())
+            })
+        });
+        let prefix = alias.to_ascii_uppercase().replace('-', "_");
+        env.push(format!("{prefix}_NAME=/{me}/{alias}"));
+        for e in t.config.env.clone().unwrap_or_default() {
+            if let Some((k, v)) = e.split_once('=') {
+                if k != "HOME" && k != "PATH" {
+                    env.push(format!("{prefix}_ENV_{k}={v}"));
+                }
+            }
+        }
+        let Some(ip) = ip else {
+            continue;
+        };
+        let mut ports: Vec<(u16, String)> = t
+            .config
+            .exposed_ports
+            .clone()
+            .unwrap_or_default()
+            .keys()
+            .filter_map(|k| ports::parse_port_key(k).ok())
+            .collect();
+        ports.sort();
+        if let Some((p, proto)) = ports.first() {
+            env.push(format!("{prefix}_PORT={proto}://{ip}:{p}"));
+        }
+        for (p, proto) in ports {
+            let up = proto.to_ascii_uppercase();
+            env.push(format!("{prefix}_PORT_{p}_{up}={proto}://{ip}:{p}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_ADDR={ip}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_PORT={p}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_PROTO={proto}"));
+        }
+    }
+    env
+}
+
+/// Sets the network namespace of `spec` (the pinned one, or the host's) and adds
+/// the environment of legacy links.
 pub fn apply_to_spec(
     engine: &Engine,
     rec: &ContainerRecord,
     spec: &mut Spec,
 ) -> Result<(), EngineError> {
+    let links = link_env(engine, rec);
+    if !links.is_empty() {
+        if let Some(process) = spec.process_mut().as_mut() {
+            let mut env = process.env().clone().unwrap_or_default();
+            let key = |e: &str| {
+                e.split_once('=')
+                    .map(|(k, _)| k.to_string())
+                    .unwrap_or_default()
+            };
+            for l in links {
+                // The container's own variables win.
+                if !env.iter().any(|e| key(e) == key(&l)) {
+                    env.push(l);
+                }
+            }
+            process.set_env(Some(env));
+        }
+    }
     let path = namespace_path(engine, rec)?;
     let Some(linux) = spec.linux_mut().as_mut() else {
         return Ok(());
@@ -904,6 +990,35 @@ pub async fn restore(engine: &Engine) {
             }
         }
     }
+}
+
+/// `DELETE /containers/<parent>/<alias>?link=1`: the legacy link goes from its
+/// parent's `HostConfig.Links` (the linked container stays).
+pub fn remove_link(engine: &Engine, path: &str) -> Result<(), EngineError> {
+    let path = path.trim_start_matches('/');
+    let (parent, alias) = path.rsplit_once('/').ok_or_else(|| {
+        invalid(format!(
+            "Conflict, cannot remove the default link name of the container {path}"
+        ))
+    })?;
+    let rec = engine.store.get(parent).map_err(|_| {
+        EngineError::NotFound(format!("Cannot get parent /{parent} for link name /{path}"))
+    })?;
+    let links = rec.host_config.links.clone().unwrap_or_default();
+    let kept: Vec<String> = links
+        .iter()
+        .filter(|l| normalize_link(l).split_once(':').map(|(_, a)| a) != Some(alias))
+        .cloned()
+        .collect();
+    if kept.len() == links.len() {
+        return Err(EngineError::NotFound(format!(
+            "Could not find entity for /{path}"
+        )));
+    }
+    engine
+        .store
+        .update(&rec.id, |r| r.host_config.links = Some(kept))?;
+    Ok(())
 }
 
 /// `POST /networks/{id}/connect`.

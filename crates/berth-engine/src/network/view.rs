@@ -14,7 +14,7 @@ use super::container::{load_config, parse_mode, ModeRef};
 use super::store::{Attachment, LiveState, NetworkRecord};
 use super::{Networks, DEFAULT_NETWORK};
 use crate::engine::Engine;
-use crate::store::{short_id, ContainerRecord};
+use crate::store::ContainerRecord;
 
 /// A network as `GET /networks/{id}` shows it; `containers` only for inspect.
 pub fn network_json(engine: &Engine, net: &NetworkRecord, with_containers: bool) -> Value {
@@ -102,7 +102,6 @@ fn endpoint_settings(
     net: &NetworkRecord,
     asked: &EndpointSettings,
     a: Option<&Attachment>,
-    rec: &ContainerRecord,
 ) -> EndpointSettings {
     let mut e = asked.clone();
     e.network_id = Some(net.id.clone());
@@ -133,13 +132,9 @@ fn endpoint_settings(
                     .unwrap_or_default(),
             );
             e.mac_address = Some(a.mac.clone());
+            // Since API 1.45 `Aliases` are the user's only; every name the
+            // network's DNS answers for is in `DNSNames`.
             if !net.builtin {
-                let mut aliases = e.aliases.clone().unwrap_or_default();
-                let sid = short_id(&rec.id).to_string();
-                if !aliases.contains(&sid) {
-                    aliases.push(sid);
-                }
-                e.aliases = Some(aliases);
                 e.dns_names = Some(a.dns_names.clone());
             }
         }
@@ -229,10 +224,7 @@ pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettin
                     continue;
                 };
                 let a = attachment_of(live.as_ref(), &net.id);
-                networks.insert(
-                    net.name.clone(),
-                    endpoint_settings(&net, &ep.settings, a, rec),
-                );
+                networks.insert(net.name.clone(), endpoint_settings(&net, &ep.settings, a));
             }
         }
     }
@@ -278,6 +270,27 @@ pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettin
         s.mac_address = e.mac_address.clone();
     }
     s
+}
+
+/// [`network_settings`] as dockerd writes it: the fields it sends as `null` are
+/// there as `null` (clients index them), not left out.
+pub fn network_settings_json(engine: &Engine, rec: &ContainerRecord) -> Value {
+    let mut v = serde_json::to_value(network_settings(engine, rec)).unwrap_or_else(|_| json!({}));
+    for k in ["SecondaryIPAddresses", "SecondaryIPv6Addresses"] {
+        if v.get(k).is_none() {
+            v[k] = Value::Null;
+        }
+    }
+    if let Some(nets) = v.get_mut("Networks").and_then(Value::as_object_mut) {
+        for ep in nets.values_mut() {
+            for k in ["IPAMConfig", "Links", "Aliases", "DriverOpts", "DNSNames"] {
+                if ep.get(k).is_none() {
+                    ep[k] = Value::Null;
+                }
+            }
+        }
+    }
+    v
 }
 
 /// `Ports` of `GET /containers/json`: published ports with their host side, exposed

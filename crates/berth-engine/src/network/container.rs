@@ -1147,3 +1147,55 @@ pub async fn disconnect(
     save_config(nets, &rec.id, &cfg)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_docker_names_them() {
+        assert_eq!(parse_mode(""), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("default"), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("bridge"), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("host"), ModeRef::Host);
+        assert_eq!(parse_mode("none"), ModeRef::None);
+        assert_eq!(
+            parse_mode("container:web"),
+            ModeRef::Container("web".into())
+        );
+        assert_eq!(parse_mode("appnet"), ModeRef::Network("appnet".into()));
+    }
+
+    #[test]
+    fn links_in_both_forms() {
+        assert_eq!(normalize_link("db:database"), "db:database");
+        assert_eq!(normalize_link("/db:/web/database"), "db:database");
+        assert_eq!(normalize_link("db"), "db:db");
+    }
+
+    #[test]
+    fn netavark_sees_isolated_networks_with_dns_on_user_ones_only() {
+        let mut net = NetworkRecord {
+            id: "ab".repeat(32),
+            name: "appnet".into(),
+            driver: "bridge".into(),
+            bridge: "br-abababababab".into(),
+            subnets: vec![store::SubnetConfig {
+                subnet: "10.3.0.0/24".parse().unwrap(),
+                gateway: Some("10.3.0.1".parse().unwrap()),
+                ip_range: None,
+                aux: BTreeMap::new(),
+            }],
+            mtu: Some(1400),
+            ..NetworkRecord::default()
+        };
+        let nv = nv_network(&net);
+        assert_eq!(nv.name, "berth-abababababab");
+        assert!(nv.dns_enabled && !nv.ipv6_enabled && !nv.internal);
+        let opts = nv.options.unwrap();
+        assert_eq!(opts["isolate"], "true");
+        assert_eq!(opts["mtu"], "1400");
+        net.builtin = true;
+        assert!(!nv_network(&net).dns_enabled);
+    }
+}

@@ -234,6 +234,21 @@ async fn containers_get_addresses_ports_and_settings() {
         l[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"],
         "10.91.0.50"
     );
+    // ps filters: network, publish, expose
+    for (f, n) in [
+        (r#"{"network":["appnet"]}"#, 1),
+        (r#"{"network":["bridge"]}"#, 0),
+        (r#"{"publish":["80/tcp"]}"#, 1),
+        (r#"{"publish":["81"]}"#, 0),
+        (r#"{"expose":["79-81"]}"#, 1),
+    ] {
+        let (_, l) = get(
+            &d,
+            &format!("/v1.47/containers/json?filters={}", urlencode(f)),
+        )
+        .await;
+        assert_eq!(l.as_array().unwrap().len(), n, "{f}");
+    }
     // the network lists it
     let (_, n) = get(&d, "/v1.47/networks/appnet").await;
     assert_eq!(n["Containers"][&id]["IPv4Address"], "10.91.0.50/24");

@@ -433,7 +433,10 @@ pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
             // Values of one key are ORed, keys are ANDed, as in dockerd.
             let mut any = false;
             for v in vals {
-                any |= matches_filter(&rec, k, v)?;
+                any |= match crate::network::view::matches_filter(engine, &rec, k, v) {
+                    Some(m) => m,
+                    None => matches_filter(&rec, k, v)?,
+                };
             }
             keep &= any;
         }

@@ -337,6 +337,58 @@ pub fn summary_networks(engine: &Engine, rec: &ContainerRecord) -> ContainerSumm
     }
 }
 
+/// The container list's network filters: `network` (a network's name or id the
+/// container is connected to), `publish` and `expose` (`80`, `80/tcp`, `8000-8010`);
+/// `None` for other keys.
+pub fn matches_filter(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    key: &str,
+    value: &str,
+) -> Option<bool> {
+    let ports = |keys: Vec<String>| {
+        let (range, proto) = value.split_once('/').unwrap_or((value, ""));
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
+            return false;
+        };
+        keys.iter().any(|k| {
+            super::ports::parse_port_key(k)
+                .is_ok_and(|(p, pr)| (a..=b).contains(&p) && (proto.is_empty() || pr == proto))
+        })
+    };
+    match key {
+        "network" => {
+            let cfg = load_config(&engine.networks, rec);
+            Some(
+                cfg.endpoints.iter().any(|e| {
+                    engine.networks.get(&e.network_id).is_ok_and(|n| {
+                        n.name == value || (!value.is_empty() && n.id.starts_with(value))
+                    })
+                }) || cfg.mode == value,
+            )
+        }
+        "publish" => {
+            let live = engine.networks.live(&rec.id);
+            let keys = ports_map(rec, live.as_ref())
+                .into_iter()
+                .filter(|(_, b)| b.is_some())
+                .map(|(k, _)| k)
+                .collect();
+            Some(ports(keys))
+        }
+        "expose" => Some(ports(
+            rec.config
+                .exposed_ports
+                .clone()
+                .unwrap_or_default()
+                .into_keys()
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
 /// The `networks` part of stats: every interface of the container's namespace but
 /// loopback, from `/proc/<pid>/net/dev` (which shows the namespace of that process).
 pub fn stats(pid: i64) -> Option<Value> {

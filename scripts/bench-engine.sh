@@ -5,6 +5,9 @@
 # turns in one hyperfine run, each stack private on temporary directories. Then the
 # resident memory of the daemons, idle and with 50 running containers:
 # berthd + berth-manager against dockerd + containerd (shims are counted apart).
+# Then networking: `run --rm` on the default bridge and with `-p`, berth vs docker vs
+# podman (each on a bridge and subnet of its own), and TCP throughput from the host to
+# a container through a port published on 127.0.0.1 (iperf3), berth vs docker.
 # Prints medians and ratios. Usage: sudo ./scripts/bench-engine.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +15,7 @@ runs=${1:-50}
 containers=${BENCH_CONTAINERS:-50}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 . scripts/deps.sh
-berth_apt_install busybox-static hyperfine jq procps
+berth_apt_install busybox-static hyperfine jq procps iperf3 netavark aardvark-dns iptables
 
 target=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p berth-engine -p berth-cli -p berth-manager -p berth-shim -p berth-runtime -p berth-init --bins
@@ -24,11 +27,16 @@ pids=()
 cleanup() {
   set +e
   [ -S "$work/berth.sock" ] && "$bin/berth" -H "unix://$work/berth.sock" rm -f $("$bin/berth" -H "unix://$work/berth.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+  [ -n "${podman[*]:-}" ] && "${podman[@]}" rm -af >/dev/null 2>&1
   # dockerd 20.10 can take minutes (or hang) removing 50 containers at once; past
   # a minute, stopping dockerd and containerd below ends them anyway.
   [ -S "$work/docker/docker.sock" ] && timeout 60 docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  # What berth set up in the kernel, if a container outlived its removal.
+  "$bin/berthd" --teardown-networks --exec-root "$work/run/engine" 2>/dev/null
+  # dockerd leaves its bridge behind.
+  [ -e "/sys/class/net/$docker_bridge" ] && ip link del "$docker_bridge"
   # Shims of anything a failed run left, then their mounts and cgroups.
   for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -41,7 +49,20 @@ cleanup() {
   done
   rm -rf "$work"
 }
+docker_bridge=bbd$$
+podman=()
 trap cleanup EXIT
+
+# A /24 of 10.128.0.0/9 that no route of this host uses, for each engine's bridge.
+free_net() {
+  local n
+  while :; do
+    n="10.$((128 + RANDOM % 128)).$((RANDOM % 256))"
+    ip route | grep -q "^$n\." || { echo "$n"; return; }
+  done
+}
+berth_net=$(free_net)
+docker_net=$(free_net)
 
 # Memory of processes whose command line matches, in MiB (RSS, summed).
 rss_mib() {
@@ -58,7 +79,8 @@ rss_mib() {
 manager_pid=$!; pids+=("$manager_pid")
 for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
 "$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
-  --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn 2>"$work/berthd.log" &
+  --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
+  --bridge "bbb$$" --bip "$berth_net.1/24" --config-file "$work/daemon.json" 2>"$work/berthd.log" &
 berthd_pid=$!; pids+=("$berthd_pid")
 for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 berth=("$bin/berth" -H "unix://$work/berth.sock")
@@ -72,15 +94,17 @@ have_docker=0
 if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   have_docker=1
   mkdir -p "$work/docker"
+  # dockerd makes only docker0 itself; a bridge of another name must exist.
+  ip link add "$docker_bridge" type bridge
   dockerd --host="unix://$work/docker/docker.sock" --data-root="$work/docker/data" \
     --exec-root="$work/docker/exec" --pidfile="$work/docker/docker.pid" \
-    --iptables=false --ip6tables=false --bridge=none --cgroup-parent=/berth-bench-docker \
+    --iptables=false --ip6tables=false --bridge="$docker_bridge" --bip "$docker_net.1/24" \
+    --cgroup-parent=/berth-bench-docker \
     >"$work/docker/dockerd.log" 2>&1 &
   pids+=("$!")
   for _ in $(seq 300); do docker -H "unix://$work/docker/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
   docker -H "unix://$work/docker/docker.sock" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
-  # --network none on both: berth has no bridge yet, and docker's bridge would
-  # measure veth setup rather than the engine.
+  # --network none on both here: the engine alone (networking is timed below).
   cmds+=(-n docker "docker -H unix://$work/docker/docker.sock run --rm --network none busybox true")
 else
   echo "docker.io not installed: timing berth alone"
@@ -116,5 +140,55 @@ if [ "$have_docker" = 1 ]; then
   docker_busy=$(rss_mib "$dpid" $cpid)
   docker_shims=$(rss_mib $(pgrep -f "containerd-shim.*$work" || true))
   echo "dockerd + containerd: $docker_busy (shims: $docker_shims in all)"
+fi
+for c in $("${berth[@]}" ps -aq); do "${berth[@]}" rm -f "$c" >/dev/null; done
+if [ "$have_docker" = 1 ]; then
+  docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq) >/dev/null
+fi
+
+echo "== networking: run --rm on the default bridge, and with -p 127.0.0.1::80"
+ncmds=(-n berth-bridge "${berth[*]} run --rm busybox true"
+  -n berth-publish "${berth[*]} run --rm -p 127.0.0.1::80 busybox true")
+if [ "$have_docker" = 1 ]; then
+  ncmds+=(-n docker-bridge "docker -H unix://$work/docker/docker.sock run --rm busybox true"
+    -n docker-publish "docker -H unix://$work/docker/docker.sock run --rm -p 127.0.0.1::80 busybox true")
+fi
+if command -v podman >/dev/null; then
+  # Private storage; podman's own default network (netavark, podman0, 10.88.0.0/16).
+  podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --cgroup-manager cgroupfs
+    --events-backend file --storage-driver overlay)
+  "${podman[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" localhost/busybox:latest >/dev/null
+  ncmds+=(-n podman-bridge "${podman[*]} run --rm localhost/busybox true"
+    -n podman-publish "${podman[*]} run --rm -p 127.0.0.1::80 localhost/busybox true")
+fi
+"${berth[@]}" run --rm -p 127.0.0.1::80 busybox true || { tail -n 20 "$work/berthd.log"; exit 1; }
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/net.json" "${ncmds[@]}"
+jq -r '.results[] | "\(.command) median \(.median * 1000 | floor) ms"' "$work/net.json"
+jq -r '.results as $r | ($r | map({key: .command, value: .median}) | from_entries) as $m
+  | ["bridge", "publish"][] as $k
+  | "\($k): docker/berth \(if $m["docker-\($k)"] then ($m["docker-\($k)"] / $m["berth-\($k)"] * 100 | floor / 100) else "-" end), podman/berth \(if $m["podman-\($k)"] then ($m["podman-\($k)"] / $m["berth-\($k)"] * 100 | floor / 100) else "-" end)"' "$work/net.json"
+
+echo "== TCP throughput host -> container through a port published on 127.0.0.1 (iperf3, 10 s)"
+# An image with iperf3 and the libraries it links, on the busybox rootfs.
+mkdir -p "$work/iperf"
+cp -a "$work/rootfs/." "$work/iperf/"
+for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | grep -o '/[^ ]*'); do
+  mkdir -p "$work/iperf$(dirname "$f")"
+  cp -L "$f" "$work/iperf$f"
+done
+tar -C "$work/iperf" -cf "$work/iperf.tar" .
+iperf() { # iperf NAME CLI... : serve in a container, measure from the host
+  local name=$1 port; shift
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$@" import --change 'CMD ["iperf3", "-s"]' "$work/iperf.tar" iperf:bench >/dev/null
+  "$@" run -d --name "iperf-$name" -p "127.0.0.1:$port:5201" iperf:bench >/dev/null
+  for _ in $(seq 50); do iperf3 -c 127.0.0.1 -p "$port" -t 1 >/dev/null 2>&1 && break; sleep 0.2; done
+  iperf3 -c 127.0.0.1 -p "$port" -t 10 -J | jq -r --arg n "$name" '"\($n) \(.end.sum_received.bits_per_second / 1e9 * 100 | floor / 100) Gbit/s"'
+  "$@" rm -f "iperf-$name" >/dev/null
+}
+iperf berth "${berth[@]}" | tee "$work/iperf.txt"
+if [ "$have_docker" = 1 ]; then
+  iperf docker docker -H "unix://$work/docker/docker.sock" | tee -a "$work/iperf.txt"
+  awk '{v[$1]=$2} END {if (v["berth"] > 0) printf "docker/berth throughput ratio: %.2f\n", v["docker"] / v["berth"]}' "$work/iperf.txt"
 fi
 echo "($runs runs, $containers containers, $(nproc) cores, $(uname -r), $(date -u +%F))"

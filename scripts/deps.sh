@@ -3,8 +3,9 @@
 # and testing it needs on top. Sourced by install.sh and test.sh, which run
 # `apt-get update` once and install only what is missing.
 
-# Run time: the runtime links libseccomp; install.sh imports busybox from busybox-static.
-BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps)
+# Run time: the runtime links libseccomp; install.sh imports busybox from busybox-static;
+# berthd's networks are netavark's (bridges, NAT, ports: iptables) with aardvark-dns.
+BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aardvark-dns iptables)
 
 # Build and test: compilers and headers, the peers we test against (runc, crun,
 # docker.io, containerd and podman, which run berth-runtime in its tests,

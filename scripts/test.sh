@@ -55,6 +55,9 @@ step "install.sh, upgrade with a running container, uninstall.sh (with the binar
 step "leftovers"
 bad=0
 if grep -E 'berth-test|berth-walk' /proc/self/mountinfo; then echo "mounts left behind"; bad=1; fi
+# Test stacks name their bridges bt/bn + 8 hex digits; walkthrough's bwalk*.
+if ip -o link | grep -E ': (bt|bn)[0-9a-f]{8}[:@]|: bwalk[0-9]+[:@]'; then echo "bridges left behind"; bad=1; fi
+if pgrep -af 'aardvark-dns --config /tmp/berth-(test|walk)'; then echo "aardvark-dns left running"; bad=1; fi
 for d in /sys/fs/cgroup/*/berth-test /sys/fs/cgroup/berth-test; do
   if [ -d "$d" ] && [ -n "$(find "$d" -mindepth 1 -type d 2>/dev/null | head -1)" ]; then
     echo "cgroups left under $d"; bad=1

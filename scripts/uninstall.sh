@@ -38,6 +38,12 @@ else
   done
 fi
 
+if [ "$purge" = 1 ] && [ -x "$bindir/berthd" ]; then
+  # What the engine could not tear down (it was down): veths, iptables rules, DNS
+  # entries and namespaces of its containers' networks, from its own records.
+  "$bindir/berthd" --teardown-networks --exec-root /run/berth/engine || true
+fi
+
 rm -f /etc/systemd/system/berth-manager.service /etc/systemd/system/berthd.service \
   /etc/systemd/system/berthd.socket
 if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

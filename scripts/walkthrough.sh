@@ -27,6 +27,8 @@ cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+    # Networks a failed run left set up (veths, iptables rules, namespaces).
+    "$bin/berthd" --teardown-networks --exec-root "$state/engine" 2>/dev/null
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
     # The parent of the containers' cgroups, when nothing else uses it any more.
     rmdir /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth 2>/dev/null
@@ -60,9 +62,12 @@ if [ "$private" = 1 ]; then
     --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" 2>"$work/manager.log" &
   manager_pid=$!; pids+=("$manager_pid")
   for _ in $(seq 300); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
+  # A bridge and subnet of its own, so it never meets an installed berth's.
   "$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
     --data-root "$work/engine" --exec-root "$state/engine" --init-path "$bin/berth-init" \
-    2>"$work/berthd.log" &
+    --bridge "bwalk$((RANDOM % 10000))" --bip "10.$((128 + RANDOM % 128)).$((RANDOM % 256)).1/24" \
+    --default-address-pool "base=10.$((RANDOM % 128)).0.0/16,size=24" \
+    --config-file "$work/daemon.json" 2>"$work/berthd.log" &
   pids+=("$!")
   for _ in $(seq 300); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
   export BERTH_HOST=unix://$work/berth.sock

@@ -140,6 +140,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand, override_usage = "berth image COMMAND")]
     Image(ImageCmd),
+    /// Manage networks
+    #[command(subcommand, override_usage = "berth network COMMAND")]
+    Network(crate::network::NetworkCommand),
     /// Manage berth
     #[command(subcommand, override_usage = "berth system COMMAND")]
     System(SystemCmd),
@@ -347,6 +350,18 @@ const MANAGEMENT_ONLY: &[(&str, &[&str])] = &[
     ("container", &["ls", "prune"]),
     ("context", &["inspect", "ls", "show", "use"]),
     ("image", &["inspect", "ls", "prune"]),
+    (
+        "network",
+        &[
+            "connect",
+            "create",
+            "disconnect",
+            "inspect",
+            "ls",
+            "prune",
+            "rm",
+        ],
+    ),
     ("system", &["df", "prune"]),
     ("volume", &["create", "inspect", "ls", "prune", "rm"]),
 ];
@@ -764,6 +779,7 @@ async fn run_command(c: &Client, command: Command) -> Result<i32> {
         Command::Image(a) => image::run(c, a).await,
         Command::System(a) => crate::system::run(c, a).await,
         Command::Volume(a) => crate::volume::run(c, a).await,
+        Command::Network(a) => crate::network::run(c, a).await,
         Command::Attach(a) => container::run(c, C::Attach(a)).await,
         Command::Commit(a) => container::run(c, C::Commit(a)).await,
         Command::Cp(a) => container::run(c, C::Cp(a)).await,

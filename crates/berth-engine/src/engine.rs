@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use crate::error::EngineError;
 use crate::manager::Manager;
 use crate::spec::{HostFacts, SpecError, VolumeResolver};
-use crate::store::{ContainerStore, StoreError};
+use crate::store::ContainerStore;
 
 /// berthd's configuration (its flags).
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub struct Engine {
     pub events: broadcast::Sender<ContainerEvent>,
     /// Docker's event stream (`GET /events`).
     pub event_hub: crate::events::EventHub,
+    /// Networks, addresses, published ports (netavark underneath).
+    pub networks: crate::network::Networks,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -81,13 +83,37 @@ impl VolumeResolver for LocalVolumes {
 }
 
 impl Engine {
-    /// Opens the store under the data root.
+    /// Opens the store under the data root, with a network backend that touches
+    /// nothing (the API tests, which run without root and without netavark).
     pub fn new(
         config: EngineConfig,
         manager: Arc<dyn Manager>,
         host: HostFacts,
-    ) -> Result<Engine, StoreError> {
+    ) -> Result<Engine, EngineError> {
+        Engine::with_networks(
+            config,
+            manager,
+            host,
+            crate::network::NetworkOptions::default(),
+            Arc::new(crate::network::netavark::FakeBackend::default()),
+        )
+    }
+
+    /// Opens the store and the networks under the data and exec roots.
+    pub fn with_networks(
+        config: EngineConfig,
+        manager: Arc<dyn Manager>,
+        host: HostFacts,
+        net_options: crate::network::NetworkOptions,
+        backend: Arc<dyn crate::network::netavark::Backend>,
+    ) -> Result<Engine, EngineError> {
         let store = ContainerStore::open(&config.data_root.join("containers"))?;
+        let networks = crate::network::Networks::open(
+            &config.data_root,
+            &config.exec_root,
+            net_options,
+            backend,
+        )?;
         let (events, _) = broadcast::channel(256);
         Ok(Engine {
             config,
@@ -97,6 +123,7 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             events,
             event_hub: crate::events::EventHub::default(),
+            networks,
         })
     }
 
@@ -119,6 +146,7 @@ impl Engine {
     /// AutoRemove says so. Called by the monitor a start spawns.
     pub async fn container_exited(&self, id: &str, code: i64, oom: bool, finished_at: String) {
         let _ = self.manager.tasks_delete(id, true).await;
+        crate::network::container::container_stopped(self, id).await;
         let rec = self.store.update(id, |r| {
             let st = &mut r.state;
             st.status = Some(ContainerStateStatusEnum::EXITED);
@@ -152,6 +180,7 @@ impl Engine {
             }) => {}
             Err(e) => return Err(e),
         }
+        crate::network::container::container_removed(self, id).await;
         self.store.remove(id)?;
         let _ = self
             .events

@@ -86,6 +86,9 @@ pub enum EngineError {
     /// Reading a container's log failed.
     #[error(transparent)]
     Logs(#[from] crate::logs::LogError),
+    /// A network operation failed; it knows its own status code.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 impl EngineError {
@@ -131,6 +134,7 @@ impl EngineError {
                 LogError::BadTimestamp { .. } | LogError::BadTail(_) => StatusCode::BAD_REQUEST,
                 LogError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Network(e) => e.status(),
         }
     }
 

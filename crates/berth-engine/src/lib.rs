@@ -11,6 +11,7 @@ pub mod events;
 pub mod fsutil;
 pub mod logs;
 pub mod manager;
+pub mod network;
 pub mod router;
 pub mod server;
 pub mod spec;

@@ -43,6 +43,41 @@ struct Args {
     /// Connections served at once; past it a new one is answered 503 and closed.
     #[arg(long, default_value_t = server::MAX_CONNECTIONS)]
     max_connections: usize,
+    /// The config file (dockerd's daemon.json keys for networks: bridge, bip,
+    /// fixed-cidr, default-address-pools, mtu, host-gateway-ip); flags win.
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    config_file: PathBuf,
+    /// The default network's bridge device.
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// The default bridge's address and prefix, e.g. 172.18.0.1/16 (default: the
+    /// first /16 of the address pools no route of this host uses).
+    #[arg(long)]
+    bip: Option<String>,
+    /// Give containers on the default bridge addresses from this part of its subnet.
+    #[arg(long)]
+    fixed_cidr: Option<String>,
+    /// Where networks get subnets from, `base=CIDR,size=N` (repeatable).
+    #[arg(long = "default-address-pool")]
+    default_address_pool: Vec<String>,
+    /// The MTU of the default bridge.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// What `--add-host NAME:host-gateway` resolves to (default: the default
+    /// bridge's gateway).
+    #[arg(long)]
+    host_gateway_ip: Option<String>,
+    /// The netavark binary.
+    #[arg(long, default_value = berth_engine::network::netavark::NETAVARK_BIN)]
+    netavark: PathBuf,
+    /// The aardvark-dns binary netavark starts.
+    #[arg(long, default_value = berth_engine::network::netavark::AARDVARK_BIN)]
+    aardvark_dns: PathBuf,
+    /// Do not serve: tear down every network a berthd with this --exec-root set up
+    /// (veths, iptables rules, DNS entries, namespaces), then exit. For
+    /// `uninstall.sh --purge` and test scripts, with the engine stopped.
+    #[arg(long)]
+    teardown_networks: bool,
 }
 
 fn find_init() -> PathBuf {
@@ -118,10 +153,34 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(serve(args, inherited))
 }
 
+fn backend(args: &Args) -> berth_engine::network::netavark::Netavark {
+    berth_engine::network::netavark::Netavark {
+        netavark: args.netavark.clone(),
+        aardvark: args.aardvark_dns.clone(),
+        config_dir: berth_engine::network::config_dir(&args.exec_root),
+        lock_file: PathBuf::from(berth_engine::network::netavark::LOCK_FILE),
+    }
+}
+
+async fn teardown_networks(args: &Args) -> anyhow::Result<()> {
+    let errors = berth_engine::network::teardown_all(&args.exec_root, &backend(args)).await;
+    for e in &errors {
+        eprintln!("berthd: {e}");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} network teardown steps failed", errors.len())
+    }
+}
+
 async fn serve(
     args: Args,
     inherited: Option<std::os::unix::net::UnixListener>,
 ) -> anyhow::Result<()> {
+    if args.teardown_networks {
+        return teardown_networks(&args).await;
+    }
     // Plain lines when stderr is not a terminal: journald keeps them as they are.
     let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -159,9 +218,23 @@ async fn serve(
         GrpcManager::new(&args.manager)
             .with_context(|| format!("bad --manager {:?}", args.manager))?,
     );
+    let net_flags = berth_engine::network::config::NetworkFlags {
+        bridge: args.bridge.clone(),
+        bip: args.bip.clone(),
+        fixed_cidr: args.fixed_cidr.clone(),
+        pools: args.default_address_pool.clone(),
+        mtu: args.mtu,
+        host_gateway_ip: args.host_gateway_ip.clone(),
+    };
+    let net_options = berth_engine::network::config::options(&net_flags, Some(&args.config_file))
+        .context("network settings")?;
+    let backend = Arc::new(backend(&args));
     let engine = Arc::new(
-        Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
+        Engine::with_networks(config, manager, HostFacts::probe(), net_options, backend)
+            .context("opening the container store and networks")?,
     );
+    // Before anything starts a container: what a crash left set up is undone.
+    berth_engine::network::container::restore(&engine).await;
     engine.restore();
     engine.start_event_feed();
 

@@ -156,6 +156,8 @@ const ROUTES: &[(&str, &str, Endpoint)] = {
         ("PUT", "/containers/{id}/archive", ContainerArchive),
         ("POST", "/containers/{id}/exec", ExecCreate),
         ("DELETE", "/containers/{id}", ContainerDelete),
+        // `parent/alias` with `link=1`: a legacy link, removed from its parent.
+        ("DELETE", "/containers/{id*}", ContainerDelete),
         ("POST", "/exec/{id}/start", ExecStart),
         ("GET", "/exec/{id}/json", ExecInspect),
         ("POST", "/exec/{id}/resize", ExecResize),

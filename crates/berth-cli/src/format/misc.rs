@@ -91,6 +91,72 @@ pub fn volume_row(v: &Json) -> Value {
     Value::Map(m)
 }
 
+// ---- networks
+
+pub const NETWORK_TABLE: &str = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+
+pub fn network_format(source: &str, quiet: bool) -> String {
+    match (source, quiet) {
+        ("table" | "", true) => "{{.ID}}".into(),
+        ("table" | "", false) => NETWORK_TABLE.into(),
+        ("raw", true) => "network_id: {{.ID}}".into(),
+        ("raw", false) => {
+            "network_id: {{.ID}}\\nname: {{.Name}}\\ndriver: {{.Driver}}\\nscope: {{.Scope}}\\n"
+                .into()
+        }
+        (custom, _) => custom.into(),
+    }
+}
+
+pub fn network_header() -> Map {
+    super::header(&[
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ])
+}
+
+/// docker's networkContext.
+pub fn network_row(n: &Json, trunc: bool) -> Value {
+    let mut m = Map::structure("*formatter.networkContext");
+    let id = s(n, "Id");
+    m.insert(
+        "ID",
+        if trunc {
+            truncate_id(id)
+        } else {
+            id.to_string()
+        },
+    );
+    m.insert("Name", s(n, "Name"));
+    m.insert("Driver", s(n, "Driver"));
+    m.insert("Scope", s(n, "Scope"));
+    m.insert(
+        "IPv6",
+        n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
+    );
+    m.insert(
+        "Internal",
+        n["Internal"].as_bool().unwrap_or(false).to_string(),
+    );
+    m.insert("Labels", labels_joined(&n["Labels"]));
+    m.insert("CreatedAt", s(n, "Created"));
+    let labels = n["Labels"].clone();
+    m.insert(
+        "Label",
+        Value::Func(std::sync::Arc::new(move |a: &[Value]| {
+            let name = a.first().and_then(Value::as_str).unwrap_or("");
+            Ok(Value::Str(labels[name].as_str().unwrap_or("").to_string()))
+        })),
+    );
+    Value::Map(m)
+}
+
 // ---- system df
 
 pub const DF_TABLE: &str =

@@ -618,7 +618,11 @@ async fn sample(
     let host = tokio::task::spawn_blocking(host_sample)
         .await
         .unwrap_or_default();
-    Ok(docker_stats(rec, &raw, &host, &now_rfc3339(), pre))
+    let mut v = docker_stats(rec, &raw, &host, &now_rfc3339(), pre);
+    if let Some(n) = crate::network::view::stats(rec.state.pid.unwrap_or(0)) {
+        v["networks"] = n;
+    }
+    Ok(v)
 }
 
 fn line(v: &Value) -> Bytes {

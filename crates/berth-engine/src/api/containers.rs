@@ -107,6 +107,7 @@ pub async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let body: CreateBody = read_json(req.into_body()).await?;
+    let networking = body.networking_config;
     let mut config = body.config;
     let hc = body.host_config.unwrap_or_default();
     let image_ref = config.image.clone().unwrap_or_default();
@@ -167,6 +168,13 @@ pub async fn create(
     };
     engine.store.create(rec)?;
     let result = async {
+        let warnings = crate::network::container::container_created(
+            engine,
+            &id,
+            &config,
+            &hc,
+            networking.as_ref(),
+        )?;
         write_etc_files(engine, &id, &config, &hc)?;
         engine
             .manager
@@ -180,23 +188,23 @@ pub async fn create(
                 ..manager::Container::default()
             })
             .await
+            .map(|c| (c, warnings))
     }
     .await;
-    match result {
-        Ok(c) => {
+    let warnings = match result {
+        Ok((c, warnings)) => {
             if c.snapshot_key != id {
                 engine
                     .store
                     .update(&id, |r| r.snapshot_key = c.snapshot_key.clone())?;
             }
+            warnings
         }
         Err(e) => {
             let _ = engine.store.remove(&id);
             return Err(e);
         }
-    }
-    // The missing bridge network is reported once, in /info's warnings.
-    let warnings = vec![];
+    };
     Ok(json(
         StatusCode::CREATED,
         &ContainerCreateResponse { id, warnings },
@@ -221,7 +229,10 @@ fn write_etc_files(
         hosts: if host_mode {
             read("/etc/hosts")
         } else {
-            etc::hosts_file(hc.extra_hosts.as_deref().unwrap_or(&[]))
+            etc::hosts_file(&crate::network::etc::resolve_extra_hosts(
+                hc.extra_hosts.as_deref().unwrap_or(&[]),
+                engine.networks.host_gateway(),
+            ))
         },
         resolv_conf: if host_mode {
             read("/etc/resolv.conf")
@@ -347,7 +358,8 @@ fn summary(rec: &ContainerRecord, engine: &Engine) -> ContainerSummary {
         image_id: Some(rec.image.clone()),
         command: Some(command.join(" ")),
         created: parse_time(Some(&rec.created)).map(|t| t.timestamp()),
-        ports: Some(vec![]),
+        ports: Some(crate::network::view::summary_ports(engine, rec)),
+        network_settings: Some(crate::network::view::summary_networks(engine, rec)),
         labels: Some(rec.config.labels.clone().unwrap_or_default()),
         state: Some(state_str(rec)),
         status: Some(status_text(rec)),
@@ -423,7 +435,10 @@ pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
             // Values of one key are ORed, keys are ANDed, as in dockerd.
             let mut any = false;
             for v in vals {
-                any |= matches_filter(&rec, k, v)?;
+                any |= match crate::network::view::matches_filter(engine, &rec, k, v) {
+                    Some(m) => m,
+                    None => matches_filter(&rec, k, v)?,
+                };
             }
             keep &= any;
         }
@@ -487,10 +502,12 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         graph_driver: Some(graph),
         mounts: Some(mount_points(&rec, engine)),
         config: Some(rec.config.clone()),
-        network_settings: Some(Default::default()),
         ..ContainerInspectResponse::default()
     };
-    Ok(json(StatusCode::OK, &resp))
+    let mut v = serde_json::to_value(&resp)
+        .map_err(|e| EngineError::io("encoding the container", std::io::Error::other(e)))?;
+    v["NetworkSettings"] = crate::network::view::network_settings_json(engine, &rec);
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// `POST /containers/{id}/start`.
@@ -517,7 +534,7 @@ pub async fn start_container(
     let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
     let rootfs = passwd_root(&info);
     let vols = engine.volumes();
-    let spec = spec::build_spec(&SpecInput {
+    let mut spec = spec::build_spec(&SpecInput {
         id: &id,
         config: &rec.config,
         host_config: &rec.host_config,
@@ -528,6 +545,7 @@ pub async fn start_container(
         volumes: &vols,
         host: &engine.host,
     })?;
+    crate::network::container::apply_to_spec(engine, rec, &mut spec)?;
     let spec_json = serde_json::to_vec(&spec)
         .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
     engine
@@ -544,6 +562,7 @@ pub async fn start_container(
     // A stopped task from an earlier run must go before a new one is created.
     let _ = engine.manager.tasks_delete(&id, true).await;
     let started = async {
+        crate::network::container::container_start(engine, rec).await?;
         engine
             .manager
             .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
@@ -560,6 +579,14 @@ pub async fn start_container(
                 r.state.exit_code = Some(128);
             });
             let _ = engine.manager.tasks_delete(&id, true).await;
+            crate::network::container::container_stopped(engine, &id).await;
+            // dockerd removes an AutoRemove container whose start failed: `run --rm`
+            // waits for that removal.
+            if rec.host_config.auto_remove == Some(true) {
+                if let Err(re) = engine.remove_container(&id).await {
+                    tracing::warn!(container = %id, error = %re, "auto-remove after a failed start");
+                }
+            }
             return Err(e);
         }
     };
@@ -795,6 +822,10 @@ pub async fn wait(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
 
 /// `DELETE /containers/{id}?force=&v=`.
 pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+    if ctx.query.bool("link") {
+        crate::network::container::remove_link(engine, ctx.param())?;
+        return Ok(status_only(StatusCode::NO_CONTENT));
+    }
     let rec = engine.store.get(ctx.param())?;
     if rec.state.running == Some(true) {
         if !ctx.query.bool("force") {

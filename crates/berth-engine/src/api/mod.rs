@@ -9,6 +9,7 @@ pub mod exec;
 pub mod hijack;
 pub mod images;
 pub mod logs;
+pub mod networks;
 pub mod swarm;
 pub mod system;
 pub mod system_df;
@@ -329,15 +330,13 @@ async fn dispatch(
         VolumePrune => volumes::prune(&engine, &ctx).await,
         Events => events::events(&engine, &ctx),
         SystemDf => system_df::df(&engine).await,
-        // No user networks exist, so any other name is dockerd's 404: `docker inspect`
-        // tries networks before volumes and stops at anything but a 404.
-        NetworkInspect if !matches!(ctx.param(), "bridge" | "host" | "none") => Err(
-            EngineError::NotFound(format!("network {} not found", ctx.param())),
-        ),
-        NetworkCreate => Err(EngineError::NotImplemented(
-            "bridge networks are not available in berth yet: only the none and host networks exist"
-                .into(),
-        )),
+        NetworkList => networks::list(&engine, &ctx),
+        NetworkInspect => networks::inspect(&engine, &ctx),
+        NetworkCreate => networks::create(&engine, req).await,
+        NetworkDelete => networks::delete(&engine, &ctx).await,
+        NetworkPrune => networks::prune(&engine, &ctx).await,
+        NetworkConnect => networks::connect(&engine, &ctx, req).await,
+        NetworkDisconnect => networks::disconnect(&engine, &ctx, req).await,
         other => Err(EngineError::NotImplemented(format!(
             "{} {} is not implemented in berth yet ({other:?})",
             ctx.method,

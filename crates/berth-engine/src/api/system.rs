@@ -17,10 +17,6 @@ use crate::router::{API_VERSION, MIN_API_VERSION};
 /// What berthd reports as its version.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The warning `/info` carries until bridge networking exists.
-pub const BRIDGE_WARNING: &str = "WARNING: bridge networking is not available yet in berth: \
-     the default network mode gives a container its own network namespace with only loopback (like --network none); use --network host for host networking";
-
 /// `GET|HEAD /_ping`: "OK" with the headers the docker CLI negotiates from.
 pub fn ping(ctx: &Ctx) -> Response<Body> {
     let body = if ctx.method == Method::HEAD {
@@ -159,7 +155,7 @@ pub async fn info(engine: &Engine) -> Result<Response<Body>, EngineError> {
     };
     let running = count("running");
     let paused = count("paused");
-    let mut warnings = vec![BRIDGE_WARNING.to_string()];
+    let mut warnings: Vec<String> = vec![];
     let images = match engine.manager.images_list(vec![]).await {
         Ok(i) => i.len() as i64,
         Err(e) => {

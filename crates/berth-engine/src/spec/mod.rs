@@ -222,27 +222,24 @@ pub fn hostname(
     }
 }
 
-/// The network modes berth serves.
+/// What the spec needs to know of a network mode: whether the container shares the
+/// host's network namespace or has one of its own. Which one (its pinned path, or
+/// another container's for `container:<id>`) is the network module's business
+/// (`network::container::apply_to_spec`), as is checking the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
     /// The host's network namespace.
     Host,
-    /// A new network namespace with only loopback. "default" and "bridge" mean this
-    /// until bridge networking exists.
+    /// A network namespace other than the host's.
     None,
 }
 
-/// Parses `NetworkMode`; `container:<id>` and user networks are refused for now.
+/// Parses `NetworkMode`: `host`, or anything else (none, bridge, a user network,
+/// `container:<id>`), which gets a namespace of its own.
 pub fn parse_network_mode(mode: &str) -> Result<NetworkMode, SpecError> {
     match mode {
         "host" => Ok(NetworkMode::Host),
-        "" | "none" | "default" | "bridge" => Ok(NetworkMode::None),
-        m if m.starts_with("container:") => Err(SpecError::Unsupported(
-            "network mode container:<id> is not supported yet".to_string(),
-        )),
-        m => Err(SpecError::Unsupported(format!(
-            "network {m} is not supported yet: berth serves only the none and host networks"
-        ))),
+        _ => Ok(NetworkMode::None),
     }
 }
 

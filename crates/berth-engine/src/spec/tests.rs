@@ -386,17 +386,19 @@ fn network_modes() {
             "{mode}"
         );
     }
-    let e = f
-        .build(
-            &cmd(&["sh"]),
-            &HostConfig {
-                network_mode: Some("mynet".into()),
-                ..HostConfig::default()
-            },
-            &ImageConfig::default(),
-        )
-        .unwrap_err();
-    assert!(matches!(e, SpecError::Unsupported(_)));
+    // A user network or another container's: a namespace of its own too (the
+    // network module puts its path in).
+    for mode in ["mynet", "container:abc"] {
+        let spec = f.spec(HostConfig {
+            network_mode: Some(mode.into()),
+            ..HostConfig::default()
+        });
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(
+            ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network),
+            "{mode}"
+        );
+    }
 }
 
 #[test]

@@ -75,6 +75,52 @@ pub struct Stack {
     berthd: Option<Child>,
     /// Children started with [`Stack::spawn_cli`] still running at the end.
     spawned: Vec<Child>,
+    /// The default bridge device of this stack's berthd (unique on the host).
+    pub bridge: String,
+    /// The default bridge's gateway and prefix (`--bip`), a /24 of its own.
+    pub bip: String,
+    /// Where this stack's networks without a subnet get one (a /16 of its own).
+    pub pool: String,
+}
+
+static SUBNETS_TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// A /16 (`prefix` 16) or /24 of 10.128.0.0/9 that no route of this host and no
+/// other stack of this process uses, so parallel stacks never share a subnet.
+pub fn free_subnet(prefix: u8) -> ipnet::Ipv4Net {
+    let routes = berth_engine::network::ipam::host_routes();
+    let mut taken = SUBNETS_TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let r = random_u32();
+        let (b, c) = (128 + (r % 128) as u8, ((r >> 8) % 256) as u8);
+        let c = if prefix == 16 { 0 } else { c };
+        let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, b, c, 0), prefix).unwrap();
+        let n = ipnet::IpNet::V4(net);
+        let clash = routes
+            .iter()
+            .any(|x| berth_engine::network::ipam::overlaps(x, &n))
+            || taken.iter().any(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .is_ok_and(|t| berth_engine::network::ipam::overlaps(&t, &n))
+            });
+        if !clash {
+            taken.push(net.to_string());
+            return net;
+        }
+    }
+}
+
+/// A bridge name of at most 15 characters no other stack uses.
+pub fn unique_bridge(prefix: &str) -> String {
+    format!("{prefix}{:08x}", random_u32())
 }
 
 impl Stack {
@@ -105,20 +151,36 @@ impl Stack {
             .rand_bytes(4)
             .tempdir_in("/tmp")
             .unwrap();
+        let bip_net = free_subnet(24);
         let mut stack = Stack {
             dir,
             manager: None,
             berthd: None,
             spawned: vec![],
+            bridge: unique_bridge("bt"),
+            bip: format!("{}/24", bip_net.hosts().next().unwrap()),
+            pool: format!("base={},size=24", free_subnet(16)),
         };
-        let mlog = std::fs::File::create(stack.path("manager.log")).unwrap();
+        stack.start_manager();
+        stack.start_berthd();
+        stack.import_busybox();
+        stack
+    }
+
+    /// Starts berth-manager (again), appending to its log.
+    pub fn start_manager(&mut self) {
+        let mlog = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("manager.log"))
+            .unwrap();
         let manager = Command::new(berth_testutil::binary("berth-manager"))
             .arg("--address")
-            .arg(stack.manager_socket())
+            .arg(self.manager_socket())
             .arg("--root")
-            .arg(stack.path("manager"))
+            .arg(self.path("manager"))
             .arg("--state")
-            .arg(stack.path("run"))
+            .arg(self.path("run"))
             .arg("--runtime")
             .arg(berth_testutil::binary("berth-runtime"))
             .arg("--shim")
@@ -129,10 +191,15 @@ impl Stack {
             .stderr(mlog)
             .spawn()
             .expect("starting berth-manager (cargo build -p berth-manager)");
-        stack.manager = Some(manager);
-        stack.start_berthd();
-        stack.import_busybox();
-        stack
+        self.manager = Some(manager);
+    }
+
+    /// SIGKILLs berth-manager, as a crash would, and reaps it.
+    pub fn kill_manager(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Starts berthd (again), appending to its log, and waits until it answers.
@@ -153,6 +220,10 @@ impl Stack {
             .arg(self.path("engine-run"))
             .arg("--init-path")
             .arg(berth_testutil::binary("berth-init"))
+            .args(["--bridge", &self.bridge, "--bip", &self.bip])
+            .args(["--default-address-pool", &self.pool])
+            .arg("--config-file")
+            .arg(self.path("daemon.json"))
             .args(["--log-level", "info,berth_engine=debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -454,8 +525,51 @@ impl Drop for Stack {
         for id in self.container_ids() {
             berth_testutil::remove_cgroup_everywhere(&format!("berth/{id}"));
         }
+        self.teardown_networks();
         reap_orphans();
         berth_testutil::unmount_below(self.dir.path());
+    }
+}
+
+impl Stack {
+    /// What berthd left set up in the kernel (veths, iptables rules, aardvark-dns
+    /// entries, namespaces): torn down as berthd would, with the options it recorded.
+    /// The bridges of the stack's networks go with their last endpoint; any still
+    /// there (a crash inside netavark) are deleted.
+    fn teardown_networks(&self) {
+        let exec_root = self.path("engine-run");
+        let backend = berth_engine::network::netavark::Netavark {
+            netavark: berth_engine::network::netavark::NETAVARK_BIN.into(),
+            aardvark: berth_engine::network::netavark::AARDVARK_BIN.into(),
+            config_dir: berth_engine::network::config_dir(&exec_root),
+            lock_file: berth_engine::network::netavark::LOCK_FILE.into(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let errors = rt.block_on(berth_engine::network::teardown_all(&exec_root, &backend));
+        for e in errors {
+            eprintln!("network teardown: {e}");
+        }
+        let mut bridges = vec![self.bridge.clone()];
+        for e in std::fs::read_dir(self.path("engine/networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let rec: Option<berth_engine::network::store::NetworkRecord> =
+                berth_engine::network::store::load(&e.path());
+            if let Some(r) = rec.filter(|r| !r.bridge.is_empty() && r.bridge != self.bridge) {
+                bridges.push(r.bridge);
+            }
+        }
+        for b in bridges {
+            if std::path::Path::new(&format!("/sys/class/net/{b}")).exists() {
+                eprintln!("deleting the bridge {b} netavark left");
+                let _ = Command::new("ip").args(["link", "del", &b]).status();
+            }
+        }
     }
 }
 

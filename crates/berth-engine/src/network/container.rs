@@ -1,0 +1,1201 @@
+//! The container life cycle's network hooks, each one call from the life cycle:
+//!
+//! - [`container_created`]: checks the network mode and endpoint settings, records
+//!   them (`network.json`);
+//! - [`apply_to_spec`]: puts the namespace path in the OCI spec (pure: the path of a
+//!   container's namespace is known before it exists);
+//! - [`container_start`]: before the task is created: pins the namespace, picks and
+//!   holds host ports, runs `netavark setup` per network, writes hosts/resolv.conf;
+//! - [`container_stopped`]: when the task is gone: `netavark teardown`, ports freed
+//!   (the namespace stays for the next start and for `container:` sharers);
+//! - [`container_removed`]: teardown if still needed, the namespace unpinned;
+//! - [`restore`]: at berthd start, finishes what a crash interrupted.
+//!
+//! Plus `connect` and `disconnect` of running or stopped containers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use bollard_stubs::models::{ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig};
+use ipnet::IpNet;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::etc::{self as netetc, Hosts};
+use super::netavark::{NvNetwork, NvOptions, NvPerNetwork, NvSubnet};
+use super::store::{
+    self, Attachment, ContainerNetConfig, EndpointRequest, LiveState, NetworkRecord,
+};
+use super::{ipam, ports, NetworkError, Networks, DEFAULT_NETWORK};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::events::DockerEvent;
+use crate::spec::etc as base_etc;
+use crate::store::{short_id, ContainerRecord};
+
+/// A network mode as the client wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeRef {
+    Host,
+    None,
+    Container(String),
+    /// The default bridge ("", "default", "bridge") or a user network's name or id.
+    Network(String),
+}
+
+/// Parses `HostConfig.NetworkMode`.
+pub fn parse_mode(mode: &str) -> ModeRef {
+    match mode {
+        "" | "default" => ModeRef::Network(DEFAULT_NETWORK.to_string()),
+        "host" => ModeRef::Host,
+        "none" => ModeRef::None,
+        m => match m.strip_prefix("container:") {
+            Some(c) => ModeRef::Container(c.to_string()),
+            None => ModeRef::Network(m.to_string()),
+        },
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::from(NetworkError::Invalid(msg.into()))
+}
+
+/// Loads a container's network configuration; containers made before it existed
+/// get one from their HostConfig.
+pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> ContainerNetConfig {
+    if let Some(c) = store::load::<ContainerNetConfig>(&nets.config_path(&rec.id)) {
+        return c;
+    }
+    let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+    match parse_mode(&mode) {
+        ModeRef::Network(n) => match nets.get(&n) {
+            Ok(net) if net.is_bridge() => ContainerNetConfig {
+                mode: net.name.clone(),
+                endpoints: vec![EndpointRequest {
+                    network_id: net.id,
+                    settings: EndpointSettings::default(),
+                }],
+            },
+            _ => ContainerNetConfig {
+                mode,
+                endpoints: vec![],
+            },
+        },
+        ModeRef::Host => ContainerNetConfig {
+            mode: "host".into(),
+            endpoints: vec![],
+        },
+        ModeRef::None => ContainerNetConfig {
+            mode: "none".into(),
+            endpoints: vec![],
+        },
+        ModeRef::Container(c) => ContainerNetConfig {
+            mode: format!("container:{c}"),
+            endpoints: vec![],
+        },
+    }
+}
+
+fn save_config(nets: &Networks, id: &str, cfg: &ContainerNetConfig) -> Result<(), EngineError> {
+    store::save(&nets.config_path(id), cfg).map_err(NetworkError::from)?;
+    Ok(())
+}
+
+/// Checks endpoint settings against the network they are for.
+fn check_endpoint(net: &NetworkRecord, s: &EndpointSettings) -> Result<(), EngineError> {
+    let ipam = s.ipam_config.clone().unwrap_or_default();
+    let v4 = ipam.ipv4_address.filter(|a| !a.is_empty());
+    let v6 = ipam.ipv6_address.filter(|a| !a.is_empty());
+    if net.builtin {
+        if s.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+            return Err(invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        if v4.is_some() || v6.is_some() {
+            return Err(invalid(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+    } else if (v4.is_some() || v6.is_some()) && !net.user_subnets {
+        return Err(invalid(
+            "user specified IP address is supported only when connecting to networks with user configured subnets",
+        ));
+    }
+    for a in [v4, v6].into_iter().flatten() {
+        let ip = ipam::parse_addr(&a).map_err(NetworkError::from)?;
+        if !net.subnets.iter().any(|s| s.subnet.contains(&ip)) {
+            return Err(invalid(format!(
+                "no configured subnet or ip-range contain the IP address {ip}"
+            )));
+        }
+    }
+    if let Some(m) = s.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        if !ipam::valid_mac(m) {
+            return Err(invalid(format!("invalid MAC address: {m}")));
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint settings `nc` gives for `net` (by name, id or id prefix).
+fn endpoint_for(nc: Option<&NetworkingConfig>, net: &NetworkRecord) -> Option<EndpointSettings> {
+    let eps = nc?.endpoints_config.as_ref()?;
+    eps.iter()
+        .find(|(k, _)| {
+            *k == &net.name
+                || *k == &net.id
+                || (k.len() >= 12 && net.id.starts_with(k.as_str()))
+                || (k.as_str() == "default" && net.builtin && net.name == DEFAULT_NETWORK)
+        })
+        .map(|(_, v)| v.clone())
+}
+
+/// At create, once the container's record exists: checks the network mode, its
+/// endpoint settings and ports against it, and records them. Returns warnings.
+pub fn container_created(
+    engine: &Engine,
+    id: &str,
+    config: &ContainerConfig,
+    hc: &HostConfig,
+    nc: Option<&NetworkingConfig>,
+) -> Result<Vec<String>, EngineError> {
+    let nets = &engine.networks;
+    let mut warnings = vec![];
+    let mode = hc.network_mode.clone().unwrap_or_default();
+    let publishes = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+        || hc.publish_all_ports == Some(true);
+    // Port specs are checked whatever the mode, so a bad one is a 400 now.
+    ports::requests(config, hc)?;
+    let cfg = match parse_mode(&mode) {
+        ModeRef::Host => {
+            if publishes {
+                warnings.push("Published ports are discarded when using host network mode".into());
+            }
+            ContainerNetConfig {
+                mode: "host".into(),
+                endpoints: vec![],
+            }
+        }
+        ModeRef::None => ContainerNetConfig {
+            mode: "none".into(),
+            endpoints: vec![],
+        },
+        ModeRef::Container(other) => {
+            if publishes {
+                return Err(invalid(
+                    "conflicting options: port publishing and the container type network mode",
+                ));
+            }
+            if hc.dns.as_ref().is_some_and(|d| !d.is_empty()) {
+                return Err(invalid("conflicting options: dns and the network mode"));
+            }
+            if hc.extra_hosts.as_ref().is_some_and(|d| !d.is_empty()) {
+                return Err(invalid(
+                    "conflicting options: custom host-to-IP mapping and the network mode",
+                ));
+            }
+            let target = engine.store.get(&other)?;
+            if target.id == id {
+                return Err(invalid("cannot join own network namespace"));
+            }
+            // It shares the other one's UTS view of the network: its hostname too.
+            let hostname = target.config.hostname.clone();
+            engine.store.update(id, |r| r.config.hostname = hostname)?;
+            ContainerNetConfig {
+                mode: format!("container:{}", target.id),
+                endpoints: vec![],
+            }
+        }
+        ModeRef::Network(reference) => {
+            let net = nets.get(&reference)?;
+            if !net.is_bridge() {
+                // "host" and "none" by id.
+                return container_created(
+                    engine,
+                    id,
+                    config,
+                    &HostConfig {
+                        network_mode: Some(
+                            if net.driver == "host" { "host" } else { "none" }.into(),
+                        ),
+                        ..hc.clone()
+                    },
+                    nc,
+                );
+            }
+            let mut primary = endpoint_for(nc, &net).unwrap_or_default();
+            #[allow(deprecated)]
+            let legacy_mac = config.mac_address.clone().filter(|m| !m.is_empty());
+            if primary.mac_address.as_deref().unwrap_or("").is_empty() {
+                primary.mac_address = legacy_mac;
+            }
+            if !net.builtin {
+                // Links on a user network are names that network's DNS gives to
+                // the linked container for this one.
+                let mut links = primary.links.clone().unwrap_or_default();
+                links.extend(hc.links.clone().unwrap_or_default());
+                if !links.is_empty() {
+                    primary.links = Some(links.iter().map(|l| normalize_link(l)).collect());
+                }
+            }
+            check_endpoint(&net, &primary)?;
+            let mut endpoints = vec![EndpointRequest {
+                network_id: net.id.clone(),
+                settings: primary,
+            }];
+            for (key, settings) in nc
+                .and_then(|n| n.endpoints_config.clone())
+                .unwrap_or_default()
+            {
+                let key = if key == "default" {
+                    DEFAULT_NETWORK.to_string()
+                } else {
+                    key
+                };
+                let other = nets.get(&key)?;
+                if other.id == net.id {
+                    continue;
+                }
+                if !other.is_bridge() {
+                    return Err(invalid(format!(
+                        "container cannot be connected to network {} together with {}",
+                        other.name, net.name
+                    )));
+                }
+                check_endpoint(&other, &settings)?;
+                endpoints.push(EndpointRequest {
+                    network_id: other.id.clone(),
+                    settings,
+                });
+            }
+            ContainerNetConfig {
+                mode: net.name.clone(),
+                endpoints,
+            }
+        }
+    };
+    save_config(nets, id, &cfg)?;
+    Ok(warnings)
+}
+
+/// `upstream:alias` from either the CLI's form or dockerd's stored `/upstream:/me/alias`.
+pub fn normalize_link(link: &str) -> String {
+    let (name, alias) = link.split_once(':').unwrap_or((link, link));
+    let name = name.trim_start_matches('/');
+    let alias = alias.rsplit('/').next().unwrap_or(alias);
+    format!("{name}:{alias}")
+}
+
+/// The namespace the container's spec joins: `None` for the host's.
+pub fn namespace_path(
+    engine: &Engine,
+    rec: &ContainerRecord,
+) -> Result<Option<PathBuf>, EngineError> {
+    let nets = &engine.networks;
+    let cfg = load_config(nets, rec);
+    match parse_mode(&cfg.mode) {
+        ModeRef::Host => Ok(None),
+        ModeRef::Container(other) => {
+            let target = engine.store.get(&other)?;
+            if target.state.running != Some(true) {
+                return Err(EngineError::Conflict(format!(
+                    "cannot join network of a non running container: {}",
+                    target.id
+                )));
+            }
+            let tcfg = load_config(nets, &target);
+            match parse_mode(&tcfg.mode) {
+                ModeRef::Host => Ok(None),
+                ModeRef::Container(_) => Err(invalid(format!(
+                    "cannot join the network of {} which joins another container's",
+                    target.name.trim_start_matches('/')
+                ))),
+                _ => match nets.live(&target.id).and_then(|l| l.netns) {
+                    Some(p) => Ok(Some(p)),
+                    None => Ok(Some(PathBuf::from(format!(
+                        "/proc/{}/ns/net",
+                        target.state.pid.unwrap_or(0)
+                    )))),
+                },
+            }
+        }
+        _ => Ok(Some(nets.netns_path(&rec.id))),
+    }
+}
+
+/// The environment of legacy links on the default bridge, as dockerd sets it:
+/// `ALIAS_NAME=/me/alias`, `ALIAS_ENV_K=V` for the linked container's env (but HOME
+/// and PATH), and `ALIAS_PORT_80_TCP=tcp://ip:80` (with `_ADDR`, `_PORT`, `_PROTO`,
+/// and `ALIAS_PORT` for the lowest port) for its exposed ports.
+pub fn link_env(engine: &Engine, rec: &ContainerRecord) -> Vec<String> {
+    let nets = &engine.networks;
+    let cfg = load_config(nets, rec);
+    let on_default = cfg.endpoints.first().is_some_and(|e| {
+        nets.get(&e.network_id)
+            .is_ok_and(|n| n.builtin && n.name == DEFAULT_NETWORK)
+    });
+    if !on_default {
+        return vec![];
+    }
+    let me = rec.name.trim_start_matches('/');
+    let mut env = vec![];
+    for l in rec.host_config.links.clone().unwrap_or_default() {
+        let l = normalize_link(&l);
+        let Some((target, alias)) = l.split_once(':') else {
+            continue;
+        };
+        let Ok(t) = engine.store.get(target) else {
+            continue;
+        };
+        let ip = nets.live(&t.id).and_then(|lv| {
+            lv.attachments.first().and_then(|a| {
+                a.addresses
+                    .iter()
+                    .find(|n| n.addr().is_ipv4())
+                    .map(|n| n.addr())
+            })
+        });
+        let prefix = alias.to_ascii_uppercase().replace('-', "_");
+        env.push(format!("{prefix}_NAME=/{me}/{alias}"));
+        for e in t.config.env.clone().unwrap_or_default() {
+            if let Some((k, v)) = e.split_once('=') {
+                if k != "HOME" && k != "PATH" {
+                    env.push(format!("{prefix}_ENV_{k}={v}"));
+                }
+            }
+        }
+        let Some(ip) = ip else {
+            continue;
+        };
+        let mut ports: Vec<(u16, String)> = t
+            .config
+            .exposed_ports
+            .clone()
+            .unwrap_or_default()
+            .keys()
+            .filter_map(|k| ports::parse_port_key(k).ok())
+            .collect();
+        ports.sort();
+        if let Some((p, proto)) = ports.first() {
+            env.push(format!("{prefix}_PORT={proto}://{ip}:{p}"));
+        }
+        for (p, proto) in ports {
+            let up = proto.to_ascii_uppercase();
+            env.push(format!("{prefix}_PORT_{p}_{up}={proto}://{ip}:{p}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_ADDR={ip}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_PORT={p}"));
+            env.push(format!("{prefix}_PORT_{p}_{up}_PROTO={proto}"));
+        }
+    }
+    env
+}
+
+/// Sets the network namespace of `spec` (the pinned one, or the host's) and adds
+/// the environment of legacy links.
+pub fn apply_to_spec(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    spec: &mut Spec,
+) -> Result<(), EngineError> {
+    let links = link_env(engine, rec);
+    if !links.is_empty() {
+        if let Some(process) = spec.process_mut().as_mut() {
+            let mut env = process.env().clone().unwrap_or_default();
+            let key = |e: &str| {
+                e.split_once('=')
+                    .map(|(k, _)| k.to_string())
+                    .unwrap_or_default()
+            };
+            for l in links {
+                // The container's own variables win.
+                if !env.iter().any(|e| key(e) == key(&l)) {
+                    env.push(l);
+                }
+            }
+            process.set_env(Some(env));
+        }
+    }
+    let path = namespace_path(engine, rec)?;
+    let Some(linux) = spec.linux_mut().as_mut() else {
+        return Ok(());
+    };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    if let Some(p) = path {
+        let mut ns = oci_spec::runtime::LinuxNamespace::default();
+        ns.set_typ(LinuxNamespaceType::Network);
+        ns.set_path(Some(p));
+        namespaces.push(ns);
+    }
+    linux.set_namespaces(Some(namespaces));
+    Ok(())
+}
+
+fn publish(engine: &Engine, action: &str, net: &NetworkRecord, container: &str) {
+    engine.event_hub.publish(
+        DockerEvent::now("network", action, &net.id)
+            .attr("container", container)
+            .attr("name", net.name.clone())
+            .attr("type", net.driver.clone()),
+    );
+}
+
+/// The names aardvark-dns answers for a container on a network: its name, its
+/// aliases there, its short id, and the aliases other containers' links give it.
+fn dns_names(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    net: &NetworkRecord,
+    settings: &EndpointSettings,
+) -> Vec<String> {
+    let name = rec.name.trim_start_matches('/').to_string();
+    let mut names = vec![name.clone()];
+    for a in settings.aliases.clone().unwrap_or_default() {
+        if !a.is_empty() && !names.contains(&a) {
+            names.push(a);
+        }
+    }
+    let sid = short_id(&rec.id).to_string();
+    if !names.contains(&sid) {
+        names.push(sid);
+    }
+    for other in engine.store.list() {
+        if other.id == rec.id {
+            continue;
+        }
+        let Some(cfg) = store::load::<ContainerNetConfig>(&engine.networks.config_path(&other.id))
+        else {
+            continue;
+        };
+        for ep in cfg.endpoints.iter().filter(|e| e.network_id == net.id) {
+            for l in ep.settings.links.clone().unwrap_or_default() {
+                let l = normalize_link(&l);
+                if let Some((target, alias)) = l.split_once(':') {
+                    if (target == name || rec.id.starts_with(target))
+                        && !names.iter().any(|n| n == alias)
+                    {
+                        names.push(alias.to_string());
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// netavark's view of a network.
+fn nv_network(net: &NetworkRecord) -> NvNetwork {
+    let mut options = BTreeMap::from([("isolate".to_string(), "true".to_string())]);
+    if let Some(mtu) = net.mtu {
+        options.insert("mtu".into(), mtu.to_string());
+    }
+    NvNetwork {
+        name: net.netavark_name(),
+        id: net.id.clone(),
+        driver: "bridge".into(),
+        network_interface: Some(net.bridge.clone()),
+        subnets: Some(
+            net.subnets
+                .iter()
+                .map(|s| NvSubnet {
+                    subnet: s.subnet,
+                    gateway: s.gateway,
+                    lease_range: None,
+                })
+                .collect(),
+        ),
+        ipv6_enabled: net.subnets.iter().any(|s| s.subnet.addr().is_ipv6()),
+        internal: net.internal,
+        // The default bridge has no name resolution, as docker's.
+        dns_enabled: !net.builtin,
+        options: Some(options),
+        ipam_options: Some(BTreeMap::from([("driver".into(), "host-local".into())])),
+        network_dns_servers: None,
+    }
+}
+
+/// Addresses for a container on `net`: the ones asked for, else the first free.
+fn addresses(
+    nets: &Networks,
+    net: &NetworkRecord,
+    settings: &EndpointSettings,
+) -> Result<Vec<IpNet>, NetworkError> {
+    let used = nets.used_addresses(&net.id);
+    let ipam_cfg = settings.ipam_config.clone().unwrap_or_default();
+    let mut out = vec![];
+    for s in &net.subnets {
+        let mut reserved: std::collections::HashSet<IpAddr> = s.aux.values().copied().collect();
+        reserved.extend(s.gateway);
+        let wanted = if s.subnet.addr().is_ipv4() {
+            ipam_cfg.ipv4_address.clone()
+        } else {
+            ipam_cfg.ipv6_address.clone()
+        }
+        .filter(|a| !a.is_empty());
+        let addr = match wanted {
+            Some(a) => {
+                let ip = ipam::parse_addr(&a)?;
+                ipam::check_static(ip, &s.subnet, &reserved, &used)?;
+                ip
+            }
+            None => ipam::allocate(&net.name, &s.subnet, s.ip_range.as_ref(), &reserved, &used)?,
+        };
+        out.push(
+            IpNet::new(addr, s.subnet.prefix_len())
+                .map_err(|e| NetworkError::Invalid(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Attaches a container to one network: addresses, the attachment recorded (not up
+/// yet), `netavark setup`, the attachment marked up. On failure nothing of it stays.
+#[allow(clippy::too_many_arguments)]
+async fn attach_one(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    live: &mut LiveState,
+    net: &NetworkRecord,
+    settings: &EndpointSettings,
+    interface: &str,
+    port_mappings: Option<Vec<super::netavark::NvPortMapping>>,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let netns = live
+        .netns
+        .clone()
+        .unwrap_or_else(|| nets.netns_path(&rec.id));
+    let addrs = addresses(nets, net, settings)?;
+    let mac = match settings.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => m.to_ascii_lowercase(),
+        None => match addrs.iter().find_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }) {
+            Some(v4) => ipam::mac_for(v4),
+            None => String::new(),
+        },
+    };
+    let names = dns_names(engine, rec, net, settings);
+    let nvname = net.netavark_name();
+    let dns_servers: Vec<IpAddr> = rec
+        .host_config
+        .dns
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .collect();
+    let options = NvOptions {
+        container_id: rec.id.clone(),
+        container_name: names.first().cloned().unwrap_or_default(),
+        networks: BTreeMap::from([(
+            nvname.clone(),
+            NvPerNetwork {
+                interface_name: interface.to_string(),
+                static_ips: Some(addrs.iter().map(|a| a.addr()).collect()),
+                aliases: Some(names[1..].to_vec()),
+                static_mac: if mac.is_empty() {
+                    None
+                } else {
+                    Some(mac.clone())
+                },
+            },
+        )]),
+        network_info: BTreeMap::from([(nvname.clone(), nv_network(net))]),
+        port_mappings: port_mappings.filter(|p| !p.is_empty()),
+        dns_servers: if dns_servers.is_empty() {
+            None
+        } else {
+            Some(dns_servers)
+        },
+    };
+    let endpoint_id =
+        crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
+    live.attachments.push(Attachment {
+        network_id: net.id.clone(),
+        interface: interface.to_string(),
+        endpoint_id,
+        addresses: addrs.clone(),
+        gateways: net.subnets.iter().filter_map(|s| s.gateway).collect(),
+        mac: mac.clone(),
+        dns_names: if net.builtin { vec![] } else { names },
+        options: options.clone(),
+        up: false,
+    });
+    nets.put_live(live)?;
+    match nets.backend().setup(&netns, &options).await {
+        Ok(status) => {
+            let made_mac = status
+                .get(&nvname)
+                .and_then(|s| s.interfaces.as_ref())
+                .and_then(|i| i.get(interface))
+                .map(|i| i.mac_address.clone())
+                .unwrap_or(mac);
+            if let Some(a) = live.attachments.last_mut() {
+                a.up = true;
+                a.mac = made_mac;
+            }
+            nets.put_live(live)?;
+            Ok(())
+        }
+        Err(e) => {
+            // netavark undoes most of a failed setup itself; a teardown makes sure.
+            let _ = nets.backend().teardown(&netns, &options).await;
+            live.attachments.pop();
+            nets.put_live(live)?;
+            Err(NetworkError::from(e).into())
+        }
+    }
+}
+
+/// Tears down every attachment of a live state, newest first; errors are logged.
+async fn detach_all(engine: &Engine, live: &mut LiveState) {
+    let nets = &engine.networks;
+    let Some(netns) = live.netns.clone() else {
+        live.attachments.clear();
+        return;
+    };
+    if live.attachments.is_empty() {
+        return;
+    }
+    // teardown needs the namespace to exist; a fresh one lets it remove the rest.
+    if let Err(e) = nets.backend().ensure_netns(&netns).await {
+        tracing::warn!(container = %live.container_id, error = %e, "no namespace for teardown");
+    }
+    while let Some(a) = live.attachments.pop() {
+        if let Err(e) = nets.backend().teardown(&netns, &a.options).await {
+            tracing::warn!(container = %live.container_id, network = %a.network_id, error = %e, "netavark teardown");
+        }
+        if a.up {
+            if let Ok(net) = nets.get(&a.network_id) {
+                publish(engine, "disconnect", &net, &live.container_id);
+            }
+        }
+        if let Err(e) = nets.put_live(live) {
+            tracing::warn!(container = %live.container_id, error = %e, "recording teardown");
+        }
+    }
+}
+
+/// Before the task is created: the container's network, set up.
+pub async fn container_start(engine: &Engine, rec: &ContainerRecord) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let cfg = load_config(nets, rec);
+    match parse_mode(&cfg.mode) {
+        ModeRef::Host => Ok(()),
+        ModeRef::Container(other) => {
+            // Its /etc files are the other container's.
+            let target = engine.store.get(&other)?;
+            let from = base_etc::EtcFiles::in_dir(&engine.store.container_dir(&target.id));
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+            let content = base_etc::EtcContent {
+                hostname: read(&from.hostname).trim_end().to_string(),
+                hosts: read(&from.hosts),
+                resolv_conf: read(&from.resolv_conf),
+            };
+            let dir = engine.store.container_dir(&rec.id);
+            base_etc::write(&dir, &content).map_err(|e| {
+                EngineError::io(format!("writing /etc files in {}", dir.display()), e)
+            })?;
+            Ok(())
+        }
+        ModeRef::None => {
+            let _ops = nets.ops.lock().await;
+            let netns = nets.netns_path(&rec.id);
+            nets.backend()
+                .ensure_netns(&netns)
+                .await
+                .map_err(NetworkError::from)?;
+            let live = LiveState {
+                container_id: rec.id.clone(),
+                netns: Some(netns.clone()),
+                ..LiveState::default()
+            };
+            nets.put_live(&live)?;
+            // No networks: netavark only brings loopback up, as docker's none has it.
+            let empty = NvOptions {
+                container_id: rec.id.clone(),
+                container_name: rec.name.trim_start_matches('/').to_string(),
+                networks: BTreeMap::new(),
+                network_info: BTreeMap::new(),
+                port_mappings: None,
+                dns_servers: None,
+            };
+            nets.backend()
+                .setup(&netns, &empty)
+                .await
+                .map_err(NetworkError::from)?;
+            Ok(())
+        }
+        ModeRef::Network(_) => attach_at_start(engine, rec, &cfg).await,
+    }
+}
+
+async fn attach_at_start(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    cfg: &ContainerNetConfig,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let _ops = nets.ops.lock().await;
+    let netns = nets.netns_path(&rec.id);
+    let mut live = nets.live(&rec.id).unwrap_or_else(|| LiveState {
+        container_id: rec.id.clone(),
+        ..LiveState::default()
+    });
+    live.netns = Some(netns.clone());
+    // Left by a crash between setup and exit: undone before anything new.
+    detach_all(engine, &mut live).await;
+    nets.release_ports(&rec.id);
+    live.ports.clear();
+    nets.backend()
+        .ensure_netns(&netns)
+        .await
+        .map_err(NetworkError::from)?;
+    let mut nets_of = vec![];
+    for ep in &cfg.endpoints {
+        let net = nets.get(&ep.network_id).map_err(|_| {
+            NetworkError::NoSuchNetwork(format!(
+                "{} (the container was connected to it, and it was removed)",
+                ep.network_id
+            ))
+        })?;
+        nets_of.push((net, ep.settings.clone()));
+    }
+    let reqs = ports::requests(&rec.config, &rec.host_config)?;
+    let name = rec.name.trim_start_matches('/').to_string();
+    let picked = {
+        let mut st = nets.lock();
+        let mut cursor = st.next_ephemeral;
+        let r = ports::pick(&reqs, &mut cursor, &name);
+        st.next_ephemeral = cursor;
+        r?
+    };
+    live.ports = picked.ports.clone();
+    nets.hold_ports(&rec.id, picked.held);
+    let result = async {
+        nets.put_live(&live)?;
+        for (i, (net, settings)) in nets_of.iter().enumerate() {
+            let mappings = if i == 0 {
+                Some(ports::mappings(&live.ports))
+            } else {
+                None
+            };
+            attach_one(
+                engine,
+                rec,
+                &mut live,
+                net,
+                settings,
+                &format!("eth{i}"),
+                mappings,
+            )
+            .await?;
+        }
+        write_etc(engine, rec, cfg, &live)
+    }
+    .await;
+    if let Err(e) = result {
+        detach_all(engine, &mut live).await;
+        live.ports.clear();
+        nets.release_ports(&rec.id);
+        let _ = nets.put_live(&live);
+        return Err(e);
+    }
+    for (net, _) in &nets_of {
+        publish(engine, "connect", net, &rec.id);
+    }
+    Ok(())
+}
+
+/// hosts and resolv.conf for a container on bridge networks.
+fn write_etc(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    cfg: &ContainerNetConfig,
+    live: &LiveState,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let hc = &rec.host_config;
+    let own = live
+        .attachments
+        .first()
+        .and_then(|a| {
+            a.addresses
+                .iter()
+                .find(|n| n.addr().is_ipv4())
+                .or(a.addresses.first())
+        })
+        .map(|n| n.addr());
+    let mut links = vec![];
+    let first_net = live
+        .attachments
+        .first()
+        .and_then(|a| nets.get(&a.network_id).ok());
+    // Legacy links (default bridge): the linked container must run; its address on
+    // a network both share goes in the hosts file.
+    let mut link_specs: Vec<(String, bool)> = hc
+        .links
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| (normalize_link(l), true))
+        .collect();
+    if first_net.as_ref().is_some_and(|n| !n.builtin) {
+        for ep in &cfg.endpoints {
+            for l in ep.settings.links.clone().unwrap_or_default() {
+                link_specs.push((normalize_link(&l), false));
+            }
+        }
+        link_specs.retain(|(_, legacy)| !legacy);
+    }
+    for (link, legacy) in link_specs {
+        let Some((target, alias)) = link.split_once(':') else {
+            continue;
+        };
+        let found = engine
+            .store
+            .get(target)
+            .ok()
+            .filter(|t| t.state.running == Some(true));
+        let Some(t) = found else {
+            if legacy {
+                return Err(invalid(format!(
+                    "Cannot link to a non running container: /{target} AS /{}/{alias}",
+                    rec.name.trim_start_matches('/')
+                )));
+            }
+            continue;
+        };
+        let their = nets.live(&t.id).and_then(|l| {
+            l.attachments
+                .iter()
+                .find(|a| {
+                    live.attachments
+                        .iter()
+                        .any(|m| m.network_id == a.network_id)
+                })
+                .and_then(|a| a.addresses.first().map(|n| n.addr()))
+        });
+        if let Some(ip) = their {
+            let tname = t.name.trim_start_matches('/').to_string();
+            let mut names = vec![alias.to_string(), short_id(&t.id).to_string()];
+            if tname != alias {
+                names.push(tname);
+            }
+            links.push((ip, names));
+        }
+    }
+    let hosts = netetc::hosts(&Hosts {
+        own_address: own,
+        hostname: rec
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| short_id(&rec.id).to_string()),
+        domainname: rec.config.domainname.clone().unwrap_or_default(),
+        links,
+        extra: hc.extra_hosts.clone().unwrap_or_default(),
+        host_gateway: nets.host_gateway(),
+    });
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns_server = first_net.as_ref().filter(|n| !n.builtin).and_then(|n| {
+        n.subnets
+            .iter()
+            .find_map(|s| s.gateway.filter(|g| g.is_ipv4()))
+    });
+    let search = hc.dns_search.clone().unwrap_or_default();
+    let options = hc.dns_options.clone().unwrap_or_default();
+    let resolv_conf = match dns_server {
+        Some(gw) => netetc::resolv_conf_user_network(&host_resolv, gw, &search, &options),
+        None => base_etc::resolv_conf(
+            &host_resolv,
+            hc.dns.as_deref().unwrap_or(&[]),
+            &search,
+            &options,
+        ),
+    };
+    let dir = engine.store.container_dir(&rec.id);
+    let content = base_etc::EtcContent {
+        hostname: rec
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| short_id(&rec.id).to_string()),
+        hosts,
+        resolv_conf,
+    };
+    base_etc::write(&dir, &content)
+        .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
+    Ok(())
+}
+
+/// When the container's task is gone (exit, stop, kill, failed start): its network
+/// torn down and its host ports freed; its namespace stays for the next start.
+pub async fn container_stopped(engine: &Engine, id: &str) {
+    let nets = &engine.networks;
+    let _ops = nets.ops.lock().await;
+    let Some(mut live) = nets.live(id) else {
+        return;
+    };
+    detach_all(engine, &mut live).await;
+    live.ports.clear();
+    nets.release_ports(id);
+    if let Err(e) = nets.put_live(&live) {
+        tracing::warn!(container = %id, error = %e, "recording the teardown");
+    }
+}
+
+/// When the container is removed: anything left torn down, the namespace unpinned,
+/// the live state forgotten.
+pub async fn container_removed(engine: &Engine, id: &str) {
+    container_stopped(engine, id).await;
+    let nets = &engine.networks;
+    let _ops = nets.ops.lock().await;
+    let netns = nets
+        .live(id)
+        .and_then(|l| l.netns)
+        .unwrap_or_else(|| nets.netns_path(id));
+    if let Err(e) = nets.backend().remove_netns(&netns).await {
+        tracing::warn!(container = %id, error = %e, "removing the network namespace");
+        return;
+    }
+    if let Err(e) = nets.drop_live(id) {
+        tracing::warn!(container = %id, error = %e, "forgetting the network state");
+    }
+}
+
+/// At berthd start: containers that are gone lose their network entirely, those not
+/// running lose what a crash left set up, running ones get their ports held again.
+pub async fn restore(engine: &Engine) {
+    let nets = &engine.networks;
+    for live in nets.all_live() {
+        let id = live.container_id.clone();
+        match engine.store.get(&id) {
+            Err(_) => {
+                tracing::info!(container = %id, "removing the network of a container that is gone");
+                container_removed(engine, &id).await;
+            }
+            Ok(rec) if rec.state.running != Some(true) => {
+                if !live.attachments.is_empty() {
+                    tracing::info!(container = %id, "tearing down the network of a container that is not running");
+                    container_stopped(engine, &id).await;
+                }
+            }
+            Ok(_) => {
+                let fds = ports::rehold(&live.ports);
+                nets.hold_ports(&id, fds);
+            }
+        }
+    }
+}
+
+/// `DELETE /containers/<parent>/<alias>?link=1`: the legacy link goes from its
+/// parent's `HostConfig.Links` (the linked container stays).
+pub fn remove_link(engine: &Engine, path: &str) -> Result<(), EngineError> {
+    let path = path.trim_start_matches('/');
+    let (parent, alias) = path.rsplit_once('/').ok_or_else(|| {
+        invalid(format!(
+            "Conflict, cannot remove the default link name of the container {path}"
+        ))
+    })?;
+    let rec = engine.store.get(parent).map_err(|_| {
+        EngineError::NotFound(format!("Cannot get parent /{parent} for link name /{path}"))
+    })?;
+    let links = rec.host_config.links.clone().unwrap_or_default();
+    let kept: Vec<String> = links
+        .iter()
+        .filter(|l| normalize_link(l).split_once(':').map(|(_, a)| a) != Some(alias))
+        .cloned()
+        .collect();
+    if kept.len() == links.len() {
+        return Err(EngineError::NotFound(format!(
+            "Could not find entity for /{path}"
+        )));
+    }
+    engine
+        .store
+        .update(&rec.id, |r| r.host_config.links = Some(kept))?;
+    Ok(())
+}
+
+/// `POST /networks/{id}/connect`.
+pub async fn connect(
+    engine: &Engine,
+    net_ref: &str,
+    container_ref: &str,
+    settings: EndpointSettings,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let net = nets.get(net_ref)?;
+    let rec = engine.store.get(container_ref)?;
+    let mut cfg = load_config(nets, &rec);
+    match parse_mode(&cfg.mode) {
+        ModeRef::Host => {
+            return Err(NetworkError::Forbidden(
+                "container cannot be disconnected from host network or connected to host network".into(),
+            )
+            .into())
+        }
+        ModeRef::None => {
+            return Err(NetworkError::Forbidden(
+                "container cannot be connected to multiple networks with one of the networks in private (none) mode".into(),
+            )
+            .into())
+        }
+        ModeRef::Container(_) => {
+            return Err(NetworkError::Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+            )
+            .into())
+        }
+        ModeRef::Network(_) => {}
+    }
+    if !net.is_bridge() {
+        return Err(NetworkError::Forbidden(format!(
+            "container cannot be disconnected from host network or connected to {} network",
+            net.name
+        ))
+        .into());
+    }
+    if cfg.endpoints.iter().any(|e| e.network_id == net.id) {
+        return Err(NetworkError::Forbidden(format!(
+            "endpoint with name {} already exists in network {}",
+            rec.name.trim_start_matches('/'),
+            net.name
+        ))
+        .into());
+    }
+    let mut settings = settings;
+    if let Some(l) = settings.links.take() {
+        settings.links = Some(l.iter().map(|x| normalize_link(x)).collect());
+    }
+    check_endpoint(&net, &settings)?;
+    if rec.state.running == Some(true) {
+        let _ops = nets.ops.lock().await;
+        let mut live = nets.live(&rec.id).unwrap_or_else(|| LiveState {
+            container_id: rec.id.clone(),
+            netns: Some(nets.netns_path(&rec.id)),
+            ..LiveState::default()
+        });
+        let iface = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !live.attachments.iter().any(|a| &a.interface == n))
+            .unwrap_or_else(|| "eth9".into());
+        attach_one(engine, &rec, &mut live, &net, &settings, &iface, None).await?;
+        publish(engine, "connect", &net, &rec.id);
+    }
+    cfg.endpoints.push(EndpointRequest {
+        network_id: net.id.clone(),
+        settings,
+    });
+    save_config(nets, &rec.id, &cfg)?;
+    Ok(())
+}
+
+/// `POST /networks/{id}/disconnect`.
+pub async fn disconnect(
+    engine: &Engine,
+    net_ref: &str,
+    container_ref: &str,
+    force: bool,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let net = nets.get(net_ref)?;
+    let rec = match engine.store.get(container_ref) {
+        Ok(r) => r,
+        Err(e) if force => {
+            // A forced disconnect of a container that is gone: nothing to undo.
+            tracing::debug!(error = %e, "disconnect of an unknown container");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut cfg = load_config(nets, &rec);
+    if let ModeRef::Host = parse_mode(&cfg.mode) {
+        return Err(NetworkError::Forbidden(
+            "container cannot be disconnected from host network or connected to host network"
+                .into(),
+        )
+        .into());
+    }
+    if !cfg.endpoints.iter().any(|e| e.network_id == net.id) {
+        return Err(NetworkError::Forbidden(format!(
+            "container {} is not connected to network {}",
+            rec.id, net.name
+        ))
+        .into());
+    }
+    {
+        let _ops = nets.ops.lock().await;
+        if let Some(mut live) = nets.live(&rec.id) {
+            if let Some(pos) = live.attachments.iter().position(|a| a.network_id == net.id) {
+                let a = live.attachments.remove(pos);
+                if let Some(netns) = live.netns.clone() {
+                    if let Err(e) = nets.backend().teardown(&netns, &a.options).await {
+                        tracing::warn!(container = %rec.id, error = %e, "netavark teardown");
+                    }
+                }
+                nets.put_live(&live)?;
+                publish(engine, "disconnect", &net, &rec.id);
+            }
+        }
+    }
+    cfg.endpoints.retain(|e| e.network_id != net.id);
+    save_config(nets, &rec.id, &cfg)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_docker_names_them() {
+        assert_eq!(parse_mode(""), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("default"), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("bridge"), ModeRef::Network("bridge".into()));
+        assert_eq!(parse_mode("host"), ModeRef::Host);
+        assert_eq!(parse_mode("none"), ModeRef::None);
+        assert_eq!(
+            parse_mode("container:web"),
+            ModeRef::Container("web".into())
+        );
+        assert_eq!(parse_mode("appnet"), ModeRef::Network("appnet".into()));
+    }
+
+    #[test]
+    fn links_in_both_forms() {
+        assert_eq!(normalize_link("db:database"), "db:database");
+        assert_eq!(normalize_link("/db:/web/database"), "db:database");
+        assert_eq!(normalize_link("db"), "db:db");
+    }
+
+    #[test]
+    fn netavark_sees_isolated_networks_with_dns_on_user_ones_only() {
+        let mut net = NetworkRecord {
+            id: "ab".repeat(32),
+            name: "appnet".into(),
+            driver: "bridge".into(),
+            bridge: "br-abababababab".into(),
+            subnets: vec![store::SubnetConfig {
+                subnet: "10.3.0.0/24".parse().unwrap(),
+                gateway: Some("10.3.0.1".parse().unwrap()),
+                ip_range: None,
+                aux: BTreeMap::new(),
+            }],
+            mtu: Some(1400),
+            ..NetworkRecord::default()
+        };
+        let nv = nv_network(&net);
+        assert_eq!(nv.name, "berth-abababababab");
+        assert!(nv.dns_enabled && !nv.ipv6_enabled && !nv.internal);
+        let opts = nv.options.unwrap();
+        assert_eq!(opts["isolate"], "true");
+        assert_eq!(opts["mtu"], "1400");
+        net.builtin = true;
+        assert!(!nv_network(&net).dns_enabled);
+    }
+}

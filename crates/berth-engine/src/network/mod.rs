@@ -1,0 +1,775 @@
+//! Docker's networking model on netavark and aardvark-dns: the default `bridge`
+//! network, user-defined bridge networks with DNS, `none`, `host` and
+//! `container:<id>`, published ports, and what inspect, ps and stats show of them.
+//!
+//! The engine owns the model (network definitions, addresses, which container is on
+//! which network, host ports); netavark owns the kernel (bridges, veths, routes,
+//! iptables) and starts aardvark-dns. Each container with a network namespace of its
+//! own gets it pinned under the exec root (`netns`), so it outlives every daemon;
+//! setup happens before the task is created, teardown when it exits, the namespace
+//! goes when the container is removed. Everything is on disk (`store`) before the
+//! kernel is touched, so a crash at any point leaves enough to finish or undo it.
+//!
+//! This module must never touch netlink, iptables or DNS itself: that is netavark's
+//! and aardvark-dns's job, reached only through [`netavark::Backend`].
+
+pub mod config;
+pub mod container;
+pub mod etc;
+pub mod ipam;
+pub mod netavark;
+pub mod netns;
+pub mod ports;
+pub mod store;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::StatusCode;
+use ipnet::{IpNet, Ipv4Net};
+
+use self::ipam::{IpamError, Pool};
+use self::netavark::{Backend, BackendError};
+use self::store::{LiveState, NetworkRecord, SubnetConfig};
+
+/// Errors of the network subsystem; [`NetworkError::status`] gives dockerd's code.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// No network by that name or id (404).
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// The client's request is wrong (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Not allowed on this network or container (403, as dockerd).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A host port is taken (500, as dockerd).
+    #[error("{0}")]
+    PortInUse(String),
+    /// Addresses could not be given.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    /// netavark or a namespace failed (500).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The state files could not be written (500).
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl NetworkError {
+    /// The HTTP status dockerd answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            NetworkError::NoSuchNetwork(_) => StatusCode::NOT_FOUND,
+            NetworkError::Invalid(_) => StatusCode::BAD_REQUEST,
+            NetworkError::Forbidden(_) => StatusCode::FORBIDDEN,
+            NetworkError::Conflict(_) => StatusCode::CONFLICT,
+            NetworkError::Ipam(IpamError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            NetworkError::Ipam(IpamError::NoPool) => StatusCode::FORBIDDEN,
+            NetworkError::Ipam(IpamError::Exhausted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            NetworkError::PortInUse(_) | NetworkError::Backend(_) | NetworkError::Store(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// berthd's network flags (and the matching keys of its config file).
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    /// `--bridge`: the default network's bridge device.
+    pub bridge: String,
+    /// `--bip`: the default bridge's address and prefix (its gateway and subnet).
+    pub bip: Option<Ipv4Net>,
+    /// `--fixed-cidr`: the part of the default subnet containers get addresses from.
+    pub fixed_cidr: Option<Ipv4Net>,
+    /// `--default-address-pool`: where subnets come from when none is given.
+    pub pools: Vec<Pool>,
+    /// `--mtu` of the default bridge.
+    pub mtu: Option<u32>,
+    /// `--host-gateway-ip`: what `--add-host name:host-gateway` means (default: the
+    /// default bridge's gateway).
+    pub host_gateway_ip: Option<IpAddr>,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            bridge: "berth0".into(),
+            bip: None,
+            fixed_cidr: None,
+            pools: ipam::default_pools(),
+            mtu: None,
+            host_gateway_ip: None,
+        }
+    }
+}
+
+/// The default network's name, and the names that mean it.
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+#[derive(Debug, Default)]
+struct State {
+    /// Network id -> definition.
+    nets: BTreeMap<String, NetworkRecord>,
+    /// Container id -> what is set up for it.
+    live: HashMap<String, LiveState>,
+    /// Container id -> the sockets that keep its published host ports taken.
+    held: HashMap<String, Vec<OwnedFd>>,
+    /// Where the next ephemeral port search starts.
+    next_ephemeral: u16,
+}
+
+/// The engine's networks.
+#[derive(Debug)]
+pub struct Networks {
+    pub options: NetworkOptions,
+    /// `<data-root>/networks`.
+    nets_dir: PathBuf,
+    /// `<data-root>/containers` (each container's `network.json`).
+    containers_dir: PathBuf,
+    /// `<exec-root>/network/containers`.
+    live_dir: PathBuf,
+    /// `<exec-root>/network/netns`.
+    netns_dir: PathBuf,
+    backend: Arc<dyn Backend>,
+    state: Mutex<State>,
+    /// Held across every change that allocates or touches the kernel, so two
+    /// requests never hand out the same address or race in netavark.
+    ops: tokio::sync::Mutex<()>,
+}
+
+/// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
+pub fn config_dir(exec_root: &Path) -> PathBuf {
+    exec_root.join("network")
+}
+
+impl Networks {
+    /// Loads the networks and live state, creating the built-in networks (and
+    /// choosing the default bridge's subnet) the first time.
+    pub fn open(
+        data_root: &Path,
+        exec_root: &Path,
+        options: NetworkOptions,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Networks, NetworkError> {
+        let net_dir = config_dir(exec_root);
+        let n = Networks {
+            options,
+            nets_dir: data_root.join("networks"),
+            containers_dir: data_root.join("containers"),
+            live_dir: net_dir.join("containers"),
+            netns_dir: net_dir.join("netns"),
+            backend,
+            state: Mutex::new(State::default()),
+            ops: tokio::sync::Mutex::new(()),
+        };
+        for d in [&n.nets_dir, &n.live_dir, &n.netns_dir] {
+            std::fs::create_dir_all(d).map_err(|source| store::StoreError::Io {
+                context: "creating",
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let mut nets: BTreeMap<String, NetworkRecord> =
+            store::load_all::<NetworkRecord>(&n.nets_dir)
+                .into_iter()
+                .filter(|r| !r.id.is_empty())
+                .map(|r| (r.id.clone(), r))
+                .collect();
+        let live: HashMap<String, LiveState> = store::load_all::<LiveState>(&n.live_dir)
+            .into_iter()
+            .filter(|l| !l.container_id.is_empty())
+            .map(|l| (l.container_id.clone(), l))
+            .collect();
+        n.ensure_builtins(&mut nets, &live)?;
+        let mut st = n.lock();
+        st.nets = nets;
+        st.live = live;
+        st.next_ephemeral = ports::ephemeral_range().0;
+        drop(st);
+        Ok(n)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn net_path(&self, id: &str) -> PathBuf {
+        self.nets_dir.join(format!("{id}.json"))
+    }
+
+    fn live_path(&self, id: &str) -> PathBuf {
+        self.live_dir.join(format!("{id}.json"))
+    }
+
+    /// Where a container's namespace is pinned.
+    pub fn netns_path(&self, container_id: &str) -> PathBuf {
+        netns::path_for(&self.netns_dir, container_id)
+    }
+
+    /// `<data-root>/containers/<id>/network.json`.
+    pub fn config_path(&self, container_id: &str) -> PathBuf {
+        self.containers_dir.join(container_id).join("network.json")
+    }
+
+    /// The backend (for the container hooks).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// bridge, host and none; the bridge's subnet from `--bip`, else the one chosen
+    /// before, else the first free one of the pools.
+    fn ensure_builtins(
+        &self,
+        nets: &mut BTreeMap<String, NetworkRecord>,
+        live: &HashMap<String, LiveState>,
+    ) -> Result<(), NetworkError> {
+        let now = crate::api::containers::now_rfc3339();
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if !nets.values().any(|r| r.builtin && r.name == name) {
+                let rec = NetworkRecord {
+                    id: new_id()?,
+                    name: name.to_string(),
+                    created: now.clone(),
+                    driver: driver.to_string(),
+                    builtin: true,
+                    ipam_driver: "default".into(),
+                    ..NetworkRecord::default()
+                };
+                store::save(&self.net_path(&rec.id), &rec)?;
+                nets.insert(rec.id.clone(), rec);
+            }
+        }
+        let existing = nets
+            .values()
+            .find(|r| r.builtin && r.name == DEFAULT_NETWORK)
+            .cloned();
+        let in_use = existing.as_ref().is_some_and(|r| {
+            live.values()
+                .any(|l| l.attachments.iter().any(|a| a.network_id == r.id))
+        });
+        let wanted_subnet = self.options.bip.map(|bip| SubnetConfig {
+            subnet: IpNet::V4(bip.trunc()),
+            gateway: Some(IpAddr::V4(bip.addr())),
+            ip_range: self.options.fixed_cidr.map(IpNet::V4),
+            aux: BTreeMap::new(),
+        });
+        let mut rec = match existing {
+            Some(r) => r,
+            None => NetworkRecord {
+                id: new_id()?,
+                name: DEFAULT_NETWORK.to_string(),
+                created: now,
+                driver: "bridge".into(),
+                builtin: true,
+                ipam_driver: "default".into(),
+                ..NetworkRecord::default()
+            },
+        };
+        let before = rec.clone();
+        if in_use {
+            if rec.bridge != self.options.bridge
+                || wanted_subnet
+                    .as_ref()
+                    .is_some_and(|w| rec.subnets.first() != Some(w))
+            {
+                tracing::warn!(
+                    "the default bridge network has running containers: keeping {} on {} until they stop",
+                    rec.bridge,
+                    rec.subnets.first().map(|s| s.subnet.to_string()).unwrap_or_default()
+                );
+            }
+        } else {
+            rec.bridge = self.options.bridge.clone();
+            rec.mtu = self.options.mtu;
+            match wanted_subnet {
+                Some(s) => rec.subnets = vec![s],
+                None if rec.subnets.is_empty() => {
+                    let mut taken = ipam::host_routes();
+                    taken.extend(
+                        nets.values()
+                            .filter(|r| r.id != rec.id)
+                            .flat_map(|r| r.subnets.iter().map(|s| s.subnet)),
+                    );
+                    let subnet = ipam::choose_subnet(&self.options.pools, &taken)?;
+                    let gw = ipam::default_gateway(&IpNet::V4(subnet));
+                    rec.subnets = vec![SubnetConfig {
+                        subnet: IpNet::V4(subnet),
+                        gateway: gw,
+                        ip_range: self.options.fixed_cidr.map(IpNet::V4),
+                        aux: BTreeMap::new(),
+                    }];
+                }
+                None => {
+                    if let Some(s) = rec.subnets.first_mut() {
+                        s.ip_range = self.options.fixed_cidr.map(IpNet::V4);
+                    }
+                }
+            }
+        }
+        rec.options = default_bridge_options(&rec);
+        if rec != before {
+            store::save(&self.net_path(&rec.id), &rec)?;
+        }
+        nets.insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    /// Every network, in name order.
+    pub fn list(&self) -> Vec<NetworkRecord> {
+        let mut v: Vec<NetworkRecord> = self.lock().nets.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Finds a network as dockerd does: exact name, exact id, then a unique id prefix.
+    pub fn get(&self, reference: &str) -> Result<NetworkRecord, NetworkError> {
+        let st = self.lock();
+        find(&st.nets, reference)
+            .cloned()
+            .ok_or_else(|| NetworkError::NoSuchNetwork(reference.to_string()))
+    }
+
+    /// The default bridge network.
+    pub fn default_network(&self) -> Result<NetworkRecord, NetworkError> {
+        let st = self.lock();
+        st.nets
+            .values()
+            .find(|r| r.builtin && r.name == DEFAULT_NETWORK)
+            .cloned()
+            .ok_or_else(|| NetworkError::NoSuchNetwork(DEFAULT_NETWORK.into()))
+    }
+
+    /// What `--add-host NAME:host-gateway` resolves to.
+    pub fn host_gateway(&self) -> Option<IpAddr> {
+        self.options.host_gateway_ip.or_else(|| {
+            self.default_network()
+                .ok()
+                .and_then(|n| n.subnets.first().and_then(|s| s.gateway))
+        })
+    }
+
+    /// The live state of a container, if anything is set up for it.
+    pub fn live(&self, container_id: &str) -> Option<LiveState> {
+        self.lock().live.get(container_id).cloned()
+    }
+
+    /// Every live state.
+    pub fn all_live(&self) -> Vec<LiveState> {
+        self.lock().live.values().cloned().collect()
+    }
+
+    /// Records a container's live state on disk, then in memory.
+    fn put_live(&self, live: &LiveState) -> Result<(), NetworkError> {
+        store::save(&self.live_path(&live.container_id), live)?;
+        self.lock()
+            .live
+            .insert(live.container_id.clone(), live.clone());
+        Ok(())
+    }
+
+    /// Forgets a container's live state.
+    fn drop_live(&self, container_id: &str) -> Result<(), NetworkError> {
+        store::remove(&self.live_path(container_id))?;
+        self.lock().live.remove(container_id);
+        Ok(())
+    }
+
+    /// Addresses in use on a network (every attachment there).
+    fn used_addresses(&self, network_id: &str) -> HashSet<IpAddr> {
+        self.lock()
+            .live
+            .values()
+            .flat_map(|l| l.attachments.iter())
+            .filter(|a| a.network_id == network_id)
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .collect()
+    }
+
+    /// Ids of the containers attached to a network now.
+    pub fn attached_containers(&self, network_id: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lock()
+            .live
+            .values()
+            .filter(|l| l.attachments.iter().any(|a| a.network_id == network_id))
+            .map(|l| l.container_id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Creates a user-defined bridge network.
+    pub async fn create(&self, req: CreateRequest) -> Result<NetworkRecord, NetworkError> {
+        let _ops = self.ops.lock().await;
+        let name = req.name.trim().to_string();
+        if name.is_empty() {
+            return Err(NetworkError::Invalid("network name cannot be empty".into()));
+        }
+        if name.contains('/') || name.chars().any(char::is_control) {
+            return Err(NetworkError::Invalid(format!(
+                "invalid network name {name:?}"
+            )));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            "host" | "null" => {
+                return Err(NetworkError::Forbidden(format!(
+                    "only one instance of \"{}\" network is allowed",
+                    if req.driver == "null" { "none" } else { "host" }
+                )))
+            }
+            "overlay" => {
+                return Err(NetworkError::Forbidden(
+                    "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+                ))
+            }
+            other => {
+                return Err(NetworkError::NoSuchNetwork(format!(
+                    "plugin \"{other}\" (driver)"
+                )))
+            }
+        }
+        match req.scope.as_str() {
+            "" | "local" => {}
+            other => {
+                return Err(NetworkError::Invalid(format!(
+                    "scope {other:?} is not supported: only local networks exist here"
+                )))
+            }
+        }
+        if !matches!(req.ipam_driver.as_str(), "" | "default") {
+            return Err(NetworkError::NoSuchNetwork(format!(
+                "plugin \"{}\" (IPAM driver)",
+                req.ipam_driver
+            )));
+        }
+        let nets = self.lock().nets.clone();
+        if nets.values().any(|r| r.name == name) {
+            return Err(NetworkError::Conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
+        let id = new_id()?;
+        let bridge = match req.options.get("com.docker.network.bridge.name") {
+            Some(b) if !b.is_empty() => b.clone(),
+            _ => format!("br-{}", &id[..12]),
+        };
+        if bridge.len() > 15 || bridge.contains('/') || bridge.contains(char::is_whitespace) {
+            return Err(NetworkError::Invalid(format!(
+                "invalid bridge name {bridge:?}: at most 15 characters, no '/' or spaces"
+            )));
+        }
+        if nets.values().any(|r| r.is_bridge() && r.bridge == bridge) {
+            return Err(NetworkError::Conflict(format!(
+                "bridge name {bridge} is already used by another network"
+            )));
+        }
+        let mtu = match req.options.get("com.docker.network.driver.mtu") {
+            Some(m) => Some(
+                m.parse::<u32>()
+                    .ok()
+                    .filter(|m| (68..=65535).contains(m))
+                    .ok_or_else(|| NetworkError::Invalid(format!("invalid MTU {m:?}")))?,
+            ),
+            None => None,
+        };
+        let mut subnets = vec![];
+        for c in &req.ipam_config {
+            subnets.push(parse_ipam_config(c)?);
+        }
+        let user_subnets = !subnets.is_empty();
+        if !req.enable_ipv6 {
+            subnets.retain(|s| s.subnet.addr().is_ipv4());
+        }
+        if req.enable_ipv6 && !subnets.iter().any(|s| s.subnet.addr().is_ipv6()) {
+            return Err(NetworkError::Invalid(
+                "could not find an available, non-overlapping IPv6 address pool: give one with --subnet".into(),
+            ));
+        }
+        // Subnets must not overlap each other nor another network's.
+        for (i, s) in subnets.iter().enumerate() {
+            let clash = subnets[..i]
+                .iter()
+                .any(|o| ipam::overlaps(&o.subnet, &s.subnet))
+                || nets
+                    .values()
+                    .flat_map(|r| r.subnets.iter())
+                    .any(|o| ipam::overlaps(&o.subnet, &s.subnet));
+            if clash {
+                return Err(NetworkError::Forbidden(format!(
+                    "Pool overlaps with other one on this address space: {}",
+                    s.subnet
+                )));
+            }
+        }
+        if !subnets.iter().any(|s| s.subnet.addr().is_ipv4()) {
+            let mut taken = ipam::host_routes();
+            taken.extend(
+                nets.values()
+                    .flat_map(|r| r.subnets.iter().map(|s| s.subnet)),
+            );
+            let subnet = IpNet::V4(ipam::choose_subnet(&self.options.pools, &taken)?);
+            subnets.insert(
+                0,
+                SubnetConfig {
+                    subnet,
+                    gateway: ipam::default_gateway(&subnet),
+                    ip_range: None,
+                    aux: BTreeMap::new(),
+                },
+            );
+        }
+        let rec = NetworkRecord {
+            id,
+            name,
+            created: crate::api::containers::now_rfc3339(),
+            driver: "bridge".into(),
+            bridge,
+            subnets,
+            user_subnets,
+            internal: req.internal,
+            enable_ipv6: req.enable_ipv6,
+            attachable: req.attachable,
+            ingress: req.ingress,
+            labels: req.labels,
+            options: req.options,
+            ipam_driver: "default".into(),
+            ipam_options: req.ipam_options,
+            mtu,
+            builtin: false,
+        };
+        store::save(&self.net_path(&rec.id), &rec)?;
+        self.lock().nets.insert(rec.id.clone(), rec.clone());
+        Ok(rec)
+    }
+
+    /// Removes a user-defined network that no running container is attached to.
+    pub async fn remove(&self, reference: &str) -> Result<NetworkRecord, NetworkError> {
+        let _ops = self.ops.lock().await;
+        let rec = self.get(reference)?;
+        if rec.builtin {
+            return Err(NetworkError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                rec.name
+            )));
+        }
+        if !self.attached_containers(&rec.id).is_empty() {
+            return Err(NetworkError::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                rec.name, rec.id
+            )));
+        }
+        store::remove(&self.net_path(&rec.id))?;
+        self.lock().nets.remove(&rec.id);
+        Ok(rec)
+    }
+
+    /// Takes the host ports a container publishes, so nothing else can bind them
+    /// while it runs (netavark forwards with DNAT and binds nothing itself).
+    fn hold_ports(&self, container_id: &str, fds: Vec<OwnedFd>) {
+        self.lock()
+            .held
+            .entry(container_id.to_string())
+            .or_default()
+            .extend(fds);
+    }
+
+    fn release_ports(&self, container_id: &str) {
+        self.lock().held.remove(container_id);
+    }
+}
+
+/// `POST /networks/create`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: String,
+    pub scope: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub ingress: bool,
+    pub enable_ipv6: bool,
+    pub ipam_driver: String,
+    pub ipam_config: Vec<bollard_stubs::models::IpamConfig>,
+    pub ipam_options: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn parse_ipam_config(c: &bollard_stubs::models::IpamConfig) -> Result<SubnetConfig, NetworkError> {
+    let subnet_s = c.subnet.as_deref().unwrap_or("");
+    if subnet_s.is_empty() {
+        return Err(NetworkError::Invalid(
+            "a subnet is required when an IP range or gateway is given".into(),
+        ));
+    }
+    let given = ipam::parse_net(subnet_s)?;
+    let subnet = given.trunc();
+    if subnet != given {
+        return Err(NetworkError::Invalid(format!(
+            "invalid subnet {subnet_s}: it should be {subnet}"
+        )));
+    }
+    let ip_range = match c.ip_range.as_deref().filter(|s| !s.is_empty()) {
+        Some(r) => {
+            let r = ipam::parse_net(r)?.trunc();
+            if !subnet.contains(&r) {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid ip-range {r}: not in subnet {subnet}"
+                )));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let gateway = match c.gateway.as_deref().filter(|s| !s.is_empty()) {
+        Some(g) => {
+            let g = ipam::parse_addr(g)?;
+            if !subnet.contains(&g) {
+                return Err(NetworkError::Invalid(format!(
+                    "invalid gateway {g}: not in subnet {subnet}"
+                )));
+            }
+            Some(g)
+        }
+        None => ipam::default_gateway(&subnet),
+    };
+    let mut aux = BTreeMap::new();
+    for (k, v) in c.auxiliary_addresses.clone().unwrap_or_default() {
+        let a = ipam::parse_addr(&v)?;
+        if !subnet.contains(&a) {
+            return Err(NetworkError::Invalid(format!(
+                "invalid auxiliary address {k}={a}: not in subnet {subnet}"
+            )));
+        }
+        aux.insert(k, a);
+    }
+    Ok(SubnetConfig {
+        subnet,
+        gateway,
+        ip_range,
+        aux,
+    })
+}
+
+/// The options dockerd shows on its default bridge, for berth's.
+fn default_bridge_options(rec: &NetworkRecord) -> BTreeMap<String, String> {
+    let mut o = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        o.insert(format!("com.docker.network.{k}"), v);
+    };
+    put("bridge.default_bridge", "true".into());
+    put("bridge.enable_icc", "true".into());
+    put("bridge.enable_ip_masquerade", "true".into());
+    put("bridge.host_binding_ipv4", "0.0.0.0".into());
+    put("bridge.name", rec.bridge.clone());
+    put("driver.mtu", rec.mtu.unwrap_or(1500).to_string());
+    o
+}
+
+fn find<'a>(
+    nets: &'a BTreeMap<String, NetworkRecord>,
+    reference: &str,
+) -> Option<&'a NetworkRecord> {
+    if reference.is_empty() {
+        return None;
+    }
+    if let Some(r) = nets.values().find(|r| r.name == reference) {
+        return Some(r);
+    }
+    if let Some(r) = nets.get(reference) {
+        return Some(r);
+    }
+    let mut m = nets.values().filter(|r| r.id.starts_with(reference));
+    match (m.next(), m.next()) {
+        (Some(r), None) => Some(r),
+        _ => None,
+    }
+}
+
+fn new_id() -> Result<String, NetworkError> {
+    crate::fsutil::random_id().map_err(|source| {
+        NetworkError::Store(store::StoreError::Io {
+            context: "reading",
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })
+    })
+}
+
+/// The gateway of a network's first IPv4 subnet.
+pub fn ipv4_gateway(rec: &NetworkRecord) -> Option<Ipv4Addr> {
+    rec.subnets.iter().find_map(|s| match s.gateway {
+        Some(IpAddr::V4(g)) => Some(g),
+        _ => None,
+    })
+}
+
+/// Undoes everything a berthd with this exec root set up, without berthd: every
+/// attachment torn down with the options it was set up with, every pinned namespace
+/// removed, the live state forgotten, and its aardvark-dns stopped. For test stacks
+/// and `uninstall.sh --purge`; errors are reported and the rest still done.
+pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String> {
+    let mut errors = vec![];
+    let dir = config_dir(exec_root);
+    let live_dir = dir.join("containers");
+    for mut live in store::load_all::<LiveState>(&live_dir) {
+        let netns = live
+            .netns
+            .clone()
+            .unwrap_or_else(|| netns::path_for(&dir.join("netns"), &live.container_id));
+        if !live.attachments.is_empty() {
+            if let Err(e) = backend.ensure_netns(&netns).await {
+                errors.push(e.to_string());
+            }
+        }
+        while let Some(a) = live.attachments.pop() {
+            if let Err(e) = backend.teardown(&netns, &a.options).await {
+                errors.push(e.to_string());
+            }
+        }
+        if let Err(e) = backend.remove_netns(&netns).await {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = store::remove(&live_dir.join(format!("{}.json", live.container_id))) {
+            errors.push(e.to_string());
+        }
+    }
+    // Namespaces without a state file (a crash between the two).
+    for e in std::fs::read_dir(dir.join("netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Err(e) = backend.remove_netns(&e.path()).await {
+            errors.push(e.to_string());
+        }
+    }
+    let aardvark = dir.join("aardvark-dns");
+    if let Ok(pid) = std::fs::read_to_string(aardvark.join("aardvark.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // Only the aardvark-dns of this directory: a stale pid must not hit a stranger.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&*aardvark.to_string_lossy()))
+                .unwrap_or(false);
+            if ours && pid > 1 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    errors
+}

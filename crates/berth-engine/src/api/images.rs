@@ -1033,6 +1033,11 @@ pub async fn commit(
                 .is_none_or(|_| ctx.query.bool("pause"))
                 && rec.state.running == Some(true)
                 && rec.state.paused != Some(true),
+            exclude: super::container_ops::MOUNT_POINTS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            ..CommitRequest::default()
         })
         .await?;
     let ev = engine

@@ -204,19 +204,12 @@ impl Patterns {
     pub fn may_reinclude_below(&self, dir: &str) -> bool {
         let dir = clean(dir);
         self.rules.iter().filter(|r| r.exception).any(|r| {
-            r.text.contains("**")
-                || r.text == dir
-                || r.text.starts_with(&format!("{dir}/"))
-                || {
-                    // A wildcard in the pattern's leading segments may match `dir`.
-                    let segs: Vec<&str> = r.text.split('/').collect();
-                    let dsegs: Vec<&str> = dir.split('/').collect();
-                    segs.len() > dsegs.len()
-                        && segs
-                            .iter()
-                            .zip(&dsegs)
-                            .all(|(p, d)| path_match(p, d))
-                }
+            r.text.contains("**") || r.text == dir || r.text.starts_with(&format!("{dir}/")) || {
+                // A wildcard in the pattern's leading segments may match `dir`.
+                let segs: Vec<&str> = r.text.split('/').collect();
+                let dsegs: Vec<&str> = dir.split('/').collect();
+                segs.len() > dsegs.len() && segs.iter().zip(&dsegs).all(|(p, d)| path_match(p, d))
+            }
         })
     }
 }

@@ -5,6 +5,7 @@
 //! seam; `error` maps every failure to Docker's status codes in one place.
 
 pub mod api;
+pub mod build;
 pub mod engine;
 pub mod error;
 pub mod events;

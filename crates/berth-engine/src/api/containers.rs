@@ -105,13 +105,25 @@ pub async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let body: CreateBody = read_json(req.into_body()).await?;
+    let resp = create_container(engine, ctx.query.get("name"), body).await?;
+    Ok(json(StatusCode::CREATED, &resp))
+}
+
+/// Creates a container from a create body (`POST /containers/create`, and the
+/// builder's RUN steps): the engine's record, its /etc files and the manager's
+/// container with its snapshot.
+pub async fn create_container(
+    engine: &Arc<Engine>,
+    name: Option<&str>,
+    body: CreateBody,
+) -> Result<ContainerCreateResponse, EngineError> {
     let mut config = body.config;
     let hc = body.host_config.unwrap_or_default();
     let image_ref = config.image.clone().unwrap_or_default();
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));
     }
-    let name = match ctx.query.get("name").filter(|n| !n.is_empty()) {
+    let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => engine.store.generate_name()?,
     };
@@ -195,10 +207,7 @@ pub async fn create(
     }
     // The missing bridge network is reported once, in /info's warnings.
     let warnings = vec![];
-    Ok(json(
-        StatusCode::CREATED,
-        &ContainerCreateResponse { id, warnings },
-    ))
+    Ok(ContainerCreateResponse { id, warnings })
 }
 
 fn write_etc_files(

@@ -1390,7 +1390,9 @@ pub async fn run_build(
         Ok::<_, BuildError>(last)
     }
     .await;
-    if b.opts.force_rm || (b.opts.rm && result.is_ok()) {
+    // dockerd keeps a failed step's container unless `forcerm`; berth removes it with
+    // `rm` too (the default), so a failed build leaves nothing behind.
+    if b.opts.force_rm || b.opts.rm {
         b.remove_containers().await;
     }
     let image = result?;

@@ -188,6 +188,13 @@ pub enum Command {
     },
     /// Attach to a running container.
     Attach { container: String },
+    /// Build an image from a Dockerfile.
+    Build(crate::build::BuildOpts),
+    /// Manage the build cache.
+    Builder {
+        #[command(subcommand)]
+        cmd: crate::build::BuilderCommand,
+    },
     /// Images, volumes, events and disk usage (crate::images).
     #[command(flatten)]
     Images(crate::images::ImageCommand),
@@ -714,6 +721,8 @@ pub async fn run(c: &Client, cmd: Command) -> Result<i32> {
             }
         }
         Command::Images(cmd) => return crate::images::run(c, cmd).await,
+        Command::Build(o) => return crate::build::build(c, &o).await,
+        Command::Builder { cmd } => return crate::build::builder(c, &cmd).await,
         Command::Inspect { format, names } => {
             let mut out = vec![];
             let mut missing = None;

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+pub mod health;
 pub mod logs;
 pub mod manager;
 pub mod router;

@@ -299,7 +299,10 @@ pub fn status_text(rec: &ContainerRecord) -> String {
             if rec.state.status == Some(ContainerStateStatusEnum::PAUSED) {
                 format!("Up {up} (Paused)")
             } else {
-                format!("Up {up}")
+                format!(
+                    "Up {up}{}",
+                    crate::health::status_suffix(rec.state.health.as_ref())
+                )
             }
         }
         Some(ContainerStateStatusEnum::EXITED) => {
@@ -398,6 +401,7 @@ fn matches_filter(rec: &ContainerRecord, key: &str, value: &str) -> Result<bool,
                     .trim_start_matches("sha256:")
                     .starts_with(value.trim_start_matches("sha256:"))
         }
+        "health" => crate::health::filter_word(rec.state.health.as_ref()) == value,
         "exited" => {
             rec.state.status == Some(ContainerStateStatusEnum::EXITED)
                 && rec.state.exit_code.map(|c| c.to_string()).as_deref() == Some(value)
@@ -583,7 +587,8 @@ pub async fn start_container(
         st.finished_at = Some("0001-01-01T00:00:00Z".to_string());
         r.has_been_started_before = true;
     })?;
-    engine.spawn_monitor(id);
+    engine.spawn_monitor(id.clone());
+    crate::health::spawn(engine, &id);
     Ok(())
 }
 

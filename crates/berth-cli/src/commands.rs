@@ -74,6 +74,8 @@ pub struct CreateOpts {
     pub rm: bool,
     #[arg(short = 'a', long = "attach")]
     pub attach: Vec<String>,
+    #[command(flatten)]
+    pub health: crate::health::HealthOpts,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -349,6 +351,9 @@ pub fn create_body(o: &CreateOpts) -> Result<Value> {
         if let Some(v) = v {
             body[k] = json!(v);
         }
+    }
+    if let Some(h) = crate::health::config(&o.health)? {
+        body["Healthcheck"] = h;
     }
     Ok(body)
 }

@@ -6,4 +6,5 @@ pub mod client;
 pub mod commands;
 pub mod container_verbs;
 pub mod format;
+pub mod health;
 pub mod images;

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{
-    ContainerStateStatusEnum, ExecConfig, Health, HealthConfig, HealthStatusEnum,
-    HealthcheckResult,
+    ContainerStateStatusEnum, ExecConfig, Health, HealthConfig, HealthStatusEnum, HealthcheckResult,
 };
 
 use crate::api::containers::now_rfc3339;
@@ -78,7 +77,9 @@ pub fn filter_word(h: Option<&Health>) -> &'static str {
 
 /// Starts the runner of a container that has just started.
 pub fn spawn(engine: &Arc<Engine>, id: &str) {
-    let Ok(rec) = engine.store.get(id) else { return };
+    let Ok(rec) = engine.store.get(id) else {
+        return;
+    };
     let Some(hc) = rec.config.healthcheck.clone() else {
         return;
     };
@@ -185,8 +186,9 @@ async fn probe(engine: &Arc<Engine>, id: &str, cmd: &[String], timeout: Duration
     };
     let run = async {
         let process = crate::api::exec::exec_process(engine, &exec, false).await?;
-        let json = serde_json::to_vec(&process)
-            .map_err(|e| crate::error::EngineError::io("encoding a probe", std::io::Error::other(e)))?;
+        let json = serde_json::to_vec(&process).map_err(|e| {
+            crate::error::EngineError::io("encoding a probe", std::io::Error::other(e))
+        })?;
         engine.manager.tasks_exec(id, &eid, json, false).await?;
         let mut streams = engine.manager.tasks_attach(id, &eid).await?;
         engine.manager.tasks_start(id, &eid).await?;
@@ -198,7 +200,10 @@ async fn probe(engine: &Arc<Engine>, id: &str, cmd: &[String], timeout: Duration
         }
         let exit = engine.manager.tasks_wait(id, &eid).await?;
         out.truncate(MAX_OUTPUT);
-        Ok::<_, crate::error::EngineError>((i64::from(exit.exit_status), String::from_utf8_lossy(&out).into_owned()))
+        Ok::<_, crate::error::EngineError>((
+            i64::from(exit.exit_status),
+            String::from_utf8_lossy(&out).into_owned(),
+        ))
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(r)) => r,

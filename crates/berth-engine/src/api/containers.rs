@@ -494,7 +494,17 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         } else {
             Some(rec.exec_ids.clone())
         },
-        host_config: Some(rec.host_config.clone()),
+        host_config: Some({
+            // Every container logs to json-file; docker-py's `containers.run` reads it.
+            let mut hc = rec.host_config.clone();
+            if hc.log_config.as_ref().and_then(|l| l.typ.as_ref()).is_none() {
+                hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: Some(HashMap::new()),
+                });
+            }
+            hc
+        }),
         graph_driver: Some(graph),
         mounts: Some(mount_points(&rec, engine)),
         config: Some(rec.config.clone()),

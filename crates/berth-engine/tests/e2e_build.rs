@@ -231,6 +231,36 @@ fn docker_build_and_berth_build() {
     let out = stack.cli(&berth, &["build", &fail.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
+    // HEALTHCHECK: the built image's (5 s interval), and --health-* flags.
+    let id = stack.ok(&docker, &["run", "-d", "app", "sleep", "60"]);
+    let id = id.trim().to_string();
+    support::eventually("the image's health check passes", || {
+        (stack.inspect(&id, "{{.State.Health.Status}}") == "healthy").then_some(())
+    });
+    let sick = stack.ok(
+        &berth,
+        &[
+            "run", "-d", "--health-cmd", "exit 1", "--health-interval", "1s",
+            "--health-retries", "2", "busybox", "sleep", "60",
+        ],
+    );
+    let sick = sick.trim().to_string();
+    support::eventually("a failing health check makes it unhealthy", || {
+        (stack.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy").then_some(())
+    });
+    assert_eq!(stack.inspect(&sick, "{{.State.Health.FailingStreak}}").parse::<i64>().unwrap() >= 2, true);
+    let ps = stack.ok(&docker, &["ps", "--format", "{{.ID}} {{.Status}}"]);
+    assert!(ps.contains("(healthy)") && ps.contains("(unhealthy)"), "{ps}");
+    let healthy = stack.ok(&docker, &["ps", "-q", "--no-trunc", "--filter", "health=healthy"]);
+    assert_eq!(healthy.trim(), id);
+    let events = stack.ok(
+        &docker,
+        &["events", "--since", "5m", "--until", "0s", "--filter", "event=health_status"],
+    );
+    assert!(events.contains("health_status: healthy"), "{events}");
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    stack.ok(&docker, &["rm", "-f", &id, &sick]);
+
     // The cache outlives berthd.
     let mut stack = stack;
     stack.kill_berthd();

@@ -1417,6 +1417,17 @@ pub async fn run_build(
     out.always(serde_json::json!({"aux": {"ID": image}})).await;
     out.stream(&format!("Successfully built {}\n", short(&image)))
         .await;
+    // A rebuild that changed nothing finds its names in place: no write then.
+    let names: Vec<String> = if opts.tags.is_empty() {
+        vec![]
+    } else {
+        engine
+            .manager
+            .images_get(&image)
+            .await
+            .map(|i| i.names.iter().map(|n| familiar(n)).collect())
+            .unwrap_or_default()
+    };
     for t in &opts.tags {
         let reference = if t.rsplit('/').next().is_some_and(|l| l.contains(':')) || t.contains('@')
         {
@@ -1424,7 +1435,9 @@ pub async fn run_build(
         } else {
             format!("{t}:latest")
         };
-        engine.manager.images_tag(&image, &reference).await?;
+        if !names.contains(&familiar(&reference)) {
+            engine.manager.images_tag(&image, &reference).await?;
+        }
         engine.event_hub.publish(
             crate::events::DockerEvent::now("image", "tag", &image)
                 .attr("name", familiar(&reference)),

@@ -240,22 +240,49 @@ fn docker_build_and_berth_build() {
     let sick = stack.ok(
         &berth,
         &[
-            "run", "-d", "--health-cmd", "exit 1", "--health-interval", "1s",
-            "--health-retries", "2", "busybox", "sleep", "60",
+            "run",
+            "-d",
+            "--health-cmd",
+            "exit 1",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "60",
         ],
     );
     let sick = sick.trim().to_string();
     support::eventually("a failing health check makes it unhealthy", || {
         (stack.inspect(&sick, "{{.State.Health.Status}}") == "unhealthy").then_some(())
     });
-    assert_eq!(stack.inspect(&sick, "{{.State.Health.FailingStreak}}").parse::<i64>().unwrap() >= 2, true);
+    let streak: i64 = stack
+        .inspect(&sick, "{{.State.Health.FailingStreak}}")
+        .parse()
+        .unwrap();
+    assert!(streak >= 2, "{streak}");
     let ps = stack.ok(&docker, &["ps", "--format", "{{.ID}} {{.Status}}"]);
-    assert!(ps.contains("(healthy)") && ps.contains("(unhealthy)"), "{ps}");
-    let healthy = stack.ok(&docker, &["ps", "-q", "--no-trunc", "--filter", "health=healthy"]);
+    assert!(
+        ps.contains("(healthy)") && ps.contains("(unhealthy)"),
+        "{ps}"
+    );
+    let healthy = stack.ok(
+        &docker,
+        &["ps", "-q", "--no-trunc", "--filter", "health=healthy"],
+    );
     assert_eq!(healthy.trim(), id);
     let events = stack.ok(
         &docker,
-        &["events", "--since", "5m", "--until", "0s", "--filter", "event=health_status"],
+        &[
+            "events",
+            "--since",
+            "5m",
+            "--until",
+            "0s",
+            "--filter",
+            "event=health_status",
+        ],
     );
     assert!(events.contains("health_status: healthy"), "{events}");
     assert!(events.contains("health_status: unhealthy"), "{events}");

@@ -497,7 +497,12 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         host_config: Some({
             // Every container logs to json-file; docker-py's `containers.run` reads it.
             let mut hc = rec.host_config.clone();
-            if hc.log_config.as_ref().and_then(|l| l.typ.as_ref()).is_none() {
+            if hc
+                .log_config
+                .as_ref()
+                .and_then(|l| l.typ.as_ref())
+                .is_none()
+            {
                 hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
                     typ: Some("json-file".to_string()),
                     config: Some(HashMap::new()),

@@ -89,13 +89,11 @@ impl Scanner<'_> {
                 }
             } else if c == self.escape {
                 self.next();
-                match self.next() {
-                    Some(n) => {
-                        out.push(n);
-                        cur.push(n);
-                        in_word = true;
-                    }
-                    None => {} // an escape at the end is dropped
+                // An escape at the end is dropped.
+                if let Some(n) = self.next() {
+                    out.push(n);
+                    cur.push(n);
+                    in_word = true;
                 }
             } else if c.is_whitespace() {
                 self.next();

@@ -317,26 +317,24 @@ fn convert(
             let mut script = None;
             let mut c2 = c.clone();
             if let Some(h) = r.here_docs.first() {
-                let bare = matches!(&c, CmdForm::Shell(s) if s.trim().is_empty() || s.trim().starts_with("<<"));
-                if bare && r.here_docs.len() == 1 {
+                // What follows RUN on its line: only the marker (`<<EOF`) makes the
+                // heredoc the script; anything else goes to the shell as written.
+                let after = r.run.span.end.min(text.len());
+                let first_line = text[after..].lines().next().unwrap_or("").trim();
+                let marker = first_line
+                    .strip_prefix("<<")
+                    .map(|m| m.trim_start_matches('-'))
+                    .is_some_and(|m| {
+                        let m = m.trim_matches(|c| c == '"' || c == '\'');
+                        !m.is_empty() && m.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    });
+                if marker && r.here_docs.len() == 1 {
                     script = Some(h.value.to_string());
                 } else {
-                    // The command and its heredocs go to the shell as written.
-                    let start = match &r.arguments {
-                        pd::Command::Shell(s) => s.span.start,
-                        pd::Command::Exec(s) => s.span.start,
-                        _ => 0,
-                    };
-                    let end = r
-                        .here_docs
-                        .iter()
-                        .map(|h| h.span.end)
-                        .max()
-                        .unwrap_or(start);
-                    let mut whole = text[start.min(text.len())..end.min(text.len())].to_string();
+                    let end = r.here_docs.iter().map(|h| h.span.end).max().unwrap_or(after);
+                    let mut whole = text[after..end.min(text.len()).max(after)].trim_start().to_string();
                     // The closing delimiter of the last heredoc ends the command.
-                    let rest = &text[end.min(text.len())..];
-                    if let Some(l) = rest.lines().next() {
+                    if let Some(l) = text[end.min(text.len())..].lines().next() {
                         whole.push_str(l);
                     }
                     c2 = CmdForm::Shell(whole);
@@ -581,13 +579,13 @@ mod tests {
     #[test]
     fn heredocs() {
         let d = parse(
-            "FROM a\nRUN <<EOF\necho hi\nEOF\nRUN cat <<EOT > /f\nx\nEOT\nCOPY <<F /g\nhello\nF\n",
+            "FROM a\nRUN <<EOF\necho hi\nEOF\nRUN <<'EOT' | sh\necho x\nEOT\nCOPY <<F /g\nhello\nF\n",
         )
         .unwrap();
         let ins = &d.stages[0].instructions;
         assert!(matches!(&ins[0].kind, Kind::Run { script: Some(s), .. } if s == "echo hi\n"));
         assert!(
-            matches!(&ins[1].kind, Kind::Run { cmd: CmdForm::Shell(s), script: None, .. } if s == "cat <<EOT > /f\nx\nEOT"),
+            matches!(&ins[1].kind, Kind::Run { cmd: CmdForm::Shell(s), script: None, .. } if s == "<<'EOT' | sh\necho x\nEOT"),
             "{:?}",
             ins[1].kind
         );

@@ -272,20 +272,23 @@ fn docker_build_and_berth_build() {
         &["ps", "-q", "--no-trunc", "--filter", "health=healthy"],
     );
     assert_eq!(healthy.trim(), id);
-    let events = stack.ok(
-        &docker,
-        &[
-            "events",
-            "--since",
-            "5m",
-            "--until",
-            "0s",
-            "--filter",
-            "event=health_status",
-        ],
-    );
-    assert!(events.contains("health_status: healthy"), "{events}");
-    assert!(events.contains("health_status: unhealthy"), "{events}");
+    // `--until` counts whole seconds: an event of this very second shows a moment later.
+    support::eventually("health_status events for both", || {
+        let events = stack.ok(
+            &docker,
+            &[
+                "events",
+                "--since",
+                "5m",
+                "--until",
+                "0s",
+                "--filter",
+                "event=health_status",
+            ],
+        );
+        (events.contains("health_status: healthy") && events.contains("health_status: unhealthy"))
+            .then_some(())
+    });
     stack.ok(&docker, &["rm", "-f", &id, &sick]);
 
     // The cache outlives berthd.

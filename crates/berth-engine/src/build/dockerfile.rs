@@ -331,8 +331,15 @@ fn convert(
                 if marker && r.here_docs.len() == 1 {
                     script = Some(h.value.to_string());
                 } else {
-                    let end = r.here_docs.iter().map(|h| h.span.end).max().unwrap_or(after);
-                    let mut whole = text[after..end.min(text.len()).max(after)].trim_start().to_string();
+                    let end = r
+                        .here_docs
+                        .iter()
+                        .map(|h| h.span.end)
+                        .max()
+                        .unwrap_or(after);
+                    let mut whole = text[after..end.min(text.len()).max(after)]
+                        .trim_start()
+                        .to_string();
                     // The closing delimiter of the last heredoc ends the command.
                     if let Some(l) = text[end.min(text.len())..].lines().next() {
                         whole.push_str(l);

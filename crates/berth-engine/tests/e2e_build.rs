@@ -174,6 +174,43 @@ fn docker_build_and_berth_build() {
     );
     assert_ne!(out.status.code(), Some(0));
 
+    // ADD unpacks a local tarball; COPY --chown by names and --chmod; FROM scratch.
+    let files = work.path().join("files");
+    write(&files, "f", "x\n");
+    let tgz = std::process::Command::new("tar")
+        .args(["-czf", "a.tar.gz", "f"])
+        .current_dir(&files)
+        .status()
+        .unwrap();
+    assert!(tgz.success());
+    write(
+        &files,
+        "Dockerfile",
+        "FROM busybox\nADD a.tar.gz /unpacked/\nCOPY --chown=nobody:nogroup --chmod=600 f /owned\nRUN stat -c '%U:%G %a' /owned && cat /unpacked/f\n",
+    );
+    let log = stack.ok(&docker, &["build", "-t", "files", &files.to_string_lossy()]);
+    assert!(log.contains("nobody:nogroup 600"), "{log}");
+    write(
+        &files,
+        "Dockerfile",
+        "FROM scratch\nCOPY f /data/\nWORKDIR /w\n",
+    );
+    stack.ok(
+        &docker,
+        &["build", "-t", "scratchy", &files.to_string_lossy()],
+    );
+    let layers = stack.ok(
+        &docker,
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{len .RootFS.Layers}}",
+            "scratchy",
+        ],
+    );
+    assert_eq!(layers.trim(), "2");
+
     // A failing RUN: docker's message, the command's exit code, nothing left behind.
     let before = leftovers(&stack);
     let fail = work.path().join("fail");

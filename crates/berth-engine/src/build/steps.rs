@@ -907,13 +907,15 @@ impl<'a> Builder<'a> {
         let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
             let root = files.as_ref()?;
             let text = std::fs::read_to_string(root.join(file)).ok()?;
+            // passwd: name:x:uid:gid:...; group: name:x:gid:members (gid twice then).
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                if f.first() == Some(&name) && f.len() > 3 {
-                    Some((f[2].parse().ok()?, f[3].parse().ok()?))
-                } else {
-                    None
+                if f.first() != Some(&name) || f.len() < 3 {
+                    return None;
                 }
+                let id = f[2].parse().ok()?;
+                let second = f.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
+                Some((id, second))
             })
         };
         let (uid, primary) = match numeric(u) {

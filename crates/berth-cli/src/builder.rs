@@ -1,5 +1,5 @@
-//! `berth builder ...`: the build cache (`POST /build/prune`). Builds themselves
-//! (`berth build`) come with the build work.
+//! `berth builder ...`: builds (`builder build`, the same as `berth build`, in
+//! [`crate::build`]) and the build cache (`POST /build/prune`).
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -28,6 +28,9 @@ pub struct BuilderPruneArgs {
 /// `berth builder ...`.
 #[derive(Debug, Subcommand)]
 pub enum BuilderCmd {
+    /// Build an image from a Dockerfile
+    #[command(override_usage = "berth builder build [OPTIONS] PATH | URL | -")]
+    Build(crate::build::BuildOpts),
     /// Remove build cache
     #[command(override_usage = "berth builder prune")]
     Prune(BuilderPruneArgs),
@@ -35,6 +38,7 @@ pub enum BuilderCmd {
 
 pub async fn run(c: &Client, cmd: BuilderCmd) -> Result<i32> {
     match cmd {
+        BuilderCmd::Build(a) => crate::build::build(c, &a).await,
         BuilderCmd::Prune(a) => {
             let warning = if a.all {
                 "WARNING! This will remove all build cache."

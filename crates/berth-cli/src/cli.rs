@@ -151,6 +151,9 @@ pub enum Command {
     Volume(crate::volume::VolumeCmd),
 
     // Commands.
+    /// Build an image from a Dockerfile
+    #[command(override_usage = "berth build [OPTIONS] PATH | URL | -")]
+    Build(crate::build::BuildOpts),
     /// Attach local standard input, output, and error streams to a running container
     #[command(override_usage = "berth attach [OPTIONS] CONTAINER")]
     Attach(AttachArgs),
@@ -779,6 +782,7 @@ async fn run_command(c: &Client, command: Command) -> Result<i32> {
         Command::Image(a) => image::run(c, a).await,
         Command::System(a) => crate::system::run(c, a).await,
         Command::Volume(a) => crate::volume::run(c, a).await,
+        Command::Build(a) => crate::build::build(c, &a).await,
         Command::Network(a) => crate::network::run(c, a).await,
         Command::Attach(a) => container::run(c, C::Attach(a)).await,
         Command::Commit(a) => container::run(c, C::Commit(a)).await,

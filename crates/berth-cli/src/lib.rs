@@ -9,6 +9,7 @@
 //! [`pull`] for pulls and pushes, [`format`] for docker's formatter and
 //! [`template`] for Go's text/template.
 
+pub mod build;
 pub mod builder;
 pub mod cli;
 pub mod client;

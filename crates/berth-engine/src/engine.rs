@@ -263,6 +263,7 @@ impl Engine {
             if rec.state.running == Some(true) {
                 tracing::info!(container = %rec.id, "restoring");
                 self.spawn_monitor(rec.id.clone());
+                crate::health::spawn(self, &rec.id);
                 continue;
             }
             let name = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);

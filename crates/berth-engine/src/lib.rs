@@ -5,10 +5,12 @@
 //! seam; `error` maps every failure to Docker's status codes in one place.
 
 pub mod api;
+pub mod build;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+pub mod health;
 pub mod logs;
 pub mod manager;
 pub mod network;

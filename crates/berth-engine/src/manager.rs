@@ -6,6 +6,7 @@
 //! tonic clients. Tests use [`fake::FakeManager`]; [`Unreachable`] answers every call
 //! with a clear "cannot reach berth-manager" error.
 
+pub mod build;
 pub mod fake;
 pub mod grpc;
 pub mod images;
@@ -33,6 +34,8 @@ pub struct Image {
     pub created: String,
     pub labels: HashMap<String, String>,
     pub top_snapshot: String,
+    /// The image this one was committed on ("" for pulled, loaded, imported ones).
+    pub parent: String,
 }
 
 /// One layer of an image (`berth.manager.v1.Layer`).
@@ -157,7 +160,9 @@ pub type ByteStream = mpsc::Receiver<Result<Bytes, EngineError>>;
 
 /// The operations the engine needs from berth-manager, one per RPC.
 #[async_trait]
-pub trait Manager: Send + Sync + std::fmt::Debug + images::ImageManager {
+pub trait Manager:
+    Send + Sync + std::fmt::Debug + images::ImageManager + build::BuildManager
+{
     /// `Version.Version`.
     async fn version(&self) -> Result<VersionInfo, EngineError>;
     /// `Images.List`.

@@ -8,7 +8,7 @@
 //! merged view). Ownership, modes, mtimes, xattrs (except overlay's own), hard links,
 //! symlinks and device nodes are kept.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -231,10 +231,77 @@ pub enum TarMode {
 
 /// Write `root`'s tree as a tar to `out` (returned, unfinished tars are not).
 pub fn write_tree<W: Write>(root: &Path, mode: TarMode, out: W) -> Result<W, DiffError> {
+    write_tree_skipping(root, mode, out, &HashSet::new())
+}
+
+/// [`write_tree`] without the paths (relative to `root`) in `skip`.
+pub fn write_tree_skipping<W: Write>(
+    root: &Path,
+    mode: TarMode,
+    out: W,
+    skip: &HashSet<PathBuf>,
+) -> Result<W, DiffError> {
     let mut b = tar::Builder::new(out);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    walk_tar(&mut b, root, Path::new(""), mode, &mut links)?;
+    walk_tar(&mut b, root, Path::new(""), mode, &mut links, skip)?;
     b.into_inner().map_err(|e| io_err("finish tar of", root, e))
+}
+
+/// The paths of a writable layer `upper` that are only the runtime's mount points:
+/// each of `exclude` (absolute paths) that the layer holds as an empty file or an
+/// empty directory, and the directories that were copied up only to hold them.
+pub fn mount_point_filter(upper: &Path, exclude: &[String]) -> HashSet<PathBuf> {
+    let mut skip = HashSet::new();
+    for p in exclude {
+        let rel = PathBuf::from(p.trim_start_matches('/'));
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let Ok(md) = fs::symlink_metadata(upper.join(&rel)) else {
+            continue;
+        };
+        let empty = if md.is_dir() {
+            fs::read_dir(upper.join(&rel)).is_ok_and(|mut d| d.next().is_none())
+        } else {
+            md.is_file() && md.len() == 0
+        };
+        if empty {
+            skip.insert(rel);
+        }
+    }
+    // Parents whose every entry is skipped, deepest first.
+    let mut parents: Vec<PathBuf> = skip
+        .iter()
+        .flat_map(|p| {
+            p.ancestors()
+                .skip(1)
+                .map(Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    parents.dedup();
+    for dir in parents {
+        let Ok(entries) = fs::read_dir(upper.join(&dir)) else {
+            continue;
+        };
+        if entries
+            .flatten()
+            .all(|e| skip.contains(&dir.join(e.file_name())))
+        {
+            skip.insert(dir);
+        }
+    }
+    skip
+}
+
+/// Whether `upper` holds anything outside `skip`.
+pub fn has_entries(upper: &Path, skip: &HashSet<PathBuf>) -> Result<bool, DiffError> {
+    let entries = fs::read_dir(upper).map_err(|e| io_err("read directory", upper, e))?;
+    Ok(entries
+        .flatten()
+        .any(|e| !skip.contains(Path::new(&e.file_name()))))
 }
 
 fn walk_tar<W: Write>(
@@ -243,6 +310,7 @@ fn walk_tar<W: Write>(
     rel: &Path,
     mode: TarMode,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    skip: &HashSet<PathBuf>,
 ) -> Result<(), DiffError> {
     let dir = root.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
@@ -253,6 +321,9 @@ fn walk_tar<W: Write>(
     names.sort();
     for name in names {
         let rel_p = rel.join(&name);
+        if skip.contains(&rel_p) {
+            continue;
+        }
         let path = root.join(&rel_p);
         let md = fs::symlink_metadata(&path).map_err(|e| io_err("stat", &path, e))?;
         let werr = |e: io::Error| io_err("write tar entry for", &path, e);
@@ -292,7 +363,7 @@ fn walk_tar<W: Write>(
                 b.append_data(&mut o, rel_p.join(".wh..wh..opq"), io::empty())
                     .map_err(werr)?;
             }
-            walk_tar(b, root, &rel_p, mode, links)?;
+            walk_tar(b, root, &rel_p, mode, links, skip)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(|e| io_err("read link", &path, e))?;
             h.set_size(0);

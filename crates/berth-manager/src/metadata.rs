@@ -98,6 +98,9 @@ pub struct ImageRecord {
     /// Unix seconds when the record was written.
     #[serde(default)]
     pub stored_at: i64,
+    /// The image this one was committed on (Docker's Parent).
+    #[serde(default)]
+    pub parent: Option<Digest>,
 }
 
 /// What a snapshot is for.
@@ -504,6 +507,7 @@ mod tests {
             labels: BTreeMap::new(),
             size: 0,
             stored_at: 0,
+            parent: None,
         };
         md.write(|t| {
             t.put_image(&rec)?;

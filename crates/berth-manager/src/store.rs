@@ -15,7 +15,7 @@
 //! lease; on open, temporary leases and `extract-…` snapshots of a dead process are
 //! dropped, and the GC removes what nothing references.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +61,9 @@ pub enum StoreError {
     /// The manifest and config disagree on the layer count.
     #[error("image {0}: manifest and config list different numbers of layers")]
     LayerCount(Digest),
+    /// The image is the parent of other images (a build's intermediate image).
+    #[error("conflict: unable to delete {} (cannot be forced) - image has dependent child images", &.0.trim_start_matches("sha256:")[..12.min(.0.trim_start_matches("sha256:").len())])]
+    HasChildren(String),
     /// A container snapshot was expected to be writable.
     #[error("snapshot {0:?} is not a writable container snapshot")]
     NotWritable(String),
@@ -438,6 +441,7 @@ impl Store {
             labels: images::config_labels(&config),
             size: 0,
             stored_at: 0,
+            parent: None,
         };
         Ok((rec, diff_ids))
     }
@@ -555,6 +559,27 @@ impl Store {
             _ => img.names.clone(),
         };
         let delete_record = !(by_name.is_some() && img.names.len() > 1);
+        if delete_record
+            && self
+                .child_counts()?
+                .get(&img.record.id)
+                .copied()
+                .unwrap_or(0)
+                > 0
+        {
+            if by_name.is_none() {
+                return Err(StoreError::HasChildren(img.record.id.to_string()));
+            }
+            // By its last name: the name goes, the image stays for its children.
+            self.md.write(|t| {
+                for n in &remove_names {
+                    t.remove_name(n)?;
+                    untagged.push(n.clone());
+                }
+                Ok::<_, MetadataError>(())
+            })?;
+            return Ok((untagged, deleted));
+        }
         if delete_record && !force {
             if let Some(user) = self
                 .snapshot_users(&img.record.top_snapshot)?
@@ -579,6 +604,39 @@ impl Store {
             Ok::<_, MetadataError>(())
         })?;
         Ok((untagged, deleted))
+    }
+
+    /// How many images name each image as their parent.
+    pub fn child_counts(&self) -> Result<HashMap<Digest, usize>, StoreError> {
+        let mut n = HashMap::new();
+        for rec in self.md.images()? {
+            if let Some(p) = rec.parent {
+                *n.entry(p).or_insert(0) += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// After an image was deleted: delete its parent too when it is untagged, has no
+    /// other child and no container uses it, and so on up the chain, as `docker rmi`
+    /// removes a build's intermediate images. Returns the ids deleted.
+    pub fn prune_parents(&self, mut parent: Option<Digest>) -> Result<Vec<String>, StoreError> {
+        let mut deleted = Vec::new();
+        while let Some(id) = parent.take() {
+            let Ok(img) = self.image_by_id(&id) else {
+                break;
+            };
+            if !img.names.is_empty()
+                || self.child_counts()?.get(&id).copied().unwrap_or(0) > 0
+                || !self.snapshot_users(&img.record.top_snapshot)?.is_empty()
+            {
+                break;
+            }
+            self.md.write(|t| t.delete_image(&id))?;
+            deleted.push(id.to_string());
+            parent = img.record.parent.clone();
+        }
+        Ok(deleted)
     }
 
     /// Active or view snapshots whose parent is `top` (containers using an image).
@@ -668,31 +726,65 @@ impl Store {
         image: &str,
         opts: &CommitOptions,
     ) -> Result<Image, StoreError> {
-        let rec = self.snaps.record(key)?;
-        if rec.kind != SnapshotKind::Active {
-            return Err(StoreError::NotWritable(key.to_string()));
-        }
-        let base = self.image(image)?;
-        let lease = self.lease()?;
-        let upper = self.snaps.fs_dir(rec.id);
+        let base = (!image.is_empty()).then_some(image);
+        self.commit_step(Some(key), base, opts)
+    }
 
-        // Layer: tar → hash (diff id) → gzip → blob.
-        let w = self.content.writer(None, None)?;
-        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
-        let hw = HashingWriter::new(gz);
-        let hw = diff::write_tree(&upper, TarMode::Layer, hw)?;
-        let (diff_id, _, gz) = hw.finish();
-        let w = gz
-            .finish()
-            .map_err(|e| io_err("compress layer of", &upper, e))?;
-        let layer_size = w.written();
-        let layer_digest = w.commit()?;
-        self.lease_blob(&lease, &layer_digest)?;
+    /// A new image on `base` (None: on nothing, FROM scratch): the changes in the
+    /// writable snapshot `key` as one more layer (none when it changed nothing, and
+    /// no snapshot at all for a step that only changes the config), the config from
+    /// `opts`, a history entry, and `base` recorded as its parent.
+    pub fn commit_step(
+        &self,
+        key: Option<&str>,
+        base: Option<&str>,
+        opts: &CommitOptions,
+    ) -> Result<Image, StoreError> {
+        let base = base.map(|b| self.image(b)).transpose()?;
+        let lease = self.lease()?;
+        let mut layer = None;
+        if let Some(key) = key {
+            let rec = self.snaps.record(key)?;
+            if rec.kind != SnapshotKind::Active {
+                return Err(StoreError::NotWritable(key.to_string()));
+            }
+            let upper = self.snaps.fs_dir(rec.id);
+            let skip = diff::mount_point_filter(&upper, &opts.exclude);
+            if diff::has_entries(&upper, &skip)? {
+                // Layer: tar → hash (diff id) → gzip → blob.
+                let w = self.content.writer(None, None)?;
+                let gz = flate2::write::GzEncoder::new(w, flate2::Compression::fast());
+                let hw = HashingWriter::new(gz);
+                let hw = diff::write_tree_skipping(&upper, TarMode::Layer, hw, &skip)?;
+                let (diff_id, _, gz) = hw.finish();
+                let w = gz
+                    .finish()
+                    .map_err(|e| io_err("compress layer of", &upper, e))?;
+                let layer_size = w.written();
+                let layer_digest = w.commit()?;
+                self.lease_blob(&lease, &layer_digest)?;
+                layer = Some(LayerRecord {
+                    digest: layer_digest,
+                    diff_id,
+                    size: layer_size,
+                    media_type: images::MT_OCI_LAYER_GZIP.to_string(),
+                });
+            }
+        }
 
         // Config.
-        let base_config =
-            images::parse_config(&base.record.id, &self.content.read(&base.record.id)?)?;
-        let mut config = base_config.clone();
+        let mut config = match &base {
+            Some(b) => images::parse_config(&b.record.id, &self.content.read(&b.record.id)?)?,
+            None => {
+                let p = images::PlatformSpec::default();
+                json!({
+                    "architecture": p.arch,
+                    "os": p.os,
+                    "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                })
+            }
+        };
         if let Some(c) = &opts.config {
             config["config"] = c.clone();
         }
@@ -702,13 +794,14 @@ impl Store {
         if !opts.author.is_empty() {
             config["author"] = json!(opts.author);
         }
-        let mut diff_ids: Vec<Value> = base
-            .record
-            .layers
-            .iter()
-            .map(|l| json!(l.diff_id.as_str()))
-            .collect();
-        diff_ids.push(json!(diff_id.as_str()));
+        let mut layers = base
+            .as_ref()
+            .map(|b| b.record.layers.clone())
+            .unwrap_or_default();
+        if let Some(l) = &layer {
+            layers.push(l.clone());
+        }
+        let diff_ids: Vec<Value> = layers.iter().map(|l| json!(l.diff_id.as_str())).collect();
         config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
         let mut h = json!({"created": created, "created_by": opts.created_by});
         if !opts.author.is_empty() {
@@ -716,6 +809,9 @@ impl Store {
         }
         if !opts.comment.is_empty() {
             h["comment"] = json!(opts.comment);
+        }
+        if layer.is_none() {
+            h["empty_layer"] = json!(true);
         }
         match config.get_mut("history").and_then(Value::as_array_mut) {
             Some(a) => a.push(h),
@@ -730,19 +826,12 @@ impl Store {
             digest: String::new(),
             why: e.to_string(),
         })?;
-
-        let mut layers = base.record.layers.clone();
-        layers.push(LayerRecord {
-            digest: layer_digest,
-            diff_id,
-            size: layer_size,
-            media_type: images::MT_OCI_LAYER_GZIP.to_string(),
-        });
         let names = match &opts.reference {
             Some(r) => vec![images::normalize(r)?],
             None => Vec::new(),
         };
-        self.finish_new_image(&lease, &config_bytes, &layers, &names)
+        let parent = base.as_ref().map(|b| b.record.id.clone());
+        self.finish_new_image_with_parent(&lease, &config_bytes, &layers, &names, parent)
     }
 
     /// Write config and an OCI manifest for `layers` (blobs stored), unpack them and
@@ -753,6 +842,17 @@ impl Store {
         config_bytes: &[u8],
         layers: &[LayerRecord],
         names: &[String],
+    ) -> Result<Image, StoreError> {
+        self.finish_new_image_with_parent(lease, config_bytes, layers, names, None)
+    }
+
+    fn finish_new_image_with_parent(
+        &self,
+        lease: &LeaseGuard,
+        config_bytes: &[u8],
+        layers: &[LayerRecord],
+        names: &[String],
+        parent: Option<Digest>,
     ) -> Result<Image, StoreError> {
         let config_digest = self.write_blob(lease, config_bytes)?;
         let manifest = json!({
@@ -779,6 +879,7 @@ impl Store {
         let (top, size) = self.unpack_image(lease, &rec.layers)?;
         rec.top_snapshot = top;
         rec.size = size;
+        rec.parent = parent;
         self.commit_image(&rec, names)
     }
 }
@@ -794,6 +895,9 @@ pub struct CommitOptions {
     pub created_by: String,
     /// Dockerfile-style changes applied to the config.
     pub changes: Vec<String>,
+    /// Paths the engine mounts over: left out of the layer where the container only
+    /// added them as mount points.
+    pub exclude: Vec<String>,
     /// The `config` object to start from (the container's effective config); None =
     /// the image's.
     pub config: Option<Value>,
@@ -809,4 +913,80 @@ pub fn ingest_stream(
     let (d, n) = store.content.ingest(r, None, None)?;
     store.lease_blob(lease, &d)?;
     Ok((d, n))
+}
+
+/// What [`Store::copy_in`] writes where.
+#[derive(Debug, Clone, Default)]
+pub struct CopyInOptions {
+    /// The directory the entries go under (absolute in the container's root).
+    pub dest: String,
+    /// The tar holds one file that becomes `dest` itself unless `dest` is a directory.
+    pub dest_is_file: bool,
+    /// Owner of the directories made on the way.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Store {
+    /// Write a tar into the merged view of writable snapshot `key` (mounted for the
+    /// call at a private point under `tmp/`), as Dockerfile COPY does.
+    pub fn copy_in<R: Read>(
+        &self,
+        key: &str,
+        opts: &CopyInOptions,
+        data: R,
+    ) -> Result<u64, StoreError> {
+        let rec = self.snaps.record(key)?;
+        if rec.kind != SnapshotKind::Active {
+            return Err(StoreError::NotWritable(key.to_string()));
+        }
+        let mounts = self.snaps.mounts(key)?;
+        let point = self.root.join("tmp").join(format!(
+            "copy-{}-{}",
+            std::process::id(),
+            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mounted = TempMount::new(&mounts, point)?;
+        let comps = |p: &str| -> Vec<Vec<u8>> {
+            p.split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .map(|c| c.as_bytes().to_vec())
+                .collect()
+        };
+        let mut dest = comps(&opts.dest);
+        if dest.iter().any(|c| c == b"..") {
+            return Err(StoreError::Unpack(UnpackError::DotDot(opts.dest.clone())));
+        }
+        let mut rename = None;
+        if opts.dest_is_file {
+            let is_dir = {
+                let how = nix::fcntl::OpenHow::new()
+                    .flags(nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY)
+                    .resolve(
+                        nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT
+                            | nix::fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+                    );
+                let root =
+                    fs::File::open(&mounted.path).map_err(|e| io_err("open", &mounted.path, e))?;
+                let rel = if dest.is_empty() {
+                    ".".to_string()
+                } else {
+                    opts.dest.trim_start_matches('/').to_string()
+                };
+                nix::fcntl::openat2(&root, rel.as_str(), how).is_ok()
+            };
+            if !is_dir {
+                rename = dest.pop();
+            }
+        }
+        let target = unpack::CopyTarget {
+            dest,
+            rename,
+            dir_uid: opts.uid,
+            dir_gid: opts.gid,
+        };
+        let stats = unpack::copy_into_root(data, &mounted.path, target)?;
+        drop(mounted);
+        Ok(stats.size)
+    }
 }

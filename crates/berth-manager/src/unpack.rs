@@ -247,6 +247,7 @@ pub fn apply_tar<R: Read>(
         root,
         layer: dest.to_path_buf(),
         opts: opts.clone(),
+        copy: None,
         cache: None,
         dirs: Vec::new(),
         size: 0,
@@ -278,6 +279,69 @@ fn read_err(e: io::Error) -> UnpackError {
     }
 }
 
+/// Where and how [`copy_into_root`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct CopyTarget {
+    /// The directory the entries go under, as components below the root.
+    pub dest: Vec<Vec<u8>>,
+    /// The name the tar's one file takes instead of its own (COPY to a file path).
+    pub rename: Option<Vec<u8>>,
+    /// Owner of the directories made on the way.
+    pub dir_uid: u32,
+    pub dir_gid: u32,
+}
+
+/// Write an uncompressed tar into a container's root directory `root` as Dockerfile
+/// COPY does: entries land under `target.dest`, and symlinks on the way resolve
+/// inside the root (`RESOLVE_IN_ROOT`: an absolute link means the container's `/`,
+/// `..` stops at it), where a layer unpack refuses them. `.wh.` names are ordinary
+/// files here, and device nodes are refused.
+pub fn copy_into_root<R: Read>(
+    reader: R,
+    root: &Path,
+    target: CopyTarget,
+) -> Result<UnpackStats, UnpackError> {
+    let root_fd: OwnedFd = open_dir(root).map_err(|e| UnpackError::Apply {
+        what: "open root directory",
+        path: String::new(),
+        layer: root.to_path_buf(),
+        source: e,
+    })?;
+    let mut ap = Applier {
+        root: root_fd,
+        layer: root.to_path_buf(),
+        opts: UnpackOptions {
+            allow_devices: false,
+        },
+        copy: Some(target),
+        cache: None,
+        dirs: Vec::new(),
+        size: 0,
+        entries: 0,
+    };
+    // The destination exists even when the tar is empty (WORKDIR, an empty directory).
+    let dest: Vec<Vec<u8>> = ap.copy.as_ref().map(|c| c.dest.clone()).unwrap_or_default();
+    let refs: Vec<&[u8]> = dest.iter().map(Vec::as_slice).collect();
+    ap.open_beneath(&refs, true, "destination")?;
+    let mut hashing = HashingReader::new(reader);
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let entries = archive.entries().map_err(UnpackError::Read)?;
+        for entry in entries {
+            let mut entry = entry.map_err(UnpackError::Read)?;
+            ap.entry(&mut entry)?;
+            ap.entries += 1;
+        }
+    }
+    ap.finish_dirs()?;
+    let (diff_id, _) = hashing.finish().map_err(UnpackError::Read)?;
+    Ok(UnpackStats {
+        diff_id,
+        size: ap.size,
+        entries: ap.entries,
+    })
+}
+
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let f = File::options()
         .read(true)
@@ -307,6 +371,16 @@ pub fn clean_components(raw: &[u8]) -> Result<Vec<String>, UnpackError> {
     Ok(out)
 }
 
+/// `name` below the directory `dest` (components).
+fn prefixed(dest: &[Vec<u8>], name: &[u8]) -> Vec<u8> {
+    let mut out = dest.join(&b'/');
+    if !out.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
 fn raw_components(raw: &[u8]) -> Vec<&[u8]> {
     raw.split(|b| *b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
@@ -317,6 +391,8 @@ struct Applier {
     root: OwnedFd,
     layer: PathBuf,
     opts: UnpackOptions,
+    /// Set when copying into a container root rather than unpacking a layer.
+    copy: Option<CopyTarget>,
     /// The last parent directory opened, by its components.
     cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
     /// Directories whose times are set last (entries inside them change their mtime).
@@ -366,9 +442,14 @@ impl Applier {
         create: bool,
         name: &str,
     ) -> Result<OwnedFd, UnpackError> {
+        let scope = if self.copy.is_some() {
+            ResolveFlag::RESOLVE_IN_ROOT
+        } else {
+            ResolveFlag::RESOLVE_BENEATH
+        };
         let how = OpenHow::new()
             .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            .resolve(scope | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         let joined: Vec<u8> = comps.join(&b'/');
         let path = if joined.is_empty() {
             PathBuf::from(".")
@@ -392,7 +473,19 @@ impl Applier {
                 Ok(fd) => cur = fd,
                 Err(Errno::ENOENT) => {
                     match mkdirat(cur.as_fd(), c, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Ok(()) => {
+                            if let Some(t) = &self.copy {
+                                fchownat(
+                                    cur.as_fd(),
+                                    c,
+                                    Some(Uid::from_raw(t.dir_uid)),
+                                    Some(Gid::from_raw(t.dir_gid)),
+                                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                                )
+                                .map_err(|e| self.err("chown parent of", name, errno_io(e)))?;
+                            }
+                        }
+                        Err(Errno::EEXIST) => {}
                         Err(e) => return Err(self.err("create parent of", name, errno_io(e))),
                     }
                     cur = openat2(cur.as_fd(), c, how).map_err(|e| match e {
@@ -410,9 +503,15 @@ impl Applier {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
-        let raw = entry.path_bytes().into_owned();
+        let mut raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         clean_components(&raw)?;
+        if let Some(t) = &self.copy {
+            if let Some(r) = &t.rename {
+                raw = r.clone();
+            }
+            raw = prefixed(&t.dest, &raw);
+        }
         let comps = raw_components(&raw);
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
@@ -430,7 +529,7 @@ impl Applier {
             return Err(UnpackError::Sparse(name));
         }
 
-        if let Some(hidden) = last.strip_prefix(b".wh.") {
+        if let Some(hidden) = last.strip_prefix(b".wh.").filter(|_| self.copy.is_none()) {
             let pfd = self.parent(&parent_refs, &name)?.try_clone_to_owned();
             let pfd = pfd.map_err(|e| self.err("open parent of", &name, e))?;
             if matches!(hidden, b"" | b"." | b"..") {
@@ -578,6 +677,10 @@ impl Applier {
                 if raw_components(&target).contains(&&b".."[..]) {
                     return Err(bad("the target has a '..' component"));
                 }
+                let target = match &self.copy {
+                    Some(t) => prefixed(&t.dest, &target),
+                    None => target,
+                };
                 let tcomps = raw_components(&target);
                 let Some((tlast, tparents)) = tcomps.split_last() else {
                     return Err(bad("the target is the layer root"));

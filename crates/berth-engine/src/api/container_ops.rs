@@ -316,7 +316,7 @@ pub async fn top(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineErr
 /// Mount points the runtime creates in the writable layer when the image lacks them.
 /// dockerd makes these in a separate "-init" layer, so `docker diff` never lists
 /// them; berth has no such layer, so they are left out here instead.
-const MOUNT_POINTS: &[&str] = &[
+pub const MOUNT_POINTS: &[&str] = &[
     "/etc/hostname",
     "/etc/hosts",
     "/etc/resolv.conf",

@@ -107,6 +107,18 @@ pub async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let body: CreateBody = read_json(req.into_body()).await?;
+    let resp = create_container(engine, ctx.query.get("name"), body).await?;
+    Ok(json(StatusCode::CREATED, &resp))
+}
+
+/// Creates a container from a create body (`POST /containers/create`, and the
+/// builder's RUN steps): the engine's record, its /etc files and the manager's
+/// container with its snapshot.
+pub async fn create_container(
+    engine: &Arc<Engine>,
+    name: Option<&str>,
+    body: CreateBody,
+) -> Result<ContainerCreateResponse, EngineError> {
     let networking = body.networking_config;
     let mut config = body.config;
     let hc = body.host_config.unwrap_or_default();
@@ -114,7 +126,7 @@ pub async fn create(
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));
     }
-    let name = match ctx.query.get("name").filter(|n| !n.is_empty()) {
+    let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n.to_string(),
         None => engine.store.generate_name()?,
     };
@@ -205,10 +217,7 @@ pub async fn create(
             return Err(e);
         }
     };
-    Ok(json(
-        StatusCode::CREATED,
-        &ContainerCreateResponse { id, warnings },
-    ))
+    Ok(ContainerCreateResponse { id, warnings })
 }
 
 fn write_etc_files(
@@ -303,7 +312,10 @@ pub fn status_text(rec: &ContainerRecord) -> String {
             if rec.state.status == Some(ContainerStateStatusEnum::PAUSED) {
                 format!("Up {up} (Paused)")
             } else {
-                format!("Up {up}")
+                format!(
+                    "Up {up}{}",
+                    crate::health::status_suffix(rec.state.health.as_ref())
+                )
             }
         }
         Some(ContainerStateStatusEnum::EXITED) => {
@@ -403,6 +415,7 @@ fn matches_filter(rec: &ContainerRecord, key: &str, value: &str) -> Result<bool,
                     .trim_start_matches("sha256:")
                     .starts_with(value.trim_start_matches("sha256:"))
         }
+        "health" => crate::health::filter_word(rec.state.health.as_ref()) == value,
         "exited" => {
             rec.state.status == Some(ContainerStateStatusEnum::EXITED)
                 && rec.state.exit_code.map(|c| c.to_string()).as_deref() == Some(value)
@@ -498,7 +511,22 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         } else {
             Some(rec.exec_ids.clone())
         },
-        host_config: Some(rec.host_config.clone()),
+        host_config: Some({
+            // Every container logs to json-file; docker-py's `containers.run` reads it.
+            let mut hc = rec.host_config.clone();
+            if hc
+                .log_config
+                .as_ref()
+                .and_then(|l| l.typ.as_ref())
+                .is_none()
+            {
+                hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: Some(HashMap::new()),
+                });
+            }
+            hc
+        }),
         graph_driver: Some(graph),
         mounts: Some(mount_points(&rec, engine)),
         config: Some(rec.config.clone()),
@@ -603,7 +631,8 @@ pub async fn start_container(
         st.finished_at = Some("0001-01-01T00:00:00Z".to_string());
         r.has_been_started_before = true;
     })?;
-    engine.spawn_monitor(id);
+    engine.spawn_monitor(id.clone());
+    crate::health::spawn(engine, &id);
     Ok(())
 }
 

@@ -50,7 +50,7 @@ pub async fn create(
 
 /// The exec'd process: the container's process with the exec's command, env, user,
 /// working directory and terminal.
-async fn exec_process(
+pub(crate) async fn exec_process(
     engine: &Engine,
     exec: &ExecRecord,
     tty: bool,

@@ -146,7 +146,7 @@ pub fn summary(img: &Image, containers: i64) -> ImageSummary {
         .unwrap_or_default();
     ImageSummary {
         id: img.id.clone(),
-        parent_id: String::new(),
+        parent_id: img.parent.clone(),
         repo_tags: repo_tags(img),
         repo_digests: repo_digests(img),
         created: unix_seconds(&img.created),
@@ -201,8 +201,17 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     let filters = manager_filters(ctx)?;
     let images = engine.manager.images_list(filters).await?;
     let used = usage(engine);
+    // A build's intermediate images (untagged, with children) show only with `all`,
+    // as dockerd lists them.
+    let parents: std::collections::HashSet<&str> = images
+        .iter()
+        .map(|i| i.parent.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let all = ctx.query.bool("all");
     let mut out: Vec<ImageSummary> = images
         .iter()
+        .filter(|i| all || !i.names.is_empty() || !parents.contains(i.id.as_str()))
         .map(|i| summary(i, used.get(&i.id).copied().unwrap_or(0)))
         .collect();
     out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
@@ -228,7 +237,7 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         id: Some(img.id.clone()),
         repo_tags: Some(repo_tags(&img)),
         repo_digests: Some(repo_digests(&img)),
-        parent: Some(String::new()),
+        parent: Some(img.parent.clone()),
         comment: Some(cfg.comment.clone().unwrap_or_default()),
         created: Some(cfg.created.clone().unwrap_or_else(|| img.created.clone())),
         docker_version: Some(String::new()),
@@ -302,9 +311,17 @@ pub async fn history(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         });
     }
     items.reverse();
-    if let Some(top) = items.first_mut() {
-        top.id = img.id.clone();
-        top.tags = repo_tags(&img);
+    // Each entry from the top gets the id of the image it made, walking the parent
+    // chain (built images), as dockerd fills them in; the rest stay `<missing>`.
+    let mut cur = Some(img);
+    for item in items.iter_mut() {
+        let Some(i) = cur.take() else { break };
+        item.id = i.id.clone();
+        item.tags = repo_tags(&i);
+        if i.parent.is_empty() {
+            break;
+        }
+        cur = engine.manager.images_get(&i.parent).await.ok();
     }
     Ok(json(StatusCode::OK, &items))
 }
@@ -1033,6 +1050,11 @@ pub async fn commit(
                 .is_none_or(|_| ctx.query.bool("pause"))
                 && rec.state.running == Some(true)
                 && rec.state.paused != Some(true),
+            exclude: super::container_ops::MOUNT_POINTS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            ..CommitRequest::default()
         })
         .await?;
     let ev = engine

@@ -2,6 +2,7 @@
 //! the group's handler, and turns any error into Docker's `{"message": ...}` answer.
 
 pub mod archive;
+pub mod build;
 pub mod container_ops;
 pub mod containers;
 pub mod events;
@@ -323,6 +324,8 @@ async fn dispatch(
         ImageGet | ImageGetMany => images::save(&engine, &ctx).await,
         ImagePrune => images::prune(&engine, &ctx).await,
         Commit => images::commit(&engine, &ctx, req).await,
+        Build => build::build(&engine, &ctx, req).await,
+        BuildPrune => build::prune(&engine, &ctx).await,
         VolumeList => volumes::list(&engine, &ctx),
         VolumeInspect => volumes::inspect(&engine, &ctx),
         VolumeCreate => volumes::create(&engine, &ctx, req).await,
@@ -337,11 +340,6 @@ async fn dispatch(
         NetworkPrune => networks::prune(&engine, &ctx).await,
         NetworkConnect => networks::connect(&engine, &ctx, req).await,
         NetworkDisconnect => networks::disconnect(&engine, &ctx, req).await,
-        other => Err(EngineError::NotImplemented(format!(
-            "{} {} is not implemented in berth yet ({other:?})",
-            ctx.method,
-            req.uri().path()
-        ))),
     }
 }
 

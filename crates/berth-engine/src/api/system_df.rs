@@ -1,5 +1,5 @@
 //! `GET /system/df`: images (with how many containers use each), containers, volumes
-//! (with their size and users) and an empty build cache.
+//! (with their size and users) and the classic builder's step cache.
 
 use bollard_stubs::models::{ContainerSummary, SystemDataUsageResponse};
 use http::{Response, StatusCode};
@@ -79,7 +79,25 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
             images: Some(image_summaries),
             containers: Some(containers),
             volumes: Some(vols),
-            build_cache: Some(vec![]),
+            build_cache: Some(
+                crate::build::cache(engine)
+                    .entries()
+                    .into_iter()
+                    .map(|(key, e)| bollard_stubs::models::BuildCache {
+                        id: Some(key),
+                        parent: Some(e.parent.clone()),
+                        parents: Some(vec![e.parent]),
+                        typ: Some(bollard_stubs::models::BuildCacheTypeEnum::REGULAR),
+                        description: Some(e.created_by),
+                        in_use: Some(false),
+                        shared: Some(false),
+                        size: Some(0),
+                        created_at: Some(e.created.clone()),
+                        last_used_at: Some(e.created),
+                        usage_count: Some(0),
+                    })
+                    .collect(),
+            ),
         },
     ))
 }

@@ -12,6 +12,7 @@
 //! yet is therefore parked here and connected right after `Tasks.Create` succeeds,
 //! before `Tasks.Start`, so no output is missed.
 
+mod build;
 mod images;
 
 use std::collections::HashMap;
@@ -254,6 +255,7 @@ fn image_from(i: pb::Image) -> Image {
         created: i.created,
         labels: i.labels,
         top_snapshot: i.top_snapshot,
+        parent: i.parent,
     }
 }
 

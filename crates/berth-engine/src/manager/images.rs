@@ -77,6 +77,13 @@ pub struct CommitRequest {
     /// Freeze the container (`Tasks.Pause`) while its layer is read, and thaw it
     /// after; only for a running container.
     pub pause: bool,
+    /// A config-only build step: with no container, the image to put it on ("" =
+    /// nothing, FROM scratch).
+    pub parent: String,
+    /// The history entry's created_by ("" = the container's command).
+    pub created_by: String,
+    /// The engine's mount points, left out of the layer where they were only added.
+    pub exclude: Vec<String>,
 }
 
 /// What `Images.Delete` did.

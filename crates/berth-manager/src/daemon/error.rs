@@ -132,9 +132,10 @@ fn store_code(e: &StoreError) -> Code {
     match e {
         StoreError::ImageNotFound(_) => Code::NotFound,
         StoreError::Ambiguous(_) => Code::InvalidArgument,
-        StoreError::ImageInUse { .. } | StoreError::NotWritable(_) | StoreError::Locked(_) => {
-            Code::FailedPrecondition
-        }
+        StoreError::ImageInUse { .. }
+        | StoreError::HasChildren(_)
+        | StoreError::NotWritable(_)
+        | StoreError::Locked(_) => Code::FailedPrecondition,
         StoreError::DiffIdMismatch { .. } | StoreError::LayerCount(_) => Code::InvalidArgument,
         StoreError::Content(c) => match c {
             ContentError::NotFound(_) => Code::NotFound,

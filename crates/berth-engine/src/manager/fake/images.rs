@@ -204,3 +204,18 @@ impl ImageManager for FakeManager {
         Ok(rx)
     }
 }
+
+#[async_trait]
+impl crate::manager::build::BuildManager for FakeManager {
+    async fn snapshots_prepare(&self, _: &str, _: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+    async fn snapshots_copy_in(
+        &self,
+        _: crate::manager::build::CopyIn,
+        mut data: mpsc::Receiver<bytes::Bytes>,
+    ) -> Result<(), EngineError> {
+        while data.recv().await.is_some() {}
+        Ok(())
+    }
+}

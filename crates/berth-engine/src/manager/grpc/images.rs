@@ -89,7 +89,7 @@ fn event_from(e: pb::Envelope) -> ManagerEvent {
 }
 
 /// A request stream fed by a channel.
-fn from_channel<T: Send + 'static>(
+pub(super) fn from_channel<T: Send + 'static>(
     rx: mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
@@ -351,6 +351,9 @@ impl GrpcManager {
                 comment: req.comment,
                 changes: req.changes,
                 config: req.config,
+                parent: req.parent,
+                created_by: req.created_by,
+                exclude: req.exclude,
             })
             .await
             .map_err(|s| self.error(s))?

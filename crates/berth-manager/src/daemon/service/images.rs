@@ -44,6 +44,7 @@ pub fn image_pb(store: &Store, img: &Image) -> Result<pb::Image, DaemonError> {
         created: r.created.clone(),
         labels: r.labels.clone().into_iter().collect(),
         top_snapshot: r.top_snapshot.clone(),
+        parent: r.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
     })
 }
 
@@ -136,7 +137,13 @@ fn filter_images(
                     "false" | "0" => false,
                     _ => return Err(DaemonError::BadFilter(f.clone())),
                 };
-                out.retain(|img| img.names.is_empty() == want);
+                // An untagged image with children is intermediate, not dangling.
+                let children = store.child_counts()?;
+                out.retain(|img| {
+                    let dangling = img.names.is_empty()
+                        && children.get(&img.record.id).copied().unwrap_or(0) == 0;
+                    dangling == want
+                });
             }
             "label" => out.retain(|img| label_matches(&img.record.labels, v)),
             "before" | "since" => {
@@ -438,8 +445,13 @@ impl Images for Svc {
         }
         let store = self.store();
         let (untagged, deleted) = blocking(move || {
-            let (untagged, deleted) = store.delete_image(&r.reference, r.force)?;
+            let parent = store
+                .image(&r.reference)
+                .ok()
+                .and_then(|i| i.record.parent.clone());
+            let (untagged, mut deleted) = store.delete_image(&r.reference, r.force)?;
             if !r.no_prune && !deleted.is_empty() {
+                deleted.extend(store.prune_parents(parent)?);
                 if let Err(e) = store.gc() {
                     tracing::warn!("garbage collection after an image delete: {e}");
                 }
@@ -466,10 +478,22 @@ impl Images for Svc {
 
     async fn commit(&self, req: Request<pb::CommitRequest>) -> Res<pb::Image> {
         let r = req.into_inner();
-        let c = self.d.container(&r.container_id).await?;
-        if c.snapshot_key.is_empty() || c.image.is_empty() {
-            return Err(DaemonError::Store(StoreError::NotWritable(c.snapshot_key)).into());
-        }
+        // A container's changes on its image, or (no container) a config-only step on
+        // `parent`.
+        let (key, base, spec) = if r.container_id.is_empty() {
+            (None, r.parent.clone(), String::new())
+        } else {
+            let c = self.d.container(&r.container_id).await?;
+            if c.snapshot_key.is_empty() {
+                return Err(DaemonError::Store(StoreError::NotWritable(c.snapshot_key)).into());
+            }
+            let base = if c.image.is_empty() {
+                r.parent.clone()
+            } else {
+                c.image.clone()
+            };
+            (Some(c.snapshot_key), base, c.spec)
+        };
         let config = if r.config.is_empty() {
             None
         } else {
@@ -482,19 +506,23 @@ impl Images for Svc {
                 })?,
             )
         };
-        let created_by = serde_json::from_str::<serde_json::Value>(&c.spec)
-            .ok()
-            .and_then(|s| {
-                s.pointer("/process/args")
-                    .and_then(|a| a.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-            })
-            .unwrap_or_default();
+        let created_by = if !r.created_by.is_empty() {
+            r.created_by
+        } else {
+            serde_json::from_str::<serde_json::Value>(&spec)
+                .ok()
+                .and_then(|s| {
+                    s.pointer("/process/args")
+                        .and_then(|a| a.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                })
+                .unwrap_or_default()
+        };
         let opts = CommitOptions {
             reference: (!r.reference.is_empty()).then(|| r.reference.clone()),
             author: r.author,
@@ -502,10 +530,12 @@ impl Images for Svc {
             created_by,
             changes: r.changes,
             config,
+            exclude: r.exclude,
         };
         let store = self.store();
         let img = blocking(move || {
-            let img = store.commit_container(&c.snapshot_key, &c.image, &opts)?;
+            let base = (!base.is_empty()).then_some(base.as_str());
+            let img = store.commit_step(key.as_deref(), base, &opts)?;
             image_pb(&store, &img)
         })
         .await?;
@@ -526,15 +556,31 @@ impl Images for Svc {
                 }
             }
             let candidates = filter_images(&store, store.images()?, &r.filters)?;
+            let children = store.child_counts()?;
             let mut deleted = Vec::new();
             for img in candidates {
                 let id = img.record.id.to_string();
                 if used.contains(&id) || (!r.all && !img.names.is_empty()) {
                     continue;
                 }
+                // An untagged image with children is a build's intermediate image: it
+                // goes with the last of its children, as with dockerd.
+                if img.names.is_empty() && children.get(&img.record.id).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                if deleted.contains(&id) {
+                    continue;
+                }
                 match store.delete_image(&id, false) {
-                    Ok((_, d)) => deleted.extend(d),
-                    Err(StoreError::ImageInUse { .. }) => {}
+                    Ok((_, d)) => {
+                        if !d.is_empty() {
+                            deleted.extend(d);
+                            deleted.extend(store.prune_parents(img.record.parent.clone())?);
+                        }
+                    }
+                    Err(StoreError::ImageInUse { .. })
+                    | Err(StoreError::HasChildren(_))
+                    | Err(StoreError::ImageNotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::snapshots_server::Snapshots;
 use berth_manager::snapshots::Mount;
+use berth_manager::store::CopyInOptions;
 use berth_manager::{Store, StoreError};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{Res, Svc};
 use crate::daemon::core::blocking;
@@ -140,6 +141,34 @@ impl Snapshots for Svc {
                 })
                 .collect(),
         }))
+    }
+
+    async fn copy_in(&self, req: Request<Streaming<pb::CopyInRequest>>) -> Res<pb::Empty> {
+        let mut incoming = req.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or(DaemonError::Missing("first copy-in message"))?;
+        key(&first.key)?;
+        // Mounting a snapshot a running task has mounted too would share its upper
+        // directory between two overlays.
+        let users = self.d.list_containers(Vec::new()).await?;
+        if let Some(c) = users
+            .iter()
+            .find(|c| c.snapshot_key == first.key && self.d.task_opt(&c.id).is_some())
+        {
+            return Err(DaemonError::ContainerHasTask(c.id.clone()).into());
+        }
+        let opts = CopyInOptions {
+            dest: first.dest.clone(),
+            dest_is_file: first.dest_is_file,
+            uid: first.uid,
+            gid: first.gid,
+        };
+        let k = first.key.clone();
+        let reader = stream::reader(first.data, incoming, |m: pb::CopyInRequest| m.data);
+        self.snap(move |s| s.copy_in(&k, &opts, reader)).await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     type ExportStream = ReceiverStream<Result<pb::DataChunk, Status>>;

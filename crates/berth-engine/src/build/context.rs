@@ -1,0 +1,292 @@
+//! The build context: the request body (a tar, plain or gzip, bzip2 or xz) unpacked
+//! into a private directory, or a remote context (`remote=`: a git repository, a
+//! tarball or a bare Dockerfile over HTTP). Unpacking never writes outside the
+//! directory (the `tar` crate refuses `..` and absolute names and links out), and
+//! ownership is not kept: COPY gives root ownership unless told otherwise.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Failures of getting the context.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("reading the build context: {0}")]
+    Read(#[source] io::Error),
+    #[error("unpacking the build context: {0}")]
+    Unpack(#[source] io::Error),
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// A blocking reader over the chunks of a request body.
+pub struct BodyReader {
+    rx: mpsc::Receiver<Bytes>,
+    buf: Bytes,
+}
+
+impl BodyReader {
+    pub fn new(rx: mpsc::Receiver<Bytes>) -> BodyReader {
+        BodyReader {
+            rx,
+            buf: Bytes::new(),
+        }
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.buf = b,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        let _ = self.buf.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Compression of an archive, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+    Xz,
+}
+
+pub fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(b"BZh") {
+        Compression::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else {
+        Compression::None
+    }
+}
+
+/// Whether the bytes start like a tar (the `ustar` magic at offset 257).
+pub fn looks_like_tar(head: &[u8]) -> bool {
+    head.len() > 262 && &head[257..262] == b"ustar"
+}
+
+/// `reader` decompressed according to its first bytes. xz is decoded into a
+/// temporary file first (the decoder is not a streaming reader).
+pub fn decompress<'a, R: Read + 'a>(
+    reader: R,
+    tmp: &Path,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let mut buf = BufReader::with_capacity(256 * 1024, reader);
+    let c = sniff(buf.fill_buf()?);
+    let r: Box<dyn Read + 'a> = match c {
+        Compression::None => Box::new(buf),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buf)),
+        Compression::Xz => {
+            let path = tmp.join(format!("xz-{}", std::process::id()));
+            let mut f = fs::File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let _ = fs::remove_file(&path);
+            lzma_rs::xz_decompress(&mut buf, &mut f)
+                .map_err(|e| io::Error::other(format!("xz: {e}")))?;
+            use std::io::Seek;
+            f.seek(io::SeekFrom::Start(0))?;
+            Box::new(f)
+        }
+    };
+    Ok((c, r))
+}
+
+/// Unpacks a (possibly compressed) tar into `dest`, an existing empty directory.
+pub fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), ContextError> {
+    let (_, plain) = decompress(reader, dest).map_err(ContextError::Read)?;
+    let mut a = tar::Archive::new(plain);
+    a.set_preserve_permissions(true);
+    a.set_preserve_mtime(true);
+    a.set_unpack_xattrs(false);
+    a.set_overwrite(true);
+    for entry in a.entries().map_err(ContextError::Read)? {
+        let mut entry = entry.map_err(ContextError::Read)?;
+        // Device nodes have no place in a context.
+        if matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Char | tar::EntryType::Block
+        ) {
+            continue;
+        }
+        entry.unpack_in(dest).map_err(ContextError::Unpack)?;
+    }
+    Ok(())
+}
+
+/// A fresh private directory under `root`, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(root: &Path, prefix: &str) -> io::Result<TempDir> {
+        fs::create_dir_all(root)?;
+        let id = crate::fsutil::random_id()?;
+        let path = root.join(format!("{prefix}-{}", &id[..16]));
+        fs::create_dir(&path)?;
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), error = %e, "removing a build directory");
+            }
+        }
+    }
+}
+
+/// A path inside the context, or an error when it leaves it.
+pub fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Fetches a remote context into `dest`: a git repository (`git://`, `*.git`,
+/// `github.com/...`) is cloned; an HTTP URL is downloaded and unpacked when it is an
+/// archive, or taken as the Dockerfile otherwise. Returns the Dockerfile name to use
+/// when the download was a bare Dockerfile.
+pub async fn fetch_remote(url: &str, dest: &Path) -> Result<Option<String>, ContextError> {
+    let is_git = url.starts_with("git://")
+        || url.starts_with("git@")
+        || url.starts_with("github.com/")
+        || url.split('#').next().is_some_and(|u| u.ends_with(".git"));
+    if is_git {
+        let (repo, frag) = url.split_once('#').unwrap_or((url, ""));
+        let (reference, subdir) = frag.split_once(':').unwrap_or((frag, ""));
+        let repo = if repo.starts_with("github.com/") {
+            format!("https://{repo}")
+        } else {
+            repo.to_string()
+        };
+        let clone = dest.join("repo");
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("clone")
+            .arg("--depth")
+            .arg("1")
+            .arg("--recurse-submodules");
+        if !reference.is_empty() {
+            cmd.arg("--branch").arg(reference);
+        }
+        cmd.arg(&repo).arg(&clone);
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| ContextError::Remote(format!("running git: {e}")))?;
+        if !out.status.success() {
+            return Err(ContextError::Remote(format!(
+                "error fetching {url}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let _ = fs::remove_dir_all(clone.join(".git"));
+        let src = inside(&clone, subdir)
+            .ok_or_else(|| ContextError::Remote(format!("invalid subdirectory in {url}")))?;
+        for e in fs::read_dir(&src).map_err(ContextError::Read)?.flatten() {
+            fs::rename(e.path(), dest.join(e.file_name())).map_err(ContextError::Read)?;
+        }
+        let _ = fs::remove_dir_all(&clone);
+        return Ok(None);
+    }
+    let body = super::http::get(url)
+        .await
+        .map_err(|e| ContextError::Remote(format!("downloading {url}: {e}")))?;
+    if sniff(&body.data) != Compression::None || looks_like_tar(&body.data) {
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || unpack(&body.data[..], &dest))
+            .await
+            .map_err(|e| ContextError::Remote(e.to_string()))??;
+        Ok(None)
+    } else {
+        fs::write(dest.join("Dockerfile"), &body.data).map_err(ContextError::Read)?;
+        Ok(Some("Dockerfile".to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpacks_every_compression() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "d/f", &b"hi"[..]).unwrap();
+        let plain = b.into_inner().unwrap();
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        let bz = {
+            use std::io::Write;
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        };
+        let xz = {
+            let mut out = Vec::new();
+            lzma_rs::xz_compress(&mut &plain[..], &mut out).unwrap();
+            out
+        };
+        for data in [plain.clone(), gz, bz, xz] {
+            let d = tempfile::tempdir().unwrap();
+            unpack(&data[..], d.path()).unwrap();
+            assert_eq!(fs::read(d.path().join("d/f")).unwrap(), b"hi");
+        }
+    }
+
+    #[test]
+    fn nothing_lands_outside() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        let name = b"../evil";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let inner = d.path().join("in");
+        fs::create_dir(&inner).unwrap();
+        let _ = unpack(&data[..], &inner);
+        assert!(!d.path().join("evil").exists());
+        assert_eq!(inside(Path::new("/c"), "a/../b"), None);
+        assert_eq!(
+            inside(Path::new("/c"), "./a/b"),
+            Some(PathBuf::from("/c/a/b"))
+        );
+    }
+}

@@ -2,15 +2,15 @@
 //! (as dockerd keeps 256, so `--since` can look back) and hands new ones to every
 //! listener.
 //!
-//! Container events come from the manager's `Events.Subscribe` stream, translated to
-//! Docker's actions (create, start, die, destroy, pause, ...) with the engine's names
-//! for them; image, volume and commit events are published by the handlers that do the
+//! Container events come from the manager's `Events.Subscribe` stream (followed by
+//! [`crate::link`]), translated to Docker's actions (create, start, destroy, pause,
+//! ...) with the engine's names for them, except `die`, which the state machine
+//! publishes once per exit it applies; image, volume and commit events are published by the handlers that do the
 //! work, because only they know which Docker verb it was (a manager "image created"
 //! may be a pull, a tag, an import or a load).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -22,8 +22,6 @@ use crate::manager::images::{EventKind, ManagerEvent};
 const HISTORY: usize = 256;
 /// Live events queued per listener before it starts losing them.
 const QUEUE: usize = 1024;
-/// How long the feed waits before subscribing again after the manager went away.
-const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
 /// One event, as Docker describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,30 +188,23 @@ impl Engine {
         ev
     }
 
-    /// Turns one manager event into Docker's, if it has one.
-    fn translate(&self, m: ManagerEvent) -> Option<DockerEvent> {
+    /// Turns one manager event into Docker's, if it has one. A container's `die`
+    /// is not among them: the state machine publishes it when it applies the exit,
+    /// once, however often the manager reports it.
+    pub(crate) fn translate(&self, m: ManagerEvent) -> Option<DockerEvent> {
         let mut ev = match m.kind {
             EventKind::ContainerCreate { id, .. } => self.container_event("create", &id),
             EventKind::TaskStart { id, .. } => self.container_event("start", &id),
+            EventKind::TaskExit { exec_id, .. } if exec_id.is_empty() => return None,
             EventKind::TaskExit {
                 id,
                 exec_id,
                 exit_status,
                 ..
-            } => {
-                let action = if exec_id.is_empty() {
-                    "die"
-                } else {
-                    "exec_die"
-                };
-                let mut ev = self
-                    .container_event(action, &id)
-                    .attr("exitCode", exit_status.to_string());
-                if !exec_id.is_empty() {
-                    ev = ev.attr("execID", exec_id);
-                }
-                ev
-            }
+            } => self
+                .container_event("exec_die", &id)
+                .attr("exitCode", exit_status.to_string())
+                .attr("execID", exec_id),
             EventKind::TaskOom { id } => self.container_event("oom", &id),
             EventKind::TaskPaused { id } => self.container_event("pause", &id),
             EventKind::TaskResumed { id } => self.container_event("unpause", &id),
@@ -237,41 +228,6 @@ impl Engine {
             ev.time_nano = t;
         }
         Some(ev)
-    }
-
-    /// Follows the manager's event stream for as long as berthd runs, subscribing
-    /// again whenever it ends (the manager restarted, or we fell behind).
-    pub fn start_event_feed(self: &Arc<Self>) {
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(e) = engine.upgrade() else { return };
-                match e.manager.events_subscribe(Vec::new()).await {
-                    Ok(mut rx) => {
-                        drop(e);
-                        while let Some(item) = rx.recv().await {
-                            let Some(e) = engine.upgrade() else { return };
-                            match item {
-                                Ok(m) => {
-                                    if let Some(ev) = e.translate(m) {
-                                        e.event_hub.publish(ev);
-                                    }
-                                }
-                                Err(err) => {
-                                    tracing::debug!(error = %err, "the manager's event stream ended");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        drop(e);
-                        tracing::debug!(error = %err, "subscribing to the manager's events");
-                    }
-                }
-                tokio::time::sleep(RESUBSCRIBE).await;
-            }
-        });
     }
 }
 

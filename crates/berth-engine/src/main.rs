@@ -155,8 +155,8 @@ async fn serve(
     let engine = Arc::new(
         Engine::new(config, manager, HostFacts::probe()).context("opening the container store")?,
     );
-    engine.restore();
-    engine.start_event_feed();
+    // Exits, reconciles and restart policies from here on: see link.rs.
+    engine.start_link();
 
     let (listener, owned_path) = match inherited {
         Some(l) => (

@@ -199,7 +199,10 @@ pub fn bounded_status(code: Code, message: &str) -> Status {
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }
-    tracing::warn!(?code, "error message cut to {cut} bytes for the client: {message}");
+    tracing::warn!(
+        ?code,
+        "error message cut to {cut} bytes for the client: {message}"
+    );
     Status::new(
         code,
         format!(
@@ -230,7 +233,11 @@ mod tests {
         assert_eq!(short.message(), "bad name");
         let long = format!("bad name {}", "é".repeat(40_000));
         let s = bounded_status(Code::InvalidArgument, &long);
-        assert!(s.message().len() <= MAX_STATUS_MESSAGE, "{}", s.message().len());
+        assert!(
+            s.message().len() <= MAX_STATUS_MESSAGE,
+            "{}",
+            s.message().len()
+        );
         assert!(s.message().starts_with("bad name é"));
         assert!(s.message().ends_with("more bytes in berth-manager's log)"));
         assert_eq!(s.code(), Code::InvalidArgument);

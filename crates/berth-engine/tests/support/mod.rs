@@ -56,6 +56,22 @@ pub fn docker_clis() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The python of a venv with docker-py: `$BERTH_DOCKER_PY` (test.sh sets it, and
+/// then it must exist), else `target/docker-py` if scripts/deps.sh made it.
+pub fn docker_py() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_DOCKER_PY") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "BERTH_DOCKER_PY={} does not exist",
+            p.display()
+        );
+        return Some(p);
+    }
+    let p = berth_testutil::workspace_root().join("target/docker-py/bin/python");
+    p.is_file().then_some(p)
+}
+
 /// Polls `f` until it gives `Some`, panicking with `what` after [`EVENTUALLY`].
 pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -111,7 +127,20 @@ impl Stack {
             berthd: None,
             spawned: vec![],
         };
-        let mlog = std::fs::File::create(stack.path("manager.log")).unwrap();
+        stack.start_manager();
+        stack.start_berthd();
+        stack.import_busybox();
+        stack
+    }
+
+    /// Starts berth-manager (again), appending to its log; does not wait for it.
+    pub fn start_manager(&mut self) {
+        let stack = self;
+        let mlog = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stack.path("manager.log"))
+            .unwrap();
         let manager = Command::new(berth_testutil::binary("berth-manager"))
             .arg("--address")
             .arg(stack.manager_socket())
@@ -130,9 +159,29 @@ impl Stack {
             .spawn()
             .expect("starting berth-manager (cargo build -p berth-manager)");
         stack.manager = Some(manager);
-        stack.start_berthd();
-        stack.import_busybox();
-        stack
+    }
+
+    /// SIGKILLs berth-manager, as a crash would, and reaps it. Its shims and their
+    /// containers live on.
+    pub fn kill_manager(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts berth-manager again after [`Stack::kill_manager`] and waits until it
+    /// listens.
+    pub fn restart_manager(&mut self) {
+        self.start_manager();
+        eventually("berth-manager listens again", || {
+            UnixStream::connect(self.manager_socket()).ok().map(|_| ())
+        });
+    }
+
+    /// The pid of the running berthd.
+    pub fn berthd_pid(&self) -> Option<u32> {
+        self.berthd.as_ref().map(Child::id)
     }
 
     /// Starts berthd (again), appending to its log, and waits until it answers.

@@ -88,7 +88,11 @@ impl Engine {
         host: HostFacts,
     ) -> Result<Engine, StoreError> {
         let store = ContainerStore::open(&config.data_root.join("containers"))?;
+        // The journal lives in the exec root; berthd makes it, tests may not have.
+        let _ = std::fs::create_dir_all(&config.exec_root);
         let (events, _) = broadcast::channel(256);
+        let event_hub =
+            crate::events::EventHub::open(&config.exec_root.join(crate::events::JOURNAL));
         Ok(Engine {
             config,
             store,
@@ -97,7 +101,7 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             locks: Locks::default(),
             events,
-            event_hub: crate::events::EventHub::default(),
+            event_hub,
         })
     }
 
@@ -105,6 +109,7 @@ impl Engine {
     /// manager ([`crate::link`]), which delivers exits and, once it first reaches
     /// the manager, applies the restart policies of berthd's start.
     pub fn start_link(self: &Arc<Self>) {
+        crate::lifecycle::exit::publish_pending(self);
         crate::link::spawn(self);
     }
 

@@ -99,9 +99,13 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         },
         error: exit.reason.clone(),
     };
-    let recorded = engine.store.update(id, |r| match delay {
-        Some(_) => state::set_restarting(&mut r.state, &end),
-        None => state::set_exited(&mut r.state, &end),
+    let key = die_key(id, pid, &end.finished_at);
+    let recorded = engine.store.update(id, |r| {
+        match delay {
+            Some(_) => state::set_restarting(&mut r.state, &end),
+            None => state::set_exited(&mut r.state, &end),
+        }
+        r.pending_die = Some(key.clone());
     });
     if let Err(e) = recorded {
         // Nothing was published: the next reconcile applies it again.
@@ -109,11 +113,7 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         return;
     }
     tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
-    engine.event_hub.publish(
-        engine
-            .container_event("die", id)
-            .attr("exitCode", exit.code.to_string()),
-    );
+    publish_die(engine, id, exit.code, &key);
     let _ = engine.events.send(ContainerEvent::Exited {
         id: id.to_string(),
         code: exit.code,
@@ -131,6 +131,38 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
     } else if rec.host_config.auto_remove == Some(true) {
         if let Err(e) = remove_locked(engine, id).await {
             tracing::warn!(container = %id, error = %e, "auto-remove failed");
+        }
+    }
+}
+
+/// What makes a `die` once-only: the container, its run's init pid and the time
+/// the run ended.
+fn die_key(id: &str, pid: i64, finished_at: &str) -> String {
+    format!("die:{id}:{pid}:{finished_at}")
+}
+
+/// Publishes a run's `die` (unless the journal has it already) and clears the
+/// record's pending mark.
+fn publish_die(engine: &Engine, id: &str, code: i64, key: &str) {
+    if !engine.event_hub.published(key) {
+        engine.event_hub.publish(
+            engine
+                .container_event("die", id)
+                .attr("exitCode", code.to_string())
+                .with_key(key),
+        );
+    }
+    if let Err(e) = engine.store.update(id, |r| r.pending_die = None) {
+        tracing::debug!(container = %id, error = %e, "clearing the pending die");
+    }
+}
+
+/// At berthd's start, before it serves: the `die` of an exit recorded just before
+/// berthd died, if its event never made it to the journal.
+pub fn publish_pending(engine: &Arc<Engine>) {
+    for rec in engine.store.list() {
+        if let Some(key) = &rec.pending_die {
+            publish_die(engine, &rec.id, rec.state.exit_code.unwrap_or(0), key);
         }
     }
 }

@@ -186,6 +186,12 @@ impl Stack {
 
     /// Starts berthd (again), appending to its log, and waits until it answers.
     pub fn start_berthd(&mut self) {
+        self.spawn_berthd();
+        self.wait_ready();
+    }
+
+    /// Starts berthd (again), appending to its log; does not wait for it.
+    pub fn spawn_berthd(&mut self) {
         let elog = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -209,7 +215,6 @@ impl Stack {
             .spawn()
             .expect("starting berthd (cargo build -p berth-engine)");
         self.berthd = Some(berthd);
-        self.wait_ready();
     }
 
     /// SIGKILLs berthd, as a crash would, and reaps it.
@@ -229,7 +234,8 @@ impl Stack {
         )
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until berth-manager listens and berthd answers (both must be running).
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
             let exited = [

@@ -70,6 +70,8 @@ pub enum ShimError {
     },
     #[error("signalling pid {pid}: {errno}")]
     Signal { pid: u32, errno: nix::errno::Errno },
+    #[error("the request was cut short: {0}")]
+    Aborted(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -114,6 +116,7 @@ impl ShimError {
             ShimError::Bundle { .. }
             | ShimError::WriteFile { .. }
             | ShimError::Signal { .. }
+            | ShimError::Aborted(_)
             | ShimError::Runtime(_)
             | ShimError::Mount(_)
             | ShimError::Io(_)

@@ -192,7 +192,7 @@ impl Daemon {
                 continue;
             };
             if c.snapshot_key == key {
-                return Some(task.dir.join(berth_shim::layout::ROOTFS));
+                return Some(task.dir.join(berth_shim_contract::layout::ROOTFS));
             }
         }
         None

@@ -80,7 +80,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Layout(#[from] berth_shim::layout::LayoutError),
+    Layout(#[from] berth_shim_contract::layout::LayoutError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -137,7 +137,7 @@ pub fn unmount_below(path: &Path) {
 /// ever removed when empty: a container's files are never deleted through a mount
 /// that is still there.
 pub fn remove_task_dir(dir: &Path, keep: &[&str]) -> Result<(), DaemonError> {
-    let rootfs = dir.join(berth_shim::layout::ROOTFS);
+    let rootfs = dir.join(berth_shim_contract::layout::ROOTFS);
     unmount_below(&rootfs);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -163,10 +163,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
         }
         let pid = u32::try_from(rec.state.pid.unwrap_or(0)).unwrap_or(0);
         let exit = match tasks.get(&rec.id) {
-            Some(t) if t.status == TaskStatus::Stopped => match &t.exit {
-                Some(e) => Some(Exit::from(e.clone())),
-                None => None,
-            },
+            Some(t) if t.status == TaskStatus::Stopped => t.exit.clone().map(Exit::from),
             // Its shim could not be asked: the manager settles that, then tells us.
             Some(_) => None,
             None => Some(Exit {

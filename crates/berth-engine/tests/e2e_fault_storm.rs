@@ -16,6 +16,9 @@
 //! The moments are random; the seed is printed, and `BERTH_FAULT_SEED=<n>` replays
 //! a run. Bounded: every wait is a guard against hanging, not a timing assertion.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 //! behind: no container record, no snapshot, no task directory, no shim, no
 //! mount, no cgroup.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;

@@ -2,6 +2,9 @@
 //! answers back. Errors become status codes only through `From<ShimError>` in
 //! `error.rs`.
 
+// Numbers here come from requests: no narrowing `as` (see the workspace lints).
+#![deny(clippy::cast_possible_truncation)]
+
 use std::sync::Arc;
 
 use berth_api::berth::shim::v1 as pb;

@@ -648,8 +648,10 @@ pub async fn stats(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
 /// (`24h`, `30m`, `10s`).
 fn parse_until(v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, EngineError> {
     let bad = || EngineError::BadParameter(format!("invalid until filter {v:?}"));
-    if let Ok(secs) = v.parse::<f64>() {
-        return DateTime::from_timestamp(secs as i64, 0).ok_or_else(bad);
+    // A unix time, maybe with a fraction (dropped).
+    let whole = v.split_once('.').map_or(v, |(w, _)| w);
+    if let Ok(secs) = whole.parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));

@@ -85,7 +85,10 @@ fn bundle_spec(id: &str, spec: &str, snapshot: bool) -> Result<(Vec<u8>, bool), 
         let root = obj.entry("root").or_insert_with(|| serde_json::json!({}));
         match root.as_object_mut() {
             Some(r) => {
-                r.insert("path".to_string(), berth_shim_contract::layout::ROOTFS.into());
+                r.insert(
+                    "path".to_string(),
+                    berth_shim_contract::layout::ROOTFS.into(),
+                );
             }
             None => *root = serde_json::json!({ "path": berth_shim_contract::layout::ROOTFS }),
         }
@@ -706,9 +709,10 @@ impl Daemon {
             tracing::warn!(id = %task.id, "cleaning up after the dead shim: {e}");
         }
         let dir = task.dir.clone();
-        if let Err(e) =
-            blocking(move || remove_task_dir(&dir, &[TASK_JSON, berth_shim_contract::layout::EXIT_JSON]))
-                .await
+        if let Err(e) = blocking(move || {
+            remove_task_dir(&dir, &[TASK_JSON, berth_shim_contract::layout::EXIT_JSON])
+        })
+        .await
         {
             tracing::warn!(id = %task.id, "cleaning the task directory: {e}");
         }

@@ -5,13 +5,20 @@
 # turns in one hyperfine run, each stack private on temporary directories. Then the
 # resident memory of the daemons, idle and with 50 running containers:
 # berthd + berth-manager against dockerd + containerd (shims are counted apart).
+# Then how fast exits travel: the time from a container's death (kill -9 of its
+# init from the host, a `wait` already pending) to that `wait` returning, berth and
+# docker in turns (median, p99); and, with the 50 containers, the time from
+# starting berth-manager again (it was SIGKILLed, and the containers killed while it
+# was down) until berthd shows none of them running (for docker: containerd
+# SIGKILLed, dockerd restarts it).
 # Then networking: `run --rm` on the default bridge and with `-p`, berth vs docker vs
 # podman (each on a bridge and subnet of its own), and TCP throughput from the host to
 # a container through a port published on 127.0.0.1 (iperf3), berth vs docker.
-# Prints medians and ratios. Usage: sudo ./scripts/bench-engine.sh [RUNS]
+# Prints medians and ratios. Usage: sudo ./scripts/bench-engine.sh [RUNS] [EXIT_RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
+exit_runs=${2:-40}
 containers=${BENCH_CONTAINERS:-50}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 . scripts/deps.sh
@@ -141,6 +148,72 @@ if [ "$have_docker" = 1 ]; then
   docker_shims=$(rss_mib $(pgrep -f "containerd-shim.*$work" || true))
   echo "dockerd + containerd: $docker_busy (shims: $docker_shims in all)"
 fi
+# Percentiles of a file of numbers (microseconds), as "median X ms, p99 Y ms".
+percentiles() {
+  sort -n "$1" | awk '{a[NR]=$1} END {
+    m = a[int((NR + 1) / 2)]; i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1
+    printf "median %.1f ms, p99 %.1f ms (%d runs)", m / 1000, a[i] / 1000, NR }'
+}
+
+# One sample: a container whose init is killed from the host while a wait on it is
+# pending; prints the microseconds from the kill to the wait's answer.
+exit_to_wait() {
+  local sock=$1; shift
+  local id pid cpid t0 t1
+  id=$("$@" run -d --network none busybox sleep 1000)
+  pid=$("$@" inspect -f '{{.State.Pid}}' "$id")
+  curl -s --unix-socket "$sock" -X POST "http://engine/containers/$id/wait" >/dev/null &
+  cpid=$!
+  sleep 0.3
+  t0=$(date +%s%N)
+  kill -9 "$pid"
+  wait "$cpid"
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000))
+  "$@" rm -f "$id" >/dev/null
+}
+
+echo "== exit to wait return (kill -9 of the init from the host, wait pending)"
+: >"$work/exit-berth.txt"; : >"$work/exit-docker.txt"
+for _ in $(seq "$exit_runs"); do
+  exit_to_wait "$work/berth.sock" "${berth[@]}" >>"$work/exit-berth.txt"
+  if [ "$have_docker" = 1 ]; then
+    exit_to_wait "$work/docker/docker.sock" docker -H "unix://$work/docker/docker.sock" >>"$work/exit-docker.txt"
+  fi
+done
+echo "berth: $(percentiles "$work/exit-berth.txt")"
+[ "$have_docker" = 1 ] && echo "docker: $(percentiles "$work/exit-docker.txt")"
+
+echo "== every exit seen after a manager restart ($containers containers killed while it was down)"
+# Polls until the engine lists none of the killed containers as running, at most 60 s.
+seen_all() {
+  local t0=$1; shift
+  local deadline=$(( $(date +%s) + 60 ))
+  while [ -n "$("$@" ps -q)" ]; do
+    [ "$(date +%s)" -ge "$deadline" ] && { echo "not all seen after 60 s ($("$@" ps -q | wc -l) still running)"; return; }
+    sleep 0.01
+  done
+  echo "all seen $(( ($(date +%s%N) - t0) / 1000000 )) ms after the restart"
+}
+cpids=$("${berth[@]}" inspect -f '{{.State.Pid}}' $("${berth[@]}" ps -q))
+kill -9 "$manager_pid"; wait "$manager_pid" 2>/dev/null || true
+for p in $cpids; do kill -9 "$p"; done
+t0=$(date +%s%N)
+"$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
+  --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>>"$work/manager.log" &
+manager_pid=$!; pids+=("$manager_pid")
+echo "berth: $(seen_all "$t0" "${berth[@]}")"
+if [ "$have_docker" = 1 ]; then
+  d=(docker -H "unix://$work/docker/docker.sock")
+  cpids=$("${d[@]}" inspect -f '{{.State.Pid}}' $("${d[@]}" ps -q))
+  ctr=$(pgrep -P "$dpid" -x containerd || true)
+  t0=$(date +%s%N)
+  # dockerd starts its containerd again by itself.
+  [ -n "$ctr" ] && kill -9 $ctr
+  for p in $cpids; do kill -9 "$p"; done
+  echo "docker: $(seen_all "$t0" "${d[@]}")"
+fi
+
 for c in $("${berth[@]}" ps -aq); do "${berth[@]}" rm -f "$c" >/dev/null; done
 if [ "$have_docker" = 1 ]; then
   docker -H "unix://$work/docker/docker.sock" rm -f $(docker -H "unix://$work/docker/docker.sock" ps -aq) >/dev/null

@@ -12,7 +12,19 @@ BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aard
 # docker-registry, skopeo) and the tools the tests and scripts call.
 BERTH_TEST_PACKAGES=(build-essential pkg-config libseccomp-dev git ca-certificates
   runc crun skopeo umoci docker-registry docker.io containerd podman apache2-utils jq psmisc
-  util-linux curl bc systemd hyperfine)
+  util-linux curl bc systemd hyperfine python3-venv)
+
+# docker-py, pinned, for the tests that check berthd against it (e2e_truth): a venv
+# under target/ made once from PyPI. Prints the venv's python.
+BERTH_DOCKER_PY_VERSION=7.2.0
+berth_docker_py() {
+  local venv=${1:-target/docker-py}
+  if ! "$venv/bin/python" -c "import docker, sys; sys.exit(docker.__version__ != '$BERTH_DOCKER_PY_VERSION')" 2>/dev/null; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "docker==$BERTH_DOCKER_PY_VERSION" >&2
+  fi
+  echo "$PWD/$venv/bin/python"
+}
 
 # Install the named packages that are not installed yet (one apt-get update first).
 berth_apt_install() {

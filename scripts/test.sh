@@ -36,6 +36,10 @@ out=$(systemd-analyze verify "$units"/* 2>&1) || { echo "$out"; rm -rf "$units";
 if grep -E "berth" <<<"$out"; then rm -rf "$units"; exit 1; fi
 rm -rf "$units"
 
+step "docker-py (for the engine's docker-py tests)"
+BERTH_DOCKER_PY=$(berth_docker_py target/docker-py)
+export BERTH_DOCKER_PY
+
 step "cargo test"
 # Integration tests use the binaries built above (target/debug), never rebuild them.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2

@@ -2,6 +2,9 @@
 //! `/berth-test/<unique>` cgroup, and guards remove it (and `/berth-test` when it
 //! is empty) whatever happens.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@
 //! controllers it enables at the hierarchy root can be disabled again afterwards
 //! (the kernel refuses while a child still delegates them).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

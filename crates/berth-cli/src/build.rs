@@ -387,4 +387,3 @@ fn human(n: u64) -> String {
     }
     format!("{v:.3}{}", units[i])
 }
-

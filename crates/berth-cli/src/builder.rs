@@ -30,7 +30,7 @@ pub struct BuilderPruneArgs {
 pub enum BuilderCmd {
     /// Build an image from a Dockerfile
     #[command(override_usage = "berth builder build [OPTIONS] PATH | URL | -")]
-    Build(crate::build::BuildOpts),
+    Build(Box<crate::build::BuildOpts>),
     /// Remove build cache
     #[command(override_usage = "berth builder prune")]
     Prune(BuilderPruneArgs),

@@ -2,6 +2,9 @@
 //! is the in-memory fake: flags, tables, --format, run's attach/wait/start dance, exit
 //! codes and the unreachable-daemon message.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;

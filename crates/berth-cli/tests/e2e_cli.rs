@@ -11,6 +11,9 @@
 //! stack's guard puts the machine back as it was even when a test fails; the tests
 //! of this binary run one at a time (`serial`), as the guard requires.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../berth-engine/tests/support/mod.rs"]
 mod support;
 

@@ -58,6 +58,10 @@ pub enum EngineError {
     /// The container is not running when it must be (409).
     #[error("Container {0} is not running")]
     NotRunning(String),
+    /// A start failed because the command is missing (exit code 127) or cannot be
+    /// run (126): the client's configuration is at fault (400), as with dockerd.
+    #[error("{message}")]
+    StartFailed { code: i64, message: String },
     /// The endpoint exists but this feature is not there yet (501).
     #[error("{0}")]
     NotImplemented(String),
@@ -104,9 +108,11 @@ impl EngineError {
     pub fn status(&self) -> StatusCode {
         use EngineError::*;
         match self {
-            BadParameter(_) | InvalidJson(_) | VersionTooNew { .. } | VersionTooOld { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            BadParameter(_)
+            | InvalidJson(_)
+            | VersionTooNew { .. }
+            | VersionTooOld { .. }
+            | StartFailed { .. } => StatusCode::BAD_REQUEST,
             PageNotFound | NoSuchContainer(_) | NoSuchImage(_) | NoSuchExec(_)
             | NoSuchVolume(_) | NotFound(_) => StatusCode::NOT_FOUND,
             Conflict(_) | NotRunning(_) => StatusCode::CONFLICT,

@@ -1,16 +1,26 @@
-//! Docker's event stream (`GET /events`): a hub that keeps the last events in memory
-//! (as dockerd keeps 256, so `--since` can look back) and hands new ones to every
-//! listener.
+//! Docker's event stream (`GET /events`): a hub that keeps the last events (as dockerd
+//! keeps 256, so `--since` can look back) and hands new ones to every listener.
 //!
-//! Container events come from the manager's `Events.Subscribe` stream, translated to
-//! Docker's actions (create, start, die, destroy, pause, ...) with the engine's names
-//! for them; image, volume and commit events are published by the handlers that do the
+//! berthd also appends every event to a journal under its exec root
+//! (`events.jsonl`, one JSON object per line, cut back to the last events now and
+//! then) and reads it again when it starts: a berthd restart keeps what `--since`
+//! sees, and an event that carries a key (a container's `die`) is known to have been
+//! published, so it is published once even when berthd dies right around it.
+//!
+//! Container events come from the manager's `Events.Subscribe` stream (followed by
+//! [`crate::link`]), translated to Docker's actions (create, start, destroy, pause,
+//! ...) with the engine's names for them, except `die`, which the state machine
+//! publishes once per exit it applies; image, volume and commit events are published by the handlers that do the
 //! work, because only they know which Docker verb it was (a manager "image created"
 //! may be a pull, a tag, an import or a load).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -22,8 +32,10 @@ use crate::manager::images::{EventKind, ManagerEvent};
 const HISTORY: usize = 256;
 /// Live events queued per listener before it starts losing them.
 const QUEUE: usize = 1024;
-/// How long the feed waits before subscribing again after the manager went away.
-const RESUBSCRIBE: Duration = Duration::from_secs(1);
+/// The journal is cut back to the last [`HISTORY`] events when it has this many.
+const JOURNAL_MAX: usize = 4 * HISTORY;
+/// The journal's file name under the exec root.
+pub const JOURNAL: &str = "events.jsonl";
 
 /// One event, as Docker describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +47,9 @@ pub struct DockerEvent {
     pub attributes: BTreeMap<String, String>,
     /// Nanoseconds since the epoch.
     pub time_nano: i64,
+    /// What makes this event once-only (a container's `die`: the run it ends), or
+    /// "". Kept in the journal, never shown to clients.
+    pub key: String,
 }
 
 impl DockerEvent {
@@ -46,7 +61,14 @@ impl DockerEvent {
             id: id.to_string(),
             attributes: BTreeMap::new(),
             time_nano: now_nanos(),
+            key: String::new(),
         }
+    }
+
+    /// Sets the once-only key.
+    pub fn with_key(mut self, key: impl Into<String>) -> DockerEvent {
+        self.key = key.into();
+        self
     }
 
     /// Adds an attribute.
@@ -84,12 +106,71 @@ pub fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
+/// One line of the journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    #[serde(rename = "t")]
+    typ: String,
+    #[serde(rename = "a")]
+    action: String,
+    id: String,
+    #[serde(rename = "attrs", default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(rename = "ns")]
+    time_nano: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    key: String,
+}
+
+impl Line {
+    fn of(ev: &DockerEvent) -> Line {
+        Line {
+            typ: ev.typ.to_string(),
+            action: ev.action.clone(),
+            id: ev.id.clone(),
+            attributes: ev.attributes.clone(),
+            time_nano: ev.time_nano,
+            key: ev.key.clone(),
+        }
+    }
+
+    fn event(self) -> Option<DockerEvent> {
+        let typ = match self.typ.as_str() {
+            "container" => "container",
+            "image" => "image",
+            "volume" => "volume",
+            "network" => "network",
+            "daemon" => "daemon",
+            _ => return None,
+        };
+        Some(DockerEvent {
+            typ,
+            action: self.action,
+            id: self.id,
+            attributes: self.attributes,
+            time_nano: self.time_nano,
+            key: self.key,
+        })
+    }
+}
+
+/// The journal file and how many lines it has.
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    file: File,
+    lines: usize,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     history: VecDeque<Arc<DockerEvent>>,
     /// Container id -> (name without slash, image as the user gave it): remembered
     /// so events about a container that is already gone (destroy) still carry them.
     names: HashMap<String, (String, String)>,
+    /// The keys of the keyed events in the journal.
+    keys: HashSet<String>,
+    journal: Option<Journal>,
 }
 
 /// The hub.
@@ -108,22 +189,133 @@ impl Default for EventHub {
     }
 }
 
+fn append(file: &mut File, ev: &DockerEvent) -> std::io::Result<()> {
+    let mut data = serde_json::to_vec(&Line::of(ev)).map_err(std::io::Error::other)?;
+    data.push(b'\n');
+    // One write of a whole line: a crash leaves at most a torn last line, which
+    // the reader skips.
+    file.write_all(&data)
+}
+
 impl EventHub {
+    /// A hub with its journal at `path`: the events in it become the history, and
+    /// new ones are appended. Without a readable journal the hub starts empty and
+    /// says why.
+    pub fn open(path: &Path) -> EventHub {
+        let hub = EventHub::default();
+        {
+            let mut inner = hub.lock();
+            let mut lines = 0;
+            if let Ok(f) = File::open(path) {
+                for line in std::io::BufReader::new(f).lines() {
+                    let Ok(line) = line else { break };
+                    lines += 1;
+                    let Some(ev) = serde_json::from_str::<Line>(&line)
+                        .ok()
+                        .and_then(Line::event)
+                    else {
+                        continue;
+                    };
+                    if !ev.key.is_empty() {
+                        inner.keys.insert(ev.key.clone());
+                    }
+                    if inner.history.len() == HISTORY {
+                        inner.history.pop_front();
+                    }
+                    inner.history.push_back(Arc::new(ev));
+                }
+            }
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => {
+                    inner.journal = Some(Journal {
+                        path: path.to_path_buf(),
+                        file,
+                        lines,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "no event journal: events are kept in memory only")
+                }
+            }
+        }
+        hub
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `ev` and hands it to the listeners.
+    /// Whether an event with this once-only key was published.
+    pub fn published(&self, key: &str) -> bool {
+        self.lock().keys.contains(key)
+    }
+
+    /// Records `ev` (in the journal first) and hands it to the listeners.
     pub fn publish(&self, ev: DockerEvent) {
         let ev = Arc::new(ev);
         let mut inner = self.lock();
+        if let Some(j) = inner.journal.as_mut() {
+            if let Err(e) = append(&mut j.file, &ev) {
+                tracing::warn!(path = %j.path.display(), error = %e, "writing the event journal");
+            }
+            j.lines += 1;
+        }
+        if !ev.key.is_empty() {
+            inner.keys.insert(ev.key.clone());
+        }
         if inner.history.len() == HISTORY {
             inner.history.pop_front();
         }
         inner.history.push_back(ev.clone());
+        if inner
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.lines >= JOURNAL_MAX)
+        {
+            Self::compact(&mut inner);
+        }
         // Sent under the lock, so a listener that took the history under it sees
         // every event exactly once.
         let _ = self.tx.send(ev);
+    }
+
+    /// Cuts the journal back to the history (written aside, then renamed over it).
+    fn compact(inner: &mut Inner) {
+        let Some(j) = inner.journal.as_ref() else {
+            return;
+        };
+        let path = j.path.clone();
+        let mut data = Vec::new();
+        for ev in &inner.history {
+            if let Ok(line) = serde_json::to_vec(&Line::of(ev)) {
+                data.extend_from_slice(&line);
+                data.push(b'\n');
+            }
+        }
+        let reopened = crate::fsutil::atomic_write(&path, &data, 0o600)
+            .and_then(|()| std::fs::OpenOptions::new().append(true).open(&path));
+        match reopened {
+            Ok(file) => {
+                inner.keys = inner
+                    .history
+                    .iter()
+                    .filter(|e| !e.key.is_empty())
+                    .map(|e| e.key.clone())
+                    .collect();
+                inner.journal = Some(Journal {
+                    path,
+                    file,
+                    lines: inner.history.len(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cutting the event journal back")
+            }
+        }
     }
 
     /// The events kept so far and a receiver for the ones to come, taken together.
@@ -190,30 +382,23 @@ impl Engine {
         ev
     }
 
-    /// Turns one manager event into Docker's, if it has one.
-    fn translate(&self, m: ManagerEvent) -> Option<DockerEvent> {
+    /// Turns one manager event into Docker's, if it has one. A container's `die`
+    /// is not among them: the state machine publishes it when it applies the exit,
+    /// once, however often the manager reports it.
+    pub(crate) fn translate(&self, m: ManagerEvent) -> Option<DockerEvent> {
         let mut ev = match m.kind {
             EventKind::ContainerCreate { id, .. } => self.container_event("create", &id),
             EventKind::TaskStart { id, .. } => self.container_event("start", &id),
+            EventKind::TaskExit { exec_id, .. } if exec_id.is_empty() => return None,
             EventKind::TaskExit {
                 id,
                 exec_id,
                 exit_status,
                 ..
-            } => {
-                let action = if exec_id.is_empty() {
-                    "die"
-                } else {
-                    "exec_die"
-                };
-                let mut ev = self
-                    .container_event(action, &id)
-                    .attr("exitCode", exit_status.to_string());
-                if !exec_id.is_empty() {
-                    ev = ev.attr("execID", exec_id);
-                }
-                ev
-            }
+            } => self
+                .container_event("exec_die", &id)
+                .attr("exitCode", exit_status.to_string())
+                .attr("execID", exec_id),
             EventKind::TaskOom { id } => self.container_event("oom", &id),
             EventKind::TaskPaused { id } => self.container_event("pause", &id),
             EventKind::TaskResumed { id } => self.container_event("unpause", &id),
@@ -238,41 +423,6 @@ impl Engine {
         }
         Some(ev)
     }
-
-    /// Follows the manager's event stream for as long as berthd runs, subscribing
-    /// again whenever it ends (the manager restarted, or we fell behind).
-    pub fn start_event_feed(self: &Arc<Self>) {
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(e) = engine.upgrade() else { return };
-                match e.manager.events_subscribe(Vec::new()).await {
-                    Ok(mut rx) => {
-                        drop(e);
-                        while let Some(item) = rx.recv().await {
-                            let Some(e) = engine.upgrade() else { return };
-                            match item {
-                                Ok(m) => {
-                                    if let Some(ev) = e.translate(m) {
-                                        e.event_hub.publish(ev);
-                                    }
-                                }
-                                Err(err) => {
-                                    tracing::debug!(error = %err, "the manager's event stream ended");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        drop(e);
-                        tracing::debug!(error = %err, "subscribing to the manager's events");
-                    }
-                }
-                tokio::time::sleep(RESUBSCRIBE).await;
-            }
-        });
-    }
 }
 
 #[cfg(test)]
@@ -286,6 +436,40 @@ mod tests {
         assert_eq!(parse_timestamp("12.000000001"), Some(12_000_000_001));
         assert_eq!(parse_timestamp("x"), None);
         assert_eq!(parse_timestamp("1.1234567891"), None);
+    }
+
+    #[test]
+    fn the_journal_keeps_events_and_keys_across_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(JOURNAL);
+        let hub = EventHub::open(&path);
+        hub.publish(DockerEvent::now("container", "start", "c1"));
+        hub.publish(
+            DockerEvent::now("container", "die", "c1")
+                .attr("exitCode", "3")
+                .with_key("die:c1:7"),
+        );
+        assert!(hub.published("die:c1:7"));
+        drop(hub);
+        // A torn last line (a crash mid-write) is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"t\":\"contai")
+            .unwrap();
+        let again = EventHub::open(&path);
+        assert!(again.published("die:c1:7"));
+        assert!(!again.published("die:c1:8"));
+        let (old, _) = again.listen();
+        assert_eq!(old.len(), 2);
+        assert_eq!(old[1].attributes["exitCode"], "3");
+        for i in 0..JOURNAL_MAX {
+            again.publish(DockerEvent::now("image", "tag", &i.to_string()));
+        }
+        let n = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(n <= JOURNAL_MAX, "{n} lines");
+        assert!(!again.published("die:c1:7"), "cut back with its event");
     }
 
     #[test]

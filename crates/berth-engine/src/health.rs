@@ -13,8 +13,9 @@ use bollard_stubs::models::{
     ContainerStateStatusEnum, ExecConfig, Health, HealthConfig, HealthStatusEnum, HealthcheckResult,
 };
 
-use crate::api::containers::now_rfc3339;
-use crate::engine::{Engine, ExecRecord};
+use crate::engine::Engine;
+use crate::lifecycle::exec::ExecRecord;
+use crate::lifecycle::now_rfc3339;
 use crate::manager::StdStream;
 
 const DEFAULT_INTERVAL: i64 = 30_000_000_000;
@@ -173,19 +174,18 @@ async fn probe(engine: &Arc<Engine>, id: &str, cmd: &[String], timeout: Duration
     let Ok(eid) = crate::fsutil::random_id() else {
         return (-1, "cannot make an exec id".to_string());
     };
-    let exec = ExecRecord {
-        id: eid.clone(),
-        container_id: id.to_string(),
-        config: ExecConfig {
+    let exec = ExecRecord::new(
+        eid.clone(),
+        id.to_string(),
+        ExecConfig {
             cmd: Some(cmd.to_vec()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             ..ExecConfig::default()
         },
-        ..ExecRecord::default()
-    };
+    );
     let run = async {
-        let process = crate::api::exec::exec_process(engine, &exec, false).await?;
+        let process = crate::lifecycle::exec::process(engine, &exec, false).await?;
         let json = serde_json::to_vec(&process).map_err(|e| {
             crate::error::EngineError::io("encoding a probe", std::io::Error::other(e))
         })?;

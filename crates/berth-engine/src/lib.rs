@@ -1,8 +1,11 @@
 //! berthd, the engine: the Docker Engine API on a unix socket, over berth-manager.
 //!
-//! The HTTP layer (`server`, `router`, `api`) turns requests into calls on the
-//! container store, the OCI spec generator, the log reader and the [`manager::Manager`]
-//! seam; `error` maps every failure to Docker's status codes in one place.
+//! The HTTP layer (`server`, `router`, `api`) parses requests and renders answers;
+//! what a request changes about a container happens in the state machine
+//! ([`lifecycle`]), whose exits arrive through the engine's link to the manager
+//! ([`link`]). Below them: the container store, the OCI spec generator, the log
+//! reader and the [`manager::Manager`] seam; `error` maps every failure to Docker's
+//! status codes in one place.
 
 pub mod api;
 pub mod build;
@@ -11,6 +14,8 @@ pub mod error;
 pub mod events;
 pub mod fsutil;
 pub mod health;
+pub mod lifecycle;
+pub mod link;
 pub mod logs;
 pub mod manager;
 pub mod network;

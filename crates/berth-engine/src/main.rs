@@ -235,8 +235,8 @@ async fn serve(
     );
     // Before anything starts a container: what a crash left set up is undone.
     berth_engine::network::container::restore(&engine).await;
-    engine.restore();
-    engine.start_event_feed();
+    // Exits, reconciles and restart policies from here on: see link.rs.
+    engine.start_link();
 
     let (listener, owned_path) = match inherited {
         Some(l) => (

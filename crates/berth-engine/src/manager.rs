@@ -198,6 +198,9 @@ pub trait Manager:
     async fn tasks_wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus, EngineError>;
     /// `Tasks.Get`.
     async fn tasks_get(&self, id: &str) -> Result<Task, EngineError>;
+    /// `Tasks.List`: every task the manager has, with the exit of those that
+    /// stopped.
+    async fn tasks_list(&self) -> Result<Vec<Task>, EngineError>;
     /// `Tasks.Exec`: `process` is the spec's process object as JSON.
     async fn tasks_exec(
         &self,
@@ -295,6 +298,9 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn tasks_get(&self, _: &str) -> Result<Task, EngineError> {
+        self.err()
+    }
+    async fn tasks_list(&self) -> Result<Vec<Task>, EngineError> {
         self.err()
     }
     async fn tasks_exec(&self, _: &str, _: &str, _: Vec<u8>, _: bool) -> Result<(), EngineError> {

@@ -83,6 +83,15 @@ pub struct ContainerRecord {
     pub has_been_manually_stopped: bool,
     #[serde(rename = "ExecIDs", default)]
     pub exec_ids: Vec<String>,
+    /// The key of the `die` event of the last exit while it may not be published
+    /// yet: written with the exit, cleared once the event is in the journal, and
+    /// published at berthd's start if it never was.
+    #[serde(
+        rename = "PendingDie",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pending_die: Option<String>,
 }
 
 impl ContainerRecord {

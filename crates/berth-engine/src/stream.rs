@@ -96,15 +96,22 @@ pub struct PumpEnd {
     pub client_closed_input: bool,
 }
 
-/// Moves bytes both ways until the process's output ends, then shuts the write side
-/// of the connection so the client sees EOF.
+/// Moves bytes both ways until the process's output ends and `finished` is ready,
+/// then shuts the write side of the connection so the client sees EOF.
 ///
 /// Stdin from the client goes to `streams.stdin` (when the process has one); when the
 /// client half-closes, stdin is closed but output keeps flowing. Output chunks are
-/// written framed or raw per `tty`.
-pub async fn pump<IO>(io: IO, streams: AttachStreams, tty: bool) -> std::io::Result<PumpEnd>
+/// written framed or raw per `tty`. `finished` lets an exec hold the connection until
+/// its exit code is recorded (a client reads it as soon as the stream ends).
+pub async fn pump<IO, F>(
+    io: IO,
+    streams: AttachStreams,
+    tty: bool,
+    finished: F,
+) -> std::io::Result<PumpEnd>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: std::future::Future<Output = ()>,
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let AttachStreams { mut output, stdin } = streams;
@@ -144,6 +151,7 @@ where
         written += bytes.len() as u64;
         wr.flush().await?;
     }
+    finished.await;
     let _ = wr.shutdown().await;
     let client_closed_input = if input.is_finished() {
         input.await.unwrap_or(false)
@@ -230,7 +238,7 @@ mod tests {
     async fn half_close_closes_stdin_and_output_keeps_flowing() {
         let (client, server) = tokio::io::duplex(1024);
         let (s, out_tx, mut in_rx) = streams();
-        let task = tokio::spawn(pump(server, s, false));
+        let task = tokio::spawn(pump(server, s, false, async {}));
         let (mut crd, mut cwr) = tokio::io::split(client);
         cwr.write_all(b"input").await.unwrap();
         cwr.shutdown().await.unwrap();
@@ -259,7 +267,7 @@ mod tests {
     async fn tty_pump_is_raw_and_ends_with_eof() {
         let (client, server) = tokio::io::duplex(1024);
         let (s, out_tx, _in_rx) = streams();
-        let task = tokio::spawn(pump(server, s, true));
+        let task = tokio::spawn(pump(server, s, true, async {}));
         out_tx
             .send(OutputChunk {
                 stream: StdStream::Stdout,

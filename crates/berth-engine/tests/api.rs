@@ -2,6 +2,9 @@
 //! kernel state, no root needed. Requests are written by hand so the tests see exactly
 //! the bytes a docker client would.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fake_daemon;
 
 use std::path::Path;

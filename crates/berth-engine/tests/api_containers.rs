@@ -2,6 +2,9 @@
 //! changes, export, stats, prune) over a real unix socket with the fake manager
 //! behind berthd: no kernel state, no root needed.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ async fn daemon() -> Daemon {
         )
         .unwrap(),
     );
+    engine.start_link();
     let listener = server::bind(&sock).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(listener, engine, async {

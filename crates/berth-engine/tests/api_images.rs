@@ -2,6 +2,9 @@
 //! with the fake manager behind it: the shapes and status codes docker clients see.
 //! (The harness is tests/fake_daemon, shared with tests/api.rs.)
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fake_daemon;
 
 use std::path::Path;

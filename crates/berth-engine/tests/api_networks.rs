@@ -2,6 +2,9 @@
 //! unix socket with the fake manager and the fake network backend behind berthd: no
 //! kernel state, no root needed. The kernel side is tested in e2e_network.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod fake_daemon;
 
 use fake_daemon::{daemon, request, Daemon};

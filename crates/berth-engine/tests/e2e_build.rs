@@ -10,6 +10,9 @@
 //! -p berth-engine -p berth-cli -p berth-init` with the same CARGO_TARGET_DIR.
 //! One test in this file: the guard reaps every zombie child of the process.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,9 @@
 //! The tests take a shared lock ([`support::serial`]): the stack guard reaps zombie
 //! children, which is only safe while no other test of this binary runs.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

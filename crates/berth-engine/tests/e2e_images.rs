@@ -13,6 +13,9 @@
 //! the test process, which is only safe while no other test of the same binary runs
 //! commands of its own.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -8,6 +8,9 @@
 //! traffic goes only to 127.0.0.1 and to the addresses of the test's own containers.
 //! The stack's guard tears down whatever berthd left set up, even when a test fails.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

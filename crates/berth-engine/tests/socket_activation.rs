@@ -3,6 +3,9 @@
 //! is handed over by `systemd-socket-activate` (package systemd), which sets both
 //! variables for the process it execs, as systemd does.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;

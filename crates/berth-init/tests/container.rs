@@ -6,6 +6,9 @@
 //! subreaper (the runtime's container init is orphaned to us and reaped here).
 //! Guards delete the container and remove its cgroup even when a test fails.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 

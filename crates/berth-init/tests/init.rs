@@ -6,6 +6,9 @@
 //! fails: `Init` kills the command's process group and berth-init; `unshare
 //! --kill-child` takes the whole namespace down with it.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

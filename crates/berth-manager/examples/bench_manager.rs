@@ -9,6 +9,9 @@
 //! The busybox test rootfs is imported as `berth-bench/busybox:latest` first if
 //! the manager does not have it.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,9 @@
 //!
 //! Usage: pull ROOT REFERENCE [--insecure]
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

@@ -312,6 +312,7 @@ pub fn copy_into_root<R: Read>(
         layer: root.to_path_buf(),
         opts: UnpackOptions {
             allow_devices: false,
+            max_tar_size: None,
         },
         copy: Some(target),
         cache: None,
@@ -323,18 +324,21 @@ pub fn copy_into_root<R: Read>(
     let dest: Vec<Vec<u8>> = ap.copy.as_ref().map(|c| c.dest.clone()).unwrap_or_default();
     let refs: Vec<&[u8]> = dest.iter().map(Vec::as_slice).collect();
     ap.open_beneath(&refs, true, "destination")?;
-    let mut hashing = HashingReader::new(reader);
+    // The build context is the client's: names and headers are bounded as a
+    // layer's are (its total size is the client's disk to spend).
+    let mut hashing =
+        HashingReader::new(berth_tar::Guard::new(reader, berth_tar::Limits::default()));
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(UnpackError::Read)?;
+        let entries = archive.entries().map_err(read_err)?;
         for entry in entries {
-            let mut entry = entry.map_err(UnpackError::Read)?;
+            let mut entry = entry.map_err(read_err)?;
             ap.entry(&mut entry)?;
             ap.entries += 1;
         }
     }
     ap.finish_dirs()?;
-    let (diff_id, _) = hashing.finish().map_err(UnpackError::Read)?;
+    let (diff_id, _) = hashing.finish().map_err(read_err)?;
     Ok(UnpackStats {
         diff_id,
         size: ap.size,

@@ -1,6 +1,9 @@
 //! Load archives made by skopeo (docker-archive and oci-archive), save them back,
 //! and load the saved files into fresh stores with the same image ids.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

@@ -4,6 +4,9 @@
 //! The victim is this test binary re-run as a child with `BERTH_TEST_CRASH_ROLE` set,
 //! which makes `crash_child_helper` do the work (and every other test return).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

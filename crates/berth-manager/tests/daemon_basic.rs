@@ -4,6 +4,9 @@
 //! (each container's init a child of its shim, no shim a child of the manager).
 //! The same flow runs with berth-runtime (or the runtime under test), runc and crun.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! growth in the manager. And many containers started at once all run (the
 //! manager holds no global lock across a create or start).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;

@@ -2,6 +2,9 @@
 //! behind: no container record, no snapshot, no task directory, no shim, no
 //! mount, no cgroup.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;
@@ -355,4 +358,77 @@ fn snapshot_dirs(stack: &Stack) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A tar whose one file has a 64 KiB name (a PAX `path` record).
+fn long_name_tar() -> Vec<u8> {
+    let name = format!("a/{}", "x".repeat(64 * 1024));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, &name, &b"hi"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_long_error_does_not_break_the_connection_others_share() {
+    berth_testutil::require_root!();
+    let stack = Stack::start(&runtime_under_test()).await;
+    stack.import_busybox().await;
+    // Every client below shares one HTTP/2 connection.
+    let mut c = stack.clients().await;
+    let id = "berth-test-long-error";
+    stack.run(&mut c, id, &["sleep", "1000"]).await;
+    let mut waiter = c.tasks.clone();
+    let wait = tokio::spawn(async move {
+        waiter
+            .wait(pb::WaitRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            })
+            .await
+    });
+    let tar = long_name_tar();
+    let msgs = vec![
+        pb::ImportRequest {
+            reference: "berth-test/long:1".to_string(),
+            ..Default::default()
+        },
+        pb::ImportRequest {
+            data: tar,
+            ..Default::default()
+        },
+    ];
+    let e = c
+        .images
+        .import(tokio_stream::iter(msgs))
+        .await
+        .expect_err("a 64 KiB file name is refused");
+    assert!(
+        e.message().len() <= 1024,
+        "the message crosses gRPC whole: {} bytes",
+        e.message().len()
+    );
+    assert_ne!(e.code(), Code::Unavailable, "{e:?}");
+    // The same connection still answers, and the wait that was in flight on it
+    // still gets the exit.
+    c.version.version(pb::Empty {}).await.unwrap();
+    c.tasks
+        .kill(pb::KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal: 9,
+            all: false,
+        })
+        .await
+        .unwrap();
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("the wait returns")
+        .unwrap()
+        .expect("the wait survives the long error");
+    assert_eq!(exit.into_inner().exit_status, 137);
+    Stack::wait_delete(&mut c, id).await;
 }

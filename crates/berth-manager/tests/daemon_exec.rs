@@ -2,6 +2,9 @@
 //! codes and events, pids, pause and resume, stats, update, and an interactive
 //! attach (stdin in, output out, close stdin).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;

@@ -3,6 +3,9 @@
 //! (prepare, info, usage, changes, export, remove), and container records (list
 //! filters, update).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;

@@ -2,6 +2,9 @@
 //! READY=1 once its gRPC socket serves (so `systemctl start` returns only then),
 //! and STOPPING=1 on SIGTERM.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! their codes after the restart; every log holds every line, without a gap. And
 //! SIGTERM stops the manager gracefully, leaving the containers running.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! clear reason (TaskExit.reason) and cleaned up (container killed, rootfs
 //! unmounted, cgroup removed), and the other containers are untouched.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod daemon_common;
 
 use berth_api::berth::manager::v1 as pb;

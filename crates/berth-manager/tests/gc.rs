@@ -1,6 +1,9 @@
 //! Garbage collection removes what nothing references, and keeps what images,
 //! containers and leases hold.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! A corpus of hostile layer tars is refused, and nothing is written outside the
 //! layer (or the store).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;

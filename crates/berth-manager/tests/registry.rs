@@ -1,6 +1,9 @@
 //! Push to and pull from Debian's docker-registry started by the test: anonymous,
 //! behind htpasswd basic auth, an image skopeo pushed, and concurrent pulls.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

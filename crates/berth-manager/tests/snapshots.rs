@@ -1,6 +1,9 @@
 //! Import the busybox rootfs, run a container snapshot on it, and check changes,
 //! commit and export (the first acceptance line).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! The acceptance lines of the runtime issue, run for real as root: a container is
 //! a process in its own namespaces and cgroup, and deleting it leaves nothing.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{cgroup_dirs, memory_limit_file, mounts_mentioning, stderr, stdout, Container, Rt};

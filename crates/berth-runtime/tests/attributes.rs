@@ -5,6 +5,9 @@
 //! does its syscalls, reports through a pipe and leaves with `_exit`, and the
 //! parent kills and reaps it if anything goes wrong. These tests need root.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};

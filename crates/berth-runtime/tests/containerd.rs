@@ -5,6 +5,9 @@
 //! private --runc-root. Skipped (with a message) where containerd is not
 //! installed; scripts/deps.sh installs Debian's containerd so CI runs it.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

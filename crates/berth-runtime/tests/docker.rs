@@ -3,6 +3,9 @@
 //! rootfs. Skipped (with a message) where dockerd is not installed; scripts/test.sh
 //! installs Debian's docker.io so CI always runs it.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -5,6 +5,9 @@
 //! rootfs. Skipped (with a message) where podman is not installed;
 //! scripts/deps.sh installs Debian's podman so CI runs it.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Output, Stdio};

@@ -3,6 +3,9 @@
 //! container ids and the cgroup `/berth-test/<id>`; a guard deletes the container
 //! and removes its cgroup whatever happens.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;

@@ -70,6 +70,8 @@ pub enum ShimError {
     },
     #[error("signalling pid {pid}: {errno}")]
     Signal { pid: u32, errno: nix::errno::Errno },
+    #[error("the request was cut short: {0}")]
+    Aborted(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -114,6 +116,7 @@ impl ShimError {
             ShimError::Bundle { .. }
             | ShimError::WriteFile { .. }
             | ShimError::Signal { .. }
+            | ShimError::Aborted(_)
             | ShimError::Runtime(_)
             | ShimError::Mount(_)
             | ShimError::Io(_)
@@ -122,8 +125,44 @@ impl ShimError {
     }
 }
 
+/// The most bytes of an error message sent to the manager: the message travels in
+/// an HTTP/2 header, and one that overflows the peer's header limit tears down the
+/// connection with every call on it. The whole message goes to the shim's log.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
 impl From<ShimError> for Status {
     fn from(e: ShimError) -> Status {
-        Status::new(e.code(), e.to_string())
+        let message = e.to_string();
+        if message.len() <= MAX_STATUS_MESSAGE {
+            return Status::new(e.code(), message);
+        }
+        let mut cut = MAX_STATUS_MESSAGE - 64;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        tracing::warn!("error message cut to {cut} bytes for the manager: {message}");
+        Status::new(
+            e.code(),
+            format!(
+                "{}... ({} more bytes in the shim's log)",
+                &message[..cut],
+                message.len() - cut
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_for_the_manager() {
+        let s = Status::from(ShimError::NoProcess("ü".repeat(50_000)));
+        assert!(s.message().len() <= MAX_STATUS_MESSAGE);
+        assert!(s.message().ends_with("more bytes in the shim's log)"));
+        assert_eq!(s.code(), ShimError::NoProcess(String::new()).code());
+        let s = Status::from(ShimError::NoTask);
+        assert_eq!(s.message(), "no task: Create has not been called");
     }
 }

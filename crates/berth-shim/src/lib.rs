@@ -10,16 +10,13 @@
 //! `exit.json` before reporting it ([`task`], [`layout`]), so a manager that
 //! restarts finds everything again.
 //!
-//! The library exists for the binary and for the manager, which may use [`cli::Args`]
-//! to build the command line, [`layout`] to read a task directory and [`connect`]
-//! to dial a shim.
+//! The library exists for the binary and its tests. What the manager needs of the
+//! shim (its command line, task directory and client) is in `berth-shim-contract`,
+//! re-exported here as [`cli`], [`layout`] and [`client`].
 
-pub mod cli;
-pub mod client;
 pub mod daemon;
 pub mod error;
 mod fdio;
-pub mod layout;
 pub mod mounts;
 pub mod oom;
 pub mod reaper;
@@ -28,6 +25,10 @@ pub mod server;
 pub mod service;
 pub mod stdio;
 pub mod task;
+
+// The manager-shim contract (command line, task directory, client) is its own
+// crate, which the manager depends on instead of this one.
+pub use berth_shim_contract::{cli, client, layout};
 
 pub use cli::Args;
 pub use client::connect;

@@ -55,6 +55,14 @@ pub enum RuntimeError {
     BadPidFile { path: PathBuf, content: String },
 }
 
+impl RuntimeError {
+    /// The runtime says the container does not exist (runc, crun and berth-runtime
+    /// all put it this way): for a delete, what was asked has happened.
+    pub fn is_not_exist(&self) -> bool {
+        matches!(self, RuntimeError::Failed { message, .. } if message.contains("does not exist"))
+    }
+}
+
 /// The stdio a command runs with.
 #[derive(Debug)]
 pub struct ChildStdio {

@@ -2,6 +2,9 @@
 //! answers back. Errors become status codes only through `From<ShimError>` in
 //! `error.rs`.
 
+// Numbers here come from requests: no narrowing `as` (see the workspace lints).
+#![deny(clippy::cast_possible_truncation)]
+
 use std::sync::Arc;
 
 use berth_api::berth::shim::v1 as pb;
@@ -32,6 +35,20 @@ impl ShimService {
 }
 
 type Res<T> = Result<Response<T>, Status>;
+
+/// Runs a change of the task to its end even when the caller goes away: tonic drops
+/// a handler whose client disconnected (a manager killed mid-call), and a change
+/// cut off between the runtime's work and the shim's note of it (a `runtime
+/// delete` done but not recorded) would leave the two disagreeing.
+async fn detached<T, F>(f: F) -> Result<T, ShimError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, ShimError>> + Send + 'static,
+{
+    tokio::spawn(f)
+        .await
+        .map_err(|e| ShimError::Aborted(e.to_string()))?
+}
 
 fn exit_status(r: ExitRecord) -> pb::ExitStatus {
     pb::ExitStatus {
@@ -115,15 +132,16 @@ impl Shim for ShimService {
                 options: m.options,
             })
             .collect();
-        let pid = self
-            .task
-            .create(mounts, log_path(req.log_path)?, req.stdin)
-            .await?;
+        let task = self.task.clone();
+        let log = log_path(req.log_path)?;
+        let stdin = req.stdin;
+        let pid = detached(async move { task.create(mounts, log, stdin).await }).await?;
         Ok(Response::new(pb::CreateResponse { pid }))
     }
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Res<pb::StartResponse> {
-        let pid = self.task.start(&req.get_ref().exec_id).await?;
+        let (task, exec_id) = (self.task.clone(), req.into_inner().exec_id);
+        let pid = detached(async move { task.start(&exec_id).await }).await?;
         Ok(Response::new(pb::StartResponse { pid }))
     }
 
@@ -134,8 +152,9 @@ impl Shim for ShimService {
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Res<pb::ExitStatus> {
-        let r = req.get_ref();
-        let exit = self.task.delete(&r.exec_id, r.force).await?;
+        let r = req.into_inner();
+        let task = self.task.clone();
+        let exit = detached(async move { task.delete(&r.exec_id, r.force).await }).await?;
         Ok(Response::new(exit_status(exit)))
     }
 
@@ -174,12 +193,14 @@ impl Shim for ShimService {
     }
 
     async fn pause(&self, _: Request<pb::PauseRequest>) -> Res<pb::Empty> {
-        self.task.pause().await?;
+        let task = self.task.clone();
+        detached(async move { task.pause().await }).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn resume(&self, _: Request<pb::ResumeRequest>) -> Res<pb::Empty> {
-        self.task.resume().await?;
+        let task = self.task.clone();
+        detached(async move { task.resume().await }).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -266,7 +287,8 @@ impl Shim for ShimService {
     }
 
     async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Res<pb::Empty> {
-        self.task.shutdown(req.get_ref().force).await?;
+        let (task, force) = (self.task.clone(), req.get_ref().force);
+        detached(async move { task.shutdown(force).await }).await?;
         Ok(Response::new(pb::Empty {}))
     }
 }

@@ -682,7 +682,12 @@ impl Task {
             return Ok(exit);
         }
         if !self.state().runtime_deleted {
-            self.runtime.delete(alive).await?;
+            match self.runtime.delete(alive).await {
+                Ok(()) => {}
+                // Deleted already (a delete whose answer was lost): done.
+                Err(e) if e.is_not_exist() => tracing::info!("runtime delete: {e}"),
+                Err(e) => return Err(e.into()),
+            }
             self.state().runtime_deleted = true;
         }
         let exit = reap_init(&init).await;

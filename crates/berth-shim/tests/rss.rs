@@ -12,6 +12,9 @@
 //! and on average, VmRSS (what `ps` shows), RssAnon (private memory) and Pss (the
 //! shim's share of the pages it shares with the other shims and every process).
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use berth_api::berth::shim::v1 as pb;

@@ -2,6 +2,9 @@
 //! BERTH_SHIM_RUNTIMES): lifecycle, exit codes, logs, pty, stdin, exec, reparenting,
 //! surviving its starter, the rootfs mount, and what a deleted task leaves. Root only.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use berth_api::berth::shim::v1 as pb;

@@ -161,9 +161,10 @@ fn path_stat(fd: BorrowedFd<'_>, path: &str) -> Result<PathStat, EngineError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "/".to_string());
     let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-    let mtime = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let mtime =
+        chrono::DateTime::from_timestamp(st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     Ok(PathStat {
         name,
         size: st.st_size,

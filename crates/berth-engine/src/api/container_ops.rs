@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard_stubs::models::{
-    ChangeType, ContainerPruneResponse, ContainerStateStatusEnum, ContainerTopResponse,
-    ContainerUpdateResponse, FilesystemChange, HostConfig, ImageConfig, Resources,
+    ChangeType, ContainerPruneResponse, ContainerTopResponse, ContainerUpdateResponse,
+    FilesystemChange, HostConfig, ImageConfig, Resources,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -20,10 +20,11 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::containers::{now_rfc3339, passwd_root, start_container, stop_container};
+use super::containers::stop_options;
 use super::{channel_body, json, read_json, status_only, Body, Ctx};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::lifecycle::{self, now_rfc3339, passwd_root, Phase};
 use crate::spec::{self, SpecInput};
 use crate::store::ContainerRecord;
 
@@ -39,61 +40,20 @@ fn not_running(rec: &ContainerRecord) -> EngineError {
 
 /// `POST /containers/{id}/restart?t=&signal=`: stop (if running), then start.
 pub async fn restart(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.running == Some(true) {
-        stop_container(engine, &rec, ctx).await?;
-    }
-    // The monitor records the exit asynchronously: start from the record as it is now.
-    let rec = engine.store.get(&rec.id)?;
-    if rec.state.running == Some(true) {
-        return Err(EngineError::Conflict(format!(
-            "cannot restart container {}: it did not stop",
-            rec.id
-        )));
-    }
-    engine
-        .store
-        .update(&rec.id, |r| r.has_been_manually_stopped = false)?;
-    start_container(engine, &rec).await?;
+    let opts = stop_options(ctx)?;
+    lifecycle::restart(engine, ctx.param(), &opts).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
 /// `POST /containers/{id}/pause`.
-pub async fn pause(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.running != Some(true) {
-        return Err(not_running(&rec));
-    }
-    if rec.state.paused == Some(true) {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is already paused",
-            rec.id
-        )));
-    }
-    engine.manager.tasks_pause(&rec.id).await?;
-    engine.store.update(&rec.id, |r| {
-        r.state.paused = Some(true);
-        r.state.status = Some(ContainerStateStatusEnum::PAUSED);
-    })?;
+pub async fn pause(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+    lifecycle::pause(engine, ctx.param()).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
 /// `POST /containers/{id}/unpause`.
-pub async fn unpause(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.paused != Some(true) {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is not paused",
-            rec.id
-        )));
-    }
-    engine.manager.tasks_resume(&rec.id).await?;
-    engine.store.update(&rec.id, |r| {
-        r.state.paused = Some(false);
-        if r.state.running == Some(true) {
-            r.state.status = Some(ContainerStateStatusEnum::RUNNING);
-        }
-    })?;
+pub async fn unpause(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+    lifecycle::unpause(engine, ctx.param()).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -210,7 +170,7 @@ pub async fn update(
         volumes: &vols,
         host: &engine.host,
     })?;
-    if rec.state.running == Some(true) {
+    if Phase::of(&rec.state).has_live_task() {
         let resources = spec
             .linux()
             .as_ref()
@@ -282,7 +242,7 @@ pub fn parse_ps(output: &str, pids: &[u32]) -> Result<ContainerTopResponse, Engi
 /// limited to the container's processes (Tasks.Pids), as dockerd does.
 pub async fn top(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let rec = engine.store.get(ctx.param())?;
-    if rec.state.running != Some(true) {
+    if !Phase::of(&rec.state).has_live_task() {
         return Err(not_running(&rec));
     }
     let pids = engine.manager.tasks_pids(&rec.id).await?;
@@ -639,7 +599,7 @@ pub async fn stats(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
     let stream = ctx.query.get("stream").is_none() || ctx.query.bool("stream");
     let one_shot = ctx.query.bool("one-shot");
     let (tx, rx) = mpsc::channel::<Bytes>(2);
-    if rec.state.running != Some(true) {
+    if !Phase::of(&rec.state).has_live_task() {
         let _ = tx.send(line(&empty_stats(&rec))).await;
     } else if !stream {
         let mut first = sample(engine, &rec, None).await?;
@@ -692,8 +652,10 @@ pub async fn stats(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
 /// (`24h`, `30m`, `10s`).
 fn parse_until(v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, EngineError> {
     let bad = || EngineError::BadParameter(format!("invalid until filter {v:?}"));
-    if let Ok(secs) = v.parse::<f64>() {
-        return DateTime::from_timestamp(secs as i64, 0).ok_or_else(bad);
+    // A unix time, maybe with a fraction (dropped).
+    let whole = v.split_once('.').map_or(v, |(w, _)| w);
+    if let Ok(secs) = whole.parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
@@ -739,7 +701,7 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
     }
     let mut deleted = vec![];
     for rec in engine.store.list() {
-        if rec.state.running == Some(true) || rec.state.paused == Some(true) {
+        if Phase::of(&rec.state).is_running() {
             continue;
         }
         if let Some(until) = until {
@@ -755,8 +717,7 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         {
             continue;
         }
-        let _ = engine.manager.tasks_delete(&rec.id, true).await;
-        match engine.remove_container(&rec.id).await {
+        match lifecycle::remove(engine, &rec.id, false).await {
             Ok(()) => deleted.push(rec.id.clone()),
             Err(e) => tracing::warn!(container = %rec.id, error = %e, "prune could not remove"),
         }

@@ -1,30 +1,31 @@
 //! Container endpoints: create, list, inspect, start, stop, kill, wait, remove, rename,
-//! resize. Each parses its request and calls the store, the spec generator and the
-//! manager.
+//! resize. Each parses its request, calls the state machine ([`crate::lifecycle`]) or
+//! the store, and renders the answer.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateResponse, ContainerInspectResponse, ContainerState,
-    ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig, ContainerWaitResponse,
-    DriverData, HostConfig, ImageConfig, MountPoint, MountPointTypeEnum, NetworkingConfig,
+    ContainerConfig, ContainerCreateResponse, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerSummary, ContainerSummaryHostConfig, ContainerWaitResponse, DriverData, HostConfig,
+    MountPoint, MountPointTypeEnum, NetworkingConfig,
 };
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{channel_body, json, read_json, status_only, Body, Ctx};
-use crate::engine::{ContainerEvent, Engine};
+use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::manager::{self, SnapshotInfo};
-use crate::spec::{self, etc, SpecInput};
-use crate::store::{short_id, ContainerRecord};
+use crate::lifecycle::{self, CreateRequest, StopOptions, WaitCondition};
+use crate::spec::{self, etc};
+use crate::store::ContainerRecord;
+
+use crate::lifecycle::parse_signal;
 
 /// The body of `POST /containers/create`: a Config with HostConfig and
 /// NetworkingConfig beside its fields.
@@ -36,68 +37,6 @@ pub struct CreateBody {
     pub host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<NetworkingConfig>,
-}
-
-/// RFC 3339 with nanoseconds, as dockerd writes times.
-pub fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// Takes the image's `config` object out of an image config JSON.
-pub fn image_config(raw: &[u8]) -> Result<ImageConfig, EngineError> {
-    #[derive(Deserialize)]
-    struct Outer {
-        #[serde(default)]
-        config: Option<ImageConfig>,
-    }
-    let outer: Outer = serde_json::from_slice(raw)
-        .map_err(|e| EngineError::io("reading the image config", std::io::Error::other(e)))?;
-    Ok(outer.config.unwrap_or_default())
-}
-
-/// Maps the manager's "not found" for an image to dockerd's "No such image: X".
-async fn get_image(engine: &Engine, reference: &str) -> Result<manager::Image, EngineError> {
-    match engine.manager.images_get(reference).await {
-        Err(EngineError::Manager {
-            code: tonic::Code::NotFound,
-            ..
-        }) => Err(EngineError::NoSuchImage(reference.to_string())),
-        other => other,
-    }
-}
-
-fn validate(
-    engine: &Engine,
-    id: &str,
-    config: &ContainerConfig,
-    hc: &HostConfig,
-) -> Result<(), EngineError> {
-    // Everything except the user (which needs the image's files) is checked now, so
-    // a bad HostConfig is a 400 at create time as with dockerd.
-    let mut c = config.clone();
-    c.user = None;
-    let mut h = hc.clone();
-    h.group_add = None;
-    struct NoVolumes;
-    impl spec::VolumeResolver for NoVolumes {
-        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
-            // Start would refuse a bad name: create refuses it first.
-            super::volumes::check_name(name).map_err(|e| spec::SpecError::Invalid(e.message()))?;
-            Ok(PathBuf::from("/").join(name))
-        }
-    }
-    spec::build_spec(&SpecInput {
-        id,
-        config: &c,
-        host_config: &h,
-        image: &ImageConfig::default(),
-        rootfs: Path::new("/nonexistent"),
-        container_dir: &engine.store.container_dir(id),
-        init_path: &engine.config.init_path,
-        volumes: &NoVolumes,
-        host: &engine.host,
-    })?;
-    Ok(())
 }
 
 /// `POST /containers/create?name=`.
@@ -112,162 +51,23 @@ pub async fn create(
 }
 
 /// Creates a container from a create body (`POST /containers/create`, and the
-/// builder's RUN steps): the engine's record, its /etc files and the manager's
-/// container with its snapshot.
+/// builder's RUN steps).
 pub async fn create_container(
     engine: &Arc<Engine>,
     name: Option<&str>,
     body: CreateBody,
 ) -> Result<ContainerCreateResponse, EngineError> {
-    let networking = body.networking_config;
-    let mut config = body.config;
-    let hc = body.host_config.unwrap_or_default();
-    let image_ref = config.image.clone().unwrap_or_default();
-    if image_ref.is_empty() {
-        return Err(EngineError::BadParameter("no image specified".to_string()));
-    }
-    let name = match name.filter(|n| !n.is_empty()) {
-        Some(n) => n.to_string(),
-        None => engine.store.generate_name()?,
-    };
-    if !crate::store::valid_name(&name) {
-        return Err(crate::store::StoreError::InvalidName(name).into());
-    }
-    if engine.store.name_taken(&name) {
-        let id = engine.store.resolve(&name)?;
-        return Err(crate::store::StoreError::NameConflict {
-            name: format!("/{}", name.trim_start_matches('/')),
-            id,
-        }
-        .into());
-    }
-    let image = get_image(engine, &image_ref).await?;
-    spec::merge_image_config(&mut config, &image_config(&image.config)?);
-    let id = crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
-    if config.hostname.as_deref().unwrap_or("").is_empty() {
-        config.hostname = Some(spec::hostname(&id, &config, &hc, &engine.host));
-    }
-    validate(engine, &id, &config, &hc)?;
-    let args = spec::command(&config)?;
-    let dir = engine.store.container_dir(&id);
-    let log_path = dir.join(format!("{id}-json.log"));
-    let rec = ContainerRecord {
-        id: id.clone(),
-        name,
-        created: now_rfc3339(),
-        path: args[0].clone(),
-        args: args[1..].to_vec(),
-        config: config.clone(),
-        host_config: hc.clone(),
-        state: ContainerState {
-            status: Some(ContainerStateStatusEnum::CREATED),
-            running: Some(false),
-            paused: Some(false),
-            restarting: Some(false),
-            oom_killed: Some(false),
-            dead: Some(false),
-            pid: Some(0),
-            exit_code: Some(0),
-            error: Some(String::new()),
-            started_at: Some("0001-01-01T00:00:00Z".to_string()),
-            finished_at: Some("0001-01-01T00:00:00Z".to_string()),
-            health: None,
+    let (id, warnings) = lifecycle::create(
+        engine,
+        CreateRequest {
+            name: name.map(str::to_string),
+            config: body.config,
+            host_config: body.host_config.unwrap_or_default(),
+            networking: body.networking_config,
         },
-        image: image.id.clone(),
-        log_path: log_path.to_string_lossy().into_owned(),
-        snapshot_key: id.clone(),
-        ..ContainerRecord::default()
-    };
-    engine.store.create(rec)?;
-    let result = async {
-        let warnings = crate::network::container::container_created(
-            engine,
-            &id,
-            &config,
-            &hc,
-            networking.as_ref(),
-        )?;
-        write_etc_files(engine, &id, &config, &hc)?;
-        engine
-            .manager
-            .containers_create(manager::Container {
-                id: id.clone(),
-                image: image.id.clone(),
-                snapshot_key: String::new(),
-                labels: config.labels.clone().unwrap_or_default(),
-                log_path: log_path.to_string_lossy().into_owned(),
-                created_at: now_rfc3339(),
-                ..manager::Container::default()
-            })
-            .await
-            .map(|c| (c, warnings))
-    }
-    .await;
-    let warnings = match result {
-        Ok((c, warnings)) => {
-            if c.snapshot_key != id {
-                engine
-                    .store
-                    .update(&id, |r| r.snapshot_key = c.snapshot_key.clone())?;
-            }
-            warnings
-        }
-        Err(e) => {
-            let _ = engine.store.remove(&id);
-            return Err(e);
-        }
-    };
+    )
+    .await?;
     Ok(ContainerCreateResponse { id, warnings })
-}
-
-fn write_etc_files(
-    engine: &Engine,
-    id: &str,
-    config: &ContainerConfig,
-    hc: &HostConfig,
-) -> Result<(), EngineError> {
-    let dir = engine.store.container_dir(id);
-    let hostname = config
-        .hostname
-        .clone()
-        .unwrap_or_else(|| short_id(id).to_string());
-    let host_mode = hc.network_mode.as_deref() == Some("host");
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let content = etc::EtcContent {
-        hostname,
-        hosts: if host_mode {
-            read("/etc/hosts")
-        } else {
-            etc::hosts_file(&crate::network::etc::resolve_extra_hosts(
-                hc.extra_hosts.as_deref().unwrap_or(&[]),
-                engine.networks.host_gateway(),
-            ))
-        },
-        resolv_conf: if host_mode {
-            read("/etc/resolv.conf")
-        } else {
-            etc::resolv_conf(
-                &read("/etc/resolv.conf"),
-                hc.dns.as_deref().unwrap_or(&[]),
-                hc.dns_search.as_deref().unwrap_or(&[]),
-                hc.dns_options.as_deref().unwrap_or(&[]),
-            )
-        },
-    };
-    etc::write(&dir, &content)
-        .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
-    Ok(())
-}
-
-/// The directory to read /etc/passwd from before the rootfs is mounted: the first of
-/// the snapshot's upper and lower directories that has one.
-pub fn passwd_root(info: &SnapshotInfo) -> PathBuf {
-    std::iter::once(info.upper_dir.as_str())
-        .chain(info.lower_dir.split(':'))
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .find(|d| d.join("etc/passwd").is_file())
-        .unwrap_or_else(|| PathBuf::from(&info.merged_dir))
 }
 
 fn state_str(rec: &ContainerRecord) -> String {
@@ -540,297 +340,52 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
 
 /// `POST /containers/{id}/start`.
 pub async fn start(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.running == Some(true) {
-        return Ok(status_only(StatusCode::NOT_MODIFIED));
-    }
-    // A start by the user re-arms the restart policy a stop disarmed.
-    engine
-        .store
-        .update(&rec.id, |r| r.has_been_manually_stopped = false)?;
-    start_container(engine, &rec).await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
+    Ok(match lifecycle::start(engine, ctx.param()).await? {
+        lifecycle::Started::Started => status_only(StatusCode::NO_CONTENT),
+        lifecycle::Started::AlreadyRunning => status_only(StatusCode::NOT_MODIFIED),
+    })
 }
 
-/// Builds the spec of a container that is not running, creates and starts its task,
-/// records it running and watches it (start and restart).
-pub async fn start_container(
-    engine: &Arc<Engine>,
-    rec: &ContainerRecord,
-) -> Result<(), EngineError> {
-    let id = rec.id.clone();
-    let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
-    let rootfs = passwd_root(&info);
-    let vols = engine.volumes();
-    let mut spec = spec::build_spec(&SpecInput {
-        id: &id,
-        config: &rec.config,
-        host_config: &rec.host_config,
-        image: &ImageConfig::default(),
-        rootfs: &rootfs,
-        container_dir: &engine.store.container_dir(&id),
-        init_path: &engine.config.init_path,
-        volumes: &vols,
-        host: &engine.host,
-    })?;
-    crate::network::container::apply_to_spec(engine, rec, &mut spec)?;
-    let spec_json = serde_json::to_vec(&spec)
-        .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
-    engine
-        .manager
-        .containers_update(
-            manager::Container {
-                id: id.clone(),
-                spec: spec_json,
-                ..manager::Container::default()
-            },
-            vec!["spec".to_string()],
-        )
-        .await?;
-    // A stopped task from an earlier run must go before a new one is created.
-    let _ = engine.manager.tasks_delete(&id, true).await;
-    let started = async {
-        crate::network::container::container_start(engine, rec).await?;
-        engine
-            .manager
-            .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
-            .await?;
-        engine.manager.tasks_start(&id, "").await
-    }
-    .await;
-    let pid = match started {
-        Ok(pid) => pid,
-        Err(e) => {
-            let msg = e.message();
-            let _ = engine.store.update(&id, |r| {
-                r.state.error = Some(msg.clone());
-                r.state.exit_code = Some(128);
-            });
-            let _ = engine.manager.tasks_delete(&id, true).await;
-            crate::network::container::container_stopped(engine, &id).await;
-            // dockerd removes an AutoRemove container whose start failed: `run --rm`
-            // waits for that removal.
-            if rec.host_config.auto_remove == Some(true) {
-                if let Err(re) = engine.remove_container(&id).await {
-                    tracing::warn!(container = %id, error = %re, "auto-remove after a failed start");
-                }
-            }
-            return Err(e);
-        }
-    };
-    engine.store.update(&id, |r| {
-        let st = &mut r.state;
-        st.status = Some(ContainerStateStatusEnum::RUNNING);
-        st.running = Some(true);
-        st.paused = Some(false);
-        st.pid = Some(i64::from(pid));
-        st.exit_code = Some(0);
-        st.error = Some(String::new());
-        st.oom_killed = Some(false);
-        st.started_at = Some(now_rfc3339());
-        st.finished_at = Some("0001-01-01T00:00:00Z".to_string());
-        r.has_been_started_before = true;
-    })?;
-    engine.spawn_monitor(id.clone());
-    crate::health::spawn(engine, &id);
-    Ok(())
-}
-
-/// Parses a signal as Docker accepts it: "9", "KILL", "SIGKILL".
-pub fn parse_signal(s: &str) -> Result<u32, EngineError> {
-    if let Ok(n) = s.parse::<u32>() {
-        if n == 0 || n > 64 {
-            return Err(EngineError::BadParameter(format!("Invalid signal: {s}")));
-        }
-        return Ok(n);
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32 as u32)
-        .map_err(|_| EngineError::BadParameter(format!("Invalid signal: {s}")))
-}
-
-pub async fn wait_exit(
-    rx: &mut broadcast::Receiver<ContainerEvent>,
-    id: &str,
-    timeout: Duration,
-) -> bool {
-    let fut = async {
-        loop {
-            match rx.recv().await {
-                Ok(ContainerEvent::Exited { id: x, .. })
-                | Ok(ContainerEvent::Removed { id: x })
-                    if x == id =>
-                {
-                    return true
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return false,
-            }
-        }
-    };
-    tokio::time::timeout(timeout, fut).await.unwrap_or(false)
+/// The `signal=` and `t=` of stop and restart.
+pub fn stop_options(ctx: &Ctx) -> Result<StopOptions, EngineError> {
+    Ok(StopOptions {
+        signal: match ctx.query.get("signal").filter(|s| !s.is_empty()) {
+            Some(s) => Some(parse_signal(s)?),
+            None => None,
+        },
+        timeout: ctx.query.int("t")?,
+    })
 }
 
 /// `POST /containers/{id}/stop?t=&signal=`.
 pub async fn stop(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.running != Some(true) {
-        // Between two runs of a restart policy: `stop` cancels the next one.
-        engine
-            .store
-            .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
-        return Ok(status_only(StatusCode::NOT_MODIFIED));
-    }
-    stop_container(engine, &rec, ctx).await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
-}
-
-/// Stops a running container as `stop` does: its stop signal (or `signal=`), then
-/// SIGKILL to all its processes after `t` seconds (or its StopTimeout, or 10).
-pub async fn stop_container(
-    engine: &Arc<Engine>,
-    rec: &ContainerRecord,
-    ctx: &Ctx,
-) -> Result<(), EngineError> {
-    let signal = match ctx.query.get("signal").filter(|s| !s.is_empty()) {
-        Some(s) => parse_signal(s)?,
-        None => parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
-    };
-    let t = ctx
-        .query
-        .int("t")?
-        .or(rec.config.stop_timeout)
-        .unwrap_or(10);
-    // A frozen container cannot act on its stop signal: thaw it first, as dockerd does.
-    if rec.state.paused == Some(true) {
-        engine.manager.tasks_resume(&rec.id).await?;
-        engine.store.update(&rec.id, |r| {
-            r.state.paused = Some(false);
-            r.state.status = Some(ContainerStateStatusEnum::RUNNING);
-        })?;
-    }
-    engine
-        .store
-        .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
-    let mut rx = engine.events.subscribe();
-    engine
-        .manager
-        .tasks_kill(&rec.id, "", signal, false)
-        .await?;
-    let graceful = if t < 0 {
-        wait_exit(&mut rx, &rec.id, Duration::MAX / 4).await
-    } else {
-        wait_exit(&mut rx, &rec.id, Duration::from_secs(t as u64)).await
-    };
-    if !graceful {
-        engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
-        wait_exit(&mut rx, &rec.id, Duration::from_secs(30)).await;
-    }
-    Ok(())
+    let opts = stop_options(ctx)?;
+    Ok(match lifecycle::stop(engine, ctx.param(), &opts).await? {
+        lifecycle::Stopped::Stopped => status_only(StatusCode::NO_CONTENT),
+        lifecycle::Stopped::NotRunning => status_only(StatusCode::NOT_MODIFIED),
+    })
 }
 
 /// `POST /containers/{id}/kill?signal=`.
-pub async fn kill(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
+pub async fn kill(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let signal = parse_signal(
         ctx.query
             .get("signal")
             .filter(|s| !s.is_empty())
             .unwrap_or("SIGKILL"),
     )?;
-    if rec.state.running != Some(true) {
-        return Err(EngineError::Conflict(format!(
-            "cannot kill container: {}: container {} is not running",
-            ctx.param(),
-            rec.id
-        )));
-    }
-    if signal == 9 || signal == 15 {
-        engine
-            .store
-            .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
-    }
-    engine
-        .manager
-        .tasks_kill(&rec.id, "", signal, false)
-        .await?;
-    thaw_after_kill(engine, &rec).await;
+    lifecycle::kill(engine, ctx.param(), signal).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
-}
-
-/// A frozen process gets its signal only once thawed: after signalling a paused
-/// container, resume it, as dockerd does.
-async fn thaw_after_kill(engine: &Engine, rec: &ContainerRecord) {
-    if rec.state.paused != Some(true) {
-        return;
-    }
-    match engine.manager.tasks_resume(&rec.id).await {
-        Ok(()) => {
-            let _ = engine.store.update(&rec.id, |r| {
-                r.state.paused = Some(false);
-                if r.state.running == Some(true) {
-                    r.state.status = Some(ContainerStateStatusEnum::RUNNING);
-                }
-            });
-        }
-        Err(e) => tracing::warn!(container = %rec.id, error = %e, "cannot unpause after kill"),
-    }
 }
 
 /// `POST /containers/{id}/wait?condition=`. The headers go out at once; the body when
 /// the condition is met (the docker CLI sends this before start).
 pub async fn wait(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let condition = ctx
-        .query
-        .get("condition")
-        .unwrap_or("not-running")
-        .to_string();
-    if !matches!(
-        condition.as_str(),
-        "not-running" | "next-exit" | "removed" | ""
-    ) {
-        return Err(EngineError::BadParameter(format!(
-            "invalid condition: {condition:?}"
-        )));
-    }
-    let mut rx = engine.events.subscribe();
-    let rec = engine.store.get(ctx.param())?;
-    let id = rec.id.clone();
+    let condition = WaitCondition::parse(ctx.query.get("condition").unwrap_or(""))?;
+    let done = lifecycle::wait(engine, ctx.param(), condition)?;
     let (tx, body_rx) = mpsc::channel::<Bytes>(1);
-    let running = rec.state.running == Some(true);
-    let now_code = rec.state.exit_code.unwrap_or(0);
     tokio::spawn(async move {
-        let code = if !running && matches!(condition.as_str(), "not-running" | "") {
-            Some(now_code)
-        } else {
-            let mut result = None;
-            let mut exit_code = None;
-            loop {
-                match rx.recv().await {
-                    Ok(ContainerEvent::Exited { id: x, code }) if x == id => {
-                        exit_code = Some(code);
-                        if condition != "removed" {
-                            result = Some(code);
-                            break;
-                        }
-                    }
-                    Ok(ContainerEvent::Removed { id: x }) if x == id => {
-                        result = Some(exit_code.unwrap_or(now_code));
-                        break;
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-            result
-        };
-        if let Some(code) = code {
+        if let Some(code) = done.await {
             let resp = ContainerWaitResponse {
                 status_code: code,
                 error: None,
@@ -850,30 +405,12 @@ pub async fn wait(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, Eng
 }
 
 /// `DELETE /containers/{id}?force=&v=`.
-pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+pub async fn delete(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     if ctx.query.bool("link") {
         crate::network::container::remove_link(engine, ctx.param())?;
         return Ok(status_only(StatusCode::NO_CONTENT));
     }
-    let rec = engine.store.get(ctx.param())?;
-    if rec.state.running == Some(true) {
-        if !ctx.query.bool("force") {
-            return Err(EngineError::Conflict(format!(
-                "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-                rec.name
-            )));
-        }
-        // No restart policy may bring it back while it is being removed.
-        engine
-            .store
-            .update(&rec.id, |r| r.has_been_manually_stopped = true)?;
-        let mut rx = engine.events.subscribe();
-        engine.manager.tasks_kill(&rec.id, "", 9, true).await?;
-        thaw_after_kill(engine, &rec).await;
-        wait_exit(&mut rx, &rec.id, Duration::from_secs(30)).await;
-    }
-    let _ = engine.manager.tasks_delete(&rec.id, true).await;
-    engine.remove_container(&rec.id).await?;
+    lifecycle::remove(engine, ctx.param(), ctx.query.bool("force")).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -900,7 +437,7 @@ pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
         u32::try_from(h).map_err(|_| EngineError::BadParameter(format!("invalid height {h}")))?,
         u32::try_from(w).map_err(|_| EngineError::BadParameter(format!("invalid width {w}")))?,
     );
-    if rec.state.running != Some(true) {
+    if !lifecycle::Phase::of(&rec.state).has_live_task() {
         return Err(EngineError::Conflict(format!(
             "cannot resize container {}: container is not running",
             rec.id
@@ -913,16 +450,6 @@ pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("9").unwrap(), 9);
-        assert_eq!(parse_signal("KILL").unwrap(), 9);
-        assert_eq!(parse_signal("sigterm").unwrap(), 15);
-        assert_eq!(parse_signal("SIGUSR1").unwrap(), 10);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
-    }
 
     #[test]
     fn human_durations() {
@@ -945,21 +472,5 @@ mod tests {
         .unwrap();
         assert_eq!(b.config.image.as_deref(), Some("busybox"));
         assert_eq!(b.host_config.unwrap().memory, Some(104857600));
-    }
-
-    #[test]
-    fn passwd_root_prefers_the_layer_with_the_file() {
-        let d = tempfile::tempdir().unwrap();
-        let lower = d.path().join("l2");
-        std::fs::create_dir_all(lower.join("etc")).unwrap();
-        std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
-        let info = SnapshotInfo {
-            upper_dir: d.path().join("up").to_string_lossy().into_owned(),
-            lower_dir: format!("{}:{}", d.path().join("l1").display(), lower.display()),
-            merged_dir: "/merged".into(),
-            ..SnapshotInfo::default()
-        };
-        assert_eq!(passwd_root(&info), lower);
-        assert_eq!(passwd_root(&SnapshotInfo::default()), PathBuf::from(""));
     }
 }

@@ -1,20 +1,30 @@
 //! Exec endpoints: `POST /containers/{id}/exec`, `POST /exec/{id}/start` (hijacked
 //! unless detached), `GET /exec/{id}/json`, `POST /exec/{id}/resize`.
+//!
+//! A hijacked start answers `101` first and only then starts the process, as dockerd
+//! does: a client that reads the response head through a buffered reader and then
+//! takes the raw socket (docker-py) would otherwise lose output that arrived with the
+//! head. The stream closes once the output has ended and the exit code is recorded,
+//! so the `GET /exec/{id}/json` that follows always has it. When the process cannot
+//! be started, the error goes down the stream and the exit code is 126 or 127.
 
 use std::sync::Arc;
 
-use bollard_stubs::models::{ExecConfig, ExecInspectResponse, ExecStartConfig, ProcessConfig};
+use bollard_stubs::models::{ExecConfig, ExecStartConfig};
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use oci_spec::runtime::{Process, Spec};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
-use super::hijack::{serve_hijacked, streamed_output, switching_protocols, wants_upgrade};
+use super::hijack::{streamed_output, switching_protocols, wants_upgrade};
 use super::{json as json_response, read_json, status_only, Body, Ctx};
-use crate::api::containers::passwd_root;
-use crate::engine::{Engine, ExecRecord};
+use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::spec::{self, defaults, user};
+use crate::lifecycle::exec;
+use crate::manager::StdStream;
+use crate::stream::{encode_frame, pump};
 
 /// `POST /containers/{id}/exec`.
 pub async fn create(
@@ -22,93 +32,23 @@ pub async fn create(
     ctx: &Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
-    let rec = engine.store.get(ctx.param())?;
+    // 404 for an unknown container before the body is looked at, as dockerd.
+    engine.store.get(ctx.param())?;
     let config: ExecConfig = read_json(req.into_body()).await?;
-    if rec.state.running != Some(true) {
-        return Err(EngineError::NotRunning(rec.id));
-    }
-    if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
-        return Err(EngineError::BadParameter(
-            "No exec command specified".to_string(),
-        ));
-    }
-    let id = crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
-    engine.execs().insert(
-        id.clone(),
-        ExecRecord {
-            id: id.clone(),
-            container_id: rec.id.clone(),
-            config,
-            ..ExecRecord::default()
-        },
-    );
-    engine
-        .store
-        .update(&rec.id, |r| r.exec_ids.push(id.clone()))?;
+    let id = exec::create(engine, ctx.param(), config)?;
     Ok(json_response(StatusCode::CREATED, &json!({ "Id": id })))
 }
 
-/// The exec'd process: the container's process with the exec's command, env, user,
-/// working directory and terminal.
-pub(crate) async fn exec_process(
-    engine: &Engine,
-    exec: &ExecRecord,
-    tty: bool,
-) -> Result<Process, EngineError> {
-    let c = engine.manager.containers_get(&exec.container_id).await?;
-    let spec: Spec = serde_json::from_slice(&c.spec).map_err(|e| {
-        EngineError::io("reading the container's OCI spec", std::io::Error::other(e))
-    })?;
-    let mut p = spec.process().clone().unwrap_or_default();
-    let cfg = &exec.config;
-    p.set_args(cfg.cmd.clone());
-    let env = spec::merge_env(
-        p.env().as_deref().unwrap_or(&[]),
-        cfg.env.as_deref().unwrap_or(&[]),
-    );
-    p.set_env(Some(env));
-    if let Some(w) = cfg.working_dir.as_ref().filter(|w| !w.is_empty()) {
-        p.set_cwd(w.into());
+/// The error of an exec that could not be started, as dockerd writes it into the
+/// hijacked stream: a line on stdout.
+fn error_bytes(e: &EngineError, tty: bool) -> Bytes {
+    let line = format!("{}\r\n", e.message());
+    if tty {
+        return Bytes::from(line);
     }
-    p.set_terminal(Some(tty));
-    p.set_console_size(None);
-    if let Some(u) = cfg.user.as_ref().filter(|u| !u.is_empty()) {
-        let rec = engine.store.get(&exec.container_id)?;
-        let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
-        let resolved = user::resolve(&passwd_root(&info), u, &[]).map_err(spec::SpecError::from)?;
-        let mut su = p.user().clone();
-        su.set_uid(resolved.uid);
-        su.set_gid(resolved.gid);
-        su.set_additional_gids(Some(resolved.additional_gids));
-        p.set_user(su);
-    }
-    if cfg.privileged == Some(true) {
-        let all: oci_spec::runtime::Capabilities = defaults::ALL_CAPS
-            .iter()
-            .filter_map(|c| defaults::parse_cap(c))
-            .collect();
-        let mut caps = p.capabilities().clone().unwrap_or_default();
-        caps.set_bounding(Some(all.clone()));
-        caps.set_effective(Some(all.clone()));
-        caps.set_permitted(Some(all));
-        p.set_capabilities(Some(caps));
-    }
-    Ok(p)
-}
-
-fn spawn_exec_monitor(engine: &Arc<Engine>, cid: String, eid: String) {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        let result = engine.manager.tasks_wait(&cid, &eid).await;
-        let mut execs = engine.execs();
-        if let Some(e) = execs.get_mut(&eid) {
-            e.running = false;
-            e.exit_code = Some(match &result {
-                Ok(x) => i64::from(x.exit_status),
-                Err(_) => 126,
-            });
-        }
-    });
+    let mut out = BytesMut::new();
+    encode_frame(StdStream::Stdout, line.as_bytes(), &mut out);
+    out.freeze()
 }
 
 /// `POST /exec/{id}/start`.
@@ -118,105 +58,102 @@ pub async fn start(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let eid = ctx.param().to_string();
-    let exec = engine
-        .execs()
-        .get(&eid)
-        .cloned()
-        .ok_or_else(|| EngineError::NoSuchExec(eid.clone()))?;
+    exec::get(engine, &eid)?;
     // The upgrade handle must be taken before the body is consumed.
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body: ExecStartConfig = read_json(req.into_body()).await?;
-    if exec.running || exec.exit_code.is_some() {
-        return Err(EngineError::Conflict(format!(
-            "Error: Exec command {eid} is already running"
-        )));
-    }
-    let tty = body.tty.or(exec.config.tty).unwrap_or(false);
+    let rec = exec::claim(engine, &eid)?;
+    let tty = body.tty.or(rec.config.tty).unwrap_or(false);
     let detach = body.detach.unwrap_or(false);
-    let attach_stdin = exec.config.attach_stdin.unwrap_or(false) && !detach;
-    let process = exec_process(engine, &exec, tty).await?;
-    let process_json = serde_json::to_vec(&process)
-        .map_err(|e| EngineError::io("encoding the exec process", std::io::Error::other(e)))?;
-    let cid = exec.container_id.clone();
-    engine
-        .manager
-        .tasks_exec(&cid, &eid, process_json, attach_stdin)
-        .await?;
-    let streams = if detach {
-        None
-    } else {
-        Some(engine.manager.tasks_attach(&cid, &eid).await?)
-    };
-    let pid = engine.manager.tasks_start(&cid, &eid).await?;
-    if let Some(e) = engine.execs().get_mut(&eid) {
-        e.running = true;
-        e.pid = pid;
-    }
-    spawn_exec_monitor(engine, cid, eid.clone());
-    let Some(mut streams) = streams else {
+    let stdin = rec.config.attach_stdin.unwrap_or(false) && !detach;
+    if detach {
+        exec::start(engine, &rec, tty, false, false).await?;
         return Ok(status_only(StatusCode::OK));
-    };
-    if !attach_stdin {
+    }
+    if !wants_upgrade(&ctx.headers) {
+        let streams = exec::start(engine, &rec, tty, true, false).await?;
+        let Some(mut streams) = streams else {
+            return Ok(status_only(StatusCode::OK));
+        };
         streams.stdin = None;
+        return Ok(streamed_output(streams, tty));
     }
-    if wants_upgrade(&ctx.headers) {
-        serve_hijacked(on_upgrade, streams, tty, format!("exec {eid}"));
-        Ok(switching_protocols(tty))
-    } else {
-        Ok(streamed_output(streams, tty))
-    }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::warn!(exec = %eid, error = %e, "connection upgrade failed");
+                return;
+            }
+        };
+        match exec::start(&engine, &rec, tty, true, stdin).await {
+            Ok(Some(mut streams)) => {
+                if !stdin {
+                    streams.stdin = None;
+                }
+                let exited = {
+                    let engine = engine.clone();
+                    let eid = eid.clone();
+                    async move {
+                        exec::wait(&engine, &eid).await;
+                    }
+                };
+                match pump(upgraded, streams, tty, exited).await {
+                    Ok(end) => {
+                        tracing::debug!(exec = %eid, bytes = end.output_bytes, "exec stream ended")
+                    }
+                    Err(e) => tracing::debug!(exec = %eid, error = %e, "exec stream broke"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let mut io = upgraded;
+                let _ = io.write_all(&error_bytes(&e, tty)).await;
+                let _ = io.shutdown().await;
+            }
+        }
+    });
+    Ok(switching_protocols(tty))
 }
 
-/// `GET /exec/{id}/json`.
+/// `GET /exec/{id}/json`. `ExitCode` is null while the process runs, as dockerd's.
 pub fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let exec = engine
-        .execs()
-        .get(ctx.param())
-        .cloned()
-        .ok_or_else(|| EngineError::NoSuchExec(ctx.param().to_string()))?;
-    let cmd = exec.config.cmd.clone().unwrap_or_default();
-    let resp = ExecInspectResponse {
-        can_remove: Some(false),
-        detach_keys: Some(String::new()),
-        id: Some(exec.id.clone()),
-        running: Some(exec.running),
-        exit_code: exec.exit_code,
-        process_config: Some(ProcessConfig {
-            privileged: exec.config.privileged,
-            user: exec.config.user.clone(),
-            tty: exec.config.tty,
-            entrypoint: cmd.first().cloned(),
-            arguments: Some(cmd.iter().skip(1).cloned().collect()),
-        }),
-        open_stdin: exec.config.attach_stdin,
-        open_stderr: exec.config.attach_stderr,
-        open_stdout: exec.config.attach_stdout,
-        container_id: Some(exec.container_id.clone()),
-        pid: Some(i64::from(exec.pid)),
-    };
+    let e = exec::get(engine, ctx.param())?;
+    let cmd = e.config.cmd.clone().unwrap_or_default();
+    let resp = json!({
+        "CanRemove": false,
+        "DetachKeys": "",
+        "ID": e.id,
+        "Running": e.running,
+        "ExitCode": e.exit_code,
+        "ProcessConfig": {
+            "privileged": e.config.privileged.unwrap_or(false),
+            "user": e.config.user.clone().unwrap_or_default(),
+            "tty": e.config.tty.unwrap_or(false),
+            "entrypoint": cmd.first().cloned().unwrap_or_default(),
+            "arguments": cmd.iter().skip(1).cloned().collect::<Vec<_>>(),
+        },
+        "OpenStdin": e.config.attach_stdin.unwrap_or(false),
+        "OpenStderr": e.config.attach_stderr.unwrap_or(false),
+        "OpenStdout": e.config.attach_stdout.unwrap_or(false),
+        "ContainerID": e.container_id,
+        "Pid": e.pid,
+    });
     Ok(json_response(StatusCode::OK, &resp))
 }
 
 /// `POST /exec/{id}/resize?h=&w=`.
 pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
-    let exec = engine
-        .execs()
-        .get(ctx.param())
-        .cloned()
-        .ok_or_else(|| EngineError::NoSuchExec(ctx.param().to_string()))?;
-    let h = ctx
-        .query
-        .int("h")?
-        .unwrap_or(0)
-        .clamp(0, i64::from(u32::MAX)) as u32;
-    let w = ctx
-        .query
-        .int("w")?
-        .unwrap_or(0)
-        .clamp(0, i64::from(u32::MAX)) as u32;
+    let e = exec::get(engine, ctx.param())?;
+    let dim = |key: &str| -> Result<u32, EngineError> {
+        let v = ctx.query.int(key)?.unwrap_or(0);
+        u32::try_from(v).map_err(|_| EngineError::BadParameter(format!("invalid {key}: {v}")))
+    };
+    let (h, w) = (dim("h")?, dim("w")?);
     engine
         .manager
-        .tasks_resize_pty(&exec.container_id, &exec.id, w, h)
+        .tasks_resize_pty(&e.container_id, &e.id, w, h)
         .await?;
     Ok(status_only(StatusCode::CREATED))
 }

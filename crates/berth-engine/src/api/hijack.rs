@@ -47,7 +47,7 @@ pub fn switching_protocols(tty: bool) -> Response<Body> {
 pub fn serve_hijacked(on_upgrade: OnUpgrade, streams: AttachStreams, tty: bool, what: String) {
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match pump(TokioIo::new(upgraded), streams, tty).await {
+            Ok(upgraded) => match pump(TokioIo::new(upgraded), streams, tty, async {}).await {
                 Ok(end) => {
                     tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
                 }

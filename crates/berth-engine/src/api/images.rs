@@ -516,10 +516,12 @@ fn bar(current: i64, total: i64) -> String {
     const WIDTH: i64 = 50;
     let done = (current.clamp(0, total) * WIDTH / total).clamp(0, WIDTH);
     let mut s = String::from("[");
-    s.push_str(&"=".repeat(done as usize));
+    // Both lie in 0..=WIDTH (clamped above).
+    let done_cols = usize::try_from(done).unwrap_or(0);
+    s.push_str(&"=".repeat(done_cols));
     if done < WIDTH {
         s.push('>');
-        s.push_str(&" ".repeat((WIDTH - done - 1) as usize));
+        s.push_str(&" ".repeat(usize::try_from(WIDTH - done - 1).unwrap_or(0)));
     }
     s.push_str(&format!("] {:>8}/{}", size(current), size(total)));
     s

@@ -1,6 +1,10 @@
 //! The HTTP handlers: one file per endpoint group. [`handle`] routes a request, calls
 //! the group's handler, and turns any error into Docker's `{"message": ...}` answer.
 
+// Numbers here come from requests: a narrowing `as` would turn a bad one into a
+// wrong one silently. Convert with try_from and answer 400 instead.
+#![deny(clippy::cast_possible_truncation)]
+
 pub mod archive;
 pub mod build;
 pub mod container_ops;

@@ -174,8 +174,11 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
 
 fn parse_until(v: &str) -> Result<DateTime<Utc>, EngineError> {
     let bad = || EngineError::BadParameter(format!("invalid until filter {v:?}"));
-    if let Ok(secs) = v.parse::<f64>() {
-        return DateTime::from_timestamp(secs as i64, 0).ok_or_else(bad);
+    // Unix seconds, with a fraction docker accepts and drops.
+    if v.parse::<f64>().is_ok() {
+        let whole = v.split_once('.').map_or(v, |(s, _)| s);
+        let secs: i64 = whole.parse().map_err(|_| bad())?;
+        return DateTime::from_timestamp(secs, 0).ok_or_else(bad);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));

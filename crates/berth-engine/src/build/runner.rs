@@ -47,8 +47,7 @@ pub async fn create(
 pub async fn run(engine: &Arc<Engine>, id: &str, out: &Output) -> Result<RunEnd, EngineError> {
     let mut streams = engine.manager.tasks_attach(id, "").await?;
     let mut events = engine.events.subscribe();
-    let rec = engine.store.get(id)?;
-    containers::start_container(engine, &rec).await?;
+    crate::lifecycle::start(engine, id).await?;
     let mut output_done = false;
     let mut code = None;
     loop {
@@ -67,7 +66,7 @@ pub async fn run(engine: &Arc<Engine>, id: &str, out: &Output) -> Result<RunEnd,
                 None => output_done = true,
             },
             ev = events.recv(), if code.is_none() => match ev {
-                Ok(ContainerEvent::Exited { id: x, code: c }) if x == id => {
+                Ok(ContainerEvent::Exited { id: x, code: c, .. }) if x == id => {
                     code = Some(c);
                     // Output still queued arrives before the attach ends; give it a
                     // moment and no more.
@@ -100,8 +99,8 @@ pub async fn run(engine: &Arc<Engine>, id: &str, out: &Output) -> Result<RunEnd,
                 }
             },
             _ = out.closed() => {
-                let _ = engine.manager.tasks_kill(id, "", 9, true).await;
-                let _ = crate::api::containers::wait_exit(&mut events, id, std::time::Duration::from_secs(30)).await;
+                // SIGKILL through the state machine answers once the exit is recorded.
+                let _ = crate::lifecycle::kill(engine, id, 9).await;
                 return Ok(RunEnd::Cancelled);
             }
         }
@@ -111,9 +110,7 @@ pub async fn run(engine: &Arc<Engine>, id: &str, out: &Output) -> Result<RunEnd,
 
 /// Removes a build container and everything it had (record, task, snapshot).
 pub async fn remove(engine: &Arc<Engine>, id: &str) {
-    let _ = engine.manager.tasks_kill(id, "", 9, true).await;
-    let _ = engine.manager.tasks_delete(id, true).await;
-    if let Err(e) = engine.remove_container(id).await {
+    if let Err(e) = crate::lifecycle::remove(engine, id, true).await {
         tracing::warn!(container = id, error = %e, "removing a build container");
     }
 }
@@ -163,7 +160,7 @@ impl<'a> Scratch<'a> {
         let mut c = manager::Container {
             id: id.clone(),
             image: image.to_string(),
-            created_at: containers::now_rfc3339(),
+            created_at: crate::lifecycle::now_rfc3339(),
             ..manager::Container::default()
         };
         if image.is_empty() {

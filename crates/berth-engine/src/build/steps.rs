@@ -330,7 +330,7 @@ impl<'a> Builder<'a> {
             image: image.to_string(),
             parent: parent.to_string(),
             created_by: created_by.to_string(),
-            created: crate::api::containers::now_rfc3339(),
+            created: crate::lifecycle::now_rfc3339(),
         };
         if let Err(e) = self.cache.put(key, &e) {
             tracing::warn!(error = %e, "writing the build cache");
@@ -566,7 +566,7 @@ impl<'a> Builder<'a> {
             }
             Kind::Stopsignal(s) => {
                 let s = self.word(st, s)?;
-                crate::api::containers::parse_signal(&s)
+                crate::lifecycle::parse_signal(&s)
                     .map_err(|_| BuildError::new(format!("Invalid signal: {s}")))?;
                 st.config.stop_signal = Some(s.clone());
                 self.metadata_step(st, &format!("STOPSIGNAL {s}")).await

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use super::images::{EventKind, ManagerEvent};
 use super::{
     AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Manager, OutputChunk,
     SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
@@ -67,9 +68,20 @@ struct State {
 }
 
 /// The fake manager. Cheap to create; share it in an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeManager {
     state: Arc<Mutex<State>>,
+    /// Task starts and exits, for `events_subscribe`.
+    events: broadcast::Sender<ManagerEvent>,
+}
+
+impl Default for FakeManager {
+    fn default() -> Self {
+        FakeManager {
+            state: Arc::default(),
+            events: broadcast::channel(256).0,
+        }
+    }
 }
 
 fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -79,17 +91,40 @@ fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     }
 }
 
-fn exit_task(state: &Mutex<State>, id: &str, exec_id: &str, code: u32) {
+fn exit_task(
+    state: &Mutex<State>,
+    events: &broadcast::Sender<ManagerEvent>,
+    id: &str,
+    exec_id: &str,
+    code: u32,
+) {
     let mut st = lock_state(state);
     if let Some(t) = st.tasks.get_mut(&(id.to_string(), exec_id.to_string())) {
+        if t.status == TaskStatus::Stopped {
+            return;
+        }
         t.status = TaskStatus::Stopped;
         let pid = t.pid;
-        t.exit_tx.send_replace(Some(ExitStatus {
+        let exit = ExitStatus {
             pid,
             exit_status: code,
             exited_at: "2024-01-01T00:00:01Z".to_string(),
             oom_killed: false,
-        }));
+        };
+        t.exit_tx.send_replace(Some(exit.clone()));
+        let _ = events.send(ManagerEvent {
+            timestamp: exit.exited_at.clone(),
+            topic: "/tasks/exit".to_string(),
+            kind: EventKind::TaskExit {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                pid,
+                exit_status: code,
+                oom_killed: false,
+                exited_at: exit.exited_at,
+                reason: String::new(),
+            },
+        });
     }
 }
 
@@ -183,7 +218,12 @@ impl FakeManager {
 
     /// Makes the process exit now with `code`, as if it ended by itself.
     pub fn exit(&self, id: &str, exec_id: &str, code: u32) {
-        exit_task(&self.state, id, exec_id, code);
+        exit_task(&self.state, &self.events, id, exec_id, code);
+    }
+
+    /// The task events from now on.
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<ManagerEvent> {
+        self.events.subscribe()
     }
     /// The container records the fake holds (for assertions).
     pub fn container_ids(&self) -> Vec<String> {
@@ -392,6 +432,22 @@ impl Manager for FakeManager {
         })
     }
 
+    async fn tasks_list(&self) -> Result<Vec<Task>, EngineError> {
+        let st = self.lock();
+        Ok(st
+            .tasks
+            .iter()
+            .filter(|((_, exec_id), _)| exec_id.is_empty())
+            .map(|((id, _), t)| Task {
+                container_id: id.clone(),
+                pid: t.pid,
+                status: t.status,
+                exit: t.exit_tx.borrow().clone(),
+                ..Task::default()
+            })
+            .collect())
+    }
+
     async fn tasks_exec(
         &self,
         id: &str,
@@ -486,6 +542,7 @@ impl Manager for FakeManager {
             .get(&(id.to_string(), exec_id.to_string()))
             .map(|t| t.exit_tx.subscribe());
         let state = self.state.clone();
+        let events = self.events.clone();
         let (cid, eid) = (id.to_string(), exec_id.to_string());
         let scripted = !program.output.is_empty() || program.echo_stdin;
         tokio::spawn(async move {
@@ -523,7 +580,7 @@ impl Manager for FakeManager {
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                exit_task(&state, &cid, &eid, program.exit_code);
+                exit_task(&state, &events, &cid, &eid, program.exit_code);
             } else if let Some(mut rx) = exit_rx {
                 // Without a script the "process" runs until it is made to exit.
                 let _ = rx.wait_for(|e| e.is_some()).await;

@@ -506,6 +506,16 @@ impl Manager for GrpcManager {
         Ok(task_from(t))
     }
 
+    async fn tasks_list(&self) -> Result<Vec<Task>, EngineError> {
+        let r = self
+            .tasks()
+            .list(pb::ListTasksRequest {})
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(r.tasks.into_iter().map(task_from).collect())
+    }
+
     async fn tasks_exec(
         &self,
         id: &str,

@@ -118,8 +118,11 @@ pub enum EventKind {
     TaskExit {
         id: String,
         exec_id: String,
+        pid: u32,
         exit_status: u32,
         oom_killed: bool,
+        exited_at: String,
+        reason: String,
     },
     TaskOom {
         id: String,

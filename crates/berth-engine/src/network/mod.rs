@@ -234,7 +234,7 @@ impl Networks {
         nets: &mut BTreeMap<String, NetworkRecord>,
         live: &HashMap<String, LiveState>,
     ) -> Result<(), NetworkError> {
-        let now = crate::api::containers::now_rfc3339();
+        let now = crate::lifecycle::now_rfc3339();
         for (name, driver) in [("host", "host"), ("none", "null")] {
             if !nets.values().any(|r| r.builtin && r.name == name) {
                 let rec = NetworkRecord {
@@ -533,7 +533,7 @@ impl Networks {
         let rec = NetworkRecord {
             id,
             name,
-            created: crate::api::containers::now_rfc3339(),
+            created: crate::lifecycle::now_rfc3339(),
             driver: "bridge".into(),
             bridge,
             subnets,

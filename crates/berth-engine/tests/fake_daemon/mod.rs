@@ -55,6 +55,7 @@ pub async fn daemon() -> Daemon {
         )
         .unwrap(),
     );
+    engine.start_link();
     let listener = server::bind(&sock).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(listener, engine.clone(), async {

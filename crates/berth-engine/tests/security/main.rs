@@ -5,6 +5,9 @@
 //! They run on the real kernel, as root, against private stacks (see
 //! tests/support), one at a time (`support::serial`). Skipped without root.
 
+// Tests (and their helpers) may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

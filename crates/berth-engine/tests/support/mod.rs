@@ -56,6 +56,22 @@ pub fn docker_clis() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The python of a venv with docker-py: `$BERTH_DOCKER_PY` (test.sh sets it, and
+/// then it must exist), else `target/docker-py` if scripts/deps.sh made it.
+pub fn docker_py() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_DOCKER_PY") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "BERTH_DOCKER_PY={} does not exist",
+            p.display()
+        );
+        return Some(p);
+    }
+    let p = berth_testutil::workspace_root().join("target/docker-py/bin/python");
+    p.is_file().then_some(p)
+}
+
 /// Polls `f` until it gives `Some`, panicking with `what` after [`EVENTUALLY`].
 pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -167,7 +183,7 @@ impl Stack {
         stack
     }
 
-    /// Starts berth-manager (again), appending to its log.
+    /// Starts berth-manager (again), appending to its log; does not wait for it.
     pub fn start_manager(&mut self) {
         let mlog = std::fs::OpenOptions::new()
             .create(true)
@@ -194,7 +210,8 @@ impl Stack {
         self.manager = Some(manager);
     }
 
-    /// SIGKILLs berth-manager, as a crash would, and reaps it.
+    /// SIGKILLs berth-manager, as a crash would, and reaps it. Its shims and their
+    /// containers live on.
     pub fn kill_manager(&mut self) {
         if let Some(mut c) = self.manager.take() {
             let _ = c.kill();
@@ -202,8 +219,23 @@ impl Stack {
         }
     }
 
+    /// Starts berth-manager again after [`Stack::kill_manager`] and waits until it
+    /// listens.
+    pub fn restart_manager(&mut self) {
+        self.start_manager();
+        eventually("berth-manager listens again", || {
+            UnixStream::connect(self.manager_socket()).ok().map(|_| ())
+        });
+    }
+
     /// Starts berthd (again), appending to its log, and waits until it answers.
     pub fn start_berthd(&mut self) {
+        self.spawn_berthd();
+        self.wait_ready();
+    }
+
+    /// Starts berthd (again), appending to its log; does not wait for it.
+    pub fn spawn_berthd(&mut self) {
         let elog = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -231,7 +263,6 @@ impl Stack {
             .spawn()
             .expect("starting berthd (cargo build -p berth-engine)");
         self.berthd = Some(berthd);
-        self.wait_ready();
     }
 
     /// berthd's pid (0 when it is not running).
@@ -261,7 +292,8 @@ impl Stack {
         )
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until berth-manager listens and berthd answers (both must be running).
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
         loop {
             let exited = [

@@ -59,8 +59,8 @@ impl LogLevel {
         }
     }
 
-    pub fn to_shim(self) -> berth_shim::cli::LogLevel {
-        use berth_shim::cli::LogLevel as S;
+    pub fn to_shim(self) -> berth_shim_contract::cli::LogLevel {
+        use berth_shim_contract::cli::LogLevel as S;
         match self {
             LogLevel::Error => S::Error,
             LogLevel::Warn => S::Warn,

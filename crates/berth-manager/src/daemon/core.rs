@@ -181,6 +181,23 @@ impl Daemon {
         self.settings.tasks_dir.join(id)
     }
 
+    /// Where the snapshot `key` is mounted by a task now: the rootfs of the bundle
+    /// of the live task whose container uses it.
+    pub async fn mounted_rootfs(self: &Arc<Self>, key: &str) -> Option<PathBuf> {
+        for task in self.all_tasks() {
+            if task.is_gone() {
+                continue;
+            }
+            let Ok(c) = self.container(&task.id).await else {
+                continue;
+            };
+            if c.snapshot_key == key {
+                return Some(task.dir.join(berth_shim_contract::layout::ROOTFS));
+            }
+        }
+        None
+    }
+
     /// The container record of `id`.
     pub async fn container(self: &Arc<Self>, id: &str) -> Result<ContainerRecord, DaemonError> {
         let this = Arc::clone(self);

@@ -80,7 +80,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Layout(#[from] berth_shim::layout::LayoutError),
+    Layout(#[from] berth_shim_contract::layout::LayoutError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -191,12 +191,66 @@ fn store_code(e: &StoreError) -> Code {
     }
 }
 
+/// The most bytes of an error message that cross gRPC. The message travels in an
+/// HTTP/2 header (`grpc-message`): one long enough to overflow the peer's header
+/// limit makes it tear the whole connection down, and every other call on it with
+/// it. The rest of a longer message goes to the log.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// A status whose message is at most [`MAX_STATUS_MESSAGE`] bytes: a longer one is
+/// cut on a character boundary, says how much was left out, and is logged whole.
+pub fn bounded_status(code: Code, message: &str) -> Status {
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return Status::new(code, message);
+    }
+    const NOTE: usize = 64;
+    let mut cut = MAX_STATUS_MESSAGE - NOTE;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    tracing::warn!(
+        ?code,
+        "error message cut to {cut} bytes for the client: {message}"
+    );
+    Status::new(
+        code,
+        format!(
+            "{}... ({} more bytes in berth-manager's log)",
+            &message[..cut],
+            message.len() - cut
+        ),
+    )
+}
+
 impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Status {
         let code = e.code();
         if code == Code::Internal {
             tracing::warn!("internal error: {e}");
         }
-        Status::new(code, e.to_string())
+        bounded_status(code, &e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let short = bounded_status(Code::InvalidArgument, "bad name");
+        assert_eq!(short.message(), "bad name");
+        let long = format!("bad name {}", "é".repeat(40_000));
+        let s = bounded_status(Code::InvalidArgument, &long);
+        assert!(
+            s.message().len() <= MAX_STATUS_MESSAGE,
+            "{}",
+            s.message().len()
+        );
+        assert!(s.message().starts_with("bad name é"));
+        assert!(s.message().ends_with("more bytes in berth-manager's log)"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let e = DaemonError::BadFilter("x".repeat(70_000));
+        assert!(Status::from(e).message().len() <= MAX_STATUS_MESSAGE);
     }
 }

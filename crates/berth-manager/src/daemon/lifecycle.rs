@@ -85,9 +85,12 @@ fn bundle_spec(id: &str, spec: &str, snapshot: bool) -> Result<(Vec<u8>, bool), 
         let root = obj.entry("root").or_insert_with(|| serde_json::json!({}));
         match root.as_object_mut() {
             Some(r) => {
-                r.insert("path".to_string(), berth_shim::layout::ROOTFS.into());
+                r.insert(
+                    "path".to_string(),
+                    berth_shim_contract::layout::ROOTFS.into(),
+                );
             }
-            None => *root = serde_json::json!({ "path": berth_shim::layout::ROOTFS }),
+            None => *root = serde_json::json!({ "path": berth_shim_contract::layout::ROOTFS }),
         }
     } else {
         let absolute = obj
@@ -299,7 +302,7 @@ impl Daemon {
         client: Option<shimpb::shim_client::ShimClient<tonic::transport::Channel>>,
         runtime: &std::path::Path,
     ) {
-        let shim_pid = berth_shim::TaskDir::new(dir)
+        let shim_pid = berth_shim_contract::TaskDir::new(dir)
             .read_shim_pid()
             .ok()
             .flatten()
@@ -682,7 +685,7 @@ impl Daemon {
         }
         task.drop_client();
         let rec = task.record();
-        let left = berth_shim::TaskDir::new(&task.dir)
+        let left = berth_shim_contract::TaskDir::new(&task.dir)
             .read_exit()
             .ok()
             .flatten();
@@ -706,9 +709,10 @@ impl Daemon {
             tracing::warn!(id = %task.id, "cleaning up after the dead shim: {e}");
         }
         let dir = task.dir.clone();
-        if let Err(e) =
-            blocking(move || remove_task_dir(&dir, &[TASK_JSON, berth_shim::layout::EXIT_JSON]))
-                .await
+        if let Err(e) = blocking(move || {
+            remove_task_dir(&dir, &[TASK_JSON, berth_shim_contract::layout::EXIT_JSON])
+        })
+        .await
         {
             tracing::warn!(id = %task.id, "cleaning the task directory: {e}");
         }
@@ -829,12 +833,12 @@ fn write_bundle(
             .mode(mode)
             .create(dir)
             .map_err(|e| DaemonError::io("creating", dir, e))?;
-        let rootfs = dir.join(berth_shim::layout::ROOTFS);
+        let rootfs = dir.join(berth_shim_contract::layout::ROOTFS);
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(&rootfs)
             .map_err(|e| DaemonError::io("creating", &rootfs, e))?;
-        berth_shim::layout::write_atomic(&dir.join("config.json"), config)?;
+        berth_shim_contract::layout::write_atomic(&dir.join("config.json"), config)?;
         record.write(dir)
     })();
     if result.is_err() {

@@ -69,7 +69,10 @@ impl Daemon {
                 // Cleaned up, but the manager died before it recorded the exit as
                 // published: publish it now, with the status the shim left if any.
                 let rec = task.record();
-                let left = berth_shim::TaskDir::new(dir).read_exit().ok().flatten();
+                let left = berth_shim_contract::TaskDir::new(dir)
+                    .read_exit()
+                    .ok()
+                    .flatten();
                 let reason = format!("berth-shim (pid {}) died", rec.shim_pid);
                 let exit = match left {
                     Some(l) => super::task::record::Exit {
@@ -91,7 +94,7 @@ impl Daemon {
             }
             return Ok(());
         }
-        let shim_pid = berth_shim::TaskDir::new(dir)
+        let shim_pid = berth_shim_contract::TaskDir::new(dir)
             .read_shim_pid()
             .ok()
             .flatten()
@@ -192,7 +195,9 @@ impl Daemon {
         let mut runtime = super::config::find_program(&self.settings.default_runtime);
         if let Some((pid, rt)) = live_shim {
             runtime = Some(rt);
-            if let Ok(mut c) = shim::connect(id, &dir.join(berth_shim::layout::SHIM_SOCK)).await {
+            if let Ok(mut c) =
+                shim::connect(id, &dir.join(berth_shim_contract::layout::SHIM_SOCK)).await
+            {
                 let _ = c.shutdown(shimpb::ShutdownRequest { force: true }).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

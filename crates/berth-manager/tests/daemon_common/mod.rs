@@ -399,7 +399,7 @@ impl Drop for Stack {
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
             {
-                let ours = pid > 0 && berth_shim::cli::started_for(pid as u32, &dir);
+                let ours = pid > 0 && berth_shim_contract::cli::started_for(pid as u32, &dir);
                 if ours {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }

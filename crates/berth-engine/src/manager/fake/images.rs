@@ -1,6 +1,6 @@
 //! The fake's image RPCs: enough bookkeeping on the in-memory image list for the
 //! engine's handlers to be tested (tag, delete, import, commit); nothing is pulled or
-//! pushed anywhere, and the event stream stays silent.
+//! pushed anywhere; the event stream carries the fake's task starts and exits.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -198,9 +198,26 @@ impl ImageManager for FakeManager {
     }
 
     async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<ManagerEvent>, EngineError> {
-        // A stream that stays open and silent while someone reads it.
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(async move { tx.closed().await });
+        // The task events the fake publishes (starts and exits), for as long as
+        // someone reads them.
+        let mut events = self.subscribe_events();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) => {
+                            if tx.send(Ok(ev)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
         Ok(rx)
     }
 }

@@ -53,8 +53,11 @@ fn event_from(e: pb::Envelope) -> ManagerEvent {
         Some(Event::TaskExit(t)) => EventKind::TaskExit {
             id: t.container_id,
             exec_id: t.exec_id,
+            pid: t.pid,
             exit_status: t.exit_status,
             oom_killed: t.oom_killed,
+            exited_at: t.exited_at,
+            reason: t.reason,
         },
         Some(Event::TaskOom(t)) => EventKind::TaskOom { id: t.container_id },
         Some(Event::TaskPaused(t)) => EventKind::TaskPaused { id: t.container_id },

@@ -2,6 +2,9 @@
 //! requests into [`Daemon`] or store calls. Errors become status codes only
 //! through `From<DaemonError> for Status` (`error.rs`).
 
+// Numbers here come from requests: no narrowing `as` (see the workspace lints).
+#![deny(clippy::cast_possible_truncation)]
+
 mod containers;
 mod content;
 mod events;

@@ -105,7 +105,16 @@ impl Snapshots for Svc {
     async fn info(&self, req: Request<pb::SnapshotKey>) -> Res<pb::SnapshotInfo> {
         let k = req.into_inner().key;
         key(&k)?;
-        let i = self.snap(move |s| s.snapshot_info(&k)).await?;
+        let i = {
+            let k = k.clone();
+            self.snap(move |s| s.snapshot_info(&k)).await?
+        };
+        // While a task has the snapshot mounted, its merged view is that mount: the
+        // bundle's rootfs, where the shim mounted it.
+        let merged_dir = match self.d.mounted_rootfs(&k).await {
+            Some(rootfs) => rootfs.to_string_lossy().into_owned(),
+            None => i.merged_dir,
+        };
         Ok(Response::new(pb::SnapshotInfo {
             key: i.key,
             parent: i.parent.unwrap_or_default(),
@@ -113,7 +122,7 @@ impl Snapshots for Svc {
             lower_dir: i.lower_dir,
             upper_dir: i.upper_dir,
             work_dir: i.work_dir,
-            merged_dir: i.merged_dir,
+            merged_dir,
             labels: i.labels.into_iter().collect(),
         }))
     }

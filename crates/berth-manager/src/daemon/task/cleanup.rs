@@ -30,7 +30,7 @@ pub fn shim_alive(pid: u32, marker: &Path) -> bool {
     if matches!(state, None | Some("Z") | Some("X") | Some("x")) {
         return false;
     }
-    berth_shim::cli::started_for(pid, marker)
+    berth_shim_contract::cli::started_for(pid, marker)
 }
 
 /// `<runtime> --root <root> delete --force <id>`: kills what is left of the
@@ -133,7 +133,7 @@ pub fn unmount_below(path: &Path) {
 /// ever removed when empty: a container's files are never deleted through a mount
 /// that is still there.
 pub fn remove_task_dir(dir: &Path, keep: &[&str]) -> Result<(), DaemonError> {
-    let rootfs = dir.join(berth_shim::layout::ROOTFS);
+    let rootfs = dir.join(berth_shim_contract::layout::ROOTFS);
     unmount_below(&rootfs);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

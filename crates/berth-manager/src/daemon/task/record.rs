@@ -83,7 +83,7 @@ impl TaskRecord {
         let path = dir.join(TASK_JSON);
         let data = serde_json::to_vec(self)
             .map_err(|e| DaemonError::io("encoding", path.clone(), std::io::Error::other(e)))?;
-        Ok(berth_shim::layout::write_atomic(&path, &data)?)
+        Ok(berth_shim_contract::layout::write_atomic(&path, &data)?)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Starting a berth-shim and dialling it.
 //!
-//! The shim is started through its own command line (`berth_shim::Args`): the
+//! The shim is started through its own command line (`berth_shim_contract::Args`): the
 //! process we spawn forks the real shim, which starts a new session, and exits 0
 //! once the shim serves its socket (or 1 with the reason on stderr). So the shim is
 //! never our child: it does not die with the manager and is not reaped by it.
@@ -30,12 +30,12 @@ pub struct Launch<'a> {
     pub socket: &'a Path,
     pub runtime: &'a Path,
     pub runtime_root: &'a Path,
-    pub log_level: berth_shim::cli::LogLevel,
+    pub log_level: berth_shim_contract::cli::LogLevel,
 }
 
 /// Start a shim and return once it serves its socket.
 pub async fn start(l: &Launch<'_>) -> Result<(), DaemonError> {
-    let mut args = berth_shim::Args::new(l.id, l.dir);
+    let mut args = berth_shim_contract::Args::new(l.id, l.dir);
     args.runtime = l.runtime.as_os_str().to_os_string();
     args.runtime_root = l.runtime_root.to_path_buf();
     args.socket = Some(l.socket.to_path_buf());
@@ -80,7 +80,7 @@ pub async fn connect(id: &str, socket: &Path) -> Result<ShimClient<Channel>, Dae
         socket: socket.to_path_buf(),
         source,
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, berth_shim::connect(socket)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, berth_shim_contract::connect(socket)).await {
         Ok(r) => r.map_err(err),
         Err(_) => Err(DaemonError::ShimStart {
             id: id.to_string(),
@@ -94,7 +94,7 @@ pub async fn connect(id: &str, socket: &Path) -> Result<ShimClient<Channel>, Dae
 
 /// The socket a task's shim serves, checked to fit in a socket address.
 pub fn socket_path(dir: &Path) -> Result<PathBuf, DaemonError> {
-    let socket = dir.join(berth_shim::layout::SHIM_SOCK);
+    let socket = dir.join(berth_shim_contract::layout::SHIM_SOCK);
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(DaemonError::SocketPathTooLong(socket));
     }

@@ -114,7 +114,9 @@ impl TaskDir {
         }
     }
 
-    pub(crate) fn write_exit(&self, record: &ExitRecord) -> Result<(), LayoutError> {
+    /// Records the init's exit: the shim does this before it reports the exit to
+    /// anyone, so a manager that restarts finds it.
+    pub fn write_exit(&self, record: &ExitRecord) -> Result<(), LayoutError> {
         let path = self.file(EXIT_JSON);
         let data = serde_json::to_vec(record).map_err(|e| LayoutError::Write {
             path: path.clone(),

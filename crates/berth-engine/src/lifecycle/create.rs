@@ -1,0 +1,258 @@
+//! Making a container: its name, its config merged with the image's, the checks
+//! dockerd makes at create time, its record and /etc files, and the manager's
+//! record (which prepares the writable snapshot).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, ImageConfig, NetworkingConfig};
+use serde::Deserialize;
+
+use super::state;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::manager::{self, SnapshotInfo};
+use crate::spec::{self, etc, SpecInput};
+use crate::store::{short_id, ContainerRecord, StoreError};
+
+/// What `POST /containers/create` asks for.
+#[derive(Debug, Default)]
+pub struct CreateRequest {
+    /// `?name=`; generated when empty.
+    pub name: Option<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    /// The endpoints to connect at create (`NetworkingConfig`).
+    pub networking: Option<NetworkingConfig>,
+}
+
+/// RFC 3339 with nanoseconds, as dockerd writes times.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Takes the image's `config` object out of an image config JSON.
+pub fn image_config(raw: &[u8]) -> Result<ImageConfig, EngineError> {
+    #[derive(Deserialize)]
+    struct Outer {
+        #[serde(default)]
+        config: Option<ImageConfig>,
+    }
+    let outer: Outer = serde_json::from_slice(raw)
+        .map_err(|e| EngineError::io("reading the image config", std::io::Error::other(e)))?;
+    Ok(outer.config.unwrap_or_default())
+}
+
+/// Maps the manager's "not found" for an image to dockerd's "No such image: X".
+pub async fn get_image(engine: &Engine, reference: &str) -> Result<manager::Image, EngineError> {
+    match engine.manager.images_get(reference).await {
+        Err(EngineError::Manager {
+            code: tonic::Code::NotFound,
+            ..
+        }) => Err(EngineError::NoSuchImage(reference.to_string())),
+        other => other,
+    }
+}
+
+/// The directory to read /etc/passwd from before the rootfs is mounted: the first of
+/// the snapshot's upper and lower directories that has one.
+pub fn passwd_root(info: &SnapshotInfo) -> PathBuf {
+    std::iter::once(info.upper_dir.as_str())
+        .chain(info.lower_dir.split(':'))
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .find(|d| d.join("etc/passwd").is_file())
+        .unwrap_or_else(|| PathBuf::from(&info.merged_dir))
+}
+
+fn validate(
+    engine: &Engine,
+    id: &str,
+    config: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<(), EngineError> {
+    // Everything except the user (which needs the image's files) is checked now, so
+    // a bad HostConfig is a 400 at create time as with dockerd.
+    let mut c = config.clone();
+    c.user = None;
+    let mut h = hc.clone();
+    h.group_add = None;
+    struct NoVolumes;
+    impl spec::VolumeResolver for NoVolumes {
+        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
+            // Start would refuse a bad name: create refuses it first.
+            crate::api::volumes::check_name(name)
+                .map_err(|e| spec::SpecError::Invalid(e.message()))?;
+            Ok(PathBuf::from("/").join(name))
+        }
+    }
+    spec::build_spec(&SpecInput {
+        id,
+        config: &c,
+        host_config: &h,
+        image: &ImageConfig::default(),
+        rootfs: Path::new("/nonexistent"),
+        container_dir: &engine.store.container_dir(id),
+        init_path: &engine.config.init_path,
+        volumes: &NoVolumes,
+        host: &engine.host,
+    })?;
+    Ok(())
+}
+
+fn write_etc_files(
+    engine: &Engine,
+    id: &str,
+    config: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<(), EngineError> {
+    let dir = engine.store.container_dir(id);
+    let hostname = config
+        .hostname
+        .clone()
+        .unwrap_or_else(|| short_id(id).to_string());
+    let host_mode = hc.network_mode.as_deref() == Some("host");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let content = etc::EtcContent {
+        hostname,
+        hosts: if host_mode {
+            read("/etc/hosts")
+        } else {
+            etc::hosts_file(&crate::network::etc::resolve_extra_hosts(
+                hc.extra_hosts.as_deref().unwrap_or(&[]),
+                engine.networks.host_gateway(),
+            ))
+        },
+        resolv_conf: if host_mode {
+            read("/etc/resolv.conf")
+        } else {
+            etc::resolv_conf(
+                &read("/etc/resolv.conf"),
+                hc.dns.as_deref().unwrap_or(&[]),
+                hc.dns_search.as_deref().unwrap_or(&[]),
+                hc.dns_options.as_deref().unwrap_or(&[]),
+            )
+        },
+    };
+    etc::write(&dir, &content)
+        .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
+    Ok(())
+}
+
+/// Makes a container in state `created`; returns its id and the warnings of its
+/// network settings. Nothing is left behind when it fails.
+pub async fn create(
+    engine: &Arc<Engine>,
+    req: CreateRequest,
+) -> Result<(String, Vec<String>), EngineError> {
+    let mut config = req.config;
+    let hc = req.host_config;
+    let image_ref = config.image.clone().unwrap_or_default();
+    if image_ref.is_empty() {
+        return Err(EngineError::BadParameter("no image specified".to_string()));
+    }
+    let name = match req.name.filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => engine.store.generate_name()?,
+    };
+    if !crate::store::valid_name(&name) {
+        return Err(StoreError::InvalidName(name).into());
+    }
+    if engine.store.name_taken(&name) {
+        let id = engine.store.resolve(&name)?;
+        return Err(StoreError::NameConflict {
+            name: format!("/{}", name.trim_start_matches('/')),
+            id,
+        }
+        .into());
+    }
+    let image = get_image(engine, &image_ref).await?;
+    spec::merge_image_config(&mut config, &image_config(&image.config)?);
+    let id = crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
+    if config.hostname.as_deref().unwrap_or("").is_empty() {
+        config.hostname = Some(spec::hostname(&id, &config, &hc, &engine.host));
+    }
+    validate(engine, &id, &config, &hc)?;
+    let args = spec::command(&config)?;
+    let Some((path, args)) = args.split_first() else {
+        return Err(EngineError::BadParameter(
+            "No command specified".to_string(),
+        ));
+    };
+    let dir = engine.store.container_dir(&id);
+    let log_path = dir.join(format!("{id}-json.log"));
+    let rec = ContainerRecord {
+        id: id.clone(),
+        name,
+        created: now_rfc3339(),
+        path: path.clone(),
+        args: args.to_vec(),
+        config: config.clone(),
+        host_config: hc.clone(),
+        state: state::created(),
+        image: image.id.clone(),
+        log_path: log_path.to_string_lossy().into_owned(),
+        snapshot_key: id.clone(),
+        ..ContainerRecord::default()
+    };
+    engine.store.create(rec)?;
+    let result = async {
+        let warnings = crate::network::container::container_created(
+            engine,
+            &id,
+            &config,
+            &hc,
+            req.networking.as_ref(),
+        )?;
+        write_etc_files(engine, &id, &config, &hc)?;
+        engine
+            .manager
+            .containers_create(manager::Container {
+                id: id.clone(),
+                image: image.id.clone(),
+                snapshot_key: String::new(),
+                labels: config.labels.clone().unwrap_or_default(),
+                log_path: log_path.to_string_lossy().into_owned(),
+                created_at: now_rfc3339(),
+                ..manager::Container::default()
+            })
+            .await
+            .map(|c| (c, warnings))
+    }
+    .await;
+    match result {
+        Ok((c, warnings)) => {
+            if c.snapshot_key != id {
+                engine
+                    .store
+                    .update(&id, |r| r.snapshot_key = c.snapshot_key.clone())?;
+            }
+            Ok((id, warnings))
+        }
+        Err(e) => {
+            let _ = engine.store.remove(&id);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_root_prefers_the_layer_with_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let lower = d.path().join("l2");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        let info = SnapshotInfo {
+            upper_dir: d.path().join("up").to_string_lossy().into_owned(),
+            lower_dir: format!("{}:{}", d.path().join("l1").display(), lower.display()),
+            merged_dir: "/merged".into(),
+            ..SnapshotInfo::default()
+        };
+        assert_eq!(passwd_root(&info), lower);
+        assert_eq!(passwd_root(&SnapshotInfo::default()), PathBuf::from(""));
+    }
+}

@@ -1,0 +1,44 @@
+//! Where other parts of the engine join a container's life. Networking gets the
+//! container's spec before its task is created (to set up the network namespace and
+//! put its path in the spec), hears when its task is gone (to tear the network down
+//! and free its host ports) and when it is removed (to give its addresses back);
+//! health checks start with each run. All of these run under the container's
+//! lifecycle lock, so a start and a remove of the same container never overlap.
+
+use std::sync::Arc;
+
+use oci_spec::runtime::Spec;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::store::ContainerRecord;
+
+/// Before every task create (the first start, each restart): may change the spec.
+/// An error fails the start; the container ends `exited` with the error as its
+/// `State.Error`.
+pub async fn before_task_create(
+    engine: &Arc<Engine>,
+    rec: &ContainerRecord,
+    spec: &mut Spec,
+) -> Result<(), EngineError> {
+    crate::network::container::apply_to_spec(engine, rec, spec)?;
+    crate::network::container::container_start(engine, rec).await
+}
+
+/// After a run started: its health checks.
+pub fn after_start(engine: &Arc<Engine>, id: &str) {
+    crate::health::spawn(engine, id);
+}
+
+/// When a run's task is gone (exit, failed start): what the run held is released.
+/// Errors are the hook's to log.
+pub async fn after_task_gone(engine: &Arc<Engine>, id: &str) {
+    crate::network::container::container_stopped(engine, id).await;
+}
+
+/// After the container's task and the manager's record are gone, before its engine
+/// record is: whatever was prepared for it is released. Errors are the hook's to
+/// log; a remove does not fail on them.
+pub async fn after_remove(engine: &Arc<Engine>, rec: &ContainerRecord) {
+    crate::network::container::container_removed(engine, &rec.id).await;
+}

@@ -1,0 +1,728 @@
+//! The container state machine: the one place where a container changes state.
+//!
+//! ```text
+//!             create           start                 exit, no restart
+//!   (none) ──────────▶ created ──────▶ running ─────────────────────────▶ exited
+//!                        │   start      │  ▲                                 │
+//!                        │   failed     │  │ pause / unpause        start    │
+//!                        ▼              ▼  │                                 ▼
+//!                      exited        paused          exit, policy says     running
+//!                                                    restart (back-off)
+//!                                    running ──▶ restarting ──────────────▶ running
+//!   created | exited | restarting ── rm ──▶ removing ──▶ (gone)
+//! ```
+//!
+//! Every transition of one container runs under that container's lock ([`Locks`]),
+//! and is written to the container's record on disk before anyone hears of it
+//! (`wait` callers, the `die` event). The HTTP handlers only parse, call the
+//! functions here and render what they return.
+//!
+//! Exits come from the engine's link to the manager ([`crate::link`]): an event, or
+//! a reconcile after the link came back. [`exit::handle_exit`] applies an exit only
+//! to the run it belongs to (the container is running and the pid is its init's),
+//! so an exit that arrives twice, or late, is applied once.
+
+pub mod create;
+pub mod exec;
+pub mod exit;
+pub mod hooks;
+pub mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard_stubs::models::ImageConfig;
+use tokio::sync::{broadcast, OwnedMutexGuard};
+
+pub use create::{create, now_rfc3339, passwd_root, CreateRequest};
+pub use exit::restore;
+pub use state::Phase;
+
+use crate::engine::{ContainerEvent, Engine};
+use crate::error::EngineError;
+use crate::manager;
+use crate::spec::{self, SpecInput};
+use crate::store::ContainerRecord;
+
+/// How long `kill` with SIGKILL waits for the exit before it says so (dockerd's
+/// first wait).
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a stop or `rm -f` waits for the exit after its SIGKILL.
+pub const AFTER_SIGKILL_WAIT: Duration = Duration::from_secs(30);
+
+/// One async lock per container: every state change of a container holds it.
+#[derive(Debug, Default)]
+pub struct Locks {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Locks {
+    fn entry(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Waits for the container's lock.
+    pub async fn lock(&self, id: &str) -> OwnedMutexGuard<()> {
+        self.entry(id).lock_owned().await
+    }
+
+    /// The container's lock if nobody holds it.
+    pub fn try_lock(&self, id: &str) -> Option<OwnedMutexGuard<()>> {
+        self.entry(id).try_lock_owned().ok()
+    }
+
+    /// Drops the lock of a container that is gone.
+    fn forget(&self, id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}
+
+/// What a start did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    Started,
+    /// It was running already (dockerd answers 304).
+    AlreadyRunning,
+}
+
+/// What a stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Stopped,
+    /// It was not running (dockerd answers 304).
+    NotRunning,
+}
+
+/// How to stop: the signal (the container's StopSignal, else SIGTERM) and the
+/// seconds before SIGKILL (its StopTimeout, else 10; negative waits for ever).
+#[derive(Debug, Clone, Default)]
+pub struct StopOptions {
+    pub signal: Option<u32>,
+    pub timeout: Option<i64>,
+}
+
+/// Which change `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Until it is not running (at once when it is not).
+    NotRunning,
+    /// Until its next exit, even one its restart policy follows with a start.
+    NextExit,
+    /// Until it is removed.
+    Removed,
+}
+
+impl WaitCondition {
+    pub fn parse(s: &str) -> Result<WaitCondition, EngineError> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(EngineError::BadParameter(format!(
+                "invalid condition: {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Parses a signal as Docker accepts it: "9", "KILL", "SIGKILL".
+pub fn parse_signal(s: &str) -> Result<u32, EngineError> {
+    if let Ok(n) = s.parse::<u32>() {
+        if n == 0 || n > 64 {
+            return Err(EngineError::BadParameter(format!("Invalid signal: {s}")));
+        }
+        return Ok(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| EngineError::BadParameter(format!("Invalid signal: {s}")))
+}
+
+/// Whether a manager error says the process or task is already gone: a signal or
+/// delete that lost the race with the exit.
+fn already_gone(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::Manager {
+            code: tonic::Code::NotFound | tonic::Code::FailedPrecondition,
+            ..
+        }
+    )
+}
+
+/// The exit code of a start that failed, as dockerd derives it from the runtime's
+/// message: 127 when the command does not exist, 126 when it cannot be run, 128
+/// for anything else.
+pub fn start_error_code(cmd: &str, message: &str) -> i64 {
+    let m = message.to_ascii_lowercase();
+    let names_cmd = cmd.is_empty() || m.contains(&cmd.to_ascii_lowercase());
+    if names_cmd
+        && (m.contains("executable file not found") || m.contains("no such file or directory"))
+    {
+        127
+    } else if names_cmd && (m.contains("permission denied") || m.contains("is a directory")) {
+        126
+    } else if m.contains("not a directory") {
+        // A file mounted onto a directory or the other way round.
+        127
+    } else {
+        128
+    }
+}
+
+/// Waits, at most `limit`, until the container is not running (or gone); true
+/// when it is not. Subscribed before the state is read, so no exit slips between.
+async fn wait_not_running(engine: &Engine, id: &str, limit: Duration) -> bool {
+    let mut rx = engine.events.subscribe();
+    let not_running = |engine: &Engine| {
+        engine
+            .store
+            .get(id)
+            .map(|r| !Phase::of(&r.state).has_live_task())
+            .unwrap_or(true)
+    };
+    if not_running(engine) {
+        return true;
+    }
+    let fut = async {
+        loop {
+            match rx.recv().await {
+                Ok(ContainerEvent::Exited { id: x, .. })
+                | Ok(ContainerEvent::Removed { id: x })
+                    if x == id =>
+                {
+                    return true
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if not_running(engine) {
+                        return true;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(limit, fut).await.unwrap_or(false)
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(engine: &Arc<Engine>, reference: &str) -> Result<Started, EngineError> {
+    let id = engine.store.resolve(reference)?;
+    let _lock = engine.locks.lock(&id).await;
+    let rec = engine.store.get(&id)?;
+    match Phase::of(&rec.state) {
+        Phase::Running | Phase::Paused => return Ok(Started::AlreadyRunning),
+        Phase::Removing | Phase::Dead => {
+            return Err(EngineError::Conflict(format!(
+                "cannot start container {id}: it is being removed"
+            )))
+        }
+        Phase::Created | Phase::Exited | Phase::Restarting => {}
+    }
+    // A start by the user re-arms the restart policy a stop disarmed.
+    let rec = engine
+        .store
+        .update(&id, |r| r.has_been_manually_stopped = false)?;
+    start_locked(engine, &rec).await?;
+    Ok(Started::Started)
+}
+
+/// Builds the spec of a container that is not running, creates and starts its task
+/// and records it running. The caller holds the container's lock. A failure leaves
+/// it `exited` with dockerd's code (and removes it when AutoRemove says so).
+pub(crate) async fn start_locked(
+    engine: &Arc<Engine>,
+    rec: &ContainerRecord,
+) -> Result<(), EngineError> {
+    let id = rec.id.clone();
+    let started = async {
+        let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
+        let rootfs = passwd_root(&info);
+        let vols = engine.volumes();
+        let mut spec = spec::build_spec(&SpecInput {
+            id: &id,
+            config: &rec.config,
+            host_config: &rec.host_config,
+            image: &ImageConfig::default(),
+            rootfs: &rootfs,
+            container_dir: &engine.store.container_dir(&id),
+            init_path: &engine.config.init_path,
+            volumes: &vols,
+            host: &engine.host,
+        })?;
+        hooks::before_task_create(engine, rec, &mut spec).await?;
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
+        engine
+            .manager
+            .containers_update(
+                manager::Container {
+                    id: id.clone(),
+                    spec: spec_json,
+                    ..manager::Container::default()
+                },
+                vec!["spec".to_string()],
+            )
+            .await?;
+        // A stopped task from an earlier run must go before a new one is created.
+        match engine.manager.tasks_delete(&id, true).await {
+            Ok(_) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => return Err(e),
+        }
+        engine
+            .manager
+            .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
+            .await?;
+        engine.manager.tasks_start(&id, "").await
+    }
+    .await;
+    let pid = match started {
+        Ok(pid) => pid,
+        Err(e) => return Err(start_failed(engine, rec, e).await),
+    };
+    engine.store.update(&id, |r| {
+        state::set_running(&mut r.state, pid, now_rfc3339());
+        r.has_been_started_before = true;
+    })?;
+    tracing::info!(container = %id, pid, "started");
+    hooks::after_start(engine, &id);
+    Ok(())
+}
+
+/// A start failed: the task goes, the container is `exited` with dockerd's code and
+/// the message as its error, `wait` callers hear of it, and AutoRemove removes it.
+/// Returns the error for the client: 400 when the command is missing or cannot be
+/// run (so clients exit 127 or 126 as with dockerd).
+async fn start_failed(engine: &Arc<Engine>, rec: &ContainerRecord, e: EngineError) -> EngineError {
+    let id = &rec.id;
+    if matches!(e, EngineError::ManagerUnavailable { .. }) {
+        // Nothing happened: the container stays as it was.
+        return e;
+    }
+    let message = e.message();
+    let code = start_error_code(&rec.path, &message);
+    tracing::info!(container = %id, code, error = %message, "start failed");
+    if let Err(e) = engine.manager.tasks_delete(id, true).await {
+        if !already_gone(&e) {
+            tracing::warn!(container = %id, error = %e, "deleting the task of a failed start");
+        }
+    }
+    hooks::after_task_gone(engine, id).await;
+    let end = state::Ended {
+        code,
+        oom_killed: false,
+        finished_at: now_rfc3339(),
+        error: message.clone(),
+    };
+    match engine
+        .store
+        .update(id, |r| state::set_exited(&mut r.state, &end))
+    {
+        Ok(_) => {
+            let _ = engine.events.send(ContainerEvent::Exited {
+                id: id.clone(),
+                code,
+                restarting: false,
+            });
+        }
+        Err(e) => tracing::warn!(container = %id, error = %e, "recording the failed start"),
+    }
+    if rec.host_config.auto_remove == Some(true) {
+        if let Err(e) = remove_locked(engine, id).await {
+            tracing::warn!(container = %id, error = %e, "auto-remove after a failed start");
+        }
+    }
+    match (code, e) {
+        (126 | 127, _) => EngineError::StartFailed { code, message },
+        (_, e) => e,
+    }
+}
+
+/// `POST /containers/{id}/stop`: the stop signal, then SIGKILL to every process
+/// after the timeout. Disarms the restart policy.
+pub async fn stop(
+    engine: &Arc<Engine>,
+    reference: &str,
+    opts: &StopOptions,
+) -> Result<Stopped, EngineError> {
+    let id = engine.store.resolve(reference)?;
+    let (signal, timeout) = {
+        let _lock = engine.locks.lock(&id).await;
+        let rec = engine.store.get(&id)?;
+        let phase = Phase::of(&rec.state);
+        let rec = engine
+            .store
+            .update(&id, |r| r.has_been_manually_stopped = true)?;
+        if phase == Phase::Restarting {
+            // Between two runs: the stop cancels the next one.
+            engine
+                .store
+                .update(&id, |r| state::cancel_restart(&mut r.state))?;
+            let _ = engine.events.send(ContainerEvent::Exited {
+                id: id.clone(),
+                code: rec.state.exit_code.unwrap_or(0),
+                restarting: false,
+            });
+            return Ok(Stopped::Stopped);
+        }
+        if !phase.has_live_task() {
+            return Ok(Stopped::NotRunning);
+        }
+        let signal = match opts.signal {
+            Some(s) => s,
+            None => parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
+        };
+        let timeout = opts.timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        // A frozen container cannot act on its stop signal: thaw it first.
+        if phase == Phase::Paused {
+            engine.manager.tasks_resume(&id).await?;
+            engine
+                .store
+                .update(&id, |r| state::set_paused(&mut r.state, false))?;
+        }
+        match engine.manager.tasks_kill(&id, "", signal, false).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => return Err(e),
+        }
+        (signal, timeout)
+    };
+    let graceful = match u64::try_from(timeout) {
+        Ok(secs) => wait_not_running(engine, &id, Duration::from_secs(secs)).await,
+        // Negative: wait for as long as it takes.
+        Err(_) => wait_not_running(engine, &id, Duration::MAX / 4).await,
+    };
+    if !graceful {
+        tracing::info!(container = %id, signal, timeout, "did not stop in time; SIGKILL");
+        match engine.manager.tasks_kill(&id, "", 9, true).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if !wait_not_running(engine, &id, AFTER_SIGKILL_WAIT).await {
+            return Err(EngineError::Conflict(format!(
+                "cannot stop container {id}: tried to kill it, but did not receive an exit event"
+            )));
+        }
+    }
+    Ok(Stopped::Stopped)
+}
+
+/// `POST /containers/{id}/restart`: stop (when running), then start.
+pub async fn restart(
+    engine: &Arc<Engine>,
+    reference: &str,
+    opts: &StopOptions,
+) -> Result<(), EngineError> {
+    let id = engine.store.resolve(reference)?;
+    stop(engine, &id, opts).await?;
+    let _lock = engine.locks.lock(&id).await;
+    let rec = engine.store.get(&id)?;
+    if Phase::of(&rec.state).has_live_task() {
+        return Err(EngineError::Conflict(format!(
+            "cannot restart container {id}: it did not stop"
+        )));
+    }
+    let rec = engine
+        .store
+        .update(&id, |r| r.has_been_manually_stopped = false)?;
+    start_locked(engine, &rec).await
+}
+
+/// `POST /containers/{id}/kill`. With SIGKILL it returns once the exit is recorded
+/// (at most [`KILL_WAIT`]), as dockerd does, so an inspect right after sees it.
+pub async fn kill(engine: &Arc<Engine>, reference: &str, signal: u32) -> Result<(), EngineError> {
+    let id = engine.store.resolve(reference)?;
+    {
+        let _lock = engine.locks.lock(&id).await;
+        let rec = engine.store.get(&id)?;
+        let phase = Phase::of(&rec.state);
+        let not_running = || {
+            EngineError::Conflict(format!(
+                "cannot kill container: {reference}: container {id} is not running"
+            ))
+        };
+        if phase == Phase::Restarting && (signal == 9 || signal == 15) {
+            // Nothing runs: disarming the policy is the whole kill.
+            drop(_lock);
+            stop(engine, &id, &StopOptions::default()).await?;
+            return Ok(());
+        }
+        if !phase.has_live_task() {
+            return Err(not_running());
+        }
+        if signal == 9 || signal == 15 {
+            engine
+                .store
+                .update(&id, |r| r.has_been_manually_stopped = true)?;
+        }
+        match engine.manager.tasks_kill(&id, "", signal, false).await {
+            Ok(()) => {}
+            // It exited before the signal came: what it was asked for has happened.
+            Err(e) if already_gone(&e) && signal == 9 => {}
+            Err(e) if already_gone(&e) => return Err(not_running()),
+            Err(e) => return Err(e),
+        }
+        // A frozen process gets its signal only once thawed.
+        if phase == Phase::Paused {
+            thaw(engine, &id).await;
+        }
+    }
+    if signal == 9 && !wait_not_running(engine, &id, KILL_WAIT).await {
+        return Err(EngineError::Conflict(format!(
+            "cannot kill container {id}: tried to kill it, but did not receive an exit event"
+        )));
+    }
+    Ok(())
+}
+
+async fn thaw(engine: &Engine, id: &str) {
+    match engine.manager.tasks_resume(id).await {
+        Ok(()) => {
+            let _ = engine
+                .store
+                .update(id, |r| state::set_paused(&mut r.state, false));
+        }
+        Err(e) => tracing::warn!(container = %id, error = %e, "cannot unpause after kill"),
+    }
+}
+
+/// `POST /containers/{id}/pause`.
+pub async fn pause(engine: &Arc<Engine>, reference: &str) -> Result<(), EngineError> {
+    let id = engine.store.resolve(reference)?;
+    let _lock = engine.locks.lock(&id).await;
+    let rec = engine.store.get(&id)?;
+    match Phase::of(&rec.state) {
+        Phase::Running => {}
+        Phase::Paused => {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is already paused"
+            )))
+        }
+        _ => {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is not running"
+            )))
+        }
+    }
+    engine.manager.tasks_pause(&id).await?;
+    engine
+        .store
+        .update(&id, |r| state::set_paused(&mut r.state, true))?;
+    Ok(())
+}
+
+/// `POST /containers/{id}/unpause`.
+pub async fn unpause(engine: &Arc<Engine>, reference: &str) -> Result<(), EngineError> {
+    let id = engine.store.resolve(reference)?;
+    let _lock = engine.locks.lock(&id).await;
+    let rec = engine.store.get(&id)?;
+    if Phase::of(&rec.state) != Phase::Paused {
+        return Err(EngineError::Conflict(format!(
+            "Container {id} is not paused"
+        )));
+    }
+    engine.manager.tasks_resume(&id).await?;
+    engine
+        .store
+        .update(&id, |r| state::set_paused(&mut r.state, false))?;
+    Ok(())
+}
+
+/// `DELETE /containers/{id}`: a running container needs `force`, which kills it
+/// (SIGKILL to all its processes) and waits for its exit first.
+pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Result<(), EngineError> {
+    let id = engine.store.resolve(reference)?;
+    let lock = engine.locks.lock(&id).await;
+    let rec = engine.store.get(&id)?;
+    let phase = Phase::of(&rec.state);
+    if phase.is_running() {
+        if !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                rec.name
+            )));
+        }
+        // No restart policy may bring it back while it is being removed.
+        engine
+            .store
+            .update(&id, |r| r.has_been_manually_stopped = true)?;
+        if phase.has_live_task() {
+            match engine.manager.tasks_kill(&id, "", 9, true).await {
+                Ok(()) => {}
+                Err(e) if already_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if phase == Phase::Paused {
+                thaw(engine, &id).await;
+            }
+            // The exit is recorded under the lock: let it in.
+            drop(lock);
+            if !wait_not_running(engine, &id, AFTER_SIGKILL_WAIT).await {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container {id}: killed it, but did not receive an exit event"
+                )));
+            }
+            let _lock = engine.locks.lock(&id).await;
+            if engine.store.get(&id).is_err() {
+                // Removed meanwhile (AutoRemove after the exit).
+                return Ok(());
+            }
+            return remove_locked(engine, &id).await;
+        }
+    }
+    remove_locked(engine, &id).await
+}
+
+/// Takes a container that has no live task apart: its task, its network, the
+/// manager's record and snapshot, its engine record and files. The caller holds
+/// its lock.
+pub(crate) async fn remove_locked(engine: &Arc<Engine>, id: &str) -> Result<(), EngineError> {
+    let rec = engine
+        .store
+        .update(id, |r| state::set_removing(&mut r.state))?;
+    let undo = |engine: &Engine| {
+        // Back to where it was, so a later `rm` can try again.
+        let _ = engine.store.update(id, |r| {
+            r.state.status = Some(bollard_stubs::models::ContainerStateStatusEnum::EXITED)
+        });
+    };
+    match engine.manager.tasks_delete(id, true).await {
+        Ok(_) => {}
+        Err(e) if already_gone(&e) => {}
+        Err(e) => {
+            undo(engine);
+            return Err(e);
+        }
+    }
+    match engine.manager.containers_delete(id, false).await {
+        Ok(()) => {}
+        Err(EngineError::Manager {
+            code: tonic::Code::NotFound,
+            ..
+        }) => {}
+        Err(e) => {
+            undo(engine);
+            return Err(e);
+        }
+    }
+    hooks::after_remove(engine, &rec).await;
+    engine.store.remove(id)?;
+    engine.locks.forget(id);
+    let _ = engine
+        .events
+        .send(ContainerEvent::Removed { id: id.to_string() });
+    tracing::info!(container = %id, "removed");
+    Ok(())
+}
+
+/// `POST /containers/{id}/wait`: resolves the container now (404 at once for an
+/// unknown one) and returns what to wait on: its exit code when the condition is
+/// met, `None` if berthd goes away first.
+pub fn wait(
+    engine: &Arc<Engine>,
+    reference: &str,
+    condition: WaitCondition,
+) -> Result<impl Future<Output = Option<i64>> + Send + 'static, EngineError> {
+    // Subscribed before the state is read: an exit recorded after the read is heard.
+    let mut rx = engine.events.subscribe();
+    let rec = engine.store.get(reference)?;
+    let engine = engine.clone();
+    Ok(async move {
+        let id = rec.id.clone();
+        let phase = Phase::of(&rec.state);
+        let mut code = rec.state.exit_code.unwrap_or(0);
+        if condition == WaitCondition::NotRunning && !phase.is_running() {
+            return Some(code);
+        }
+        let finished_then = rec.state.finished_at.clone();
+        loop {
+            match rx.recv().await {
+                Ok(ContainerEvent::Exited {
+                    id: x,
+                    code: c,
+                    restarting,
+                }) if x == id => {
+                    code = c;
+                    match condition {
+                        WaitCondition::NextExit => return Some(c),
+                        WaitCondition::NotRunning if !restarting => return Some(c),
+                        _ => {}
+                    }
+                }
+                Ok(ContainerEvent::Removed { id: x }) if x == id => return Some(code),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Events were missed: the record says what happened.
+                    let Ok(now) = engine.store.get(&id) else {
+                        return Some(code);
+                    };
+                    let c = now.state.exit_code.unwrap_or(0);
+                    let p = Phase::of(&now.state);
+                    match condition {
+                        WaitCondition::NotRunning if !p.is_running() => return Some(c),
+                        WaitCondition::NextExit if now.state.finished_at != finished_then => {
+                            return Some(c)
+                        }
+                        _ => code = c,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), 10);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn start_errors_get_dockerds_exit_codes() {
+        let nf = "container \"x\": runtime create failed: exec: \"nosuchcmd\": executable file not found in $PATH";
+        assert_eq!(start_error_code("nosuchcmd", nf), 127);
+        let nf = "runtime exec failed: exec: \"/bin/nope\": no such file or directory";
+        assert_eq!(start_error_code("/bin/nope", nf), 127);
+        let pd = "runtime exec failed: exec: \"/etc/passwd\": permission denied";
+        assert_eq!(start_error_code("/etc/passwd", pd), 126);
+        assert_eq!(
+            start_error_code("/etc", "exec: \"/etc\": is a directory"),
+            126
+        );
+        assert_eq!(
+            start_error_code("sh", "cgroup: no space left on device"),
+            128
+        );
+        assert_eq!(
+            WaitCondition::parse("removed").unwrap(),
+            WaitCondition::Removed
+        );
+        assert!(WaitCondition::parse("never").is_err());
+    }
+}

@@ -4,7 +4,8 @@
 //! .dockerignore, WORKDIR, USER, EXPOSE, HEALTHCHECK and CMD; the cache (every step
 //! cached, a changed file re-running from its COPY on, --no-cache); multi-stage with
 //! and without --target; a failing RUN's message and exit code, with nothing left
-//! behind.
+//! behind; RUN containers on the default bridge and on `--network none`, leaving
+//! nothing there.
 //!
 //! Binaries: `cargo build -p berth-manager -p berth-shim -p berth-runtime
 //! -p berth-engine -p berth-cli -p berth-init` with the same CARGO_TARGET_DIR.
@@ -62,6 +63,30 @@ fn leftovers(stack: &Stack) -> (usize, usize) {
         .map(|d| d.count())
         .unwrap_or(0);
     (mounts, snaps)
+}
+
+/// Interfaces on the stack's default bridge, pinned network namespaces and network
+/// attachments berthd still holds.
+fn network_leftovers(stack: &Stack) -> Vec<String> {
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let mut left: Vec<String> = stdout(&links)
+        .lines()
+        .filter(|l| l.contains(&format!("master {} ", stack.bridge)))
+        .map(str::to_string)
+        .collect();
+    for d in ["engine-run/network/netns", "engine-run/network/containers"] {
+        for e in std::fs::read_dir(stack.path(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    left
 }
 
 #[test]
@@ -237,6 +262,28 @@ fn docker_build_and_berth_build() {
     assert_eq!(leftovers(&stack), before);
     let out = stack.cli(&docker, &["image", "inspect", "failing"]);
     assert_ne!(out.status.code(), Some(0));
+
+    // RUN containers are on the default bridge (or `--network`), and give back
+    // everything they had there.
+    let net = work.path().join("net");
+    write(
+        &net,
+        "Dockerfile",
+        "FROM busybox\nRUN grep -q eth0 /proc/net/dev && echo has-eth0\n",
+    );
+    let log = stack.ok(&docker, &["build", &net.to_string_lossy()]);
+    assert!(log.contains("has-eth0"), "{log}");
+    write(
+        &net,
+        "Dockerfile",
+        "FROM busybox\nRUN grep -q eth0 /proc/net/dev || echo no-eth0\n",
+    );
+    let log = stack.ok(
+        &docker,
+        &["build", "--network", "none", &net.to_string_lossy()],
+    );
+    assert!(log.contains("no-eth0"), "{log}");
+    assert_eq!(network_leftovers(&stack), Vec::<String>::new());
 
     // Our CLI: the same context, plain progress, every step cached.
     let berth: PathBuf = berth_testutil::binary("berth");

@@ -4,7 +4,8 @@
 //! .dockerignore, WORKDIR, USER, EXPOSE, HEALTHCHECK and CMD; the cache (every step
 //! cached, a changed file re-running from its COPY on, --no-cache); multi-stage with
 //! and without --target; a failing RUN's message and exit code, with nothing left
-//! behind; RUN containers on the default bridge and on `--network none`, leaving
+//! behind; a client that goes away mid-RUN stops the build and leaves nothing; RUN
+//! containers on the default bridge and on `--network none`, leaving
 //! nothing there.
 //!
 //! Binaries: `cargo build -p berth-manager -p berth-shim -p berth-runtime
@@ -16,6 +17,8 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use support::{docker_clis, stderr, stdout, Stack};
@@ -261,6 +264,41 @@ fn docker_build_and_berth_build() {
     assert_eq!(stack.ok(&docker, &["ps", "-aq"]).trim(), "");
     assert_eq!(leftovers(&stack), before);
     let out = stack.cli(&docker, &["image", "inspect", "failing"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    // A client that goes away in the middle of a RUN stops the build: its container
+    // is killed and removed, with its snapshot and mounts.
+    let mut ctx_tar = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nRUN echo started && sleep 300\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    ctx_tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let body = ctx_tar.into_inner().unwrap();
+    let mut conn = UnixStream::connect(stack.engine_socket()).unwrap();
+    conn.set_read_timeout(Some(support::EVENTUALLY)).unwrap();
+    write!(
+        conn,
+        "POST /build?t=cancelled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The RUN's own output, not the step line that names it.
+    while !String::from_utf8_lossy(&seen).contains(r#""stream":"started"#) {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(conn);
+    support::eventually("the cancelled build's container is gone", || {
+        (stack.ok(&docker, &["ps", "-aq"]).trim().is_empty() && leftovers(&stack) == before)
+            .then_some(())
+    });
+    let out = stack.cli(&docker, &["image", "inspect", "cancelled"]);
     assert_ne!(out.status.code(), Some(0));
 
     // RUN containers are on the default bridge (or `--network`), and give back

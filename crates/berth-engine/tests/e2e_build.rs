@@ -420,10 +420,15 @@ fn docker_build_and_berth_build() {
     let mut stack = stack;
     stack.kill_berthd();
     stack.start_berthd();
-    let log = stack.ok(&docker, &["build", "-t", "app", &ctx]);
-    assert_eq!(count(&log, "Using cache"), 9, "{log}");
+    let out = stack.cli(
+        &berth,
+        &["builder", "build", "--progress", "plain", "-t", "app", &ctx],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(count(&all, "Using cache"), 9, "{all}");
     // builder prune empties it.
-    stack.ok(&docker, &["builder", "prune", "-f"]);
+    stack.ok(&berth, &["builder", "prune", "-f"]);
     let log = stack.ok(&docker, &["build", "-t", "app", &ctx]);
     assert_eq!(count(&log, "Using cache"), 0, "{log}");
 }

@@ -387,6 +387,16 @@ fn docker_build_and_berth_build() {
         .parse()
         .unwrap();
     assert!(streak >= 2, "{streak}");
+    // Finished probes are deleted from the shim: at most the one in flight is left.
+    let probes = std::fs::read_dir(stack.path(&format!("run/tasks/{sick}")))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("exec-") && n.ends_with(".json")
+        })
+        .count();
+    assert!(probes <= 1, "{probes} probes kept by the shim");
     let ps = stack.ok(&docker, &["ps", "--format", "{{.ID}} {{.Status}}"]);
     assert!(
         ps.contains("(healthy)") && ps.contains("(unhealthy)"),

@@ -424,6 +424,17 @@ fn docker_build_and_berth_build() {
         (events.contains("health_status: healthy") && events.contains("health_status: unhealthy"))
             .then_some(())
     });
+    // --no-healthcheck turns the image's off (its health would show at once).
+    for cli in [&berth, &docker] {
+        let quiet = stack.ok(
+            cli,
+            &["run", "-d", "--no-healthcheck", "app", "sleep", "60"],
+        );
+        let quiet = quiet.trim();
+        let health = stack.ok(&docker, &["inspect", "-f", "{{json .State.Health}}", quiet]);
+        assert_eq!(health.trim(), "null");
+        stack.ok(&docker, &["rm", "-f", quiet]);
+    }
     stack.ok(&docker, &["rm", "-f", &id, &sick]);
 
     // The cache outlives berthd.

@@ -215,6 +215,12 @@ fn compose_project_builds_runs_and_goes() {
     assert!(ps.contains("127.0.0.1:"), "{ps}");
     let addr = project.web_address();
     served(&addr);
+    // Published on 127.0.0.1 only: the same port on another address of the host
+    // (the default bridge's gateway) is not web.
+    let port = addr.rsplit_once(':').unwrap().1;
+    let gateway = stack.bip.split('/').next().unwrap();
+    let other = get(&format!("{gateway}:{port}"));
+    assert!(other.as_deref() != Some(SERVED), "{other:?}");
 
     let logs = project.ok(&["logs", "--no-color", "web"]);
     assert!(logs.contains("web-starting"), "{logs}");

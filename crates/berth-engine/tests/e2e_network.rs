@@ -286,10 +286,13 @@ fn published_ports_answer_on_localhost_through_stop_and_start() {
 }
 
 fn ip_of(stack: &Stack, name: &str, net: &str) -> String {
-    stack.inspect(
+    // `index`: network names may hold '-', which a template field cannot.
+    let ip = stack.inspect(
         name,
-        &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
-    )
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+    );
+    assert!(!ip.is_empty(), "{name} has no address on {net}");
+    ip
 }
 
 #[test]
@@ -791,4 +794,115 @@ fn create_start_rm_cycles_leak_nothing() {
     assert_eq!(ip_of(&stack, "last", "cycles"), first);
     stack.ok(&berth, &["rm", "-f", "last"]);
     stack.ok(&berth, &["network", "rm", "cycles"]);
+}
+
+/// The network follows the task, not the container: a run that ends on its own
+/// gives back its veth and host port at once; each restart of the restart policy
+/// sets the network up again (the port answers after it, one veth, not one per run);
+/// `run --rm` whose start fails leaves nothing behind.
+#[test]
+fn exits_restarts_and_failed_starts_release_the_network() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let www = www(&stack, "back again\n");
+    for cli in net_clis() {
+        let cli = cli.as_path();
+        let t = tag(cli);
+        let port = free_port();
+        let publish = format!("127.0.0.1:{port}:80");
+
+        // A run that ends by itself: torn down when its task is gone, before any rm.
+        let quick = format!("quick-{t}");
+        stack.ok(
+            cli,
+            &["run", "--name", &quick, "-p", &publish, "busybox", "true"],
+        );
+        let quick_id = stack.inspect(&quick, "{{.Id}}");
+        let left = leftovers(&stack, &[&stack.bridge], &[&quick_id]);
+        assert!(left.veths.is_empty() && left.dns.is_empty(), "{left:?}");
+        let live: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                stack.path(&format!("engine-run/network/containers/{quick_id}.json")),
+            )
+            .unwrap_or_else(|_| "{}".into()),
+        )
+        .unwrap();
+        assert!(
+            live["attachments"].as_array().is_none_or(|a| a.is_empty())
+                && live["ports"].as_array().is_none_or(|a| a.is_empty()),
+            "{live}"
+        );
+
+        // Its port is free again: a container with a restart policy takes it. The
+        // shell outlives httpd, so killing httpd ends the run with code 3.
+        let web = format!("phoenix-{t}");
+        stack.ok(
+            cli,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &web,
+                "--restart",
+                "on-failure",
+                "-v",
+                &format!("{www}:/www"),
+                "-p",
+                &publish,
+                "busybox",
+                "sh",
+                "-c",
+                "httpd -f -p 80 -h /www; exit 3",
+            ],
+        );
+        let web_id = stack.inspect(&web, "{{.Id}}");
+        eventually("the port answers", || curl(port, "index.html"));
+        for round in 1..=2 {
+            let out = stack.cli(cli, &["exec", &web, "killall", "httpd"]);
+            assert!(out.status.success() || cli.ends_with("docker"), "{out:?}");
+            eventually("the restart policy starts it again", || {
+                let n: i64 = stack
+                    .inspect(&web, "{{.RestartCount}}")
+                    .parse()
+                    .unwrap_or(0);
+                (n >= round && stack.inspect(&web, "{{.State.Running}}") == "true").then_some(())
+            });
+            let body = eventually("the port answers after the restart", || {
+                curl(port, "index.html")
+            });
+            assert_eq!(body, "back again\n");
+            let left = leftovers(&stack, &[&stack.bridge], &[&web_id]);
+            assert_eq!(left.veths.len(), 1, "round {round}: {left:?}");
+            assert!(left.netns.contains(&web_id), "round {round}: {left:?}");
+        }
+        // While it runs, the port is its own.
+        let thief = format!("thief-{t}");
+        let out = stack.cli(
+            cli,
+            &[
+                "run", "-d", "--name", &thief, "-p", &publish, "busybox", "true",
+            ],
+        );
+        assert_ne!(out.status.code(), Some(0));
+        stack.ok(cli, &["rm", "-f", &thief, &web, &quick]);
+        assert_eq!(curl(port, "index.html"), None);
+
+        // run --rm whose start fails: the container goes, and its network with it.
+        let out = stack.cli(
+            cli,
+            &["run", "--rm", "-p", &publish, "busybox", "/no/such/command"],
+        );
+        assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+        eventually("the failed container is removed", || {
+            let ps = stack.ok(cli, &["ps", "-aq"]);
+            ps.trim().is_empty().then_some(())
+        });
+        let left = leftovers(
+            &stack,
+            &[&stack.bridge],
+            &[&web_id, &quick_id, &format!("dport {port}")],
+        );
+        assert_eq!(left, Leftovers::default());
+    }
 }

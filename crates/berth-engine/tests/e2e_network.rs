@@ -675,6 +675,35 @@ fn daemons_killed_under_published_ports() {
         !before.rules.is_empty() && !before.dns.is_empty(),
         "{before:?}"
     );
+    // A second one, made by docker's CLI on the default bridge, with a restart
+    // policy: its run ends while the daemons are down, and the restart policy must
+    // bring it (and its published port) back once they are up.
+    let docker = net_clis().into_iter().find(|c| tag(c) == "d");
+    let phoenix_port = free_port();
+    let phoenix = docker.as_ref().map(|d| {
+        stack.ok(
+            d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "phoenix",
+                "--restart",
+                "always",
+                "-v",
+                &format!("{www}:/www"),
+                "-p",
+                &format!("127.0.0.1:{phoenix_port}:80"),
+                "busybox",
+                "sh",
+                "-c",
+                "httpd -f -p 80 -h /www; exit 3",
+            ],
+        );
+        eventually("phoenix answers", || curl(phoenix_port, "index.html"));
+        let pid: i32 = stack.inspect("phoenix", "{{.State.Pid}}").parse().unwrap();
+        (stack.inspect("phoenix", "{{.Id}}"), pid)
+    });
     stack.kill_berthd();
     stack.kill_manager();
     assert_eq!(
@@ -682,6 +711,21 @@ fn daemons_killed_under_published_ports() {
         Some("still here\n"),
         "while the daemons are down"
     );
+    if let Some((_, pid)) = phoenix {
+        // Its init is the shell; httpd is the shell's only child.
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let httpd = children.split_whitespace().next().expect("httpd runs");
+        assert!(Command::new("kill")
+            .args(["-9", httpd])
+            .status()
+            .unwrap()
+            .success());
+        eventually("phoenix's run ends", || {
+            support::proc_stat(pid)
+                .is_none_or(|(_, st)| st == "Z")
+                .then_some(())
+        });
+    }
     stack.start_manager();
     stack.start_berthd();
     eventually("the stack answers again", || {
@@ -693,6 +737,31 @@ fn daemons_killed_under_published_ports() {
         Some("still here\n"),
         "after the restart"
     );
+    if let Some((ph_id, _)) = &phoenix {
+        let body = eventually("the restart policy brings phoenix back", || {
+            curl(phoenix_port, "index.html")
+        });
+        assert_eq!(body, "still here\n");
+        assert_ne!(stack.inspect("phoenix", "{{.RestartCount}}"), "0");
+        let left = leftovers(&stack, &[&stack.bridge], &[ph_id]);
+        assert_eq!(left.veths.len(), 1, "{left:?}");
+        stack.ok(&berth, &["rm", "-f", "phoenix"]);
+        assert_eq!(curl(phoenix_port, "index.html"), None);
+        let left = leftovers(
+            &stack,
+            &[&stack.bridge],
+            &[ph_id, &format!("dport {phoenix_port}")],
+        );
+        // (The survivor's namespace and state stay: only phoenix's must go.)
+        assert!(
+            left.veths.is_empty()
+                && left.rules.is_empty()
+                && left.dns.is_empty()
+                && !left.netns.contains(ph_id)
+                && !left.live.contains(&format!("{ph_id}.json")),
+            "{left:?}"
+        );
+    }
     // The port is still held: another container cannot take it.
     let out = stack.cli(
         &berth,

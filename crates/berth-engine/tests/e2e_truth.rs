@@ -204,7 +204,9 @@ fn a_huge_import_error_does_not_cut_the_engine_off_from_the_manager() {
             "the whole error came back: {} bytes",
             err.len()
         );
-        assert!(err.contains("xxxx"), "{err}");
+        // The layer guard refuses the name before it reaches an error message;
+        // either way the client hears why.
+        assert!(err.contains("long name") || err.contains("xxxx"), "{err}");
         // The exit of a container is still seen afterwards.
         kill9(&stack.inspect(&n, "{{.State.Pid}}"));
         eventually_state(&stack, &n, "exited 137");

@@ -2,10 +2,13 @@
 //! dockerd makes at create time, its record and /etc files, and the manager's
 //! record (which prepares the writable snapshot).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bollard_stubs::models::{ContainerConfig, HostConfig, ImageConfig, NetworkingConfig};
+use bollard_stubs::models::{
+    ContainerConfig, HostConfig, ImageConfig, Mount, MountTypeEnum, NetworkingConfig,
+};
 use serde::Deserialize;
 
 use super::state;
@@ -146,7 +149,7 @@ pub async fn create(
     req: CreateRequest,
 ) -> Result<(String, Vec<String>), EngineError> {
     let mut config = req.config;
-    let hc = req.host_config;
+    let mut hc = req.host_config;
     let image_ref = config.image.clone().unwrap_or_default();
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));
@@ -179,6 +182,7 @@ pub async fn create(
             "No command specified".to_string(),
         ));
     };
+    let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
     let log_path = dir.join(format!("{id}-json.log"));
     let rec = ContainerRecord {
@@ -195,7 +199,12 @@ pub async fn create(
         snapshot_key: id.clone(),
         ..ContainerRecord::default()
     };
-    engine.store.create(rec)?;
+    if let Err(e) = engine.store.create(rec) {
+        for v in &anonymous {
+            crate::api::volumes::remove_quietly(engine, v);
+        }
+        return Err(e.into());
+    }
     let result = async {
         let warnings = crate::network::container::container_created(
             engine,
@@ -231,9 +240,71 @@ pub async fn create(
         }
         Err(e) => {
             let _ = engine.store.remove(&id);
+            for v in &anonymous {
+                crate::api::volumes::remove_quietly(engine, v);
+            }
             Err(e)
         }
     }
+}
+
+/// The destinations of `Config.Volumes` (the image's `VOLUME`s and `-v /data`) that no
+/// bind, mount or tmpfs covers get an anonymous `local` volume each, as with dockerd;
+/// they are kept as volume entries of `HostConfig.Mounts`, so that the spec, `Mounts`
+/// in inspect and the volume's users see them like any other. Returns their names.
+fn add_anonymous_volumes(
+    engine: &Engine,
+    config: &ContainerConfig,
+    hc: &mut HostConfig,
+) -> Result<Vec<String>, EngineError> {
+    let norm = |d: &str| {
+        let t = d.trim_end_matches('/');
+        if t.is_empty() { "/" } else { t }.to_string()
+    };
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for b in hc.binds.iter().flatten() {
+        if let Some(d) = b.split(':').nth(1) {
+            taken.insert(norm(d));
+        }
+    }
+    for m in hc.mounts.iter().flatten() {
+        if let Some(t) = &m.target {
+            taken.insert(norm(t));
+        }
+    }
+    for d in hc.tmpfs.iter().flat_map(|t| t.keys()) {
+        taken.insert(norm(d));
+    }
+    let mut dests: Vec<String> = config
+        .volumes
+        .iter()
+        .flat_map(|v| v.keys())
+        .map(|d| norm(d))
+        .filter(|d| d.starts_with('/') && d != "/" && !taken.contains(d))
+        .collect();
+    dests.sort();
+    dests.dedup();
+    let mut made = vec![];
+    for dest in dests {
+        match crate::api::volumes::create_local(engine, None, HashMap::new(), HashMap::new()) {
+            Ok(v) => {
+                hc.mounts.get_or_insert_with(Vec::new).push(Mount {
+                    target: Some(dest),
+                    source: Some(v.name.clone()),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    ..Mount::default()
+                });
+                made.push(v.name);
+            }
+            Err(e) => {
+                for v in &made {
+                    crate::api::volumes::remove_quietly(engine, v);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
 }
 
 #[cfg(test)]

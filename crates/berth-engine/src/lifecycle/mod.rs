@@ -110,7 +110,9 @@ pub struct StopOptions {
 /// Which change `wait` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
-    /// Until it is not running (at once when it is not).
+    /// Until it is not running (at once when it is not). An exit that its restart
+    /// policy follows with a start ends the wait too, as with dockerd (whose state
+    /// wakes its waiters when it turns to restarting).
     NotRunning,
     /// Until its next exit, even one its restart policy follows with a start.
     NextExit,
@@ -654,16 +656,11 @@ pub fn wait(
         let finished_then = rec.state.finished_at.clone();
         loop {
             match rx.recv().await {
-                Ok(ContainerEvent::Exited {
-                    id: x,
-                    code: c,
-                    restarting,
-                }) if x == id => {
+                Ok(ContainerEvent::Exited { id: x, code: c, .. }) if x == id => {
                     code = c;
                     match condition {
-                        WaitCondition::NextExit => return Some(c),
-                        WaitCondition::NotRunning if !restarting => return Some(c),
-                        _ => {}
+                        WaitCondition::NextExit | WaitCondition::NotRunning => return Some(c),
+                        WaitCondition::Removed => {}
                     }
                 }
                 Ok(ContainerEvent::Removed { id: x }) if x == id => return Some(code),
@@ -676,7 +673,11 @@ pub fn wait(
                     let c = now.state.exit_code.unwrap_or(0);
                     let p = Phase::of(&now.state);
                     match condition {
-                        WaitCondition::NotRunning if !p.is_running() => return Some(c),
+                        WaitCondition::NotRunning
+                            if !p.is_running() || now.state.finished_at != finished_then =>
+                        {
+                            return Some(c)
+                        }
                         WaitCondition::NextExit if now.state.finished_at != finished_then => {
                             return Some(c)
                         }

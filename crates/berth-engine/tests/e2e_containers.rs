@@ -620,7 +620,14 @@ fn cp_on_stopped_containers_and_anonymous_volumes() {
         stack.ok(
             cli,
             &[
-                "create", "--name", &n, "-v", "/vol1", "busybox", "sh", "-c",
+                "create",
+                "--name",
+                &n,
+                "-v",
+                "/vol1",
+                "busybox",
+                "sh",
+                "-c",
                 "cat /vol1/in.txt && echo out > /vol1/out.txt && echo root > /root.txt",
             ],
         );
@@ -629,23 +636,43 @@ fn cp_on_stopped_containers_and_anonymous_volumes() {
         let vol = stack.inspect(&n, "{{range .Mounts}}{{.Name}}{{end}}");
         let vol = vol.trim().to_string();
         assert_eq!(vol.len(), 64, "{n}: {vol}");
-        stack.ok(cli, &["cp", &file.to_string_lossy(), &format!("{n}:/vol1/in.txt")]);
+        stack.ok(
+            cli,
+            &["cp", &file.to_string_lossy(), &format!("{n}:/vol1/in.txt")],
+        );
         assert_eq!(stack.ok(cli, &["start", "-a", &n]), "hello\n", "{n}");
         for (inside, want) in [("/vol1/out.txt", "out\n"), ("/root.txt", "root\n")] {
             let out = stack.path(&format!("out-{n}"));
-            stack.ok(cli, &["cp", &format!("{n}:{inside}"), &out.to_string_lossy()]);
+            stack.ok(
+                cli,
+                &["cp", &format!("{n}:{inside}"), &out.to_string_lossy()],
+            );
             assert_eq!(std::fs::read_to_string(&out).unwrap(), want, "{n} {inside}");
             std::fs::remove_file(&out).unwrap();
         }
-        let missing = stack.cli(cli, &["cp", &format!("{n}:/nope"), &stack.path("x").to_string_lossy()]);
+        let missing = stack.cli(
+            cli,
+            &[
+                "cp",
+                &format!("{n}:/nope"),
+                &stack.path("x").to_string_lossy(),
+            ],
+        );
         assert_eq!(missing.status.code(), Some(1), "{n}");
         assert!(stack.ok(cli, &["volume", "ls", "-q"]).contains(&vol), "{n}");
         stack.ok(cli, &["rm", "-v", &n]);
-        assert!(!stack.ok(cli, &["volume", "ls", "-q"]).contains(&vol), "{n}");
+        assert!(
+            !stack.ok(cli, &["volume", "ls", "-q"]).contains(&vol),
+            "{n}"
+        );
     }
     // The copies' mount points are gone, and nothing of them is mounted here.
     let cp_dir = stack.path("engine-run").join("cp");
-    let left: Vec<_> = std::fs::read_dir(&cp_dir).into_iter().flatten().flatten().collect();
+    let left: Vec<_> = std::fs::read_dir(&cp_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
     assert!(left.is_empty(), "{left:?}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(&cp_dir.to_string_lossy().into_owned()));

@@ -182,6 +182,8 @@ pub async fn create(
             "No command specified".to_string(),
         ));
     };
+    check_log_config(&mut hc)?;
+    let runtime = check_runtime(&mut hc)?;
     let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
     let log_path = dir.join(format!("{id}-json.log"));
@@ -221,6 +223,7 @@ pub async fn create(
                 image: image.id.clone(),
                 snapshot_key: String::new(),
                 labels: config.labels.clone().unwrap_or_default(),
+                runtime: runtime.clone(),
                 log_path: log_path.to_string_lossy().into_owned(),
                 created_at: now_rfc3339(),
                 ..manager::Container::default()
@@ -246,6 +249,77 @@ pub async fn create(
             Err(e)
         }
     }
+}
+
+/// Docker's logging drivers; berth writes json-file logs whichever of the first three
+/// is asked for (`none` and `local` are recorded, so clients that read the type, as
+/// docker-py's `containers.run`, behave as with dockerd).
+const LOG_DRIVERS_SERVED: &[&str] = &["json-file", "local", "none"];
+const LOG_DRIVERS_DOCKER: &[&str] = &[
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "etwlogs",
+    "gcplogs",
+    "logentries",
+];
+
+/// `HostConfig.LogConfig`: an empty type is json-file (dockerd's default); an unknown
+/// driver is refused with dockerd's message, a docker driver berth lacks with 501.
+fn check_log_config(hc: &mut HostConfig) -> Result<(), EngineError> {
+    let lc = hc.log_config.get_or_insert_with(Default::default);
+    let typ = lc.typ.clone().unwrap_or_default();
+    if typ.is_empty() {
+        lc.typ = Some("json-file".to_string());
+    } else if LOG_DRIVERS_DOCKER.contains(&typ.as_str()) {
+        return Err(EngineError::NotImplemented(format!(
+            "logging driver {typ} is not supported by berth (json-file, local and none are)"
+        )));
+    } else if !LOG_DRIVERS_SERVED.contains(&typ.as_str()) {
+        return Err(EngineError::BadParameter(format!(
+            "logger: no log driver named '{typ}' is registered"
+        )));
+    }
+    if lc.config.is_none() {
+        lc.config = Some(HashMap::new());
+    }
+    Ok(())
+}
+
+/// `HostConfig.Runtime`: berth's own runtime by default (the manager's `--runtime`),
+/// or `runc`/`crun` when installed; anything else is dockerd's 400. Returns the name
+/// the manager runs the task with ("" for its default).
+fn check_runtime(hc: &mut HostConfig) -> Result<String, EngineError> {
+    let name = hc.runtime.clone().unwrap_or_default();
+    match name.as_str() {
+        "" | DEFAULT_RUNTIME => {
+            hc.runtime = Some(DEFAULT_RUNTIME.to_string());
+            Ok(String::new())
+        }
+        other if OTHER_RUNTIMES.contains(&other) && on_path(other) => Ok(other.to_string()),
+        other => Err(EngineError::BadParameter(format!(
+            "Unknown runtime specified {other}"
+        ))),
+    }
+}
+
+/// The name of the runtime the manager is started with.
+pub const DEFAULT_RUNTIME: &str = "berth-runtime";
+/// The other OCI runtimes a container may ask for, when installed.
+pub const OTHER_RUNTIMES: &[&str] = &["runc", "crun"];
+
+/// Whether an executable of that name is on `$PATH`.
+pub fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// The destinations of `Config.Volumes` (the image's `VOLUME`s and `-v /data`) that no

@@ -759,3 +759,28 @@ fn restart_policies_restart_and_count() {
         stack.ok(&berth, &["rm", "-f", n]);
     }
 }
+
+/// The shapes docker-py's integration suite relies on (tests/docker_py_shapes.py).
+#[test]
+fn docker_py_sees_dockers_shapes() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let Some(python) = support::docker_py() else {
+        eprintln!("skipped: no docker-py (scripts/deps.sh makes target/docker-py)");
+        return;
+    };
+    let stack = Stack::start();
+    let script =
+        berth_testutil::workspace_root().join("crates/berth-engine/tests/docker_py_shapes.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(stack.host())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -111,6 +111,8 @@ pub async fn version(engine: &Engine) -> Result<Response<Body>, EngineError> {
             "KernelVersion": kernel_version(),
             "Experimental": "false",
             "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+            "GoVersion": format!("rust (berth {ENGINE_VERSION})"),
+            "BuildTime": "",
         }
     })];
     if let Ok(m) = engine.manager.version().await {

@@ -137,6 +137,9 @@ elif [ $# = 0 ]; then
 fi
 cd "$src"
 status=0
-DOCKER_HOST="unix://$sock" timeout -k 30 "${DPY_TIMEOUT:-5400}" "$work/venv/bin/python" -m pytest \
+# A home of its own: the context tests write ~/.docker/contexts, which another run
+# at the same time would see.
+mkdir -p "$work/home"
+HOME="$work/home" DOCKER_HOST="unix://$sock" timeout -k 30 "${DPY_TIMEOUT:-5400}" "$work/venv/bin/python" -m pytest \
   -q -rf --no-header -p no:cacheprovider --timeout "${DPY_TEST_TIMEOUT:-180}" "$@" || status=$?
 exit "$status"

@@ -6,7 +6,7 @@ Each check is one that docker-py 7.2.0's integration tests make and dockerd pass
 the script exits non-zero with what differed.
 """
 
-import socket
+import shutil
 import sys
 import time
 
@@ -75,6 +75,41 @@ def main():
     check("pruned", ct["Id"] in res["ContainersDeleted"], True)
     if not res["SpaceReclaimed"] > 0:
         sys.exit(f"prune reclaimed {res['SpaceReclaimed']!r}")
+    # A bad archive: the error comes in the stream, as ImageLoadError.
+    client = docker.DockerClient(base_url=url, version="auto")
+    try:
+        client.images.load(b"abc")
+        sys.exit("images.load of a bad archive raised nothing")
+    except docker.errors.ImageLoadError:
+        pass
+
+    # `runtime=` travels beside the Config; runc runs the container when installed.
+    if shutil.which("runc"):
+        ct = api.create_container("busybox", ["true"], runtime="runc")
+        try:
+            check("runtime", api.inspect_container(ct)["HostConfig"]["Runtime"], "runc")
+        finally:
+            api.remove_container(ct, force=True)
+
+    # Detach keys from the client's config reach exec as `detachKeys`.
+    api._general_configs["detachKeys"] = "ctrl-x"
+    ct = api.create_container("busybox", "cat", stdin_open=True, tty=True)
+    api.start(ct)
+    try:
+        ex = api.exec_create(ct, "cat", stdin=True, tty=True)
+        sock = api.exec_start(ex, socket=True, tty=True)
+        raw = getattr(sock, "_sock", sock)
+        raw.sendall(b"\x18")
+        time.sleep(0.3)
+        raw.settimeout(10)
+        try:
+            raw.sendall(b"still there?\n")
+            data = raw.recv(128)
+        except OSError:
+            data = b""
+        check("exec read after detach", data, b"")
+    finally:
+        api.remove_container(ct, force=True)
     print("docker-py shapes ok")
 
 

@@ -37,6 +37,10 @@ pub struct CreateBody {
     pub host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<NetworkingConfig>,
+    /// docker-py's `create_container(runtime=)` sends `Runtime` beside the Config;
+    /// taken when `HostConfig.Runtime` is not set.
+    #[serde(rename = "Runtime", default)]
+    pub runtime: Option<String>,
 }
 
 /// `POST /containers/create?name=`.
@@ -62,7 +66,13 @@ pub async fn create_container(
         CreateRequest {
             name: name.map(str::to_string),
             config: body.config,
-            host_config: body.host_config.unwrap_or_default(),
+            host_config: {
+                let mut hc = body.host_config.unwrap_or_default();
+                if hc.runtime.as_deref().unwrap_or("").is_empty() {
+                    hc.runtime = body.runtime.filter(|r| !r.is_empty()).or(hc.runtime);
+                }
+                hc
+            },
             networking: body.networking_config,
         },
     )

@@ -34,7 +34,17 @@ pub async fn create(
 ) -> Result<Response<Body>, EngineError> {
     // 404 for an unknown container before the body is looked at, as dockerd.
     engine.store.get(ctx.param())?;
-    let config: ExecConfig = read_json(req.into_body()).await?;
+    let mut raw: serde_json::Value = read_json(req.into_body()).await?;
+    // dockerd decodes JSON keys case-insensitively; docker-py sends `detachKeys`.
+    if let Some(obj) = raw.as_object_mut() {
+        if !obj.contains_key("DetachKeys") {
+            if let Some(v) = obj.remove("detachKeys") {
+                obj.insert("DetachKeys".to_string(), v);
+            }
+        }
+    }
+    let config: ExecConfig = serde_json::from_value(raw)
+        .map_err(|e| EngineError::BadParameter(format!("invalid JSON: {e}")))?;
     let id = exec::create(engine, ctx.param(), config)?;
     Ok(json_response(StatusCode::CREATED, &json!({ "Id": id })))
 }

@@ -137,9 +137,11 @@ elif [ $# = 0 ]; then
 fi
 cd "$src"
 status=0
-# A home of its own: the context tests write ~/.docker/contexts, which another run
-# at the same time would see.
-mkdir -p "$work/home"
+# A home of its own, with a client config: docker-py keeps contexts beside the config
+# file it finds, and without one in the current directory (the docker-py tree), where
+# a context left by an interrupted run fails the next runs.
+mkdir -p "$work/home/.docker"
+echo '{}' >"$work/home/.docker/config.json"
 HOME="$work/home" DOCKER_HOST="unix://$sock" timeout -k 30 "${DPY_TIMEOUT:-5400}" "$work/venv/bin/python" -m pytest \
   -q -rf --no-header -p no:cacheprovider --timeout "${DPY_TEST_TIMEOUT:-180}" "$@" || status=$?
 exit "$status"

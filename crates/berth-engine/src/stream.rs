@@ -96,6 +96,74 @@ pub struct PumpEnd {
     pub client_closed_input: bool,
 }
 
+/// The keys that detach a client from a TTY container when none are given (dockerd's).
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// Docker's detach keys (`ctrl-p,ctrl-q`, `a,ctrl-@`...) as the bytes to watch for.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("Invalid detach keys ({spec}) provided");
+    let mut out = vec![];
+    for key in spec.split(',') {
+        let k = key.trim();
+        match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => {
+                let b = c.as_bytes()[0].to_ascii_lowercase();
+                out.push(match b {
+                    b'a'..=b'z' => b - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return Err(bad()),
+                });
+            }
+            None if k.len() == 1 => out.push(k.as_bytes()[0]),
+            _ => return Err(bad()),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Finds the detach sequence in stdin: bytes that may start it are held back until
+/// it is clear they do not, then passed on.
+#[derive(Debug)]
+struct Escape {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl Escape {
+    /// What of `data` goes to the process, and whether the sequence was completed.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut pass = vec![];
+        for &b in data {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (pass, true);
+                }
+                continue;
+            }
+            pass.extend_from_slice(&self.keys[..self.held]);
+            self.held = 0;
+            if b == self.keys[0] {
+                self.held = 1;
+                if self.keys.len() == 1 {
+                    return (pass, true);
+                }
+            } else {
+                pass.push(b);
+            }
+        }
+        (pass, false)
+    }
+}
+
 /// Moves bytes both ways until the process's output ends and `finished` is ready,
 /// then shuts the write side of the connection so the client sees EOF.
 ///
@@ -113,52 +181,99 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     F: std::future::Future<Output = ()>,
 {
+    pump_detachable(io, streams, tty, finished, None).await
+}
+
+/// [`pump`], and when `detach` holds keys, their sequence in stdin detaches the
+/// client: the connection ends, the process goes on (dockerd's escape proxy).
+pub async fn pump_detachable<IO, F>(
+    io: IO,
+    streams: AttachStreams,
+    tty: bool,
+    finished: F,
+    detach: Option<Vec<u8>>,
+) -> std::io::Result<PumpEnd>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: std::future::Future<Output = ()>,
+{
     let (mut rd, mut wr) = tokio::io::split(io);
     let AttachStreams { mut output, stdin } = streams;
+    let mut escape = detach
+        .filter(|k| !k.is_empty())
+        .map(|keys| Escape { keys, held: 0 });
 
-    let input = tokio::spawn(async move {
+    // Ends with whether the client detached.
+    let mut input = tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
+        let mut detached = false;
         loop {
             let n = match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if let Some(tx) = &stdin {
-                if tx
-                    .send(StdinMsg::Data(Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .is_err()
-                {
-                    // The process's stdin is gone; keep draining so the client does
-                    // not block, as dockerd does.
-                    continue;
+            let data = match escape.as_mut() {
+                Some(e) => {
+                    let (pass, hit) = e.feed(&buf[..n]);
+                    detached = hit;
+                    Bytes::from(pass)
                 }
+                None => Bytes::copy_from_slice(&buf[..n]),
+            };
+            if let Some(tx) = stdin.as_ref().filter(|_| !data.is_empty()) {
+                // A process whose stdin is gone: keep draining so the client does not
+                // block, as dockerd does.
+                let _ = tx.send(StdinMsg::Data(data)).await;
+            }
+            if detached {
+                break;
             }
         }
-        if let Some(tx) = &stdin {
-            let _ = tx.send(StdinMsg::Close).await;
+        if !detached {
+            if let Some(tx) = &stdin {
+                let _ = tx.send(StdinMsg::Close).await;
+            }
         }
-        true
+        detached
     });
 
     let mut written = 0u64;
-    while let Some(chunk) = output.recv().await {
-        let bytes = encode_output(&chunk, tty);
-        if let Err(e) = wr.write_all(&bytes).await {
-            input.abort();
-            return Err(e);
+    let mut input_done = None;
+    loop {
+        tokio::select! {
+            chunk = output.recv() => {
+                let Some(chunk) = chunk else { break };
+                let bytes = encode_output(&chunk, tty);
+                if let Err(e) = wr.write_all(&bytes).await {
+                    input.abort();
+                    return Err(e);
+                }
+                written += bytes.len() as u64;
+                wr.flush().await?;
+            }
+            res = &mut input, if input_done.is_none() => {
+                let detached = res.unwrap_or(false);
+                input_done = Some(detached);
+                if detached {
+                    let _ = wr.shutdown().await;
+                    return Ok(PumpEnd {
+                        output_bytes: written,
+                        client_closed_input: true,
+                    });
+                }
+            }
         }
-        written += bytes.len() as u64;
-        wr.flush().await?;
     }
     finished.await;
     let _ = wr.shutdown().await;
-    let client_closed_input = if input.is_finished() {
-        input.await.unwrap_or(false)
-    } else {
-        // The process is done; nobody needs more stdin.
-        input.abort();
-        false
+    let client_closed_input = match input_done {
+        Some(_) => true,
+        None if input.is_finished() => input.await.is_ok(),
+        None => {
+            // The process is done; nobody needs more stdin.
+            input.abort();
+            false
+        }
     };
     Ok(PumpEnd {
         output_bytes: written,
@@ -170,6 +285,30 @@ where
 mod tests {
     use super::*;
     use tokio::sync::mpsc;
+
+    #[test]
+    fn detach_keys_parse_and_match_across_reads() {
+        assert_eq!(
+            parse_detach_keys(DEFAULT_DETACH_KEYS).unwrap(),
+            vec![16, 17]
+        );
+        assert_eq!(
+            parse_detach_keys("a,ctrl-@,ctrl-[").unwrap(),
+            vec![b'a', 0, 27]
+        );
+        for bad in ["", "ctrl-", "ctrl-1", "ab", "ctrl-p,"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
+        let mut e = Escape {
+            keys: vec![16, 17],
+            held: 0,
+        };
+        assert_eq!(e.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // A held byte that turns out not to start the sequence is passed on.
+        assert_eq!(e.feed(b"c\x10"), (b"\x10c".to_vec(), false));
+        assert_eq!(e.feed(b"\x10\x10"), (b"\x10\x10".to_vec(), false));
+        assert_eq!(e.feed(b"\x11rest"), (vec![], true));
+    }
 
     #[test]
     fn frame_header_is_type_three_zeros_and_big_endian_length() {

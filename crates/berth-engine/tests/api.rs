@@ -45,6 +45,10 @@ async fn version_info_and_errors() {
     assert_eq!(v["ApiVersion"], "1.47");
     assert_eq!(v["MinAPIVersion"], "1.24");
     assert_eq!(v["Components"][0]["Details"]["ApiVersion"], "1.47");
+    // `docker version`'s Engine part prints these; docker-py's test reads GoVersion.
+    assert!(v["Components"][0]["Details"]["GoVersion"].is_string());
+    assert!(v["Components"][0]["Details"]["BuildTime"].is_string());
+    assert!(v["GoVersion"].is_string());
     assert_eq!(v["Components"][1]["Name"], "berth-manager");
     let i = request(&d.sock, "GET", "/v1.47/info", None).await.json();
     assert_eq!(i["Driver"], "overlay2");

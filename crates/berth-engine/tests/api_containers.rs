@@ -347,3 +347,60 @@ async fn list_needs_every_label_filter_to_match() {
     .await;
     assert_eq!(names(&v), vec!["/once", "/other", "/svc"]);
 }
+
+/// `LogConfig` and `Runtime` at create, as docker-py sees them: an empty log type is
+/// json-file, an unknown driver is dockerd's 400, a docker driver berth lacks is 501;
+/// the runtime defaults to berth-runtime, runc is taken when installed, others are 400.
+#[tokio::test]
+async fn create_checks_log_driver_and_runtime() {
+    let d = daemon().await;
+    let create = |hc: &'static str| {
+        let sock = d.sock.clone();
+        async move {
+            json_of(
+                &sock,
+                "POST",
+                "/containers/create",
+                &format!(r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{hc}}}"#),
+            )
+            .await
+        }
+    };
+    let (status, v) = create(r#"{"LogConfig":{"Type":"","Config":{"max-file":"100"}}}"#).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["Id"].as_str().unwrap().to_string();
+    let (_, info) = json_of(&d.sock, "GET", &format!("/containers/{id}/json"), "").await;
+    assert_eq!(info["HostConfig"]["LogConfig"]["Type"], "json-file");
+    assert_eq!(info["HostConfig"]["LogConfig"]["Config"]["max-file"], "100");
+    assert_eq!(info["HostConfig"]["Runtime"], "berth-runtime");
+
+    let (status, v) = create(r#"{"LogConfig":{"Type":"none"}}"#).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = create(r#"{"LogConfig":{"Type":"asdf","Config":{}}}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["message"],
+        "logger: no log driver named 'asdf' is registered"
+    );
+    let (status, _) = create(r#"{"LogConfig":{"Type":"syslog"}}"#).await;
+    assert_eq!(status, 501);
+
+    let (status, v) = create(r#"{"Runtime":"nope"}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["message"], "Unknown runtime specified nope");
+    let runc = berth_engine::lifecycle::create::on_path("runc");
+    let (status, v) = create(r#"{"Runtime":"runc"}"#).await;
+    if runc {
+        assert_eq!(status, 201, "{v}");
+        let id = v["Id"].as_str().unwrap().to_string();
+        let (_, info) = json_of(&d.sock, "GET", &format!("/containers/{id}/json"), "").await;
+        assert_eq!(info["HostConfig"]["Runtime"], "runc");
+        let (_, sys) = json_of(&d.sock, "GET", "/info", "").await;
+        assert!(sys["Runtimes"]["runc"].is_object(), "{sys}");
+    } else {
+        assert_eq!(status, 400);
+    }
+    // Nothing is left of the refused ones.
+    let (_, list) = json_of(&d.sock, "GET", "/containers/json?all=1", "").await;
+    assert_eq!(list.as_array().unwrap().len(), if runc { 3 } else { 2 });
+}

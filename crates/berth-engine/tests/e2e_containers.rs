@@ -604,6 +604,80 @@ fn cp_copies_both_ways() {
     }
 }
 
+/// `-v /data` makes an anonymous volume (in `Mounts`, gone with `rm -v`), and `cp`
+/// works on a created and on an exited container: into its volume before it starts,
+/// out of it after it exits, leaving no mount behind.
+#[test]
+fn cp_on_stopped_containers_and_anonymous_volumes() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let file = stack.path("in.txt");
+    std::fs::write(&file, "hello\n").unwrap();
+    for cli in clis() {
+        let cli = cli.as_path();
+        let n = format!("cps-{}", name(cli));
+        stack.ok(
+            cli,
+            &[
+                "create",
+                "--name",
+                &n,
+                "-v",
+                "/vol1",
+                "busybox",
+                "sh",
+                "-c",
+                "cat /vol1/in.txt && echo out > /vol1/out.txt && echo root > /root.txt",
+            ],
+        );
+        let mounts = stack.inspect(&n, "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}");
+        assert_eq!(mounts.trim(), "volume /vol1", "{n}");
+        let vol = stack.inspect(&n, "{{range .Mounts}}{{.Name}}{{end}}");
+        let vol = vol.trim().to_string();
+        assert_eq!(vol.len(), 64, "{n}: {vol}");
+        stack.ok(
+            cli,
+            &["cp", &file.to_string_lossy(), &format!("{n}:/vol1/in.txt")],
+        );
+        assert_eq!(stack.ok(cli, &["start", "-a", &n]), "hello\n", "{n}");
+        for (inside, want) in [("/vol1/out.txt", "out\n"), ("/root.txt", "root\n")] {
+            let out = stack.path(&format!("out-{n}"));
+            stack.ok(
+                cli,
+                &["cp", &format!("{n}:{inside}"), &out.to_string_lossy()],
+            );
+            assert_eq!(std::fs::read_to_string(&out).unwrap(), want, "{n} {inside}");
+            std::fs::remove_file(&out).unwrap();
+        }
+        let missing = stack.cli(
+            cli,
+            &[
+                "cp",
+                &format!("{n}:/nope"),
+                &stack.path("x").to_string_lossy(),
+            ],
+        );
+        assert_eq!(missing.status.code(), Some(1), "{n}");
+        assert!(stack.ok(cli, &["volume", "ls", "-q"]).contains(&vol), "{n}");
+        stack.ok(cli, &["rm", "-v", &n]);
+        assert!(
+            !stack.ok(cli, &["volume", "ls", "-q"]).contains(&vol),
+            "{n}"
+        );
+    }
+    // The copies' mount points are gone, and nothing of them is mounted here.
+    let cp_dir = stack.path("engine-run").join("cp");
+    let left: Vec<_> = std::fs::read_dir(&cp_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&cp_dir.to_string_lossy().into_owned()));
+}
+
 #[test]
 fn restart_policies_restart_and_count() {
     berth_testutil::require_root!();
@@ -671,6 +745,8 @@ fn restart_policies_restart_and_count() {
         let n: i64 = stack.inspect("again", "{{.RestartCount}}").parse().ok()?;
         (n >= 1).then_some(())
     });
+    // `wait` (not-running) ends at an exit its policy restarts from, as with dockerd.
+    assert_eq!(stack.ok(&berth, &["wait", "again"]).trim(), "0");
     stack.ok(&berth, &["stop", "-t", "1", "again"]);
     let stopped_at = stack.inspect("again", "{{.RestartCount}}");
     eventually("stopped", || {
@@ -682,4 +758,29 @@ fn restart_policies_restart_and_count() {
     for n in ["flaky", "fine", "again"] {
         stack.ok(&berth, &["rm", "-f", n]);
     }
+}
+
+/// The shapes docker-py's integration suite relies on (tests/docker_py_shapes.py).
+#[test]
+fn docker_py_sees_dockers_shapes() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let Some(python) = support::docker_py() else {
+        eprintln!("skipped: no docker-py (scripts/deps.sh makes target/docker-py)");
+        return;
+    };
+    let stack = Stack::start();
+    let script =
+        berth_testutil::workspace_root().join("crates/berth-engine/tests/docker_py_shapes.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(stack.host())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -328,10 +328,11 @@ fn on_failure_counts_and_stops_as_docker_does() {
                 "exit 1",
             ],
         );
-        // wait returns at the first stop, as dockerd's does (its waiters fire
-        // when a restart policy takes over too); the policy then runs out.
+        // wait returns at an exit, also one the policy restarts from (dockerd's state
+        // wakes its waiters when it turns to restarting); it stops for good after
+        // two restarts.
         assert_eq!(waited(&stack, cli, &n), "1");
-        eventually("restarted twice, then exited", || {
+        eventually(&format!("{n} exited after two restarts"), || {
             (stack.inspect(
                 &n,
                 "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}",

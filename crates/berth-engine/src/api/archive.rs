@@ -1,8 +1,9 @@
 //! `docker cp`: `HEAD`/`GET`/`PUT /containers/{id}/archive?path=`.
 //!
-//! berthd does not mount layers, so it reaches a container's files through its
-//! init's root, `/proc/<pid>/root`, which shows the container's own mount namespace
-//! (volumes and bind mounts included), and so only while it runs. Every path is
+//! While the container runs, berthd reaches its files through its init's root,
+//! `/proc/<pid>/root`, which shows the container's own mount namespace (volumes and
+//! bind mounts included); otherwise through its snapshot and volumes mounted for the
+//! copy in a namespace of their own ([`super::archive_root`]). Every path is
 //! resolved with `openat2(RESOLVE_IN_ROOT)` against that root, so `..` and absolute
 //! symlinks inside the container cannot lead out of it; below the resolved path,
 //! the walk and the extraction go one name at a time with `O_NOFOLLOW`.
@@ -102,15 +103,29 @@ fn io_err(context: impl Into<String>, e: Errno) -> EngineError {
     EngineError::io(context, std::io::Error::from(e))
 }
 
-/// The running container's root directory (an `O_PATH` fd).
-fn container_root(engine: &Engine, reference: &str) -> Result<(String, OwnedFd), EngineError> {
+/// A container's root directory (an `O_PATH` fd): its init's root while it runs,
+/// otherwise its files mounted for the copy ([`super::archive_root`]), kept mounted
+/// while this is held.
+enum Root {
+    Running(OwnedFd),
+    Stopped(super::archive_root::DetachedRoot),
+}
+
+impl Root {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Root::Running(fd) => fd.as_fd(),
+            Root::Stopped(d) => d.root.as_fd(),
+        }
+    }
+}
+
+async fn container_root(engine: &Engine, reference: &str) -> Result<(String, Root), EngineError> {
     let rec = engine.store.get(reference)?;
     let pid = rec.state.pid.unwrap_or(0);
     if rec.state.running != Some(true) || pid <= 0 {
-        return Err(EngineError::Conflict(format!(
-            "cannot copy files of container {}: berth copies to and from running containers only",
-            rec.id
-        )));
+        let root = super::archive_root::mount_stopped(engine, &rec).await?;
+        return Ok((rec.id, Root::Stopped(root)));
     }
     let root = nix::fcntl::open(
         format!("/proc/{pid}/root").as_str(),
@@ -118,7 +133,7 @@ fn container_root(engine: &Engine, reference: &str) -> Result<(String, OwnedFd),
         Mode::empty(),
     )
     .map_err(|e| io_err(format!("opening the root of container {}", rec.id), e))?;
-    Ok((rec.id, root))
+    Ok((rec.id, Root::Running(root)))
 }
 
 /// Opens `path` inside `root` (symlinks on the way resolved inside it); the last
@@ -211,8 +226,8 @@ fn path_param(ctx: &Ctx) -> Result<String, EngineError> {
 /// `HEAD /containers/{id}/archive?path=`: the path's stat in the header.
 pub async fn head(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let path = path_param(ctx)?;
-    let (id, root) = container_root(engine, ctx.param())?;
-    let fd = resolve(root.as_fd(), &path, &id)?;
+    let (id, root) = container_root(engine, ctx.param()).await?;
+    let fd = resolve(root.fd(), &path, &id)?;
     let stat = path_stat(fd.as_fd(), &path)?;
     let mut r = status_only(StatusCode::OK);
     r.headers_mut()
@@ -392,12 +407,14 @@ fn append<W: Write>(
 /// `GET /containers/{id}/archive?path=`: the path as a tar, its stat in the header.
 pub async fn get(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let path = path_param(ctx)?;
-    let (id, root) = container_root(engine, ctx.param())?;
-    let fd = resolve(root.as_fd(), &path, &id)?;
+    let (id, root) = container_root(engine, ctx.param()).await?;
+    let fd = resolve(root.fd(), &path, &id)?;
     let stat = path_stat(fd.as_fd(), &path)?;
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let name = PathBuf::from(if stat.name == "/" { "." } else { &stat.name });
     tokio::task::spawn_blocking(move || {
+        // The mounts below `fd` stay up until the walk is done.
+        let _root = root;
         let mut b = tar::Builder::new(ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
@@ -672,8 +689,8 @@ pub async fn put(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let path = path_param(ctx)?;
-    let (id, root) = container_root(engine, ctx.param())?;
-    let dir = resolve(root.as_fd(), &path, &id)?;
+    let (id, root) = container_root(engine, ctx.param()).await?;
+    let dir = resolve(root.fd(), &path, &id)?;
     let st = stat_fd(dir.as_fd()).map_err(|e| io_err(format!("stat {path}"), e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(EngineError::BadParameter(format!(
@@ -700,6 +717,7 @@ pub async fn put(
         }
     });
     let result = tokio::task::spawn_blocking(move || {
+        let _root = root;
         let mut reader = ChannelReader {
             rx,
             cur: Bytes::new(),

@@ -700,6 +700,7 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         }
     }
     let mut deleted = vec![];
+    let mut reclaimed = 0i64;
     for rec in engine.store.list() {
         if Phase::of(&rec.state).is_running() {
             continue;
@@ -717,8 +718,21 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         {
             continue;
         }
+        // What the container wrote (its upper layer), measured before it goes.
+        let size = match engine.manager.snapshots_info(&rec.snapshot_key).await {
+            Ok(info) if !info.upper_dir.is_empty() => {
+                let upper = std::path::PathBuf::from(info.upper_dir);
+                tokio::task::spawn_blocking(move || super::volumes::dir_size(&upper))
+                    .await
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        };
         match lifecycle::remove(engine, &rec.id, false).await {
-            Ok(()) => deleted.push(rec.id.clone()),
+            Ok(()) => {
+                deleted.push(rec.id.clone());
+                reclaimed = reclaimed.saturating_add(size);
+            }
             Err(e) => tracing::warn!(container = %rec.id, error = %e, "prune could not remove"),
         }
     }
@@ -726,7 +740,7 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         StatusCode::OK,
         &ContainerPruneResponse {
             containers_deleted: Some(deleted),
-            space_reclaimed: Some(0),
+            space_reclaimed: Some(reclaimed),
         },
     ))
 }

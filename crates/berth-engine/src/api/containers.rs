@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bollard_stubs::models::{
     ContainerConfig, ContainerCreateResponse, ContainerInspectResponse, ContainerStateStatusEnum,
     ContainerSummary, ContainerSummaryHostConfig, ContainerWaitResponse, DriverData, HostConfig,
-    MountPoint, MountPointTypeEnum, NetworkingConfig,
+    MountPoint, MountPointTypeEnum, MountTypeEnum, NetworkingConfig,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -37,6 +37,10 @@ pub struct CreateBody {
     pub host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig", default)]
     pub networking_config: Option<NetworkingConfig>,
+    /// docker-py's `create_container(runtime=)` sends `Runtime` beside the Config;
+    /// taken when `HostConfig.Runtime` is not set.
+    #[serde(rename = "Runtime", default)]
+    pub runtime: Option<String>,
 }
 
 /// `POST /containers/create?name=`.
@@ -62,7 +66,13 @@ pub async fn create_container(
         CreateRequest {
             name: name.map(str::to_string),
             config: body.config,
-            host_config: body.host_config.unwrap_or_default(),
+            host_config: {
+                let mut hc = body.host_config.unwrap_or_default();
+                if hc.runtime.as_deref().unwrap_or("").is_empty() {
+                    hc.runtime = body.runtime.filter(|r| !r.is_empty()).or(hc.runtime);
+                }
+                hc
+            },
             networking: body.networking_config,
         },
     )
@@ -131,15 +141,15 @@ pub fn status_text(rec: &ContainerRecord) -> String {
 }
 
 fn mount_points(rec: &ContainerRecord, engine: &Engine) -> Vec<MountPoint> {
+    struct Peek<'a>(&'a crate::engine::LocalVolumes);
+    impl spec::VolumeResolver for Peek<'_> {
+        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
+            Ok(self.0.root.join(name).join("_data"))
+        }
+    }
     let vols = engine.volumes();
     let mut out = vec![];
     for b in rec.host_config.binds.as_deref().unwrap_or(&[]) {
-        struct Peek<'a>(&'a crate::engine::LocalVolumes);
-        impl spec::VolumeResolver for Peek<'_> {
-            fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
-                Ok(self.0.root.join(name).join("_data"))
-            }
-        }
         if let Ok(m) = spec::mounts::parse_bind(b, &Peek(&vols)) {
             out.push(MountPoint {
                 typ: Some(if m.kind == "volume" {
@@ -154,6 +164,29 @@ fn mount_points(rec: &ContainerRecord, engine: &Engine) -> Vec<MountPoint> {
                 mode: Some(String::new()),
                 rw: Some(!m.read_only),
                 propagation: Some(m.propagation.clone()),
+            });
+        }
+    }
+    for m in rec.host_config.mounts.as_deref().unwrap_or(&[]) {
+        if let Ok(m) = spec::mounts::parse_mount(m, &Peek(&vols)) {
+            let (typ, mode) = match m.kind {
+                "volume" => (MountPointTypeEnum::VOLUME, "z"),
+                "tmpfs" => (MountPointTypeEnum::TMPFS, ""),
+                _ => (MountPointTypeEnum::BIND, ""),
+            };
+            out.push(MountPoint {
+                typ: Some(typ),
+                driver: m.name.as_ref().map(|_| "local".to_string()),
+                name: m.name,
+                source: Some(if m.kind == "tmpfs" {
+                    String::new()
+                } else {
+                    m.source.to_string_lossy().into_owned()
+                }),
+                destination: Some(m.destination),
+                mode: Some(mode.to_string()),
+                rw: Some(!m.read_only),
+                propagation: Some(m.propagation),
             });
         }
     }
@@ -414,7 +447,28 @@ pub async fn delete(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, E
         crate::network::container::remove_link(engine, ctx.param())?;
         return Ok(status_only(StatusCode::NO_CONTENT));
     }
+    // `v=1`: the anonymous volumes go with the container, as with dockerd, unless
+    // another container uses them too.
+    let anonymous: Vec<String> = if ctx.query.bool("v") {
+        let rec = engine.store.get(ctx.param())?;
+        rec.host_config
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.typ == Some(MountTypeEnum::VOLUME))
+            .filter_map(|m| m.source.clone())
+            .filter(|n| crate::api::volumes::is_anonymous(engine, n))
+            .collect()
+    } else {
+        vec![]
+    };
     lifecycle::remove(engine, ctx.param(), ctx.query.bool("force")).await?;
+    if !anonymous.is_empty() {
+        let users = crate::api::volumes::users(engine);
+        for v in anonymous.iter().filter(|v| !users.contains_key(*v)) {
+            crate::api::volumes::remove_quietly(engine, v);
+        }
+    }
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 

@@ -24,7 +24,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lifecycle::exec;
 use crate::manager::StdStream;
-use crate::stream::{encode_frame, pump};
+use crate::stream::{encode_frame, pump_detachable};
 
 /// `POST /containers/{id}/exec`.
 pub async fn create(
@@ -34,7 +34,17 @@ pub async fn create(
 ) -> Result<Response<Body>, EngineError> {
     // 404 for an unknown container before the body is looked at, as dockerd.
     engine.store.get(ctx.param())?;
-    let config: ExecConfig = read_json(req.into_body()).await?;
+    let mut raw: serde_json::Value = read_json(req.into_body()).await?;
+    // dockerd decodes JSON keys case-insensitively; docker-py sends `detachKeys`.
+    if let Some(obj) = raw.as_object_mut() {
+        if !obj.contains_key("DetachKeys") {
+            if let Some(v) = obj.remove("detachKeys") {
+                obj.insert("DetachKeys".to_string(), v);
+            }
+        }
+    }
+    let config: ExecConfig = serde_json::from_value(raw)
+        .map_err(|e| EngineError::BadParameter(format!("invalid JSON: {e}")))?;
     let id = exec::create(engine, ctx.param(), config)?;
     Ok(json_response(StatusCode::CREATED, &json!({ "Id": id })))
 }
@@ -63,15 +73,21 @@ pub async fn start(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let body: ExecStartConfig = read_json(req.into_body()).await?;
     let rec = exec::claim(engine, &eid)?;
-    let tty = body.tty.or(rec.config.tty).unwrap_or(false);
+    // The process gets a terminal when the exec was created with one; the start's
+    // `Tty` only says how the output is framed (raw or multiplexed), as in dockerd:
+    // docker-py creates with `tty=True` and starts with `Tty: false`.
+    let proc_tty = rec.config.tty.unwrap_or(false);
+    let tty = body.tty.unwrap_or(proc_tty);
     let detach = body.detach.unwrap_or(false);
     let stdin = rec.config.attach_stdin.unwrap_or(false) && !detach;
+    let detach_keys =
+        super::hijack::detach_keys(rec.config.detach_keys.as_deref(), proc_tty, stdin)?;
     if detach {
-        exec::start(engine, &rec, tty, false, false).await?;
+        exec::start(engine, &rec, proc_tty, false, false).await?;
         return Ok(status_only(StatusCode::OK));
     }
     if !wants_upgrade(&ctx.headers) {
-        let streams = exec::start(engine, &rec, tty, true, false).await?;
+        let streams = exec::start(engine, &rec, proc_tty, true, false).await?;
         let Some(mut streams) = streams else {
             return Ok(status_only(StatusCode::OK));
         };
@@ -87,7 +103,7 @@ pub async fn start(
                 return;
             }
         };
-        match exec::start(&engine, &rec, tty, true, stdin).await {
+        match exec::start(&engine, &rec, proc_tty, true, stdin).await {
             Ok(Some(mut streams)) => {
                 if !stdin {
                     streams.stdin = None;
@@ -99,7 +115,7 @@ pub async fn start(
                         exec::wait(&engine, &eid).await;
                     }
                 };
-                match pump(upgraded, streams, tty, exited).await {
+                match pump_detachable(upgraded, streams, tty, exited, detach_keys).await {
                     Ok(end) => {
                         tracing::debug!(exec = %eid, bytes = end.output_bytes, "exec stream ended")
                     }

@@ -18,7 +18,10 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::logs::{self as logfile, LogOptions};
 use crate::manager::{AttachStreams, OutputChunk, StdStream};
-use crate::stream::{encode_output, pump, MULTIPLEXED_STREAM, RAW_STREAM};
+use crate::stream::{
+    encode_output, parse_detach_keys, pump_detachable, DEFAULT_DETACH_KEYS, MULTIPLEXED_STREAM,
+    RAW_STREAM,
+};
 
 /// Whether the client asked to take the connection over (`Upgrade: tcp`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
@@ -43,16 +46,43 @@ pub fn switching_protocols(tty: bool) -> Response<Body> {
     r
 }
 
+/// The detach keys of an attach with stdin to a TTY (`detachKeys`, else dockerd's
+/// default); dockerd watches for them only then.
+pub fn detach_keys(
+    given: Option<&str>,
+    tty: bool,
+    stdin: bool,
+) -> Result<Option<Vec<u8>>, EngineError> {
+    if !(tty && stdin) {
+        return Ok(None);
+    }
+    let spec = given
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_DETACH_KEYS);
+    parse_detach_keys(spec)
+        .map(Some)
+        .map_err(EngineError::BadParameter)
+}
+
 /// Takes over the connection once hyper has sent the 101, and pumps the streams.
-pub fn serve_hijacked(on_upgrade: OnUpgrade, streams: AttachStreams, tty: bool, what: String) {
+pub fn serve_hijacked(
+    on_upgrade: OnUpgrade,
+    streams: AttachStreams,
+    tty: bool,
+    detach: Option<Vec<u8>>,
+    what: String,
+) {
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match pump(TokioIo::new(upgraded), streams, tty, async {}).await {
-                Ok(end) => {
-                    tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
+            Ok(upgraded) => {
+                match pump_detachable(TokioIo::new(upgraded), streams, tty, async {}, detach).await
+                {
+                    Ok(end) => {
+                        tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
+                    }
+                    Err(e) => tracing::debug!(%what, error = %e, "hijacked stream broke"),
                 }
-                Err(e) => tracing::debug!(%what, error = %e, "hijacked stream broke"),
-            },
+            }
             Err(e) => tracing::warn!(%what, error = %e, "connection upgrade failed"),
         }
     });
@@ -121,6 +151,7 @@ pub async fn attach(
     let tty = rec.config.tty.unwrap_or(false);
     let q = &ctx.query;
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let detach = detach_keys(q.get("detachKeys"), tty, stdin)?;
     let mut replay = vec![];
     if q.bool("logs") {
         let opts = LogOptions {
@@ -148,6 +179,7 @@ pub async fn attach(
             hyper::upgrade::on(&mut req),
             streams,
             tty,
+            detach,
             format!("attach {}", rec.id),
         );
         Ok(switching_protocols(tty))

@@ -888,8 +888,18 @@ pub async fn load(
         .manager
         .images_load(body_channel(req.into_body()))
         .await?;
-    let head = first(&mut updates).await?;
     let (out, resp) = json_stream();
+    // A bad archive is found while reading it: dockerd answers 200 and the error in
+    // the stream (docker-py raises ImageLoadError from it, the CLI prints it).
+    let head = match first(&mut updates).await {
+        Ok(h) => h,
+        Err(e) => {
+            tokio::spawn(async move {
+                let _ = out.send(error_line(&e.message())).await;
+            });
+            return Ok(resp);
+        }
+    };
     let engine = engine.clone();
     tokio::spawn(async move {
         let mut next = head.map(Ok);

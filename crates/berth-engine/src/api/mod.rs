@@ -6,6 +6,7 @@
 #![deny(clippy::cast_possible_truncation)]
 
 pub mod archive;
+mod archive_root;
 pub mod build;
 pub mod container_ops;
 pub mod containers;

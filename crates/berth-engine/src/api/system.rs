@@ -111,6 +111,8 @@ pub async fn version(engine: &Engine) -> Result<Response<Body>, EngineError> {
             "KernelVersion": kernel_version(),
             "Experimental": "false",
             "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+            "GoVersion": format!("rust (berth {ENGINE_VERSION})"),
+            "BuildTime": "",
         }
     })];
     if let Ok(m) = engine.manager.version().await {
@@ -168,13 +170,21 @@ pub async fn info(engine: &Engine) -> Result<Response<Body>, EngineError> {
         .map(|n| n.get() as i64)
         .unwrap_or(1);
     let mut runtimes = HashMap::new();
-    runtimes.insert(
-        "berth-runtime".to_string(),
-        bollard_stubs::models::Runtime {
-            path: Some("berth-runtime".to_string()),
-            ..Default::default()
-        },
-    );
+    let default_runtime = crate::lifecycle::create::DEFAULT_RUNTIME;
+    for name in std::iter::once(default_runtime).chain(
+        crate::lifecycle::create::OTHER_RUNTIMES
+            .iter()
+            .copied()
+            .filter(|n| crate::lifecycle::create::on_path(n)),
+    ) {
+        runtimes.insert(
+            name.to_string(),
+            bollard_stubs::models::Runtime {
+                path: Some(name.to_string()),
+                ..Default::default()
+            },
+        );
+    }
     let v2 = engine.host.cgroup_v2;
     let info = SystemInfo {
         id: Some(format!("berth:{}", engine.host.hostname)),

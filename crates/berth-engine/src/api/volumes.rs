@@ -264,8 +264,24 @@ pub async fn create(
             "local volume options (type, o, device) are not implemented in berth yet".into(),
         ));
     }
-    let mut labels = o.labels.clone().unwrap_or_default();
-    let name = match o.name.clone().filter(|n| !n.is_empty()) {
+    let v = create_local(
+        engine,
+        o.name.clone(),
+        o.labels.clone().unwrap_or_default(),
+        opts,
+    )?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Makes a `local` volume (an existing name answers the existing volume). Without a
+/// name it gets a random one and the anonymous label, as dockerd's anonymous volumes.
+pub(crate) fn create_local(
+    engine: &Engine,
+    name: Option<String>,
+    mut labels: HashMap<String, String>,
+    opts: HashMap<String, String>,
+) -> Result<Volume, EngineError> {
+    let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => {
             labels.insert(ANONYMOUS.to_string(), String::new());
@@ -275,7 +291,7 @@ pub async fn create(
     check_name(&name)?;
     let dir = root(engine);
     if let Some(v) = read(&dir, &name) {
-        return Ok(json(StatusCode::CREATED, &v));
+        return Ok(v);
     }
     let data = dir.join(&name).join("_data");
     std::fs::create_dir_all(&data)
@@ -294,7 +310,19 @@ pub async fn create(
     engine
         .event_hub
         .publish(DockerEvent::now("volume", "create", &name).attr("driver", "local"));
-    Ok(json(StatusCode::CREATED, &v))
+    Ok(v)
+}
+
+/// Removes a volume that a failed create made, or an anonymous one with its container.
+pub(crate) fn remove_quietly(engine: &Engine, name: &str) {
+    if let Err(e) = remove_dir(engine, name) {
+        tracing::warn!(volume = name, error = %e, "could not remove a volume");
+    }
+}
+
+/// Whether the volume carries the anonymous label.
+pub(crate) fn is_anonymous(engine: &Engine, name: &str) -> bool {
+    read(&root(engine), name).is_some_and(|v| v.labels.contains_key(ANONYMOUS))
 }
 
 fn remove_dir(engine: &Engine, name: &str) -> Result<(), EngineError> {

@@ -38,6 +38,7 @@ pub async fn create(
         config,
         host_config: Some(host_config),
         networking_config: None,
+        runtime: None,
     };
     Ok(containers::create_container(engine, None, body).await?.id)
 }

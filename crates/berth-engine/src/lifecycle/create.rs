@@ -2,10 +2,13 @@
 //! dockerd makes at create time, its record and /etc files, and the manager's
 //! record (which prepares the writable snapshot).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bollard_stubs::models::{ContainerConfig, HostConfig, ImageConfig, NetworkingConfig};
+use bollard_stubs::models::{
+    ContainerConfig, HostConfig, ImageConfig, Mount, MountTypeEnum, NetworkingConfig,
+};
 use serde::Deserialize;
 
 use super::state;
@@ -146,7 +149,7 @@ pub async fn create(
     req: CreateRequest,
 ) -> Result<(String, Vec<String>), EngineError> {
     let mut config = req.config;
-    let hc = req.host_config;
+    let mut hc = req.host_config;
     let image_ref = config.image.clone().unwrap_or_default();
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));
@@ -179,6 +182,9 @@ pub async fn create(
             "No command specified".to_string(),
         ));
     };
+    check_log_config(&mut hc)?;
+    let runtime = check_runtime(&mut hc)?;
+    let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
     let log_path = dir.join(format!("{id}-json.log"));
     let rec = ContainerRecord {
@@ -195,7 +201,12 @@ pub async fn create(
         snapshot_key: id.clone(),
         ..ContainerRecord::default()
     };
-    engine.store.create(rec)?;
+    if let Err(e) = engine.store.create(rec) {
+        for v in &anonymous {
+            crate::api::volumes::remove_quietly(engine, v);
+        }
+        return Err(e.into());
+    }
     let result = async {
         let warnings = crate::network::container::container_created(
             engine,
@@ -212,6 +223,7 @@ pub async fn create(
                 image: image.id.clone(),
                 snapshot_key: String::new(),
                 labels: config.labels.clone().unwrap_or_default(),
+                runtime: runtime.clone(),
                 log_path: log_path.to_string_lossy().into_owned(),
                 created_at: now_rfc3339(),
                 ..manager::Container::default()
@@ -231,9 +243,142 @@ pub async fn create(
         }
         Err(e) => {
             let _ = engine.store.remove(&id);
+            for v in &anonymous {
+                crate::api::volumes::remove_quietly(engine, v);
+            }
             Err(e)
         }
     }
+}
+
+/// Docker's logging drivers; berth writes json-file logs whichever of the first three
+/// is asked for (`none` and `local` are recorded, so clients that read the type, as
+/// docker-py's `containers.run`, behave as with dockerd).
+const LOG_DRIVERS_SERVED: &[&str] = &["json-file", "local", "none"];
+const LOG_DRIVERS_DOCKER: &[&str] = &[
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "etwlogs",
+    "gcplogs",
+    "logentries",
+];
+
+/// `HostConfig.LogConfig`: an empty type is json-file (dockerd's default); an unknown
+/// driver is refused with dockerd's message, a docker driver berth lacks with 501.
+fn check_log_config(hc: &mut HostConfig) -> Result<(), EngineError> {
+    let lc = hc.log_config.get_or_insert_with(Default::default);
+    let typ = lc.typ.clone().unwrap_or_default();
+    if typ.is_empty() {
+        lc.typ = Some("json-file".to_string());
+    } else if LOG_DRIVERS_DOCKER.contains(&typ.as_str()) {
+        return Err(EngineError::NotImplemented(format!(
+            "logging driver {typ} is not supported by berth (json-file, local and none are)"
+        )));
+    } else if !LOG_DRIVERS_SERVED.contains(&typ.as_str()) {
+        return Err(EngineError::BadParameter(format!(
+            "logger: no log driver named '{typ}' is registered"
+        )));
+    }
+    if lc.config.is_none() {
+        lc.config = Some(HashMap::new());
+    }
+    Ok(())
+}
+
+/// `HostConfig.Runtime`: berth's own runtime by default (the manager's `--runtime`),
+/// or `runc`/`crun` when installed; anything else is dockerd's 400. Returns the name
+/// the manager runs the task with ("" for its default).
+fn check_runtime(hc: &mut HostConfig) -> Result<String, EngineError> {
+    let name = hc.runtime.clone().unwrap_or_default();
+    match name.as_str() {
+        "" | DEFAULT_RUNTIME => {
+            hc.runtime = Some(DEFAULT_RUNTIME.to_string());
+            Ok(String::new())
+        }
+        other if OTHER_RUNTIMES.contains(&other) && on_path(other) => Ok(other.to_string()),
+        other => Err(EngineError::BadParameter(format!(
+            "Unknown runtime specified {other}"
+        ))),
+    }
+}
+
+/// The name of the runtime the manager is started with.
+pub const DEFAULT_RUNTIME: &str = "berth-runtime";
+/// The other OCI runtimes a container may ask for, when installed.
+pub const OTHER_RUNTIMES: &[&str] = &["runc", "crun"];
+
+/// Whether an executable of that name is on `$PATH`.
+pub fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The destinations of `Config.Volumes` (the image's `VOLUME`s and `-v /data`) that no
+/// bind, mount or tmpfs covers get an anonymous `local` volume each, as with dockerd;
+/// they are kept as volume entries of `HostConfig.Mounts`, so that the spec, `Mounts`
+/// in inspect and the volume's users see them like any other. Returns their names.
+fn add_anonymous_volumes(
+    engine: &Engine,
+    config: &ContainerConfig,
+    hc: &mut HostConfig,
+) -> Result<Vec<String>, EngineError> {
+    let norm = |d: &str| {
+        let t = d.trim_end_matches('/');
+        if t.is_empty() { "/" } else { t }.to_string()
+    };
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for b in hc.binds.iter().flatten() {
+        if let Some(d) = b.split(':').nth(1) {
+            taken.insert(norm(d));
+        }
+    }
+    for m in hc.mounts.iter().flatten() {
+        if let Some(t) = &m.target {
+            taken.insert(norm(t));
+        }
+    }
+    for d in hc.tmpfs.iter().flat_map(|t| t.keys()) {
+        taken.insert(norm(d));
+    }
+    let mut dests: Vec<String> = config
+        .volumes
+        .iter()
+        .flat_map(|v| v.keys())
+        .map(|d| norm(d))
+        .filter(|d| d.starts_with('/') && d != "/" && !taken.contains(d))
+        .collect();
+    dests.sort();
+    dests.dedup();
+    let mut made = vec![];
+    for dest in dests {
+        match crate::api::volumes::create_local(engine, None, HashMap::new(), HashMap::new()) {
+            Ok(v) => {
+                hc.mounts.get_or_insert_with(Vec::new).push(Mount {
+                    target: Some(dest),
+                    source: Some(v.name.clone()),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    ..Mount::default()
+                });
+                made.push(v.name);
+            }
+            Err(e) => {
+                for v in &made {
+                    crate::api::volumes::remove_quietly(engine, v);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
 }
 
 #[cfg(test)]

@@ -110,7 +110,9 @@ pub struct StopOptions {
 /// Which change `wait` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
-    /// Until it is not running (at once when it is not).
+    /// Until it is not running (at once when it is not). An exit that its restart
+    /// policy follows with a start ends the wait too, as with dockerd (whose state
+    /// wakes its waiters when it turns to restarting).
     NotRunning,
     /// Until its next exit, even one its restart policy follows with a start.
     NextExit,
@@ -674,10 +676,12 @@ pub fn wait(
                     let c = now.state.exit_code.unwrap_or(0);
                     let p = Phase::of(&now.state);
                     match condition {
-                        WaitCondition::NotRunning if !p.is_running() => return Some(c),
-                        WaitCondition::NotRunning | WaitCondition::NextExit
-                            if now.state.finished_at != finished_then =>
+                        WaitCondition::NotRunning
+                            if !p.is_running() || now.state.finished_at != finished_then =>
                         {
+                            return Some(c)
+                        }
+                        WaitCondition::NextExit if now.state.finished_at != finished_then => {
                             return Some(c)
                         }
                         _ => code = c,

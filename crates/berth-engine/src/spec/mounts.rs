@@ -215,9 +215,18 @@ pub fn parse_mount(m: &DockerMount, volumes: &dyn VolumeResolver) -> Result<User
                     "anonymous volumes are not supported yet".to_string(),
                 ));
             }
+            let mut source = volumes.resolve(&name)?;
+            if let Some(sub) = m
+                .volume_options
+                .as_ref()
+                .and_then(|o| o.subpath.as_deref())
+                .filter(|s| !s.is_empty())
+            {
+                source = volume_subpath(&source, sub)?;
+            }
             Ok(UserMount {
                 kind: "volume",
-                source: volumes.resolve(&name)?,
+                source,
                 name: Some(name),
                 destination: dst,
                 read_only,
@@ -254,6 +263,36 @@ pub fn parse_mount(m: &DockerMount, volumes: &dyn VolumeResolver) -> Result<User
         }
         Some(other) => Err(SpecError::Unsupported(format!(
             "mount type {other} is not supported"
+        ))),
+    }
+}
+
+/// `VolumeOptions.Subpath`: a relative path inside the volume that must exist and,
+/// once its links are resolved, stay inside the volume.
+fn volume_subpath(base: &Path, sub: &str) -> Result<PathBuf, SpecError> {
+    let rel = Path::new(sub);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(SpecError::Invalid(format!(
+            "invalid mount config: subpath must be a relative path within the volume: {sub}"
+        )));
+    }
+    let joined = base.join(rel);
+    // At create time the volume may not exist yet; the check is made again at start.
+    let Ok(real_base) = base.canonicalize() else {
+        return Ok(joined);
+    };
+    match joined.canonicalize() {
+        Ok(real) if real.starts_with(&real_base) => Ok(real),
+        Ok(_) => Err(SpecError::Invalid(format!(
+            "invalid mount config: subpath {sub} leaves the volume"
+        ))),
+        Err(e) => Err(SpecError::Invalid(format!(
+            "cannot access path {}: {e}",
+            joined.display()
         ))),
     }
 }

@@ -24,7 +24,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lifecycle::exec;
 use crate::manager::StdStream;
-use crate::stream::{encode_frame, pump};
+use crate::stream::{encode_frame, pump, ClientEof};
 
 /// `POST /containers/{id}/exec`.
 pub async fn create(
@@ -99,7 +99,7 @@ pub async fn start(
                         exec::wait(&engine, &eid).await;
                     }
                 };
-                match pump(upgraded, streams, tty, exited).await {
+                match pump(upgraded, streams, tty, ClientEof::for_exec(tty), exited).await {
                     Ok(end) => {
                         tracing::debug!(exec = %eid, bytes = end.output_bytes, "exec stream ended")
                     }

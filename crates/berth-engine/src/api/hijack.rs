@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::logs::{self as logfile, LogOptions};
 use crate::manager::{AttachStreams, OutputChunk, StdStream};
-use crate::stream::{encode_output, pump, MULTIPLEXED_STREAM, RAW_STREAM};
+use crate::stream::{encode_output, pump, ClientEof, MULTIPLEXED_STREAM, RAW_STREAM};
 
 /// Whether the client asked to take the connection over (`Upgrade: tcp`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
@@ -44,15 +44,23 @@ pub fn switching_protocols(tty: bool) -> Response<Body> {
 }
 
 /// Takes over the connection once hyper has sent the 101, and pumps the streams.
-pub fn serve_hijacked(on_upgrade: OnUpgrade, streams: AttachStreams, tty: bool, what: String) {
+pub fn serve_hijacked(
+    on_upgrade: OnUpgrade,
+    streams: AttachStreams,
+    tty: bool,
+    on_eof: ClientEof,
+    what: String,
+) {
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match pump(TokioIo::new(upgraded), streams, tty, async {}).await {
-                Ok(end) => {
-                    tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
+            Ok(upgraded) => {
+                match pump(TokioIo::new(upgraded), streams, tty, on_eof, async {}).await {
+                    Ok(end) => {
+                        tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
+                    }
+                    Err(e) => tracing::debug!(%what, error = %e, "hijacked stream broke"),
                 }
-                Err(e) => tracing::debug!(%what, error = %e, "hijacked stream broke"),
-            },
+            }
             Err(e) => tracing::warn!(%what, error = %e, "connection upgrade failed"),
         }
     });
@@ -148,6 +156,8 @@ pub async fn attach(
             hyper::upgrade::on(&mut req),
             streams,
             tty,
+            // A detach (ctrl-p ctrl-q) must leave a shell able to take input again.
+            ClientEof::for_container(rec.config.stdin_once.unwrap_or(false), tty),
             format!("attach {}", rec.id),
         );
         Ok(switching_protocols(tty))

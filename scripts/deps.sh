@@ -9,10 +9,10 @@ BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aard
 
 # Build and test: compilers and headers, the peers we test against (runc, crun,
 # docker.io, containerd and podman, which run berth-runtime in its tests,
-# docker-registry, skopeo) and the tools the tests and scripts call.
+# docker-registry, skopeo, docker-compose 1.29) and the tools the tests and scripts call.
 BERTH_TEST_PACKAGES=(build-essential pkg-config libseccomp-dev git ca-certificates
   runc crun skopeo umoci docker-registry docker.io containerd podman apache2-utils jq psmisc
-  util-linux curl bc systemd hyperfine python3-venv)
+  util-linux curl bc systemd hyperfine python3-venv docker-compose)
 
 # docker-py, pinned, for the tests that check berthd against it (e2e_truth): a venv
 # under target/ made once from PyPI. Prints the venv's python.

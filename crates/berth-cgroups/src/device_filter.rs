@@ -427,8 +427,12 @@ mod tests {
     }
 
     #[test]
-    fn bad_rules_are_refused() {
-        assert!(compile(&[rule(true, "c", 1, 3, "rx")]).is_err());
+    fn bad_rules_are_refused_and_odd_letters_ignored() {
+        // Access letters other than r, w and m are ignored, as runc does.
+        assert_eq!(
+            compile(&[rule(true, "c", 1, 3, "rx")]).unwrap(),
+            compile(&[rule(true, "c", 1, 3, "r")]).unwrap()
+        );
         assert!(compile(&[rule(true, "p", 1, 3, "r")]).is_err());
         assert!(compile(&[rule(true, "c", 1 << 33, 3, "r")]).is_err());
         assert!(compile(&[rule(true, "c", 1, 3_000_000_000, "r")]).is_err());

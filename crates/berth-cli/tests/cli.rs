@@ -43,6 +43,8 @@ async fn daemon() -> Daemon {
         )
         .unwrap(),
     );
+    // Exits reach the engine through its link to the manager, as in berthd.
+    engine.start_link();
     let listener = server::bind(&sock).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(listener, engine, async {

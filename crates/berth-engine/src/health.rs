@@ -26,6 +26,8 @@ const DEFAULT_RETRIES: i64 = 3;
 const KEEP: usize = 5;
 /// Output kept of a probe.
 const MAX_OUTPUT: usize = 4096;
+/// How long a finished (or killed) probe may take to be deleted.
+const FORGET_LIMIT: Duration = Duration::from_secs(10);
 
 /// The probe's command line, or None when the container has no health check.
 pub fn probe_command(hc: &HealthConfig) -> Option<Vec<String>> {
@@ -205,17 +207,36 @@ async fn probe(engine: &Arc<Engine>, id: &str, cmd: &[String], timeout: Duration
             String::from_utf8_lossy(&out).into_owned(),
         ))
     };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => (-1, e.message()),
+    let (result, timed_out) = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(r)) => (r, false),
+        Ok(Err(e)) => ((-1, e.message()), false),
         Err(_) => {
             let _ = engine.manager.tasks_kill(id, &eid, 9, false).await;
             (
-                -1,
-                format!("Health check exceeded timeout ({})", secs(timeout)),
+                (
+                    -1,
+                    format!("Health check exceeded timeout ({})", secs(timeout)),
+                ),
+                true,
             )
         }
+    };
+    // The shim keeps every exec until it is deleted: a probe every second would
+    // pile up for as long as the container runs.
+    let forget = async {
+        if timed_out {
+            let _ = engine.manager.tasks_wait(id, &eid).await;
+        }
+        engine.manager.tasks_delete_process(id, &eid).await
+    };
+    match tokio::time::timeout(FORGET_LIMIT, forget).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(container = id, exec = %eid, error = %e, "deleting a probe")
+        }
+        Err(_) => tracing::debug!(container = id, exec = %eid, "deleting a probe timed out"),
     }
+    result
 }
 
 #[cfg(test)]

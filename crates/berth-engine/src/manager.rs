@@ -94,6 +94,16 @@ pub trait Manager:
     async fn tasks_delete(&self, id: &str, force: bool) -> Result<ExitStatus, EngineError>;
     /// `Tasks.Wait`.
     async fn tasks_wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus, EngineError>;
+    /// `Tasks.DeleteProcess`: an exec'd process that has exited is forgotten by the
+    /// manager and its shim (which keep every exec until then). Managers without
+    /// shims have nothing to forget.
+    async fn tasks_delete_process(
+        &self,
+        _id: &str,
+        _exec_id: &str,
+    ) -> Result<ExitStatus, EngineError> {
+        Ok(ExitStatus::default())
+    }
     /// `Tasks.Get`.
     async fn tasks_get(&self, id: &str) -> Result<Task, EngineError>;
     /// `Tasks.List`: every task the manager has, with the exit of those that

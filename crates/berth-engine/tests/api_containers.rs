@@ -297,3 +297,53 @@ async fn prune_removes_what_is_not_running() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn list_needs_every_label_filter_to_match() {
+    let d = daemon().await;
+    for (name, labels) in [
+        ("svc", r#"{"p":"x","oneoff":"False"}"#),
+        ("once", r#"{"p":"x","oneoff":"True"}"#),
+        ("other", r#"{"p":"y","oneoff":"False"}"#),
+    ] {
+        let (status, v) = json_of(
+            &d.sock,
+            "POST",
+            &format!("/containers/create?name={name}"),
+            &format!(r#"{{"Image":"busybox","Labels":{labels}}}"#),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["Names"][0].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    // {"label":["p=x","oneoff=False"]}: both, as compose asks for its services.
+    let both = "%7B%22label%22%3A%5B%22p%3Dx%22%2C%22oneoff%3DFalse%22%5D%7D";
+    let (status, v) = json_of(
+        &d.sock,
+        "GET",
+        &format!("/containers/json?all=1&filters={both}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(names(&v), vec!["/svc"]);
+    // {"label":["p"]}: a key alone matches any value.
+    let key = "%7B%22label%22%3A%5B%22p%22%5D%7D";
+    let (_, v) = json_of(
+        &d.sock,
+        "GET",
+        &format!("/containers/json?all=1&filters={key}"),
+        "",
+    )
+    .await;
+    assert_eq!(names(&v), vec!["/once", "/other", "/svc"]);
+}

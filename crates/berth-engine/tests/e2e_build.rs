@@ -4,7 +4,9 @@
 //! .dockerignore, WORKDIR, USER, EXPOSE, HEALTHCHECK and CMD; the cache (every step
 //! cached, a changed file re-running from its COPY on, --no-cache); multi-stage with
 //! and without --target; a failing RUN's message and exit code, with nothing left
-//! behind.
+//! behind; a client that goes away mid-RUN stops the build and leaves nothing; RUN
+//! containers on the default bridge and on `--network none`, leaving
+//! nothing there.
 //!
 //! Binaries: `cargo build -p berth-manager -p berth-shim -p berth-runtime
 //! -p berth-engine -p berth-cli -p berth-init` with the same CARGO_TARGET_DIR.
@@ -15,6 +17,8 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use support::{docker_clis, stderr, stdout, Stack};
@@ -62,6 +66,30 @@ fn leftovers(stack: &Stack) -> (usize, usize) {
         .map(|d| d.count())
         .unwrap_or(0);
     (mounts, snaps)
+}
+
+/// Interfaces on the stack's default bridge, pinned network namespaces and network
+/// attachments berthd still holds.
+fn network_leftovers(stack: &Stack) -> Vec<String> {
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let mut left: Vec<String> = stdout(&links)
+        .lines()
+        .filter(|l| l.contains(&format!("master {} ", stack.bridge)))
+        .map(str::to_string)
+        .collect();
+    for d in ["engine-run/network/netns", "engine-run/network/containers"] {
+        for e in std::fs::read_dir(stack.path(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    left
 }
 
 #[test]
@@ -238,6 +266,63 @@ fn docker_build_and_berth_build() {
     let out = stack.cli(&docker, &["image", "inspect", "failing"]);
     assert_ne!(out.status.code(), Some(0));
 
+    // A client that goes away in the middle of a RUN stops the build: its container
+    // is killed and removed, with its snapshot and mounts.
+    let mut ctx_tar = tar::Builder::new(Vec::new());
+    let df = b"FROM busybox\nRUN echo started && sleep 300\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    ctx_tar.append_data(&mut h, "Dockerfile", &df[..]).unwrap();
+    let body = ctx_tar.into_inner().unwrap();
+    let mut conn = UnixStream::connect(stack.engine_socket()).unwrap();
+    conn.set_read_timeout(Some(support::EVENTUALLY)).unwrap();
+    write!(
+        conn,
+        "POST /build?t=cancelled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The RUN's own output, not the step line that names it.
+    while !String::from_utf8_lossy(&seen).contains(r#""stream":"started"#) {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(conn);
+    support::eventually("the cancelled build's container is gone", || {
+        (stack.ok(&docker, &["ps", "-aq"]).trim().is_empty() && leftovers(&stack) == before)
+            .then_some(())
+    });
+    let out = stack.cli(&docker, &["image", "inspect", "cancelled"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    // RUN containers are on the default bridge (or `--network`), and give back
+    // everything they had there.
+    let net = work.path().join("net");
+    write(
+        &net,
+        "Dockerfile",
+        "FROM busybox\nRUN grep -q eth0 /proc/net/dev && echo has-eth0\n",
+    );
+    let log = stack.ok(&docker, &["build", &net.to_string_lossy()]);
+    assert!(log.contains("has-eth0"), "{log}");
+    write(
+        &net,
+        "Dockerfile",
+        "FROM busybox\nRUN grep -q eth0 /proc/net/dev || echo no-eth0\n",
+    );
+    let log = stack.ok(
+        &docker,
+        &["build", "--network", "none", &net.to_string_lossy()],
+    );
+    assert!(log.contains("no-eth0"), "{log}");
+    assert_eq!(network_leftovers(&stack), Vec::<String>::new());
+
     // Our CLI: the same context, plain progress, every step cached.
     let berth: PathBuf = berth_testutil::binary("berth");
     let out = stack.cli(
@@ -302,6 +387,16 @@ fn docker_build_and_berth_build() {
         .parse()
         .unwrap();
     assert!(streak >= 2, "{streak}");
+    // Finished probes are deleted from the shim: at most the one in flight is left.
+    let probes = std::fs::read_dir(stack.path(&format!("run/tasks/{sick}")))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("exec-") && n.ends_with(".json")
+        })
+        .count();
+    assert!(probes <= 1, "{probes} probes kept by the shim");
     let ps = stack.ok(&docker, &["ps", "--format", "{{.ID}} {{.Status}}"]);
     assert!(
         ps.contains("(healthy)") && ps.contains("(unhealthy)"),
@@ -329,16 +424,32 @@ fn docker_build_and_berth_build() {
         (events.contains("health_status: healthy") && events.contains("health_status: unhealthy"))
             .then_some(())
     });
+    // --no-healthcheck turns the image's off (its health would show at once).
+    for cli in [&berth, &docker] {
+        let quiet = stack.ok(
+            cli,
+            &["run", "-d", "--no-healthcheck", "app", "sleep", "60"],
+        );
+        let quiet = quiet.trim();
+        let health = stack.ok(&docker, &["inspect", "-f", "{{json .State.Health}}", quiet]);
+        assert_eq!(health.trim(), "null");
+        stack.ok(&docker, &["rm", "-f", quiet]);
+    }
     stack.ok(&docker, &["rm", "-f", &id, &sick]);
 
     // The cache outlives berthd.
     let mut stack = stack;
     stack.kill_berthd();
     stack.start_berthd();
-    let log = stack.ok(&docker, &["build", "-t", "app", &ctx]);
-    assert_eq!(count(&log, "Using cache"), 9, "{log}");
+    let out = stack.cli(
+        &berth,
+        &["builder", "build", "--progress", "plain", "-t", "app", &ctx],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(count(&all, "Using cache"), 9, "{all}");
     // builder prune empties it.
-    stack.ok(&docker, &["builder", "prune", "-f"]);
+    stack.ok(&berth, &["builder", "prune", "-f"]);
     let log = stack.ok(&docker, &["build", "-t", "app", &ctx]);
     assert_eq!(count(&log, "Using cache"), 0, "{log}");
 }

@@ -470,17 +470,22 @@ const INSN: usize = std::mem::size_of::<libc::sock_filter>();
 /// The kernel's limit on a filter: BPF_MAXINSNS instructions.
 const MAX_INSNS: usize = 4096;
 
-/// What identifies a compiled program: the profile, the libseccomp that
-/// compiles it (another version may compile it differently) and the format.
-fn key(s: &LinuxSeccomp) -> [u8; 32] {
+/// What identifies a compiled program: the whole profile (listener, flags and
+/// errnos included), the libseccomp that compiles it (another version may
+/// compile it differently), the architecture and the format (bump the tag when
+/// the program's shape changes, as the ENOSYS stub did). None when the profile
+/// cannot be encoded: then it is compiled, never looked up, so two such
+/// profiles cannot share an entry.
+fn key(s: &LinuxSeccomp) -> Option<[u8; 32]> {
+    let profile = serde_json::to_vec(s).ok()?;
     let mut h = sha2::Sha256::new();
     h.update(b"berth-seccomp-v2\0");
     if let Some(v) = library_version() {
         h.update(format!("{}.{}.{}\0", v.major, v.minor, v.micro).as_bytes());
     }
     h.update(std::env::consts::ARCH.as_bytes());
-    h.update(serde_json::to_vec(s).unwrap_or_default());
-    h.finalize().into()
+    h.update(profile);
+    Some(h.finalize().into())
 }
 
 fn hex(key: &[u8; 32]) -> String {
@@ -530,10 +535,9 @@ fn from_bytes(raw: &[u8]) -> Option<Vec<libc::sock_filter>> {
 /// 0700) and in this process for [`load`]: a profile compiled before, by any
 /// runtime process with the same cache, is read instead of compiled.
 pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), SeccompError> {
-    let Some(dir) = cache else {
+    let (Some(dir), Some(key)) = (cache, key(s)) else {
         return validate(s);
     };
-    let key = key(s);
     let path = dir.join(format!("{}.bpf", hex(&key)));
     // Refused profiles never reach the cache: what is there was valid.
     let cached = std::fs::read(&path).ok().and_then(|raw| from_bytes(&raw));
@@ -706,7 +710,7 @@ pub fn load(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>, SeccompErr
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
-        .filter(|c| c.key == key(s));
+        .filter(|c| key(s).is_some_and(|k| c.key == k));
     let mut prog = match cached {
         Some(c) => c.program,
         None => program(s)?,
@@ -952,7 +956,7 @@ mod tests {
         validate_in(&p, Some(&cache)).unwrap();
         let kept = COMPILED.lock().unwrap().clone().unwrap();
         assert_eq!(to_bytes(&kept.program), other);
-        assert_eq!(kept.key, key(&p));
+        assert_eq!(Some(kept.key), key(&p));
         // A different profile is another entry.
         let q = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
         validate_in(&q, Some(&cache)).unwrap();

@@ -532,3 +532,75 @@ fn in_child_reports_errors() {
     assert_eq!(e, "boom");
     assert_eq!(in_child(|| Ok("fine".into())).unwrap(), "fine");
 }
+
+/// What `/proc/self/fd/<fd>` names (an anonymous inode's kind for a listener).
+fn fd_target(fd: &OwnedFd) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("readlink: {e}"))
+}
+
+#[test]
+fn cached_programs_keep_the_listener_and_every_part_of_their_profile() {
+    berth_testutil::require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let target = dir.path().join("berth-test-mkdir");
+    let files = || std::fs::read_dir(&cache).unwrap().count();
+
+    // A notify profile, compiled by one validation and read back from the
+    // cache file by the next, as `create` then `exec` do.
+    let notify = profile(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/berth-test-agent.sock",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    }));
+    seccomp::validate_in(&notify, Some(&cache)).unwrap();
+    seccomp::validate_in(&notify, Some(&cache)).unwrap();
+    assert_eq!(files(), 1);
+    let report = in_child(|| {
+        let fd = seccomp::load(&notify)
+            .map_err(|e| e.to_string())?
+            .ok_or("no listener fd from a cached notify program")?;
+        let kind = fd_target(&fd);
+        // With its listener gone a notified syscall fails with ENOSYS: the rule
+        // is in the program that was loaded.
+        drop(fd);
+        Ok(format!("{kind} mkdir={}", mkdir_errno(&target)))
+    })
+    .unwrap();
+    assert_eq!(
+        report,
+        format!("anon_inode:seccomp notify mkdir={}", libc::ENOSYS)
+    );
+
+    // Profiles that differ only in an errno, a flag or an action are other
+    // programs: each gets its own entry and its own answer.
+    let errno = |n: u32| {
+        profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": n}]
+        }))
+    };
+    let (eperm, eacces) = (errno(1), errno(13));
+    let mut logged = eacces.clone();
+    logged.set_flags(Some(vec![
+        oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+    ]));
+    for p in [&eperm, &eacces, &logged] {
+        seccomp::validate_in(p, Some(&cache)).unwrap();
+    }
+    assert_eq!(files(), 4);
+    // The last one validated is what the process keeps in memory; loading
+    // another profile compiles it instead of loading the kept program.
+    for (p, want) in [(&eperm, libc::EPERM), (&eacces, libc::EACCES)] {
+        let got = in_child(|| {
+            let fd = seccomp::load(p).map_err(|e| e.to_string())?;
+            Ok(format!("{} {}", fd.is_some(), mkdir_errno(&target)))
+        })
+        .unwrap();
+        assert_eq!(got, format!("false {want}"));
+    }
+    assert!(!target.exists());
+}

@@ -1178,3 +1178,45 @@ fn no_pivot_time_namespace_and_non_root_user() {
     assert_eq!(lines[2], "/made/for/you", "{text}");
     assert!(lines[3].ends_with("0000000000000000"), "{text}");
 }
+
+#[test]
+fn seccomp_agent_gets_a_listener_from_a_compiled_and_a_cached_program() {
+    berth_testutil::require_root!();
+    let rt = Rt::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(false).unwrap();
+    // The first create compiles the profile, the second reads it back from the
+    // cache: both must hand the agent a working listener.
+    for round in 0..2 {
+        let c = Ctr::new(&rt, &["sleep", "1000"], |cfg| {
+            cfg["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": sock,
+                "listenerMetadata": "berth-test",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+            });
+        });
+        let out = c.rt.create(&c, None, &[]);
+        assert!(out.status.success(), "create, round {round}");
+        // The runtime sent the fd before create returned: it waits in the
+        // socket's queue.
+        let (conn, _) = listener.accept().unwrap();
+        let fd = recv_fd(&conn);
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(
+            target.to_string_lossy(),
+            "anon_inode:seccomp notify",
+            "round {round}"
+        );
+        let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap();
+        assert!(status.contains("Seccomp:\t2"), "round {round}: {status}");
+        let cached: Vec<_> = std::fs::read_dir(rt.root.path().join("@seccomp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".bpf"))
+            .collect();
+        assert_eq!(cached.len(), 1, "round {round}");
+    }
+}

@@ -245,15 +245,19 @@ pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
         }
         let mut keep = true;
         for (k, vals) in &by_key {
-            // Values of one key are ORed, keys are ANDed, as in dockerd.
-            let mut any = false;
+            // Values of one key are ORed, keys are ANDed, as in dockerd; except
+            // labels, which must all match (compose tells its one-off containers
+            // from its services by a second label).
+            let every = k == "label";
+            let mut hits = 0;
             for v in vals {
-                any |= match crate::network::view::matches_filter(engine, &rec, k, v) {
+                let m = match crate::network::view::matches_filter(engine, &rec, k, v) {
                     Some(m) => m,
                     None => matches_filter(&rec, k, v)?,
                 };
+                hits += usize::from(m);
             }
-            keep &= any;
+            keep &= if every { hits == vals.len() } else { hits > 0 };
         }
         if keep {
             out.push(summary(&rec, engine));

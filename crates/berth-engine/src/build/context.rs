@@ -1,8 +1,14 @@
 //! The build context: the request body (a tar, plain or gzip, bzip2 or xz) unpacked
 //! into a private directory, or a remote context (`remote=`: a git repository, a
 //! tarball or a bare Dockerfile over HTTP). Unpacking never writes outside the
-//! directory (the `tar` crate refuses `..` and absolute names and links out), and
+//! directory (the `tar` crate refuses `..` and absolute names and links out), its
+//! names and PAX records are bounded as a layer's are ([`berth_tar::Guard`]), and
 //! ownership is not kept: COPY gives root ownership unless told otherwise.
+//!
+//! A context (and an image's files) may come from a stranger: a symlink in it
+//! means a path inside it, never one on the host ([`resolve_in_scope`]), and what
+//! the builder reads whole (Dockerfile, .dockerignore, passwd) is a regular file
+//! of at most [`MAX_READ`] bytes.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
@@ -111,7 +117,8 @@ pub fn decompress<'a, R: Read + 'a>(
 /// Unpacks a (possibly compressed) tar into `dest`, an existing empty directory.
 pub fn unpack<R: Read>(reader: R, dest: &Path) -> Result<(), ContextError> {
     let (_, plain) = decompress(reader, dest).map_err(ContextError::Read)?;
-    let mut a = tar::Archive::new(plain);
+    let guarded = berth_tar::Guard::new(plain, berth_tar::Limits::default());
+    let mut a = tar::Archive::new(guarded);
     a.set_preserve_permissions(true);
     a.set_preserve_mtime(true);
     a.set_unpack_xattrs(false);
@@ -169,6 +176,95 @@ pub fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// How many symlinks [`resolve_in_scope`] follows before it gives up (the
+/// kernel's own limit).
+const MAX_LINKS: usize = 40;
+
+/// `rel` inside `root`, with every symlink on the way (the last component's
+/// too) resolved as if `root` were `/`: an absolute target starts again at
+/// `root`, and `..` stops there. None past [`MAX_LINKS`] links. The directory is
+/// the builder's own and nothing changes it meanwhile, so resolving by path is
+/// not racy here.
+pub fn resolve_in_scope(root: &Path, rel: &str) -> Option<PathBuf> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStrExt;
+    let mut pending: VecDeque<OsString> =
+        rel.split('/').map(OsString::from).collect::<VecDeque<_>>();
+    let mut resolved: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        resolved.push(c);
+        let here: PathBuf = resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        let Ok(md) = fs::symlink_metadata(&here) else {
+            // Missing: nothing below it can be a link either.
+            continue;
+        };
+        if !md.file_type().is_symlink() {
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return None;
+        }
+        let target = fs::read_link(&here).ok()?;
+        resolved.pop();
+        if target.is_absolute() {
+            resolved.clear();
+        }
+        for (i, c) in target
+            .as_os_str()
+            .as_bytes()
+            .split(|b| *b == b'/')
+            .enumerate()
+        {
+            pending.insert(i, OsString::from(std::ffi::OsStr::from_bytes(c)));
+        }
+    }
+    Some(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// The largest file the builder reads whole from a context or an image's
+/// files (a Dockerfile, .dockerignore, /etc/passwd for `--chown`).
+pub const MAX_READ: u64 = 16 << 20;
+
+/// The text of `rel` inside `root` (see [`resolve_in_scope`]): NotFound when it
+/// is not there, InvalidData when it is not a regular file or is larger than
+/// [`MAX_READ`] (a link to /dev/zero must not fill the daemon's memory).
+pub fn read_in_scope(root: &Path, rel: &str) -> io::Result<String> {
+    let path = resolve_in_scope(root, rel).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{rel}: too many levels of symbolic links"),
+        )
+    })?;
+    let md = fs::symlink_metadata(&path)?;
+    if !md.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{rel}: not a regular file"),
+        ));
+    }
+    let f = fs::File::open(&path)?;
+    let mut text = String::new();
+    f.take(MAX_READ + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{rel}: larger than {MAX_READ} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 /// Fetches a remote context into `dest`: a git repository (`git://`, `*.git`,
 /// `github.com/...`) is cloned; an HTTP URL is downloaded and unpacked when it is an
 /// archive, or taken as the Dockerfile otherwise. Returns the Dockerfile name to use
@@ -181,6 +277,12 @@ pub async fn fetch_remote(url: &str, dest: &Path) -> Result<Option<String>, Cont
     if is_git {
         let (repo, frag) = url.split_once('#').unwrap_or((url, ""));
         let (reference, subdir) = frag.split_once(':').unwrap_or((frag, ""));
+        // Either would reach git as an option (the class of CVE-2019-13139).
+        if repo.starts_with('-') || reference.starts_with('-') {
+            return Err(ContextError::Remote(format!(
+                "invalid git URL or reference: {url}"
+            )));
+        }
         let repo = if repo.starts_with("github.com/") {
             format!("https://{repo}")
         } else {
@@ -195,7 +297,7 @@ pub async fn fetch_remote(url: &str, dest: &Path) -> Result<Option<String>, Cont
         if !reference.is_empty() {
             cmd.arg("--branch").arg(reference);
         }
-        cmd.arg(&repo).arg(&clone);
+        cmd.arg("--").arg(&repo).arg(&clone);
         let out = cmd
             .output()
             .await
@@ -207,7 +309,9 @@ pub async fn fetch_remote(url: &str, dest: &Path) -> Result<Option<String>, Cont
             )));
         }
         let _ = fs::remove_dir_all(clone.join(".git"));
-        let src = inside(&clone, subdir)
+        // A link in the repository names a path in it, never the host's.
+        let src = resolve_in_scope(&clone, subdir)
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
             .ok_or_else(|| ContextError::Remote(format!("invalid subdirectory in {url}")))?;
         for e in fs::read_dir(&src).map_err(ContextError::Read)?.flatten() {
             fs::rename(e.path(), dest.join(e.file_name())).map_err(ContextError::Read)?;
@@ -288,5 +392,127 @@ mod tests {
             inside(Path::new("/c"), "./a/b"),
             Some(PathBuf::from("/c/a/b"))
         );
+    }
+
+    #[test]
+    fn long_names_in_a_context_are_refused_before_they_are_read() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        // A GNU long name of 600 KiB: the tar crate would hold it whole.
+        let name = format!("{}f", "a/".repeat(300 * 1024));
+        b.append_data(&mut h, &name, &b"x"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let e = unpack(&data[..], d.path()).unwrap_err().to_string();
+        assert!(e.contains("at most 65536"), "{e}");
+        assert!(!d.path().join("a").exists());
+    }
+
+    #[test]
+    fn links_in_a_context_stay_inside_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("ctx");
+        let host = d.path().join("host");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("secret"), "host's").unwrap();
+        fs::write(root.join("etc/secret"), "context's").unwrap();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        // Absolute, relative past the root, and through the host's real path.
+        link("/etc", "abs");
+        link("../../../../etc", "up");
+        link(host.to_str().unwrap(), "hostdir");
+        link("loop", "loop");
+        link("/dev/zero", "zero");
+        link("etc/secret", "Dockerfile");
+        assert_eq!(
+            resolve_in_scope(&root, "abs/secret"),
+            Some(root.join("etc/secret"))
+        );
+        assert_eq!(
+            resolve_in_scope(&root, "up/secret"),
+            Some(root.join("etc/secret"))
+        );
+        assert_eq!(read_in_scope(&root, "abs/secret").unwrap(), "context's");
+        assert_eq!(read_in_scope(&root, "Dockerfile").unwrap(), "context's");
+        let hostdir = resolve_in_scope(&root, "hostdir/secret").unwrap();
+        assert!(hostdir.starts_with(&root), "{}", hostdir.display());
+        let e = read_in_scope(&root, "hostdir/secret").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert_eq!(resolve_in_scope(&root, "loop"), None);
+        // /dev/zero inside the root does not exist; the host's is never read.
+        let e = read_in_scope(&root, "zero").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        fs::create_dir_all(root.join("dev")).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("dev/zero"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let e = read_in_scope(&root, "zero").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let big = fs::File::create(root.join("big")).unwrap();
+        big.set_len(MAX_READ + 1).unwrap();
+        let e = read_in_scope(&root, "big").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn git_urls_and_subdirectories_cannot_reach_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("pwned");
+        let dest = d.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        for url in [
+            format!("--upload-pack=touch {};.git", marker.display()),
+            "http://h/r.git#--upload-pack=x".to_string(),
+        ] {
+            let e = fetch_remote(&url, &dest).await.unwrap_err().to_string();
+            assert!(e.contains("invalid git URL"), "{e}");
+        }
+        assert!(!marker.exists());
+
+        // A repository whose subdirectory is a link to a host directory: the
+        // host's files are not moved into the context (and so not deleted with it).
+        let git = |dir: &Path, args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(dir)
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => true,
+                Ok(o) => panic!("git {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+                Err(_) => false,
+            }
+        };
+        let repo = d.path().join("repo.git");
+        let host = d.path().join("host");
+        fs::create_dir_all(&repo).unwrap();
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("precious"), "keep").unwrap();
+        if !git(&repo, &["init", "-q"]) {
+            eprintln!("skipped: git is not installed");
+            return;
+        }
+        std::os::unix::fs::symlink(&host, repo.join("sub")).unwrap();
+        fs::write(repo.join("Dockerfile"), "FROM scratch\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "x"]);
+        let url = format!("file://{}#:sub", repo.display());
+        let e = fetch_remote(&url, &dest).await.unwrap_err().to_string();
+        assert!(e.contains("invalid subdirectory"), "{e}");
+        assert_eq!(fs::read_to_string(host.join("precious")).unwrap(), "keep");
+        assert!(!dest.join("precious").exists());
     }
 }

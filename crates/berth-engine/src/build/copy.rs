@@ -101,33 +101,20 @@ pub fn resolve(root: &Path, src: &str, what: &str) -> Result<Vec<(PathBuf, Strin
             .collect();
         return Ok(hits);
     }
-    let path = context::inside(root, cleaned)
-        .ok_or_else(|| format!("Forbidden path outside the build context: {src} ()"))?;
-    let path = follow(root, &path, 0).ok_or_else(|| {
-        format!("file not found in {what} or excluded by .dockerignore: stat {cleaned}: file does not exist")
-    })?;
+    if context::inside(root, cleaned).is_none() {
+        return Err(format!(
+            "Forbidden path outside the build context: {src} ()"
+        ));
+    }
+    // Every link on the way resolves inside the root: `a/passwd` with `a` a
+    // link to /etc is the root's etc/passwd, never the host's.
+    let path = context::resolve_in_scope(root, cleaned)
+        .filter(|p| fs::symlink_metadata(p).is_ok())
+        .ok_or_else(|| {
+            format!("file not found in {what} or excluded by .dockerignore: stat {cleaned}: file does not exist")
+        })?;
     let name = cleaned.rsplit('/').next().unwrap_or(cleaned).to_string();
     Ok(vec![(path, name)])
-}
-
-/// `path` with a final symlink followed, inside `root`.
-fn follow(root: &Path, path: &Path, depth: usize) -> Option<PathBuf> {
-    let md = fs::symlink_metadata(path).ok()?;
-    if !md.file_type().is_symlink() {
-        return Some(path.to_path_buf());
-    }
-    if depth > 40 {
-        return None;
-    }
-    let target = fs::read_link(path).ok()?;
-    let t = target.to_string_lossy();
-    let next = if t.starts_with('/') {
-        context::inside(root, &t)?
-    } else {
-        let parent = path.parent()?.strip_prefix(root).ok()?;
-        context::inside(root, &format!("{}/{t}", parent.to_string_lossy()))?
-    };
-    follow(root, &next, depth + 1)
 }
 
 fn hash_tree(path: &Path, h: &mut Sha256) -> io::Result<()> {
@@ -379,6 +366,13 @@ mod tests {
         assert_eq!(r[0].1, "link");
         assert!(resolve(d.path(), "../x", "build context").is_err());
         assert!(resolve(d.path(), "nope", "build context").is_err());
+        // A link on the way to a source resolves inside the context: `etc/hostname`
+        // through a link to /etc is the context's (missing), not the host's.
+        std::os::unix::fs::symlink("/etc", d.path().join("hostetc")).unwrap();
+        assert!(resolve(d.path(), "hostetc/hostname", "build context").is_err());
+        std::os::unix::fs::symlink("/dir", d.path().join("abs")).unwrap();
+        let r = resolve(d.path(), "abs/sub/f", "build context").unwrap();
+        assert_eq!(r[0].0, d.path().join("dir/sub/f"));
         let sum = |p: &str| {
             checksum(&Resolved::Path {
                 path: d.path().join(p),

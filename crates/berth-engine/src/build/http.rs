@@ -105,7 +105,8 @@ pub async fn get(url: &str) -> Result<Download, String> {
             .unwrap_or("")
             .to_string();
         return Ok(Download {
-            data: body.to_vec(),
+            // Without a copy when the buffer is this download's alone.
+            data: Vec::from(body),
             modified,
             file_name,
         });

@@ -906,7 +906,9 @@ impl<'a> Builder<'a> {
         };
         let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
             let root = files.as_ref()?;
-            let text = std::fs::read_to_string(root.join(file)).ok()?;
+            // The image's files: its links stay inside it, and a huge or
+            // endless "passwd" is not read.
+            let text = context::read_in_scope(root, file).ok()?;
             // passwd: name:x:uid:gid:...; group: name:x:gid:members (gid twice then).
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
@@ -1217,18 +1219,23 @@ fn apply_ignore(root: &Path, rel: &str, p: &berth_context::Patterns) {
 fn read_dockerfile(ctx: &Path, name: &str) -> Result<(String, String), BuildError> {
     let name = if name.is_empty() { "Dockerfile" } else { name };
     let rel = name.trim_start_matches("./").to_string();
-    let path = context::inside(ctx, &rel).ok_or_else(|| {
-        BuildError::new(format!("Forbidden path outside the build context: {name}"))
-    })?;
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok((t, rel)),
-        Err(_) if name == "Dockerfile" => std::fs::read_to_string(ctx.join("dockerfile"))
-            .map(|t| (t, "dockerfile".to_string()))
-            .map_err(|_| BuildError::new(format!("Cannot locate specified Dockerfile: {name}"))),
-        Err(_) => Err(BuildError::new(format!(
-            "Cannot locate specified Dockerfile: {name}"
-        ))),
+    if context::inside(ctx, &rel).is_none() {
+        return Err(BuildError::new(format!(
+            "Forbidden path outside the build context: {name}"
+        )));
     }
+    let found = match context::read_in_scope(ctx, &rel) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == "Dockerfile" => {
+            context::read_in_scope(ctx, "dockerfile").map(|t| (t, "dockerfile".to_string()))
+        }
+        other => other.map(|t| (t, rel)),
+    };
+    found.map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => {
+            BuildError::new(format!("reading the Dockerfile {name}: {e}"))
+        }
+        _ => BuildError::new(format!("Cannot locate specified Dockerfile: {name}")),
+    })
 }
 
 /// The ancestors of the `cachefrom` images, the images themselves included: the only
@@ -1276,7 +1283,12 @@ pub async fn run_build(
             .map_err(|e| BuildError::new(e.to_string()))?;
     }
     let (text, df_rel) = read_dockerfile(&ctx_dir.path, &dockerfile_name)?;
-    if let Ok(ignore) = std::fs::read_to_string(ctx_dir.path.join(".dockerignore")) {
+    let ignore = match context::read_in_scope(&ctx_dir.path, ".dockerignore") {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(BuildError::new(format!("reading .dockerignore: {e}"))),
+    };
+    if let Some(ignore) = ignore {
         let p =
             berth_context::Patterns::parse(&ignore).map_err(|e| BuildError::new(e.to_string()))?;
         apply_ignore(&ctx_dir.path, "", &p);

@@ -384,6 +384,23 @@ impl Manager for GrpcManager {
             .into_inner())
     }
 
+    async fn tasks_delete_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> Result<ExitStatus, EngineError> {
+        let e = self
+            .tasks()
+            .delete_process(pb::DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        Ok(exit_from(e))
+    }
+
     async fn tasks_get(&self, id: &str) -> Result<Task, EngineError> {
         Ok(self
             .tasks()

@@ -135,7 +135,31 @@ fn check_endpoint(net: &NetworkRecord, s: &EndpointSettings) -> Result<(), Engin
             return Err(invalid(format!("invalid MAC address: {m}")));
         }
     }
+    // Aliases and link aliases become names aardvark-dns answers, written by
+    // netavark into a line-based file: one with a space, comma or newline
+    // would add entries of its own (another container's name, say).
+    let link_aliases = s
+        .links
+        .iter()
+        .flatten()
+        .filter_map(|l| l.split_once(':').map(|(_, alias)| alias.to_string()));
+    for a in s.aliases.iter().flatten().cloned().chain(link_aliases) {
+        if !valid_dns_name(&a) {
+            return Err(invalid(format!(
+                "invalid network alias {a:?}: at most 255 characters, no spaces, commas or control characters"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// A name aardvark-dns can be given: empty (skipped), or at most 255
+/// characters with no whitespace, commas or control characters.
+fn valid_dns_name(name: &str) -> bool {
+    name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
 }
 
 /// The endpoint settings `nc` gives for `net` (by name, id or id prefix).
@@ -1197,5 +1221,31 @@ mod tests {
         assert_eq!(opts["mtu"], "1400");
         net.builtin = true;
         assert!(!nv_network(&net).dns_enabled);
+    }
+
+    #[test]
+    fn aliases_cannot_add_dns_entries_of_their_own() {
+        let net = NetworkRecord {
+            id: "cd".repeat(32),
+            name: "appnet".into(),
+            ..NetworkRecord::default()
+        };
+        let with = |aliases: Vec<&str>, links: Vec<&str>| EndpointSettings {
+            aliases: Some(aliases.into_iter().map(String::from).collect()),
+            links: Some(links.into_iter().map(String::from).collect()),
+            ..EndpointSettings::default()
+        };
+        check_endpoint(&net, &with(vec!["db", "db.example", ""], vec!["web:front"])).unwrap();
+        for (aliases, links) in [
+            (vec!["x\nabcdef 10.3.0.9  db"], vec![]),
+            (vec!["a b"], vec![]),
+            (vec!["a,b"], vec![]),
+            (vec![], vec!["web:a\tb"]),
+        ] {
+            let e = check_endpoint(&net, &with(aliases, links)).unwrap_err();
+            assert!(e.to_string().contains("invalid network alias"), "{e}");
+        }
+        let long = "a".repeat(256);
+        assert!(check_endpoint(&net, &with(vec![&long], vec![])).is_err());
     }
 }

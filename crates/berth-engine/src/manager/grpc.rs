@@ -389,7 +389,7 @@ impl Manager for GrpcManager {
         id: &str,
         exec_id: &str,
     ) -> Result<ExitStatus, EngineError> {
-        let e = self
+        Ok(self
             .tasks()
             .delete_process(pb::DeleteProcessRequest {
                 container_id: id.to_string(),
@@ -397,8 +397,7 @@ impl Manager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(exit_from(e))
+            .into_inner())
     }
 
     async fn tasks_get(&self, id: &str) -> Result<Task, EngineError> {

@@ -102,14 +102,19 @@ if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   have_docker=1
   mkdir -p "$work/docker"
   # dockerd makes only docker0 itself; a bridge of another name must exist.
+  # dockerd refuses -b with --bip: the bridge carries the address itself.
   ip link add "$docker_bridge" type bridge
+  ip addr add "$docker_net.1/24" dev "$docker_bridge"
+  ip link set "$docker_bridge" up
   dockerd --host="unix://$work/docker/docker.sock" --data-root="$work/docker/data" \
     --exec-root="$work/docker/exec" --pidfile="$work/docker/docker.pid" \
-    --iptables=false --ip6tables=false --bridge="$docker_bridge" --bip "$docker_net.1/24" \
+    --iptables=false --ip6tables=false --bridge="$docker_bridge" \
     --cgroup-parent=/berth-bench-docker \
     >"$work/docker/dockerd.log" 2>&1 &
   pids+=("$!")
-  for _ in $(seq 300); do docker -H "unix://$work/docker/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  # dockerd can take a minute to come up on a loaded machine.
+  for _ in $(seq 1200); do docker -H "unix://$work/docker/docker.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+  docker -H "unix://$work/docker/docker.sock" version >/dev/null 2>&1 || { tail -n 20 "$work/docker/dockerd.log"; exit 1; }
   docker -H "unix://$work/docker/docker.sock" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
   # --network none on both here: the engine alone (networking is timed below).
   cmds+=(-n docker "docker -H unix://$work/docker/docker.sock run --rm --network none busybox true")

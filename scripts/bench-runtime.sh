@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): `run` of a busybox `true` bundle with berth-runtime, runc
-# and crun, in turns in one run, with hyperfine. Prints each median and the ratio to
-# berth-runtime. Usage: sudo ./scripts/bench-runtime.sh [RUNS]
+# and crun, in turns in one run, with hyperfine (ROUNDS rounds, default 4, each
+# starting with another runtime). Prints each median and the ratio to berth-runtime.
+# Usage: sudo [ROUNDS=N] ./scripts/bench-runtime.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
@@ -68,12 +69,34 @@ for rt in berth-runtime runc crun; do
   cmds+=("$bin --root $work/roots/$rt run -b $bundle bench")
 done
 
-hyperfine -N --style basic --warmup 5 --runs "$runs" --export-json "$work/h.json" "${cmds[@]}"
-
-base=$(jq '.results[0].median' "$work/h.json")
-printf '%-14s %12s %10s\n' runtime median_ms "x berth"
-for i in "${!names[@]}"; do
-  m=$(jq ".results[$i].median" "$work/h.json")
-  printf '%-14s %12.2f %10.2f\n' "${names[$i]}" "$(echo "$m*1000" | bc -l)" "$(echo "$m/$base" | bc -l)"
+# hyperfine runs one command's runs in a block, then the next's: on a shared
+# machine whichever block meets a busy spell is penalised (the first one was,
+# by up to 2x, in turns of the same binaries). So the runs are split into
+# ROUNDS hyperfine runs, each starting with a different runtime, and the
+# times of all rounds are pooled.
+rounds=${ROUNDS:-4}
+per_round=$(((runs + rounds - 1) / rounds))
+n=${#cmds[@]}
+for r in $(seq 0 $((rounds - 1))); do
+  order=()
+  for k in $(seq 0 $((n - 1))); do order+=("${cmds[$(((k + r) % n))]}"); done
+  echo "round $((r + 1))/$rounds: $per_round runs each, starting with ${names[$((r % n))]}"
+  hyperfine -N --style basic --warmup 5 --runs "$per_round" --export-json "$work/h$r.json" "${order[@]}" >/dev/null
 done
-echo "($runs runs each, $(nproc) cores, $(uname -r), $(date -u +%F))"
+
+# Pool each command's times over the rounds (hyperfine's JSON has them all).
+jq -s '[.[].results[]] | group_by(.command) | map({command: .[0].command, times: (map(.times) | add)})
+  | map(. + {n: (.times | length), median: (.times | sort | if length % 2 == 1 then .[length / 2 | floor]
+      else (.[length / 2 - 1] + .[length / 2]) / 2 end), mean: ((.times | add) / (.times | length))})
+  | map(. + {sd: ((.times | map(. * .) | add) / .n - .mean * .mean | if . < 0 then 0 else . end | sqrt)})' \
+  "$work"/h*.json >"$work/pooled.json"
+stat() { jq -r --arg c "$1" ".[] | select(.command == \$c) | .$2" "$work/pooled.json"; }
+base=$(stat "${cmds[0]}" median)
+printf '%-14s %10s %18s %10s\n' runtime median_ms "mean ± sd (ms)" "x berth"
+for i in "${!names[@]}"; do
+  m=$(stat "${cmds[$i]}" median)
+  printf '%-14s %10.2f %10.2f ± %5.2f %10.2f\n' "${names[$i]}" "$(echo "$m*1000" | bc -l)" \
+    "$(echo "$(stat "${cmds[$i]}" mean)*1000" | bc -l)" "$(echo "$(stat "${cmds[$i]}" sd)*1000" | bc -l)" \
+    "$(echo "$m/$base" | bc -l)"
+done
+echo "($(stat "${cmds[0]}" n) runs each in $rounds rounds, $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%F))"

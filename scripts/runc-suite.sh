@@ -215,6 +215,7 @@ if [ "${SUITE_HUGETLB_V1:-1}" = 1 ] && [ -f /sys/fs/cgroup/unified/cgroup.contro
   fi
 fi
 
+devnull_owner=$(stat -c %u:%g /dev/null)
 results=$work/results
 summaries=()
 first_line=
@@ -254,6 +255,13 @@ for rt in "${runtimes[@]}"; do
       echo "# file timed out after ${file_timeout}s" >>"$tap"
     fi
     cleanup_after "$rt" "$tmp"
+    # exec.bats checks that `exec --user` leaves the host's /dev/null owned by
+    # root (runc issue 3674); a runtime with that bug (crun 1.8.1 has it) would
+    # otherwise fail the same test for every runtime after it.
+    if [ "$(stat -c %u:%g /dev/null)" != "$devnull_owner" ]; then
+      echo "  $name changed the owner of the host's /dev/null in $f; restored"
+      chown "$devnull_owner" /dev/null
+    fi
     printf '  %-28s %3d passed, %3d failed, %3d skipped%s\n' "$f" "$pass" "$fail" "$skip" "$note"
     total_pass=$((total_pass + pass))
     total_fail=$((total_fail + fail))

@@ -286,10 +286,13 @@ fn published_ports_answer_on_localhost_through_stop_and_start() {
 }
 
 fn ip_of(stack: &Stack, name: &str, net: &str) -> String {
-    stack.inspect(
+    // `index`: network names may hold '-', which a template field cannot.
+    let ip = stack.inspect(
         name,
-        &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
-    )
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+    );
+    assert!(!ip.is_empty(), "{name} has no address on {net}");
+    ip
 }
 
 #[test]
@@ -672,6 +675,35 @@ fn daemons_killed_under_published_ports() {
         !before.rules.is_empty() && !before.dns.is_empty(),
         "{before:?}"
     );
+    // A second one, made by docker's CLI on the default bridge, with a restart
+    // policy: its run ends while the daemons are down, and the restart policy must
+    // bring it (and its published port) back once they are up.
+    let docker = net_clis().into_iter().find(|c| tag(c) == "d");
+    let phoenix_port = free_port();
+    let phoenix = docker.as_ref().map(|d| {
+        stack.ok(
+            d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "phoenix",
+                "--restart",
+                "always",
+                "-v",
+                &format!("{www}:/www"),
+                "-p",
+                &format!("127.0.0.1:{phoenix_port}:80"),
+                "busybox",
+                "sh",
+                "-c",
+                "httpd -f -p 80 -h /www; exit 3",
+            ],
+        );
+        eventually("phoenix answers", || curl(phoenix_port, "index.html"));
+        let pid: i32 = stack.inspect("phoenix", "{{.State.Pid}}").parse().unwrap();
+        (stack.inspect("phoenix", "{{.Id}}"), pid)
+    });
     stack.kill_berthd();
     stack.kill_manager();
     assert_eq!(
@@ -679,6 +711,21 @@ fn daemons_killed_under_published_ports() {
         Some("still here\n"),
         "while the daemons are down"
     );
+    if let Some((_, pid)) = phoenix {
+        // Its init is the shell; httpd is the shell's only child.
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let httpd = children.split_whitespace().next().expect("httpd runs");
+        assert!(Command::new("kill")
+            .args(["-9", httpd])
+            .status()
+            .unwrap()
+            .success());
+        eventually("phoenix's run ends", || {
+            support::proc_stat(pid)
+                .is_none_or(|(_, st)| st == "Z")
+                .then_some(())
+        });
+    }
     stack.start_manager();
     stack.start_berthd();
     eventually("the stack answers again", || {
@@ -690,6 +737,31 @@ fn daemons_killed_under_published_ports() {
         Some("still here\n"),
         "after the restart"
     );
+    if let Some((ph_id, _)) = &phoenix {
+        let body = eventually("the restart policy brings phoenix back", || {
+            curl(phoenix_port, "index.html")
+        });
+        assert_eq!(body, "still here\n");
+        assert_ne!(stack.inspect("phoenix", "{{.RestartCount}}"), "0");
+        let left = leftovers(&stack, &[&stack.bridge], &[ph_id]);
+        assert_eq!(left.veths.len(), 1, "{left:?}");
+        stack.ok(&berth, &["rm", "-f", "phoenix"]);
+        assert_eq!(curl(phoenix_port, "index.html"), None);
+        let left = leftovers(
+            &stack,
+            &[&stack.bridge],
+            &[ph_id, &format!("dport {phoenix_port}")],
+        );
+        // (The survivor's namespace and state stay: only phoenix's must go.)
+        assert!(
+            left.veths.is_empty()
+                && left.rules.is_empty()
+                && left.dns.is_empty()
+                && !left.netns.contains(ph_id)
+                && !left.live.contains(&format!("{ph_id}.json")),
+            "{left:?}"
+        );
+    }
     // The port is still held: another container cannot take it.
     let out = stack.cli(
         &berth,
@@ -791,4 +863,115 @@ fn create_start_rm_cycles_leak_nothing() {
     assert_eq!(ip_of(&stack, "last", "cycles"), first);
     stack.ok(&berth, &["rm", "-f", "last"]);
     stack.ok(&berth, &["network", "rm", "cycles"]);
+}
+
+/// The network follows the task, not the container: a run that ends on its own
+/// gives back its veth and host port at once; each restart of the restart policy
+/// sets the network up again (the port answers after it, one veth, not one per run);
+/// `run --rm` whose start fails leaves nothing behind.
+#[test]
+fn exits_restarts_and_failed_starts_release_the_network() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let www = www(&stack, "back again\n");
+    for cli in net_clis() {
+        let cli = cli.as_path();
+        let t = tag(cli);
+        let port = free_port();
+        let publish = format!("127.0.0.1:{port}:80");
+
+        // A run that ends by itself: torn down when its task is gone, before any rm.
+        let quick = format!("quick-{t}");
+        stack.ok(
+            cli,
+            &["run", "--name", &quick, "-p", &publish, "busybox", "true"],
+        );
+        let quick_id = stack.inspect(&quick, "{{.Id}}");
+        let left = leftovers(&stack, &[&stack.bridge], &[&quick_id]);
+        assert!(left.veths.is_empty() && left.dns.is_empty(), "{left:?}");
+        let live: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                stack.path(&format!("engine-run/network/containers/{quick_id}.json")),
+            )
+            .unwrap_or_else(|_| "{}".into()),
+        )
+        .unwrap();
+        assert!(
+            live["attachments"].as_array().is_none_or(|a| a.is_empty())
+                && live["ports"].as_array().is_none_or(|a| a.is_empty()),
+            "{live}"
+        );
+
+        // Its port is free again: a container with a restart policy takes it. The
+        // shell outlives httpd, so killing httpd ends the run with code 3.
+        let web = format!("phoenix-{t}");
+        stack.ok(
+            cli,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &web,
+                "--restart",
+                "on-failure",
+                "-v",
+                &format!("{www}:/www"),
+                "-p",
+                &publish,
+                "busybox",
+                "sh",
+                "-c",
+                "httpd -f -p 80 -h /www; exit 3",
+            ],
+        );
+        let web_id = stack.inspect(&web, "{{.Id}}");
+        eventually("the port answers", || curl(port, "index.html"));
+        for round in 1..=2 {
+            let out = stack.cli(cli, &["exec", &web, "killall", "httpd"]);
+            assert!(out.status.success() || cli.ends_with("docker"), "{out:?}");
+            eventually("the restart policy starts it again", || {
+                let n: i64 = stack
+                    .inspect(&web, "{{.RestartCount}}")
+                    .parse()
+                    .unwrap_or(0);
+                (n >= round && stack.inspect(&web, "{{.State.Running}}") == "true").then_some(())
+            });
+            let body = eventually("the port answers after the restart", || {
+                curl(port, "index.html")
+            });
+            assert_eq!(body, "back again\n");
+            let left = leftovers(&stack, &[&stack.bridge], &[&web_id]);
+            assert_eq!(left.veths.len(), 1, "round {round}: {left:?}");
+            assert!(left.netns.contains(&web_id), "round {round}: {left:?}");
+        }
+        // While it runs, the port is its own.
+        let thief = format!("thief-{t}");
+        let out = stack.cli(
+            cli,
+            &[
+                "run", "-d", "--name", &thief, "-p", &publish, "busybox", "true",
+            ],
+        );
+        assert_ne!(out.status.code(), Some(0));
+        stack.ok(cli, &["rm", "-f", &thief, &web, &quick]);
+        assert_eq!(curl(port, "index.html"), None);
+
+        // run --rm whose start fails: the container goes, and its network with it.
+        let out = stack.cli(
+            cli,
+            &["run", "--rm", "-p", &publish, "busybox", "/no/such/command"],
+        );
+        assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+        eventually("the failed container is removed", || {
+            let ps = stack.ok(cli, &["ps", "-aq"]);
+            ps.trim().is_empty().then_some(())
+        });
+        let left = leftovers(
+            &stack,
+            &[&stack.bridge],
+            &[&web_id, &quick_id, &format!("dport {port}")],
+        );
+        assert_eq!(left, Leftovers::default());
+    }
 }

@@ -206,7 +206,9 @@ fn a_huge_import_error_does_not_cut_the_engine_off_from_the_manager() {
             "the whole error came back: {} bytes",
             err.len()
         );
-        assert!(err.contains("xxxx"), "{err}");
+        // The layer guard refuses the name before it reaches an error message;
+        // either way the client hears why.
+        assert!(err.contains("long name") || err.contains("xxxx"), "{err}");
         // The exit of a container is still seen afterwards.
         kill9(&stack.inspect(&n, "{{.State.Pid}}"));
         eventually_state(&stack, &n, "exited 137");
@@ -328,15 +330,16 @@ fn on_failure_counts_and_stops_as_docker_does() {
                 "exit 1",
             ],
         );
-        // wait returns once it has stopped for good.
+        // wait returns at the first stop, as dockerd's does (its waiters fire
+        // when a restart policy takes over too); the policy then runs out.
         assert_eq!(waited(&stack, cli, &n), "1");
-        assert_eq!(
-            stack.inspect(
+        eventually("restarted twice, then exited", || {
+            (stack.inspect(
                 &n,
-                "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}"
-            ),
-            "exited 1 2"
-        );
+                "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}",
+            ) == "exited 1 2")
+                .then_some(())
+        });
         stack.ok(cli, &["rm", &n]);
     }
 }

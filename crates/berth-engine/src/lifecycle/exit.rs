@@ -100,6 +100,11 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         error: exit.reason.clone(),
     };
     let key = die_key(id, pid, &end.finished_at);
+    // What the run held (its network, its host ports) is released before anyone
+    // hears of the exit: a `run` that returned, or a `wait`, can be followed at once
+    // by a container that takes the same host port. Done again harmlessly when the
+    // exit is applied again after a crash.
+    super::hooks::after_task_gone(engine, id).await;
     let recorded = engine.store.update(id, |r| {
         match delay {
             Some(_) => state::set_restarting(&mut r.state, &end),
@@ -126,7 +131,6 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)")
         }
     }
-    super::hooks::after_task_gone(engine, id).await;
     if let Some(delay) = delay {
         restart_later(engine, id, delay, true);
     } else if rec.host_config.auto_remove == Some(true) {

@@ -654,16 +654,14 @@ pub fn wait(
         let finished_then = rec.state.finished_at.clone();
         loop {
             match rx.recv().await {
-                Ok(ContainerEvent::Exited {
-                    id: x,
-                    code: c,
-                    restarting,
-                }) if x == id => {
+                Ok(ContainerEvent::Exited { id: x, code: c, .. }) if x == id => {
                     code = c;
+                    // dockerd's waiters for not-running fire on every stop, also
+                    // one its restart policy follows with a start (SetRestarting):
+                    // a `wait` on a `--restart always` container returns.
                     match condition {
-                        WaitCondition::NextExit => return Some(c),
-                        WaitCondition::NotRunning if !restarting => return Some(c),
-                        _ => {}
+                        WaitCondition::NextExit | WaitCondition::NotRunning => return Some(c),
+                        WaitCondition::Removed => {}
                     }
                 }
                 Ok(ContainerEvent::Removed { id: x }) if x == id => return Some(code),
@@ -677,7 +675,9 @@ pub fn wait(
                     let p = Phase::of(&now.state);
                     match condition {
                         WaitCondition::NotRunning if !p.is_running() => return Some(c),
-                        WaitCondition::NextExit if now.state.finished_at != finished_then => {
+                        WaitCondition::NotRunning | WaitCondition::NextExit
+                            if now.state.finished_at != finished_then =>
+                        {
                             return Some(c)
                         }
                         _ => code = c,

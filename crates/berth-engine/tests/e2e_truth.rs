@@ -206,8 +206,9 @@ fn a_huge_import_error_does_not_cut_the_engine_off_from_the_manager() {
             "the whole error came back: {} bytes",
             err.len()
         );
-        // The layer guard refuses the name before it reaches an error message;
-        // either way the client hears why.
+        // The name reaches the error, bounded (a name over the layer guard's 64 KiB
+        // cap is refused before it reaches an error message); either way the
+        // client hears why.
         assert!(err.contains("long name") || err.contains("xxxx"), "{err}");
         // The exit of a container is still seen afterwards.
         kill9(&stack.inspect(&n, "{{.State.Pid}}"));

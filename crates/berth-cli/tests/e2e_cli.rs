@@ -313,9 +313,7 @@ fn ctrl_c_is_forwarded_and_detach_keys_detach() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(rest, "got INT\n");
 
-    // ctrl-p ctrl-q detaches `run -it`: the CLI exits 0, the container runs on. (It
-    // does not read its stdin: berthd closes a container's stdin when an attached
-    // client leaves, see `a_detached_shell_takes_input_again`.)
+    // ctrl-p ctrl-q detaches `run -it`: the CLI exits 0, the container runs on.
     let ticker = "echo started; while true; do echo tick; sleep 0.2; done";
     let mut pty = Pty::spawn(cmd(
         &stack,
@@ -377,11 +375,9 @@ fn ctrl_c_is_forwarded_and_detach_keys_detach() {
 }
 
 /// docker's full ctrl-p ctrl-q round trip with a shell: detach, attach again, type.
-/// Needs berthd to keep a TTY container's stdin open when an attached client leaves
-/// (dockerd closes it only for `StdinOnce` without a TTY); berthd closes it today
-/// (crates/berth-engine/src/stream.rs `pump`), so the shell exits on detach.
+/// berthd keeps a TTY container's stdin open when an attached client leaves (as
+/// dockerd, which closes it only for `StdinOnce` without a TTY).
 #[test]
-#[ignore = "needs berthd to keep a TTY container's stdin open after a detach"]
 fn a_detached_shell_takes_input_again() {
     let _serial = serial();
     let stack = Stack::start();

@@ -26,7 +26,8 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::engine::Engine;
-use crate::manager::images::{EventKind, ManagerEvent};
+use crate::manager::images::Envelope;
+use berth_api::berth::manager::v1::envelope::Event;
 
 /// Events kept for `since`.
 const HISTORY: usize = 256;
@@ -385,32 +386,27 @@ impl Engine {
     /// Turns one manager event into Docker's, if it has one. A container's `die`
     /// is not among them: the state machine publishes it when it applies the exit,
     /// once, however often the manager reports it.
-    pub(crate) fn translate(&self, m: ManagerEvent) -> Option<DockerEvent> {
-        let mut ev = match m.kind {
-            EventKind::ContainerCreate { id, .. } => self.container_event("create", &id),
-            EventKind::TaskStart { id, .. } => self.container_event("start", &id),
-            EventKind::TaskExit { exec_id, .. } if exec_id.is_empty() => return None,
-            EventKind::TaskExit {
-                id,
-                exec_id,
-                exit_status,
-                ..
-            } => self
-                .container_event("exec_die", &id)
-                .attr("exitCode", exit_status.to_string())
-                .attr("execID", exec_id),
-            EventKind::TaskOom { id } => self.container_event("oom", &id),
-            EventKind::TaskPaused { id } => self.container_event("pause", &id),
-            EventKind::TaskResumed { id } => self.container_event("unpause", &id),
-            EventKind::TaskExecAdded { id, exec_id } => self
-                .container_event("exec_create", &id)
-                .attr("execID", exec_id),
-            EventKind::TaskExecStarted { id, exec_id } => self
-                .container_event("exec_start", &id)
-                .attr("execID", exec_id),
-            EventKind::ContainerDelete { id } => {
-                let ev = self.container_event("destroy", &id);
-                self.event_hub.forget(&id);
+    pub(crate) fn translate(&self, m: Envelope) -> Option<DockerEvent> {
+        let mut ev = match m.event? {
+            Event::ContainerCreate(c) => self.container_event("create", &c.id),
+            Event::TaskStart(t) => self.container_event("start", &t.container_id),
+            Event::TaskExit(t) if t.exec_id.is_empty() => return None,
+            Event::TaskExit(t) => self
+                .container_event("exec_die", &t.container_id)
+                .attr("exitCode", t.exit_status.to_string())
+                .attr("execID", t.exec_id),
+            Event::TaskOom(t) => self.container_event("oom", &t.container_id),
+            Event::TaskPaused(t) => self.container_event("pause", &t.container_id),
+            Event::TaskResumed(t) => self.container_event("unpause", &t.container_id),
+            Event::TaskExecAdded(t) => self
+                .container_event("exec_create", &t.container_id)
+                .attr("execID", t.exec_id),
+            Event::TaskExecStarted(t) => self
+                .container_event("exec_start", &t.container_id)
+                .attr("execID", t.exec_id),
+            Event::ContainerDelete(c) => {
+                let ev = self.container_event("destroy", &c.id);
+                self.event_hub.forget(&c.id);
                 ev
             }
             _ => return None,

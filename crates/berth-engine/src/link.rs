@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::lifecycle::{self, exit::Exit, Phase};
-use crate::manager::images::{EventKind, ManagerEvent};
+use crate::manager::images::Envelope;
 use crate::manager::{Task, TaskStatus};
+use berth_api::berth::manager::v1::envelope::Event;
 
 /// The first wait before dialling the manager again; it doubles up to the max.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -109,33 +110,24 @@ pub fn spawn(engine: &Arc<Engine>) {
 
 /// One event from the manager: exits to the state machine, the rest to Docker's
 /// event stream.
-fn dispatch(engine: &Arc<Engine>, ev: ManagerEvent) {
-    if let EventKind::TaskExit {
-        id,
-        exec_id,
-        pid,
-        exit_status,
-        oom_killed,
-        exited_at,
-        reason,
-    } = &ev.kind
-    {
-        if exec_id.is_empty() {
+fn dispatch(engine: &Arc<Engine>, ev: Envelope) {
+    if let Some(Event::TaskExit(t)) = &ev.event {
+        if t.exec_id.is_empty() {
             let exit = Exit {
-                pid: *pid,
-                code: i64::from(*exit_status),
-                oom_killed: *oom_killed,
-                exited_at: exited_at.clone(),
-                reason: reason.clone(),
+                pid: t.pid,
+                code: i64::from(t.exit_status),
+                oom_killed: t.oom_killed,
+                exited_at: t.exited_at.clone(),
+                reason: t.reason.clone(),
             };
             let engine = engine.clone();
-            let id = id.clone();
+            let id = t.container_id.clone();
             // Its own task: an exit waits for its container's lock, and must not
             // hold up the stream (and every other container's exit) meanwhile.
             tokio::spawn(async move { lifecycle::exit::handle_exit(&engine, &id, exit).await });
             return;
         }
-        lifecycle::exec::exited(engine, exec_id, i64::from(*exit_status));
+        lifecycle::exec::exited(engine, &t.exec_id, i64::from(t.exit_status));
     }
     if let Some(docker) = engine.translate(ev) {
         engine.event_hub.publish(docker);
@@ -163,7 +155,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
         }
         let pid = u32::try_from(rec.state.pid.unwrap_or(0)).unwrap_or(0);
         let exit = match tasks.get(&rec.id) {
-            Some(t) if t.status == TaskStatus::Stopped => t.exit.clone().map(Exit::from),
+            Some(t) if t.status() == TaskStatus::Stopped => t.exit.clone().map(Exit::from),
             // Its shim could not be asked: the manager settles that, then tells us.
             Some(_) => None,
             None => Some(Exit {
@@ -200,7 +192,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
         if !idle {
             continue;
         }
-        tracing::info!(container = %id, status = ?task.status, "deleting a task no running container owns");
+        tracing::info!(container = %id, status = ?task.status(), "deleting a task no running container owns");
         if let Err(e) = engine.manager.tasks_delete(id, true).await {
             tracing::debug!(container = %id, error = %e, "deleting a leftover task");
         }

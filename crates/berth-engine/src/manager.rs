@@ -1,17 +1,18 @@
 //! The seam between the engine and berth-manager.
 //!
-//! Handlers call the [`Manager`] trait; its methods are named after the manager's gRPC
-//! RPCs (proto/berth/manager/v1) and its types mirror those messages field for field,
-//! so the real client, [`grpc::GrpcManager`], is a thin adapter over the generated
-//! tonic clients. Tests use [`fake::FakeManager`]; [`Unreachable`] answers every call
-//! with a clear "cannot reach berth-manager" error.
+//! The engine calls the [`Manager`] trait; its methods are named after the manager's
+//! gRPC RPCs (proto/berth/manager/v1) and take and give the generated messages
+//! (`berth_api`), so the real client, [`grpc::GrpcManager`], is a thin adapter over
+//! the generated tonic clients. Streams cross the seam as channels ([`AttachStreams`],
+//! [`ByteStream`]). Tests use the fake manager (`fake`, behind the `fake-manager`
+//! feature); [`Unreachable`] answers every call with a clear "cannot reach
+//! berth-manager" error.
 
 pub mod build;
+#[cfg(any(test, feature = "fake-manager"))]
 pub mod fake;
 pub mod grpc;
 pub mod images;
-
-use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,116 +20,13 @@ use tokio::sync::mpsc;
 
 use crate::error::EngineError;
 
-/// An image in the manager's index (`berth.manager.v1.Image`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Image {
-    /// `sha256:<hex>` of the image config.
-    pub id: String,
-    pub names: Vec<String>,
-    pub repo_digests: Vec<String>,
-    pub manifest_digest: String,
-    /// The image config JSON, verbatim.
-    pub config: Vec<u8>,
-    pub layers: Vec<Layer>,
-    pub size: i64,
-    pub created: String,
-    pub labels: HashMap<String, String>,
-    pub top_snapshot: String,
-    /// The image this one was committed on ("" for pulled, loaded, imported ones).
-    pub parent: String,
-}
-
-/// One layer of an image (`berth.manager.v1.Layer`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Layer {
-    pub digest: String,
-    pub diff_id: String,
-    pub size: i64,
-    pub media_type: String,
-}
-
-/// A container record in the manager (`berth.manager.v1.Container`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Container {
-    pub id: String,
-    pub image: String,
-    /// The OCI runtime spec as JSON.
-    pub spec: Vec<u8>,
-    pub snapshot_key: String,
-    pub labels: HashMap<String, String>,
-    pub runtime: String,
-    pub log_path: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// How a process ended (`berth.manager.v1.ExitStatus`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExitStatus {
-    pub pid: u32,
-    /// As a shell reports it: 128+n for death by signal n.
-    pub exit_status: u32,
-    pub exited_at: String,
-    pub oom_killed: bool,
-}
-
-/// A task's state (`berth.manager.v1.TaskStatus`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TaskStatus {
-    #[default]
-    Unknown,
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-/// A container's running process (`berth.manager.v1.Task`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Task {
-    pub container_id: String,
-    pub pid: u32,
-    pub status: TaskStatus,
-    pub exit: Option<ExitStatus>,
-    pub shim_pid: u32,
-    pub terminal: bool,
-    pub started_at: String,
-}
-
-/// A snapshot's overlay directories (`berth.manager.v1.SnapshotInfo`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SnapshotInfo {
-    pub key: String,
-    pub parent: String,
-    pub kind: String,
-    pub lower_dir: String,
-    pub upper_dir: String,
-    pub work_dir: String,
-    pub merged_dir: String,
-}
-
-/// One line of `docker diff` (`berth.manager.v1.Change`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// "A", "C" or "D".
-    pub kind: String,
-    pub path: String,
-}
-
-/// The manager's version (`berth.manager.v1.VersionResponse`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VersionInfo {
-    pub version: String,
-    pub revision: String,
-    pub runtime: String,
-}
-
-/// Which of a process's output streams a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdStream {
-    Stdout,
-    Stderr,
-}
+// The manager's messages, as generated from proto/berth/manager/v1: the seam speaks
+// them as they are, so a field added to the proto reaches the engine without a copy
+// to keep in step.
+pub use berth_api::berth::manager::v1::{
+    Change, Container, ExitStatus, Image, Layer, SnapshotInfo, StdStream, Task, TaskStatus,
+    VersionResponse,
+};
 
 /// A piece of a process's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +62,7 @@ pub trait Manager:
     Send + Sync + std::fmt::Debug + images::ImageManager + build::BuildManager
 {
     /// `Version.Version`.
-    async fn version(&self) -> Result<VersionInfo, EngineError>;
+    async fn version(&self) -> Result<VersionResponse, EngineError>;
     /// `Images.List`.
     async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError>;
     /// `Images.Get`: by reference, id or id prefix.
@@ -267,7 +165,7 @@ impl Unreachable {
 
 #[async_trait]
 impl Manager for Unreachable {
-    async fn version(&self) -> Result<VersionInfo, EngineError> {
+    async fn version(&self) -> Result<VersionResponse, EngineError> {
         self.err()
     }
     async fn images_list(&self, _: Vec<String>) -> Result<Vec<Image>, EngineError> {

@@ -164,24 +164,54 @@ impl Escape {
     }
 }
 
+/// What the end of a client's input (a half-close, a detach, a client gone) does to
+/// the process's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEof {
+    /// The process's stdin is closed: `echo x | docker run -i ... cat` ends.
+    ClosesStdin,
+    /// The process's stdin stays open for the next client: a shell left with
+    /// ctrl-p ctrl-q takes input again from the next `attach`.
+    KeepsStdin,
+}
+
+impl ClientEof {
+    /// dockerd's rule for a container's attach: only a container made with
+    /// `StdinOnce` and no TTY has its stdin closed by its client.
+    pub fn for_container(stdin_once: bool, tty: bool) -> ClientEof {
+        if stdin_once && !tty {
+            ClientEof::ClosesStdin
+        } else {
+            ClientEof::KeepsStdin
+        }
+    }
+
+    /// dockerd's rule for an exec: its client closes its stdin unless it has a TTY.
+    pub fn for_exec(tty: bool) -> ClientEof {
+        ClientEof::for_container(true, tty)
+    }
+}
+
 /// Moves bytes both ways until the process's output ends and `finished` is ready,
 /// then shuts the write side of the connection so the client sees EOF.
 ///
 /// Stdin from the client goes to `streams.stdin` (when the process has one); when the
-/// client half-closes, stdin is closed but output keeps flowing. Output chunks are
-/// written framed or raw per `tty`. `finished` lets an exec hold the connection until
-/// its exit code is recorded (a client reads it as soon as the stream ends).
+/// client's input ends, `on_eof` says whether the process's stdin is closed, and
+/// output keeps flowing either way. Output chunks are written framed or raw per
+/// `tty`. `finished` lets an exec hold the connection until its exit code is
+/// recorded (a client reads it as soon as the stream ends).
 pub async fn pump<IO, F>(
     io: IO,
     streams: AttachStreams,
     tty: bool,
+    on_eof: ClientEof,
     finished: F,
 ) -> std::io::Result<PumpEnd>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     F: std::future::Future<Output = ()>,
 {
-    pump_detachable(io, streams, tty, finished, None).await
+    pump_detachable(io, streams, tty, on_eof, finished, None).await
 }
 
 /// [`pump`], and when `detach` holds keys, their sequence in stdin detaches the
@@ -190,6 +220,7 @@ pub async fn pump_detachable<IO, F>(
     io: IO,
     streams: AttachStreams,
     tty: bool,
+    on_eof: ClientEof,
     finished: F,
     detach: Option<Vec<u8>>,
 ) -> std::io::Result<PumpEnd>
@@ -229,7 +260,7 @@ where
                 break;
             }
         }
-        if !detached {
+        if !detached && on_eof == ClientEof::ClosesStdin {
             if let Some(tx) = &stdin {
                 let _ = tx.send(StdinMsg::Close).await;
             }
@@ -377,7 +408,7 @@ mod tests {
     async fn half_close_closes_stdin_and_output_keeps_flowing() {
         let (client, server) = tokio::io::duplex(1024);
         let (s, out_tx, mut in_rx) = streams();
-        let task = tokio::spawn(pump(server, s, false, async {}));
+        let task = tokio::spawn(pump(server, s, false, ClientEof::ClosesStdin, async {}));
         let (mut crd, mut cwr) = tokio::io::split(client);
         cwr.write_all(b"input").await.unwrap();
         cwr.shutdown().await.unwrap();
@@ -406,7 +437,7 @@ mod tests {
     async fn tty_pump_is_raw_and_ends_with_eof() {
         let (client, server) = tokio::io::duplex(1024);
         let (s, out_tx, _in_rx) = streams();
-        let task = tokio::spawn(pump(server, s, true, async {}));
+        let task = tokio::spawn(pump(server, s, true, ClientEof::KeepsStdin, async {}));
         out_tx
             .send(OutputChunk {
                 stream: StdStream::Stdout,
@@ -420,5 +451,38 @@ mod tests {
         crd.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"/dev/pts/0\r\n");
         assert!(!task.await.unwrap().unwrap().client_closed_input);
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_keeps_stdin_open_unless_told() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (s, out_tx, mut in_rx) = streams();
+        let task = tokio::spawn(pump(server, s, true, ClientEof::KeepsStdin, async {}));
+        let (_crd, mut cwr) = tokio::io::split(client);
+        cwr.write_all(b"ls\r").await.unwrap();
+        cwr.shutdown().await.unwrap();
+        assert_eq!(
+            in_rx.recv().await,
+            Some(StdinMsg::Data(Bytes::from_static(b"ls\r")))
+        );
+        // The pump lets go of stdin without closing it.
+        assert_eq!(in_rx.recv().await, None);
+        drop(out_tx);
+        assert!(task.await.unwrap().unwrap().client_closed_input);
+    }
+
+    #[test]
+    fn only_stdin_once_without_a_tty_closes_a_containers_stdin() {
+        assert_eq!(
+            ClientEof::for_container(true, false),
+            ClientEof::ClosesStdin
+        );
+        assert_eq!(ClientEof::for_container(true, true), ClientEof::KeepsStdin);
+        assert_eq!(
+            ClientEof::for_container(false, false),
+            ClientEof::KeepsStdin
+        );
+        assert_eq!(ClientEof::for_exec(false), ClientEof::ClosesStdin);
+        assert_eq!(ClientEof::for_exec(true), ClientEof::KeepsStdin);
     }
 }

@@ -24,7 +24,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lifecycle::exec;
 use crate::manager::StdStream;
-use crate::stream::{encode_frame, pump_detachable};
+use crate::stream::{encode_frame, pump_detachable, ClientEof};
 
 /// `POST /containers/{id}/exec`.
 pub async fn create(
@@ -115,7 +115,16 @@ pub async fn start(
                         exec::wait(&engine, &eid).await;
                     }
                 };
-                match pump_detachable(upgraded, streams, tty, exited, detach_keys).await {
+                match pump_detachable(
+                    upgraded,
+                    streams,
+                    tty,
+                    ClientEof::for_exec(tty),
+                    exited,
+                    detach_keys,
+                )
+                .await
+                {
                     Ok(end) => {
                         tracing::debug!(exec = %eid, bytes = end.output_bytes, "exec stream ended")
                     }

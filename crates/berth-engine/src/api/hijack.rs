@@ -19,8 +19,8 @@ use crate::error::EngineError;
 use crate::logs::{self as logfile, LogOptions};
 use crate::manager::{AttachStreams, OutputChunk, StdStream};
 use crate::stream::{
-    encode_output, parse_detach_keys, pump_detachable, DEFAULT_DETACH_KEYS, MULTIPLEXED_STREAM,
-    RAW_STREAM,
+    encode_output, parse_detach_keys, pump_detachable, ClientEof, DEFAULT_DETACH_KEYS,
+    MULTIPLEXED_STREAM, RAW_STREAM,
 };
 
 /// Whether the client asked to take the connection over (`Upgrade: tcp`).
@@ -70,12 +70,21 @@ pub fn serve_hijacked(
     streams: AttachStreams,
     tty: bool,
     detach: Option<Vec<u8>>,
+    on_eof: ClientEof,
     what: String,
 ) {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                match pump_detachable(TokioIo::new(upgraded), streams, tty, async {}, detach).await
+                match pump_detachable(
+                    TokioIo::new(upgraded),
+                    streams,
+                    tty,
+                    on_eof,
+                    async {},
+                    detach,
+                )
+                .await
                 {
                     Ok(end) => {
                         tracing::debug!(%what, bytes = end.output_bytes, "hijacked stream ended")
@@ -180,6 +189,8 @@ pub async fn attach(
             streams,
             tty,
             detach,
+            // A detach (ctrl-p ctrl-q) must leave a shell able to take input again.
+            ClientEof::for_container(rec.config.stdin_once.unwrap_or(false), tty),
             format!("attach {}", rec.id),
         );
         Ok(switching_protocols(tty))

@@ -1046,28 +1046,30 @@ pub async fn commit(
         reference(repo, ctx.query.get("tag").unwrap_or(""))
     };
     let comment = ctx.query.get("comment").unwrap_or("").to_string();
+    // dockerd pauses by default; only a running, unpaused container can be.
+    let pause = ctx
+        .query
+        .get("pause")
+        .is_none_or(|_| ctx.query.bool("pause"))
+        && crate::lifecycle::Phase::of(&rec.state) == crate::lifecycle::Phase::Running;
     let img = engine
         .manager
-        .images_commit(CommitRequest {
-            container_id: rec.id.clone(),
-            reference: target.clone(),
-            author: ctx.query.get("author").unwrap_or("").to_string(),
-            comment: comment.clone(),
-            changes: changes(ctx),
-            config: config.to_string().into_bytes(),
-            // dockerd pauses by default; only a running, unpaused container can be.
-            pause: ctx
-                .query
-                .get("pause")
-                .is_none_or(|_| ctx.query.bool("pause"))
-                && rec.state.running == Some(true)
-                && rec.state.paused != Some(true),
-            exclude: super::container_ops::MOUNT_POINTS
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            ..CommitRequest::default()
-        })
+        .images_commit(
+            CommitRequest {
+                container_id: rec.id.clone(),
+                reference: target.clone(),
+                author: ctx.query.get("author").unwrap_or("").to_string(),
+                comment: comment.clone(),
+                changes: changes(ctx),
+                config: config.to_string().into_bytes(),
+                exclude: super::container_ops::MOUNT_POINTS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+                ..CommitRequest::default()
+            },
+            pause,
+        )
         .await?;
     let ev = engine
         .container_event("commit", &rec.id)

@@ -128,18 +128,21 @@ pub async fn commit(
 ) -> Result<manager::Image, EngineError> {
     engine
         .manager
-        .images_commit(CommitRequest {
-            container_id: container.unwrap_or("").to_string(),
-            config: config.to_string().into_bytes(),
-            parent: parent.to_string(),
-            created_by: created_by.to_string(),
-            author: author.to_string(),
-            exclude: crate::api::container_ops::MOUNT_POINTS
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            ..CommitRequest::default()
-        })
+        .images_commit(
+            CommitRequest {
+                container_id: container.unwrap_or("").to_string(),
+                config: config.to_string().into_bytes(),
+                parent: parent.to_string(),
+                created_by: created_by.to_string(),
+                author: author.to_string(),
+                exclude: crate::api::container_ops::MOUNT_POINTS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+                ..CommitRequest::default()
+            },
+            false,
+        )
         .await
 }
 
@@ -220,6 +223,7 @@ impl<'a> Scratch<'a> {
                     dest_is_file,
                     uid: owner.0,
                     gid: owner.1,
+                    ..CopyIn::default()
                 },
                 rx,
             )

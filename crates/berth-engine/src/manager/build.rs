@@ -10,18 +10,9 @@ use tokio::sync::mpsc;
 use super::Unreachable;
 use crate::error::EngineError;
 
-/// `Snapshots.CopyIn`'s first message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CopyIn {
-    pub key: String,
-    /// The directory the tar's entries go under (absolute in the root).
-    pub dest: String,
-    /// The tar holds one file that becomes `dest` unless `dest` is a directory.
-    pub dest_is_file: bool,
-    /// Owner of the directories made on the way.
-    pub uid: u32,
-    pub gid: u32,
-}
+/// `Snapshots.CopyIn`'s first message (its `data` is left empty: the tar follows as
+/// the channel `snapshots_copy_in` takes).
+pub use berth_api::berth::manager::v1::CopyInRequest as CopyIn;
 
 /// The build RPCs of berth-manager.
 #[async_trait]

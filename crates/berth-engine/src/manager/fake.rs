@@ -11,12 +11,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::images::{EventKind, ManagerEvent};
+use super::images::Envelope;
 use super::{
     AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Manager, OutputChunk,
-    SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
+    SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus,
 };
 use crate::error::EngineError;
+use berth_api::berth::manager::v1::{envelope::Event, TaskExit, VersionResponse};
 
 /// What a fake process does once attached. A process with a script (output or echo)
 /// exits with `exit_code` when the script ends; one without runs until made to exit.
@@ -72,7 +73,7 @@ struct State {
 pub struct FakeManager {
     state: Arc<Mutex<State>>,
     /// Task starts and exits, for `events_subscribe`.
-    events: broadcast::Sender<ManagerEvent>,
+    events: broadcast::Sender<Envelope>,
 }
 
 impl Default for FakeManager {
@@ -93,7 +94,7 @@ fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 fn exit_task(
     state: &Mutex<State>,
-    events: &broadcast::Sender<ManagerEvent>,
+    events: &broadcast::Sender<Envelope>,
     id: &str,
     exec_id: &str,
     code: u32,
@@ -112,18 +113,18 @@ fn exit_task(
             oom_killed: false,
         };
         t.exit_tx.send_replace(Some(exit.clone()));
-        let _ = events.send(ManagerEvent {
+        let _ = events.send(Envelope {
             timestamp: exit.exited_at.clone(),
             topic: "/tasks/exit".to_string(),
-            kind: EventKind::TaskExit {
-                id: id.to_string(),
+            event: Some(Event::TaskExit(TaskExit {
+                container_id: id.to_string(),
                 exec_id: exec_id.to_string(),
                 pid,
                 exit_status: code,
-                oom_killed: false,
                 exited_at: exit.exited_at,
+                oom_killed: false,
                 reason: String::new(),
-            },
+            })),
         });
     }
 }
@@ -222,7 +223,7 @@ impl FakeManager {
     }
 
     /// The task events from now on.
-    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<ManagerEvent> {
+    pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Envelope> {
         self.events.subscribe()
     }
     /// The container records the fake holds (for assertions).
@@ -251,8 +252,8 @@ impl FakeManager {
 
 #[async_trait]
 impl Manager for FakeManager {
-    async fn version(&self) -> Result<VersionInfo, EngineError> {
-        Ok(VersionInfo {
+    async fn version(&self) -> Result<VersionResponse, EngineError> {
+        Ok(VersionResponse {
             version: "0.0.0-fake".to_string(),
             revision: "fake".to_string(),
             runtime: "fake-runtime".to_string(),
@@ -426,7 +427,7 @@ impl Manager for FakeManager {
         Ok(Task {
             container_id: id.to_string(),
             pid: t.pid,
-            status: t.status,
+            status: t.status.into(),
             exit,
             ..Task::default()
         })
@@ -441,7 +442,7 @@ impl Manager for FakeManager {
             .map(|((id, _), t)| Task {
                 container_id: id.clone(),
                 pid: t.pid,
-                status: t.status,
+                status: t.status.into(),
                 exit: t.exit_tx.borrow().clone(),
                 ..Task::default()
             })

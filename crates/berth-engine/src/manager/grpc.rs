@@ -31,8 +31,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
 use super::{
-    AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Layer, Manager, OutputChunk,
-    SnapshotInfo, StdStream, StdinMsg, Task, TaskStatus, VersionInfo,
+    AttachStreams, ByteStream, Change, Container, ExitStatus, Image, Manager, OutputChunk,
+    SnapshotInfo, StdStream, StdinMsg, Task, VersionResponse,
 };
 use crate::error::EngineError;
 
@@ -213,10 +213,7 @@ async fn bridge(
         tokio::select! {
             msg = response.next() => match msg {
                 Some(Ok(m)) => {
-                    let stream = match pb::StdStream::try_from(m.stream) {
-                        Ok(pb::StdStream::Stderr) => StdStream::Stderr,
-                        _ => StdStream::Stdout,
-                    };
+                    let stream = StdStream::try_from(m.stream).unwrap_or(StdStream::Stdout);
                     let chunk = OutputChunk { stream, data: Bytes::from(m.data) };
                     if output.send(chunk).await.is_err() {
                         break;
@@ -234,115 +231,14 @@ async fn bridge(
     stdin_task.abort();
 }
 
-fn image_from(i: pb::Image) -> Image {
-    Image {
-        id: i.id,
-        names: i.names,
-        repo_digests: i.repo_digests,
-        manifest_digest: i.manifest_digest,
-        config: i.config,
-        layers: i
-            .layers
-            .into_iter()
-            .map(|l| Layer {
-                digest: l.digest,
-                diff_id: l.diff_id,
-                size: l.size,
-                media_type: l.media_type,
-            })
-            .collect(),
-        size: i.size,
-        created: i.created,
-        labels: i.labels,
-        top_snapshot: i.top_snapshot,
-        parent: i.parent,
-    }
-}
-
-fn container_from(c: pb::Container) -> Container {
-    Container {
-        id: c.id,
-        image: c.image,
-        spec: c.spec,
-        snapshot_key: c.snapshot_key,
-        labels: c.labels,
-        runtime: c.runtime,
-        log_path: c.log_path,
-        created_at: c.created_at,
-        updated_at: c.updated_at,
-    }
-}
-
-fn container_to(c: Container) -> pb::Container {
-    pb::Container {
-        id: c.id,
-        image: c.image,
-        spec: c.spec,
-        snapshot_key: c.snapshot_key,
-        labels: c.labels,
-        runtime: c.runtime,
-        log_path: c.log_path,
-        created_at: c.created_at,
-        updated_at: c.updated_at,
-    }
-}
-
-fn exit_from(e: pb::ExitStatus) -> ExitStatus {
-    ExitStatus {
-        pid: e.pid,
-        exit_status: e.exit_status,
-        exited_at: e.exited_at,
-        oom_killed: e.oom_killed,
-    }
-}
-
-fn status_from(s: i32) -> TaskStatus {
-    match pb::TaskStatus::try_from(s) {
-        Ok(pb::TaskStatus::Created) => TaskStatus::Created,
-        Ok(pb::TaskStatus::Running) => TaskStatus::Running,
-        Ok(pb::TaskStatus::Paused) => TaskStatus::Paused,
-        Ok(pb::TaskStatus::Stopped) => TaskStatus::Stopped,
-        Ok(pb::TaskStatus::Unknown) | Err(_) => TaskStatus::Unknown,
-    }
-}
-
-fn task_from(t: pb::Task) -> Task {
-    Task {
-        container_id: t.container_id,
-        pid: t.pid,
-        status: status_from(t.status),
-        exit: t.exit.map(exit_from),
-        shim_pid: t.shim_pid,
-        terminal: t.terminal,
-        started_at: t.started_at,
-    }
-}
-
-fn snapshot_from(s: pb::SnapshotInfo) -> SnapshotInfo {
-    SnapshotInfo {
-        key: s.key,
-        parent: s.parent,
-        kind: s.kind,
-        lower_dir: s.lower_dir,
-        upper_dir: s.upper_dir,
-        work_dir: s.work_dir,
-        merged_dir: s.merged_dir,
-    }
-}
-
 #[async_trait]
 impl Manager for GrpcManager {
-    async fn version(&self) -> Result<VersionInfo, EngineError> {
-        let v = VersionClient::new(self.channel.clone())
+    async fn version(&self) -> Result<VersionResponse, EngineError> {
+        Ok(VersionClient::new(self.channel.clone())
             .version(pb::Empty {})
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(VersionInfo {
-            version: v.version,
-            revision: v.revision,
-            runtime: v.runtime,
-        })
+            .into_inner())
     }
 
     async fn images_list(&self, filters: Vec<String>) -> Result<Vec<Image>, EngineError> {
@@ -352,43 +248,40 @@ impl Manager for GrpcManager {
             .await
             .map_err(|s| self.error(s))?
             .into_inner();
-        Ok(r.images.into_iter().map(image_from).collect())
+        Ok(r.images)
     }
 
     async fn images_get(&self, reference: &str) -> Result<Image, EngineError> {
-        let i = self
+        Ok(self
             .images()
             .get(pb::GetImageRequest {
                 reference: reference.to_string(),
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(i))
+            .into_inner())
     }
 
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError> {
-        let mut c = container_to(container);
+        let mut c = container;
         if c.spec.is_empty() {
             c.spec = PLACEHOLDER_SPEC.to_vec();
         }
-        let created = self
+        Ok(self
             .containers()
             .create(pb::CreateContainerRequest { container: Some(c) })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(container_from(created))
+            .into_inner())
     }
 
     async fn containers_get(&self, id: &str) -> Result<Container, EngineError> {
-        let c = self
+        Ok(self
             .containers()
             .get(pb::GetContainerRequest { id: id.to_string() })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(container_from(c))
+            .into_inner())
     }
 
     async fn containers_update(
@@ -396,16 +289,15 @@ impl Manager for GrpcManager {
         container: Container,
         mask: Vec<String>,
     ) -> Result<Container, EngineError> {
-        let c = self
+        Ok(self
             .containers()
             .update(pb::UpdateContainerRequest {
-                container: Some(container_to(container)),
+                container: Some(container),
                 update_mask: mask,
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(container_from(c))
+            .into_inner())
     }
 
     async fn containers_delete(&self, id: &str, keep_snapshot: bool) -> Result<(), EngineError> {
@@ -469,7 +361,7 @@ impl Manager for GrpcManager {
     }
 
     async fn tasks_delete(&self, id: &str, force: bool) -> Result<ExitStatus, EngineError> {
-        let e = self
+        Ok(self
             .tasks()
             .delete(pb::DeleteTaskRequest {
                 container_id: id.to_string(),
@@ -477,12 +369,11 @@ impl Manager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(exit_from(e))
+            .into_inner())
     }
 
     async fn tasks_wait(&self, id: &str, exec_id: &str) -> Result<ExitStatus, EngineError> {
-        let e = self
+        Ok(self
             .tasks()
             .wait(pb::WaitRequest {
                 container_id: id.to_string(),
@@ -490,8 +381,7 @@ impl Manager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(exit_from(e))
+            .into_inner())
     }
 
     async fn tasks_delete_process(
@@ -499,7 +389,7 @@ impl Manager for GrpcManager {
         id: &str,
         exec_id: &str,
     ) -> Result<ExitStatus, EngineError> {
-        let e = self
+        Ok(self
             .tasks()
             .delete_process(pb::DeleteProcessRequest {
                 container_id: id.to_string(),
@@ -507,20 +397,18 @@ impl Manager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(exit_from(e))
+            .into_inner())
     }
 
     async fn tasks_get(&self, id: &str) -> Result<Task, EngineError> {
-        let t = self
+        Ok(self
             .tasks()
             .get(pb::GetTaskRequest {
                 container_id: id.to_string(),
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(task_from(t))
+            .into_inner())
     }
 
     async fn tasks_list(&self) -> Result<Vec<Task>, EngineError> {
@@ -530,7 +418,7 @@ impl Manager for GrpcManager {
             .await
             .map_err(|s| self.error(s))?
             .into_inner();
-        Ok(r.tasks.into_iter().map(task_from).collect())
+        Ok(r.tasks)
     }
 
     async fn tasks_exec(
@@ -682,15 +570,14 @@ impl Manager for GrpcManager {
     }
 
     async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError> {
-        let s = self
+        Ok(self
             .snapshots()
             .info(pb::SnapshotKey {
                 key: key.to_string(),
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(snapshot_from(s))
+            .into_inner())
     }
 
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError> {
@@ -702,13 +589,7 @@ impl Manager for GrpcManager {
             .await
             .map_err(|s| self.error(s))?
             .into_inner();
-        Ok(r.changes
-            .into_iter()
-            .map(|c| Change {
-                kind: c.kind,
-                path: c.path,
-            })
-            .collect())
+        Ok(r.changes)
     }
 }
 
@@ -744,43 +625,5 @@ mod tests {
         }
         assert_eq!(e.status().as_u16(), 500);
         assert!(e.message().contains("cannot reach berth-manager at"));
-    }
-
-    #[test]
-    fn conversions_copy_every_field() {
-        let c = Container {
-            id: "a".into(),
-            image: "sha256:1".into(),
-            spec: b"{}".to_vec(),
-            snapshot_key: "a".into(),
-            labels: HashMap::from([("k".into(), "v".into())]),
-            runtime: "runc".into(),
-            log_path: "/l".into(),
-            created_at: "t1".into(),
-            updated_at: "t2".into(),
-        };
-        assert_eq!(container_from(container_to(c.clone())), c);
-        assert_eq!(
-            status_from(pb::TaskStatus::Running as i32),
-            TaskStatus::Running
-        );
-        assert_eq!(status_from(99), TaskStatus::Unknown);
-        let t = task_from(pb::Task {
-            container_id: "a".into(),
-            pid: 7,
-            status: pb::TaskStatus::Stopped as i32,
-            exit: Some(pb::ExitStatus {
-                pid: 7,
-                exit_status: 137,
-                exited_at: "t".into(),
-                oom_killed: true,
-            }),
-            shim_pid: 6,
-            terminal: true,
-            started_at: "s".into(),
-        });
-        assert_eq!(t.status, TaskStatus::Stopped);
-        assert_eq!(t.exit.as_ref().map(|e| e.exit_status), Some(137));
-        assert!(t.exit.is_some_and(|e| e.oom_killed));
     }
 }

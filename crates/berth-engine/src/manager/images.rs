@@ -17,18 +17,12 @@ use crate::error::EngineError;
 /// A stream the manager sends back.
 pub type Updates<T> = mpsc::Receiver<Result<T, EngineError>>;
 
-/// Progress of one layer (`berth.manager.v1.LayerProgress`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LayerProgress {
-    pub digest: String,
-    /// "waiting", "downloading", "verifying", "extracting", "done", "exists",
-    /// "pushing", "pushed", "loading".
-    pub status: String,
-    pub current: i64,
-    pub total: i64,
-}
+pub use berth_api::berth::manager::v1::{
+    Auth, CommitRequest, DeleteImageResponse, Envelope, LayerProgress, PruneImagesResponse,
+};
 
-/// One message of `Images.Pull`.
+/// One message of `Images.Pull`, as the stream uses them: layer progress, then the
+/// image last.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullUpdate {
     Layer(LayerProgress),
@@ -36,7 +30,7 @@ pub enum PullUpdate {
     Done(Box<Image>),
 }
 
-/// One message of `Images.Push`.
+/// One message of `Images.Push`: layer progress, then the manifest digest last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushUpdate {
     Layer(LayerProgress),
@@ -46,125 +40,12 @@ pub enum PushUpdate {
     },
 }
 
-/// One message of `Images.Load`.
+/// One message of `Images.Load`: layer progress, and each image loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadUpdate {
     Layer(LayerProgress),
     /// One per image loaded.
     Image(Box<Image>),
-}
-
-/// Registry credentials (`berth.manager.v1.Auth`); empty means anonymous.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Auth {
-    pub username: String,
-    pub password: String,
-    pub identity_token: String,
-}
-
-/// `Images.Commit`'s request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitRequest {
-    pub container_id: String,
-    /// "" = untagged.
-    pub reference: String,
-    pub author: String,
-    pub comment: String,
-    /// Dockerfile-like changes ("CMD [...]", "ENV K=V", ...).
-    pub changes: Vec<String>,
-    /// The config to start from as JSON; empty = the image's.
-    pub config: Vec<u8>,
-    /// Freeze the container (`Tasks.Pause`) while its layer is read, and thaw it
-    /// after; only for a running container.
-    pub pause: bool,
-    /// A config-only build step: with no container, the image to put it on ("" =
-    /// nothing, FROM scratch).
-    pub parent: String,
-    /// The history entry's created_by ("" = the container's command).
-    pub created_by: String,
-    /// The engine's mount points, left out of the layer where they were only added.
-    pub exclude: Vec<String>,
-}
-
-/// What `Images.Delete` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeleteResult {
-    pub untagged: Vec<String>,
-    pub deleted: Vec<String>,
-}
-
-/// What `Images.Prune` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PruneResult {
-    pub deleted: Vec<String>,
-    pub space_reclaimed: i64,
-}
-
-/// What an event is about (the `oneof event` of `berth.manager.v1.Envelope`), with the
-/// fields the engine uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventKind {
-    ContainerCreate {
-        id: String,
-        image: String,
-    },
-    ContainerDelete {
-        id: String,
-    },
-    TaskStart {
-        id: String,
-        pid: u32,
-    },
-    TaskExit {
-        id: String,
-        exec_id: String,
-        pid: u32,
-        exit_status: u32,
-        oom_killed: bool,
-        exited_at: String,
-        reason: String,
-    },
-    TaskOom {
-        id: String,
-    },
-    TaskPaused {
-        id: String,
-    },
-    TaskResumed {
-        id: String,
-    },
-    TaskExecAdded {
-        id: String,
-        exec_id: String,
-    },
-    TaskExecStarted {
-        id: String,
-        exec_id: String,
-    },
-    ImageCreate {
-        name: String,
-        id: String,
-    },
-    ImageUpdate {
-        name: String,
-        id: String,
-    },
-    ImageDelete {
-        name: String,
-        id: String,
-    },
-    /// Something the engine has no use for (task create/delete, container update).
-    Other,
-}
-
-/// One event from `Events.Subscribe`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManagerEvent {
-    /// RFC 3339 with nanoseconds.
-    pub timestamp: String,
-    /// "/tasks/exit", "/images/create", ...
-    pub topic: String,
-    pub kind: EventKind,
 }
 
 /// The image and event RPCs of berth-manager.
@@ -205,20 +86,21 @@ pub trait ImageManager: Send + Sync {
         reference: &str,
         force: bool,
         no_prune: bool,
-    ) -> Result<DeleteResult, EngineError>;
-    /// `Images.Commit`.
-    async fn images_commit(&self, req: CommitRequest) -> Result<Image, EngineError>;
+    ) -> Result<DeleteImageResponse, EngineError>;
+    /// `Images.Commit`; with `pause`, the container is frozen (`Tasks.Pause`) while
+    /// its layer is read and thawed after (only for a running container).
+    async fn images_commit(&self, req: CommitRequest, pause: bool) -> Result<Image, EngineError>;
     /// `Images.Prune`.
     async fn images_prune(
         &self,
         all: bool,
         filters: Vec<String>,
-    ) -> Result<PruneResult, EngineError>;
+    ) -> Result<PruneImagesResponse, EngineError>;
     /// `Events.Subscribe`.
     async fn events_subscribe(
         &self,
         filters: Vec<String>,
-    ) -> Result<Updates<ManagerEvent>, EngineError>;
+    ) -> Result<Updates<Envelope>, EngineError>;
 }
 
 #[async_trait]
@@ -250,16 +132,25 @@ impl ImageManager for Unreachable {
     async fn images_tag(&self, _: &str, _: &str) -> Result<Image, EngineError> {
         self.err()
     }
-    async fn images_delete(&self, _: &str, _: bool, _: bool) -> Result<DeleteResult, EngineError> {
+    async fn images_delete(
+        &self,
+        _: &str,
+        _: bool,
+        _: bool,
+    ) -> Result<DeleteImageResponse, EngineError> {
         self.err()
     }
-    async fn images_commit(&self, _: CommitRequest) -> Result<Image, EngineError> {
+    async fn images_commit(&self, _: CommitRequest, _: bool) -> Result<Image, EngineError> {
         self.err()
     }
-    async fn images_prune(&self, _: bool, _: Vec<String>) -> Result<PruneResult, EngineError> {
+    async fn images_prune(
+        &self,
+        _: bool,
+        _: Vec<String>,
+    ) -> Result<PruneImagesResponse, EngineError> {
         self.err()
     }
-    async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<ManagerEvent>, EngineError> {
+    async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<Envelope>, EngineError> {
         self.err()
     }
 }

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use super::{not_found, FakeManager};
 use crate::error::EngineError;
 use crate::manager::images::{
-    Auth, CommitRequest, DeleteResult, ImageManager, LayerProgress, LoadUpdate, ManagerEvent,
-    PruneResult, PullUpdate, PushUpdate, Updates,
+    Auth, CommitRequest, DeleteImageResponse, Envelope, ImageManager, LayerProgress, LoadUpdate,
+    PruneImagesResponse, PullUpdate, PushUpdate, Updates,
 };
 use crate::manager::{Image, Manager};
 
@@ -160,7 +160,7 @@ impl ImageManager for FakeManager {
         reference: &str,
         _force: bool,
         _: bool,
-    ) -> Result<DeleteResult, EngineError> {
+    ) -> Result<DeleteImageResponse, EngineError> {
         let img = self.images_get(reference).await?;
         let mut st = self.lock();
         let name = tagged(reference);
@@ -169,19 +169,19 @@ impl ImageManager for FakeManager {
         };
         if st.images[pos].names.contains(&name) && st.images[pos].names.len() > 1 {
             st.images[pos].names.retain(|n| *n != name);
-            return Ok(DeleteResult {
+            return Ok(DeleteImageResponse {
                 untagged: vec![name],
                 deleted: vec![],
             });
         }
         let removed = st.images.remove(pos);
-        Ok(DeleteResult {
+        Ok(DeleteImageResponse {
             untagged: removed.names,
             deleted: vec![removed.id],
         })
     }
 
-    async fn images_commit(&self, req: CommitRequest) -> Result<Image, EngineError> {
+    async fn images_commit(&self, req: CommitRequest, _pause: bool) -> Result<Image, EngineError> {
         let c = self.containers_get(&req.container_id).await?;
         let base = self.images_get(&c.image).await?;
         let img = Image {
@@ -193,11 +193,15 @@ impl ImageManager for FakeManager {
         Ok(self.add(img, &req.reference))
     }
 
-    async fn images_prune(&self, _: bool, _: Vec<String>) -> Result<PruneResult, EngineError> {
-        Ok(PruneResult::default())
+    async fn images_prune(
+        &self,
+        _: bool,
+        _: Vec<String>,
+    ) -> Result<PruneImagesResponse, EngineError> {
+        Ok(PruneImagesResponse::default())
     }
 
-    async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<ManagerEvent>, EngineError> {
+    async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<Envelope>, EngineError> {
         // The task events the fake publishes (starts and exits), for as long as
         // someone reads them.
         let mut events = self.subscribe_events();

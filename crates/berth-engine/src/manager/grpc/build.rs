@@ -30,13 +30,10 @@ impl BuildManager for GrpcManager {
         mut data: mpsc::Receiver<Bytes>,
     ) -> Result<(), EngineError> {
         let (tx, rx) = mpsc::channel(4);
-        let first = pb::CopyInRequest {
-            key: req.key,
-            dest: req.dest,
-            dest_is_file: req.dest_is_file,
-            uid: req.uid,
-            gid: req.gid,
+        // The tar follows in messages of their own.
+        let first = CopyIn {
             data: Vec::new(),
+            ..req
         };
         tokio::spawn(async move {
             if tx.send(first).await.is_err() {

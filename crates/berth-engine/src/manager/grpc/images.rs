@@ -4,92 +4,22 @@
 
 use async_trait::async_trait;
 use berth_api::berth::manager::v1 as pb;
-use berth_api::berth::manager::v1::envelope::Event;
 use berth_api::berth::manager::v1::events_client::EventsClient;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
-use super::{image_from, GrpcManager};
+use super::GrpcManager;
 use crate::error::EngineError;
 use crate::manager::images::{
-    Auth, CommitRequest, DeleteResult, EventKind, ImageManager, LayerProgress, LoadUpdate,
-    ManagerEvent, PruneResult, PullUpdate, PushUpdate, Updates,
+    Auth, CommitRequest, DeleteImageResponse, Envelope, ImageManager, LoadUpdate,
+    PruneImagesResponse, PullUpdate, PushUpdate, Updates,
 };
 use crate::manager::Image;
 
 /// Messages buffered between a manager stream and its reader.
 const QUEUE: usize = 64;
-
-fn auth_to(a: Auth) -> pb::Auth {
-    pb::Auth {
-        username: a.username,
-        password: a.password,
-        identity_token: a.identity_token,
-    }
-}
-
-fn layer_from(l: pb::LayerProgress) -> LayerProgress {
-    LayerProgress {
-        digest: l.digest,
-        status: l.status,
-        current: l.current,
-        total: l.total,
-    }
-}
-
-fn event_from(e: pb::Envelope) -> ManagerEvent {
-    let kind = match e.event {
-        Some(Event::ContainerCreate(c)) => EventKind::ContainerCreate {
-            id: c.id,
-            image: c.image,
-        },
-        Some(Event::ContainerDelete(c)) => EventKind::ContainerDelete { id: c.id },
-        Some(Event::TaskStart(t)) => EventKind::TaskStart {
-            id: t.container_id,
-            pid: t.pid,
-        },
-        Some(Event::TaskExit(t)) => EventKind::TaskExit {
-            id: t.container_id,
-            exec_id: t.exec_id,
-            pid: t.pid,
-            exit_status: t.exit_status,
-            oom_killed: t.oom_killed,
-            exited_at: t.exited_at,
-            reason: t.reason,
-        },
-        Some(Event::TaskOom(t)) => EventKind::TaskOom { id: t.container_id },
-        Some(Event::TaskPaused(t)) => EventKind::TaskPaused { id: t.container_id },
-        Some(Event::TaskResumed(t)) => EventKind::TaskResumed { id: t.container_id },
-        Some(Event::TaskExecAdded(t)) => EventKind::TaskExecAdded {
-            id: t.container_id,
-            exec_id: t.exec_id,
-        },
-        Some(Event::TaskExecStarted(t)) => EventKind::TaskExecStarted {
-            id: t.container_id,
-            exec_id: t.exec_id,
-        },
-        Some(Event::ImageCreate(i)) => EventKind::ImageCreate {
-            name: i.name,
-            id: i.id,
-        },
-        Some(Event::ImageUpdate(i)) => EventKind::ImageUpdate {
-            name: i.name,
-            id: i.id,
-        },
-        Some(Event::ImageDelete(i)) => EventKind::ImageDelete {
-            name: i.name,
-            id: i.id,
-        },
-        _ => EventKind::Other,
-    };
-    ManagerEvent {
-        timestamp: e.timestamp,
-        topic: e.topic,
-        kind,
-    }
-}
 
 /// A request stream fed by a channel.
 pub(super) fn from_channel<T: Send + 'static>(
@@ -140,7 +70,7 @@ impl ImageManager for GrpcManager {
             .images()
             .pull(pb::PullRequest {
                 reference: reference.to_string(),
-                auth: Some(auth_to(auth)),
+                auth: Some(auth),
                 insecure: false,
                 platform: String::new(),
             })
@@ -148,8 +78,8 @@ impl ImageManager for GrpcManager {
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(self.pump(s, |m: pb::PullProgress| match m.image {
-            Some(i) => PullUpdate::Done(Box::new(image_from(i))),
-            None => PullUpdate::Layer(m.layer.map(layer_from).unwrap_or_default()),
+            Some(i) => PullUpdate::Done(Box::new(i)),
+            None => PullUpdate::Layer(m.layer.unwrap_or_default()),
         }))
     }
 
@@ -162,14 +92,14 @@ impl ImageManager for GrpcManager {
             .images()
             .push(pb::PushRequest {
                 reference: reference.to_string(),
-                auth: Some(auth_to(auth)),
+                auth: Some(auth),
                 insecure: false,
             })
             .await
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(self.pump(s, |m: pb::PushProgress| match m.layer {
-            Some(l) if m.digest.is_empty() => PushUpdate::Layer(layer_from(l)),
+            Some(l) if m.digest.is_empty() => PushUpdate::Layer(l),
             _ => PushUpdate::Done { digest: m.digest },
         }))
     }
@@ -203,13 +133,12 @@ impl ImageManager for GrpcManager {
                 }
             }
         });
-        let img = self
+        Ok(self
             .images()
             .import(from_channel(rx))
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(img))
+            .into_inner())
     }
 
     async fn images_load(
@@ -237,8 +166,8 @@ impl ImageManager for GrpcManager {
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(self.pump(s, |m: pb::LoadProgress| match m.image {
-            Some(i) => LoadUpdate::Image(Box::new(image_from(i))),
-            None => LoadUpdate::Layer(m.layer.map(layer_from).unwrap_or_default()),
+            Some(i) => LoadUpdate::Image(Box::new(i)),
+            None => LoadUpdate::Layer(m.layer.unwrap_or_default()),
         }))
     }
 
@@ -256,7 +185,7 @@ impl ImageManager for GrpcManager {
     }
 
     async fn images_tag(&self, source: &str, target: &str) -> Result<Image, EngineError> {
-        let i = self
+        Ok(self
             .images()
             .tag(pb::TagRequest {
                 source: source.to_string(),
@@ -264,8 +193,7 @@ impl ImageManager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(i))
+            .into_inner())
     }
 
     async fn images_delete(
@@ -273,8 +201,8 @@ impl ImageManager for GrpcManager {
         reference: &str,
         force: bool,
         no_prune: bool,
-    ) -> Result<DeleteResult, EngineError> {
-        let r = self
+    ) -> Result<DeleteImageResponse, EngineError> {
+        Ok(self
             .images()
             .delete(pb::DeleteImageRequest {
                 reference: reference.to_string(),
@@ -283,18 +211,14 @@ impl ImageManager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(DeleteResult {
-            untagged: r.untagged,
-            deleted: r.deleted,
-        })
+            .into_inner())
     }
 
-    async fn images_commit(&self, req: CommitRequest) -> Result<Image, EngineError> {
+    async fn images_commit(&self, req: CommitRequest, pause: bool) -> Result<Image, EngineError> {
         let task = pb::TaskId {
             container_id: req.container_id.clone(),
         };
-        let paused = req.pause
+        let paused = pause
             && self
                 .tasks()
                 .pause(task.clone())
@@ -316,51 +240,36 @@ impl ImageManager for GrpcManager {
         &self,
         all: bool,
         filters: Vec<String>,
-    ) -> Result<PruneResult, EngineError> {
-        let r = self
+    ) -> Result<PruneImagesResponse, EngineError> {
+        Ok(self
             .images()
             .prune(pb::PruneImagesRequest { all, filters })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(PruneResult {
-            deleted: r.deleted,
-            space_reclaimed: r.space_reclaimed,
-        })
+            .into_inner())
     }
 
     async fn events_subscribe(
         &self,
         filters: Vec<String>,
-    ) -> Result<Updates<ManagerEvent>, EngineError> {
+    ) -> Result<Updates<Envelope>, EngineError> {
         let s = EventsClient::new(self.channel.clone())
             .subscribe(pb::SubscribeRequest { filters })
             .await
             .map_err(|s| self.error(s))?
             .into_inner();
-        Ok(self.pump(s, event_from))
+        Ok(self.pump(s, |e| e))
     }
 }
 
 impl GrpcManager {
     /// `Images.Commit` itself.
     async fn commit_rpc(&self, req: CommitRequest) -> Result<Image, EngineError> {
-        let i = self
+        Ok(self
             .images()
-            .commit(pb::CommitRequest {
-                container_id: req.container_id,
-                reference: req.reference,
-                author: req.author,
-                comment: req.comment,
-                changes: req.changes,
-                config: req.config,
-                parent: req.parent,
-                created_by: req.created_by,
-                exclude: req.exclude,
-            })
+            .commit(req)
             .await
             .map_err(|s| self.error(s))?
-            .into_inner();
-        Ok(image_from(i))
+            .into_inner())
     }
 }

@@ -121,7 +121,7 @@ if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
 else
   echo "docker.io not installed: timing berth alone"
 fi
-cmds[1]="${berth[*]} run --rm --network none busybox true"
+cmds[2]="${berth[*]} run --rm --network none busybox true"
 
 # One run in the open first: if the stack cannot run a container, say why.
 "${berth[@]}" run --rm --network none busybox true || { tail -n 20 "$work/berthd.log" "$work/manager.log"; exit 1; }
@@ -236,8 +236,13 @@ if command -v podman >/dev/null; then
   podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --cgroup-manager cgroupfs
     --events-backend file --storage-driver overlay)
   "${podman[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" localhost/busybox:latest >/dev/null
-  ncmds+=(-n podman-bridge "${podman[*]} run --rm localhost/busybox true"
-    -n podman-publish "${podman[*]} run --rm -p 127.0.0.1::80 localhost/busybox true")
+  # Only when it can run a container here (say why otherwise, and go on without it).
+  if "${podman[@]}" run --rm localhost/busybox true >"$work/podman.err" 2>&1; then
+    ncmds+=(-n podman-bridge "${podman[*]} run --rm localhost/busybox true"
+      -n podman-publish "${podman[*]} run --rm -p 127.0.0.1::80 localhost/busybox true")
+  else
+    echo "podman cannot run a container here, left out: $(tail -n 3 "$work/podman.err")"
+  fi
 fi
 "${berth[@]}" run --rm -p 127.0.0.1::80 busybox true || { tail -n 20 "$work/berthd.log"; exit 1; }
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/net.json" "${ncmds[@]}"

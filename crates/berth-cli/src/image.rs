@@ -463,6 +463,25 @@ pub async fn inspect(c: &Client, a: ImageInspectArgs) -> Result<i32> {
     crate::container::print_inspect(a.format.as_deref(), found, errors).await
 }
 
+/// An image prune's `ImagesDeleted`, as docker prints it (`image prune`, `system
+/// prune`).
+pub fn print_deleted_images(deleted: &Value) {
+    let deleted: Vec<&Value> = deleted.as_array().into_iter().flatten().collect();
+    if deleted.is_empty() {
+        return;
+    }
+    println!("Deleted Images:");
+    for d in deleted {
+        if let Some(u) = d["Untagged"].as_str() {
+            println!("untagged: {u}");
+        }
+        if let Some(x) = d["Deleted"].as_str() {
+            println!("deleted: {x}");
+        }
+    }
+    println!();
+}
+
 pub async fn prune(c: &Client, a: ImagePruneArgs) -> Result<i32> {
     let what = if a.all {
         "WARNING! This will remove all images without at least one container associated to them."
@@ -480,23 +499,7 @@ pub async fn prune(c: &Client, a: ImagePruneArgs) -> Result<i32> {
     let v = c
         .json(Method::POST, &format!("/images/prune?filters={f}"), None)
         .await?;
-    let deleted: Vec<&Value> = v["ImagesDeleted"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    if !deleted.is_empty() {
-        println!("Deleted Images:");
-        for d in deleted {
-            if let Some(u) = d["Untagged"].as_str() {
-                println!("untagged: {u}");
-            }
-            if let Some(x) = d["Deleted"].as_str() {
-                println!("deleted: {x}");
-            }
-        }
-        println!();
-    }
+    print_deleted_images(&v["ImagesDeleted"]);
     println!(
         "Total reclaimed space: {}",
         units::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))

@@ -788,23 +788,7 @@ pub async fn prune(c: &Client, a: SystemPruneArgs) -> Result<i32> {
     let v = c
         .json(Method::POST, &format!("/images/prune?filters={iq}"), None)
         .await?;
-    let deleted: Vec<&Json> = v["ImagesDeleted"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    if !deleted.is_empty() {
-        println!("Deleted Images:");
-        for d in deleted {
-            if let Some(u) = d["Untagged"].as_str() {
-                println!("untagged: {u}");
-            }
-            if let Some(x) = d["Deleted"].as_str() {
-                println!("deleted: {x}");
-            }
-        }
-        println!();
-    }
+    crate::image::print_deleted_images(&v["ImagesDeleted"]);
     total += v["SpaceReclaimed"].as_f64().unwrap_or(0.0);
     if let Ok(v) = c
         .json(Method::POST, &format!("/build/prune{fq}"), None)

@@ -71,9 +71,11 @@ CMD ["sh", "/start.sh"]
 "#;
 
 /// What web serves: its environment, what db wrote into the shared volume, and
-/// whether db's name resolves on the project network (db is healthy, so running,
-/// before web starts).
-const WEB_START: &str = r#"echo "$GREETING $(cat /data/value) $(ping -c1 -W2 db >/dev/null 2>&1 && echo db-reachable)" > /www/index.html
+/// whether db's name resolves on the project network. db is healthy before web's
+/// first start, but `docker-compose restart` restarts both at once, so web may come
+/// up while db is still down: it asks again for a while instead of once.
+const WEB_START: &str = r#"r=""; for i in $(seq 30); do ping -c1 -W1 db >/dev/null 2>&1 && r=db-reachable && break; sleep 0.5; done
+echo "$GREETING $(cat /data/value) $r" > /www/index.html
 echo web-starting
 exec httpd -f -p 8080 -h /www
 "#;
@@ -149,9 +151,15 @@ fn get(addr: &str) -> Option<String> {
 }
 
 fn served(addr: &str) {
-    support::eventually("web serves on its published port", || {
-        get(addr).filter(|b| b == SERVED)
+    let mut last = None;
+    let found = support::eventually_or_none(|| {
+        last = get(addr);
+        last.as_deref().filter(|b| *b == SERVED).map(|_| ())
     });
+    assert!(
+        found.is_some(),
+        "web never served {SERVED:?} on {addr}; last answer: {last:?}"
+    );
 }
 
 /// Interfaces enslaved to `bridge`, pinned network namespaces and network

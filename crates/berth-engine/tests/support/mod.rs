@@ -84,6 +84,21 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Polls `f` as [`eventually`] does, giving `None` instead of panicking, so that
+/// the caller can say what it saw last.
+pub fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= EVENTUALLY {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A private manager + berthd; dropping it cleans up everything they made.
 pub struct Stack {
     dir: tempfile::TempDir,

@@ -453,3 +453,127 @@ fn docker_build_and_berth_build() {
     let log = stack.ok(&docker, &["build", "-t", "app", &ctx]);
     assert_eq!(count(&log, "Using cache"), 0, "{log}");
 }
+
+/// A one-thread HTTP/1.0 server on 127.0.0.1:`port` answering GETs for the paths
+/// of `files` with their bodies (404 otherwise) until the guard drops.
+struct Served {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start_on(port: u16, files: Vec<(&'static str, Vec<u8>)>) -> Served {
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                let mut req = Vec::new();
+                let mut b = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                    req.push(b[0]);
+                }
+                let req = String::from_utf8_lossy(&req);
+                let path = req.split(' ').nth(1).unwrap_or("");
+                let _ = match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => s
+                        .write_all(
+                            format!(
+                                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| s.write_all(body)),
+                    None => s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+                };
+            }
+        });
+        Served {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ADD <url>` and a `remote=` tarball context: both downloaded by berthd from a
+/// server on 127.0.0.1, the file added with mode 0600 and the server's time, and
+/// the downloads gone from the builder's directory afterwards.
+#[test]
+fn add_url_and_remote_context() {
+    let _serial = support::serial();
+    if !berth_testutil::is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let greeting = b"hello over http\n".to_vec();
+    // The context tar refers to the server's port, so the server starts first and
+    // the tar is served from a slot filled afterwards.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let dockerfile = format!(
+        "FROM busybox\nADD http://127.0.0.1:{port}/greeting.txt /g/\nCMD [\"sh\", \"-c\", \"cat /g/greeting.txt; stat -c '%a %Y' /g/greeting.txt\"]\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    let ctx = tar.into_inner().unwrap();
+    let served = Served::start_on(port, vec![("/greeting.txt", greeting), ("/ctx.tar", ctx)]);
+
+    let stack = Stack::start();
+    let (code, body) = stack.http(
+        "POST",
+        &format!(
+            "/build?t=fromurl&remote=http://127.0.0.1:{}/ctx.tar",
+            served.port
+        ),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("Successfully tagged fromurl:latest"),
+        "{body}"
+    );
+    let berth = berth_testutil::binary("berth");
+    let ran = stack.ok(&berth, &["run", "--rm", "fromurl"]);
+    // 2026-12-01T10:00:00Z is 1796119200.
+    assert_eq!(ran, "hello over http\n600 1796119200\n", "{ran}");
+    // A missing file fails the build with the URL in the message.
+    let (code, body) = stack.http(
+        "POST",
+        &format!("/build?remote=http://127.0.0.1:{}/nothing.tar", served.port),
+        b"",
+    );
+    assert!(code != 200 || body.contains("errorDetail"), "{code} {body}");
+    assert!(body.contains("nothing.tar"), "{body}");
+    let left: Vec<_> = std::fs::read_dir(stack.path("engine/builder/tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

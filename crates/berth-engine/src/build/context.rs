@@ -319,19 +319,32 @@ pub async fn fetch_remote(url: &str, dest: &Path) -> Result<Option<String>, Cont
         let _ = fs::remove_dir_all(&clone);
         return Ok(None);
     }
-    let body = super::http::get(url)
+    // Beside the context, not in it: the download is not one of its files.
+    let file = dest.with_extension("download");
+    let body = super::http::get(url, &file)
         .await
         .map_err(|e| ContextError::Remote(format!("downloading {url}: {e}")))?;
-    if sniff(&body.data) != Compression::None || looks_like_tar(&body.data) {
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || unpack(&body.data[..], &dest))
-            .await
-            .map_err(|e| ContextError::Remote(e.to_string()))??;
-        Ok(None)
-    } else {
-        fs::write(dest.join("Dockerfile"), &body.data).map_err(ContextError::Read)?;
-        Ok(Some("Dockerfile".to_string()))
-    }
+    let dest = dest.to_path_buf();
+    let r = tokio::task::spawn_blocking(move || -> Result<Option<String>, ContextError> {
+        let mut f = fs::File::open(&body.path).map_err(ContextError::Read)?;
+        let mut head = Vec::with_capacity(512);
+        (&mut f)
+            .take(512)
+            .read_to_end(&mut head)
+            .map_err(ContextError::Read)?;
+        if sniff(&head) != Compression::None || looks_like_tar(&head) {
+            let f = fs::File::open(&body.path).map_err(ContextError::Read)?;
+            unpack(io::BufReader::new(f), &dest)?;
+            Ok(None)
+        } else {
+            fs::rename(&body.path, dest.join("Dockerfile")).map_err(ContextError::Read)?;
+            Ok(Some("Dockerfile".to_string()))
+        }
+    })
+    .await
+    .map_err(|e| ContextError::Remote(e.to_string()));
+    let _ = fs::remove_file(&file);
+    r?
 }
 
 #[cfg(test)]

@@ -27,10 +27,18 @@ pub struct Item {
 pub enum Resolved {
     /// A file or directory on disk (in the context or a stage's files).
     Path { path: PathBuf, name: String },
-    /// Bytes with a name (ADD URL, heredoc).
+    /// Bytes with a name (a heredoc).
     Data {
         name: String,
         data: Vec<u8>,
+        mode: u32,
+        mtime: i64,
+    },
+    /// A downloaded file (ADD URL): packed with the given name, mode and time,
+    /// whatever the file on disk has.
+    Downloaded {
+        path: PathBuf,
+        name: String,
         mode: u32,
         mtime: i64,
     },
@@ -170,6 +178,12 @@ pub fn checksum(r: &Resolved) -> io::Result<String> {
             h.update(data);
             Ok(format!("file:{}", hex(&h.finalize())))
         }
+        // The same sum as the bytes would have as Data.
+        Resolved::Downloaded { path, mode, .. } => {
+            h.update(format!("{mode:o}\0").as_bytes());
+            io::copy(&mut fs::File::open(path)?, &mut HashWriter(&mut h))?;
+            Ok(format!("file:{}", hex(&h.finalize())))
+        }
     }
 }
 
@@ -199,6 +213,18 @@ fn header_for(md: &fs::Metadata, own: &Ownership) -> tar::Header {
     h.set_gid(u64::from(own.gid));
     h.set_mtime(md.mtime().max(0) as u64);
     h.set_size(0);
+    h
+}
+
+/// The header of a file whose mode and time come with it, not from the disk.
+fn named_file_header(mode: u32, mtime: i64, size: u64, own: &Ownership) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(own.mode.unwrap_or(mode));
+    h.set_uid(u64::from(own.uid));
+    h.set_gid(u64::from(own.gid));
+    h.set_mtime(mtime.max(0) as u64);
+    h.set_size(size);
     h
 }
 
@@ -275,14 +301,19 @@ pub fn pack(
             mode,
             mtime,
         } => {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(own.mode.unwrap_or(*mode));
-            h.set_uid(u64::from(own.uid));
-            h.set_gid(u64::from(own.gid));
-            h.set_mtime((*mtime).max(0) as u64);
-            h.set_size(data.len() as u64);
+            let mut h = named_file_header(*mode, *mtime, data.len() as u64, own);
             b.append_data(&mut h, name, &data[..])?;
+            item.dest_is_file = !dest_dir;
+        }
+        Resolved::Downloaded {
+            path,
+            name,
+            mode,
+            mtime,
+        } => {
+            let f = fs::File::open(path)?;
+            let mut h = named_file_header(*mode, *mtime, f.metadata()?.len(), own);
+            b.append_data(&mut h, name, f)?;
             item.dest_is_file = !dest_dir;
         }
         Resolved::Archive { path } => {

@@ -1,19 +1,25 @@
 //! Downloads for `ADD <url>` and `remote=`: plain HTTP/1.1 GET with a bounded number
 //! of redirects and a bounded size. TLS is not spoken (builds here reach hosts on the
-//! machine and its networks); an https URL is refused with a clear message.
+//! machine and its networks); an https URL is refused with a clear message. A body
+//! goes to a file as it arrives, never into memory whole: concurrent builds must not
+//! be able to hold a gigabyte each in the daemon.
 
-use http_body_util::{BodyExt, Empty, Limited};
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 /// The largest download taken (1 GiB).
-const MAX_BYTES: usize = 1 << 30;
+const MAX_BYTES: u64 = 1 << 30;
 const MAX_REDIRECTS: usize = 10;
 
 /// What a download brought.
 #[derive(Debug, Clone)]
 pub struct Download {
-    pub data: Vec<u8>,
+    /// The file the body was written to (the `to` of [`get`]).
+    pub path: PathBuf,
     /// `Last-Modified`, as Unix seconds.
     pub modified: Option<i64>,
     /// The last path segment of the final URL ("" when it has none).
@@ -48,8 +54,17 @@ fn split(url: &str) -> Result<(String, u16, String), String> {
     Ok((host, port, path.to_string()))
 }
 
-/// GETs `url`, following redirects.
-pub async fn get(url: &str) -> Result<Download, String> {
+/// GETs `url`, following redirects, into the new file `to` (removed again when
+/// the download fails).
+pub async fn get(url: &str, to: &Path) -> Result<Download, String> {
+    let r = get_inner(url, to).await;
+    if r.is_err() {
+        let _ = tokio::fs::remove_file(to).await;
+    }
+    r
+}
+
+async fn get_inner(url: &str, to: &Path) -> Result<Download, String> {
     let mut url = url.to_string();
     for _ in 0..MAX_REDIRECTS {
         let (host, port, path) = split(&url)?;
@@ -91,11 +106,30 @@ pub async fn get(url: &str) -> Result<Download, String> {
             .and_then(|v| v.to_str().ok())
             .and_then(|s| chrono::DateTime::parse_from_rfc2822(s).ok())
             .map(|t| t.timestamp());
-        let body = Limited::new(resp.into_body(), MAX_BYTES)
-            .collect()
+        let mut body = resp.into_body();
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
             .await
-            .map_err(|e| format!("{url}: {e}"))?
-            .to_bytes();
+            .map_err(|e| format!("creating {}: {e}", to.display()))?;
+        let mut size: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("{url}: {e}"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            size += data.len() as u64;
+            if size > MAX_BYTES {
+                return Err(format!("{url}: larger than {MAX_BYTES} bytes"));
+            }
+            file.write_all(&data)
+                .await
+                .map_err(|e| format!("writing {}: {e}", to.display()))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| format!("writing {}: {e}", to.display()))?;
         let file_name = path
             .split(['?', '#'])
             .next()
@@ -105,8 +139,7 @@ pub async fn get(url: &str) -> Result<Download, String> {
             .unwrap_or("")
             .to_string();
         return Ok(Download {
-            // Without a copy when the buffer is this download's alone.
-            data: Vec::from(body),
+            path: to.to_path_buf(),
             modified,
             file_name,
         });

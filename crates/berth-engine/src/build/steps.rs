@@ -21,6 +21,9 @@ use crate::api::images::familiar;
 use crate::engine::Engine;
 use crate::error::EngineError;
 
+/// Names the files `ADD <url>` downloads into a build's work directory.
+static DOWNLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Build args every build knows without an ARG (kept out of history unless declared).
 const PROXY_ARGS: &[&str] = &[
     "HTTP_PROXY",
@@ -796,15 +799,19 @@ impl<'a> Builder<'a> {
                 Source::Path(p) => {
                     let p = self.word(st, p)?;
                     if c.add && (p.starts_with("http://") || p.starts_with("https://")) {
-                        let d = super::http::get(&p).await.map_err(BuildError::new)?;
+                        let to = self.tmp.path.join(format!(
+                            "download-{}",
+                            DOWNLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        ));
+                        let d = super::http::get(&p, &to).await.map_err(BuildError::new)?;
                         let fname = if d.file_name.is_empty() {
                             "index.html".to_string()
                         } else {
                             d.file_name.clone()
                         };
-                        resolved.push(Resolved::Data {
+                        resolved.push(Resolved::Downloaded {
+                            path: d.path,
                             name: fname,
-                            data: d.data,
                             mode: 0o600,
                             mtime: d.modified.unwrap_or(0),
                         });

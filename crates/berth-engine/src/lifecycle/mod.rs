@@ -267,30 +267,43 @@ pub(crate) async fn start_locked(
             volumes: &vols,
             host: &engine.host,
         })?;
-        hooks::before_task_create(engine, rec, &mut spec).await?;
+        let pending = hooks::before_task_create(engine, rec, &mut spec).await?;
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
-        engine
-            .manager
-            .containers_update(
-                manager::Container {
-                    id: id.clone(),
-                    spec: spec_json,
-                    ..manager::Container::default()
-                },
-                vec!["spec".to_string()],
-            )
-            .await?;
-        // A stopped task from an earlier run must go before a new one is created.
-        match engine.manager.tasks_delete(&id, true).await {
-            Ok(_) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(e) => return Err(e),
+        let create = async {
+            engine
+                .manager
+                .containers_update(
+                    manager::Container {
+                        id: id.clone(),
+                        spec: spec_json,
+                        ..manager::Container::default()
+                    },
+                    vec!["spec".to_string()],
+                )
+                .await?;
+            // A stopped task from an earlier run must go before a new one is created.
+            match engine.manager.tasks_delete(&id, true).await {
+                Ok(_) => {}
+                Err(e) if already_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+            engine
+                .manager
+                .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
+                .await
+        };
+        // Both run to their end, whatever the other does: a setup cut off halfway
+        // would leave what it made behind.
+        let (networked, created) =
+            tokio::join!(hooks::while_task_created(engine, &id, pending), create);
+        if networked.is_ok() && matches!(created, Err(EngineError::ManagerUnavailable { .. })) {
+            // A start the manager never heard of leaves the container as it was,
+            // and so its network.
+            hooks::after_task_gone(engine, &id).await;
         }
-        engine
-            .manager
-            .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
-            .await?;
+        networked?;
+        created?;
         engine.manager.tasks_start(&id, "").await
     }
     .await;

@@ -295,8 +295,12 @@ pub(crate) async fn start_locked(
         };
         // Both run to their end, whatever the other does: a setup cut off halfway
         // would leave what it made behind.
-        let (networked, created) =
-            tokio::join!(hooks::while_task_created(engine, &id, pending), create);
+        let began = std::time::Instant::now();
+        let ((networked, network_ms), (created, task_ms)) = tokio::join!(
+            timed(began, hooks::while_task_created(engine, &id, pending)),
+            timed(began, create)
+        );
+        tracing::debug!(container = %id, network_ms, task_ms, "network and task ready");
         if networked.is_ok() && matches!(created, Err(EngineError::ManagerUnavailable { .. })) {
             // A start the manager never heard of leaves the container as it was,
             // and so its network.
@@ -318,6 +322,12 @@ pub(crate) async fn start_locked(
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())
+}
+
+/// `f`'s output, and the milliseconds from `began` to its end.
+async fn timed<T>(began: std::time::Instant, f: impl Future<Output = T>) -> (T, u64) {
+    let out = f.await;
+    (out, began.elapsed().as_millis() as u64)
 }
 
 /// A start failed: the task goes, the container is `exited` with dockerd's code and

@@ -832,7 +832,9 @@ async fn plan_at_start<'a>(
     cfg: &ContainerNetConfig,
 ) -> Result<PendingSetup<'a>, EngineError> {
     let nets = &engine.networks;
+    let began = std::time::Instant::now();
     let ops = nets.ops.lock().await;
+    let locked_ms = began.elapsed().as_millis() as u64;
     let netns = nets.netns_path(&rec.id);
     let mut live = nets.live(&rec.id).unwrap_or_else(|| LiveState {
         container_id: rec.id.clone(),
@@ -847,6 +849,7 @@ async fn plan_at_start<'a>(
         .ensure_netns(&netns)
         .await
         .map_err(NetworkError::from)?;
+    let netns_ms = began.elapsed().as_millis() as u64;
     let mut nets_of = vec![];
     for ep in &cfg.endpoints {
         let net = nets.get(&ep.network_id).map_err(|_| {
@@ -896,6 +899,13 @@ async fn plan_at_start<'a>(
         let _ = nets.put_live(&live);
         return Err(e);
     }
+    tracing::debug!(
+        container = %rec.id,
+        locked_ms,
+        netns_ms,
+        total_ms = began.elapsed().as_millis() as u64,
+        "network planned (namespace, ports, addresses, /etc files)"
+    );
     Ok(PendingSetup {
         _ops: ops,
         work: Pending::Networks {
@@ -1063,11 +1073,14 @@ fn write_etc(
 /// torn down and its host ports freed; its namespace stays for the next start.
 pub async fn container_stopped(engine: &Engine, id: &str) {
     let nets = &engine.networks;
+    let began = std::time::Instant::now();
     let _ops = nets.ops.lock().await;
     let Some(mut live) = nets.live(id) else {
         return;
     };
+    let locked_ms = began.elapsed().as_millis() as u64;
     detach_all(engine, &mut live).await;
+    tracing::debug!(container = %id, locked_ms, total_ms = began.elapsed().as_millis() as u64, "network torn down");
     live.ports.clear();
     nets.release_ports(id);
     if let Err(e) = nets.put_live(&live) {

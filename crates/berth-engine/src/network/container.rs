@@ -872,7 +872,10 @@ async fn plan_at_start<'a>(
     live.ports = picked.ports.clone();
     nets.hold_ports(&rec.id, picked.held);
     let planned = (|| {
-        nets.put_live(&live)?;
+        if nets_of.is_empty() {
+            // Otherwise each plan records the ports with it: one write fewer.
+            nets.put_live(&live)?;
+        }
         for (i, (net, settings)) in nets_of.iter().enumerate() {
             let mappings = if i == 0 {
                 Some(ports::mappings(&live.ports))

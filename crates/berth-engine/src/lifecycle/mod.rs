@@ -267,7 +267,12 @@ pub(crate) async fn start_locked(
             volumes: &vols,
             host: &engine.host,
         })?;
-        let pending = hooks::before_task_create(engine, rec, &mut spec).await?;
+        let mut pending = hooks::before_task_create(engine, rec, &mut spec).await?;
+        if sets_network_sysctls(&spec) {
+            // The runtime writes them when it creates the task, and one may name an
+            // interface netavark makes (net.ipv4.conf.eth0.*): the network first.
+            hooks::while_task_created(engine, &id, pending.take()).await?;
+        }
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
         let create = async {
@@ -322,6 +327,14 @@ pub(crate) async fn start_locked(
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())
+}
+
+/// Whether the spec sets sysctls of the network namespace.
+fn sets_network_sysctls(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| s.keys().any(|k| k.starts_with("net.")))
 }
 
 /// `f`'s output, and the milliseconds from `began` to its end.
@@ -719,6 +732,24 @@ pub fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_sysctls_set_the_network_up_before_the_task() {
+        let mut spec = oci_spec::runtime::Spec::default();
+        assert!(!sets_network_sysctls(&spec));
+        let with = |k: &str| {
+            let mut linux = oci_spec::runtime::Linux::default();
+            linux.set_sysctl(Some(std::collections::HashMap::from([(
+                k.to_string(),
+                "1".to_string(),
+            )])));
+            Some(linux)
+        };
+        spec.set_linux(with("kernel.msgmax"));
+        assert!(!sets_network_sysctls(&spec));
+        spec.set_linux(with("net.ipv4.conf.eth0.rp_filter"));
+        assert!(sets_network_sysctls(&spec));
+    }
 
     #[test]
     fn signals() {

@@ -153,7 +153,10 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             }
         }
     };
-    tokio::join!(released, rest);
+    // Biased: the teardown is polled first, so it has the network lock (or is first
+    // in line for it) before anyone hears of the exit, and a network request made
+    // after that hearing (a `network rm`, a `disconnect`) comes after it.
+    tokio::join!(biased; released, rest);
 }
 
 /// What makes a `die` once-only: the container, its run's init pid and the time

@@ -612,12 +612,17 @@ fn dns_hosts_and_container_options() {
                 &format!("{up}:upper"),
                 "--mac-address",
                 "02:42:0a:0b:0c:0d",
+                // Written by the runtime at create: eth0 must exist by then.
+                "--sysctl",
+                "net.ipv4.conf.eth0.rp_filter=2",
                 "busybox",
                 "sh",
                 "-c",
-                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0; env",
+                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0; \
+                 echo rp_filter=$(cat /proc/sys/net/ipv4/conf/eth0/rp_filter); env",
             ],
         );
+        assert!(out.contains("\nrp_filter=2\n"), "{out}");
         assert!(out.contains("\tbox.example.org box\n"), "{out}");
         assert!(out.contains("192.0.2.10\tdb\n"), "{out}");
         assert!(out.contains(&format!("{gw}\tgw\n")), "{out}");

@@ -84,10 +84,12 @@ struct Leftovers {
 }
 
 fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
+    let keepers = keeper_links(stack);
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     let veths = stdout(&links)
         .lines()
         .filter(|l| bridges.iter().any(|b| l.contains(&format!("master {b} "))))
+        .filter(|l| !keepers.iter().any(|k| l.starts_with(&format!("{k}: "))))
         .map(str::to_string)
         .collect();
     let list = |d: &str| -> Vec<String> {
@@ -122,6 +124,33 @@ fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
         dns,
         live: list("engine-run/network/containers"),
     }
+}
+
+/// The host ends (interface indexes) of the bridges' keepers' veths: a network keeps
+/// one interface of no container on its bridge while it exists.
+fn keeper_links(stack: &Stack) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(stack.path("engine-run/network/keepers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ns"))
+    {
+        let o = Command::new("nsenter")
+            .arg(format!("--net={}", e.path().display()))
+            .args(["ip", "-o", "link", "show", "eth0"])
+            .output()
+            .unwrap();
+        // "2: eth0@if37: <...": 37 is the host end.
+        if let Some(idx) = stdout(&o)
+            .split_once("@if")
+            .and_then(|(_, r)| r.split_once(':'))
+            .map(|(i, _)| i.to_string())
+        {
+            out.push(idx);
+        }
+    }
+    out
 }
 
 fn create_network(stack: &Stack, cli: &Path, name: &str) -> (String, String) {
@@ -583,12 +612,17 @@ fn dns_hosts_and_container_options() {
                 &format!("{up}:upper"),
                 "--mac-address",
                 "02:42:0a:0b:0c:0d",
+                // Written by the runtime at create: eth0 must exist by then.
+                "--sysctl",
+                "net.ipv4.conf.eth0.rp_filter=2",
                 "busybox",
                 "sh",
                 "-c",
-                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0; env",
+                "cat /etc/hosts /etc/resolv.conf; hostname; ip link show eth0; \
+                 echo rp_filter=$(cat /proc/sys/net/ipv4/conf/eth0/rp_filter); env",
             ],
         );
+        assert!(out.contains("\nrp_filter=2\n"), "{out}");
         assert!(out.contains("\tbox.example.org box\n"), "{out}");
         assert!(out.contains("192.0.2.10\tdb\n"), "{out}");
         assert!(out.contains(&format!("{gw}\tgw\n")), "{out}");
@@ -834,16 +868,11 @@ fn create_start_rm_cycles_leak_nothing() {
             });
         }
     });
-    // Nothing of the network is left: no veth on its bridge, no rule naming its
-    // subnet or its netavark name (its DNAT rules name both), no DNS line, no
-    // namespace or live state.
-    let left = leftovers(
-        &stack,
-        &[&br],
-        &[subnet.trim_end_matches(".0/24"), &nv_name],
-    );
+    // Nothing of the containers is left: no veth on the bridge (its keeper's
+    // aside), no rule naming the network's netavark name (the containers' DNAT
+    // rules do), no DNS line, no namespace or live state.
+    let left = leftovers(&stack, &[&br], &[&nv_name]);
     assert_eq!(left, Leftovers::default());
-    assert!(!Path::new(&format!("/sys/class/net/{br}")).exists());
     // Every address went back: the next container gets the first one again.
     stack.ok(
         &berth,
@@ -863,6 +892,15 @@ fn create_start_rm_cycles_leak_nothing() {
     assert_eq!(ip_of(&stack, "last", "cycles"), first);
     stack.ok(&berth, &["rm", "-f", "last"]);
     stack.ok(&berth, &["network", "rm", "cycles"]);
+    // With the network, its bridge, its keeper and every rule naming its subnet.
+    let left = leftovers(
+        &stack,
+        &[&br],
+        &[subnet.trim_end_matches(".0/24"), &nv_name],
+    );
+    assert_eq!(left, Leftovers::default());
+    assert!(!Path::new(&format!("/sys/class/net/{br}")).exists());
+    assert!(keeper_links(&stack).is_empty());
 }
 
 /// The network follows the task, not the container: a run that ends on its own

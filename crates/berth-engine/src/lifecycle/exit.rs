@@ -101,43 +101,62 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
     };
     let key = die_key(id, pid, &end.finished_at);
     // What the run held (its network, its host ports) is released before anyone
-    // hears of the exit: a `run` that returned, or a `wait`, can be followed at once
-    // by a container that takes the same host port. Done again harmlessly when the
-    // exit is applied again after a crash.
-    super::hooks::after_task_gone(engine, id).await;
-    let recorded = engine.store.update(id, |r| {
-        match delay {
-            Some(_) => state::set_restarting(&mut r.state, &end),
-            None => state::set_exited(&mut r.state, &end),
-        }
-        r.pending_die = Some(key.clone());
-    });
-    if let Err(e) = recorded {
-        // Nothing was published: the next reconcile applies it again.
-        tracing::warn!(container = %id, error = %e, "recording the exit");
-        return;
+    // hears of the exit when it holds host ports: a `run` that returned, or a `wait`,
+    // can be followed at once by a container that takes the same host port. Without
+    // host ports nothing of it can be taken again sooner than its removal, so the
+    // teardown runs alongside the rest (the exit recorded and published, the task
+    // deleted, AutoRemove), each to its end: the removal waits for it (one network
+    // lock) before it answers, and so does anything else of this container (its
+    // lock, held until both are done). Done again harmlessly when the exit is
+    // applied again after a crash.
+    let ports = super::hooks::holds_host_ports(engine, id);
+    if ports {
+        super::hooks::after_task_gone(engine, id).await;
     }
-    tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
-    publish_die(engine, id, exit.code, &key);
-    let _ = engine.events.send(ContainerEvent::Exited {
-        id: id.to_string(),
-        code: exit.code,
-        restarting: delay.is_some(),
-    });
-    match engine.manager.tasks_delete(id, true).await {
-        Ok(_) => {}
-        Err(e) if already_gone(&e) => {}
-        Err(e) => {
-            tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)")
+    let released = async {
+        if !ports {
+            super::hooks::after_task_gone(engine, id).await;
         }
-    }
-    if let Some(delay) = delay {
-        restart_later(engine, id, delay, true);
-    } else if rec.host_config.auto_remove == Some(true) {
-        if let Err(e) = remove_locked(engine, id).await {
-            tracing::warn!(container = %id, error = %e, "auto-remove failed");
+    };
+    let rest = async {
+        let recorded = engine.store.update(id, |r| {
+            match delay {
+                Some(_) => state::set_restarting(&mut r.state, &end),
+                None => state::set_exited(&mut r.state, &end),
+            }
+            r.pending_die = Some(key.clone());
+        });
+        if let Err(e) = recorded {
+            // Nothing was published: the next reconcile applies it again.
+            tracing::warn!(container = %id, error = %e, "recording the exit");
+            return;
         }
-    }
+        tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
+        publish_die(engine, id, exit.code, &key);
+        let _ = engine.events.send(ContainerEvent::Exited {
+            id: id.to_string(),
+            code: exit.code,
+            restarting: delay.is_some(),
+        });
+        match engine.manager.tasks_delete(id, true).await {
+            Ok(_) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => {
+                tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)")
+            }
+        }
+        if let Some(delay) = delay {
+            restart_later(engine, id, delay, true);
+        } else if rec.host_config.auto_remove == Some(true) {
+            if let Err(e) = remove_locked(engine, id).await {
+                tracing::warn!(container = %id, error = %e, "auto-remove failed");
+            }
+        }
+    };
+    // Biased: the teardown is polled first, so it has the network lock (or is first
+    // in line for it) before anyone hears of the exit, and a network request made
+    // after that hearing (a `network rm`, a `disconnect`) comes after it.
+    tokio::join!(biased; released, rest);
 }
 
 /// What makes a `die` once-only: the container, its run's init pid and the time

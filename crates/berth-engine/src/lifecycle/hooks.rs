@@ -11,18 +11,45 @@ use oci_spec::runtime::Spec;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
+pub use crate::network::container::PendingSetup;
 use crate::store::ContainerRecord;
 
-/// Before every task create (the first start, each restart): may change the spec.
-/// An error fails the start; the container ends `exited` with the error as its
-/// `State.Error`.
-pub async fn before_task_create(
-    engine: &Arc<Engine>,
+/// Before every task create (the first start, each restart): may change the spec,
+/// and makes what the runtime needs to create the task (the network namespace, the
+/// /etc files). What is left comes back, to be run by [`while_task_created`] alongside
+/// the task's creation. An error fails the start; the container ends `exited` with
+/// the error as its `State.Error`.
+pub async fn before_task_create<'a>(
+    engine: &'a Arc<Engine>,
     rec: &ContainerRecord,
     spec: &mut Spec,
-) -> Result<(), EngineError> {
+) -> Result<Option<PendingSetup<'a>>, EngineError> {
     crate::network::container::apply_to_spec(engine, rec, spec)?;
     crate::network::container::container_start(engine, rec).await
+}
+
+/// Alongside the task's creation, done before it starts: the network set up in the
+/// namespace the task joined (netavark is the slow part of a start; the task's
+/// creation is the other). An error fails the start as one of
+/// [`before_task_create`]'s; what was set up is undone already.
+pub async fn while_task_created(
+    engine: &Arc<Engine>,
+    id: &str,
+    pending: Option<PendingSetup<'_>>,
+) -> Result<(), EngineError> {
+    match pending {
+        Some(p) => crate::network::container::finish_start(engine, id, p).await,
+        None => Ok(()),
+    }
+}
+
+/// Whether the run holds host ports: its exit must free them before anyone hears
+/// of it, so that a `run` that returned can be followed by one on the same port.
+pub fn holds_host_ports(engine: &Arc<Engine>, id: &str) -> bool {
+    engine
+        .networks
+        .live(id)
+        .is_some_and(|l| !l.ports.is_empty())
 }
 
 /// After a run started: its health checks.

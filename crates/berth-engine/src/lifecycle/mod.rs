@@ -267,30 +267,52 @@ pub(crate) async fn start_locked(
             volumes: &vols,
             host: &engine.host,
         })?;
-        hooks::before_task_create(engine, rec, &mut spec).await?;
+        let mut pending = hooks::before_task_create(engine, rec, &mut spec).await?;
+        if sets_network_sysctls(&spec) {
+            // The runtime writes them when it creates the task, and one may name an
+            // interface netavark makes (net.ipv4.conf.eth0.*): the network first.
+            hooks::while_task_created(engine, &id, pending.take()).await?;
+        }
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
-        engine
-            .manager
-            .containers_update(
-                manager::Container {
-                    id: id.clone(),
-                    spec: spec_json,
-                    ..manager::Container::default()
-                },
-                vec!["spec".to_string()],
-            )
-            .await?;
-        // A stopped task from an earlier run must go before a new one is created.
-        match engine.manager.tasks_delete(&id, true).await {
-            Ok(_) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(e) => return Err(e),
+        let create = async {
+            engine
+                .manager
+                .containers_update(
+                    manager::Container {
+                        id: id.clone(),
+                        spec: spec_json,
+                        ..manager::Container::default()
+                    },
+                    vec!["spec".to_string()],
+                )
+                .await?;
+            // A stopped task from an earlier run must go before a new one is created.
+            match engine.manager.tasks_delete(&id, true).await {
+                Ok(_) => {}
+                Err(e) if already_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+            engine
+                .manager
+                .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
+                .await
+        };
+        // Both run to their end, whatever the other does: a setup cut off halfway
+        // would leave what it made behind.
+        let began = std::time::Instant::now();
+        let ((networked, network_ms), (created, task_ms)) = tokio::join!(
+            timed(began, hooks::while_task_created(engine, &id, pending)),
+            timed(began, create)
+        );
+        tracing::debug!(container = %id, network_ms, task_ms, "network and task ready");
+        if networked.is_ok() && matches!(created, Err(EngineError::ManagerUnavailable { .. })) {
+            // A start the manager never heard of leaves the container as it was,
+            // and so its network.
+            hooks::after_task_gone(engine, &id).await;
         }
-        engine
-            .manager
-            .tasks_create(&id, rec.config.open_stdin.unwrap_or(false))
-            .await?;
+        networked?;
+        created?;
         engine.manager.tasks_start(&id, "").await
     }
     .await;
@@ -305,6 +327,20 @@ pub(crate) async fn start_locked(
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())
+}
+
+/// Whether the spec sets sysctls of the network namespace.
+fn sets_network_sysctls(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| s.keys().any(|k| k.starts_with("net.")))
+}
+
+/// `f`'s output, and the milliseconds from `began` to its end.
+async fn timed<T>(began: std::time::Instant, f: impl Future<Output = T>) -> (T, u64) {
+    let out = f.await;
+    (out, began.elapsed().as_millis() as u64)
 }
 
 /// A start failed: the task goes, the container is `exited` with dockerd's code and
@@ -696,6 +732,24 @@ pub fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_sysctls_set_the_network_up_before_the_task() {
+        let mut spec = oci_spec::runtime::Spec::default();
+        assert!(!sets_network_sysctls(&spec));
+        let with = |k: &str| {
+            let mut linux = oci_spec::runtime::Linux::default();
+            linux.set_sysctl(Some(std::collections::HashMap::from([(
+                k.to_string(),
+                "1".to_string(),
+            )])));
+            Some(linux)
+        };
+        spec.set_linux(with("kernel.msgmax"));
+        assert!(!sets_network_sysctls(&spec));
+        spec.set_linux(with("net.ipv4.conf.eth0.rp_filter"));
+        assert!(sets_network_sysctls(&spec));
+    }
 
     #[test]
     fn signals() {

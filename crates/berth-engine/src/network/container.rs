@@ -5,7 +5,9 @@
 //! - [`apply_to_spec`]: puts the namespace path in the OCI spec (pure: the path of a
 //!   container's namespace is known before it exists);
 //! - [`container_start`]: before the task is created: pins the namespace, picks and
-//!   holds host ports, runs `netavark setup` per network, writes hosts/resolv.conf;
+//!   holds host ports and addresses, writes hosts/resolv.conf; then
+//!   [`finish_start`], which may run while the task is created: `netavark setup`
+//!   per network;
 //! - [`container_stopped`]: when the task is gone: `netavark teardown`, ports freed
 //!   (the namespace stays for the next start and for `container:` sharers);
 //! - [`container_removed`]: teardown if still needed, the namespace unpinned;
@@ -509,7 +511,7 @@ fn dns_names(
 }
 
 /// netavark's view of a network.
-fn nv_network(net: &NetworkRecord) -> NvNetwork {
+pub(super) fn nv_network(net: &NetworkRecord) -> NvNetwork {
     let mut options = BTreeMap::from([("isolate".to_string(), "true".to_string())]);
     if let Some(mtu) = net.mtu {
         options.insert("mtu".into(), mtu.to_string());
@@ -585,11 +587,24 @@ async fn attach_one(
     interface: &str,
     port_mappings: Option<Vec<super::netavark::NvPortMapping>>,
 ) -> Result<(), EngineError> {
+    plan_one(engine, rec, live, net, settings, interface, port_mappings)?;
+    set_up_planned(engine, live).await
+}
+
+/// The first half of an attachment: addresses picked and the attachment recorded,
+/// not up, so that IPAM counts its addresses and a crash before its setup is undone
+/// at the next start or restore.
+#[allow(clippy::too_many_arguments)]
+fn plan_one(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    live: &mut LiveState,
+    net: &NetworkRecord,
+    settings: &EndpointSettings,
+    interface: &str,
+    port_mappings: Option<Vec<super::netavark::NvPortMapping>>,
+) -> Result<(), EngineError> {
     let nets = &engine.networks;
-    let netns = live
-        .netns
-        .clone()
-        .unwrap_or_else(|| nets.netns_path(&rec.id));
     let addrs = addresses(nets, net, settings)?;
     let mac = match settings.mac_address.as_deref().filter(|m| !m.is_empty()) {
         Some(m) => m.to_ascii_lowercase(),
@@ -627,7 +642,7 @@ async fn attach_one(
                 },
             },
         )]),
-        network_info: BTreeMap::from([(nvname.clone(), nv_network(net))]),
+        network_info: BTreeMap::from([(nvname, nv_network(net))]),
         port_mappings: port_mappings.filter(|p| !p.is_empty()),
         dns_servers: if dns_servers.is_empty() {
             None
@@ -641,37 +656,67 @@ async fn attach_one(
         network_id: net.id.clone(),
         interface: interface.to_string(),
         endpoint_id,
-        addresses: addrs.clone(),
+        addresses: addrs,
         gateways: net.subnets.iter().filter_map(|s| s.gateway).collect(),
-        mac: mac.clone(),
+        mac,
         dns_names: if net.builtin { vec![] } else { names },
-        options: options.clone(),
+        options,
         up: false,
     });
     nets.put_live(live)?;
-    match nets.backend().setup(&netns, &options).await {
-        Ok(status) => {
-            let made_mac = status
-                .get(&nvname)
-                .and_then(|s| s.interfaces.as_ref())
-                .and_then(|i| i.get(interface))
-                .map(|i| i.mac_address.clone())
-                .unwrap_or(mac);
-            if let Some(a) = live.attachments.last_mut() {
-                a.up = true;
-                a.mac = made_mac;
+    Ok(())
+}
+
+/// The second half: `netavark setup` of every planned attachment, in order, each
+/// marked up as it is. On a failure the failed one is torn down and the planned
+/// ones after it are dropped; those already up stay for the caller to undo.
+async fn set_up_planned(engine: &Engine, live: &mut LiveState) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let netns = live
+        .netns
+        .clone()
+        .unwrap_or_else(|| nets.netns_path(&live.container_id));
+    for i in 0..live.attachments.len() {
+        let Some(a) = live.attachments.get(i).filter(|a| !a.up) else {
+            continue;
+        };
+        let options = a.options.clone();
+        match nets.backend().setup(&netns, &options).await {
+            Ok(status) => {
+                if let Some(a) = live.attachments.get_mut(i) {
+                    let made_mac = options
+                        .networks
+                        .keys()
+                        .next()
+                        .and_then(|n| status.get(n))
+                        .and_then(|s| s.interfaces.as_ref())
+                        .and_then(|m| m.get(&a.interface))
+                        .map(|m| m.mac_address.clone());
+                    if let Some(m) = made_mac {
+                        a.mac = m;
+                    }
+                    a.up = true;
+                }
+                nets.put_live(live)?;
+                // The network keeps its bridge from now on (see `keeper`).
+                if let Some(net) = live
+                    .attachments
+                    .get(i)
+                    .and_then(|a| nets.get(&a.network_id).ok())
+                {
+                    nets.ensure_keeper(&net).await;
+                }
             }
-            nets.put_live(live)?;
-            Ok(())
-        }
-        Err(e) => {
-            // netavark undoes most of a failed setup itself; a teardown makes sure.
-            let _ = nets.backend().teardown(&netns, &options).await;
-            live.attachments.pop();
-            nets.put_live(live)?;
-            Err(NetworkError::from(e).into())
+            Err(e) => {
+                // netavark undoes most of a failed setup itself; a teardown makes sure.
+                let _ = nets.backend().teardown(&netns, &options).await;
+                live.attachments.truncate(i);
+                nets.put_live(live)?;
+                return Err(NetworkError::from(e).into());
+            }
         }
     }
+    Ok(())
 }
 
 /// Tears down every attachment of a live state, newest first; errors are logged.
@@ -703,12 +748,38 @@ async fn detach_all(engine: &Engine, live: &mut LiveState) {
     }
 }
 
-/// Before the task is created: the container's network, set up.
-pub async fn container_start(engine: &Engine, rec: &ContainerRecord) -> Result<(), EngineError> {
+/// What is left of a start once [`container_start`] made the namespace, held the
+/// host ports, picked the addresses and wrote the /etc files: the `netavark setup`
+/// calls. They may run while the task is created (the runtime only joins the pinned
+/// namespace), and must be done before it starts. Holds the network lock until
+/// [`finish_start`] is done with it.
+pub struct PendingSetup<'a> {
+    _ops: tokio::sync::MutexGuard<'a, ()>,
+    work: Pending,
+}
+
+enum Pending {
+    /// `none`: netavark brings loopback up, as docker's none has it.
+    Loopback { netns: PathBuf, options: NvOptions },
+    /// Bridge networks, planned in `live`.
+    Networks {
+        live: LiveState,
+        networks: Vec<NetworkRecord>,
+    },
+}
+
+/// Before the task is created: what must exist when the runtime creates it (the
+/// pinned namespace, the host ports held, the /etc files). A host port in use fails
+/// here, with nothing set up. What is left to do comes back as a [`PendingSetup`]
+/// for [`finish_start`].
+pub async fn container_start<'a>(
+    engine: &'a Engine,
+    rec: &ContainerRecord,
+) -> Result<Option<PendingSetup<'a>>, EngineError> {
     let nets = &engine.networks;
     let cfg = load_config(nets, rec);
     match parse_mode(&cfg.mode) {
-        ModeRef::Host => Ok(()),
+        ModeRef::Host => Ok(None),
         ModeRef::Container(other) => {
             // Its /etc files are the other container's.
             let target = engine.store.get(&other)?;
@@ -723,10 +794,10 @@ pub async fn container_start(engine: &Engine, rec: &ContainerRecord) -> Result<(
             base_etc::write(&dir, &content).map_err(|e| {
                 EngineError::io(format!("writing /etc files in {}", dir.display()), e)
             })?;
-            Ok(())
+            Ok(None)
         }
         ModeRef::None => {
-            let _ops = nets.ops.lock().await;
+            let ops = nets.ops.lock().await;
             let netns = nets.netns_path(&rec.id);
             nets.backend()
                 .ensure_netns(&netns)
@@ -738,8 +809,7 @@ pub async fn container_start(engine: &Engine, rec: &ContainerRecord) -> Result<(
                 ..LiveState::default()
             };
             nets.put_live(&live)?;
-            // No networks: netavark only brings loopback up, as docker's none has it.
-            let empty = NvOptions {
+            let options = NvOptions {
                 container_id: rec.id.clone(),
                 container_name: rec.name.trim_start_matches('/').to_string(),
                 networks: BTreeMap::new(),
@@ -747,23 +817,24 @@ pub async fn container_start(engine: &Engine, rec: &ContainerRecord) -> Result<(
                 port_mappings: None,
                 dns_servers: None,
             };
-            nets.backend()
-                .setup(&netns, &empty)
-                .await
-                .map_err(NetworkError::from)?;
-            Ok(())
+            Ok(Some(PendingSetup {
+                _ops: ops,
+                work: Pending::Loopback { netns, options },
+            }))
         }
-        ModeRef::Network(_) => attach_at_start(engine, rec, &cfg).await,
+        ModeRef::Network(_) => plan_at_start(engine, rec, &cfg).await.map(Some),
     }
 }
 
-async fn attach_at_start(
-    engine: &Engine,
+async fn plan_at_start<'a>(
+    engine: &'a Engine,
     rec: &ContainerRecord,
     cfg: &ContainerNetConfig,
-) -> Result<(), EngineError> {
+) -> Result<PendingSetup<'a>, EngineError> {
     let nets = &engine.networks;
-    let _ops = nets.ops.lock().await;
+    let began = std::time::Instant::now();
+    let ops = nets.ops.lock().await;
+    let locked_ms = began.elapsed().as_millis() as u64;
     let netns = nets.netns_path(&rec.id);
     let mut live = nets.live(&rec.id).unwrap_or_else(|| LiveState {
         container_id: rec.id.clone(),
@@ -778,6 +849,7 @@ async fn attach_at_start(
         .ensure_netns(&netns)
         .await
         .map_err(NetworkError::from)?;
+    let netns_ms = began.elapsed().as_millis() as u64;
     let mut nets_of = vec![];
     for ep in &cfg.endpoints {
         let net = nets.get(&ep.network_id).map_err(|_| {
@@ -799,15 +871,18 @@ async fn attach_at_start(
     };
     live.ports = picked.ports.clone();
     nets.hold_ports(&rec.id, picked.held);
-    let result = async {
-        nets.put_live(&live)?;
+    let planned = (|| {
+        if nets_of.is_empty() {
+            // Otherwise each plan records the ports with it: one write fewer.
+            nets.put_live(&live)?;
+        }
         for (i, (net, settings)) in nets_of.iter().enumerate() {
             let mappings = if i == 0 {
                 Some(ports::mappings(&live.ports))
             } else {
                 None
             };
-            attach_one(
+            plan_one(
                 engine,
                 rec,
                 &mut live,
@@ -815,23 +890,64 @@ async fn attach_at_start(
                 settings,
                 &format!("eth{i}"),
                 mappings,
-            )
-            .await?;
+            )?;
         }
         write_etc(engine, rec, cfg, &live)
-    }
-    .await;
-    if let Err(e) = result {
-        detach_all(engine, &mut live).await;
+    })();
+    if let Err(e) = planned {
+        // Nothing was set up yet: the plans are dropped, the ports given back.
+        live.attachments.clear();
         live.ports.clear();
         nets.release_ports(&rec.id);
         let _ = nets.put_live(&live);
         return Err(e);
     }
-    for (net, _) in &nets_of {
-        publish(engine, "connect", net, &rec.id);
+    tracing::debug!(
+        container = %rec.id,
+        locked_ms,
+        netns_ms,
+        total_ms = began.elapsed().as_millis() as u64,
+        "network planned (namespace, ports, addresses, /etc files)"
+    );
+    Ok(PendingSetup {
+        _ops: ops,
+        work: Pending::Networks {
+            live,
+            networks: nets_of.into_iter().map(|(n, _)| n).collect(),
+        },
+    })
+}
+
+/// Runs what [`container_start`] left: `netavark setup` of each planned network. On
+/// a failure everything of the start is undone (attachments, host ports).
+pub async fn finish_start(
+    engine: &Engine,
+    id: &str,
+    pending: PendingSetup<'_>,
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    match pending.work {
+        Pending::Loopback { netns, options } => {
+            nets.backend()
+                .setup(&netns, &options)
+                .await
+                .map_err(NetworkError::from)?;
+            Ok(())
+        }
+        Pending::Networks { mut live, networks } => {
+            if let Err(e) = set_up_planned(engine, &mut live).await {
+                detach_all(engine, &mut live).await;
+                live.ports.clear();
+                nets.release_ports(id);
+                let _ = nets.put_live(&live);
+                return Err(e);
+            }
+            for net in &networks {
+                publish(engine, "connect", net, id);
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// hosts and resolv.conf for a container on bridge networks.
@@ -960,11 +1076,14 @@ fn write_etc(
 /// torn down and its host ports freed; its namespace stays for the next start.
 pub async fn container_stopped(engine: &Engine, id: &str) {
     let nets = &engine.networks;
+    let began = std::time::Instant::now();
     let _ops = nets.ops.lock().await;
     let Some(mut live) = nets.live(id) else {
         return;
     };
+    let locked_ms = began.elapsed().as_millis() as u64;
     detach_all(engine, &mut live).await;
+    tracing::debug!(container = %id, locked_ms, total_ms = began.elapsed().as_millis() as u64, "network torn down");
     live.ports.clear();
     nets.release_ports(id);
     if let Err(e) = nets.put_live(&live) {
@@ -995,6 +1114,7 @@ pub async fn container_removed(engine: &Engine, id: &str) {
 /// running lose what a crash left set up, running ones get their ports held again.
 pub async fn restore(engine: &Engine) {
     let nets = &engine.networks;
+    nets.restore_keepers().await;
     for live in nets.all_live() {
         let id = live.container_id.clone();
         match engine.store.get(&id) {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod container;
 pub mod etc;
 pub mod ipam;
+mod keeper;
 pub mod netavark;
 pub mod netns;
 pub mod ports;
@@ -141,6 +142,8 @@ pub struct Networks {
     live_dir: PathBuf,
     /// `<exec-root>/network/netns`.
     netns_dir: PathBuf,
+    /// `<exec-root>/network/keepers`: the bridges' keepers (see `keeper`).
+    keepers_dir: PathBuf,
     backend: Arc<dyn Backend>,
     state: Mutex<State>,
     /// Held across every change that allocates or touches the kernel, so two
@@ -169,11 +172,12 @@ impl Networks {
             containers_dir: data_root.join("containers"),
             live_dir: net_dir.join("containers"),
             netns_dir: net_dir.join("netns"),
+            keepers_dir: net_dir.join("keepers"),
             backend,
             state: Mutex::new(State::default()),
             ops: tokio::sync::Mutex::new(()),
         };
-        for d in [&n.nets_dir, &n.live_dir, &n.netns_dir] {
+        for d in [&n.nets_dir, &n.live_dir, &n.netns_dir, &n.keepers_dir] {
             std::fs::create_dir_all(d).map_err(|source| store::StoreError::Io {
                 context: "creating",
                 path: d.clone(),
@@ -570,6 +574,8 @@ impl Networks {
                 rec.name, rec.id
             )));
         }
+        // Its bridge and firewall rules go with its keeper.
+        self.drop_keeper(&rec.id).await;
         store::remove(&self.net_path(&rec.id))?;
         self.lock().nets.remove(&rec.id);
         Ok(rec)
@@ -724,7 +730,18 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
     let mut errors = vec![];
     let dir = config_dir(exec_root);
     let live_dir = dir.join("containers");
-    for mut live in store::load_all::<LiveState>(&live_dir) {
+    let keepers_dir = dir.join("keepers");
+    // Containers first: the bridges' keepers last, so that their teardown takes the
+    // bridges and the networks' rules with them.
+    let states = store::load_all::<LiveState>(&live_dir)
+        .into_iter()
+        .map(|l| (live_dir.clone(), l))
+        .chain(
+            store::load_all::<LiveState>(&keepers_dir)
+                .into_iter()
+                .map(|l| (keepers_dir.clone(), l)),
+        );
+    for (state_dir, mut live) in states {
         let netns = live
             .netns
             .clone()
@@ -742,15 +759,25 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
         if let Err(e) = backend.remove_netns(&netns).await {
             errors.push(e.to_string());
         }
-        if let Err(e) = store::remove(&live_dir.join(format!("{}.json", live.container_id))) {
+        let name = match live.container_id.strip_prefix("keeper-") {
+            Some(net) if state_dir == keepers_dir => net.to_string(),
+            _ => live.container_id.clone(),
+        };
+        if let Err(e) = store::remove(&state_dir.join(format!("{name}.json"))) {
             errors.push(e.to_string());
         }
     }
     // Namespaces without a state file (a crash between the two).
+    let keeper_ns = std::fs::read_dir(&keepers_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ns"));
     for e in std::fs::read_dir(dir.join("netns"))
         .into_iter()
         .flatten()
         .flatten()
+        .chain(keeper_ns)
     {
         if let Err(e) = backend.remove_netns(&e.path()).await {
             errors.push(e.to_string());

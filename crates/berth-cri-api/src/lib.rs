@@ -9,3 +9,6 @@
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/_includes.rs"));
+
+/// The protobuf runtime the messages are built on (to encode and decode them).
+pub use prost;

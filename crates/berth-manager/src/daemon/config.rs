@@ -45,6 +45,12 @@ pub struct Args {
     /// The CRI socket [default: the config file's cri.address, else /run/berth/cri.sock].
     #[arg(long)]
     pub cri_address: Option<PathBuf>,
+    /// The CNI configuration directory for pods [default: /etc/cni/net.d].
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// A CNI plugin directory (repeatable) [default: /opt/cni/bin /usr/lib/cni].
+    #[arg(long)]
+    pub cni_bin_dir: Vec<PathBuf>,
 }
 
 /// Where the CRI socket is when nothing says otherwise.
@@ -69,6 +75,10 @@ pub struct CriFileConfig {
     pub registry_mirrors: std::collections::BTreeMap<String, String>,
     /// Registries (`host[:port]`) spoken to over plain HTTP; localhost always is.
     pub insecure_registries: Vec<String>,
+    /// Where the CNI network configuration is [default: /etc/cni/net.d].
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are [default: /opt/cni/bin, then /usr/lib/cni].
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 impl FileConfig {
@@ -88,6 +98,8 @@ impl FileConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CriConfig {
     pub address: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
     pub registry_mirrors: std::collections::BTreeMap<String, String>,
     pub insecure_registries: Vec<String>,
 }
@@ -104,6 +116,18 @@ impl CriConfig {
                 .clone()
                 .or_else(|| file.cri.address.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CRI_ADDRESS)),
+            cni_conf_dir: args
+                .cni_conf_dir
+                .clone()
+                .or_else(|| file.cri.cni_conf_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/etc/cni/net.d")),
+            cni_bin_dirs: if !args.cni_bin_dir.is_empty() {
+                args.cni_bin_dir.clone()
+            } else if !file.cri.cni_bin_dirs.is_empty() {
+                file.cri.cni_bin_dirs.clone()
+            } else {
+                vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+            },
             registry_mirrors: file.cri.registry_mirrors.clone(),
             insecure_registries: file.cri.insecure_registries.clone(),
         })

@@ -288,7 +288,8 @@ async fn serve(
     let cri_server = match cri {
         Some((cfg, l)) => {
             let cri_address = cfg.address.clone();
-            let (runtime, image) = Cri::new(Arc::clone(&daemon), cfg).services();
+            let (runtime, image) =
+                Cri::new(Arc::clone(&daemon), cfg, state.join("cri"))?.services();
             let incoming = UnixListenerStream::new(
                 tokio::net::UnixListener::from_std(l).context("serving the CRI socket")?,
             );

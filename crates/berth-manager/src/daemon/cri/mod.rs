@@ -12,9 +12,12 @@
 // Numbers here come from requests: no narrowing `as`.
 #![deny(clippy::cast_possible_truncation)]
 
+mod cni;
 mod images;
 mod runtime;
+mod sandbox;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_cri_api::runtime::v1::image_service_server::ImageServiceServer;
@@ -31,14 +34,22 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub struct Cri {
     d: Arc<Daemon>,
     cfg: Arc<CriConfig>,
+    /// `<state>/cri`: the pods' pinned namespaces and files.
+    state: PathBuf,
 }
 
 impl Cri {
-    pub fn new(d: Arc<Daemon>, cfg: CriConfig) -> Cri {
-        Cri {
+    /// The CRI server on `d`, keeping its run-time files under `state` (made a
+    /// private mount point, so that pinned namespaces can live under it).
+    pub fn new(d: Arc<Daemon>, cfg: CriConfig, state: PathBuf) -> anyhow::Result<Cri> {
+        use anyhow::Context as _;
+        sandbox::private_mount_point(&state.join("sandboxes"))
+            .context("preparing the CRI state directory")?;
+        Ok(Cri {
             d,
             cfg: Arc::new(cfg),
-        }
+            state,
+        })
     }
 
     /// Both CRI services, ready for a tonic router.

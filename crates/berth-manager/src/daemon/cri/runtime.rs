@@ -1,5 +1,6 @@
-//! `runtime.v1.RuntimeService`: Version and Status; pods and containers are not
-//! served yet and answer `Unimplemented` (see docs/cri.md).
+//! `runtime.v1.RuntimeService`: Version, Status and pod sandboxes
+//! ([`super::sandbox`]); containers are not served yet and answer
+//! `Unimplemented` (see docs/cri.md).
 
 use berth_cri_api::runtime::v1 as cri;
 use berth_cri_api::runtime::v1::runtime_service_server::RuntimeService;
@@ -52,12 +53,16 @@ impl RuntimeService for Cri {
     async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
         let verbose = req.into_inner().verbose;
         let runtime_ready = condition("RuntimeReady", true, "", "");
-        // Pods are not served yet, so no pod network can be set up.
+        let network = super::cni::load(&self.cfg.cni_conf_dir);
         let network_ready = condition(
             "NetworkReady",
-            false,
+            network.is_ok(),
             "NetworkPluginNotReady",
-            "pod sandboxes and their CNI networks are not implemented yet",
+            &network
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
         );
         let mut info = std::collections::HashMap::new();
         if verbose {
@@ -66,6 +71,9 @@ impl RuntimeService for Cri {
                 "runtimeVersion": self.d.settings.runtime_version,
                 "registryMirrors": self.cfg.registry_mirrors,
                 "insecureRegistries": self.cfg.insecure_registries,
+                "cniConfDir": self.cfg.cni_conf_dir,
+                "cniBinDirs": self.cfg.cni_bin_dirs,
+                "cniNetwork": network.as_ref().ok().map(|n| n.file.display().to_string()),
             });
             info.insert("config".to_string(), config.to_string());
         }
@@ -79,38 +87,45 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<cri::RunPodSandboxRequest>,
+        req: Request<cri::RunPodSandboxRequest>,
     ) -> Res<cri::RunPodSandboxResponse> {
-        Err(not_yet("RunPodSandbox"))
+        let pod_sandbox_id = self.pod_run(req.into_inner()).await?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<cri::StopPodSandboxRequest>,
+        req: Request<cri::StopPodSandboxRequest>,
     ) -> Res<cri::StopPodSandboxResponse> {
-        Err(not_yet("StopPodSandbox"))
+        self.pod_stop(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<cri::RemovePodSandboxRequest>,
+        req: Request<cri::RemovePodSandboxRequest>,
     ) -> Res<cri::RemovePodSandboxResponse> {
-        Err(not_yet("RemovePodSandbox"))
+        self.pod_remove(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<cri::PodSandboxStatusRequest>,
+        req: Request<cri::PodSandboxStatusRequest>,
     ) -> Res<cri::PodSandboxStatusResponse> {
-        Err(not_yet("PodSandboxStatus"))
+        let r = req.into_inner();
+        let rec = self.find_sandbox(&r.pod_sandbox_id).await?.ok_or_else(|| {
+            Status::not_found(format!("pod sandbox {:?} not found", r.pod_sandbox_id))
+        })?;
+        Ok(Response::new(Cri::sandbox_status(&rec, r.verbose)))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<cri::ListPodSandboxRequest>,
+        req: Request<cri::ListPodSandboxRequest>,
     ) -> Res<cri::ListPodSandboxResponse> {
-        // No pods can exist yet: an empty list is the truth.
-        Ok(Response::new(cri::ListPodSandboxResponse { items: vec![] }))
+        let items = self.pod_list(req.into_inner().filter).await?;
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(

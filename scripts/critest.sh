@@ -10,7 +10,8 @@
 # test rootfs (scripts/make-rootfs.sh), pushed with skopeo to a private
 # docker-registry on 127.0.0.1, and the manager is told to pull those registries'
 # repositories from it (cri.registry_mirrors in its config file). A private
-# berth-manager (temporary root, state and sockets, CRI enabled) serves critest;
+# berth-manager (temporary root, state and sockets, CRI enabled, pods on a CNI
+# bridge berthcri0 with 10.250.0.0/24) serves critest;
 # everything is torn down at the end, whatever happened.
 #
 # With CRITEST_CONTAINERD=1 the same critest, images and mirrors run first against
@@ -21,7 +22,8 @@
 #
 # Environment: BERTH_BIN (where berth-manager, berth-shim and berth-runtime are;
 # default target/debug), CRITEST_TIMEOUT (seconds for the whole suite, default
-# 1500), CRITEST_FOCUS / CRITEST_SKIP (ginkgo regexps), CRITEST_PARALLEL (default 1),
+# 1500), CRITEST_FOCUS / CRITEST_SKIP (ginkgo regexps), CRITEST_PARALLEL (default 1;
+# more needs the ginkgo CLI in PATH),
 # KEEP=1 keeps the temporary directory (logs) for a look afterwards.
 #
 # The last line printed is `N passed, M failed, K skipped`.
@@ -80,6 +82,7 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null
   done
   ip link del berthctd0 2>/dev/null
+  ip link del berthcri0 2>/dev/null
   for n in $(ls /var/run/netns 2>/dev/null); do
     case "$n" in cni-*) grep -qx "$n" <<<"$netns_before" || ip netns del "$n" 2>/dev/null ;; esac
   done
@@ -132,7 +135,11 @@ printf 'www-data:x:33:\n' >>"$rootfs/etc/group"
 layout=$work/oci
 umoci init --layout "$layout"
 umoci new --image "$layout:base"
-umoci insert --image "$layout:base" "$rootfs" /
+# unpack + repack rather than `umoci insert ROOTFS /`, whose layer holds an entry
+# named "/", which berth's unpacker refuses as an absolute path.
+umoci unpack --image "$layout:base" "$work/bundle" >/dev/null
+cp -a "$rootfs/." "$work/bundle/rootfs/"
+umoci repack --image "$layout:base" "$work/bundle"
 umoci config --image "$layout:base" --config.cmd sh --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # name (registry-less, pushed under the mirror) and its umoci config flags.
 push() { # push TAG_IN_LAYOUT REPOSITORY:TAG
@@ -150,24 +157,29 @@ variant user-uid-group --config.user 1003:1003
 variant user-username-group --config.user www-data:www-data
 variant web --config.cmd httpd --config.cmd -f --config.cmd -p --config.cmd 80 --config.exposedports 80/tcp
 variant web-hostnet --config.cmd httpd --config.cmd -f --config.cmd -p --config.cmd 12003
-variant one --config.label which=1
-variant two --config.label which=2
-variant three --config.label which=3
-push base library/busybox:1.28
-push base library/busybox:latest
-push web library/nginx:latest
-push base "$cri/test-image-latest:latest"
-push base "$cri/test-image-tag:test"
-push base "$cri/test-image-tag:all"
-push one "$cri/test-image-1:latest"
-push two "$cri/test-image-2:latest"
-push three "$cri/test-image-3:latest"
+# Every name its own image (critest checks that an image has exactly the tags it
+# pulled), except test-image-tags:1..3, one image under three tags.
+n=0
+distinct() { # distinct FROM_TAG REPOSITORY:TAG
+  n=$((n + 1))
+  umoci config --image "$layout:$1" --tag "d$n" --config.label "io.berth.test.name=$2"
+  push "d$n" "$2"
+}
+distinct base library/busybox:1.28
+distinct base library/busybox:latest
+distinct web library/nginx:latest
+distinct base "$cri/test-image-latest:latest"
+distinct base "$cri/test-image-tag:test"
+distinct base "$cri/test-image-tag:all"
+distinct base "$cri/test-image-1:latest"
+distinct base "$cri/test-image-2:latest"
+distinct base "$cri/test-image-3:latest"
 for t in 1 2 3; do push base "$cri/test-image-tags:$t"; done
-push user-uid "$cri/test-image-user-uid:latest"
-push user-username "$cri/test-image-user-username:latest"
-push user-uid-group "$cri/test-image-user-uid-group:latest"
-push user-username-group "$cri/test-image-user-username-group:latest"
-push base "$cri/test-image-predefined-group:latest"
+distinct user-uid "$cri/test-image-user-uid:latest"
+distinct user-username "$cri/test-image-user-username:latest"
+distinct user-uid-group "$cri/test-image-user-uid-group:latest"
+distinct user-username-group "$cri/test-image-user-username-group:latest"
+distinct base "$cri/test-image-predefined-group:latest"
 push web-hostnet "$cri/hostnet-nginx-amd64:latest"
 # containerd's sandbox image (berth will use berth-init instead).
 variant pause --config.cmd sleep --config.cmd 2147483647
@@ -184,9 +196,11 @@ run_critest() { # run_critest NAME ENDPOINT [CRITEST_ARGS...]
   echo "== critest against $name (at most ${timeout_s}s)" >&2
   local args=(
     --runtime-endpoint "$endpoint" --image-endpoint "$endpoint"
-    --test-images-file "$work/images.yaml" --parallel "${CRITEST_PARALLEL:-1}"
-    --ginkgo.no-color
+    --test-images-file "$work/images.yaml" --ginkgo.no-color
   )
+  # critest runs ginkgo's CLI for more than one node; go test's own -parallel
+  # flag is refused by ginkgo, so one node is asked for by saying nothing.
+  [ "${CRITEST_PARALLEL:-1}" -gt 1 ] && args+=(--parallel "$CRITEST_PARALLEL")
   [ -n "${CRITEST_FOCUS:-}" ] && args+=(--ginkgo.focus "$CRITEST_FOCUS")
   [ -n "${CRITEST_SKIP:-}" ] && args+=(--ginkgo.skip "$CRITEST_SKIP")
   mkdir -p "$work/critest-$name"
@@ -263,10 +277,19 @@ EOF
   echo "containerd 1.6: $ctd_result"
 fi
 
-# 4. A private manager with CRI on.
-mkdir -p "$work/root" "$work/run"
+# 4. A private manager with CRI on, its pods on their own CNI bridge.
+mkdir -p "$work/root" "$work/run" "$work/net.d"
+cat >"$work/net.d/10-berthcri.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "berthcri", "plugins": [
+  {"type": "bridge", "bridge": "berthcri0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$work/ipam",
+            "ranges": [[{"subnet": "10.250.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+EOF
 cat >"$work/manager.json" <<EOF
 {"cri": {"enabled": true, "address": "$work/cri.sock",
+  "cni_conf_dir": "$work/net.d", "cni_bin_dirs": ["/usr/lib/cni"],
   "registry_mirrors": {"docker.io": "$reg", "gcr.io": "$reg", "k8s.gcr.io": "$reg",
                        "registry.k8s.io": "$reg"}}}
 EOF

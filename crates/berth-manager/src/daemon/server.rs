@@ -290,7 +290,7 @@ async fn serve(
             let cri_address = cfg.address.clone();
             let (runtime, image) =
                 Cri::new(Arc::clone(&daemon), cfg, state.join("cri"))?.services();
-            let incoming = UnixListenerStream::new(
+            let incoming = super::cri::authority::incoming(
                 tokio::net::UnixListener::from_std(l).context("serving the CRI socket")?,
             );
             let mut stop = stop_tx.subscribe();

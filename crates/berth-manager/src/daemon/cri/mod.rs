@@ -12,6 +12,7 @@
 // Numbers here come from requests: no narrowing `as`.
 #![deny(clippy::cast_possible_truncation)]
 
+pub mod authority;
 mod cni;
 mod images;
 mod runtime;

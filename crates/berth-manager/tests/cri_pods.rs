@@ -266,8 +266,27 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     });
     assert!(list(&mut rt, not_ready.clone()).await.is_empty());
 
+    // A third pod whose namespaces vanish while the manager is down (as at a
+    // reboot): it comes back not ready, and can be removed.
+    let lost_id = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config("pod-c", false)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let lost = status(&mut rt, lost_id.clone()).await.unwrap().into_inner();
+    let lost_ip = lost.status.unwrap().network.unwrap().ip;
+    let lost_info: serde_json::Value = serde_json::from_str(&lost.info["info"]).unwrap();
+    let lost_dir = PathBuf::from(lost_info["dir"].as_str().unwrap());
+
     // kill -9 of the manager changes nothing.
     stack.kill_manager();
+    for ns in ["net", "ipc", "uts"] {
+        nix::mount::umount2(&lost_dir.join(ns), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
     stack.start_manager().await;
     let mut rt = cri_client(&socket).await;
     let again = status(&mut rt, id.clone()).await.unwrap().into_inner();
@@ -290,7 +309,7 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     assert_eq!(stopped.network.unwrap().ip, "");
     assert!(!mounted(&netns));
     assert_eq!(veths_on(&bridge), "");
-    assert_eq!(list(&mut rt, not_ready).await.len(), 1);
+    assert_eq!(list(&mut rt, not_ready).await.len(), 2);
     // Stopping again is fine.
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: id.clone(),
@@ -298,7 +317,12 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     .await
     .unwrap();
 
-    for pod in [&id, &host_id] {
+    let lost = status(&mut rt, lost_id.clone()).await.unwrap().into_inner();
+    assert_eq!(
+        lost.status.unwrap().state,
+        cri::PodSandboxState::SandboxNotready as i32
+    );
+    for pod in [&id, &host_id, &lost_id] {
         rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
             pod_sandbox_id: pod.to_string(),
         })
@@ -318,4 +342,5 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     // The address went back to the pool.
     let ipam = stack.dir.path().join("ipam").join("berth-test-pods");
     assert!(!ipam.join(&ip).exists());
+    assert!(!ipam.join(&lost_ip).exists());
 }

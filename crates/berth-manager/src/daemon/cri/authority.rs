@@ -168,14 +168,19 @@ where
                 let mut start = 0;
                 let mut end = payload.len();
                 if flags & PADDED != 0 {
-                    let pad = usize::from(*payload.first().ok_or_else(|| bad("empty padded frame"))?);
+                    let pad =
+                        usize::from(*payload.first().ok_or_else(|| bad("empty padded frame"))?);
                     start = 1;
-                    end = end.checked_sub(pad).ok_or_else(|| bad("padding too long"))?;
+                    end = end
+                        .checked_sub(pad)
+                        .ok_or_else(|| bad("padding too long"))?;
                 }
                 if flags & PRIORITY != 0 {
                     start += 5;
                 }
-                let fragment = payload.get(start..end).ok_or_else(|| bad("short HEADERS frame"))?;
+                let fragment = payload
+                    .get(start..end)
+                    .ok_or_else(|| bad("short HEADERS frame"))?;
                 let b = (stream, flags & END_STREAM != 0, fragment.to_vec());
                 if flags & END_HEADERS == 0 {
                     pending = Some(b);
@@ -244,13 +249,25 @@ mod tests {
         let mut first = vec![2u8];
         first.extend_from_slice(a);
         first.extend_from_slice(&[0, 0]);
-        write_frame(&mut input, HEADERS, PADDED, 1, &first).await.unwrap();
-        write_frame(&mut input, CONTINUATION, END_HEADERS, 1, b).await.unwrap();
-        write_frame(&mut input, 0x0, END_STREAM, 1, b"data").await.unwrap();
-        // The same request again: the client's encoder now indexes it.
-        write_frame(&mut input, HEADERS, END_HEADERS | END_STREAM, 3, &client.encode(headers))
+        write_frame(&mut input, HEADERS, PADDED, 1, &first)
             .await
             .unwrap();
+        write_frame(&mut input, CONTINUATION, END_HEADERS, 1, b)
+            .await
+            .unwrap();
+        write_frame(&mut input, 0x0, END_STREAM, 1, b"data")
+            .await
+            .unwrap();
+        // The same request again: the client's encoder now indexes it.
+        write_frame(
+            &mut input,
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            3,
+            &client.encode(headers),
+        )
+        .await
+        .unwrap();
 
         let mut out = Vec::new();
         relay_requests(input.as_slice(), &mut out).await.unwrap();
@@ -272,13 +289,19 @@ mod tests {
     #[tokio::test]
     async fn bad_framing_is_refused() {
         let mut input = PREFACE.to_vec();
-        write_frame(&mut input, CONTINUATION, END_HEADERS, 1, b"x").await.unwrap();
-        assert!(relay_requests(input.as_slice(), Vec::new()).await.is_err());
-        assert!(relay_requests(&b"GET / HTTP/1.1\r\n\r\n\r\n\r\n\r\n"[..], Vec::new())
+        write_frame(&mut input, CONTINUATION, END_HEADERS, 1, b"x")
             .await
-            .is_err());
+            .unwrap();
+        assert!(relay_requests(input.as_slice(), Vec::new()).await.is_err());
+        assert!(
+            relay_requests(&b"GET / HTTP/1.1\r\n\r\n\r\n\r\n\r\n"[..], Vec::new())
+                .await
+                .is_err()
+        );
         let mut input = PREFACE.to_vec();
-        write_frame(&mut input, HEADERS, PADDED | END_HEADERS, 1, &[9, 1]).await.unwrap();
+        write_frame(&mut input, HEADERS, PADDED | END_HEADERS, 1, &[9, 1])
+            .await
+            .unwrap();
         assert!(relay_requests(input.as_slice(), Vec::new()).await.is_err());
     }
 

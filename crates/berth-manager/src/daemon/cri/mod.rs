@@ -46,6 +46,7 @@ impl Cri {
         use anyhow::Context as _;
         sandbox::private_mount_point(&state.join("sandboxes"))
             .context("preparing the CRI state directory")?;
+        sandbox::reconcile(&d.db).context("checking the CRI pod sandboxes")?;
         Ok(Cri {
             d,
             cfg: Arc::new(cfg),

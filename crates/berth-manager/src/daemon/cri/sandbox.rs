@@ -122,6 +122,41 @@ pub fn private_mount_point(dir: &Path) -> Result<(), DaemonError> {
     .map_err(io)
 }
 
+/// Whether `path` is a mount point (a pinned namespace).
+fn is_mounted(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy()))
+}
+
+/// At start: a sandbox whose pinned namespaces are gone (the host rebooted, or
+/// someone unmounted them) is not ready any more, and says so.
+pub fn reconcile(db: &crate::daemon::containers::ContainerDb) -> Result<(), DaemonError> {
+    for (id, raw) in db.sandboxes()? {
+        let Ok(mut rec) = serde_json::from_slice::<SandboxRecord>(&raw) else {
+            tracing::warn!(id = %id, "CRI: an unreadable pod sandbox record is left as it is");
+            continue;
+        };
+        let lost = rec.netns().is_some_and(|n| !is_mounted(&n))
+            || (rec.own_ipc && !is_mounted(&rec.dir.join("ipc")));
+        if rec.ready && lost {
+            tracing::warn!(id = %id, "CRI: the namespaces of a ready pod sandbox are gone; it is not ready");
+            unpin(&rec.dir);
+            // The CNI fields stay: StopPodSandbox still runs DEL, which gives the
+            // address back to IPAM.
+            rec.ready = false;
+            rec.ips.clear();
+            let value = serde_json::to_vec(&rec).map_err(|source| DaemonError::BadJson {
+                what: "a pod sandbox record",
+                source,
+            })?;
+            db.put_sandbox(&id, &value)?;
+        }
+    }
+    Ok(())
+}
+
 /// Unpin the namespaces under `dir` (those that are pinned).
 fn unpin(dir: &Path) {
     for ns in ["net", "ipc", "uts"] {

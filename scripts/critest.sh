@@ -62,6 +62,9 @@ alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat"; }
 # containerd pins pod network namespaces in /var/run/netns/cni-*: the ones that
 # appear during this run are ours.
 netns_before=$(ls /var/run/netns 2>/dev/null || true)
+# containerd puts its pods' cgroups under k8s.io/ in every hierarchy: removed at the
+# end when this run made them.
+k8s_cgroups_before=$(ls -d /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/k8s.io 2>/dev/null || true)
 cleanup() {
   set +e
   if [ -n "${manager_pid:-}" ]; then
@@ -83,6 +86,12 @@ cleanup() {
   done
   ip link del berthctd0 2>/dev/null
   ip link del berthcri0 2>/dev/null
+  for d in /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/k8s.io; do
+    [ -d "$d" ] || continue
+    grep -qx "$d" <<<"$k8s_cgroups_before" && continue
+    find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+    rmdir "$d" 2>/dev/null
+  done
   for n in $(ls /var/run/netns 2>/dev/null); do
     case "$n" in cni-*) grep -qx "$n" <<<"$netns_before" || ip netns del "$n" 2>/dev/null ;; esac
   done

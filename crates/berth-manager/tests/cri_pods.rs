@@ -144,9 +144,17 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
         "{conds:?}"
     );
 
+    let mut a = pod_config("pod-a", false);
+    a.linux.as_mut().unwrap().sysctls = HashMap::from([
+        (
+            "net.ipv4.ping_group_range".to_string(),
+            "0 4242".to_string(),
+        ),
+        ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+    ]);
     let id = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod_config("pod-a", false)),
+            config: Some(a),
             runtime_handler: String::new(),
         })
         .await
@@ -186,6 +194,15 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
         .arg(format!("--uts={}", uts.display()))
         .arg("hostname"));
     assert_eq!(hostname, "pod-a");
+    // Its sysctls, in its own namespaces.
+    let ping = sh(Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["cat", "/proc/sys/net/ipv4/ping_group_range"]));
+    assert_eq!(ping.split_whitespace().collect::<Vec<_>>(), ["0", "4242"]);
+    let shm = sh(Command::new("nsenter")
+        .arg(format!("--ipc={}", netns.with_file_name("ipc").display()))
+        .args(["cat", "/proc/sys/kernel/shm_rmid_forced"]));
+    assert_eq!(shm, "1");
     let resolv = std::fs::read_to_string(netns.with_file_name("resolv.conf")).unwrap();
     assert!(resolv.contains("nameserver 10.10.10.10"), "{resolv}");
     assert!(!veths_on(&bridge).is_empty());
@@ -210,10 +227,22 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
             config: Some(pod_config("pod-c", false)),
             runtime_handler: "no-such-handler".to_string(),
         },
+        cri::RunPodSandboxRequest {
+            config: Some({
+                let mut c = pod_config("pod-c", false);
+                c.linux.as_mut().unwrap().sysctls =
+                    HashMap::from([("vm.swappiness".to_string(), "1".to_string())]);
+                c
+            }),
+            runtime_handler: String::new(),
+        },
     ] {
         let err = rt.run_pod_sandbox(bad).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     }
+    // Nothing is left of the refused ones.
+    let sandboxes = netns.parent().unwrap().parent().unwrap();
+    assert_eq!(std::fs::read_dir(sandboxes).unwrap().count(), 1);
 
     // A host-network pod: no IP, no namespace of its own.
     let host_id = rt

@@ -171,8 +171,70 @@ fn unpin(dir: &Path) {
     }
 }
 
-/// Create and pin the pod's namespaces, and set its hostname in its UTS one.
-async fn pin(dir: &Path, own_net: bool, own_ipc: bool, hostname: &str) -> Result<(), Status> {
+/// The pod's sysctls as `/proc/sys` paths and values: only those its own
+/// namespaces hold (`net.*` in its network namespace; the System V IPC and POSIX
+/// message queue ones in its IPC namespace), as kubelet's runtimes accept.
+fn sysctls(
+    c: &cri::PodSandboxConfig,
+    own_net: bool,
+    own_ipc: bool,
+) -> Result<Vec<(String, String)>, Status> {
+    const IPC: [&str; 8] = [
+        "kernel.shm_rmid_forced",
+        "kernel.shmmax",
+        "kernel.shmall",
+        "kernel.shmmni",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+    ];
+    let Some(linux) = &c.linux else {
+        return Ok(vec![]);
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (key, value) in &linux.sysctls {
+        let name = key.replace('/', ".");
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains("..")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !plain || value.contains('\n') || value.len() > 256 {
+            return Err(Status::invalid_argument(format!(
+                "invalid sysctl {key:?}={value:?}"
+            )));
+        }
+        let ours = if name.starts_with("net.") {
+            own_net
+        } else if IPC.contains(&name.as_str()) || name.starts_with("fs.mqueue.") {
+            own_ipc
+        } else {
+            return Err(Status::invalid_argument(format!(
+                "sysctl {key:?} is not namespaced: a pod cannot set it"
+            )));
+        };
+        if !ours {
+            return Err(Status::invalid_argument(format!(
+                "sysctl {key:?} needs the pod's own namespace, and it shares the host's"
+            )));
+        }
+        out.push((name.replace('.', "/"), value.clone()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Create and pin the pod's namespaces; set its hostname in its UTS one and its
+/// sysctls in its network and IPC ones.
+async fn pin(
+    dir: &Path,
+    own_net: bool,
+    own_ipc: bool,
+    hostname: &str,
+    sysctls: &[(String, String)],
+) -> Result<(), Status> {
     let mut cmd = tokio::process::Command::new("unshare");
     for (ns, own) in [("net", own_net), ("ipc", own_ipc), ("uts", own_net)] {
         if own {
@@ -190,14 +252,15 @@ async fn pin(dir: &Path, own_net: bool, own_ipc: bool, hostname: &str) -> Result
     } else {
         ""
     };
-    cmd.args([
-        "--",
-        "/bin/sh",
-        "-c",
-        r#"[ -z "$1" ] || printf %s "$1" >/proc/sys/kernel/hostname"#,
-        "sh",
-        host,
-    ]);
+    // Run inside the new namespaces, so /proc/sys/net and the IPC limits written
+    // are the pod's.
+    const SCRIPT: &str = r#"[ -z "$1" ] || printf %s "$1" >/proc/sys/kernel/hostname || exit 1
+shift
+while [ $# -gt 1 ]; do printf %s "$2" >"/proc/sys/$1" || exit 1; shift 2; done"#;
+    cmd.args(["--", "/bin/sh", "-c", SCRIPT, "sh", host]);
+    for (path, value) in sysctls {
+        cmd.args([path, value]);
+    }
     let out = cmd
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -385,6 +448,7 @@ impl Cri {
             }
         }
         let ns = namespace_options(&config);
+        let sysctls = sysctls(&config, ns.network != NODE, ns.ipc != NODE)?;
         let id = new_id(&meta);
         let dir = self.sandboxes_dir().join(&id);
         let mut rec = SandboxRecord {
@@ -413,7 +477,7 @@ impl Cri {
             std::fs::write(dir.join("resolv.conf"), resolv_conf(&config)).map_err(internal)?;
             std::fs::write(dir.join("hostname"), format!("{}\n", config.hostname))
                 .map_err(internal)?;
-            pin(&dir, rec.own_net, rec.own_ipc, &config.hostname).await?;
+            pin(&dir, rec.own_net, rec.own_ipc, &config.hostname, &sysctls).await?;
             if let Some(netns) = rec.netns() {
                 let network = cni::load(&self.cfg.cni_conf_dir)
                     .map_err(|e| Status::failed_precondition(e.to_string()))?;
@@ -591,6 +655,41 @@ mod tests {
             String::from_utf8(resolv_conf(&c)).unwrap(),
             "search google.com\nnameserver 10.10.10.10\noptions ndots:8\n"
         );
+    }
+
+    #[test]
+    fn only_the_pods_own_sysctls_are_accepted() {
+        let pod = |pairs: &[(&str, &str)]| cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                sysctls: pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ok = sysctls(
+            &pod(&[
+                ("net.ipv4.ping_group_range", "0 1"),
+                ("kernel/shm_rmid_forced", "1"),
+            ]),
+            true,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            vec![
+                ("kernel/shm_rmid_forced".to_string(), "1".to_string()),
+                ("net/ipv4/ping_group_range".to_string(), "0 1".to_string()),
+            ]
+        );
+        for bad in [("vm.swappiness", "1"), ("net.../x", "1"), ("net.a", "1\n2")] {
+            assert!(sysctls(&pod(&[bad]), true, true).is_err(), "{bad:?}");
+        }
+        // Host network: no net.* sysctls.
+        assert!(sysctls(&pod(&[("net.ipv4.ping_group_range", "0 1")]), false, true).is_err());
     }
 
     #[test]

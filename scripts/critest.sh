@@ -19,6 +19,7 @@
 # socket under the temporary directory; runc; the standard CNI plugins from
 # /usr/lib/cni with a bridge+host-local+portmap+loopback conflist on 10.251.0.0/24,
 # bridge berthctd0), for the reference figure; its line comes before berth's.
+# CRITEST_CONTAINERD_RUNC names the runc it uses (default: runc in PATH).
 #
 # Environment: BERTH_BIN (where berth-manager, berth-shim and berth-runtime are;
 # default target/debug), CRITEST_TIMEOUT (seconds for the whole suite, default
@@ -265,11 +266,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.k8s.io/pause:3.6"
   stream_server_port = "0"
+  # Pods ask for oom_score_adj -998, which a manager running in a container (as
+  # here) may not set: keep to containerd's own, as in a user namespace.
+  restrict_oom_score_adj = true
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$ctd/net.d"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  BinaryName = "${CRITEST_CONTAINERD_RUNC:-runc}"
 $mirrors
 EOF
   containerd --config "$ctd/config.toml" >"$ctd/containerd.log" 2>&1 &

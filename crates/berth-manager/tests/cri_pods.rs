@@ -97,16 +97,10 @@ fn veths_on(bridge: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cri_pod_sandboxes_on_a_cni_bridge() {
-    berth_testutil::require_root!();
-    let n = std::process::id() % 200 + 20;
-    let bridge = format!("bcri{}", std::process::id());
-    let _bridge = BridgeGuard(bridge.clone());
-    let subnet = format!("10.254.{n}.0/24");
-    let mut conf_dir = PathBuf::new();
-    let mut stack = Stack::start_with(&runtime_under_test(), |s| {
-        conf_dir = s.dir.path().join("net.d");
+/// A manager with CRI on, its pods on a CNI bridge of the test's own.
+async fn start_cri_stack(bridge: &str, subnet: &str) -> Stack {
+    Stack::start_with(&runtime_under_test(), |s| {
+        let conf_dir = s.dir.path().join("net.d");
         std::fs::create_dir_all(&conf_dir).unwrap();
         let conflist = serde_json::json!({
             "cniVersion": "0.4.0", "name": "berth-test-pods",
@@ -129,7 +123,17 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
             "/usr/lib/cni".to_string(),
         ];
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cri_pod_sandboxes_on_a_cni_bridge() {
+    berth_testutil::require_root!();
+    let n = std::process::id() % 200 + 20;
+    let bridge = format!("bcri{}", std::process::id());
+    let _bridge = BridgeGuard(bridge.clone());
+    let subnet = format!("10.254.{n}.0/24");
+    let mut stack = start_cri_stack(&bridge, &subnet).await;
     let socket = stack.dir.path().join("cri.sock");
     let mut rt = cri_client(&socket).await;
 
@@ -372,4 +376,76 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     let ipam = stack.dir.path().join("ipam").join("berth-test-pods");
     assert!(!ipam.join(&ip).exists());
     assert!(!ipam.join(&lost_ip).exists());
+}
+
+/// crictl, built from cri-tools by `CRITEST_BUILD_ONLY=1 scripts/critest.sh SRC`
+/// (or named by BERTH_CRICTL).
+fn crictl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_CRICTL") {
+        return Some(PathBuf::from(p));
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cri-tools/crictl");
+    p.exists().then_some(p)
+}
+
+/// Kubernetes' own client (Go gRPC, which sends the socket path as :authority)
+/// runs, inspects, stops and removes a pod, and nothing of it is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn crictl_runs_and_removes_a_pod() {
+    berth_testutil::require_root!();
+    let Some(crictl) = crictl() else {
+        eprintln!(
+            "skipped: no crictl (CRITEST_BUILD_ONLY=1 scripts/critest.sh CRI_TOOLS_SRC builds it)"
+        );
+        return;
+    };
+    let n = (std::process::id() + 100) % 200 + 20;
+    let bridge = format!("bcrc{}", std::process::id());
+    let _bridge = BridgeGuard(bridge.clone());
+    let stack = start_cri_stack(&bridge, &format!("10.253.{n}.0/24")).await;
+    let endpoint = format!("unix://{}", stack.dir.path().join("cri.sock").display());
+    let run = |args: &[&str]| {
+        sh(Command::new(&crictl)
+            .args([
+                "--runtime-endpoint",
+                &endpoint,
+                "--image-endpoint",
+                &endpoint,
+            ])
+            .args(["--timeout", "60s"])
+            .args(args))
+    };
+    assert!(run(&["version"]).contains("RuntimeName:  berth"));
+    let pod_json = stack.dir.path().join("pod.json");
+    std::fs::write(
+        &pod_json,
+        serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "web-1", "attempt": 1},
+            "hostname": "web",
+            "log_directory": stack.dir.path().join("pod-logs"),
+            "linux": {}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let id = run(&["runp", pod_json.to_str().unwrap()]);
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(run(&["pods", "-q"]).contains(&id));
+    let inspect: serde_json::Value = serde_json::from_str(&run(&["inspectp", &id])).unwrap();
+    assert_eq!(inspect["status"]["state"], "SANDBOX_READY");
+    let ip = inspect["status"]["network"]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with(&format!("10.253.{n}.")), "{ip}");
+    let dir = stack.state.join("cri/sandboxes").join(&id);
+    assert!(mounted(&dir.join("net")));
+    assert!(!veths_on(&bridge).is_empty());
+
+    run(&["stopp", &id]);
+    run(&["rmp", &id]);
+    assert_eq!(run(&["pods", "-q"]), "");
+    assert!(!dir.exists());
+    assert!(!mounted(&dir.join("net")));
+    assert_eq!(veths_on(&bridge), "");
 }

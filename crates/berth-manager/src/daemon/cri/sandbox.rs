@@ -100,10 +100,7 @@ pub fn private_mount_point(dir: &Path) -> Result<(), DaemonError> {
         path: dir.to_path_buf(),
         source: e,
     })?;
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(&*dir.to_string_lossy()));
+    let mounted = is_mounted(dir);
     let io = |e: nix::Error| DaemonError::Io {
         what: "making the CRI sandbox directory a private mount",
         path: dir.to_path_buf(),
@@ -122,12 +119,45 @@ pub fn private_mount_point(dir: &Path) -> Result<(), DaemonError> {
     .map_err(io)
 }
 
+/// A mount point as /proc/self/mountinfo writes it: space, tab, newline and
+/// backslash as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| {
+                let v = u32::from(d[0] - b'0') * 64
+                    + u32::from(d[1] - b'0') * 8
+                    + u32::from(d[2] - b'0');
+                u8::try_from(v).ok()
+            });
+        match (b[i], octal) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Whether `path` is a mount point (a pinned namespace).
 fn is_mounted(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let want = path.as_os_str().as_bytes();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy()))
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mountinfo(m) == want)
 }
 
 /// At start: a sandbox whose pinned namespaces are gone (the host rebooted, or
@@ -690,6 +720,17 @@ mod tests {
         }
         // Host network: no net.* sysctls.
         assert!(sysctls(&pod(&[("net.ipv4.ping_group_range", "0 1")]), false, true).is_err());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(
+            unescape_mountinfo(r"/run/a\040b\134c"),
+            b"/run/a b\\c".to_vec()
+        );
+        assert_eq!(unescape_mountinfo(r"/x\04"), b"/x\\04".to_vec());
+        assert_eq!(unescape_mountinfo("/plain"), b"/plain".to_vec());
+        assert_eq!(unescape_mountinfo(r"/y\777"), b"/y\\777".to_vec());
     }
 
     #[test]

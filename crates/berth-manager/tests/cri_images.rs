@@ -263,9 +263,9 @@ async fn cri_version_status_and_images_through_a_mirror() {
     })
     .await
     .unwrap();
-    // Pods are not served yet: a clear Unimplemented.
+    // Containers are not served yet: a clear Unimplemented.
     let err = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest::default())
+        .create_container(cri::CreateContainerRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);

@@ -145,6 +145,8 @@ rootfs=$work/rootfs
 # Users and groups critest's image tests and security-context tests expect.
 printf 'www-data:x:33:33:www-data:/var/www:/bin/false\n' >>"$rootfs/etc/passwd"
 printf 'www-data:x:33:\n' >>"$rootfs/etc/group"
+mkdir -p "$rootfs/www"
+echo '<html><body>Welcome to berth</body></html>' >"$rootfs/www/index.html"
 layout=$work/oci
 umoci init --layout "$layout"
 umoci new --image "$layout:base"
@@ -168,8 +170,13 @@ variant user-uid --config.user 1002
 variant user-username --config.user www-data
 variant user-uid-group --config.user 1003:1003
 variant user-username-group --config.user www-data:www-data
-variant web --config.cmd httpd --config.cmd -f --config.cmd -p --config.cmd 80 --config.exposedports 80/tcp
-variant web-hostnet --config.cmd httpd --config.cmd -f --config.cmd -p --config.cmd 12003
+# The stand-in for nginx: busybox httpd serving a page (critest wants a 200) and
+# leaving its pid where nginx does (the HostPID specs read it).
+web_cmd() { # web_cmd PORT
+  echo "mkdir -p /var/run && echo \$\$ >/var/run/nginx.pid && exec httpd -f -p $1 -h /www"
+}
+variant web --config.cmd sh --config.cmd -c --config.cmd "$(web_cmd 80)" --config.exposedports 80/tcp
+variant web-hostnet --config.cmd sh --config.cmd -c --config.cmd "$(web_cmd 12003)"
 # Every name its own image (critest checks that an image has exactly the tags it
 # pulled), except test-image-tags:1..3, one image under three tags.
 n=0

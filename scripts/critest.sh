@@ -229,7 +229,7 @@ run_critest() { # run_critest NAME ENDPOINT [CRITEST_ARGS...]
     >"$work/critest-$name.log" 2>&1
   local rc=$?
   set -e
-  grep -E -- '^(\[FAIL\]|\[PANICKED\]|Ran [0-9]+ of)' "$work/critest-$name.log" >&2 || true
+  grep -E -- '^\s*(\[FAIL\]|\[PANICKED\])|^Ran [0-9]+ of' "$work/critest-$name.log" >&2 || true
   # ginkgo's summary: "FAIL! -- 12 Passed | 60 Failed | 0 Pending | 9 Skipped" (or
   # "SUCCESS! -- ...").
   local summary

@@ -4,15 +4,19 @@
 # `apt-get update` once and install only what is missing.
 
 # Run time: the runtime links libseccomp; install.sh imports busybox from busybox-static;
-# berthd's networks are netavark's (bridges, NAT, ports: iptables) with aardvark-dns.
-BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aardvark-dns iptables)
+# berthd's networks are netavark's (bridges, NAT, ports: iptables) with aardvark-dns;
+# the manager's CRI pods get their namespaces from util-linux's unshare and their
+# networks from the standard CNI plugins (containernetworking-plugins, /usr/lib/cni).
+BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aardvark-dns iptables
+  util-linux containernetworking-plugins)
 
 # Build and test: compilers and headers, the peers we test against (runc, crun,
 # docker.io, containerd and podman, which run berth-runtime in its tests,
-# docker-registry, skopeo, docker-compose 1.29) and the tools the tests and scripts call.
+# docker-registry, skopeo, docker-compose 1.29) and the tools the tests and scripts call
+# (golang-go builds critest and crictl for scripts/critest.sh).
 BERTH_TEST_PACKAGES=(build-essential pkg-config libseccomp-dev git ca-certificates
   runc crun skopeo umoci docker-registry docker.io containerd podman apache2-utils jq psmisc
-  util-linux curl bc systemd hyperfine python3-venv docker-compose)
+  util-linux curl bc systemd hyperfine python3-venv docker-compose golang-go)
 
 # docker-py, pinned, for the tests that check berthd against it (e2e_truth): a venv
 # under target/ made once from PyPI. Prints the venv's python.

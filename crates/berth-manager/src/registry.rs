@@ -150,6 +150,10 @@ pub struct PullOptions {
     pub progress: Option<ProgressFn>,
     /// Layers fetched at once (default 3, as Docker).
     pub max_concurrent: usize,
+    /// Fetch from this registry (`host[:port]`, serving the same repository paths)
+    /// instead of the reference's own; the image is still named by the reference.
+    /// Plain HTTP when `insecure` or local, as for any registry.
+    pub mirror: Option<String>,
 }
 
 impl std::fmt::Debug for PullOptions {
@@ -158,7 +162,31 @@ impl std::fmt::Debug for PullOptions {
             .field("auth", &self.auth)
             .field("insecure", &self.insecure)
             .field("platform", &self.platform)
+            .field("mirror", &self.mirror)
             .finish_non_exhaustive()
+    }
+}
+
+/// `r` as served by `mirror`: the same repository and tag or digest on another
+/// registry.
+fn on_mirror(r: &Reference, mirror: &str) -> Reference {
+    match (r.tag(), r.digest()) {
+        (Some(tag), Some(digest)) => Reference::with_tag_and_digest(
+            mirror.to_string(),
+            r.repository().to_string(),
+            tag.to_string(),
+            digest.to_string(),
+        ),
+        (None, Some(digest)) => Reference::with_digest(
+            mirror.to_string(),
+            r.repository().to_string(),
+            digest.to_string(),
+        ),
+        (tag, None) => Reference::with_tag(
+            mirror.to_string(),
+            r.repository().to_string(),
+            tag.unwrap_or("latest").to_string(),
+        ),
     }
 }
 
@@ -326,12 +354,17 @@ impl Store {
         let r = images::parse_reference(reference)?;
         let name = r.whole();
         let _turn = self.pulls.lock(&format!("ref:{name}")).await;
-        let client = client_for(&r, opts.insecure);
+        // `r` names the image; `src` is where it is fetched from.
+        let src = match opts.mirror.as_deref() {
+            Some(m) if !m.is_empty() => on_mirror(&r, m),
+            _ => r.clone(),
+        };
+        let client = client_for(&src, opts.insecure);
         let auth = opts.auth.to_oci();
         let token = client
-            .auth(&r, &auth, RegistryOperation::Pull)
+            .auth(&src, &auth, RegistryOperation::Pull)
             .await
-            .map_err(client_err("authenticate for", &r))?;
+            .map_err(client_err("authenticate for", &src))?;
         let manifests = ManifestFetcher {
             http: reqwest::Client::new(),
             insecure: opts.insecure,
@@ -339,7 +372,7 @@ impl Store {
             auth: opts.auth.clone(),
         };
 
-        let bytes = manifests.fetch(&r).await?;
+        let bytes = manifests.fetch(&src).await?;
         let top_digest = Digest::of(&bytes);
         if let Some(want) = r.digest() {
             if want != top_digest.as_str() {
@@ -366,7 +399,7 @@ impl Store {
             })?;
             let want = images::digest_of(desc.digest())?;
             let by_digest = Reference::with_digest(
-                r.registry().to_string(),
+                src.registry().to_string(),
                 r.repository().to_string(),
                 want.to_string(),
             );
@@ -406,9 +439,9 @@ impl Store {
                 .into());
             }
             let mut stream = client
-                .pull_blob_stream(&r, config_digest.as_str())
+                .pull_blob_stream(&src, config_digest.as_str())
                 .await
-                .map_err(client_err("fetch config", &r))?;
+                .map_err(client_err("fetch config", &src))?;
             let mut buf = Vec::new();
             while let Some(chunk) = stream.next().await {
                 let c = chunk.map_err(|e| RegistryError::Client {
@@ -468,7 +501,7 @@ impl Store {
             let store = Arc::clone(self);
             let (client, r, lease, l, limit, progress) = (
                 client.clone(),
-                r.clone(),
+                src.clone(),
                 Arc::clone(&lease),
                 l.clone(),
                 Arc::clone(&limit),

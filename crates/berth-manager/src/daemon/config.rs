@@ -36,6 +36,102 @@ pub struct Args {
     /// --log-level until the next SIGHUP; without the file, --log-level applies again.
     #[arg(long, default_value = "/etc/berth/manager-log-level")]
     pub log_level_file: PathBuf,
+    /// The config file (JSON; see docs/cri.md). A missing file means defaults.
+    #[arg(long, default_value = "/etc/berth/manager.json")]
+    pub config: PathBuf,
+    /// Serve Kubernetes' CRI (also `"cri": {"enabled": true}` in the config file).
+    #[arg(long)]
+    pub cri: bool,
+    /// The CRI socket [default: the config file's cri.address, else /run/berth/cri.sock].
+    #[arg(long)]
+    pub cri_address: Option<PathBuf>,
+    /// The CNI configuration directory for pods [default: /etc/cni/net.d].
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// A CNI plugin directory (repeatable) [default: /opt/cni/bin /usr/lib/cni].
+    #[arg(long)]
+    pub cni_bin_dir: Vec<PathBuf>,
+}
+
+/// Where the CRI socket is when nothing says otherwise.
+pub const DEFAULT_CRI_ADDRESS: &str = "/run/berth/cri.sock";
+
+/// The config file. Unknown keys are refused, so that a typo is not silently a
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub cri: CriFileConfig,
+}
+
+/// The `"cri"` section of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CriFileConfig {
+    pub enabled: bool,
+    pub address: Option<PathBuf>,
+    /// Registry host (`docker.io`, `gcr.io`) -> the `host[:port]` of a registry to
+    /// pull its repositories from instead (containerd's `registry.mirrors`).
+    pub registry_mirrors: std::collections::BTreeMap<String, String>,
+    /// Registries (`host[:port]`) spoken to over plain HTTP; localhost always is.
+    pub insecure_registries: Vec<String>,
+    /// Where the CNI network configuration is [default: /etc/cni/net.d].
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are [default: /opt/cni/bin, then /usr/lib/cni].
+    pub cni_bin_dirs: Vec<PathBuf>,
+}
+
+impl FileConfig {
+    /// Read `path`; a missing file is the defaults, anything unreadable an error.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        use anyhow::Context;
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading the config file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("reading the config file {}", path.display())),
+        }
+    }
+}
+
+/// What the CRI server is told, from the flags over the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriConfig {
+    pub address: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub registry_mirrors: std::collections::BTreeMap<String, String>,
+    pub insecure_registries: Vec<String>,
+}
+
+impl CriConfig {
+    /// `None` when CRI is off (neither the flag nor the file enables it).
+    pub fn resolve(args: &Args, file: &FileConfig) -> Option<CriConfig> {
+        if !args.cri && !file.cri.enabled {
+            return None;
+        }
+        Some(CriConfig {
+            address: args
+                .cri_address
+                .clone()
+                .or_else(|| file.cri.address.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CRI_ADDRESS)),
+            cni_conf_dir: args
+                .cni_conf_dir
+                .clone()
+                .or_else(|| file.cri.cni_conf_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/etc/cni/net.d")),
+            cni_bin_dirs: if !args.cni_bin_dir.is_empty() {
+                args.cni_bin_dir.clone()
+            } else if !file.cri.cni_bin_dirs.is_empty() {
+                file.cri.cni_bin_dirs.clone()
+            } else {
+                vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+            },
+            registry_mirrors: file.cri.registry_mirrors.clone(),
+            insecure_registries: file.cri.insecure_registries.clone(),
+        })
+    }
 }
 
 /// Log verbosity.
@@ -121,5 +217,41 @@ mod tests {
         assert_eq!(a.state, PathBuf::from("/run/berth"));
         assert_eq!(a.runtime, OsString::from("berth-runtime"));
         assert_eq!(a.log_level, LogLevel::Info);
+        assert_eq!(CriConfig::resolve(&a, &FileConfig::default()), None);
+    }
+
+    #[test]
+    fn cri_is_enabled_by_flag_or_file_and_the_flag_wins() {
+        let a = Args::try_parse_from(["berth-manager", "--cri"]).unwrap();
+        let c = CriConfig::resolve(&a, &FileConfig::default()).unwrap();
+        assert_eq!(c.address, PathBuf::from(DEFAULT_CRI_ADDRESS));
+
+        let file: FileConfig = serde_json::from_str(
+            r#"{"cri": {"enabled": true, "address": "/tmp/x.sock",
+                "registry_mirrors": {"docker.io": "127.0.0.1:5000"}}}"#,
+        )
+        .unwrap();
+        let a = Args::try_parse_from(["berth-manager"]).unwrap();
+        let c = CriConfig::resolve(&a, &file).unwrap();
+        assert_eq!(c.address, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.registry_mirrors["docker.io"], "127.0.0.1:5000");
+        let a = Args::try_parse_from(["berth-manager", "--cri-address", "/tmp/y.sock"]).unwrap();
+        assert_eq!(
+            CriConfig::resolve(&a, &file).unwrap().address,
+            PathBuf::from("/tmp/y.sock")
+        );
+    }
+
+    #[test]
+    fn config_files_are_strict_and_may_be_absent() {
+        assert!(serde_json::from_str::<FileConfig>(r#"{"cri": {"enabeld": true}}"#).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            FileConfig::load(&dir.path().join("none.json")).unwrap(),
+            FileConfig::default()
+        );
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{").unwrap();
+        assert!(FileConfig::load(&bad).is_err());
     }
 }

@@ -10,6 +10,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+/// The CRI server's records (pod sandboxes), one JSON value per id, in the same
+/// file so that they are as durable as the containers they name.
+const CRI_SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("cri_sandboxes");
 
 /// Errors of the container database.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,7 @@ impl ContainerDb {
         })?;
         let txn = db.begin_write()?;
         txn.open_table(CONTAINERS)?;
+        txn.open_table(CRI_SANDBOXES)?;
         txn.commit()?;
         Ok(ContainerDb { db })
     }
@@ -130,6 +134,47 @@ impl ContainerDb {
         let txn = self.db.begin_write()?;
         let existed = {
             let mut t = txn.open_table(CONTAINERS)?;
+            let old = t.remove(id)?;
+            old.is_some()
+        };
+        txn.commit()?;
+        Ok(existed)
+    }
+}
+
+/// The CRI's pod sandbox records (opaque JSON values to this file).
+impl ContainerDb {
+    pub fn sandbox(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CRI_SANDBOXES)?;
+        Ok(t.get(id)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn sandboxes(&self) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CRI_SANDBOXES)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_sandbox(&self, id: &str, value: &[u8]) -> Result<(), DbError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(CRI_SANDBOXES)?;
+            t.insert(id, value)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_sandbox(&self, id: &str) -> Result<bool, DbError> {
+        let txn = self.db.begin_write()?;
+        let existed = {
+            let mut t = txn.open_table(CRI_SANDBOXES)?;
             let old = t.remove(id)?;
             old.is_some()
         };

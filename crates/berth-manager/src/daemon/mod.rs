@@ -2,7 +2,8 @@
 //! gRPC on a unix socket ([`server`]), one gRPC adapter per service ([`service`]),
 //! the state they share ([`core`]), the task lifecycle and the shims
 //! ([`lifecycle`], [`task`]), finding the tasks again after a restart
-//! ([`recover`]), and the event bus ([`events`]).
+//! ([`recover`]), the event bus ([`events`]), and Kubernetes' CRI on a socket of
+//! its own when enabled ([`cri`]).
 //!
 //! What it must never do: speak Docker's API (berthd does), hold a container's
 //! stdio (its shim does), or be the parent of a shim (shims outlive it).
@@ -10,6 +11,7 @@
 mod config;
 mod containers;
 mod core;
+mod cri;
 mod error;
 mod events;
 mod lifecycle;

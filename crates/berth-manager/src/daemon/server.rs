@@ -23,9 +23,10 @@ use nix::sys::stat::{umask, Mode};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
-use super::config::{find_program, Args, LogLevel};
+use super::config::{find_program, Args, CriConfig, FileConfig, LogLevel};
 use super::containers::ContainerDb;
 use super::core::{Daemon, Settings};
+use super::cri::Cri;
 use super::service::Svc;
 
 /// How long in-flight calls get once the daemon decided to stop.
@@ -130,17 +131,42 @@ fn run(args: Args, reload: FilterHandle) -> anyhow::Result<()> {
     if let Some(parent) = address.parent() {
         make_dir(parent, 0o711)?;
     }
-    // Before any thread exists: the umask that makes the socket 0600 from the
+    let file = FileConfig::load(&args.config)?;
+    let cri = match CriConfig::resolve(&args, &file) {
+        Some(mut c) => {
+            c.address = std::path::absolute(&c.address).context("the CRI address")?;
+            if let Some(parent) = c.address.parent() {
+                make_dir(parent, 0o711)?;
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    // Before any thread exists: the umask that makes the sockets 0600 from the
     // start is process-wide.
     let listener = bind(&address)?;
+    let cri = match cri {
+        Some(c) => match bind(&c.address) {
+            Ok(l) => Some((c, l)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&address);
+                return Err(e.context("the CRI socket"));
+            }
+        },
+        None => None,
+    };
+    let cri_address = cri.as_ref().map(|(c, _)| c.address.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("berth-manager")
         .build()
         .context("starting the event loop")?;
-    let result = rt.block_on(serve(args, root, state, &address, listener, reload));
+    let result = rt.block_on(serve(args, root, state, &address, listener, cri, reload));
     rt.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&address);
+    if let Some(a) = cri_address {
+        let _ = std::fs::remove_file(a);
+    }
     result
 }
 
@@ -193,6 +219,7 @@ async fn serve(
     state: PathBuf,
     address: &Path,
     listener: UnixListener,
+    cri: Option<(CriConfig, UnixListener)>,
     reload: FilterHandle,
 ) -> anyhow::Result<()> {
     let shim = match args.shim.clone() {
@@ -256,6 +283,33 @@ async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown);
     tokio::pin!(server);
 
+    // The CRI server stops with the main one; until then a failure of it is the
+    // daemon's failure too (kubelet would be left without a runtime).
+    let cri_server = match cri {
+        Some((cfg, l)) => {
+            let cri_address = cfg.address.clone();
+            let (runtime, image) =
+                Cri::new(Arc::clone(&daemon), cfg, state.join("cri"))?.services();
+            let incoming = super::cri::authority::incoming(
+                tokio::net::UnixListener::from_std(l).context("serving the CRI socket")?,
+            );
+            let mut stop = stop_tx.subscribe();
+            tracing::info!(address = %cri_address.display(), "serving CRI");
+            futures_util::future::Either::Left(
+                tonic::transport::Server::builder()
+                    .add_service(runtime)
+                    .add_service(image)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }),
+            )
+        }
+        None => futures_util::future::Either::Right(std::future::pending::<
+            Result<(), tonic::transport::Error>,
+        >()),
+    };
+    tokio::pin!(cri_server);
+
     let mut sigterm = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     tracing::info!(address = %address.display(), pid = std::process::id(), "serving");
@@ -266,6 +320,7 @@ async fn serve(
     loop {
         tokio::select! {
             r = &mut server => return r.context("serving"),
+            r = &mut cri_server => return r.context("serving CRI"),
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM: stopping; containers keep running");
                 break;
@@ -283,6 +338,12 @@ async fn serve(
     match tokio::time::timeout(STOP_GRACE, &mut server).await {
         Ok(r) => r.context("serving")?,
         Err(_) => tracing::info!("calls still in flight after {STOP_GRACE:?}; stopping anyway"),
+    }
+    if tokio::time::timeout(STOP_GRACE, &mut cri_server)
+        .await
+        .is_err()
+    {
+        tracing::info!("CRI calls still in flight after {STOP_GRACE:?}; stopping anyway");
     }
     Ok(())
 }

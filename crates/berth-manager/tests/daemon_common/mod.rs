@@ -93,6 +93,11 @@ pub struct Stack {
     pub socket: PathBuf,
     pub logs: PathBuf,
     pub runtime: PathBuf,
+    /// The manager's config file (`<dir>/manager.json`, absent unless a test
+    /// writes it), so that the host's /etc/berth/manager.json is never read.
+    pub config: PathBuf,
+    /// More arguments for every start of the manager.
+    pub extra_args: Vec<String>,
     manager: Option<Child>,
     cgroups: Mutex<HashSet<String>>,
     pids: Mutex<HashSet<i32>>,
@@ -101,6 +106,12 @@ pub struct Stack {
 impl Stack {
     /// Start a manager with `runtime` as its default runtime.
     pub async fn start(runtime: &Path) -> Stack {
+        Stack::start_with(runtime, |_| {}).await
+    }
+
+    /// Start a manager with `runtime`, after `prepare` (which may write the config
+    /// file or add arguments) has seen the stack.
+    pub async fn start_with(runtime: &Path, prepare: impl FnOnce(&mut Stack)) -> Stack {
         become_subreaper();
         // Short paths: a shim socket (<state>/tasks/<id>/shim.sock) must fit in
         // 107 bytes.
@@ -114,6 +125,8 @@ impl Stack {
         std::fs::create_dir_all(&logs).unwrap();
         let mut stack = Stack {
             socket: dir.path().join("m.sock"),
+            config: dir.path().join("manager.json"),
+            extra_args: Vec::new(),
             root,
             state,
             logs,
@@ -123,6 +136,7 @@ impl Stack {
             cgroups: Mutex::new(HashSet::new()),
             pids: Mutex::new(HashSet::new()),
         };
+        prepare(&mut stack);
         stack.start_manager().await;
         stack
     }
@@ -147,6 +161,9 @@ impl Stack {
             .arg("--shim")
             .arg(berth_testutil::binary("berth-shim"))
             .args(["--log-level", "debug"])
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -248,6 +248,7 @@ impl Images for Svc {
                 image: None,
             })),
             max_concurrent: 0,
+            mirror: None,
         };
         let store = self.store();
         let svc = self.clone();

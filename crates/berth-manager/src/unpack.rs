@@ -356,10 +356,12 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// Split a tar name into its components, refusing `..` and absolute names.
+/// Split a tar name into its components, refusing `..` and absolute names. `/`
+/// alone (as `umoci insert … /` writes the root) is the root, as `./` is.
 pub fn clean_components(raw: &[u8]) -> Result<Vec<String>, UnpackError> {
     let name = String::from_utf8_lossy(raw).into_owned();
-    if raw.first() == Some(&b'/') {
+    let names_the_root = raw.split(|b| *b == b'/').all(|c| c.is_empty() || c == b".");
+    if raw.first() == Some(&b'/') && !names_the_root {
         return Err(UnpackError::Absolute(name));
     }
     let mut out = Vec::new();
@@ -855,4 +857,30 @@ pub fn is_whiteout(md: &std::fs::Metadata) -> bool {
 /// Whether a directory carries overlay's opaque marker.
 pub fn is_opaque(path: &Path) -> bool {
     matches!(xattr::get(path, "trusted.overlay.opaque"), Ok(Some(v)) if v == b"y")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_root_may_be_named_absolute_nothing_else() {
+        for root in [&b"/"[..], b"//", b"/.", b"./", b"."] {
+            assert!(clean_components(root).unwrap().is_empty(), "{root:?}");
+        }
+        assert_eq!(clean_components(b"./a//b/").unwrap(), vec!["a", "b"]);
+        assert!(matches!(
+            clean_components(b"/etc/passwd"),
+            Err(UnpackError::Absolute(_))
+        ));
+        assert!(matches!(
+            clean_components(b"/./x"),
+            Err(UnpackError::Absolute(_))
+        ));
+        assert!(matches!(
+            clean_components(b"a/../../x"),
+            Err(UnpackError::DotDot(_))
+        ));
+    }
 }

@@ -179,6 +179,12 @@ fn store_code(e: &StoreError) -> Code {
             }
             RegistryError::Digest { .. } => Code::DataLoss,
             RegistryError::TooLarge { .. } => Code::InvalidArgument,
+            // A registry that cannot be reached is dockerd's 500, not Unavailable (which
+            // berthd takes for the manager itself being out of reach).
+            RegistryError::Login { status, .. } => match status {
+                401 | 403 => Code::Unauthenticated,
+                _ => Code::Internal,
+            },
             RegistryError::Manifest { status, .. } => match status {
                 404 => Code::NotFound,
                 401 | 403 => Code::Unauthenticated,

@@ -549,6 +549,20 @@ mod tests {
     }
 
     #[test]
+    fn host_config_keys_in_another_case_are_taken() {
+        let mut hc =
+            serde_json::json!({"CPURealtimePeriod": 1000, "cpurealtimeruntime": 500, "Memory": 1})
+                .as_object()
+                .cloned()
+                .unwrap();
+        go_case_keys(&mut hc, GO_CASE_HOST_CONFIG);
+        assert_eq!(
+            serde_json::Value::Object(hc),
+            serde_json::json!({"CpuRealtimePeriod": 1000, "CpuRealtimeRuntime": 500, "Memory": 1})
+        );
+    }
+
+    #[test]
     fn create_body_flattens_config_and_host_config() {
         let b: CreateBody = serde_json::from_str(
             r#"{"Image":"busybox","Cmd":["echo","hi"],"ExposedPorts":{"80/tcp":{}},

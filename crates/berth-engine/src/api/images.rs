@@ -1166,6 +1166,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn graph_driver_is_written_as_dockers() {
+        #[derive(serde::Serialize)]
+        struct Img {
+            #[serde(rename = "Id")]
+            id: &'static str,
+            #[serde(rename = "GraphDriver")]
+            graph_driver: DriverData,
+            #[serde(rename = "Os")]
+            os: &'static str,
+        }
+        let v = Img {
+            id: "x",
+            graph_driver: DriverData {
+                name: GRAPH_PLACEHOLDER.to_string(),
+                data: HashMap::new(),
+            },
+            os: "linux",
+        };
+        let mut out = serde_json::to_vec(&v).unwrap();
+        let data = HashMap::from([
+            ("UpperDir".to_string(), "/u".to_string()),
+            ("LowerDir".to_string(), "/l".to_string()),
+            ("WorkDir".to_string(), "/w".to_string()),
+            ("MergedDir".to_string(), "/m".to_string()),
+        ]);
+        put_graph_driver(&mut out, "overlay2", &data).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"Id":"x","GraphDriver":{"Data":{"LowerDir":"/l","MergedDir":"/m","UpperDir":"/u","WorkDir":"/w"},"Name":"overlay2"},"Os":"linux"}"#
+        );
+    }
+
+    #[test]
     fn references_and_names() {
         assert_eq!(reference("busybox", ""), "busybox:latest");
         assert_eq!(reference("busybox", "1"), "busybox:1");

@@ -173,7 +173,10 @@ fn store_code(e: &StoreError) -> Code {
                     E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
                         Code::Unauthenticated
                     }
-                    E::RequestError(_) | E::IoError(_) => Code::Unavailable,
+                    // A registry out of reach (RequestError, IoError) too: Internal,
+                    // not Unavailable, which berthd takes for the manager itself
+                    // being out of reach and would say so instead of the registry's
+                    // failure (dockerd answers 500 here).
                     _ => Code::Internal,
                 }
             }
@@ -189,7 +192,7 @@ fn store_code(e: &StoreError) -> Code {
                 404 => Code::NotFound,
                 401 | 403 => Code::Unauthenticated,
                 400..=499 => Code::InvalidArgument,
-                _ => Code::Unavailable,
+                _ => Code::Internal,
             },
             RegistryError::Task(_) => Code::Internal,
         },

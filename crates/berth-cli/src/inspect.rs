@@ -27,6 +27,11 @@ pub struct InspectArgs {
 pub fn with_aliases(mut v: Value) -> Value {
     if let Value::Map(m) = &mut v {
         m.alias("ID", "Id");
+        // A container: docker runs the template on its typed object first, where
+        // a container without a health check has a nil Health.
+        if let Some(Value::Map(state)) = m.get_mut("State") {
+            state.typed_field("Health", Value::Nil);
+        }
     }
     v
 }

@@ -192,6 +192,40 @@ fn formats_waits_attach_codes_and_parse_errors() {
         std::path::Path::new(upper.trim()).is_dir(),
         "UpperDir {upper:?} is not a directory"
     );
+    // GraphDriver.Data as docker's (a Go map: keys sorted), for containers and images.
+    let keys = ok(
+        &stack,
+        &["inspect", "-f", "{{json .GraphDriver}}", "web", "busybox"],
+    );
+    let keys: Vec<Vec<String>> = keys
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["Data"].as_object().unwrap().keys().cloned().collect()
+        })
+        .collect();
+    assert_eq!(
+        keys[0],
+        ["LowerDir", "MergedDir", "UpperDir", "WorkDir"],
+        "{keys:?}"
+    );
+    let mut sorted = keys[1].clone();
+    sorted.sort();
+    assert_eq!(keys[1], sorted);
+    let raw = stack.http("GET", "/images/busybox/json", b"").1;
+    let graph = &raw[raw.find("\"GraphDriver\"").unwrap()..];
+    assert!(graph.starts_with("\"GraphDriver\":{\"Data\":{"), "{raw}");
+    // No health check: docker prints null, not an error.
+    let health = ok(&stack, &["inspect", "-f", "{{json .State.Health}}", "web"]);
+    assert_eq!(health, "null\n");
+    // Go's lexer refuses a field name with a dash in it.
+    let out = stack.cli(&berth(), &["inspect", "-f", "{{.a.b-c}}", "web"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("bad character U+002D '-'"),
+        "{}",
+        stderr(&out)
+    );
     // ps rows as docker's formatter objects, in JSON as docker gives them.
     let row = ok(&stack, &["ps", "--format", "{{json .}}"]);
     let row: serde_json::Value = serde_json::from_str(row.trim()).unwrap();
@@ -414,6 +448,25 @@ fn login_then_push_and_pull_with_the_stored_credentials() {
     let out = stack.cli(&berth(), &["push", &image]);
     assert_ne!(out.status.code(), Some(0), "pushed without logging in");
 
+    // A wrong password: the engine asks the registry (POST /auth), which refuses it,
+    // in docker's words; nothing is stored.
+    let out = stack.cli_with_stdin(
+        &berth(),
+        &["login", "-u", "alice", "--password-stdin", &reg.addr()],
+        Some(b"not-the-password\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "Error response from daemon: login attempt to http://{}/v2/ failed with status: 401 Unauthorized",
+            reg.addr()
+        )
+    );
+    let config = stack.path("docker-config/config.json");
+    let stored = || std::fs::read_to_string(&config).unwrap_or_default();
+    assert!(!stored().contains(&reg.addr()), "{}", stored());
+
     let out = stack.cli_with_stdin(
         &berth(),
         &["login", "-u", "alice", "--password-stdin", &reg.addr()],
@@ -421,6 +474,11 @@ fn login_then_push_and_pull_with_the_stored_credentials() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("Login Succeeded"));
+    assert!(
+        !stderr(&out).contains("cannot check credentials"),
+        "{}",
+        stderr(&out)
+    );
     // Stored as docker stores it.
     let cfg: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(stack.path("docker-config/config.json")).unwrap(),
@@ -438,8 +496,14 @@ fn login_then_push_and_pull_with_the_stored_credentials() {
     let tags = ok(&stack, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(tags.lines().any(|l| l == image), "{tags}");
 
-    // Logged out, the same pull is refused again.
-    ok(&stack, &["logout", &reg.addr()]);
+    // Logged out, the entry is gone and the same pull is refused again.
+    let out = ok(&stack, &["logout", &reg.addr()]);
+    assert_eq!(
+        out.trim(),
+        format!("Removing login credentials for {}", reg.addr())
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&stored()).unwrap();
+    assert!(cfg["auths"].get(reg.addr()).is_none(), "{cfg}");
     ok(&stack, &["rmi", &image]);
     let out = stack.cli(&berth(), &["pull", &image]);
     assert_ne!(out.status.code(), Some(0), "pulled after logging out");

@@ -52,6 +52,9 @@ pub enum EngineError {
     /// Something else that does not exist (404), with the full message.
     #[error("{0}")]
     NotFound(String),
+    /// Credentials a registry refused (`POST /auth`).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request conflicts with the object's state (409), e.g. removing a running container.
     #[error("{0}")]
     Conflict(String),
@@ -116,6 +119,7 @@ impl EngineError {
             PageNotFound | NoSuchContainer(_) | NoSuchImage(_) | NoSuchExec(_)
             | NoSuchVolume(_) | NotFound(_) => StatusCode::NOT_FOUND,
             Conflict(_) | NotRunning(_) => StatusCode::CONFLICT,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             NoSwarm => StatusCode::SERVICE_UNAVAILABLE,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

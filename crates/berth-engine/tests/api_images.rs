@@ -160,6 +160,35 @@ async fn commit_answers_id_and_save_is_a_tar() {
 }
 
 #[tokio::test]
+async fn auth_answers_login_succeeded_or_dockers_401() {
+    let d = daemon().await;
+    let r = request(
+        &d.sock,
+        "POST",
+        "/v1.47/auth",
+        Some(r#"{"username":"alice","password":"s3cret","serveraddress":"127.0.0.1:5000"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["Status"], "Login Succeeded");
+    assert_eq!(r.json()["IdentityToken"], "");
+    let r = request(
+        &d.sock,
+        "POST",
+        "/v1.47/auth",
+        Some(r#"{"username":"alice","password":"wrong","serveraddress":"127.0.0.1:5000"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("login attempt to "));
+    let r = request(&d.sock, "POST", "/v1.47/auth", Some("{not json")).await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
 async fn volumes_create_list_inspect_remove_and_prune() {
     let d = daemon().await;
     let r = request(

@@ -143,6 +143,14 @@ fn invalid(file: &str, why: impl std::fmt::Display) -> StoreError {
     .into()
 }
 
+/// One image of a loaded archive, with the names the archive gave it (normalized):
+/// `docker load` reports these, not every name the image has in the store.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    pub image: Image,
+    pub archive_names: Vec<String>,
+}
+
 impl Store {
     /// Load every image of a `docker save` or OCI layout archive.
     pub fn load(
@@ -150,14 +158,42 @@ impl Store {
         reader: impl Read,
         progress: Option<ProgressFn>,
     ) -> Result<Vec<Image>, StoreError> {
+        Ok(self
+            .load_named(reader, progress)?
+            .into_iter()
+            .map(|l| l.image)
+            .collect())
+    }
+
+    /// [`Store::load`], saying which names the archive carried for each image.
+    pub fn load_named(
+        &self,
+        reader: impl Read,
+        progress: Option<ProgressFn>,
+    ) -> Result<Vec<LoadedImage>, StoreError> {
         let lease = self.lease()?;
         let loaded = self.read_archive(reader, &lease, progress.as_ref())?;
         if let Some(m) = loaded.small.get("manifest.json") {
             let entries: Vec<DockerManifestEntry> =
                 serde_json::from_slice(m).map_err(|e| invalid("manifest.json", e))?;
-            let mut out = Vec::new();
+            let mut out: Vec<LoadedImage> = Vec::new();
             for e in entries {
-                out.push(self.load_docker_entry(&lease, &loaded, &e)?);
+                let l = self.load_docker_entry(&lease, &loaded, &e)?;
+                // One image named by two entries is reported once, with both names.
+                match out
+                    .iter_mut()
+                    .find(|p| p.image.record.id == l.image.record.id)
+                {
+                    Some(prev) => {
+                        prev.image = l.image;
+                        for n in l.archive_names {
+                            if !prev.archive_names.contains(&n) {
+                                prev.archive_names.push(n);
+                            }
+                        }
+                    }
+                    None => out.push(l),
+                }
             }
             return Ok(out);
         }
@@ -277,7 +313,7 @@ impl Store {
         lease: &LeaseGuard,
         loaded: &Loaded,
         e: &DockerManifestEntry,
-    ) -> Result<Image, StoreError> {
+    ) -> Result<LoadedImage, StoreError> {
         let config_digest = loaded.digest(&e.config)?;
         let config_bytes = self.content().read(&config_digest)?;
         let mut layers = Vec::new();
@@ -312,13 +348,17 @@ impl Store {
             .flatten()
             .map(|t| images::normalize(t))
             .collect::<Result<Vec<_>, _>>()?;
-        self.load_manifest(
+        let image = self.load_manifest(
             lease,
             &manifest_bytes,
             &manifest_digest,
             &config_bytes,
             &names,
-        )
+        )?;
+        Ok(LoadedImage {
+            image,
+            archive_names: names,
+        })
     }
 
     fn load_oci_index(
@@ -326,14 +366,14 @@ impl Store {
         lease: &LeaseGuard,
         loaded: &Loaded,
         index_bytes: &[u8],
-    ) -> Result<Vec<Image>, StoreError> {
+    ) -> Result<Vec<LoadedImage>, StoreError> {
         let index: Value =
             serde_json::from_slice(index_bytes).map_err(|e| invalid("index.json", e))?;
         let manifests = index
             .get("manifests")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("index.json", "no manifests"))?;
-        let mut out: Vec<Image> = Vec::new();
+        let mut out: Vec<LoadedImage> = Vec::new();
         for desc in manifests {
             let digest: Digest = desc
                 .get("digest")
@@ -380,10 +420,18 @@ impl Store {
             if let Some(i) = index_digest {
                 img.record.index_digest = Some(i);
             }
-            if let Some(prev) = out.iter_mut().find(|p| p.record.id == img.record.id) {
-                *prev = img;
+            if let Some(prev) = out.iter_mut().find(|p| p.image.record.id == img.record.id) {
+                prev.image = img;
+                for n in names {
+                    if !prev.archive_names.contains(&n) {
+                        prev.archive_names.push(n);
+                    }
+                }
             } else {
-                out.push(img);
+                out.push(LoadedImage {
+                    image: img,
+                    archive_names: names,
+                });
             }
         }
         Ok(out)
@@ -535,7 +583,10 @@ impl Store {
             }
             manifest.push(DockerManifestEntry {
                 config: format!("blobs/sha256/{}", img.record.id.hex()),
-                repo_tags: Some(names.iter().map(|n| images::familiar(n)).collect()),
+                // Saved by id, docker writes no names (null), and a load of it
+                // reports "Loaded image ID".
+                repo_tags: (!names.is_empty())
+                    .then(|| names.iter().map(|n| images::familiar(n)).collect()),
                 layers: layer_paths,
             });
         }

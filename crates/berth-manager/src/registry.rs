@@ -61,6 +61,9 @@ pub enum RegistryError {
         what: &'static str,
         limit: u64,
     },
+    /// `docker login`'s check failed; the message is the one dockerd gives.
+    #[error("{message}")]
+    Login { status: u16, message: String },
     /// A manifest request failed at the HTTP level.
     #[error("fetch manifest {reference}: {message}")]
     Manifest {
@@ -223,12 +226,191 @@ impl PullLocks {
     }
 }
 
+/// Registries spoken to over plain HTTP without being marked insecure: Docker's
+/// default insecure range is 127.0.0.0/8 (and `localhost` resolves into it).
 fn is_local(registry: &str) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(registry);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
+    let host = match registry.rsplit_once(':') {
+        // A bare IPv6 address has colons of its own.
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The challenge of a 401: its scheme (lower case) and parameters.
+fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => (q, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        params.insert(key, value.to_string());
+        rest = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+/// The registry host a `docker login` server names: no scheme, no path; Docker
+/// Hub's index address is its registry.
+fn login_host(server: &str) -> String {
+    let s = server
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        "" | "docker.io" | "index.docker.io" => "registry-1.docker.io".to_string(),
+        h => h.to_string(),
+    }
+}
+
+/// How long each request of a login may take.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Check credentials as `docker login` does: ask `/v2/`; on a Basic challenge ask
+/// again with them, on a Bearer challenge get a token with them at the realm. A
+/// registry that asks for no credentials accepts any. Returns the identity token
+/// the registry gave, if any ("" otherwise).
+pub async fn login(server: &str, auth: &Auth, insecure: bool) -> Result<String, StoreError> {
+    let host = login_host(server);
+    let scheme = if insecure || is_local(&host) {
+        "http"
+    } else {
+        "https"
+    };
+    let url = format!("{scheme}://{host}/v2/");
+    let http = reqwest::Client::new();
+    // reqwest's own words name only the URL; the cause (refused, no route, a
+    // timeout) is at the end of its chain.
+    let failed = |e: reqwest::Error| {
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        RegistryError::Login {
+            status: 0,
+            message: format!("Get \"{url}\": {cause}"),
+        }
+    };
+    let refused = |status: reqwest::StatusCode| RegistryError::Login {
+        status: status.as_u16(),
+        message: format!(
+            "login attempt to {url} failed with status: {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+    };
+    let resp = http
+        .get(&url)
+        .timeout(LOGIN_TIMEOUT)
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(String::new());
+    }
+    if status != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(refused(status).into());
+    }
+    let challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (kind, params) = parse_challenge(&challenge);
+    if !auth.identity_token.is_empty() && kind == "bearer" {
+        let resp = http
+            .get(&url)
+            .timeout(LOGIN_TIMEOUT)
+            .bearer_auth(&auth.identity_token)
+            .send()
+            .await
+            .map_err(failed)?;
+        return match resp.status() {
+            s if s.is_success() => Ok(auth.identity_token.clone()),
+            s => Err(refused(s).into()),
+        };
+    }
+    match kind.as_str() {
+        "basic" => {
+            let resp = http
+                .get(&url)
+                .timeout(LOGIN_TIMEOUT)
+                .basic_auth(&auth.username, Some(&auth.password))
+                .send()
+                .await
+                .map_err(failed)?;
+            match resp.status() {
+                s if s.is_success() => Ok(String::new()),
+                s => Err(refused(s).into()),
+            }
+        }
+        "bearer" => {
+            let realm = params.get("realm").cloned().unwrap_or_default();
+            let mut token_url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Login {
+                status: 0,
+                message: format!("{url}: the registry's token realm {realm:?}: {e}"),
+            })?;
+            {
+                let mut q = token_url.query_pairs_mut();
+                if let Some(s) = params.get("service") {
+                    q.append_pair("service", s);
+                }
+                q.append_pair("account", &auth.username);
+                q.append_pair("client_id", "docker");
+                q.append_pair("offline_token", "true");
+            }
+            let resp = http
+                .get(token_url)
+                .timeout(LOGIN_TIMEOUT)
+                .basic_auth(&auth.username, Some(&auth.password))
+                .send()
+                .await
+                .map_err(failed)?;
+            let status = resp.status();
+            let body = bounded_body(resp, 64 << 10, &host, "token").await?;
+            if !status.is_success() {
+                // The registry's own words ({"errors":[{"message":...}]}), as dockerd
+                // shows them.
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let why = v["errors"][0]["message"]
+                    .as_str()
+                    .or(v["details"].as_str())
+                    .unwrap_or("authentication required")
+                    .to_string();
+                return Err(RegistryError::Login {
+                    status: status.as_u16(),
+                    message: format!("Get \"{url}\": unauthorized: {why}"),
+                }
+                .into());
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            Ok(v["refresh_token"].as_str().unwrap_or("").to_string())
+        }
+        _ => Err(refused(status).into()),
+    }
 }
 
 fn client_for(reference: &Reference, insecure: bool) -> Client {
@@ -773,5 +955,57 @@ impl Store {
         })
         .await?;
         Ok(img.record.manifest_digest)
+    }
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_plain_http() {
+        for r in [
+            "127.0.0.1:5000",
+            "127.1.2.3:80",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_local(r), "{r}");
+        }
+        for r in [
+            "registry-1.docker.io",
+            "10.0.0.1:5000",
+            "128.0.0.1:5000",
+            "example.com",
+        ] {
+            assert!(!is_local(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn login_servers_name_a_host() {
+        assert_eq!(
+            login_host("https://index.docker.io/v1/"),
+            "registry-1.docker.io"
+        );
+        assert_eq!(login_host(""), "registry-1.docker.io");
+        assert_eq!(login_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+        assert_eq!(login_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn challenges_parse() {
+        let (k, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(k, "bearer");
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["service"], "registry.example");
+        assert_eq!(p["scope"], "repository:a/b:pull");
+        let (k, p) = parse_challenge(r#"Basic realm="berth-test""#);
+        assert_eq!(k, "basic");
+        assert_eq!(p["realm"], "berth-test");
+        assert_eq!(parse_challenge("").0, "");
     }
 }

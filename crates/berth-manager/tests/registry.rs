@@ -229,6 +229,21 @@ async fn push_pull_basic_auth() {
         password: "nope".into(),
         ..Default::default()
     };
+    // docker login's check: refused in dockerd's words, accepted with the password.
+    let refused = berth_manager::registry::login(&reg.addr(), &wrong, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "login attempt to http://{}/v2/ failed with status: 401 Unauthorized",
+            reg.addr()
+        )
+    );
+    let token = berth_manager::registry::login(&format!("http://{}/", reg.addr()), &auth, false)
+        .await
+        .unwrap();
+    assert_eq!(token, "");
     assert!(src.push(&name, &PushOptions::default()).await.is_err());
     assert!(src
         .push(

@@ -209,6 +209,22 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Error> {
     }
 }
 
+/// Go's lexer ends a field, variable or word only at a space, `.`, `,`, `|`, `:`,
+/// a parenthesis or the action's end: `{{.a.b-c}}` is an error there, not `.a.b`
+/// followed by something else.
+fn check_terminated(s: &str, len: usize, line: usize) -> Result<(), Error> {
+    let rest = &s[len..];
+    match rest.chars().next() {
+        None => Ok(()),
+        Some(c) if is_space(c) || matches!(c, '.' | ',' | '|' | ':' | ')' | '(') => Ok(()),
+        Some('}') if rest.starts_with("}}") => Ok(()),
+        Some(c) => Err(Error::parse(
+            line,
+            &format!("bad character U+{:04X} '{c}'", c as u32),
+        )),
+    }
+}
+
 /// One token at the start of `s` (inside an action): the token and its length in bytes.
 fn lex_one(s: &str, line: usize) -> Result<(Tok, usize), Error> {
     let mut it = s.chars();
@@ -260,12 +276,14 @@ fn lex_one(s: &str, line: usize) -> Result<(Tok, usize), Error> {
         }
         '$' => {
             let len = 1 + s[1..].find(|ch: char| !is_alnum(ch)).unwrap_or(s.len() - 1);
+            check_terminated(s, len, line)?;
             Ok((Tok::Variable(s[..len].to_string()), len))
         }
         '.' => match next {
             Some(d) if d.is_ascii_digit() => lex_number(s, line),
             Some(a) if is_alnum(a) => {
                 let len = 1 + s[1..].find(|ch: char| !is_alnum(ch)).unwrap_or(s.len() - 1);
+                check_terminated(s, len, line)?;
                 Ok((Tok::Field(s[1..len].to_string()), len))
             }
             _ => Ok((Tok::Dot, 1)),
@@ -273,6 +291,7 @@ fn lex_one(s: &str, line: usize) -> Result<(Tok, usize), Error> {
         '+' | '-' | '0'..='9' => lex_number(s, line),
         c if is_alnum(c) => {
             let len = s.find(|ch: char| !is_alnum(ch)).unwrap_or(s.len());
+            check_terminated(s, len, line)?;
             let word = &s[..len];
             let tok = match word {
                 "true" => Tok::Bool(true),

@@ -54,6 +54,9 @@ const CASES: &[(&str, &str, Option<&str>)] = &[
     ("{{index .Config.Cmd 1}}", DATA, Some("-c")),
     ("{{index .Config.Cmd 5}}", DATA, None), // template: :1:2: executing "" at <index .Config.Cmd 5>: error calling index: inde
     ("{{slice .Name 1 3}}", DATA, Some("we")),
+    ("{{.a.b-c}}", DATA, None), // template: :1: bad character U+002D '-'
+    ("{{$x-1}}", DATA, None), // template: :1: bad character U+002D '-'
+    ("{{.Name}}{{.Ratio}}", DATA, Some("/web2.5")),
     ("{{.State.Pid.X}}", DATA, None), // template: :1:8: executing "" at <.State.Pid.X>: can't evaluate field X in type i
     ("{{.Name 1}}", DATA, None), // template: :1:2: executing "" at <.Name>: Name is not a method but has arguments
     ("{{html .Html}} {{urlquery \"a b\"}} {{js \"it's\"}}", DATA, Some("&lt;a&amp;b&gt; a+b it\\'s")),

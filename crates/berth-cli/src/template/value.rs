@@ -99,6 +99,23 @@ impl Map {
         }
     }
 
+    /// A field docker's typed object always has but its JSON leaves out when empty
+    /// (`State.Health`, a nil pointer: `{{json .State.Health}}` is `null` there):
+    /// `v` for templates only, left out of JSON like an alias.
+    pub fn typed_field(&mut self, key: &str, v: Value) {
+        if self.entries.contains_key(key) {
+            return;
+        }
+        self.entries.insert(
+            key.to_string(),
+            Value::Func(std::sync::Arc::new(move |_: &[Value]| Ok(v.clone()))),
+        );
+    }
+
+    pub fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        self.entries.get_mut(k)
+    }
+
     /// Keys in Go's iteration order for maps: sorted.
     pub fn sorted_keys(&self) -> Vec<&String> {
         let mut keys: Vec<&String> = self.entries.keys().collect();

@@ -49,9 +49,37 @@ pub async fn create(
     ctx: &Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
-    let body: CreateBody = read_json(req.into_body()).await?;
+    let mut raw: serde_json::Value = read_json(req.into_body()).await?;
+    if let Some(hc) = raw.get_mut("HostConfig").and_then(|h| h.as_object_mut()) {
+        go_case_keys(hc, GO_CASE_HOST_CONFIG);
+    }
+    let body: CreateBody = if raw.is_null() {
+        CreateBody::default()
+    } else {
+        serde_json::from_value(raw).map_err(EngineError::InvalidJson)?
+    };
     let resp = create_container(engine, ctx.query.get("name"), body).await?;
     Ok(json(StatusCode::CREATED, &resp))
+}
+
+/// HostConfig fields clients spell in another case: dockerd's Go decoder matches
+/// names without regard to case, and docker-py sends `CPURealtimePeriod`.
+const GO_CASE_HOST_CONFIG: &[&str] = &["CpuRealtimePeriod", "CpuRealtimeRuntime"];
+
+/// Renames the keys of `obj` that equal one of `names` but for case to that name
+/// (an exact key, when present, wins, as Go's decoder prefers it).
+fn go_case_keys(obj: &mut serde_json::Map<String, serde_json::Value>, names: &[&str]) {
+    for name in names {
+        if obj.contains_key(*name) {
+            continue;
+        }
+        let other = obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+        if let Some(k) = other {
+            if let Some(v) = obj.remove(&k) {
+                obj.insert((*name).to_string(), v);
+            }
+        }
+    }
 }
 
 /// Creates a container from a create body (`POST /containers/create`, and the
@@ -518,6 +546,20 @@ mod tests {
         assert_eq!(human_duration(d(600)), "10 minutes");
         assert_eq!(human_duration(d(5000)), "About an hour");
         assert_eq!(human_duration(d(3 * 3600)), "3 hours");
+    }
+
+    #[test]
+    fn host_config_keys_in_another_case_are_taken() {
+        let mut hc =
+            serde_json::json!({"CPURealtimePeriod": 1000, "cpurealtimeruntime": 500, "Memory": 1})
+                .as_object()
+                .cloned()
+                .unwrap();
+        go_case_keys(&mut hc, GO_CASE_HOST_CONFIG);
+        assert_eq!(
+            serde_json::Value::Object(hc),
+            serde_json::json!({"CpuRealtimePeriod": 1000, "CpuRealtimeRuntime": 500, "Memory": 1})
+        );
     }
 
     #[test]

@@ -250,8 +250,8 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         size: Some(img.size),
         virtual_size: Some(img.size),
         graph_driver: Some(DriverData {
-            name: "overlay2".to_string(),
-            data: graph,
+            name: GRAPH_PLACEHOLDER.to_string(),
+            data: HashMap::new(),
         }),
         root_fs: Some(ImageInspectRootFs {
             typ: "layers".to_string(),
@@ -261,7 +261,43 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
             last_tag_time: None,
         }),
     };
-    Ok(json(StatusCode::OK, &out))
+    let mut data = serde_json::to_vec(&out)
+        .map_err(|e| EngineError::io("encoding the image", std::io::Error::other(e)))?;
+    put_graph_driver(&mut data, "overlay2", &graph)?;
+    data.push(b'\n');
+    let mut resp = Response::new(super::full(data));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// Stands for `GraphDriver` in an encoded image until [`put_graph_driver`] writes it.
+const GRAPH_PLACEHOLDER: &str = "\u{1}berth graph driver\u{1}";
+
+/// Docker writes `GraphDriver` as Go encodes it: `Data` first with its keys sorted
+/// (a Go map), then `Name`. bollard's type keeps `Data` in a HashMap (any order) and
+/// puts `Name` first, so the object is written here, in place of the placeholder.
+fn put_graph_driver(
+    encoded: &mut Vec<u8>,
+    name: &str,
+    data: &HashMap<String, String>,
+) -> Result<(), EngineError> {
+    let err =
+        |e: serde_json::Error| EngineError::io("encoding the image", std::io::Error::other(e));
+    let mark = serde_json::to_vec(&DriverData {
+        name: GRAPH_PLACEHOLDER.to_string(),
+        data: HashMap::new(),
+    })
+    .map_err(err)?;
+    // serde_json's maps are sorted: "Data" before "Name", its keys in order.
+    let real = serde_json::to_vec(&json!({"Data": data, "Name": name})).map_err(err)?;
+    if let Some(at) = encoded
+        .windows(mark.len())
+        .position(|w| w == mark.as_slice())
+    {
+        encoded.splice(at..at + mark.len(), real);
+    }
+    Ok(())
 }
 
 /// `GET /images/{name}/history`: newest first; only the top entry has the image's id
@@ -488,6 +524,41 @@ fn registry_auth(ctx: &Ctx) -> Result<Auth, EngineError> {
         password,
         identity_token: a.identity_token,
     })
+}
+
+/// `POST /auth` (docker login): the registry is asked to accept the credentials;
+/// nothing is stored (the client keeps them).
+pub async fn auth(engine: &Engine, req: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    #[derive(Deserialize, Default)]
+    struct AuthConfig {
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        password: String,
+        #[serde(default)]
+        serveraddress: String,
+        #[serde(default, rename = "identitytoken")]
+        identity_token: String,
+    }
+    let a: AuthConfig = super::read_json(req.into_body()).await?;
+    let auth = Auth {
+        username: a.username,
+        password: a.password,
+        identity_token: a.identity_token,
+    };
+    let token = match engine.manager.images_login(&a.serveraddress, auth).await {
+        Ok(t) => t,
+        // dockerd answers a refusal with 401 and the registry's verdict.
+        Err(EngineError::Manager {
+            code: tonic::Code::Unauthenticated,
+            message,
+        }) => return Err(EngineError::Unauthorized(message)),
+        Err(e) => return Err(e),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &json!({"Status": "Login Succeeded", "IdentityToken": token}),
+    ))
 }
 
 /// Docker's progress bar: `[==>      ]  1.2MB/3.4MB`.
@@ -919,9 +990,18 @@ pub async fn load(
                         return;
                     }
                 }
-                Some(Ok(LoadUpdate::Image(img))) => {
+                Some(Ok(LoadUpdate::Image {
+                    image: img,
+                    archive_names,
+                })) => {
                     any = true;
-                    let names = repo_tags(&img);
+                    // What the archive named, as dockerd reports it: the image's
+                    // other tags in the store are not the load's doing.
+                    let names: Vec<String> = archive_names
+                        .iter()
+                        .filter(|n| !n.contains('@'))
+                        .map(|n| familiar(n))
+                        .collect();
                     let lines: Vec<String> = if names.is_empty() {
                         vec![format!("Loaded image ID: {}\n", img.id)]
                     } else {
@@ -1084,6 +1164,39 @@ pub async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graph_driver_is_written_as_dockers() {
+        #[derive(serde::Serialize)]
+        struct Img {
+            #[serde(rename = "Id")]
+            id: &'static str,
+            #[serde(rename = "GraphDriver")]
+            graph_driver: DriverData,
+            #[serde(rename = "Os")]
+            os: &'static str,
+        }
+        let v = Img {
+            id: "x",
+            graph_driver: DriverData {
+                name: GRAPH_PLACEHOLDER.to_string(),
+                data: HashMap::new(),
+            },
+            os: "linux",
+        };
+        let mut out = serde_json::to_vec(&v).unwrap();
+        let data = HashMap::from([
+            ("UpperDir".to_string(), "/u".to_string()),
+            ("LowerDir".to_string(), "/l".to_string()),
+            ("WorkDir".to_string(), "/w".to_string()),
+            ("MergedDir".to_string(), "/m".to_string()),
+        ]);
+        put_graph_driver(&mut out, "overlay2", &data).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"Id":"x","GraphDriver":{"Data":{"LowerDir":"/l","MergedDir":"/m","UpperDir":"/u","WorkDir":"/w"},"Name":"overlay2"},"Os":"linux"}"#
+        );
+    }
 
     #[test]
     fn references_and_names() {

@@ -291,6 +291,7 @@ async fn dispatch(
         Ping => Ok(system::ping(&ctx)),
         Version => system::version(&engine).await,
         Info => system::info(&engine).await,
+        Auth => images::auth(&engine, req).await,
         SwarmLeave => swarm::leave(),
         ContainerCreate => containers::create(&engine, &ctx, req).await,
         ContainerList => containers::list(&engine, &ctx),

@@ -21,6 +21,8 @@ const EXEC_FAILED: i64 = 126;
 /// Waiting on an exec's exit again after the manager could not be reached.
 const WAIT_RETRY_MIN: Duration = Duration::from_millis(50);
 const WAIT_RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long deleting an exited exec's process from its shim may take.
+const FORGET_LIMIT: Duration = Duration::from_secs(10);
 
 /// An exec instance.
 #[derive(Debug, Clone)]
@@ -228,7 +230,12 @@ pub async fn start(
 }
 
 /// Follows an exec until its exit is known, through manager restarts: its shim
-/// keeps the exit, so waiting again after the manager is back still gets it.
+/// keeps the exit, so waiting again after the manager is back still gets it. Once
+/// the exit is recorded here the shim's record of the process is deleted, as
+/// dockerd has containerd delete an exec's process when it exits: the exec stays
+/// inspectable (`ExitCode`) from the engine's own record until its container goes,
+/// and a long-running container exec'd into every few seconds does not pile up
+/// processes in its shim.
 fn watch_exit(engine: &Arc<Engine>, cid: String, eid: String) {
     let engine = engine.clone();
     tokio::spawn(async move {
@@ -239,10 +246,13 @@ fn watch_exit(engine: &Arc<Engine>, cid: String, eid: String) {
                 .get(&eid)
                 .is_none_or(|e| e.exit_code.is_some())
             {
-                return;
+                break;
             }
             match engine.manager.tasks_wait(&cid, &eid).await {
-                Ok(exit) => return finish(&engine, &eid, i64::from(exit.exit_status)),
+                Ok(exit) => {
+                    finish(&engine, &eid, i64::from(exit.exit_status));
+                    break;
+                }
                 Err(EngineError::Manager {
                     code: tonic::Code::NotFound | tonic::Code::FailedPrecondition,
                     ..
@@ -255,6 +265,18 @@ fn watch_exit(engine: &Arc<Engine>, cid: String, eid: String) {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(WAIT_RETRY_MAX);
                 }
+            }
+        }
+        // The shim records the exit only after the output is drained to whoever is
+        // attached, so nothing is cut short here.
+        let forget = engine.manager.tasks_delete_process(&cid, &eid);
+        match tokio::time::timeout(FORGET_LIMIT, forget).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(container = %cid, exec = %eid, error = %e, "deleting an exited exec")
+            }
+            Err(_) => {
+                tracing::debug!(container = %cid, exec = %eid, "deleting an exited exec timed out")
             }
         }
     });

@@ -1,5 +1,5 @@
 //! The manager's image-moving and event RPCs, as a supertrait of [`Manager`](super::Manager)
-//! kept in its own file: `Images.Pull/Push/Import/Load/Save/Tag/Delete/Commit/Prune`
+//! kept in its own file: `Images.Pull/Push/Import/Load/Save/Tag/Delete/Commit/Prune/Login`
 //! and `Events.Subscribe`.
 //!
 //! Streams cross the seam as channels: what the manager streams back arrives on an
@@ -44,8 +44,11 @@ pub enum PushUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadUpdate {
     Layer(LayerProgress),
-    /// One per image loaded.
-    Image(Box<Image>),
+    /// One per image loaded, with the names the archive gave it (normalized).
+    Image {
+        image: Box<Image>,
+        archive_names: Vec<String>,
+    },
 }
 
 /// The image and event RPCs of berth-manager.
@@ -96,6 +99,9 @@ pub trait ImageManager: Send + Sync {
         all: bool,
         filters: Vec<String>,
     ) -> Result<PruneImagesResponse, EngineError>;
+    /// `Images.Login`: check credentials against `server` (docker login); the
+    /// identity token the registry gave, or "".
+    async fn images_login(&self, server: &str, auth: Auth) -> Result<String, EngineError>;
     /// `Events.Subscribe`.
     async fn events_subscribe(
         &self,
@@ -148,6 +154,9 @@ impl ImageManager for Unreachable {
         _: bool,
         _: Vec<String>,
     ) -> Result<PruneImagesResponse, EngineError> {
+        self.err()
+    }
+    async fn images_login(&self, _: &str, _: Auth) -> Result<String, EngineError> {
         self.err()
     }
     async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<Envelope>, EngineError> {

@@ -173,17 +173,26 @@ fn store_code(e: &StoreError) -> Code {
                     E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
                         Code::Unauthenticated
                     }
-                    E::RequestError(_) | E::IoError(_) => Code::Unavailable,
+                    // A registry out of reach (RequestError, IoError) too: Internal,
+                    // not Unavailable, which berthd takes for the manager itself
+                    // being out of reach and would say so instead of the registry's
+                    // failure (dockerd answers 500 here).
                     _ => Code::Internal,
                 }
             }
             RegistryError::Digest { .. } => Code::DataLoss,
             RegistryError::TooLarge { .. } => Code::InvalidArgument,
+            // A registry that cannot be reached is dockerd's 500, not Unavailable (which
+            // berthd takes for the manager itself being out of reach).
+            RegistryError::Login { status, .. } => match status {
+                401 | 403 => Code::Unauthenticated,
+                _ => Code::Internal,
+            },
             RegistryError::Manifest { status, .. } => match status {
                 404 => Code::NotFound,
                 401 | 403 => Code::Unauthenticated,
                 400..=499 => Code::InvalidArgument,
-                _ => Code::Unavailable,
+                _ => Code::Internal,
             },
             RegistryError::Task(_) => Code::Internal,
         },

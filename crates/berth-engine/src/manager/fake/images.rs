@@ -129,7 +129,11 @@ impl ImageManager for FakeManager {
             ..Image::default()
         };
         let img = self.add(img, "loaded:latest");
-        Ok(one(vec![Ok(LoadUpdate::Image(Box::new(img)))]))
+        let archive_names = img.names.clone();
+        Ok(one(vec![Ok(LoadUpdate::Image {
+            image: Box::new(img),
+            archive_names,
+        })]))
     }
 
     async fn images_save(&self, references: Vec<String>) -> Result<Updates<Bytes>, EngineError> {
@@ -199,6 +203,18 @@ impl ImageManager for FakeManager {
         _: Vec<String>,
     ) -> Result<PruneImagesResponse, EngineError> {
         Ok(PruneImagesResponse::default())
+    }
+
+    async fn images_login(&self, _: &str, auth: Auth) -> Result<String, EngineError> {
+        // The fake's registry knows one password.
+        if auth.password == "wrong" {
+            return Err(EngineError::Manager {
+                code: tonic::Code::Unauthenticated,
+                message: "login attempt to http://fake/v2/ failed with status: 401 Unauthorized"
+                    .into(),
+            });
+        }
+        Ok(String::new())
     }
 
     async fn events_subscribe(&self, _: Vec<String>) -> Result<Updates<Envelope>, EngineError> {

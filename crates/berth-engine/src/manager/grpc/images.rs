@@ -166,7 +166,10 @@ impl ImageManager for GrpcManager {
             .map_err(|s| self.error(s))?
             .into_inner();
         Ok(self.pump(s, |m: pb::LoadProgress| match m.image {
-            Some(i) => LoadUpdate::Image(Box::new(i)),
+            Some(i) => LoadUpdate::Image {
+                image: Box::new(i),
+                archive_names: m.archive_names,
+            },
             None => LoadUpdate::Layer(m.layer.unwrap_or_default()),
         }))
     }
@@ -247,6 +250,20 @@ impl ImageManager for GrpcManager {
             .await
             .map_err(|s| self.error(s))?
             .into_inner())
+    }
+
+    async fn images_login(&self, server: &str, auth: Auth) -> Result<String, EngineError> {
+        Ok(self
+            .images()
+            .login(pb::LoginRequest {
+                server: server.to_string(),
+                auth: Some(auth),
+                insecure: false,
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner()
+            .identity_token)
     }
 
     async fn events_subscribe(

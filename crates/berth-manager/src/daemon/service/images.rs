@@ -347,23 +347,25 @@ impl Images for Svc {
             let p = progress(&tx, |l| pb::LoadProgress {
                 layer: Some(l),
                 image: None,
+                archive_names: Vec::new(),
             });
             let result = blocking(move || {
-                let images = store.load(reader, Some(p))?;
+                let images = store.load_named(reader, Some(p))?;
                 images
-                    .iter()
-                    .map(|i| image_pb(&store, i))
-                    .collect::<Result<Vec<_>, _>>()
+                    .into_iter()
+                    .map(|l| Ok((image_pb(&store, &l.image)?, l.archive_names)))
+                    .collect::<Result<Vec<_>, DaemonError>>()
             })
             .await;
             match result {
                 Ok(images) => {
-                    for img in images {
+                    for (img, archive_names) in images {
                         svc.published(&img, false);
                         if tx
                             .send(Ok(pb::LoadProgress {
                                 layer: None,
                                 image: Some(img),
+                                archive_names,
                             }))
                             .await
                             .is_err()
@@ -599,6 +601,14 @@ impl Images for Svc {
             deleted,
             space_reclaimed: i64::try_from(reclaimed).unwrap_or(i64::MAX),
         }))
+    }
+
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Res<pb::LoginResponse> {
+        let r = req.into_inner();
+        let identity_token = berth_manager::registry::login(&r.server, &auth(r.auth), r.insecure)
+            .await
+            .map_err(DaemonError::Store)?;
+        Ok(Response::new(pb::LoginResponse { identity_token }))
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Prepared {
     /// for a container with a new user namespace, whose init may not be
     /// allowed to reach them by path.
     pub mount_sources: BTreeMap<usize, OwnedFd>,
+    /// Where each cgroup hierarchy is mounted (controller as in the cgroup
+    /// paths → mount point; "" for the cgroup2 one).
+    pub cgroup_mounts: BTreeMap<String, PathBuf>,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -258,11 +261,27 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
 
-    let cgroup = CgroupManager::new(
+    // The layout is read once here; the init mounts the container's cgroups
+    // from where it says each hierarchy is, without reading mountinfo again.
+    let layout = crate::cgroups::Layout::detect().map_err(crate::cgroups::CgroupError::from)?;
+    let cgroup = CgroupManager::with_layout(
+        &layout,
         linux.cgroups_path().as_deref(),
         &opts.id,
         opts.systemd_cgroup,
     )?;
+    let cgroup_mounts = match layout {
+        crate::cgroups::Layout::V1 {
+            mut hierarchies,
+            unified,
+        } => {
+            if let Some(u) = unified {
+                hierarchies.insert(String::new(), u);
+            }
+            hierarchies
+        }
+        crate::cgroups::Layout::V2 { root } => BTreeMap::from([(String::new(), root)]),
+    };
     let unified = linux
         .resources()
         .as_ref()
@@ -307,6 +326,7 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         uid_mappings,
         gid_mappings,
         mount_sources,
+        cgroup_mounts,
     })
 }
 
@@ -557,7 +577,14 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                         source,
                     })?;
             }
-            Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
+            Ok(IntermediateEvent::ChildPid(pid)) => {
+                // The intermediate dropped its copy of the overlay's mount fd
+                // before forking the init: ours is the last, and the grace
+                // period its close waits for passes while the init builds
+                // the rootfs.
+                crate::selfexe::release();
+                break Pid::from_raw(pid);
+            }
             Err(r) => return Err(died("intermediate", inter_pid, r)),
         }
     };

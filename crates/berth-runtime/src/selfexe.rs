@@ -104,10 +104,11 @@ fn adopt_mount(value: &str) {
 }
 
 /// Close this process's copy of the overlay's mount fd, if it still has one.
-/// Forked children call it first thing (they must never take it into the
-/// container, and their copy is not the last); the runtime calls it once its
-/// children no longer hold one, while they work, so that the grace period the
-/// last close waits for overlaps with their work. Otherwise it goes at exit.
+/// The last close dissolves the mount and waits for an RCU grace period, so
+/// `create` leaves the last copy to the intermediate process, which closes it
+/// as it exits while the init builds the rootfs (and nobody waits for it
+/// meanwhile); every process that enters the container calls this first
+/// thing, since none may hold the fd there. Otherwise it goes at exit.
 pub fn release() {
     drop(
         OVERLAY_MOUNT
@@ -115,6 +116,14 @@ pub fn release() {
             .unwrap_or_else(|e| e.into_inner())
             .take(),
     );
+}
+
+/// Whether this process still holds a copy of the overlay's mount fd.
+pub fn holds_mount() -> bool {
+    OVERLAY_MOUNT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
 }
 
 /// The running binary as seen through an overlay whose layers are its directory

@@ -259,7 +259,6 @@ pub(crate) fn fork_child(name: &CStr, body: impl FnOnce() -> i32) -> Result<Pid,
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { child }) => Ok(child),
         Ok(ForkResult::Child) => {
-            crate::selfexe::release();
             let _ = nix::sys::prctl::set_name(name);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
             // SAFETY: _exit ends the process without running the parent's
@@ -311,7 +310,6 @@ pub(crate) fn fork_child_into(
     };
     match ret {
         0 => {
-            crate::selfexe::release();
             let _ = nix::sys::prctl::set_name(name);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
             // SAFETY: as in fork_child: leave without running the parent's destructors.

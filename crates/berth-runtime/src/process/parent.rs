@@ -559,6 +559,11 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         }
         None => BTreeMap::new(),
     };
+    // The overlay's mount fd (see selfexe::release): from here on the
+    // intermediate holds the last copy, and the grace period that the last
+    // close waits for passes in its exit, while the init builds the rootfs;
+    // nobody waits for it until the init is ready.
+    crate::selfexe::release();
     inter_parent
         .cgroup_joined(&cgroup_paths)
         .map_err(|source| ProcessError::Channel {
@@ -577,33 +582,11 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                         source,
                     })?;
             }
-            Ok(IntermediateEvent::ChildPid(pid)) => {
-                // The intermediate dropped its copy of the overlay's mount fd
-                // before forking the init: ours is the last, and the grace
-                // period its close waits for passes while the init builds
-                // the rootfs.
-                crate::selfexe::release();
-                break Pid::from_raw(pid);
-            }
+            Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
             Err(r) => return Err(died("intermediate", inter_pid, r)),
         }
     };
     cleanup.pids.push(init_pid);
-    match waitpid(inter_pid, None) {
-        Ok(WaitStatus::Exited(_, 0)) => {}
-        Ok(other) => {
-            return Err(ProcessError::ChildDied {
-                role: "intermediate",
-                how: describe_status(other),
-            })
-        }
-        Err(source) => {
-            return Err(ProcessError::Sys {
-                what: "wait for the intermediate process",
-                source,
-            })
-        }
-    }
 
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let hooks = p.spec.hooks().clone().unwrap_or_default();
@@ -652,6 +635,22 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                 break;
             }
             Err(r) => return Err(ProcessError::from_received("init", r)),
+        }
+    }
+    // Reaped only now: it may still be closing the overlay's mount fd.
+    match waitpid(inter_pid, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {}
+        Ok(other) => {
+            return Err(ProcessError::ChildDied {
+                role: "intermediate",
+                how: describe_status(other),
+            })
+        }
+        Err(source) => {
+            return Err(ProcessError::Sys {
+                what: "wait for the intermediate process",
+                source,
+            })
         }
     }
 

@@ -636,6 +636,79 @@ pub fn with_target<T>(
     Ok(r)
 }
 
+/// The `O_PATH` fd of `dest` (below the rootfs), opened and checked as
+/// [`with_target`] does: after a mount there, the new mount's root.
+fn open_target(root: &RootDir, dest: &Path) -> Result<std::os::fd::OwnedFd, MountError> {
+    with_target(root, dest, |p| {
+        nix::fcntl::open(
+            p,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenTarget {
+            path: dest.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Bind `source` on the directory `name` of a tmpfs of our own (`dir`, its
+/// root), made for it, then remount the new mount with `flags`. `dest` is
+/// where that is, for messages.
+fn bind_in_tmpfs(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    source: &Path,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<(), MountError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let err = |source: Errno| MountError::CreateTarget {
+        path: dest.to_path_buf(),
+        source: io::Error::from(source),
+    };
+    match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let open = || {
+        nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenTarget {
+            path: dest.to_path_buf(),
+            source,
+        })
+    };
+    let target = open()?;
+    bind_path(source, &fd_path(target.as_fd()), false, MsFlags::empty()).map_err(|e| match e {
+        MountError::Mount { what, source, .. } => MountError::Mount {
+            what,
+            dest: dest.to_path_buf(),
+            source,
+        },
+        e => e,
+    })?;
+    let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        // Looked up again: the name now leads to the new mount's root.
+        let mounted = open()?;
+        remount_bind(&fd_path(mounted.as_fd()), extra).map_err(|e| match e {
+            MountError::Remount { source, .. } => MountError::Remount {
+                dest: dest.to_path_buf(),
+                source,
+            },
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
 /// [`ensure_dir`] for a path below the rootfs: each missing directory is made
 /// with mkdirat in its parent's fd, opened inside the rootfs, so a symlink
 /// swapped into the path cannot make it create anything outside.
@@ -1134,6 +1207,11 @@ fn mount_cgroup(
             source,
         })
     })?;
+    // The tmpfs just mounted is ours alone (a new filesystem in our own mount
+    // namespace, which nothing else can reach): names in it cannot be swapped,
+    // so its mount points are made and used from its root fd directly.
+    let tmpfs = open_target(ctx.root, dest)?;
+    let tmpfs = std::os::fd::AsFd::as_fd(&tmpfs);
     // Read only if a hierarchy is missing from what the runtime passed.
     let mut mounts: Option<Vec<MountInfo>> = None;
     // Co-mounted controllers (cpu and cpuacct in one hierarchy) share a path.
@@ -1163,12 +1241,11 @@ fn mount_cgroup(
             continue;
         };
         let sub = dest.join(name);
-        ensure_dir_in_root(ctx.root, &sub)?;
-        bind_in_root(
-            ctx.root,
+        bind_in_tmpfs(
+            tmpfs,
+            name,
             path,
             &sub,
-            false,
             flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         )?;
         let name = name.to_string_lossy();

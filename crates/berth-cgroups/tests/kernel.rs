@@ -242,7 +242,11 @@ fn device_rules_are_enforced() {
     // refuses /dev/zero below is the v1 devices controller alone.
     if let Some(unified) = t.mgr.paths().get("") {
         let progs = berth_cgroups::bpf::attached_device_programs(unified).unwrap();
-        assert!(progs.is_empty(), "device programs on {}: {progs:?}", unified.display());
+        assert!(
+            progs.is_empty(),
+            "device programs on {}: {progs:?}",
+            unified.display()
+        );
     }
     let out = release(&mut child);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -553,7 +553,8 @@ pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), Seccomp
     };
     let path = dir.join(format!("{}.bpf", hex(&key)));
     // Refused profiles never reach the cache: what is there was valid. A hit
-    // is an open, a stat and a read: libseccomp is not called.
+    // is an open, a stat and a read; the only libseccomp call is the version
+    // getter in the key (no filter is built, no syscall name resolved).
     let program = match read_cached(&path) {
         Some(p) => p,
         None => {
@@ -583,8 +584,9 @@ fn read_cached(path: &Path) -> Option<Vec<libc::sock_filter>> {
     if len > MAX_INSNS * INSN {
         return None;
     }
-    let mut raw = Vec::with_capacity(len);
-    f.read_to_end(&mut raw).ok()?;
+    // Files are replaced whole (rename), never changed: the size stands.
+    let mut raw = vec![0u8; len];
+    f.read_exact(&mut raw).ok()?;
     let program = from_bytes(&raw)?;
     let now = std::time::SystemTime::now();
     let stale = meta

@@ -2,7 +2,9 @@
 # Benchmark (not a test): `run` of a busybox `true` bundle with berth-runtime, runc
 # and crun, in turns in one run, with hyperfine (ROUNDS rounds, default 4, each
 # starting with another runtime). Prints each median and the ratio to berth-runtime.
-# Usage: sudo [ROUNDS=N] ./scripts/bench-runtime.sh [RUNS]
+# Usage: sudo [ROUNDS=N] [BERTH_BASELINE="/path/to/older/berth-runtime ..."] ./scripts/bench-runtime.sh [RUNS]
+# BERTH_BASELINE adds older builds (berth-base1, berth-base2 ...) to the same rounds,
+# for before/after figures taken under the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
@@ -59,8 +61,12 @@ jq '.process.terminal=false | .process.args=["/bin/true"] | .linux.cgroupsPath="
 
 cmds=()
 names=()
-for rt in berth-runtime runc crun; do
+read -r -a baselines <<<"${BERTH_BASELINE:-}"
+bases=()
+for i in "${!baselines[@]}"; do bases+=("berth-base$((i + 1))"); done
+for rt in berth-runtime runc crun "${bases[@]}"; do
   bin=$rt; [ "$rt" = berth-runtime ] && bin=$berth
+  case $rt in berth-base*) bin=${baselines[$((${rt#berth-base} - 1))]} ;; esac
   command -v "$bin" >/dev/null || { echo "skipping $rt: not installed"; continue; }
   mkdir -p "$work/roots/$rt"
   # One warm-up run shows an error now rather than 200 failures later.

@@ -23,8 +23,8 @@
 //! Device rules (`linux.resources.devices`) are enforced on every layout: by the
 //! devices controller on v1, and by an eBPF device program attached to the
 //! container's cgroup2 directory on v2 ([`device_filter`], [`bpf`]). A hybrid
-//! host gets both: the program is attached to the cgroup2 directory beside the
-//! v1 rules (best effort there, since v1 already enforces the same rules).
+//! host gets the v1 rules only, as with runc and crun: every process of the
+//! container is in the v1 devices hierarchy too, which enforces them.
 //!
 //! Debug notes (things skipped on purpose) go through the `log` facade.
 

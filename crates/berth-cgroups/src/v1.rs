@@ -113,13 +113,22 @@ impl V1Cgroup {
                 };
                 files::write(dir, file, &rule)?;
             }
-            // The same rules for the cgroup2 directory of a hybrid host, so that
-            // the program a v2 host depends on runs here too. The devices
-            // controller already enforces them: a host that cannot load eBPF
-            // (no CONFIG_CGROUP_BPF) loses nothing.
-            if let Some(unified) = self.unified.as_deref().filter(|d| d.is_dir()) {
-                if let Err(e) = crate::attach_device_filter(unified, devices) {
-                    log::debug!("cgroups: device program on {}: {e}", unified.display());
+            // No eBPF device program on the cgroup2 directory of a hybrid host:
+            // the devices controller above already enforces every rule for
+            // every process of the container (they all live in this v1
+            // hierarchy too), and loading and verifying a program costs
+            // 0.5-1.3 ms per create. runc and crun do the same (they attach
+            // one only when the devices controller is not a v1 one). A
+            // container made by an older berth, which attached one, has it
+            // replaced so that an update never leaves stale rules behind.
+            if let Some(unified) = self.unified.as_deref() {
+                let attached = crate::bpf::attached_device_programs(unified)
+                    .map(|p| !p.is_empty())
+                    .unwrap_or(false);
+                if attached {
+                    if let Err(e) = crate::attach_device_filter(unified, devices) {
+                        log::debug!("cgroups: device program on {}: {e}", unified.display());
+                    }
                 }
             }
         }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     ) {
-        if let Err(e) = selfexe::ensure_sealed() {
+        if let Err(e) = selfexe::ensure_sealed(&cli.root) {
             logger::error(&format!("re-executing from a sealed copy: {e}"));
             return ExitCode::FAILURE;
         }

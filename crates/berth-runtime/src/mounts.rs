@@ -526,7 +526,72 @@ fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// Run `f` on `/proc/self/fd/N` for `dest` (a path below `rootfs`, as
+/// The container's rootfs, opened once for every mount made below it: an
+/// `O_PATH` fd that targets are resolved from (`openat2(RESOLVE_IN_ROOT)`), and
+/// where the kernel says that fd is, the prefix every resolved target must
+/// start with. Open it after the rootfs is bound onto itself: lookups through
+/// the fd see the mounts made on that bind mount, and only those.
+#[derive(Debug)]
+pub struct RootDir {
+    path: PathBuf,
+    fd: std::cell::RefCell<std::os::fd::OwnedFd>,
+    real: std::cell::RefCell<PathBuf>,
+}
+
+impl RootDir {
+    /// Open `rootfs` (the host path the targets are given under).
+    pub fn open(rootfs: &Path) -> Result<RootDir, MountError> {
+        let (fd, real) = Self::open_parts(rootfs)?;
+        Ok(RootDir {
+            path: rootfs.to_path_buf(),
+            fd: std::cell::RefCell::new(fd),
+            real: std::cell::RefCell::new(real),
+        })
+    }
+
+    fn open_parts(rootfs: &Path) -> Result<(std::os::fd::OwnedFd, PathBuf), MountError> {
+        use std::os::fd::AsFd;
+        let fd = nix::fcntl::open(
+            rootfs,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenTarget {
+            path: rootfs.to_path_buf(),
+            source,
+        })?;
+        // Where the kernel found it: the rootfs path may go through symlinks
+        // of the host's; the paths inside it may not.
+        let link = fd_path(fd.as_fd());
+        let real =
+            fs::read_link(&link).map_err(|source| MountError::Read { path: link, source })?;
+        Ok((fd, real))
+    }
+
+    /// The host path of the rootfs.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Something was mounted on the rootfs itself: lookups must start from
+    /// the new mount from now on.
+    fn reopen(&self) -> Result<(), MountError> {
+        let (fd, real) = Self::open_parts(&self.path)?;
+        *self.fd.borrow_mut() = fd;
+        *self.real.borrow_mut() = real;
+        Ok(())
+    }
+
+    /// `dest` (a host path below the rootfs) relative to it.
+    fn relative<'p>(&self, dest: &'p Path) -> Result<&'p Path, MountError> {
+        dest.strip_prefix(&self.path)
+            .map_err(|_| MountError::OutsideRoot(dest.to_path_buf()))
+    }
+}
+
+/// Run `f` on `/proc/self/fd/N` for `dest` (a path below the rootfs, as
 /// [`resolve_in_root`] returned it), opened inside the rootfs and checked to
 /// still be that path: what `f` mounts lands exactly there or nowhere.
 ///
@@ -534,40 +599,27 @@ fn fd_path(fd: std::os::fd::BorrowedFd<'_>) -> PathBuf {
 /// root (a remount or propagation change then applies to it, not to what it
 /// covers).
 pub fn with_target<T>(
-    rootfs: &Path,
+    root: &RootDir,
     dest: &Path,
     f: impl FnOnce(&Path) -> Result<T, MountError>,
 ) -> Result<T, MountError> {
     use std::os::fd::AsFd;
-    let rel = dest
-        .strip_prefix(rootfs)
-        .map_err(|_| MountError::OutsideRoot(dest.to_path_buf()))?;
+    let rel = root.relative(dest)?;
     let open_err = |source| MountError::OpenTarget {
         path: dest.to_path_buf(),
         source,
     };
-    let root_fd = nix::fcntl::open(
-        rootfs,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(open_err)?;
-    let fd = open_in_root(root_fd.as_fd(), rel, nix::fcntl::OFlag::O_NOFOLLOW).map_err(open_err)?;
-    // Where the kernel found it, against where the rootfs itself is (the
-    // rootfs path may hold symlinks of the host's; the path inside it may not).
-    let read = |p: &Path| {
-        fs::read_link(p).map_err(|source| MountError::Read {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
+    let fd = open_in_root(root.fd.borrow().as_fd(), rel, nix::fcntl::OFlag::O_NOFOLLOW)
+        .map_err(open_err)?;
     let proc_path = fd_path(fd.as_fd());
-    let now = read(&proc_path)?;
-    let base = read(&fd_path(root_fd.as_fd()))?;
+    let now = fs::read_link(&proc_path).map_err(|source| MountError::Read {
+        path: proc_path.clone(),
+        source,
+    })?;
     let expected = if rel.as_os_str().is_empty() {
-        base
+        root.real.borrow().clone()
     } else {
-        base.join(rel)
+        root.real.borrow().join(rel)
     };
     let st = nix::sys::stat::fstat(&fd).map_err(open_err)?;
     let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
@@ -577,82 +629,170 @@ pub fn with_target<T>(
             now,
         });
     }
-    f(&proc_path)
+    let r = f(&proc_path)?;
+    if rel.as_os_str().is_empty() {
+        root.reopen()?;
+    }
+    Ok(r)
 }
 
-/// [`ensure_dir`] for a path below `rootfs`: each missing directory is made
-/// with mkdirat in its parent's fd, opened inside the rootfs, so a symlink
-/// swapped into the path cannot make it create anything outside.
-pub fn ensure_dir_in_root(rootfs: &Path, path: &Path) -> Result<(), MountError> {
-    create_in_root(rootfs, path, false)
+/// The `O_PATH` fd of `dest` (below the rootfs), opened and checked as
+/// [`with_target`] does: after a mount there, the new mount's root.
+fn open_target(root: &RootDir, dest: &Path) -> Result<std::os::fd::OwnedFd, MountError> {
+    with_target(root, dest, |p| {
+        nix::fcntl::open(
+            p,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenTarget {
+            path: dest.to_path_buf(),
+            source,
+        })
+    })
 }
 
-/// [`ensure_file`] for a path below `rootfs`, made the same way as
-/// [`ensure_dir_in_root`] (the file with openat, O_NOFOLLOW).
-pub fn ensure_file_in_root(rootfs: &Path, path: &Path) -> Result<(), MountError> {
-    create_in_root(rootfs, path, true)
-}
-
-fn create_in_root(rootfs: &Path, path: &Path, file: bool) -> Result<(), MountError> {
+/// Bind `source` on the directory `name` of a tmpfs of our own (`dir`, its
+/// root), made for it, then remount the new mount with `flags`. `dest` is
+/// where that is, for messages.
+fn bind_in_tmpfs(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    source: &Path,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<(), MountError> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     use std::os::fd::AsFd;
-    let rel = path
-        .strip_prefix(rootfs)
-        .map_err(|_| MountError::OutsideRoot(path.to_path_buf()))?;
+    let err = |source: Errno| MountError::CreateTarget {
+        path: dest.to_path_buf(),
+        source: io::Error::from(source),
+    };
+    match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let open = || {
+        nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| MountError::OpenTarget {
+            path: dest.to_path_buf(),
+            source,
+        })
+    };
+    let target = open()?;
+    bind_path(source, &fd_path(target.as_fd()), false, MsFlags::empty()).map_err(|e| match e {
+        MountError::Mount { what, source, .. } => MountError::Mount {
+            what,
+            dest: dest.to_path_buf(),
+            source,
+        },
+        e => e,
+    })?;
+    let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        // Looked up again: the name now leads to the new mount's root.
+        let mounted = open()?;
+        remount_bind(&fd_path(mounted.as_fd()), extra).map_err(|e| match e {
+            MountError::Remount { source, .. } => MountError::Remount {
+                dest: dest.to_path_buf(),
+                source,
+            },
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+/// [`ensure_dir`] for a path below the rootfs: each missing directory is made
+/// with mkdirat in its parent's fd, opened inside the rootfs, so a symlink
+/// swapped into the path cannot make it create anything outside.
+pub fn ensure_dir_in_root(root: &RootDir, path: &Path) -> Result<(), MountError> {
+    create_in_root(root, path, false)
+}
+
+/// [`ensure_file`] for a path below the rootfs, made the same way as
+/// [`ensure_dir_in_root`] (the file with openat, O_NOFOLLOW).
+pub fn ensure_file_in_root(root: &RootDir, path: &Path) -> Result<(), MountError> {
+    create_in_root(root, path, true)
+}
+
+fn create_in_root(root: &RootDir, path: &Path, file: bool) -> Result<(), MountError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let rel = root.relative(path)?;
     let err = |source: Errno| MountError::CreateTarget {
         path: path.to_path_buf(),
         source: io::Error::from(source),
     };
-    let root_fd = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+    let root_fd = root.fd.borrow();
+    // Most targets exist already (one lookup, nothing to write: the rootfs
+    // may be read-only); a symlink as the last component counts as there, as
+    // the mount that follows refuses it.
+    match open_in_root(root_fd.as_fd(), rel, OFlag::O_NOFOLLOW) {
+        Ok(_) => return Ok(()),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    let parent = open_dir_in_root(root_fd.as_fd(), parent).map_err(err)?;
+    if file {
+        let r = nix::fcntl::openat(
+            parent.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        );
+        return match r {
+            Ok(_) => Ok(()),
+            // An existing directory or device is a target as good as a file.
+            Err(Errno::EISDIR | Errno::ENXIO | Errno::ETXTBSY) => Ok(()),
+            Err(e) => Err(err(e)),
+        };
+    }
+    match nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// An `O_PATH` fd of the directory `rel` inside the rootfs, made (0755, with
+/// its missing parents) when it does not exist. A directory made here is
+/// opened from its parent's fd without following symlinks, so one swapped in
+/// meanwhile fails the call instead of leading anywhere.
+fn open_dir_in_root(
+    root_fd: std::os::fd::BorrowedFd<'_>,
+    rel: &Path,
+) -> Result<std::os::fd::OwnedFd, Errno> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    match open_in_root(root_fd, rel, OFlag::O_DIRECTORY) {
+        Err(Errno::ENOENT) => {}
+        r => return r,
+    }
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Err(Errno::ENOENT);
+    };
+    let parent = open_dir_in_root(root_fd, parent)?;
+    match nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    nix::fcntl::openat(
+        parent.as_fd(),
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(err)?;
-    let parts: Vec<&std::ffi::OsStr> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let mut prefix = PathBuf::new();
-    for (i, name) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let parent = open_in_root(root_fd.as_fd(), &prefix, OFlag::O_DIRECTORY).map_err(err)?;
-        prefix.push(name);
-        // Already there: nothing to write (the rootfs may be read-only).
-        let exists = nix::fcntl::openat(
-            parent.as_fd(),
-            *name,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .is_ok();
-        if exists {
-            continue;
-        }
-        if last && file {
-            let r = nix::fcntl::openat(
-                parent.as_fd(),
-                *name,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            );
-            return match r {
-                Ok(_) => Ok(()),
-                // An existing directory or device is a target as good as a file.
-                Err(Errno::EISDIR | Errno::ENXIO | Errno::ETXTBSY) => Ok(()),
-                Err(e) => Err(err(e)),
-            };
-        }
-        match nix::sys::stat::mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(err(e)),
-        }
-    }
-    Ok(())
 }
 
 /// What the mounts need to know about the container besides the mount itself.
@@ -660,6 +800,8 @@ fn create_in_root(rootfs: &Path, path: &Path, file: bool) -> Result<(), MountErr
 pub struct MountContext<'a> {
     /// Host path of the rootfs (already a mount point of its own).
     pub rootfs: &'a Path,
+    /// The rootfs opened once, which every target is resolved from.
+    pub root: &'a RootDir,
     /// The bundle, against which relative bind sources are resolved.
     pub bundle: &'a Path,
     /// Whether the init is in a user namespace of its own (some filesystems may
@@ -667,6 +809,9 @@ pub struct MountContext<'a> {
     pub in_userns: bool,
     /// The container's cgroup directories (controller → host path).
     pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    /// Where each of those hierarchies is mounted on the host (same keys);
+    /// one missing here is looked up in mountinfo.
+    pub cgroup_mounts: &'a BTreeMap<String, PathBuf>,
     /// Whether the container has its own cgroup namespace.
     pub new_cgroupns: bool,
 }
@@ -703,7 +848,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
     match typ {
         "cgroup" | "cgroup2" => mount_cgroup(ctx, &opts, &dest),
         _ => {
-            ensure_dir_in_root(ctx.rootfs, &dest)?;
+            ensure_dir_in_root(ctx.root, &dest)?;
             let source = m
                 .source()
                 .as_ref()
@@ -711,7 +856,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                 .unwrap_or_else(|| OsString::from(typ));
             let flags = opts.flags - MsFlags::MS_REMOUNT;
             let data = opts.data_string();
-            let r = with_target(ctx.rootfs, &dest, |target| {
+            let r = with_target(ctx.root, &dest, |target| {
                 Ok(nix::mount::mount(
                     Some(source.as_os_str()),
                     target,
@@ -729,7 +874,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                     } else {
                         "/dev/mqueue"
                     };
-                    bind_in_root(ctx.rootfs, Path::new(host), &dest, true, flags)?;
+                    bind_in_root(ctx.root, Path::new(host), &dest, true, flags)?;
                 }
                 Err(source) => {
                     return Err(MountError::Mount {
@@ -740,7 +885,7 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                 }
                 Ok(()) => {}
             }
-            propagation_in_root(ctx.rootfs, &dest, &opts.propagation)
+            propagation_in_root(ctx.root, &dest, &opts.propagation)
         }
     }
 }
@@ -783,24 +928,24 @@ fn bind_mount(
         source: e,
     })?;
     if meta.is_dir() {
-        ensure_dir_in_root(ctx.rootfs, dest)?;
+        ensure_dir_in_root(ctx.root, dest)?;
     } else {
-        ensure_file_in_root(ctx.rootfs, dest)?;
+        ensure_file_in_root(ctx.root, dest)?;
     }
-    bind_in_root(ctx.rootfs, &source, dest, opts.recursive, opts.flags)?;
-    propagation_in_root(ctx.rootfs, dest, &opts.propagation)
+    bind_in_root(ctx.root, &source, dest, opts.recursive, opts.flags)?;
+    propagation_in_root(ctx.root, dest, &opts.propagation)
 }
 
-/// [`bind_path`] onto a target below `rootfs`, through [`with_target`]: the
+/// [`bind_path`] onto a target below the rootfs, through [`with_target`]: the
 /// bind, then the remount for its flags on the new mount.
 fn bind_in_root(
-    rootfs: &Path,
+    root: &RootDir,
     source: &Path,
     dest: &Path,
     recursive: bool,
     flags: MsFlags,
 ) -> Result<(), MountError> {
-    with_target(rootfs, dest, |target| {
+    with_target(root, dest, |target| {
         bind_path(source, target, recursive, MsFlags::empty())
     })
     .map_err(|e| match e {
@@ -813,7 +958,7 @@ fn bind_in_root(
     })?;
     let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
     if !extra.is_empty() {
-        with_target(rootfs, dest, |target| remount_bind(target, extra)).map_err(|e| match e {
+        with_target(root, dest, |target| remount_bind(target, extra)).map_err(|e| match e {
             MountError::Remount { source, .. } => MountError::Remount {
                 dest: dest.to_path_buf(),
                 source,
@@ -824,12 +969,12 @@ fn bind_in_root(
     Ok(())
 }
 
-/// [`apply_propagation`] on a mount point below `rootfs`, through [`with_target`].
-fn propagation_in_root(rootfs: &Path, dest: &Path, changes: &[MsFlags]) -> Result<(), MountError> {
+/// [`apply_propagation`] on a mount point below the rootfs, through [`with_target`].
+fn propagation_in_root(root: &RootDir, dest: &Path, changes: &[MsFlags]) -> Result<(), MountError> {
     if changes.is_empty() {
         return Ok(());
     }
-    with_target(rootfs, dest, |target| apply_propagation(target, changes)).map_err(|e| match e {
+    with_target(root, dest, |target| apply_propagation(target, changes)).map_err(|e| match e {
         MountError::Propagation { source, .. } => MountError::Propagation {
             dest: dest.to_path_buf(),
             source,
@@ -1023,11 +1168,11 @@ fn mount_cgroup(
     opts: &MountOptions,
     dest: &Path,
 ) -> Result<(), MountError> {
-    ensure_dir_in_root(ctx.rootfs, dest)?;
+    ensure_dir_in_root(ctx.root, dest)?;
     let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
     if host_is_cgroup2() {
         if ctx.new_cgroupns {
-            with_target(ctx.rootfs, dest, |target| {
+            with_target(ctx.root, dest, |target| {
                 nix::mount::mount(
                     Some("cgroup2"),
                     target,
@@ -1042,13 +1187,13 @@ fn mount_cgroup(
                 })
             })?;
         } else if let Some(path) = ctx.cgroup_paths.values().next() {
-            bind_in_root(ctx.rootfs, path, dest, false, flags)?;
+            bind_in_root(ctx.root, path, dest, false, flags)?;
         }
-        return propagation_in_root(ctx.rootfs, dest, &opts.propagation);
+        return propagation_in_root(ctx.root, dest, &opts.propagation);
     }
 
     let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    with_target(ctx.rootfs, dest, |target| {
+    with_target(ctx.root, dest, |target| {
         nix::mount::mount(
             Some("tmpfs"),
             target,
@@ -1062,29 +1207,45 @@ fn mount_cgroup(
             source,
         })
     })?;
-    let mounts = mountinfo()?;
+    // The tmpfs just mounted is ours alone (a new filesystem in our own mount
+    // namespace, which nothing else can reach): names in it cannot be swapped,
+    // so its mount points are made and used from its root fd directly.
+    let tmpfs = open_target(ctx.root, dest)?;
+    let tmpfs = std::os::fd::AsFd::as_fd(&tmpfs);
+    // Read only if a hierarchy is missing from what the runtime passed.
+    let mut mounts: Option<Vec<MountInfo>> = None;
     // Co-mounted controllers (cpu and cpuacct in one hierarchy) share a path.
     let mut done: Vec<&PathBuf> = Vec::new();
-    for path in ctx.cgroup_paths.values() {
+    for (controller, path) in ctx.cgroup_paths {
         if done.contains(&path) {
             continue;
         }
         done.push(path);
-        let Some(hier) = mount_point_of(&mounts, path)
-            .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-        else {
-            continue;
+        let hier = match ctx.cgroup_mounts.get(controller) {
+            Some(m) => m.clone(),
+            None => {
+                if mounts.is_none() {
+                    mounts = Some(mountinfo()?);
+                }
+                let Some(m) = mounts
+                    .as_deref()
+                    .and_then(|all| mount_point_of(all, path))
+                    .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+                else {
+                    continue;
+                };
+                m.mount_point.clone()
+            }
         };
-        let Some(name) = hier.mount_point.file_name() else {
+        let Some(name) = hier.file_name() else {
             continue;
         };
         let sub = dest.join(name);
-        ensure_dir_in_root(ctx.rootfs, &sub)?;
-        bind_in_root(
-            ctx.rootfs,
+        bind_in_tmpfs(
+            tmpfs,
+            name,
             path,
             &sub,
-            false,
             flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         )?;
         let name = name.to_string_lossy();
@@ -1103,7 +1264,7 @@ fn mount_cgroup(
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        with_target(ctx.rootfs, dest, |target| {
+        with_target(ctx.root, dest, |target| {
             nix::mount::mount(
                 None::<&str>,
                 target,
@@ -1117,7 +1278,7 @@ fn mount_cgroup(
             })
         })?;
     }
-    propagation_in_root(ctx.rootfs, dest, &opts.propagation)
+    propagation_in_root(ctx.root, dest, &opts.propagation)
 }
 
 #[cfg(test)]
@@ -1198,13 +1359,14 @@ mod tests {
         let inside = root.join(host.path().strip_prefix("/").unwrap());
         fs::create_dir_all(&inside).unwrap();
         // Not resolved first (what a swap after resolution amounts to).
-        ensure_dir_in_root(root, &root.join("link/x/y")).unwrap();
-        ensure_file_in_root(root, &root.join("link/f")).unwrap();
+        let dir = RootDir::open(root).unwrap();
+        ensure_dir_in_root(&dir, &root.join("link/x/y")).unwrap();
+        ensure_file_in_root(&dir, &root.join("link/f")).unwrap();
         assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0);
         assert!(inside.join("x/y").is_dir());
         assert!(inside.join("f").is_file());
         assert!(matches!(
-            ensure_dir_in_root(root, Path::new("/elsewhere/x")),
+            ensure_dir_in_root(&dir, Path::new("/elsewhere/x")),
             Err(MountError::OutsideRoot(_))
         ));
     }
@@ -1218,7 +1380,8 @@ mod tests {
         let root = d.path();
         fs::create_dir_all(root.join("vol/data")).unwrap();
         let dest = resolve_in_root(root, Path::new("/vol/data")).unwrap();
-        let seen = with_target(root, &dest, |p| Ok(fs::read_link(p).unwrap())).unwrap();
+        let dir = RootDir::open(root).unwrap();
+        let seen = with_target(&dir, &dest, |p| Ok(fs::read_link(p).unwrap())).unwrap();
         assert_eq!(seen, dest);
 
         fs::rename(root.join("vol"), root.join("vol.old")).unwrap();
@@ -1231,7 +1394,7 @@ mod tests {
         )
         .unwrap();
         let mut called = false;
-        let r = with_target(root, &dest, |_| {
+        let r = with_target(&dir, &dest, |_| {
             called = true;
             Ok(())
         });
@@ -1242,7 +1405,7 @@ mod tests {
         fs::remove_file(root.join("vol")).unwrap();
         fs::create_dir(root.join("vol")).unwrap();
         std::os::unix::fs::symlink(host.path(), root.join("vol/data")).unwrap();
-        let r = with_target(root, &dest, |_| Ok(()));
+        let r = with_target(&dir, &dest, |_| Ok(()));
         assert!(r.is_err(), "{r:?}");
     }
 

@@ -77,6 +77,8 @@ pub struct RootfsConfig<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    /// Where each cgroup hierarchy is mounted on the host (same keys).
+    pub cgroup_mounts: &'a BTreeMap<String, PathBuf>,
     pub new_cgroupns: bool,
     /// The process has a terminal: /dev/console is created for it.
     pub terminal: bool,
@@ -135,11 +137,16 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
         source,
     })?;
 
+    // Opened once the bind is there, so that every lookup through it sees
+    // the mounts made on it.
+    let root = mounts::RootDir::open(cfg.rootfs)?;
     let ctx = MountContext {
         rootfs: cfg.rootfs,
+        root: &root,
         bundle: cfg.bundle,
         in_userns: cfg.in_userns,
         cgroup_paths: cfg.cgroup_paths,
+        cgroup_mounts: cfg.cgroup_mounts,
         new_cgroupns: cfg.new_cgroupns,
     };
     let spec_mounts = cfg.spec.mounts().clone().unwrap_or_default();

@@ -25,7 +25,8 @@
 //! keeps the BPF program of each profile in `<cache>/<sha256>.bpf` (under the
 //! runtime's root: root's alone) and in memory, and [`load`] in the container's
 //! process (forked from the one that validated) loads that program as it is
-//! instead of building it again.
+//! instead of building it again. The cache keeps at most [`MAX_CACHED`]
+//! programs, evicting the least recently used.
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -450,11 +451,12 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
         .collect())
 }
 
-/// A compiled filter: the BPF program (stub and libseccomp's) for the
-/// profile with this key.
+/// A compiled filter: the BPF program (stub and libseccomp's) and the
+/// profile it was made from (which [`load`] recognises by comparing, without
+/// encoding and hashing it again).
 #[derive(Clone)]
 struct Compiled {
-    key: [u8; 32],
+    profile: LinuxSeccomp,
     program: Vec<libc::sock_filter>,
 }
 
@@ -464,6 +466,17 @@ pub const CACHE_DIR: &str = "@seccomp";
 
 /// The last profile this process compiled or read from the cache.
 static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+
+/// Programs kept in the cache directory at most: each new entry beyond this
+/// removes the least recently used ones. A host runs few distinct profiles
+/// (Docker's default varies with the capabilities added), and an entry is a
+/// few KiB.
+pub const MAX_CACHED: usize = 64;
+
+/// A cache hit refreshes the entry's modification time (its last use, for
+/// the eviction) only when it is older than this, so that most hits write
+/// nothing.
+const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Bytes of one `struct sock_filter`.
 const INSN: usize = std::mem::size_of::<libc::sock_filter>();
@@ -539,9 +552,10 @@ pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), Seccomp
         return validate(s);
     };
     let path = dir.join(format!("{}.bpf", hex(&key)));
-    // Refused profiles never reach the cache: what is there was valid.
-    let cached = std::fs::read(&path).ok().and_then(|raw| from_bytes(&raw));
-    let program = match cached {
+    // Refused profiles never reach the cache: what is there was valid. A hit
+    // is an open, a stat and a read; the only libseccomp call is the version
+    // getter in the key (no filter is built, no syscall name resolved).
+    let program = match read_cached(&path) {
         Some(p) => p,
         None => {
             let program = program(s)?;
@@ -549,11 +563,80 @@ pub fn validate_in(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<(), Seccomp
                 // A cache that cannot be written costs time, not correctness.
                 logger::debug(&format!("{e}"));
             }
+            prune(dir, MAX_CACHED);
             program
         }
     };
-    *COMPILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Compiled { key, program });
+    *COMPILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Compiled {
+        profile: s.clone(),
+        program,
+    });
     Ok(())
+}
+
+/// The program cached at `path`, if there is one of the right shape; marks
+/// it used (see [`TOUCH_AFTER`]).
+fn read_cached(path: &Path) -> Option<Vec<libc::sock_filter>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    let len = usize::try_from(meta.len()).ok()?;
+    if len > MAX_INSNS * INSN {
+        return None;
+    }
+    // Files are replaced whole (rename), never changed: the size stands.
+    let mut raw = vec![0u8; len];
+    f.read_exact(&mut raw).ok()?;
+    let program = from_bytes(&raw)?;
+    let now = std::time::SystemTime::now();
+    let stale = meta
+        .modified()
+        .ok()
+        .and_then(|m| now.duration_since(m).ok())
+        .is_some_and(|age| age > TOUCH_AFTER);
+    if stale {
+        // Best effort: an entry that keeps an old time is evicted sooner.
+        let _ = f.set_modified(now);
+    }
+    Some(program)
+}
+
+/// Keep at most `max` programs in `dir`, removing the least recently used
+/// (oldest modification time), and temporary files a crashed writer left
+/// behind. Another runtime reading an entry removed meanwhile either has it
+/// open already or compiles the profile again.
+fn prune(dir: &Path, max: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let mut programs = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Ok(meta) = e.metadata() else {
+            continue;
+        };
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let old = now
+                .duration_since(modified)
+                .is_ok_and(|age| age > TOUCH_AFTER);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        } else if name.ends_with(".bpf") {
+            programs.push((modified, e.path()));
+        }
+    }
+    if programs.len() <= max {
+        return;
+    }
+    programs.sort();
+    let extra = programs.len() - max;
+    for (_, path) in programs.into_iter().take(extra) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Write the program atomically (temporary file, fsync, rename), root's only.
@@ -709,8 +792,8 @@ pub fn load(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>, SeccompErr
     let cached = COMPILED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .filter(|c| key(s).is_some_and(|k| c.key == k));
+        .take()
+        .filter(|c| c.profile == *s);
     let mut prog = match cached {
         Some(c) => c.program,
         None => program(s)?,
@@ -956,7 +1039,7 @@ mod tests {
         validate_in(&p, Some(&cache)).unwrap();
         let kept = COMPILED.lock().unwrap().clone().unwrap();
         assert_eq!(to_bytes(&kept.program), other);
-        assert_eq!(Some(kept.key), key(&p));
+        assert!(kept.profile == p);
         // A different profile is another entry.
         let q = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
         validate_in(&q, Some(&cache)).unwrap();
@@ -965,6 +1048,53 @@ mod tests {
         std::fs::write(&path, b"odd").unwrap();
         validate_in(&p, Some(&cache)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), compiled);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_programs() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let at = |age_s: u64| SystemTime::now() - Duration::from_secs(age_s);
+        let put = |name: &str, age_s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at(age_s))
+                .unwrap();
+        };
+        put("a.bpf", 30);
+        put("b.bpf", 10);
+        put("c.bpf", 20);
+        put(".123.tmp", 2 * 3600);
+        put(".456.tmp", 5);
+        prune(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // The oldest program goes, and the stale temporary file; a temporary
+        // file being written now stays.
+        assert_eq!(left, [".456.tmp", "b.bpf", "c.bpf"]);
+
+        // A hit on an entry not used for a while marks it used again.
+        let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_LOG"}));
+        let path = dir.path().join("p.bpf");
+        std::fs::write(&path, to_bytes(&program(&p).unwrap())).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(at(2 * 3600))
+            .unwrap();
+        assert!(read_cached(&path).is_some());
+        let age = SystemTime::now()
+            .duration_since(std::fs::metadata(&path).unwrap().modified().unwrap())
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(600), "{age:?}");
     }
 
     #[test]

@@ -10,28 +10,41 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Mutex;
 
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
-/// Set in the environment of the re-executed copy so it does not loop.
+/// Set in the environment of the re-executed copy so it does not loop: `1`,
+/// or `mnt:<fd>` when the overlay's mount fd comes along (see [`release`]).
 const SEALED_ENV: &str = "_BERTH_RUNTIME_SEALED";
 
-/// Re-exec from a sealed memfd unless already running from one. Returns only on
-/// error, or when already sealed.
-pub fn ensure_sealed() -> io::Result<()> {
-    if std::env::var_os(SEALED_ENV).is_some() {
+/// The empty second layer of the overlay, kept under the runtime's root (not
+/// a valid container id, so never one's directory).
+pub const EMPTY_LAYER_DIR: &str = "@empty-layer";
+
+/// The detached overlay mount this process runs from, while it holds it.
+static OVERLAY_MOUNT: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Re-exec from a file no one can write unless already running from one.
+/// `root` is the runtime's state root (the overlay's empty layer lives
+/// there). Returns only on error, or when already sealed.
+pub fn ensure_sealed(root: &Path) -> io::Result<()> {
+    if let Some(v) = std::env::var_os(SEALED_ENV) {
         // SAFETY: single-threaded at this point (called first thing in main), so no
         // other thread can be reading the environment.
         unsafe { std::env::remove_var(SEALED_ENV) };
+        adopt_mount(&v.to_string_lossy());
         return Ok(());
     }
-    let fd = match read_only_overlay_exe() {
-        Ok(fd) => fd,
+    let (exe, mount) = match read_only_overlay_exe(root) {
+        Ok(x) => x,
         Err(e) => {
             log::debug!("read-only overlay of the runtime binary failed ({e}); copying it");
-            sealed_memfd_copy()?
+            (sealed_memfd_copy()?, None)
         }
     };
     let args: Vec<CString> = std::env::args_os()
@@ -46,23 +59,102 @@ pub fn ensure_sealed() -> io::Result<()> {
             CString::new(kv).ok()
         })
         .collect();
-    env.push(CString::new(format!("{SEALED_ENV}=1")).map_err(io::Error::other)?);
-    match nix::unistd::fexecve(fd.as_fd(), &args, &env) {
+    // Closing the mount fd dissolves the mount, which waits for an RCU grace
+    // period (milliseconds on a busy host). The copy takes it along and
+    // closes it while its children are busy (see `release`), not here.
+    let value = match &mount {
+        Some(m) => {
+            fcntl(m.as_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
+            format!("mnt:{}", m.as_raw_fd())
+        }
+        None => "1".to_string(),
+    };
+    env.push(CString::new(format!("{SEALED_ENV}={value}")).map_err(io::Error::other)?);
+    match nix::unistd::fexecve(exe.as_fd(), &args, &env) {
         Err(e) => Err(e.into()),
     }
+}
+
+/// Take over the mount fd named by the environment (`mnt:<fd>`): close-on-exec
+/// again, kept until [`release`].
+fn adopt_mount(value: &str) {
+    let Some(fd) = value
+        .strip_prefix("mnt:")
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| *n > 2)
+    else {
+        return;
+    };
+    // Only an open descriptor of a directory (the mount's root) is adopted;
+    // anything else under that number is left alone.
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return;
+    }
+    // SAFETY: the previous image of this process opened this descriptor for us
+    // and nothing else in this image owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let is_dir =
+        nix::sys::stat::fstat(&owned).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if !is_dir || fcntl(owned.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
+        std::mem::forget(owned);
+        return;
+    }
+    *OVERLAY_MOUNT.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+}
+
+/// Close this process's copy of the overlay's mount fd, if it still has one.
+/// The last close dissolves the mount and waits for an RCU grace period, so
+/// `create` leaves the last copy to the intermediate process, which closes it
+/// as it exits while the init builds the rootfs (and nobody waits for it
+/// meanwhile); every process that enters the container calls this first
+/// thing, since none may hold the fd there. Otherwise it goes at exit.
+pub fn release() {
+    drop(
+        OVERLAY_MOUNT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
+    );
+}
+
+/// Whether this process still holds a copy of the overlay's mount fd.
+pub fn holds_mount() -> bool {
+    OVERLAY_MOUNT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
 }
 
 /// The running binary as seen through an overlay whose layers are its directory
 /// and an empty one, with no upper layer: overlayfs then refuses every write
 /// (EROFS). The mount is made with the new mount API and never attached, so there
-/// is nothing to unmount: it goes away with the last file that uses it.
-fn read_only_overlay_exe() -> io::Result<OwnedFd> {
+/// is nothing to unmount: it goes away with the last file that uses it. Returns
+/// the binary's fd and the mount's.
+fn read_only_overlay_exe(root: &Path) -> io::Result<(OwnedFd, Option<OwnedFd>)> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
         return Err(io::Error::other("/proc/self/exe has no directory"));
     };
     // Overlay needs two lower layers when there is no upper one; the second is an
-    // empty directory of our own, removed again once the mount holds it.
+    // empty directory that stays under the runtime's root for the next runs
+    // (made and removed each time on a disk, it cost a discard at exit).
+    let layer = root.join(EMPTY_LAYER_DIR);
+    let kept = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .and_then(
+            |_| match std::fs::DirBuilder::new().mode(0o700).create(&layer) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                r => r,
+            },
+        );
+    if kept.is_ok() && is_empty_dir(&layer) {
+        if let Ok(x) = overlay_open(dir, &layer, name) {
+            return Ok(x);
+        }
+    }
     let empty = std::env::temp_dir().join(format!(".berth-runtime-{}", std::process::id()));
     std::fs::create_dir(&empty)?;
     let result = overlay_open(dir, &empty, name);
@@ -70,12 +162,19 @@ fn read_only_overlay_exe() -> io::Result<OwnedFd> {
     result
 }
 
+/// A directory with nothing in it (a file there named like the binary would
+/// still be hidden by the binary's own layer, but an empty layer is what the
+/// overlay is meant to have).
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+        && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
 fn overlay_open(
     dir: &std::path::Path,
     empty: &std::path::Path,
     name: &std::ffi::OsStr,
-) -> io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
+) -> io::Result<(OwnedFd, Option<OwnedFd>)> {
     use std::os::unix::ffi::OsStrExt;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -113,7 +212,6 @@ fn overlay_open(
         check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: fs is a fresh fd returned by fsopen, owned by nobody else.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
-    use std::os::fd::AsRawFd;
     // SAFETY: fs is a valid fs context; key and value are NUL-terminated strings
     // that outlive the call.
     check(unsafe {
@@ -154,7 +252,7 @@ fn overlay_open(
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
-    Ok(fd)
+    Ok((fd, Some(mnt)))
 }
 
 /// A copy of the running binary in a memfd sealed against every change.

@@ -219,7 +219,25 @@ impl Channel {
     }
 
     fn recv(&self) -> Result<(Message, Option<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        // The message's size first (a peek without a control buffer installs
+        // no fd), so that a buffer of that size is touched rather than
+        // MAX_MESSAGE bytes: in a freshly forked child every page written is
+        // a copy-on-write fault.
+        let size = loop {
+            let mut probe = [0u8; 1];
+            let mut iov = [IoSliceMut::new(&mut probe)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(msg) => break msg.bytes,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Receive(e)),
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];

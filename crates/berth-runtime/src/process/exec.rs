@@ -100,6 +100,9 @@ pub fn exec(opts: ExecOptions) -> Result<i32, ProcessError> {
         c"berth:[1:EXEC]",
         clone_into.as_ref().map(|fd| std::os::fd::AsFd::as_fd(fd)),
         || {
+            // The runtime keeps the overlay's mount fd (closed as it exits):
+            // nothing that enters the container may hold it.
+            crate::selfexe::release();
             for fd in parent_fds {
                 super::close_inherited(fd);
             }

@@ -105,6 +105,7 @@ fn setup(
         bundle: &p.bundle,
         in_userns,
         cgroup_paths,
+        cgroup_mounts: &p.cgroup_mounts,
         new_cgroupns: p.plan.is_new(LinuxNamespaceType::Cgroup),
         terminal,
     };

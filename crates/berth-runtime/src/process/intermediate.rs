@@ -3,7 +3,7 @@
 //! why it exists.
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -79,7 +79,25 @@ fn steps(
         write_time_offsets(p)?;
     }
 
+    // The overlay's mount fd stays with us: ours must be the last copy,
+    // closed as we exit (see selfexe::release), and the container must never
+    // hold it. The init closes its copy first thing, then its end of this
+    // gate, and we leave only after that.
+    let gate = if crate::selfexe::holds_mount() {
+        Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(fail("make the init's gate"))?,
+        )
+    } else {
+        None
+    };
+    let gate_fds = gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd()));
     let init_pid = fork_child(c"berth:[2:INIT]", || {
+        crate::selfexe::release();
+        if let Some((r, w)) = gate_fds {
+            super::close_inherited(r);
+            super::close_inherited(w);
+        }
         super::close_inherited(to_parent.raw_fd());
         init::run(p, init_channel, &cgroup_paths, fifo, in_userns)
     })
@@ -87,6 +105,12 @@ fn steps(
     to_parent
         .child_pid(init_pid.as_raw())
         .map_err(fail("report the init's pid"))?;
+    if let Some((r, w)) = gate {
+        drop(w);
+        // End of file once the init has closed its end (or died).
+        let mut byte = [0u8; 1];
+        while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&r, &mut byte) {}
+    }
     Ok(())
 }
 

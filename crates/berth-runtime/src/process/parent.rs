@@ -65,6 +65,9 @@ pub struct Prepared {
     /// for a container with a new user namespace, whose init may not be
     /// allowed to reach them by path.
     pub mount_sources: BTreeMap<usize, OwnedFd>,
+    /// Where each cgroup hierarchy is mounted (controller as in the cgroup
+    /// paths → mount point; "" for the cgroup2 one).
+    pub cgroup_mounts: BTreeMap<String, PathBuf>,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -258,11 +261,27 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         (None, _) => None,
     };
 
-    let cgroup = CgroupManager::new(
+    // The layout is read once here; the init mounts the container's cgroups
+    // from where it says each hierarchy is, without reading mountinfo again.
+    let layout = crate::cgroups::Layout::detect().map_err(crate::cgroups::CgroupError::from)?;
+    let cgroup = CgroupManager::with_layout(
+        &layout,
         linux.cgroups_path().as_deref(),
         &opts.id,
         opts.systemd_cgroup,
     )?;
+    let cgroup_mounts = match layout {
+        crate::cgroups::Layout::V1 {
+            mut hierarchies,
+            unified,
+        } => {
+            if let Some(u) = unified {
+                hierarchies.insert(String::new(), u);
+            }
+            hierarchies
+        }
+        crate::cgroups::Layout::V2 { root } => BTreeMap::from([(String::new(), root)]),
+    };
     let unified = linux
         .resources()
         .as_ref()
@@ -307,6 +326,7 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         uid_mappings,
         gid_mappings,
         mount_sources,
+        cgroup_mounts,
     })
 }
 
@@ -539,6 +559,11 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         }
         None => BTreeMap::new(),
     };
+    // The overlay's mount fd (see selfexe::release): from here on the
+    // intermediate holds the last copy, and the grace period that the last
+    // close waits for passes in its exit, while the init builds the rootfs;
+    // nobody waits for it until the init is ready.
+    crate::selfexe::release();
     inter_parent
         .cgroup_joined(&cgroup_paths)
         .map_err(|source| ProcessError::Channel {
@@ -562,21 +587,6 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         }
     };
     cleanup.pids.push(init_pid);
-    match waitpid(inter_pid, None) {
-        Ok(WaitStatus::Exited(_, 0)) => {}
-        Ok(other) => {
-            return Err(ProcessError::ChildDied {
-                role: "intermediate",
-                how: describe_status(other),
-            })
-        }
-        Err(source) => {
-            return Err(ProcessError::Sys {
-                what: "wait for the intermediate process",
-                source,
-            })
-        }
-    }
 
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let hooks = p.spec.hooks().clone().unwrap_or_default();
@@ -625,6 +635,22 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                 break;
             }
             Err(r) => return Err(ProcessError::from_received("init", r)),
+        }
+    }
+    // Reaped only now: it may still be closing the overlay's mount fd.
+    match waitpid(inter_pid, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {}
+        Ok(other) => {
+            return Err(ProcessError::ChildDied {
+                role: "intermediate",
+                how: describe_status(other),
+            })
+        }
+        Err(source) => {
+            return Err(ProcessError::Sys {
+                what: "wait for the intermediate process",
+                source,
+            })
         }
     }
 

@@ -93,6 +93,10 @@ pub enum EngineError {
     /// Reading a container's log failed.
     #[error(transparent)]
     Logs(#[from] crate::logs::LogError),
+    /// A failure with no better class, answered as dockerd does (500): e.g. a
+    /// build that fails before it has written anything.
+    #[error("{0}")]
+    Failed(String),
     /// A network operation failed; it knows its own status code.
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
@@ -123,7 +127,7 @@ impl EngineError {
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             NoSwarm => StatusCode::SERVICE_UNAVAILABLE,
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ManagerUnavailable { .. } | Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ManagerUnavailable { .. } | Io { .. } | Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Manager { code, .. } => status_for_grpc(*code),
             Spec(e) => match e {
                 SpecError::Invalid(_) | SpecError::User(_) => StatusCode::BAD_REQUEST,

@@ -148,8 +148,13 @@ pub async fn build(
         }
     });
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let out = Output::new(tx, opts.quiet);
+    let (out, early) = Output::new(tx, opts.quiet);
     tokio::spawn(build::build(engine.clone(), opts, body_rx, out));
+    // dockerd answers a build that fails before its first line (no Dockerfile, a
+    // bad context) with an HTTP error, not a 200 stream: clients tell them apart.
+    if let Ok(e) = early.await {
+        return Err(EngineError::Failed(e.message));
+    }
     let mut resp = Response::new(channel_body(rx));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -64,6 +64,10 @@ pub struct Output {
     tx: mpsc::Sender<Bytes>,
     quiet: bool,
     held: Mutex<Vec<Bytes>>,
+    /// Until the first line goes out, a failure is told here instead, so that the
+    /// handler can answer with an HTTP error as dockerd does (the response has not
+    /// begun); the first line drops it.
+    early: Mutex<Option<tokio::sync::oneshot::Sender<BuildError>>>,
 }
 
 fn line(v: serde_json::Value) -> Bytes {
@@ -73,15 +77,28 @@ fn line(v: serde_json::Value) -> Bytes {
 }
 
 impl Output {
-    pub fn new(tx: mpsc::Sender<Bytes>, quiet: bool) -> Output {
-        Output {
+    /// The output, and what resolves with a failure that came before any line
+    /// (or is cancelled once a line went out or the build succeeded).
+    pub fn new(
+        tx: mpsc::Sender<Bytes>,
+        quiet: bool,
+    ) -> (Output, tokio::sync::oneshot::Receiver<BuildError>) {
+        let (early, rx) = tokio::sync::oneshot::channel();
+        let out = Output {
             tx,
             quiet,
             held: Mutex::new(vec![]),
-        }
+            early: Mutex::new(Some(early)),
+        };
+        (out, rx)
+    }
+
+    fn take_early(&self) -> Option<tokio::sync::oneshot::Sender<BuildError>> {
+        self.early.lock().ok().and_then(|mut e| e.take())
     }
 
     async fn send(&self, b: Bytes) {
+        drop(self.take_early());
         let _ = self.tx.send(b).await;
     }
 
@@ -144,10 +161,19 @@ pub async fn build(
     out: Output,
 ) {
     if let Err(e) = run_build(&engine, &opts, body, &out).await {
+        tracing::info!(error = %e.message, "build failed");
+        let held = out.held.lock().map(|h| !h.is_empty()).unwrap_or(true);
+        let e = match out.take_early() {
+            // Nothing written, nothing held back (quiet): an HTTP error.
+            Some(early) if !held => match early.send(e) {
+                Ok(()) => return,
+                Err(e) => e,
+            },
+            _ => e,
+        };
         if !out.cancelled() {
             out.error(&e.message, e.code).await;
         }
-        tracing::info!(error = %e.message, "build failed");
     }
 }
 

@@ -68,30 +68,6 @@ fn leftovers(stack: &Stack) -> (usize, usize) {
     (mounts, snaps)
 }
 
-/// Interfaces on the stack's default bridge, pinned network namespaces and network
-/// attachments berthd still holds.
-fn network_leftovers(stack: &Stack) -> Vec<String> {
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .unwrap();
-    let mut left: Vec<String> = stdout(&links)
-        .lines()
-        .filter(|l| l.contains(&format!("master {} ", stack.bridge)))
-        .map(str::to_string)
-        .collect();
-    for d in ["engine-run/network/netns", "engine-run/network/containers"] {
-        for e in std::fs::read_dir(stack.path(d))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            left.push(format!("{d}/{}", e.file_name().to_string_lossy()));
-        }
-    }
-    left
-}
-
 #[test]
 fn docker_build_and_berth_build() {
     let _serial = support::serial();
@@ -321,7 +297,10 @@ fn docker_build_and_berth_build() {
         &["build", "--network", "none", &net.to_string_lossy()],
     );
     assert!(log.contains("no-eth0"), "{log}");
-    assert_eq!(network_leftovers(&stack), Vec::<String>::new());
+    assert_eq!(
+        support::network_leftovers(&stack, &stack.bridge),
+        Vec::<String>::new()
+    );
 
     // Our CLI: the same context, plain progress, every step cached.
     let berth: PathBuf = berth_testutil::binary("berth");

@@ -162,27 +162,6 @@ fn served(addr: &str) {
     );
 }
 
-/// Interfaces enslaved to `bridge`, pinned network namespaces and network
-/// attachments berthd still holds.
-fn network_leftovers(stack: &Stack, bridge: &str) -> Vec<String> {
-    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    let mut left: Vec<String> = stdout(&links)
-        .lines()
-        .filter(|l| l.contains(&format!("master {bridge} ")))
-        .map(str::to_string)
-        .collect();
-    for d in ["engine-run/network/netns", "engine-run/network/containers"] {
-        for e in std::fs::read_dir(stack.path(d))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            left.push(format!("{d}/{}", e.file_name().to_string_lossy()));
-        }
-    }
-    left
-}
-
 #[test]
 fn compose_project_builds_runs_and_goes() {
     let _serial = support::serial();
@@ -250,7 +229,10 @@ fn compose_project_builds_runs_and_goes() {
     assert_eq!(stack.ok(&berth, &["volume", "ls", "-q"]).trim(), "");
     let nets = stack.ok(&berth, &["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains(&project.name), "{nets}");
-    assert_eq!(network_leftovers(&stack, &bridge), Vec::<String>::new());
+    assert_eq!(
+        support::network_leftovers(&stack, &bridge),
+        Vec::<String>::new()
+    );
     let link = Command::new("ip")
         .args(["link", "show", &bridge])
         .output()
@@ -260,7 +242,7 @@ fn compose_project_builds_runs_and_goes() {
         "the project's bridge {bridge} is still there"
     );
     assert_eq!(
-        network_leftovers(&stack, &stack.bridge),
+        support::network_leftovers(&stack, &stack.bridge),
         Vec::<String>::new()
     );
     assert!(get(&addr).is_none(), "still served after down");

@@ -84,7 +84,7 @@ struct Leftovers {
 }
 
 fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
-    let keepers = keeper_links(stack);
+    let keepers = support::keeper_links(stack);
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     let veths = stdout(&links)
         .lines()
@@ -124,33 +124,6 @@ fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
         dns,
         live: list("engine-run/network/containers"),
     }
-}
-
-/// The host ends (interface indexes) of the bridges' keepers' veths: a network keeps
-/// one interface of no container on its bridge while it exists.
-fn keeper_links(stack: &Stack) -> Vec<String> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(stack.path("engine-run/network/keepers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "ns"))
-    {
-        let o = Command::new("nsenter")
-            .arg(format!("--net={}", e.path().display()))
-            .args(["ip", "-o", "link", "show", "eth0"])
-            .output()
-            .unwrap();
-        // "2: eth0@if37: <...": 37 is the host end.
-        if let Some(idx) = stdout(&o)
-            .split_once("@if")
-            .and_then(|(_, r)| r.split_once(':'))
-            .map(|(i, _)| i.to_string())
-        {
-            out.push(idx);
-        }
-    }
-    out
 }
 
 fn create_network(stack: &Stack, cli: &Path, name: &str) -> (String, String) {
@@ -900,7 +873,7 @@ fn create_start_rm_cycles_leak_nothing() {
     );
     assert_eq!(left, Leftovers::default());
     assert!(!Path::new(&format!("/sys/class/net/{br}")).exists());
-    assert!(keeper_links(&stack).is_empty());
+    assert!(support::keeper_links(&stack).is_empty());
 }
 
 /// The network follows the task, not the container: a run that ends on its own

@@ -749,3 +749,53 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The host ends (interface indexes) of the bridges' keepers' veths: a network keeps
+/// one interface of no container on its bridge while it exists.
+pub fn keeper_links(stack: &Stack) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(stack.path("engine-run/network/keepers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ns"))
+    {
+        let o = Command::new("nsenter")
+            .arg(format!("--net={}", e.path().display()))
+            .args(["ip", "-o", "link", "show", "eth0"])
+            .output()
+            .unwrap();
+        // "2: eth0@if37: <...": 37 is the host end.
+        if let Some(idx) = stdout(&o)
+            .split_once("@if")
+            .and_then(|(_, r)| r.split_once(':'))
+            .map(|(i, _)| i.to_string())
+        {
+            out.push(idx);
+        }
+    }
+    out
+}
+
+/// Interfaces enslaved to `bridge` (not its keeper's), pinned network namespaces
+/// and network attachments berthd still holds: what a container leaves behind.
+pub fn network_leftovers(stack: &Stack, bridge: &str) -> Vec<String> {
+    let keepers = keeper_links(stack);
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let mut left: Vec<String> = stdout(&links)
+        .lines()
+        .filter(|l| l.contains(&format!("master {bridge} ")))
+        .filter(|l| !keepers.iter().any(|k| l.starts_with(&format!("{k}: "))))
+        .map(str::to_string)
+        .collect();
+    for d in ["engine-run/network/netns", "engine-run/network/containers"] {
+        for e in std::fs::read_dir(stack.path(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    left
+}

@@ -7,7 +7,8 @@
 # engine runs private on temporary directories.
 # Usage: sudo ./scripts/bench-shim-memory.sh [BIN]  (BIN: a directory with release
 # binaries of berth; default target/release, built if missing). Set SAMPLES=N to
-# average over N containers of each engine (default 3).
+# average over N containers of each engine (default 3), ENGINES to measure fewer
+# (default "berth podman docker").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -16,6 +17,7 @@ berth_apt_install busybox-static jq procps
 
 bin=${1:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 samples=${SAMPLES:-3}
+engines=" ${ENGINES:-berth podman docker} "
 if [ -z "${1:-}" ]; then
   cargo build --release -q -p berth-engine -p berth-cli -p berth-manager -p berth-shim -p berth-runtime -p berth-init --bins
 fi
@@ -92,7 +94,7 @@ shims=$(for f in "$work"/run/tasks/*/shim.pid; do cat "$f"; echo; done)
 
 # podman (conmon)
 conmons=
-if command -v podman >/dev/null && command -v conmon >/dev/null; then
+if [[ $engines == *" podman "* ]] && command -v podman >/dev/null && command -v conmon >/dev/null; then
   podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --cgroup-manager cgroupfs
     --events-backend file --storage-driver overlay --runtime runc)
   "${podman[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" localhost/busybox:latest >/dev/null
@@ -108,7 +110,7 @@ fi
 
 # docker (containerd-shim-runc-v2)
 dshims=
-if command -v dockerd >/dev/null; then
+if [[ $engines == *" docker "* ]] && command -v dockerd >/dev/null; then
   mkdir -p "$work/docker"
   dockerd --host="unix://$work/docker/docker.sock" --data-root="$work/docker/data" \
     --exec-root="$work/docker/exec" --pidfile="$work/docker/docker.pid" \

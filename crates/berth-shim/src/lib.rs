@@ -26,6 +26,7 @@ pub mod server;
 pub mod service;
 pub mod stdio;
 pub mod task;
+mod time;
 
 // The manager-shim contract (command line, task directory, client) is its own
 // crate, which the manager depends on instead of this one.

@@ -74,7 +74,7 @@ impl Subscriber for Logger {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let now = crate::time::rfc3339(std::time::SystemTime::now(), 6);
         let mut line = Line(format!("{now} {:>5} ", event.metadata().level()));
         event.record(&mut line);
         line.0.push('\n');

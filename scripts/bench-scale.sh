@@ -148,6 +148,15 @@ run_opts() {
     *) echo "--network none busybox" ;;
   esac
 }
+# Remove containers at once (podman's rm -f would first wait 10 s for a sleep that
+# ignores SIGTERM as PID 1).
+rm_f() {
+  local e=$1; shift
+  case $e in
+    podman) $(cli "$e") rm -f -t 0 "$@" ;;
+    *) $(cli "$e") rm -f "$@" ;;
+  esac
+}
 now_us() { echo $(($(date +%s%N) / 1000)); }
 # "median p90" (ms) of a file of microseconds.
 stats() {
@@ -179,7 +188,8 @@ for p in $parallel_levels; do
     record "$e" parallel "$p" "$work/p.txt"
     printf '%-7s %4d at once: %8.0f ms, %d failed\n' "$e" "$p" "$(echo "($t1 - $t0) / 1000" | bc -l)" "$fails"
     # Leave nothing behind (a failed --rm may leave a container).
-    $c rm -f $($c ps -aq) >/dev/null 2>&1 || true
+    ids=$($c ps -aq)
+    [ -z "$ids" ] || rm_f "$e" $ids >/dev/null 2>&1 || true
   done
 done
 
@@ -237,19 +247,20 @@ for n in $idle_levels; do
       t0=$(now_us); $c inspect "$target" >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/inspect.txt"
       s=$($c run -d $o sh -c "$stop_cmd")
       t0=$(now_us); $c stop "$s" >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/stop.txt"
-      $c rm -f "$s" >/dev/null
+      rm_f "$e" "$s" >/dev/null
     done
-    $c rm -f "$target" >/dev/null
+    rm_f "$e" "$target" >/dev/null
     for op in run ps inspect stop; do record "$e" "$op" "$n" "$work/$op.txt"; done
     printf '%-7s %4d idle: run --rm %s, ps %s, inspect %s, stop %s; daemons %s MiB\n' "$e" "$n" \
       "$(stats "$work/run.txt" | tr ' ' /)" "$(stats "$work/ps.txt" | tr ' ' /)" \
       "$(stats "$work/inspect.txt" | tr ' ' /)" "$(stats "$work/stop.txt" | tr ' ' /)" \
-      "$(echo "scale=1; $mem / 1024" | bc)"
+      "$(if [ "$e" = podman ]; then echo "- (no daemon)"; else echo "scale=1; $mem / 1024" | bc; fi)"
   done
 done
 
 echo "== daemon memory per idle container (KiB, from the first to the last level)"
 for e in "${active[@]}"; do
+  [ "$e" = podman ] && continue
   awk -v e="$e" '$1 == e {if (!seen) {n0 = $3; m0 = $4; seen = 1} n1 = $3; m1 = $4}
     END {if (n1 > n0) printf "%-7s %.0f KiB per container (%d -> %d containers)\n", e, (m1 - m0) / (n1 - n0), n0, n1}' "$work/mem.txt"
 done

@@ -211,7 +211,10 @@ daemon_kib() {
 # Every process of an engine that should be idle: daemons and monitors.
 engine_pids() {
   case $1 in
-    berth) echo "$manager_pid $berthd_pid"; cat "$work"/run/tasks/*/shim.pid 2>/dev/null ;;
+    berth)
+      echo "$manager_pid $berthd_pid"
+      # shim.pid has no newline at its end.
+      for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && echo "$(cat "$f")"; done ;;
     docker)
       local d; d=$(cat "$work/docker/docker.pid")
       echo "$d $(pgrep -P "$d" -x containerd || true) $(pgrep -f "containerd-shim.*$work" || true)" ;;
@@ -251,10 +254,10 @@ for n in $idle_levels; do
     done
     rm_f "$e" "$target" >/dev/null
     for op in run ps inspect stop; do record "$e" "$op" "$n" "$work/$op.txt"; done
-    printf '%-7s %4d idle: run --rm %s, ps %s, inspect %s, stop %s; daemons %s MiB\n' "$e" "$n" \
+    printf '%-7s %4d idle: run --rm %s, ps %s, inspect %s, stop %s; daemons %s\n' "$e" "$n" \
       "$(stats "$work/run.txt" | tr ' ' /)" "$(stats "$work/ps.txt" | tr ' ' /)" \
       "$(stats "$work/inspect.txt" | tr ' ' /)" "$(stats "$work/stop.txt" | tr ' ' /)" \
-      "$(if [ "$e" = podman ]; then echo "- (no daemon)"; else echo "scale=1; $mem / 1024" | bc; fi)"
+      "$(if [ "$e" = podman ]; then echo "- (none)"; else echo "$(echo "scale=1; $mem / 1024" | bc) MiB"; fi)"
   done
 done
 

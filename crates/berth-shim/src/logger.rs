@@ -1,9 +1,8 @@
 //! The shim's log: one line per event on stderr (the task directory's shim.log
 //! once daemonized), `<RFC 3339 time> <LEVEL> <message> key=value...`. A
 //! subscriber of its own rather than tracing-subscriber's: the shim logs a few
-//! lines in its life, has no spans, and runs once per container, where
-//! tracing-subscriber's registry and formatter cost more resident memory than the
-//! rest of the logging put together.
+//! lines in its life, has no spans, and runs once per container, where the code
+//! of tracing-subscriber's registry and formatter stays resident in every shim.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

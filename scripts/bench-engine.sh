@@ -14,6 +14,9 @@
 # Then networking: `run --rm` on the default bridge and with `-p`, berth vs docker vs
 # podman (each on a bridge and subnet of its own), and TCP throughput from the host to
 # a container through a port published on 127.0.0.1 (iperf3), berth vs docker.
+# Last, the memory of one container's monitor, measured live side by side:
+# berth-shim, podman's conmon and docker's containerd-shim-runc-v2
+# (scripts/bench-shim-memory.sh).
 # Prints medians and ratios. Usage: sudo ./scripts/bench-engine.sh [RUNS] [EXIT_RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -235,11 +238,14 @@ if command -v podman >/dev/null; then
   # Private storage; podman's own default network (netavark, podman0, 10.88.0.0/16).
   podman=(podman --root "$work/podman/root" --runroot "$work/podman/run" --cgroup-manager cgroupfs
     --events-backend file --storage-driver overlay)
+  # podman's default limits (RLIMIT_NOFILE 1048576) can be above the host's hard
+  # limits, and the runtime's setrlimit then fails with EPERM: ask for small ones.
+  pl="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
   "${podman[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" localhost/busybox:latest >/dev/null
   # Only when it can run a container here (say why otherwise, and go on without it).
-  if "${podman[@]}" run --rm localhost/busybox true >"$work/podman.err" 2>&1; then
-    ncmds+=(-n podman-bridge "${podman[*]} run --rm localhost/busybox true"
-      -n podman-publish "${podman[*]} run --rm -p 127.0.0.1::80 localhost/busybox true")
+  if "${podman[@]}" run --rm $pl localhost/busybox true >"$work/podman.err" 2>&1; then
+    ncmds+=(-n podman-bridge "${podman[*]} run --rm $pl localhost/busybox true"
+      -n podman-publish "${podman[*]} run --rm $pl -p 127.0.0.1::80 localhost/busybox true")
   else
     echo "podman cannot run a container here, left out: $(tail -n 3 "$work/podman.err")"
   fi
@@ -274,4 +280,6 @@ if [ "$have_docker" = 1 ]; then
   iperf docker docker -H "unix://$work/docker/docker.sock" | tee -a "$work/iperf.txt"
   awk '{v[$1]=$2} END {if (v["berth"] > 0) printf "docker/berth throughput ratio: %.2f\n", v["docker"] / v["berth"]}' "$work/iperf.txt"
 fi
+echo "== per-container monitor memory, live: berth-shim vs conmon vs containerd-shim-runc-v2"
+./scripts/bench-shim-memory.sh "$bin" | sed -n '/^== /,$p'
 echo "($runs runs, $containers containers, $(nproc) cores, $(uname -r), $(date -u +%F))"

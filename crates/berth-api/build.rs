@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = manifest.join("../../proto");
     let mut files = Vec::new();
     collect_protos(&proto_root.join("berth"), &mut files)?;
+    // The shim's messages are berth-shim-contract's: it speaks its own framing, not
+    // gRPC (see that crate's `wire`).
+    files.retain(|f| !f.starts_with(proto_root.join("berth/shim")));
     files.sort();
 
     println!("cargo:rerun-if-changed={}", proto_root.display());

@@ -1,8 +1,9 @@
-//! The shim's request errors and the one place they become gRPC status codes.
+//! The shim's request errors and the one place they become status codes (gRPC's
+//! numbers, see the contract's `wire`).
 
 use std::path::PathBuf;
 
-use tonic::{Code, Status};
+use crate::wire::{Code, RpcStatus};
 
 use crate::layout::LayoutError;
 use crate::mounts::MountError;
@@ -39,6 +40,8 @@ pub enum ShimError {
     BadSize { width: u32, height: u32 },
     #[error("the first attach request must name the process")]
     AttachNoProcess,
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error("log path {0} must be absolute")]
     RelativeLogPath(PathBuf),
     #[error("cannot {action}: the process is {status}")]
@@ -83,7 +86,7 @@ pub enum ShimError {
 }
 
 impl ShimError {
-    /// The gRPC code this error is reported with.
+    /// The code this error is reported with.
     pub fn code(&self) -> Code {
         match self {
             ShimError::NoTask | ShimError::NoProcess(_) => Code::NotFound,
@@ -97,6 +100,7 @@ impl ShimError {
             | ShimError::KillAllExec
             | ShimError::BadSize { .. }
             | ShimError::AttachNoProcess
+            | ShimError::BadRequest(_)
             | ShimError::RelativeLogPath(_)
             | ShimError::BundleJson { .. } => Code::InvalidArgument,
             ShimError::Mount(e) if e.is_invalid_request() => Code::InvalidArgument,
@@ -125,23 +129,23 @@ impl ShimError {
     }
 }
 
-/// The most bytes of an error message sent to the manager: the message travels in
-/// an HTTP/2 header, and one that overflows the peer's header limit tears down the
-/// connection with every call on it. The whole message goes to the shim's log.
+/// The most bytes of an error message sent to the manager, which hands it on in a
+/// gRPC status (an HTTP/2 header that must fit its peer's limit). The whole message
+/// goes to the shim's log.
 pub const MAX_STATUS_MESSAGE: usize = 1024;
 
-impl From<ShimError> for Status {
-    fn from(e: ShimError) -> Status {
+impl From<ShimError> for RpcStatus {
+    fn from(e: ShimError) -> RpcStatus {
         let message = e.to_string();
         if message.len() <= MAX_STATUS_MESSAGE {
-            return Status::new(e.code(), message);
+            return RpcStatus::new(e.code(), message);
         }
         let mut cut = MAX_STATUS_MESSAGE - 64;
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
         tracing::warn!("error message cut to {cut} bytes for the manager: {message}");
-        Status::new(
+        RpcStatus::new(
             e.code(),
             format!(
                 "{}... ({} more bytes in the shim's log)",
@@ -158,11 +162,11 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_for_the_manager() {
-        let s = Status::from(ShimError::NoProcess("ü".repeat(50_000)));
-        assert!(s.message().len() <= MAX_STATUS_MESSAGE);
-        assert!(s.message().ends_with("more bytes in the shim's log)"));
-        assert_eq!(s.code(), ShimError::NoProcess(String::new()).code());
-        let s = Status::from(ShimError::NoTask);
-        assert_eq!(s.message(), "no task: Create has not been called");
+        let s = RpcStatus::from(ShimError::NoProcess("ü".repeat(50_000)));
+        assert!(s.message.len() <= MAX_STATUS_MESSAGE);
+        assert!(s.message.ends_with("more bytes in the shim's log)"));
+        assert_eq!(s.code, ShimError::NoProcess(String::new()).code() as u32);
+        let s = RpcStatus::from(ShimError::NoTask);
+        assert_eq!(s.message, "no task: Create has not been called");
     }
 }

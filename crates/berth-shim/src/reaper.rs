@@ -15,10 +15,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Utc};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::time::SystemTime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -28,12 +28,12 @@ pub struct Exit {
     pub pid: i32,
     /// The exit code, or 128+n for death by signal n.
     pub status: i32,
-    pub at: DateTime<Utc>,
+    pub at: SystemTime,
 }
 
 impl Exit {
     fn from_wait(ws: WaitStatus) -> Option<Exit> {
-        let at = Utc::now();
+        let at = SystemTime::now();
         match ws {
             WaitStatus::Exited(pid, code) => Some(Exit {
                 pid: pid.as_raw(),

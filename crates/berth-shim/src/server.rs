@@ -8,10 +8,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_api::berth::shim::v1::shim_server::ShimServer;
 use nix::sys::stat::{umask, Mode};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::task::JoinSet;
 
 use crate::cli::Args;
 use crate::daemon::{self, DaemonError, Readiness};
@@ -24,6 +23,8 @@ use crate::task::{Task, TaskConfig};
 /// How long in-flight answers (and attached clients) get once the shim decided to
 /// exit.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How long the accept loop rests after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// sun_path holds 108 bytes, the terminating NUL included.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -60,8 +61,6 @@ pub enum StartError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Reaper(#[from] ReaperError),
-    #[error("serving: {0}")]
-    Serve(tonic::transport::Error),
 }
 
 /// Run a shim as the command line says. Returns when it has exited cleanly; in
@@ -103,7 +102,7 @@ pub fn run(args: Args) -> Result<(), StartError> {
     } else {
         daemon::daemonize(&bundle.join(SHIM_LOG))?
     };
-    init_logging(args.log_level.as_str());
+    crate::logger::init(args.log_level.as_str());
     let config = TaskConfig {
         id: args.id,
         bundle,
@@ -116,25 +115,6 @@ pub fn run(args: Args) -> Result<(), StartError> {
         ready.fail(&e.to_string());
     }
     result
-}
-
-/// The shim's own events at `level`; the libraries' (h2, hyper) only from warnings.
-fn init_logging(level: &str) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let level = level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new()
-        .with_target("berth_shim", level)
-        .with_default(LevelFilter::WARN.min(level));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_target(false)
-                .with_writer(std::io::stderr),
-        )
-        .with(filter)
-        .init();
 }
 
 fn serve(config: TaskConfig, socket: &Path, ready: &mut Readiness) -> Result<(), StartError> {
@@ -179,23 +159,31 @@ async fn serve_async(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(StartError::EventLoop)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::EventLoop)?;
 
-    let mut stop = task.shutdown_requested();
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
-        ShimServer::new(ShimService::new(task.clone())),
-        UnixListenerStream::new(listener),
-        shutdown,
-    );
-    tokio::pin!(server);
+    let service = ShimService::new(task.clone());
+    let mut calls = JoinSet::new();
     tracing::info!(id = task.id(), pid = std::process::id(), "serving");
     ready.ready();
 
     let mut stop = task.shutdown_requested();
     loop {
         tokio::select! {
-            r = &mut server => return r.map_err(StartError::Serve),
+            conn = listener.accept() => match conn {
+                Ok((conn, _)) => {
+                    let service = service.clone();
+                    calls.spawn(async move { service.serve(conn).await });
+                }
+                Err(e) => {
+                    // Out of descriptors, most likely: calls in flight end and free
+                    // some; do not spin meanwhile.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = calls.join_next(), if !calls.is_empty() => {
+                if calls.is_empty() {
+                    release_free_memory();
+                }
+            }
             _ = sigterm.recv() => {
                 // A SIGTERM must not orphan a live container: it stops only an idle shim.
                 let task = task.clone();
@@ -208,12 +196,27 @@ async fn serve_async(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    // Shutting down: let in-flight answers (the Delete that asked for it) go out.
-    if tokio::time::timeout(EXIT_GRACE, &mut server).await.is_err() {
+    // Shutting down: no new calls; let in-flight answers (the Delete that asked
+    // for it) go out.
+    drop(listener);
+    let drain = async { while calls.join_next().await.is_some() {} };
+    if tokio::time::timeout(EXIT_GRACE, drain).await.is_err() {
         tracing::warn!("clients still connected after {EXIT_GRACE:?}; exiting anyway");
     }
     task.emergency_unmount();
     Ok(())
+}
+
+/// Hand the heap's free pages back to the kernel. A shim spends its life idle
+/// after a burst of work (create and start parse the bundle, read the runtime's
+/// output); glibc keeps what that freed, which would otherwise stay resident for
+/// as long as the container runs.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap bookkeeping (under its lock)
+    // and madvises free pages away; no Rust object is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Refuse a socket another shim serves; remove a stale one.

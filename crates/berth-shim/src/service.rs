@@ -1,26 +1,23 @@
-//! The gRPC service: turns `berth.shim.v1.Shim` requests into [`Task`] calls and
-//! answers back. Errors become status codes only through `From<ShimError>` in
-//! `error.rs`.
+//! The shim's service: reads a call from a connection (the contract's `wire`
+//! protocol), turns it into [`Task`] calls and answers back. Errors become status
+//! codes only through `From<ShimError>` in `error.rs`.
 
 // Numbers here come from requests: no narrowing `as` (see the workspace lints).
 #![deny(clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
 
-use berth_api::berth::shim::v1 as pb;
-use berth_api::berth::shim::v1::shim_server::Shim;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::broadcast;
 
 use crate::error::ShimError;
 use crate::layout::ExitRecord;
 use crate::mounts::MountSpec;
 use crate::stdio::{Chunk, StreamKind};
 use crate::task::{ProcessStatus, Task};
-
-/// Answers queued per attached client.
-const ATTACH_QUEUE: usize = 16;
+use crate::wire::{self, pb, Code, Kind, Method, RpcStatus};
 
 /// The service one shim serves.
 #[derive(Debug, Clone)]
@@ -28,18 +25,10 @@ pub struct ShimService {
     task: Arc<Task>,
 }
 
-impl ShimService {
-    pub fn new(task: Arc<Task>) -> ShimService {
-        ShimService { task }
-    }
-}
-
-type Res<T> = Result<Response<T>, Status>;
-
-/// Runs a change of the task to its end even when the caller goes away: tonic drops
-/// a handler whose client disconnected (a manager killed mid-call), and a change
-/// cut off between the runtime's work and the shim's note of it (a `runtime
-/// delete` done but not recorded) would leave the two disagreeing.
+/// Runs a change of the task to its end even when the caller goes away: a call
+/// whose client hung up (a manager killed mid-call) is dropped, and a change cut
+/// off between the runtime's work and the shim's note of it (a `runtime delete`
+/// done but not recorded) would leave the two disagreeing.
 async fn detached<T, F>(f: F) -> Result<T, ShimError>
 where
     T: Send + 'static,
@@ -90,205 +79,259 @@ fn attach_response(c: Chunk) -> pb::AttachResponse {
     }
 }
 
-#[tonic::async_trait]
-impl Shim for ShimService {
-    async fn connect(&self, _: Request<pb::ConnectRequest>) -> Res<pb::ConnectResponse> {
-        Ok(Response::new(pb::ConnectResponse {
-            id: self.task.id().to_string(),
-            shim_pid: std::process::id(),
-            task_pid: self.task.task_pid(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        }))
+fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, ShimError> {
+    wire::decode(payload).map_err(|e| ShimError::BadRequest(e.to_string()))
+}
+
+fn reply(msg: &impl prost::Message) -> Vec<u8> {
+    wire::frame(Kind::Reply as u8, msg)
+}
+
+fn status_frame(s: &RpcStatus) -> Vec<u8> {
+    wire::frame(Kind::Status as u8, s)
+}
+
+fn error_frame(e: ShimError) -> Vec<u8> {
+    tracing::debug!("answering with an error: {e}");
+    status_frame(&RpcStatus::from(e))
+}
+
+/// Resolves when the client of a unary call hangs up (or, against the protocol,
+/// sends more).
+async fn hangup(rd: &mut OwnedReadHalf) {
+    let mut buf = [0u8; 64];
+    let _ = rd.read(&mut buf).await;
+}
+
+impl ShimService {
+    pub fn new(task: Arc<Task>) -> ShimService {
+        ShimService { task }
     }
 
-    async fn state(&self, req: Request<pb::StateRequest>) -> Res<pb::StateResponse> {
-        let s = self.task.process_state(&req.get_ref().exec_id)?;
-        Ok(Response::new(pb::StateResponse {
-            id: self.task.id().to_string(),
-            exec_id: s.exec_id,
-            bundle: self.task.bundle().to_string_lossy().into_owned(),
-            pid: s.pid,
-            status: status(s.status) as i32,
-            terminal: s.terminal,
-            stdin: s.stdin,
-            exit: s.exit.map(exit_status),
-            shim_pid: std::process::id(),
-            log_path: s
-                .log_path
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        }))
-    }
-
-    async fn create(&self, req: Request<pb::CreateRequest>) -> Res<pb::CreateResponse> {
-        let req = req.into_inner();
-        let mounts = req
-            .rootfs
-            .into_iter()
-            .map(|m| MountSpec {
-                typ: m.r#type,
-                source: m.source,
-                target: m.target,
-                options: m.options,
-            })
-            .collect();
-        let task = self.task.clone();
-        let log = log_path(req.log_path)?;
-        let stdin = req.stdin;
-        let pid = detached(async move { task.create(mounts, log, stdin).await }).await?;
-        Ok(Response::new(pb::CreateResponse { pid }))
-    }
-
-    async fn start(&self, req: Request<pb::StartRequest>) -> Res<pb::StartResponse> {
-        let (task, exec_id) = (self.task.clone(), req.into_inner().exec_id);
-        let pid = detached(async move { task.start(&exec_id).await }).await?;
-        Ok(Response::new(pb::StartResponse { pid }))
-    }
-
-    async fn kill(&self, req: Request<pb::KillRequest>) -> Res<pb::Empty> {
-        let r = req.get_ref();
-        self.task.kill(&r.exec_id, r.signal, r.all).await?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Res<pb::ExitStatus> {
-        let r = req.into_inner();
-        let task = self.task.clone();
-        let exit = detached(async move { task.delete(&r.exec_id, r.force).await }).await?;
-        Ok(Response::new(exit_status(exit)))
-    }
-
-    async fn exec(&self, req: Request<pb::ExecRequest>) -> Res<pb::Empty> {
-        let r = req.into_inner();
-        self.task
-            .exec(&r.exec_id, &r.process, r.stdin, log_path(r.log_path)?)?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn resize_pty(&self, req: Request<pb::ResizePtyRequest>) -> Res<pb::Empty> {
-        let r = req.get_ref();
-        self.task.resize_pty(&r.exec_id, r.width, r.height)?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn close_io(&self, req: Request<pb::CloseIoRequest>) -> Res<pb::Empty> {
-        self.task.close_io(&req.get_ref().exec_id).await?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn wait(&self, req: Request<pb::WaitRequest>) -> Res<pb::ExitStatus> {
-        let exit = self.task.wait(&req.get_ref().exec_id).await?;
-        Ok(Response::new(exit_status(exit)))
-    }
-
-    async fn pids(&self, _: Request<pb::PidsRequest>) -> Res<pb::PidsResponse> {
-        let processes = self
-            .task
-            .pids()
-            .await?
-            .into_iter()
-            .map(|(pid, exec_id)| pb::ProcessInfo { pid, exec_id })
-            .collect();
-        Ok(Response::new(pb::PidsResponse { processes }))
-    }
-
-    async fn pause(&self, _: Request<pb::PauseRequest>) -> Res<pb::Empty> {
-        let task = self.task.clone();
-        detached(async move { task.pause().await }).await?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn resume(&self, _: Request<pb::ResumeRequest>) -> Res<pb::Empty> {
-        let task = self.task.clone();
-        detached(async move { task.resume().await }).await?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn update(&self, req: Request<pb::UpdateRequest>) -> Res<pb::Empty> {
-        self.task.update(&req.get_ref().resources).await?;
-        Ok(Response::new(pb::Empty {}))
-    }
-
-    async fn stats(&self, _: Request<pb::StatsRequest>) -> Res<pb::StatsResponse> {
-        let stats = self.task.stats().await?;
-        Ok(Response::new(pb::StatsResponse {
-            stats: stats.to_string().into_bytes(),
-        }))
-    }
-
-    type AttachStream = ReceiverStream<Result<pb::AttachResponse, Status>>;
-
-    async fn attach(&self, req: Request<Streaming<pb::AttachRequest>>) -> Res<Self::AttachStream> {
-        let mut inbound = req.into_inner();
-        let first = inbound.message().await?.ok_or(ShimError::AttachNoProcess)?;
-        let process = self.task.process(&first.exec_id)?;
-        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
-        // Dropped when the output has ended: the request side is then released too,
-        // so the call ends even if the client keeps its side open.
-        let (output_done, mut output_ended) = oneshot::channel::<()>();
-
-        // Output: the answer stream ends when the output does (the sender below is
-        // the only strong one).
-        if let Some(mut output) = process.io().subscribe() {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _done = output_done;
-                loop {
-                    match output.recv().await {
-                        Ok(chunk) => {
-                            if tx.send(Ok(attach_response(chunk))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!("attached client too slow: {n} chunks skipped");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            });
-        } else {
-            drop(output_done);
-        }
-
-        // Input: stdin and close requests until the client stops sending or the
-        // output ends.
-        let errors = tx.downgrade();
-        drop(tx);
-        tokio::spawn(async move {
-            let mut next = Some(first);
-            loop {
-                let msg = match next.take() {
-                    Some(m) => m,
-                    None => tokio::select! {
-                        m = inbound.message() => match m {
-                            Ok(Some(m)) => m,
-                            Ok(None) | Err(_) => return,
-                        },
-                        _ = &mut output_ended => return,
-                    },
-                };
-                let mut result = Ok(());
-                if !msg.stdin.is_empty() {
-                    result = process.io().write_stdin(msg.stdin).await;
-                }
-                if result.is_ok() && msg.close_stdin {
-                    result = process.io().close_stdin().await;
-                }
-                if let Err(e) = result {
-                    if let Some(tx) = errors.upgrade() {
-                        let _ = tx.send(Err(ShimError::from(e).into())).await;
-                    }
-                    return;
-                }
+    /// Serve the one call a connection carries.
+    pub async fn serve(&self, conn: UnixStream) {
+        let (mut rd, mut wr) = conn.into_split();
+        let (kind, payload) = match wire::read_frame(&mut rd).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("reading a call: {e}");
+                let _ = wr
+                    .write_all(&error_frame(ShimError::BadRequest(e.to_string())))
+                    .await;
+                return;
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        };
+        let Some(method) = Method::from_kind(kind) else {
+            let e = ShimError::BadRequest(format!("unknown method {kind}"));
+            let _ = wr.write_all(&error_frame(e)).await;
+            return;
+        };
+        if method == Method::Attach {
+            return self.attach(&payload, rd, wr).await;
+        }
+        // A client that hangs up cancels its call, as with gRPC; the calls that
+        // change the task run detached and finish anyway.
+        let answer = tokio::select! {
+            a = self.unary(method, &payload) => a,
+            () = hangup(&mut rd) => return,
+        };
+        let frame = answer.unwrap_or_else(error_frame);
+        if let Err(e) = wr.write_all(&frame).await {
+            tracing::debug!("answering {method:?}: {e}");
+        }
     }
 
-    async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Res<pb::Empty> {
-        let (task, force) = (self.task.clone(), req.get_ref().force);
-        detached(async move { task.shutdown(force).await }).await?;
-        Ok(Response::new(pb::Empty {}))
+    /// A unary call's answer, framed.
+    async fn unary(&self, method: Method, payload: &[u8]) -> Result<Vec<u8>, ShimError> {
+        let task = &self.task;
+        Ok(match method {
+            Method::Connect => {
+                decode::<pb::ConnectRequest>(payload)?;
+                reply(&pb::ConnectResponse {
+                    id: task.id().to_string(),
+                    shim_pid: std::process::id(),
+                    task_pid: task.task_pid(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                })
+            }
+            Method::State => {
+                let req: pb::StateRequest = decode(payload)?;
+                let s = task.process_state(&req.exec_id)?;
+                reply(&pb::StateResponse {
+                    id: task.id().to_string(),
+                    exec_id: s.exec_id,
+                    bundle: task.bundle().to_string_lossy().into_owned(),
+                    pid: s.pid,
+                    status: status(s.status) as i32,
+                    terminal: s.terminal,
+                    stdin: s.stdin,
+                    exit: s.exit.map(exit_status),
+                    shim_pid: std::process::id(),
+                    log_path: s
+                        .log_path
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                })
+            }
+            Method::Create => {
+                let req: pb::CreateRequest = decode(payload)?;
+                let mounts = req
+                    .rootfs
+                    .into_iter()
+                    .map(|m| MountSpec {
+                        typ: m.r#type,
+                        source: m.source,
+                        target: m.target,
+                        options: m.options,
+                    })
+                    .collect();
+                let log = log_path(req.log_path)?;
+                let (task, stdin) = (task.clone(), req.stdin);
+                let pid = detached(async move { task.create(mounts, log, stdin).await }).await?;
+                reply(&pb::CreateResponse { pid })
+            }
+            Method::Start => {
+                let req: pb::StartRequest = decode(payload)?;
+                let task = task.clone();
+                let pid = detached(async move { task.start(&req.exec_id).await }).await?;
+                reply(&pb::StartResponse { pid })
+            }
+            Method::Kill => {
+                let r: pb::KillRequest = decode(payload)?;
+                task.kill(&r.exec_id, r.signal, r.all).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Delete => {
+                let r: pb::DeleteRequest = decode(payload)?;
+                let task = task.clone();
+                let exit = detached(async move { task.delete(&r.exec_id, r.force).await }).await?;
+                reply(&exit_status(exit))
+            }
+            Method::Exec => {
+                let r: pb::ExecRequest = decode(payload)?;
+                task.exec(&r.exec_id, &r.process, r.stdin, log_path(r.log_path)?)?;
+                reply(&pb::Empty {})
+            }
+            Method::ResizePty => {
+                let r: pb::ResizePtyRequest = decode(payload)?;
+                task.resize_pty(&r.exec_id, r.width, r.height)?;
+                reply(&pb::Empty {})
+            }
+            Method::CloseIo => {
+                let r: pb::CloseIoRequest = decode(payload)?;
+                task.close_io(&r.exec_id).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Wait => {
+                let r: pb::WaitRequest = decode(payload)?;
+                reply(&exit_status(task.wait(&r.exec_id).await?))
+            }
+            Method::Pids => {
+                decode::<pb::PidsRequest>(payload)?;
+                let processes = task
+                    .pids()
+                    .await?
+                    .into_iter()
+                    .map(|(pid, exec_id)| pb::ProcessInfo { pid, exec_id })
+                    .collect();
+                reply(&pb::PidsResponse { processes })
+            }
+            Method::Pause => {
+                decode::<pb::PauseRequest>(payload)?;
+                let task = task.clone();
+                detached(async move { task.pause().await }).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Resume => {
+                decode::<pb::ResumeRequest>(payload)?;
+                let task = task.clone();
+                detached(async move { task.resume().await }).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Update => {
+                let r: pb::UpdateRequest = decode(payload)?;
+                task.update(&r.resources).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Stats => {
+                decode::<pb::StatsRequest>(payload)?;
+                let stats = task.stats().await?;
+                reply(&pb::StatsResponse {
+                    stats: stats.to_string().into_bytes(),
+                })
+            }
+            Method::Shutdown => {
+                let r: pb::ShutdownRequest = decode(payload)?;
+                let task = task.clone();
+                detached(async move { task.shutdown(r.force).await }).await?;
+                reply(&pb::Empty {})
+            }
+            Method::Attach => return Err(ShimError::BadRequest("attach is a stream".into())),
+        })
     }
+
+    /// Live stdio: stdin and close requests from the client until it stops sending
+    /// or the output ends; the output, as it comes, until it ends. A client too
+    /// slow to keep up misses chunks (the broadcast lags) rather than slowing the
+    /// container down.
+    async fn attach(&self, first: &[u8], mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf) {
+        let end = match self.attach_inner(first, &mut rd, &mut wr).await {
+            Ok(()) => status_frame(&RpcStatus::new(Code::Ok, "")),
+            Err(e) => error_frame(e),
+        };
+        let _ = wr.write_all(&end).await;
+    }
+
+    async fn attach_inner(
+        &self,
+        first: &[u8],
+        rd: &mut OwnedReadHalf,
+        wr: &mut OwnedWriteHalf,
+    ) -> Result<(), ShimError> {
+        let first: pb::AttachRequest = decode(first)?;
+        let process = self.task.process(&first.exec_id)?;
+        // Subscribed before any input is fed, so the answer to it is seen.
+        let Some(mut output) = process.io().subscribe() else {
+            feed(&process, first).await?;
+            return Ok(());
+        };
+        feed(&process, first).await?;
+        let mut input_open = true;
+        loop {
+            tokio::select! {
+                chunk = output.recv() => match chunk {
+                    Ok(chunk) => {
+                        let frame = wire::frame(Kind::Message as u8, &attach_response(chunk));
+                        if wr.write_all(&frame).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!("attached client too slow: {n} chunks skipped");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                f = wire::read_frame(rd), if input_open => match f {
+                    Ok(Some((k, payload))) if k == Kind::Message as u8 => {
+                        feed(&process, decode(&payload)?).await?;
+                    }
+                    // End of input (or a client that breaks the protocol): only
+                    // the output is left to send.
+                    _ => input_open = false,
+                },
+            }
+        }
+    }
+}
+
+/// Hand one attach request's stdin (and close) to the process.
+async fn feed(process: &crate::task::Process, msg: pb::AttachRequest) -> Result<(), ShimError> {
+    if !msg.stdin.is_empty() {
+        process.io().write_stdin(msg.stdin).await?;
+    }
+    if msg.close_stdin {
+        process.io().close_stdin().await?;
+    }
+    Ok(())
 }

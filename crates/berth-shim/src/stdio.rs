@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde::Serialize;
 use tokio::net::UnixListener;
@@ -216,7 +215,7 @@ fn utf8_cut(b: &[u8]) -> usize {
 }
 
 fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
+    crate::time::now_rfc3339()
 }
 
 /// The stdio of one process, from setup until its output has ended.

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::SecondsFormat;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -195,7 +194,7 @@ impl Process {
 }
 
 fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
+    crate::time::now_rfc3339()
 }
 
 #[derive(Debug, Default)]
@@ -469,7 +468,7 @@ impl Task {
         let record = ExitRecord {
             pid,
             exit_status: u32::try_from(exit.status).unwrap_or(255),
-            exited_at: exit.at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            exited_at: crate::time::rfc3339(exit.at, 9),
             oom_killed,
         };
         if is_init {

@@ -17,7 +17,7 @@
 
 mod common;
 
-use berth_api::berth::shim::v1 as pb;
+use berth_shim_contract::pb;
 use berth_testutil::{require_root, unique_name};
 use common::*;
 

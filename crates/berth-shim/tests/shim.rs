@@ -7,7 +7,7 @@
 
 mod common;
 
-use berth_api::berth::shim::v1 as pb;
+use berth_shim_contract::pb;
 use berth_testutil::{require_root, unique_name};
 use common::*;
 use tonic::Code;
@@ -127,7 +127,7 @@ async fn attach(
     exec_id: &str,
 ) -> (
     tokio::sync::mpsc::Sender<pb::AttachRequest>,
-    tonic::Streaming<pb::AttachResponse>,
+    berth_shim_contract::AttachStream,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tx.send(pb::AttachRequest {
@@ -147,7 +147,7 @@ async fn attach(
 
 /// Read attached output until `want` has been seen on `stream`, or it ends.
 async fn read_until(
-    out: &mut tonic::Streaming<pb::AttachResponse>,
+    out: &mut berth_shim_contract::AttachStream,
     stream: pb::Stream,
     want: &str,
 ) -> String {

@@ -60,7 +60,7 @@ pub enum DaemonError {
     ShimConnect {
         id: String,
         socket: PathBuf,
-        source: tonic::transport::Error,
+        source: std::io::Error,
     },
     #[error("the task of container {id:?} has stopped: {reason}")]
     TaskGone { id: String, reason: String },

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::envelope::Event;
-use berth_api::berth::shim::v1 as shimpb;
+use berth_shim_contract::pb as shimpb;
 use tonic::{Code, Status};
 
 use super::config::find_program;
@@ -299,7 +299,7 @@ impl Daemon {
         &self,
         id: &str,
         dir: &std::path::Path,
-        client: Option<shimpb::shim_client::ShimClient<tonic::transport::Channel>>,
+        client: Option<berth_shim_contract::ShimClient>,
         runtime: &std::path::Path,
     ) {
         let shim_pid = berth_shim_contract::TaskDir::new(dir)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::berth::shim::v1 as shimpb;
+use berth_shim_contract::pb as shimpb;
 use tonic::Code;
 
 use super::core::{blocking, check_id, Daemon};
@@ -154,8 +154,7 @@ impl Daemon {
         &self,
         id: &str,
         socket: &Path,
-    ) -> Result<Option<shimpb::shim_client::ShimClient<tonic::transport::Channel>>, DaemonError>
-    {
+    ) -> Result<Option<berth_shim_contract::ShimClient>, DaemonError> {
         let mut client = shim::connect(id, socket).await?;
         let shim_err = |status| DaemonError::Shim {
             id: id.to_string(),

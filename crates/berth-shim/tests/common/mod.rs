@@ -13,15 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_api::berth::shim::v1 as pb;
-use berth_api::berth::shim::v1::shim_client::ShimClient;
 use berth_shim::Args;
+use berth_shim_contract::pb;
+use berth_shim_contract::ShimClient;
 use berth_testutil::{Bundle, CgroupGuard};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tonic::transport::Channel;
 
 /// Upper bound for things that must happen eventually (not a timing assertion:
 /// only a guard against hanging forever).
@@ -86,7 +85,7 @@ pub struct TestShim {
     pub runtime: PathBuf,
     pub shim_pid: i32,
     pub socket: PathBuf,
-    pub client: ShimClient<Channel>,
+    pub client: ShimClient,
     pub logs: tempfile::TempDir,
     pub runtime_root: tempfile::TempDir,
     pub bundle: Bundle,
@@ -117,7 +116,7 @@ impl TestShim {
         assert!(status.success(), "berth-shim failed to start: {status}");
         let shim_pid = read_pid(&bundle.path().join("shim.pid"));
         let socket = args.socket_path();
-        let client = berth_shim::connect(&socket).await.unwrap();
+        let client = berth_shim_contract::connect(&socket).await.unwrap();
         TestShim {
             id: id.to_string(),
             runtime: runtime.to_path_buf(),
@@ -146,7 +145,7 @@ impl TestShim {
             .tempdir()
             .unwrap();
         let socket = bundle.path().join("shim.sock");
-        let client = berth_shim::connect(&socket).await.unwrap();
+        let client = berth_shim_contract::connect(&socket).await.unwrap();
         TestShim {
             id: id.to_string(),
             runtime: runtime.to_path_buf(),
@@ -170,8 +169,8 @@ impl TestShim {
     }
 
     /// A second, independent client (as a restarted manager would dial).
-    pub async fn new_client(&self) -> ShimClient<Channel> {
-        berth_shim::connect(&self.socket).await.unwrap()
+    pub async fn new_client(&self) -> ShimClient {
+        berth_shim_contract::connect(&self.socket).await.unwrap()
     }
 
     /// Create with the log file and Start; returns the init's pid.

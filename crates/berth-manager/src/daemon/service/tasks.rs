@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::tasks_server::Tasks;
-use berth_api::berth::shim::v1 as shimpb;
+use berth_shim_contract::pb as shimpb;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};

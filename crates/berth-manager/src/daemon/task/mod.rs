@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use berth_api::berth::shim::v1::shim_client::ShimClient;
+use berth_shim_contract::ShimClient;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use self::record::{Exit, TaskRecord};
 use super::error::DaemonError;
@@ -29,7 +28,7 @@ pub struct Task {
     pub dir: PathBuf,
     socket: PathBuf,
     record: Mutex<TaskRecord>,
-    client: Mutex<Option<ShimClient<Channel>>>,
+    client: Mutex<Option<ShimClient>>,
     exit: watch::Sender<Option<Exit>>,
     /// Held while a start is being made and published, and while an exit is
     /// published: a task's start event always comes before its exit event.
@@ -46,7 +45,7 @@ impl Task {
         dir: PathBuf,
         socket: PathBuf,
         record: TaskRecord,
-        client: Option<ShimClient<Channel>>,
+        client: Option<ShimClient>,
     ) -> Arc<Task> {
         let (exit, _) = watch::channel(record.exit.clone());
         let gone = record.cleaned;
@@ -79,7 +78,7 @@ impl Task {
     }
 
     /// A client for the shim, dialling it if there is no connection yet.
-    pub async fn client(&self) -> Result<ShimClient<Channel>, DaemonError> {
+    pub async fn client(&self) -> Result<ShimClient, DaemonError> {
         if self.is_gone() {
             return Err(self.gone_error());
         }

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_api::berth::shim::v1::shim_client::ShimClient;
-use tonic::transport::Channel;
+use berth_shim_contract::ShimClient;
 
 use crate::daemon::error::DaemonError;
 
@@ -74,7 +73,7 @@ pub async fn start(l: &Launch<'_>) -> Result<(), DaemonError> {
 }
 
 /// Dial the shim serving `socket`.
-pub async fn connect(id: &str, socket: &Path) -> Result<ShimClient<Channel>, DaemonError> {
+pub async fn connect(id: &str, socket: &Path) -> Result<ShimClient, DaemonError> {
     let err = |source| DaemonError::ShimConnect {
         id: id.to_string(),
         socket: socket.to_path_buf(),

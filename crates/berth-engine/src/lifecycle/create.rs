@@ -154,6 +154,7 @@ pub async fn create(
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));
     }
+    let generated = req.name.as_deref().is_none_or(str::is_empty);
     let name = match req.name.filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => engine.store.generate_name()?,
@@ -201,7 +202,20 @@ pub async fn create(
         snapshot_key: id.clone(),
         ..ContainerRecord::default()
     };
-    if let Err(e) = engine.store.create(rec) {
+    let mut created = engine.store.create(rec.clone());
+    // A generated name another create took in the meantime (parallel `run`s):
+    // docker picks another, so does berth.
+    for _ in 0..10 {
+        match created {
+            Err(StoreError::NameConflict { .. }) if generated => {
+                let mut again = rec.clone();
+                again.name = engine.store.generate_name()?;
+                created = engine.store.create(again);
+            }
+            _ => break,
+        }
+    }
+    if let Err(e) = created {
         for v in &anonymous {
             crate::api::volumes::remove_quietly(engine, v);
         }

@@ -62,15 +62,10 @@ cleanup() {
 docker_bridge=bbd$$
 podman=()
 trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 # A /24 of 10.128.0.0/9 that no route of this host uses, for each engine's bridge.
-free_net() {
-  local n
-  while :; do
-    n="10.$((128 + RANDOM % 128)).$((RANDOM % 256))"
-    ip route | grep -q "^$n\." || { echo "$n"; return; }
-  done
-}
 berth_net=$(free_net)
 docker_net=$(free_net)
 
@@ -84,16 +79,7 @@ rss_mib() {
   echo "scale=1; $total / 1024" | bc
 }
 
-"$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
-  --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>"$work/manager.log" &
-manager_pid=$!; pids+=("$manager_pid")
-for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
-"$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
-  --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
-  --bridge "bbb$$" --bip "$berth_net.1/24" --config-file "$work/daemon.json" 2>"$work/berthd.log" &
-berthd_pid=$!; pids+=("$berthd_pid")
-for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
-berth=("$bin/berth" -H "unix://$work/berth.sock")
+start_berth "bbb$$" "$berth_net.1/24"
 
 ./scripts/make-rootfs.sh "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
@@ -207,9 +193,7 @@ cpids=$("${berth[@]}" inspect -f '{{.State.Pid}}' $("${berth[@]}" ps -q))
 kill -9 "$manager_pid"; wait "$manager_pid" 2>/dev/null || true
 for p in $cpids; do kill -9 "$p"; done
 t0=$(date +%s%N)
-"$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
-  --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>>"$work/manager.log" &
-manager_pid=$!; pids+=("$manager_pid")
+start_berth_manager
 echo "berth: $(seen_all "$t0" "${berth[@]}")"
 if [ "$have_docker" = 1 ]; then
   d=(docker -H "unix://$work/docker/docker.sock")

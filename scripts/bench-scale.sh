@@ -74,14 +74,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
-free_net() {
-  local n
-  while :; do
-    n="10.$((128 + RANDOM % 128)).$((RANDOM % 256))"
-    ip route | grep -q "^$n\." || { echo "$n"; return; }
-  done
-}
 
 ./scripts/make-rootfs.sh "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
@@ -89,16 +84,7 @@ tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 have() { case " $engines " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 active=()
 if have berth; then
-  "$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
-    --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>"$work/manager.log" &
-  manager_pid=$!; pids+=("$manager_pid")
-  for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
-  "$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
-    --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
-    --bridge "bsc$$" --bip "$(free_net).1/24" --config-file "$work/daemon.json" 2>"$work/berthd.log" &
-  berthd_pid=$!; pids+=("$berthd_pid")
-  for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
-  berth=("$bin/berth" -H "unix://$work/berth.sock")
+  start_berth "bsc$$" "$(free_net).1/24"
   "${berth[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
   "${berth[@]}" run --rm --network none busybox true || { tail -n 20 "$work/berthd.log" "$work/manager.log"; exit 1; }
   active+=(berth)

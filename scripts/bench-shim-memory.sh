@@ -46,15 +46,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
-# A /24 of 10.128.0.0/9 that no route of this host uses, for berth's bridge.
-free_net() {
-  local n
-  while :; do
-    n="10.$((128 + RANDOM % 128)).$((RANDOM % 256))"
-    ip route | grep -q "^$n\." || { echo "$n"; return; }
-  done
-}
 
 # "VmRSS RssAnon RssFile Pss Threads" of one pid, sizes in KiB.
 mem_of() {
@@ -78,16 +72,7 @@ report() {
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 
 # berth
-"$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \
-  --runtime "$bin/berth-runtime" --shim "$bin/berth-shim" --log-level warn 2>"$work/manager.log" &
-pids+=("$!")
-for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
-"$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
-  --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
-  --bridge "bsm$$" --bip "$(free_net).1/24" --config-file "$work/daemon.json" 2>"$work/berthd.log" &
-pids+=("$!")
-for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
-berth=("$bin/berth" -H "unix://$work/berth.sock")
+start_berth "bsm$$" "$(free_net).1/24"
 "${berth[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
 for _ in $(seq "$samples"); do "${berth[@]}" run -d --network none busybox sleep 1000 >/dev/null; done
 shims=$(for f in "$work"/run/tasks/*/shim.pid; do cat "$f"; echo; done)

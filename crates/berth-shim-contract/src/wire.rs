@@ -15,6 +15,7 @@
 //! A frame: 4 bytes of payload length (big-endian), 1 byte of kind, the payload
 //! (a protobuf message). Payloads above [`MAX_FRAME`] are refused by both sides.
 
+#[cfg(feature = "client")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The generated `berth.shim.v1` messages.
@@ -135,7 +136,19 @@ pub fn frame(kind: u8, msg: &impl prost::Message) -> Vec<u8> {
     buf
 }
 
+/// A frame's kind and payload length from its header; payloads above
+/// [`MAX_FRAME`] are refused.
+pub fn parse_header(header: &[u8; HEADER]) -> Result<(u8, usize), FrameError> {
+    let [a, b, c, d, kind] = *header;
+    let len = usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok((kind, len))
+}
+
 /// Write one frame.
+#[cfg(feature = "client")]
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
     kind: u8,
@@ -145,6 +158,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 }
 
 /// Read one frame: `None` at a clean end of file before its first byte.
+#[cfg(feature = "client")]
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
 ) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
@@ -160,11 +174,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         got += n;
     }
-    let [a, b, c, d, kind] = header;
-    let len = usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
+    let (kind, len) = parse_header(&header)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
     Ok(Some((kind, payload)))
@@ -180,6 +190,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    #[test]
+    fn headers_parse_and_big_payloads_are_refused() {
+        let buf = frame(
+            Method::Wait as u8,
+            &pb::WaitRequest {
+                exec_id: "x".into(),
+            },
+        );
+        let header: [u8; HEADER] = buf[..HEADER].try_into().unwrap();
+        assert_eq!(
+            parse_header(&header).unwrap(),
+            (Method::Wait as u8, buf.len() - HEADER)
+        );
+        let mut big = [0u8; HEADER];
+        big[..4].copy_from_slice(&((MAX_FRAME + 1) as u32).to_be_bytes());
+        assert!(matches!(parse_header(&big), Err(FrameError::TooLarge(_))));
+    }
+
+    #[cfg(feature = "client")]
     #[tokio::test]
     async fn frames_round_trip() {
         let req = pb::StateRequest {
@@ -200,6 +229,7 @@ mod tests {
         assert!(read_frame(&mut r).await.unwrap().is_none());
     }
 
+    #[cfg(feature = "client")]
     #[tokio::test]
     async fn oversized_and_cut_frames_are_errors() {
         let mut big = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();

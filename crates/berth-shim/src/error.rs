@@ -73,8 +73,8 @@ pub enum ShimError {
     },
     #[error("signalling pid {pid}: {errno}")]
     Signal { pid: u32, errno: nix::errno::Errno },
-    #[error("the request was cut short: {0}")]
-    Aborted(String),
+    #[error("finishing the delete: {0}")]
+    Finish(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -120,7 +120,7 @@ impl ShimError {
             ShimError::Bundle { .. }
             | ShimError::WriteFile { .. }
             | ShimError::Signal { .. }
-            | ShimError::Aborted(_)
+            | ShimError::Finish(_)
             | ShimError::Runtime(_)
             | ShimError::Mount(_)
             | ShimError::Io(_)

@@ -1,13 +1,13 @@
-//! Non-blocking reads and writes on pipe and pty file descriptors through tokio's
-//! reactor (`AsyncFd`), without tokio's process or fs modules (which would bring a
-//! second reaper or a thread pool).
+//! Plain non-blocking reads and writes on pipes, ptys and sockets, and poll(2)
+//! timeouts: all the shim's I/O goes through its one poll loop ([`crate::service`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use tokio::io::unix::AsyncFd;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// A pipe: (read end, write end), both close-on-exec and blocking.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -22,61 +22,61 @@ pub(crate) fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A non-blocking descriptor registered with the reactor.
-#[derive(Debug)]
-pub(crate) struct AsyncFile(AsyncFd<OwnedFd>);
-
-impl AsyncFile {
-    pub(crate) fn new(fd: OwnedFd) -> io::Result<AsyncFile> {
-        set_nonblocking(&fd)?;
-        // SAFETY: an OwnedFd is a valid open descriptor that stays open, and keeps
-        // returning the same number, until it is dropped with the AsyncFd.
-        let registered = unsafe { AsyncFd::register(fd) };
-        registered.map(AsyncFile).map_err(io::Error::from)
-    }
-
-    /// Read some bytes; Ok(0) at end of file. A pty master whose last slave closed
-    /// reports EIO, which is returned as is.
-    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.0.readable().await?;
-            match guard.try_io(|fd| match nix::unistd::read(fd.get_ref(), buf) {
-                Err(Errno::EINTR) => Err(io::ErrorKind::Interrupted.into()),
-                r => r.map_err(io::Error::from),
-            }) {
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(result) => return result,
-                Err(_would_block) => continue,
-            }
+/// One read, retried on EINTR: Ok(0) at end of file, `WouldBlock` when nothing is
+/// there yet. A pty master whose last slave closed reports EIO, returned as is.
+pub(crate) fn read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd.as_fd(), buf) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
-    }
-
-    pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let mut guard = self.0.writable().await?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
-            {
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
-            }
-        }
-        Ok(())
     }
 }
 
-/// Read `fd` until end of file, keeping at most `limit` bytes.
-pub(crate) async fn read_to_end(fd: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
-    let file = AsyncFile::new(fd)?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
+/// One write, retried on EINTR.
+pub(crate) fn write(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
     loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(out);
+        match nix::unistd::write(fd, data) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
-        let room = limit.saturating_sub(out.len());
-        out.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+/// poll(2)'s timeout for the nearest of `deadlines` (none: wait indefinitely).
+pub(crate) fn timeout_until(deadline: Option<Instant>) -> PollTimeout {
+    match deadline {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            // Rounded up, so the loop does not wake just before the deadline and spin.
+            let ms = d
+                .saturating_duration_since(Instant::now())
+                .as_nanos()
+                .div_ceil(1_000_000);
+            PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX)).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
+/// poll(2), retried on EINTR (the deadline is not moved: callers loop anyway).
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> io::Result<()> {
+    match nix::poll::poll(fds, timeout) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Wait until `fd` is readable (or hung up), at most `limit`: false on timeout.
+pub(crate) fn wait_readable(fd: &impl AsFd, limit: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, timeout_until(Some(deadline)))?;
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
     }
 }

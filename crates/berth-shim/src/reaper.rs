@@ -1,26 +1,23 @@
 //! The one place that reaps children. The shim is a child subreaper, so besides
 //! the runtime commands it spawns it inherits the container's processes (their
-//! parent, the runtime, exits). On SIGCHLD the reaper calls `waitpid(-1, WNOHANG)`
-//! until nothing is left and hands every exit to every subscriber.
+//! parent, the runtime, exits). SIGCHLD and SIGTERM are blocked and read from a
+//! signalfd that the poll loop watches; on SIGCHLD the reaper calls
+//! `waitpid(-1, WNOHANG)` until nothing is left and keeps every exit in a queue.
 //!
-//! Whoever spawns a process subscribes *before* spawning and then waits on its
-//! subscription for the pid, so an exit reaped before the pid is even known is
-//! not lost (it sits in the subscription's queue). Nothing else in the shim may
-//! wait for a child: no `tokio::process`, no `Child::wait`.
-//!
-//! The reaper runs as a task on the shim's single-threaded runtime, so it never
-//! reaps while synchronous code (such as `Command::spawn`, which waits for a child
-//! whose exec failed) is running.
+//! A runtime command being waited for takes its own exit from the queue
+//! ([`Reaper::take`]); the poll loop hands the others to the task
+//! ([`Reaper::drain`]) only once the command has returned and the pid it made is
+//! known, so an exit reaped before its pid is known is never lost. Nothing else in
+//! the shim may wait for a child: no `Child::wait`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::time::SystemTime;
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
 
 /// A reaped child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,78 +50,75 @@ impl Exit {
 /// Errors starting the reaper.
 #[derive(Debug, thiserror::Error)]
 pub enum ReaperError {
-    #[error("installing the SIGCHLD handler: {0}")]
-    Signal(std::io::Error),
+    #[error("blocking SIGCHLD and SIGTERM: {0}")]
+    Mask(Errno),
+    #[error("creating the signalfd: {0}")]
+    Signal(Errno),
 }
 
-type Subscribers = Mutex<Vec<(u64, mpsc::UnboundedSender<Exit>)>>;
-
-/// Hands reaped exits to subscribers. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Reaper {
-    inner: Arc<Inner>,
-}
-
+/// Reaped exits not yet taken, and whether SIGTERM came.
 #[derive(Debug)]
-struct Inner {
-    subscribers: Subscribers,
-    next_id: AtomicU64,
+pub struct Reaper {
+    fd: SignalFd,
+    exits: Vec<Exit>,
+    terminate: bool,
 }
 
 impl Reaper {
-    /// Install the SIGCHLD handler and start reaping (on the current runtime).
-    /// Must be called before the shim spawns anything.
+    /// Block SIGCHLD and SIGTERM (children get a clean mask from `Command`) and
+    /// read them from a signalfd. Must be called while the process has one thread
+    /// and before it spawns anything.
     pub fn start() -> Result<Reaper, ReaperError> {
-        let sigchld = signal(SignalKind::child()).map_err(ReaperError::Signal)?;
-        let reaper = Reaper {
-            inner: Arc::new(Inner {
-                subscribers: Mutex::new(Vec::new()),
-                next_id: AtomicU64::new(0),
-            }),
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.add(Signal::SIGTERM);
+        mask.thread_block().map_err(ReaperError::Mask)?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(ReaperError::Signal)?;
+        let mut reaper = Reaper {
+            fd,
+            exits: Vec::new(),
+            terminate: false,
         };
-        tokio::spawn(reaper.clone().run(sigchld));
+        // A child may have exited before the mask was set.
+        reaper.reap_all();
         Ok(reaper)
     }
 
-    /// Register interest in exits from now on. Subscribe before spawning.
-    pub fn subscribe(&self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.subscribers().push((id, tx));
-        Subscription {
-            id,
-            rx,
-            kept: Vec::new(),
-            reaper: self.clone(),
-        }
+    /// The descriptor to poll: readable when a signal is pending.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, mpsc::UnboundedSender<Exit>)>> {
-        self.inner
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    async fn run(self, mut sigchld: Signal) {
+    /// Read the pending signals and reap every child that has exited.
+    pub fn collect(&mut self) {
         loop {
-            // A child may have exited before the handler was installed, and
-            // signals coalesce: always drain everything that is waitable.
-            self.reap_all();
-            if sigchld.recv().await.is_none() {
-                return;
+            match self.fd.read_signal() {
+                Ok(Some(info)) => {
+                    if info.ssi_signo == Signal::SIGTERM as u32 {
+                        self.terminate = true;
+                    }
+                }
+                Ok(None) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::warn!("reading the signalfd: {e}");
+                    break;
+                }
             }
         }
+        // Signals coalesce: always drain everything that is waitable.
+        self.reap_all();
     }
 
-    fn reap_all(&self) {
+    fn reap_all(&mut self) {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(ws) => {
                     if let Some(exit) = Exit::from_wait(ws) {
                         tracing::debug!(pid = exit.pid, status = exit.status, "reaped");
-                        self.subscribers().retain(|(_, tx)| tx.send(exit).is_ok());
+                        self.exits.push(exit);
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -135,61 +129,20 @@ impl Reaper {
             }
         }
     }
-}
 
-/// Exits reaped since the subscription was made, in order.
-#[derive(Debug)]
-pub struct Subscription {
-    id: u64,
-    rx: mpsc::UnboundedReceiver<Exit>,
-    /// Exits skipped by `wait_keeping`, for a later `wait`.
-    kept: Vec<Exit>,
-    reaper: Reaper,
-}
-
-impl Subscription {
-    /// Wait for `pid` to be reaped; exits of other pids are dropped (after those
-    /// kept by an earlier `wait_keeping`).
-    pub async fn wait(&mut self, pid: i32) -> Exit {
-        if let Some(i) = self.kept.iter().position(|e| e.pid == pid) {
-            let exit = self.kept.swap_remove(i);
-            self.kept.clear();
-            return exit;
-        }
-        self.kept.clear();
-        loop {
-            let exit = self.next().await;
-            if exit.pid == pid {
-                return exit;
-            }
-        }
+    /// The exit of `pid`, if it has been reaped.
+    pub fn take(&mut self, pid: i32) -> Option<Exit> {
+        let i = self.exits.iter().position(|e| e.pid == pid)?;
+        Some(self.exits.remove(i))
     }
 
-    /// Wait for `pid` to be reaped, keeping the other exits seen meanwhile: a
-    /// runtime command's children may be reaped before the command itself, and
-    /// their pids are only known once it has exited.
-    pub async fn wait_keeping(&mut self, pid: i32) -> Exit {
-        loop {
-            let exit = self.next().await;
-            if exit.pid == pid {
-                return exit;
-            }
-            self.kept.push(exit);
-        }
+    /// Every exit reaped and not taken, in order.
+    pub fn drain(&mut self) -> Vec<Exit> {
+        std::mem::take(&mut self.exits)
     }
 
-    async fn next(&mut self) -> Exit {
-        match self.rx.recv().await {
-            Some(exit) => exit,
-            // The reaper's task ended with the runtime; nothing will come.
-            None => std::future::pending().await,
-        }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let id = self.id;
-        self.reaper.subscribers().retain(|(i, _)| *i != id);
+    /// Whether SIGTERM arrived since the last call.
+    pub fn take_terminate(&mut self) -> bool {
+        std::mem::take(&mut self.terminate)
     }
 }

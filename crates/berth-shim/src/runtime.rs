@@ -3,19 +3,26 @@
 //! dir>/runtime.log --log-format json <command> ...`.
 //!
 //! Commands are spawned with `std::process::Command` and waited for through the
-//! reaper (never `Child::wait`). When one fails, the error carries the runtime's own
+//! reaper (never `Child::wait`), synchronously: the shim's poll loop does nothing
+//! else while a runtime command runs (they are short; the exits and output that
+//! arrive meanwhile are queued by the kernel and handled once it returns). While
+//! waiting it reads the command's own output and takes a pty master sent on the
+//! console socket. When one fails, the error carries the runtime's own
 //! message: the last `error` line it wrote to its JSON log during this command, or
 //! else the last line of its stderr.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags};
 
 use crate::fdio;
-use crate::reaper::{Reaper, Subscription};
+use crate::reaper::{Exit, Reaper};
+use crate::stdio::{ConsoleSocket, IoError};
 
 /// How long the output of a command that has exited may take to reach end of
 /// file (a grandchild could hold the pipe open).
@@ -36,6 +43,11 @@ pub enum RuntimeError {
     },
     #[error("creating pipes for `{command}`: {source}")]
     Pipe {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("waiting for `{command}`: {source}")]
+    Wait {
         command: String,
         source: std::io::Error,
     },
@@ -78,56 +90,98 @@ pub struct Runtime {
     root: PathBuf,
     log: PathBuf,
     id: String,
-    reaper: Reaper,
+}
+
+/// A pipe a command writes to, read while it runs.
+struct Capture {
+    fd: OwnedFd,
+    data: Vec<u8>,
+    open: bool,
+}
+
+impl Capture {
+    fn new(fd: OwnedFd) -> std::io::Result<Capture> {
+        fdio::set_nonblocking(&fd)?;
+        Ok(Capture {
+            fd,
+            data: Vec::new(),
+            open: true,
+        })
+    }
+
+    /// Read what is there; closes at end of file or on an error.
+    fn read(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match fdio::read(&self.fd, &mut buf) {
+                Ok(0) => {
+                    self.open = false;
+                    return;
+                }
+                Ok(n) => {
+                    let room = OUTPUT_LIMIT.saturating_sub(self.data.len());
+                    self.data.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.open = false;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What a command's wait also looks after: its output pipes and a console socket.
+struct Watch<'a> {
+    captures: Vec<Capture>,
+    console: Option<&'a ConsoleSocket>,
+    master: Option<Result<OwnedFd, IoError>>,
 }
 
 impl Runtime {
-    pub fn new(binary: PathBuf, root: PathBuf, log: PathBuf, id: String, reaper: Reaper) -> Self {
+    pub fn new(binary: PathBuf, root: PathBuf, log: PathBuf, id: String) -> Self {
         Runtime {
             binary,
             root,
             log,
             id,
-            reaper,
         }
     }
 
-    pub fn reaper(&self) -> &Reaper {
-        &self.reaper
-    }
-
     /// `create --bundle B --pid-file P [--console-socket S] ID`, with the
-    /// container's stdio (which the init inherits). `sub` must predate the call.
-    pub async fn create(
+    /// container's stdio (which the init inherits). Returns the pty master when
+    /// the runtime sent it while it ran.
+    pub fn create(
         &self,
-        sub: &mut Subscription,
+        reaper: &mut Reaper,
         bundle: &Path,
         pid_file: &Path,
-        console_socket: Option<&Path>,
+        console: Option<&ConsoleSocket>,
         stdio: ChildStdio,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<Result<OwnedFd, IoError>>, RuntimeError> {
         let mut args: Vec<OsString> = vec![
             "--bundle".into(),
             bundle.into(),
             "--pid-file".into(),
             pid_file.into(),
         ];
-        if let Some(s) = console_socket {
-            args.extend(["--console-socket".into(), s.into()]);
+        if let Some(c) = console {
+            args.extend(["--console-socket".into(), c.path().into()]);
         }
         args.push(self.id.clone().into());
-        self.run_with(sub, "create", args, stdio).await
+        self.run_with(reaper, "create", args, stdio, console)
     }
 
     /// `exec --process P --detach --pid-file F [--console-socket S] ID`.
-    pub async fn exec(
+    pub fn exec(
         &self,
-        sub: &mut Subscription,
+        reaper: &mut Reaper,
         process: &Path,
         pid_file: &Path,
-        console_socket: Option<&Path>,
+        console: Option<&ConsoleSocket>,
         stdio: ChildStdio,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<Result<OwnedFd, IoError>>, RuntimeError> {
         let mut args: Vec<OsString> = vec![
             "--process".into(),
             process.into(),
@@ -135,54 +189,51 @@ impl Runtime {
             "--pid-file".into(),
             pid_file.into(),
         ];
-        if let Some(s) = console_socket {
-            args.extend(["--console-socket".into(), s.into()]);
+        if let Some(c) = console {
+            args.extend(["--console-socket".into(), c.path().into()]);
         }
         args.push(self.id.clone().into());
-        self.run_with(sub, "exec", args, stdio).await
+        self.run_with(reaper, "exec", args, stdio, console)
     }
 
-    pub async fn start(&self) -> Result<(), RuntimeError> {
-        self.capture("start", vec![self.id.clone().into()], None)
-            .await
+    pub fn start(&self, reaper: &mut Reaper) -> Result<(), RuntimeError> {
+        self.capture(reaper, "start", vec![self.id.clone().into()], None)
             .map(drop)
     }
 
-    pub async fn kill(&self, signal: i32, all: bool) -> Result<(), RuntimeError> {
+    pub fn kill(&self, reaper: &mut Reaper, signal: i32, all: bool) -> Result<(), RuntimeError> {
         let mut args: Vec<OsString> = Vec::new();
         if all {
             args.push("--all".into());
         }
         args.push(self.id.clone().into());
         args.push(signal.to_string().into());
-        self.capture("kill", args, None).await.map(drop)
+        self.capture(reaper, "kill", args, None).map(drop)
     }
 
-    pub async fn delete(&self, force: bool) -> Result<(), RuntimeError> {
+    pub fn delete(&self, reaper: &mut Reaper, force: bool) -> Result<(), RuntimeError> {
         let mut args: Vec<OsString> = Vec::new();
         if force {
             args.push("--force".into());
         }
         args.push(self.id.clone().into());
-        self.capture("delete", args, None).await.map(drop)
+        self.capture(reaper, "delete", args, None).map(drop)
     }
 
-    pub async fn pause(&self) -> Result<(), RuntimeError> {
-        self.capture("pause", vec![self.id.clone().into()], None)
-            .await
+    pub fn pause(&self, reaper: &mut Reaper) -> Result<(), RuntimeError> {
+        self.capture(reaper, "pause", vec![self.id.clone().into()], None)
             .map(drop)
     }
 
-    pub async fn resume(&self) -> Result<(), RuntimeError> {
-        self.capture("resume", vec![self.id.clone().into()], None)
-            .await
+    pub fn resume(&self, reaper: &mut Reaper) -> Result<(), RuntimeError> {
+        self.capture(reaper, "resume", vec![self.id.clone().into()], None)
             .map(drop)
     }
 
     /// `ps --format json ID`: the container's pids.
-    pub async fn ps(&self) -> Result<Vec<i32>, RuntimeError> {
+    pub fn ps(&self, reaper: &mut Reaper) -> Result<Vec<i32>, RuntimeError> {
         let args = vec!["--format".into(), "json".into(), self.id.clone().into()];
-        let out = self.capture("ps", args, None).await?;
+        let out = self.capture(reaper, "ps", args, None)?;
         serde_json::from_slice(&out).map_err(|source| RuntimeError::Output {
             command: "ps".into(),
             source,
@@ -190,7 +241,7 @@ impl Runtime {
     }
 
     /// `update -r - ID`, the resources JSON on stdin.
-    pub async fn update(&self, resources: &[u8]) -> Result<(), RuntimeError> {
+    pub fn update(&self, reaper: &mut Reaper, resources: &[u8]) -> Result<(), RuntimeError> {
         let pipe_err = |source| RuntimeError::Pipe {
             command: "update".into(),
             source,
@@ -202,13 +253,13 @@ impl Runtime {
         std::io::Write::write_all(&mut file, resources).map_err(pipe_err)?;
         drop(file);
         let args = vec!["-r".into(), "-".into(), self.id.clone().into()];
-        self.capture("update", args, Some(read)).await.map(drop)
+        self.capture(reaper, "update", args, Some(read)).map(drop)
     }
 
     /// `events --stats ID`: the `data` object of the stats event.
-    pub async fn stats(&self) -> Result<serde_json::Value, RuntimeError> {
+    pub fn stats(&self, reaper: &mut Reaper) -> Result<serde_json::Value, RuntimeError> {
         let args = vec!["--stats".into(), self.id.clone().into()];
-        let out = self.capture("events", args, None).await?;
+        let out = self.capture(reaper, "events", args, None)?;
         let line = out
             .split(|b| *b == b'\n')
             .find(|l| !l.iter().all(u8::is_ascii_whitespace))
@@ -225,8 +276,9 @@ impl Runtime {
     }
 
     /// Run a command whose stdout and stderr the shim reads.
-    async fn capture(
+    fn capture(
         &self,
+        reaper: &mut Reaper,
         command: &str,
         args: Vec<OsString>,
         stdin: Option<OwnedFd>,
@@ -241,7 +293,14 @@ impl Runtime {
         };
         let (out_r, out_w) = fdio::pipe().map_err(pipe_err)?;
         let (err_r, err_w) = fdio::pipe().map_err(pipe_err)?;
-        let mut sub = self.reaper.subscribe();
+        let mut watch = Watch {
+            captures: vec![
+                Capture::new(out_r).map_err(pipe_err)?,
+                Capture::new(err_r).map_err(pipe_err)?,
+            ],
+            console: None,
+            master: None,
+        };
         let log_offset = self.log_len();
         let pid = self.spawn(
             command,
@@ -252,32 +311,44 @@ impl Runtime {
                 stderr: err_w,
             },
         )?;
-        let out_task = tokio::spawn(fdio::read_to_end(out_r, OUTPUT_LIMIT));
-        let err_task = tokio::spawn(fdio::read_to_end(err_r, OUTPUT_LIMIT));
-        let exit = sub.wait_keeping(pid).await;
-        let stdout = collect(out_task).await;
-        let stderr = collect(err_task).await;
+        let exit = wait(reaper, pid, &mut watch).map_err(|source| RuntimeError::Wait {
+            command: command.to_string(),
+            source,
+        })?;
+        let mut captures = watch.captures.into_iter();
+        let stdout = captures.next().map(|c| c.data).unwrap_or_default();
+        let stderr = captures.next().map(|c| c.data).unwrap_or_default();
         if exit.status != 0 {
             return Err(self.failure(command, log_offset, &stderr, exit.status));
         }
         Ok(stdout)
     }
 
-    /// Run a command with the given stdio (the container's), waiting through `sub`.
-    async fn run_with(
+    /// Run a command with the given stdio (the container's), taking a pty master
+    /// sent on `console` while it runs.
+    fn run_with(
         &self,
-        sub: &mut Subscription,
+        reaper: &mut Reaper,
         command: &str,
         args: Vec<OsString>,
         stdio: ChildStdio,
-    ) -> Result<(), RuntimeError> {
+        console: Option<&ConsoleSocket>,
+    ) -> Result<Option<Result<OwnedFd, IoError>>, RuntimeError> {
         let log_offset = self.log_len();
         let pid = self.spawn(command, &args, stdio)?;
-        let exit = sub.wait_keeping(pid).await;
+        let mut watch = Watch {
+            captures: Vec::new(),
+            console,
+            master: None,
+        };
+        let exit = wait(reaper, pid, &mut watch).map_err(|source| RuntimeError::Wait {
+            command: command.to_string(),
+            source,
+        })?;
         if exit.status != 0 {
             return Err(self.failure(command, log_offset, &[], exit.status));
         }
-        Ok(())
+        Ok(watch.master)
     }
 
     /// Spawn `binary <global flags> command args`; the stdio fds are closed here
@@ -340,6 +411,52 @@ impl Runtime {
     }
 }
 
+/// Wait for `pid` to be reaped, reading `watch`'s pipes and console socket
+/// meanwhile; then give its pipes [`OUTPUT_GRACE`] to reach end of file. Exits of
+/// other children stay queued in the reaper.
+fn wait(reaper: &mut Reaper, pid: i32, watch: &mut Watch<'_>) -> std::io::Result<Exit> {
+    let mut exit = None;
+    let mut grace_end = None;
+    loop {
+        if exit.is_none() {
+            exit = reaper.take(pid);
+        }
+        if let Some(e) = exit {
+            let now = Instant::now();
+            let end = *grace_end.get_or_insert(now + OUTPUT_GRACE);
+            if watch.captures.iter().all(|c| !c.open) || now >= end {
+                return Ok(e);
+            }
+        }
+        let want_master = watch.master.is_none();
+        let console = watch.console.filter(|_| want_master);
+        {
+            let mut fds = Vec::with_capacity(4);
+            if exit.is_none() {
+                fds.push(PollFd::new(reaper.fd(), PollFlags::POLLIN));
+            }
+            for c in watch.captures.iter().filter(|c| c.open) {
+                fds.push(PollFd::new(c.fd.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(c) = console {
+                fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+            }
+            fdio::poll(&mut fds, fdio::timeout_until(grace_end))?;
+        }
+        // Level-triggered: whatever is ready is read now, the rest next turn.
+        if exit.is_none() {
+            reaper.collect();
+        }
+        for c in watch.captures.iter_mut().filter(|c| c.open) {
+            c.read();
+        }
+        if let Some(c) = console {
+            if let Some(m) = c.try_receive() {
+                watch.master = Some(m);
+            }
+        }
+    }
+}
 /// The message of the last JSON log line whose level is error or fatal.
 fn last_error_in_log(text: &str) -> Option<String> {
     text.lines().rev().find_map(|line| {
@@ -361,18 +478,6 @@ fn last_line(out: &[u8]) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
-}
-
-async fn collect(task: tokio::task::JoinHandle<std::io::Result<Vec<u8>>>) -> Vec<u8> {
-    let abort = task.abort_handle();
-    match tokio::time::timeout(OUTPUT_GRACE, task).await {
-        Ok(Ok(Ok(out))) => out,
-        Ok(_) => Vec::new(),
-        Err(_elapsed) => {
-            abort.abort();
-            Vec::new()
-        }
-    }
 }
 
 /// Resolve `--runtime`: a path is used as is, a bare name is looked up in PATH.

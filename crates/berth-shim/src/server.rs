@@ -6,25 +6,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::sys::stat::{umask, Mode};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::task::JoinSet;
 
 use crate::cli::Args;
 use crate::daemon::{self, DaemonError, Readiness};
 use crate::layout::{self, LayoutError, TaskDir, RUNTIME_LOG, SHIM_LOG, SHIM_PID};
 use crate::reaper::{Reaper, ReaperError};
 use crate::runtime::{self, Runtime, RuntimeError};
-use crate::service::ShimService;
 use crate::task::{Task, TaskConfig};
-
-/// How long in-flight answers (and attached clients) get once the shim decided to
-/// exit.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
-/// How long the accept loop rests after a failed accept.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// sun_path holds 108 bytes, the terminating NUL included.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -127,13 +117,7 @@ fn serve(config: TaskConfig, socket: &Path, ready: &mut Readiness) -> Result<(),
     layout::write_atomic(&pid_file, std::process::id().to_string().as_bytes())?;
     let listener = bind(socket).inspect_err(|_| remove_quietly(&pid_file))?;
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(StartError::EventLoop)?;
-    let result = rt.block_on(serve_async(config.clone(), listener, ready));
-    drop(rt);
+    let result = serve_loop(config, listener, ready);
     remove_quietly(socket);
     remove_quietly(&dir.file(SHIM_PID));
     if result.is_ok() {
@@ -142,81 +126,21 @@ fn serve(config: TaskConfig, socket: &Path, ready: &mut Readiness) -> Result<(),
     result
 }
 
-async fn serve_async(
+fn serve_loop(
     config: TaskConfig,
     listener: UnixListener,
     ready: &mut Readiness,
 ) -> Result<(), StartError> {
+    // Before anything is spawned: SIGCHLD is read from the reaper's signalfd.
     let reaper = Reaper::start()?;
     let runtime = Runtime::new(
         config.runtime.clone(),
         config.runtime_root.clone(),
         config.bundle.join(RUNTIME_LOG),
         config.id.clone(),
-        reaper,
     );
-    let task = Task::new(config, runtime);
-    let listener = tokio::net::UnixListener::from_std(listener).map_err(StartError::EventLoop)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::EventLoop)?;
-
-    let service = ShimService::new(task.clone());
-    let mut calls = JoinSet::new();
-    tracing::info!(id = task.id(), pid = std::process::id(), "serving");
-    ready.ready();
-
-    let mut stop = task.shutdown_requested();
-    loop {
-        tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok((conn, _)) => {
-                    let service = service.clone();
-                    calls.spawn(async move { service.serve(conn).await });
-                }
-                Err(e) => {
-                    // Out of descriptors, most likely: calls in flight end and free
-                    // some; do not spin meanwhile.
-                    tracing::warn!("accepting a connection: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = calls.join_next(), if !calls.is_empty() => {
-                if calls.is_empty() {
-                    release_free_memory();
-                }
-            }
-            _ = sigterm.recv() => {
-                // A SIGTERM must not orphan a live container: it stops only an idle shim.
-                let task = task.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = task.shutdown(false).await {
-                        tracing::warn!("ignoring SIGTERM: {e}");
-                    }
-                });
-            }
-            _ = stop.wait_for(|s| *s) => break,
-        }
-    }
-    // Shutting down: no new calls; let in-flight answers (the Delete that asked
-    // for it) go out.
-    drop(listener);
-    let drain = async { while calls.join_next().await.is_some() {} };
-    if tokio::time::timeout(EXIT_GRACE, drain).await.is_err() {
-        tracing::warn!("clients still connected after {EXIT_GRACE:?}; exiting anyway");
-    }
-    task.emergency_unmount();
-    Ok(())
-}
-
-/// Hand the heap's free pages back to the kernel. A shim spends its life idle
-/// after a burst of work (create and start parse the bundle, read the runtime's
-/// output); glibc keeps what that freed, which would otherwise stay resident for
-/// as long as the container runs.
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own heap bookkeeping (under its lock)
-    // and madvises free pages away; no Rust object is touched.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    let task = Task::new(config, runtime, reaper);
+    crate::service::serve(task, listener, ready).map_err(StartError::EventLoop)
 }
 
 /// Refuse a socket another shim serves; remove a stale one.

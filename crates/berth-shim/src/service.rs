@@ -1,43 +1,44 @@
-//! The shim's service: reads a call from a connection (the contract's `wire`
-//! protocol), turns it into [`Task`] calls and answers back. Errors become status
-//! codes only through `From<ShimError>` in `error.rs`.
+//! The shim's service: one poll(2) loop on the shim's one thread. It accepts
+//! connections on the shim's socket, reads each call (the contract's `wire`
+//! protocol: one call per connection), turns it into [`Task`] calls and answers;
+//! it reads the containers' output (to the log and to attached clients), writes
+//! their stdin, and reads SIGCHLD and SIGTERM from the reaper's signalfd.
+//!
+//! A call runs to its end before the loop goes on (runtime commands included:
+//! they are short, and a change to the task then never stops halfway when its
+//! client hangs up). Calls that wait for an exit are parked and answered when the
+//! task settles them. Errors become status codes only through `From<ShimError>` in
+//! `error.rs`.
 
 // Numbers here come from requests: no narrowing `as` (see the workspace lints).
 #![deny(clippy::cast_possible_truncation)]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
-use tokio::sync::broadcast;
+use nix::poll::{PollFd, PollFlags};
 
+use crate::daemon::Readiness;
 use crate::error::ShimError;
+use crate::fdio;
 use crate::layout::ExitRecord;
 use crate::mounts::MountSpec;
-use crate::stdio::{Chunk, StreamKind};
-use crate::task::{ProcessStatus, Task};
-use crate::wire::{self, pb, Code, Kind, Method, RpcStatus};
+use crate::stdio::{Read, StreamKind, READ_BUF};
+use crate::task::{ConnId, ProcessStatus, Settled, Task};
+use crate::wire::{self, pb, Code, Kind, Method, RpcStatus, HEADER};
 
-/// The service one shim serves.
-#[derive(Debug, Clone)]
-pub struct ShimService {
-    task: Arc<Task>,
-}
-
-/// Runs a change of the task to its end even when the caller goes away: a call
-/// whose client hung up (a manager killed mid-call) is dropped, and a change cut
-/// off between the runtime's work and the shim's note of it (a `runtime delete`
-/// done but not recorded) would leave the two disagreeing.
-async fn detached<T, F>(f: F) -> Result<T, ShimError>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = Result<T, ShimError>> + Send + 'static,
-{
-    tokio::spawn(f)
-        .await
-        .map_err(|e| ShimError::Aborted(e.to_string()))?
-}
+/// How long in-flight answers (and attached clients) get once the shim decided to
+/// exit.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How long the loop stops accepting after a failed accept (out of descriptors,
+/// most likely: calls in flight end and free some).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Output bytes queued for an attached client before a slow one misses chunks
+/// rather than slowing the container down.
+const ATTACH_BACKLOG: usize = 64 * READ_BUF;
 
 fn exit_status(r: ExitRecord) -> pb::ExitStatus {
     pb::ExitStatus {
@@ -69,14 +70,15 @@ fn log_path(s: String) -> Result<Option<std::path::PathBuf>, ShimError> {
     Ok(Some(path))
 }
 
-fn attach_response(c: Chunk) -> pb::AttachResponse {
-    pb::AttachResponse {
-        stream: match c.stream {
+fn attach_frame(stream: StreamKind, data: Vec<u8>) -> Vec<u8> {
+    let msg = pb::AttachResponse {
+        stream: match stream {
             StreamKind::Stdout => pb::Stream::Stdout,
             StreamKind::Stderr => pb::Stream::Stderr,
         } as i32,
-        data: c.data.to_vec(),
-    }
+        data,
+    };
+    wire::frame(Kind::Message as u8, &msg)
 }
 
 fn decode<M: prost::Message + Default>(payload: &[u8]) -> Result<M, ShimError> {
@@ -96,56 +98,401 @@ fn error_frame(e: ShimError) -> Vec<u8> {
     status_frame(&RpcStatus::from(e))
 }
 
-/// Resolves when the client of a unary call hangs up (or, against the protocol,
-/// sends more).
-async fn hangup(rd: &mut OwnedReadHalf) {
-    let mut buf = [0u8; 64];
-    let _ = rd.read(&mut buf).await;
+/// What a connection is doing.
+#[derive(Debug)]
+enum State {
+    /// Reading its call.
+    Request,
+    /// Its call waits for an exit; the task answers it.
+    Parked,
+    /// Sending the answer; closed once sent.
+    Answering,
+    /// Attach: stdin from the client, the process's output to it.
+    Attach {
+        exec_id: String,
+        /// The client may still send stdin.
+        input_open: bool,
+        /// The output ended and the last frame is queued.
+        ended: bool,
+    },
 }
 
-impl ShimService {
-    pub fn new(task: Arc<Task>) -> ShimService {
-        ShimService { task }
+#[derive(Debug)]
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    state: State,
+}
+
+impl Conn {
+    /// Send what is queued, as far as the socket takes it.
+    fn flush(&mut self) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            match fdio::write(&self.stream, &self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
-    /// Serve the one call a connection carries.
-    pub async fn serve(&self, conn: UnixStream) {
-        let (mut rd, mut wr) = conn.into_split();
-        let (kind, payload) = match wire::read_frame(&mut rd).await {
+    /// Read what the client sent: Ok(false) at end of file.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let mut buf = [0u8; 8192];
+        match fdio::read(&self.stream, &mut buf) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.inbuf.extend_from_slice(&buf[..n]);
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next complete frame in the input, if there is one.
+    fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ShimError> {
+        let Some(header) = self.inbuf.first_chunk::<HEADER>() else {
+            return Ok(None);
+        };
+        let (kind, len) =
+            wire::parse_header(header).map_err(|e| ShimError::BadRequest(e.to_string()))?;
+        if self.inbuf.len() < HEADER + len {
+            return Ok(None);
+        }
+        let payload = self.inbuf[HEADER..HEADER + len].to_vec();
+        self.inbuf.drain(..HEADER + len);
+        Ok(Some((kind, payload)))
+    }
+
+    fn answer(&mut self, frame: Vec<u8>) {
+        self.out.extend_from_slice(&frame);
+        self.state = State::Answering;
+    }
+
+    /// Whether everything is said and the connection can close.
+    fn done(&self) -> bool {
+        match self.state {
+            State::Answering => self.out.is_empty(),
+            State::Attach { ended, .. } => ended && self.out.is_empty(),
+            State::Request | State::Parked => false,
+        }
+    }
+}
+
+/// What a descriptor in the poll set belongs to.
+#[derive(Debug, Clone)]
+enum Token {
+    Listener,
+    Signals,
+    Conn(ConnId),
+    Output(String, StreamKind),
+    Stdin(String),
+}
+
+/// The loop's state: the task, the socket and the connections.
+struct Server {
+    task: Task,
+    listener: Option<UnixListener>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_id: ConnId,
+    accept_paused_until: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+/// Serve `listener` until the task is deleted or the shim is told to shut down,
+/// then give in-flight answers [`EXIT_GRACE`] and unmount what is left.
+pub fn serve(task: Task, listener: UnixListener, ready: &mut Readiness) -> std::io::Result<()> {
+    let mut server = Server {
+        task,
+        listener: Some(listener),
+        conns: BTreeMap::new(),
+        next_id: 0,
+        accept_paused_until: None,
+        buf: vec![0u8; READ_BUF],
+    };
+    tracing::info!(id = server.task.id(), pid = std::process::id(), "serving");
+    ready.ready();
+    let result = server.run();
+    server.task.emergency_unmount();
+    result
+}
+
+impl Server {
+    fn run(&mut self) -> std::io::Result<()> {
+        let mut exit_by: Option<Instant> = None;
+        loop {
+            if self.task.shutdown_requested() && exit_by.is_none() {
+                // No new calls; let in-flight answers (the Delete that asked for
+                // it) go out.
+                self.listener = None;
+                exit_by = Some(Instant::now() + EXIT_GRACE);
+            }
+            if let Some(at) = exit_by {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= at {
+                    tracing::warn!("clients still connected after {EXIT_GRACE:?}; exiting anyway");
+                    return Ok(());
+                }
+            }
+            if self
+                .accept_paused_until
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                self.accept_paused_until = None;
+            }
+            let had_conns = !self.conns.is_empty();
+            let deadline = [self.task.next_deadline(), exit_by, self.accept_paused_until]
+                .into_iter()
+                .flatten()
+                .min();
+            for (token, revents) in self.poll(deadline)? {
+                match token {
+                    Token::Listener => self.accept(),
+                    Token::Signals => self.task.reaper().collect(),
+                    Token::Conn(id) => self.on_conn(id, revents),
+                    Token::Output(exec_id, stream) => self.on_output(&exec_id, stream),
+                    Token::Stdin(exec_id) => {
+                        if let Some(p) = self.task.find_mut(&exec_id) {
+                            p.io_mut().flush_stdin();
+                        }
+                    }
+                }
+            }
+            // Exits are routed after this turn's output was read, so a process's
+            // last output is logged before its exit is recorded.
+            self.task.route_exits();
+            if self.task.reaper().take_terminate() {
+                // A SIGTERM must not orphan a live container: it stops only an
+                // idle shim.
+                if let Err(e) = self.task.shutdown(false, None) {
+                    tracing::warn!("ignoring SIGTERM: {e}");
+                }
+            }
+            for (id, answer) in self.task.settle() {
+                let frame = match answer {
+                    Ok(Settled::Exit(r)) => reply(&exit_status(r)),
+                    Ok(Settled::Done) => reply(&pb::Empty {}),
+                    Err(e) => error_frame(e),
+                };
+                self.answer(id, frame);
+            }
+            self.end_attaches();
+            if had_conns && self.conns.is_empty() {
+                release_free_memory();
+            }
+        }
+    }
+
+    /// One poll(2) over everything: the ready descriptors with what they are.
+    fn poll(&self, deadline: Option<Instant>) -> std::io::Result<Vec<(Token, PollFlags)>> {
+        let mut tokens = Vec::new();
+        let mut fds = Vec::new();
+        if let Some(l) = self.listener.as_ref() {
+            if self.accept_paused_until.is_none() {
+                tokens.push(Token::Listener);
+                fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        tokens.push(Token::Signals);
+        fds.push(PollFd::new(self.task.reaper_fd(), PollFlags::POLLIN));
+        for p in self.task.processes() {
+            for (stream, fd) in p.io().outputs() {
+                tokens.push(Token::Output(p.exec_id().to_string(), stream));
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            if let Some(fd) = p.io().stdin_pending() {
+                tokens.push(Token::Stdin(p.exec_id().to_string()));
+                fds.push(PollFd::new(fd, PollFlags::POLLOUT));
+            }
+        }
+        for (id, c) in &self.conns {
+            let mut events = PollFlags::empty();
+            if !c.out.is_empty() {
+                events |= PollFlags::POLLOUT;
+            }
+            match &c.state {
+                State::Request | State::Parked => events |= PollFlags::POLLIN,
+                State::Attach {
+                    exec_id,
+                    input_open: true,
+                    ended: false,
+                } if self.stdin_has_room(exec_id) => events |= PollFlags::POLLIN,
+                _ => {}
+            }
+            tokens.push(Token::Conn(*id));
+            fds.push(PollFd::new(c.stream.as_fd(), events));
+        }
+        fdio::poll(&mut fds, fdio::timeout_until(deadline))?;
+        Ok(fds
+            .iter()
+            .zip(tokens)
+            .filter_map(|(fd, token)| {
+                let r = fd.revents()?;
+                (!r.is_empty()).then_some((token, r))
+            })
+            .collect())
+    }
+
+    fn stdin_has_room(&self, exec_id: &str) -> bool {
+        self.task
+            .process(exec_id)
+            .is_ok_and(|p| p.io().stdin_has_room())
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = stream.set_nonblocking(true) {
+                        tracing::warn!("accepting a connection: {e}");
+                        continue;
+                    }
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.conns.insert(
+                        id,
+                        Conn {
+                            stream,
+                            inbuf: Vec::new(),
+                            out: Vec::new(),
+                            state: State::Request,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("accepting a connection: {e}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, id: ConnId) {
+        self.conns.remove(&id);
+        self.task.forget(id);
+    }
+
+    /// Queue `frame` as the answer of connection `id` (gone: nothing to do).
+    fn answer(&mut self, id: ConnId, frame: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.answer(frame);
+        }
+        self.flush(id);
+    }
+
+    /// Send what connection `id` has queued; close it when it is done or broken.
+    fn flush(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match c.flush() {
+            Ok(()) if c.done() => self.drop_conn(id),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!("answering a client: {e}");
+                self.drop_conn(id);
+            }
+        }
+    }
+
+    fn on_conn(&mut self, id: ConnId, revents: PollFlags) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let hangup = revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
+        let readable = revents.intersects(PollFlags::POLLIN) || hangup;
+        match &mut c.state {
+            State::Request if readable => match c.fill() {
+                Ok(true) => self.on_request(id),
+                Ok(false) if c.inbuf.is_empty() => self.drop_conn(id),
+                Ok(false) => {
+                    let e = ShimError::BadRequest("the call ended before its frame did".into());
+                    tracing::debug!("reading a call: {e}");
+                    self.answer(id, error_frame(e));
+                }
+                Err(e) => {
+                    tracing::debug!("reading a call: {e}");
+                    self.drop_conn(id);
+                }
+            },
+            // A client that hangs up cancels its call, as with gRPC (sending more
+            // is against the protocol, and taken as the same).
+            State::Parked if readable => self.drop_conn(id),
+            State::Attach {
+                input_open: true,
+                ended: false,
+                ..
+            } if readable => {
+                match c.fill() {
+                    Ok(true) => {}
+                    // End of input: only the output is left to send.
+                    Ok(false) | Err(_) => {
+                        if let State::Attach { input_open, .. } = &mut c.state {
+                            *input_open = false;
+                        }
+                    }
+                }
+                self.attach_input(id);
+                self.flush(id);
+            }
+            // Nothing more to read from it: a hang-up means it is gone.
+            _ if hangup && !revents.intersects(PollFlags::POLLOUT) => self.drop_conn(id),
+            _ => self.flush(id),
+        }
+    }
+
+    fn on_request(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let (kind, payload) = match c.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(e) => {
                 tracing::debug!("reading a call: {e}");
-                let _ = wr
-                    .write_all(&error_frame(ShimError::BadRequest(e.to_string())))
-                    .await;
-                return;
+                return self.answer(id, error_frame(e));
             }
         };
         let Some(method) = Method::from_kind(kind) else {
             let e = ShimError::BadRequest(format!("unknown method {kind}"));
-            let _ = wr.write_all(&error_frame(e)).await;
-            return;
+            return self.answer(id, error_frame(e));
         };
         if method == Method::Attach {
-            return self.attach(&payload, rd, wr).await;
+            return self.start_attach(id, &payload);
         }
-        // A client that hangs up cancels its call, as with gRPC; the calls that
-        // change the task run detached and finish anyway.
-        let answer = tokio::select! {
-            a = self.unary(method, &payload) => a,
-            () = hangup(&mut rd) => return,
-        };
-        let frame = answer.unwrap_or_else(error_frame);
-        if let Err(e) = wr.write_all(&frame).await {
-            tracing::debug!("answering {method:?}: {e}");
+        match self.unary(id, method, &payload) {
+            Ok(Some(frame)) => self.answer(id, frame),
+            Ok(None) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.state = State::Parked;
+                }
+            }
+            Err(e) => self.answer(id, error_frame(e)),
         }
     }
 
-    /// A unary call's answer, framed.
-    async fn unary(&self, method: Method, payload: &[u8]) -> Result<Vec<u8>, ShimError> {
-        let task = &self.task;
-        Ok(match method {
+    /// A unary call's answer, framed; None when the call was parked.
+    fn unary(
+        &mut self,
+        conn: ConnId,
+        method: Method,
+        payload: &[u8],
+    ) -> Result<Option<Vec<u8>>, ShimError> {
+        let task = &mut self.task;
+        Ok(Some(match method {
             Method::Connect => {
                 decode::<pb::ConnectRequest>(payload)?;
                 reply(&pb::ConnectResponse {
@@ -186,27 +533,25 @@ impl ShimService {
                         options: m.options,
                     })
                     .collect();
-                let log = log_path(req.log_path)?;
-                let (task, stdin) = (task.clone(), req.stdin);
-                let pid = detached(async move { task.create(mounts, log, stdin).await }).await?;
+                let pid = task.create(mounts, log_path(req.log_path)?, req.stdin)?;
                 reply(&pb::CreateResponse { pid })
             }
             Method::Start => {
                 let req: pb::StartRequest = decode(payload)?;
-                let task = task.clone();
-                let pid = detached(async move { task.start(&req.exec_id).await }).await?;
+                let pid = task.start(&req.exec_id)?;
                 reply(&pb::StartResponse { pid })
             }
             Method::Kill => {
                 let r: pb::KillRequest = decode(payload)?;
-                task.kill(&r.exec_id, r.signal, r.all).await?;
+                task.kill(&r.exec_id, r.signal, r.all)?;
                 reply(&pb::Empty {})
             }
             Method::Delete => {
                 let r: pb::DeleteRequest = decode(payload)?;
-                let task = task.clone();
-                let exit = detached(async move { task.delete(&r.exec_id, r.force).await }).await?;
-                reply(&exit_status(exit))
+                match task.delete(&r.exec_id, r.force, conn)? {
+                    Some(exit) => reply(&exit_status(exit)),
+                    None => return Ok(None),
+                }
             }
             Method::Exec => {
                 let r: pb::ExecRequest = decode(payload)?;
@@ -220,18 +565,20 @@ impl ShimService {
             }
             Method::CloseIo => {
                 let r: pb::CloseIoRequest = decode(payload)?;
-                task.close_io(&r.exec_id).await?;
+                task.close_io(&r.exec_id)?;
                 reply(&pb::Empty {})
             }
             Method::Wait => {
                 let r: pb::WaitRequest = decode(payload)?;
-                reply(&exit_status(task.wait(&r.exec_id).await?))
+                match task.wait(&r.exec_id, conn)? {
+                    Some(exit) => reply(&exit_status(exit)),
+                    None => return Ok(None),
+                }
             }
             Method::Pids => {
                 decode::<pb::PidsRequest>(payload)?;
                 let processes = task
-                    .pids()
-                    .await?
+                    .pids()?
                     .into_iter()
                     .map(|(pid, exec_id)| pb::ProcessInfo { pid, exec_id })
                     .collect();
@@ -239,99 +586,196 @@ impl ShimService {
             }
             Method::Pause => {
                 decode::<pb::PauseRequest>(payload)?;
-                let task = task.clone();
-                detached(async move { task.pause().await }).await?;
+                task.pause()?;
                 reply(&pb::Empty {})
             }
             Method::Resume => {
                 decode::<pb::ResumeRequest>(payload)?;
-                let task = task.clone();
-                detached(async move { task.resume().await }).await?;
+                task.resume()?;
                 reply(&pb::Empty {})
             }
             Method::Update => {
                 let r: pb::UpdateRequest = decode(payload)?;
-                task.update(&r.resources).await?;
+                task.update(&r.resources)?;
                 reply(&pb::Empty {})
             }
             Method::Stats => {
                 decode::<pb::StatsRequest>(payload)?;
-                let stats = task.stats().await?;
+                let stats = task.stats()?;
                 reply(&pb::StatsResponse {
                     stats: stats.to_string().into_bytes(),
                 })
             }
             Method::Shutdown => {
                 let r: pb::ShutdownRequest = decode(payload)?;
-                let task = task.clone();
-                detached(async move { task.shutdown(r.force).await }).await?;
+                if !task.shutdown(r.force, Some(conn))? {
+                    return Ok(None);
+                }
                 reply(&pb::Empty {})
             }
             Method::Attach => return Err(ShimError::BadRequest("attach is a stream".into())),
-        })
+        }))
     }
 
-    /// Live stdio: stdin and close requests from the client until it stops sending
-    /// or the output ends; the output, as it comes, until it ends. A client too
-    /// slow to keep up misses chunks (the broadcast lags) rather than slowing the
-    /// container down.
-    async fn attach(&self, first: &[u8], mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf) {
-        let end = match self.attach_inner(first, &mut rd, &mut wr).await {
-            Ok(()) => status_frame(&RpcStatus::new(Code::Ok, "")),
-            Err(e) => error_frame(e),
-        };
-        let _ = wr.write_all(&end).await;
-    }
-
-    async fn attach_inner(
-        &self,
-        first: &[u8],
-        rd: &mut OwnedReadHalf,
-        wr: &mut OwnedWriteHalf,
-    ) -> Result<(), ShimError> {
-        let first: pb::AttachRequest = decode(first)?;
-        let process = self.task.process(&first.exec_id)?;
-        // Subscribed before any input is fed, so the answer to it is seen.
-        let Some(mut output) = process.io().subscribe() else {
-            feed(&process, first).await?;
-            return Ok(());
-        };
-        feed(&process, first).await?;
-        let mut input_open = true;
-        loop {
-            tokio::select! {
-                chunk = output.recv() => match chunk {
-                    Ok(chunk) => {
-                        let frame = wire::frame(Kind::Message as u8, &attach_response(chunk));
-                        if wr.write_all(&frame).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!("attached client too slow: {n} chunks skipped");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                },
-                f = wire::read_frame(rd), if input_open => match f {
-                    Ok(Some((k, payload))) if k == Kind::Message as u8 => {
-                        feed(&process, decode(&payload)?).await?;
-                    }
-                    // End of input (or a client that breaks the protocol): only
-                    // the output is left to send.
-                    _ => input_open = false,
-                },
+    /// Live stdio: the first request names the process (and may carry stdin); the
+    /// client then gets the output as it comes, until it ends. Output before the
+    /// attach is not replayed.
+    fn start_attach(&mut self, id: ConnId, first: &[u8]) {
+        let result = (|| {
+            let first: pb::AttachRequest = decode(first)?;
+            let exec_id = first.exec_id.clone();
+            let p = self.task.process_mut(&exec_id)?;
+            let ended = p.io().ended();
+            feed(p.io_mut(), first)?;
+            Ok::<_, ShimError>((exec_id, ended))
+        })();
+        match result {
+            Err(e) => self.answer(id, error_frame(e)),
+            Ok((_, true)) => self.answer(id, status_frame(&RpcStatus::new(Code::Ok, ""))),
+            Ok((exec_id, false)) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.state = State::Attach {
+                        exec_id,
+                        input_open: true,
+                        ended: false,
+                    };
+                }
+                self.attach_input(id);
+                self.flush(id);
             }
+        }
+    }
+
+    /// Hand an attached client's stdin requests to its process while its stdin
+    /// queue has room (the rest waits in the socket: the writer is held up).
+    fn attach_input(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let State::Attach {
+                exec_id,
+                input_open: true,
+                ended: false,
+            } = &c.state
+            else {
+                return;
+            };
+            let exec_id = exec_id.clone();
+            if !self
+                .task
+                .process(&exec_id)
+                .is_ok_and(|p| p.io().stdin_has_room())
+            {
+                return;
+            }
+            let result = match c.next_frame() {
+                Ok(None) => return,
+                Ok(Some((k, payload))) if k == Kind::Message as u8 => {
+                    decode(&payload).and_then(|m| {
+                        let p = self.task.process_mut(&exec_id)?;
+                        feed(p.io_mut(), m)
+                    })
+                }
+                // End of input (or a client that breaks the protocol): only the
+                // output is left to send.
+                Ok(Some(_)) | Err(_) => {
+                    if let State::Attach { input_open, .. } = &mut c.state {
+                        *input_open = false;
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = result {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.out.extend_from_slice(&error_frame(e));
+                    c.state = State::Answering;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Read a process's output: logged by its io, sent to its attached clients.
+    fn on_output(&mut self, exec_id: &str, stream: StreamKind) {
+        let Some(p) = self.task.find_mut(exec_id) else {
+            return;
+        };
+        let Read::Data(stream, data) = p.io_mut().read(stream, &mut self.buf) else {
+            return;
+        };
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                matches!(&c.state, State::Attach { exec_id: e, ended: false, .. } if e == exec_id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let frame = attach_frame(stream, data);
+        for id in ids {
+            if let Some(c) = self.conns.get_mut(&id) {
+                if c.out.len() < ATTACH_BACKLOG {
+                    c.out.extend_from_slice(&frame);
+                } else {
+                    tracing::debug!("attached client too slow: a chunk skipped");
+                }
+            }
+            self.flush(id);
+        }
+    }
+
+    /// End the streams of attached clients whose process's output has ended.
+    fn end_attaches(&mut self) {
+        let ending: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match &c.state {
+                State::Attach {
+                    exec_id,
+                    ended: false,
+                    ..
+                } => self.task.process(exec_id).map_or(true, |p| p.io().ended()),
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ending {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.out
+                    .extend_from_slice(&status_frame(&RpcStatus::new(Code::Ok, "")));
+                if let State::Attach { ended, .. } = &mut c.state {
+                    *ended = true;
+                }
+            }
+            self.flush(id);
         }
     }
 }
 
 /// Hand one attach request's stdin (and close) to the process.
-async fn feed(process: &crate::task::Process, msg: pb::AttachRequest) -> Result<(), ShimError> {
+fn feed(io: &mut crate::stdio::ProcessIo, msg: pb::AttachRequest) -> Result<(), ShimError> {
     if !msg.stdin.is_empty() {
-        process.io().write_stdin(msg.stdin).await?;
+        io.write_stdin(msg.stdin)?;
     }
     if msg.close_stdin {
-        process.io().close_stdin().await?;
+        io.close_stdin()?;
     }
+    io.flush_stdin();
     Ok(())
+}
+
+/// Hand the heap's free pages back to the kernel. A shim spends its life idle
+/// after a burst of work (create and start parse the bundle, read the runtime's
+/// output); glibc keeps what that freed, which would otherwise stay resident for
+/// as long as the container runs.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap bookkeeping (under its lock)
+    // and madvises free pages away; no Rust object is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

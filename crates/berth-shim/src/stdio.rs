@@ -1,39 +1,38 @@
 //! One process's stdio: pipes (stdin only when asked for, /dev/null otherwise), or
-//! a pty whose master the runtime hands over on a console socket. The shim reads
-//! the output itself and
+//! a pty whose master the runtime hands over on a console socket. The shim's poll
+//! loop reads the output itself and
 //! - appends it to the process's log in Docker's json-file format, one JSON object
 //!   per line (`{"log":"hello\n","stream":"stdout","time":"<RFC 3339 nanos>"}`), so
 //!   no output is lost while the manager or the engine is down;
 //! - sends it live to every attached client.
 //!
-//! stdin comes from attached clients through a queue, so a container that does not
-//! read holds up its writers, not the shim.
+//! stdin comes from attached clients through a bounded queue, so a container that
+//! does not read holds up its writers (the loop stops reading their requests), not
+//! the shim.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde::Serialize;
-use tokio::net::UnixListener;
-use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::fdio::{self, AsyncFile};
+use crate::fdio;
 use crate::runtime::ChildStdio;
 
 /// Docker splits lines longer than this into partial entries.
 const MAX_LINE: usize = 16 * 1024;
 /// Bytes read from an output stream at a time.
-const READ_BUF: usize = 8 * 1024;
-/// Output chunks buffered per attached client before a slow one misses some.
-const ATTACH_BACKLOG: usize = 64;
-/// stdin chunks queued before a writer waits.
+pub const READ_BUF: usize = 8 * 1024;
+/// stdin chunks queued before the loop stops reading its writers' requests.
 const STDIN_QUEUE: usize = 16;
+/// How long the runtime may take to send the pty master once it has connected.
+const CONSOLE_SEND: Duration = Duration::from_secs(10);
 /// End of transmission: what a terminal's line discipline reads as end of file.
 const VEOF: u8 = 0x04;
 
@@ -49,7 +48,7 @@ pub enum IoError {
     Pipe(std::io::Error),
     #[error("opening /dev/null: {0}")]
     DevNull(std::io::Error),
-    #[error("setting up stdio with the reactor: {0}")]
+    #[error("setting up stdio for polling: {0}")]
     Reactor(std::io::Error),
     #[error("creating the console socket: {0}")]
     ConsoleSocket(std::io::Error),
@@ -70,35 +69,33 @@ pub enum IoError {
 }
 
 /// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamKind {
     Stdout,
     Stderr,
 }
 
-/// A piece of output for attached clients.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub stream: StreamKind,
-    pub data: Arc<[u8]>,
-}
-
-enum StdinMsg {
-    Data(Vec<u8>),
-    Close,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl StreamKind {
+    fn index(self) -> usize {
+        match self {
+            StreamKind::Stdout => 0,
+            StreamKind::Stderr => 1,
+        }
+    }
 }
 
 /// A json-file log, shared by a process's output streams.
+///
+/// Its interface is the seam for other log formats: [`JsonLog::write`] takes the
+/// bytes of one stream as they were read, [`JsonLog::finish`] says the stream
+/// ended.
 #[derive(Debug)]
 pub struct JsonLog {
     path: PathBuf,
-    file: Mutex<File>,
-    failed: AtomicBool,
+    file: File,
+    failed: bool,
+    lines: [Lines; 2],
 }
 
 #[derive(Serialize)]
@@ -127,8 +124,9 @@ impl JsonLog {
             .map_err(err)?;
         Ok(JsonLog {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
-            failed: AtomicBool::new(false),
+            file,
+            failed: false,
+            lines: Default::default(),
         })
     }
 
@@ -136,9 +134,25 @@ impl JsonLog {
         &self.path
     }
 
+    /// Output of `stream`, as read: every complete line becomes an entry (a long
+    /// one several), stamped with the time it was read.
+    pub fn write(&mut self, stream: StreamKind, data: &[u8]) {
+        let time = crate::time::now_rfc3339();
+        let mut lines = std::mem::take(&mut self.lines[stream.index()]);
+        lines.feed(data, &mut |l| self.entry(stream, l, &time));
+        self.lines[stream.index()] = lines;
+    }
+
+    /// `stream` ended: a last line without its newline becomes an entry.
+    pub fn finish(&mut self, stream: StreamKind) {
+        let time = crate::time::now_rfc3339();
+        let mut lines = std::mem::take(&mut self.lines[stream.index()]);
+        lines.finish(&mut |l| self.entry(stream, l, &time));
+    }
+
     /// Append one entry. Output keeps flowing when the log cannot be written (a
     /// full disk must not block the container); the failure is logged once.
-    fn write(&self, stream: StreamKind, line: &[u8], time: &str) {
+    fn entry(&mut self, stream: StreamKind, line: &[u8], time: &str) {
         let text = String::from_utf8_lossy(line);
         let mut buf = Vec::with_capacity(text.len() + 80);
         let entry = Entry {
@@ -151,8 +165,8 @@ impl JsonLog {
         }
         buf.push(b'\n');
         // One write per entry: O_APPEND keeps the streams' lines whole.
-        if let Err(e) = lock(&self.file).write_all(&buf) {
-            if !self.failed.swap(true, Ordering::Relaxed) {
+        if let Err(e) = self.file.write_all(&buf) {
+            if !std::mem::replace(&mut self.failed, true) {
                 tracing::error!(path = %self.path.display(), "writing the container log: {e}");
             }
         }
@@ -214,32 +228,6 @@ fn utf8_cut(b: &[u8]) -> usize {
     }
 }
 
-fn now_rfc3339() -> String {
-    crate::time::now_rfc3339()
-}
-
-/// The stdio of one process, from setup until its output has ended.
-#[derive(Debug)]
-pub struct ProcessIo {
-    terminal: bool,
-    stdin_requested: bool,
-    log: Option<JsonLog>,
-    hub: Mutex<Option<broadcast::Sender<Chunk>>>,
-    stdin: Mutex<Option<mpsc::Sender<StdinMsg>>>,
-    console: Mutex<Option<Arc<OwnedFd>>>,
-    pumps: AtomicUsize,
-    drained: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for StdinMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StdinMsg::Data(d) => write!(f, "Data({} bytes)", d.len()),
-            StdinMsg::Close => f.write_str("Close"),
-        }
-    }
-}
-
 /// The console socket a runtime sends a pty master on (`--console-socket`).
 #[derive(Debug)]
 pub struct ConsoleSocket {
@@ -258,6 +246,9 @@ impl ConsoleSocket {
             .map_err(IoError::ConsoleSocket)?;
         let path = dir.path().join("c.sock");
         let listener = UnixListener::bind(&path).map_err(IoError::ConsoleSocket)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(IoError::ConsoleSocket)?;
         Ok(ConsoleSocket {
             _dir: dir,
             path,
@@ -269,24 +260,40 @@ impl ConsoleSocket {
         &self.path
     }
 
-    /// Accept the runtime's connection and take the pty master it sends.
-    pub async fn receive(self) -> Result<OwnedFd, IoError> {
-        let (stream, _) = self
-            .listener
-            .accept()
-            .await
-            .map_err(IoError::ConsoleReceive)?;
-        loop {
-            stream.readable().await.map_err(IoError::ConsoleReceive)?;
-            match stream.try_io(tokio::io::Interest::READABLE, || {
-                recv_fd(stream.as_raw_fd())
-            }) {
-                Ok(Some(fd)) => return Ok(fd),
-                Ok(None) => return Err(IoError::NoMaster),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(IoError::ConsoleReceive(e)),
-            }
+    /// Readable when the runtime has connected.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// The pty master if the runtime has connected (None while it has not).
+    pub fn try_receive(&self) -> Option<Result<OwnedFd, IoError>> {
+        match self.listener.accept() {
+            Ok((stream, _)) => Some(receive_on(&stream)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(Err(IoError::ConsoleReceive(e))),
         }
+    }
+
+    /// Wait at most `limit` for the runtime to connect, and take the master.
+    pub fn receive(&self, limit: Duration) -> Result<OwnedFd, IoError> {
+        if !fdio::wait_readable(&self.listener, limit).map_err(IoError::ConsoleReceive)? {
+            return Err(IoError::NoMaster);
+        }
+        self.try_receive().unwrap_or(Err(IoError::NoMaster))
+    }
+}
+
+/// Take the master from a connection of the runtime: it connects and then sends,
+/// so the message may take a moment.
+fn receive_on(stream: &UnixStream) -> Result<OwnedFd, IoError> {
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(CONSOLE_SEND)))
+        .map_err(IoError::ConsoleReceive)?;
+    match recv_fd(stream.as_raw_fd()) {
+        Ok(Some(fd)) => Ok(fd),
+        Ok(None) => Err(IoError::NoMaster),
+        Err(e) => Err(IoError::ConsoleReceive(e)),
     }
 }
 
@@ -312,21 +319,60 @@ fn recv_fd(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
     Ok(fds.next())
 }
 
+/// An output stream being read.
+#[derive(Debug)]
+struct Output {
+    fd: OwnedFd,
+    stream: StreamKind,
+}
+
+/// The writing side of a process's stdin and what is queued for it.
+#[derive(Debug)]
+struct StdinWriter {
+    fd: OwnedFd,
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of the queue's first chunk already written.
+    written: usize,
+    /// Close once the queue is written.
+    close: bool,
+}
+
+/// What reading an output stream gave.
+#[derive(Debug)]
+pub enum Read {
+    /// Nothing yet (spurious wake-up).
+    Nothing,
+    /// Bytes, logged already, for attached clients.
+    Data(StreamKind, Vec<u8>),
+    /// The stream ended.
+    Ended,
+}
+
+/// The stdio of one process, from setup until its output has ended.
+#[derive(Debug)]
+pub struct ProcessIo {
+    terminal: bool,
+    stdin_requested: bool,
+    log: Option<JsonLog>,
+    outputs: Vec<Output>,
+    /// Every output stream has ended (or there never will be one).
+    ended: bool,
+    stdin: Option<StdinWriter>,
+    console: Option<OwnedFd>,
+}
+
 impl ProcessIo {
     /// Stdio for a process: its output goes to `log` (if any) and attached clients.
-    pub fn new(terminal: bool, stdin: bool, log: Option<JsonLog>) -> Arc<ProcessIo> {
-        let (hub, _) = broadcast::channel(ATTACH_BACKLOG);
-        let (drained, _) = watch::channel(false);
-        Arc::new(ProcessIo {
+    pub fn new(terminal: bool, stdin: bool, log: Option<JsonLog>) -> ProcessIo {
+        ProcessIo {
             terminal,
             stdin_requested: stdin,
             log,
-            hub: Mutex::new(Some(hub)),
-            stdin: Mutex::new(None),
-            console: Mutex::new(None),
-            pumps: AtomicUsize::new(0),
-            drained,
-        })
+            outputs: Vec::new(),
+            ended: false,
+            stdin: None,
+            console: None,
+        }
     }
 
     pub fn terminal(&self) -> bool {
@@ -342,9 +388,9 @@ impl ProcessIo {
     }
 
     /// The stdio to start the process's runtime command with, and for a terminal the
-    /// console socket to pass. With pipes the shim starts reading at once, so no
-    /// output is lost whenever the process starts.
-    pub fn prepare(self: &Arc<Self>) -> Result<(ChildStdio, Option<ConsoleSocket>), IoError> {
+    /// console socket to pass. With pipes the loop reads from now on, so no output
+    /// is lost whenever the process starts.
+    pub fn prepare(&mut self) -> Result<(ChildStdio, Option<ConsoleSocket>), IoError> {
         let null = || -> Result<OwnedFd, IoError> {
             std::fs::OpenOptions::new()
                 .read(true)
@@ -372,11 +418,10 @@ impl ProcessIo {
         };
         let (out_r, out_w) = fdio::pipe().map_err(IoError::Pipe)?;
         let (err_r, err_w) = fdio::pipe().map_err(IoError::Pipe)?;
-        let out = AsyncFile::new(out_r).map_err(IoError::Reactor)?;
-        let err = AsyncFile::new(err_r).map_err(IoError::Reactor)?;
-        self.pumps.store(2, Ordering::SeqCst);
-        tokio::spawn(pump(self.clone(), out, StreamKind::Stdout));
-        tokio::spawn(pump(self.clone(), err, StreamKind::Stderr));
+        for (fd, stream) in [(out_r, StreamKind::Stdout), (err_r, StreamKind::Stderr)] {
+            fdio::set_nonblocking(&fd).map_err(IoError::Reactor)?;
+            self.outputs.push(Output { fd, stream });
+        }
         Ok((
             ChildStdio {
                 stdin,
@@ -388,82 +433,114 @@ impl ProcessIo {
     }
 
     /// Take over the pty master the runtime sent: its output is "stdout".
-    pub fn attach_console(self: &Arc<Self>, master: OwnedFd) -> Result<(), IoError> {
-        let master = Arc::new(master);
+    pub fn attach_console(&mut self, master: OwnedFd) -> Result<(), IoError> {
+        fdio::set_nonblocking(&master).map_err(IoError::Reactor)?;
         if self.stdin_requested {
             let dup = master.try_clone().map_err(IoError::Reactor)?;
             self.start_stdin_writer(dup)?;
         }
-        let reader = AsyncFile::new(master.try_clone().map_err(IoError::Reactor)?)
-            .map_err(IoError::Reactor)?;
-        *lock(&self.console) = Some(master);
-        self.pumps.store(1, Ordering::SeqCst);
-        tokio::spawn(pump(self.clone(), reader, StreamKind::Stdout));
+        let reader = master.try_clone().map_err(IoError::Reactor)?;
+        self.console = Some(master);
+        self.outputs.push(Output {
+            fd: reader,
+            stream: StreamKind::Stdout,
+        });
         Ok(())
     }
 
     /// The process will never run (its runtime command failed): end the output and
     /// stdin so waiters and attached clients are released.
-    pub fn abandon(&self) {
-        lock(&self.stdin).take();
-        if self.pumps.load(Ordering::SeqCst) == 0 {
-            self.close_output();
-        }
+    pub fn abandon(&mut self) {
+        self.stdin = None;
+        self.outputs.clear();
+        self.ended = true;
     }
 
-    fn start_stdin_writer(self: &Arc<Self>, fd: OwnedFd) -> Result<(), IoError> {
-        let file = AsyncFile::new(fd).map_err(IoError::Reactor)?;
-        let (tx, mut rx) = mpsc::channel::<StdinMsg>(STDIN_QUEUE);
-        let terminal = self.terminal;
-        tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let result = match msg {
-                    StdinMsg::Data(d) => file.write_all(&d).await,
-                    StdinMsg::Close if terminal => {
-                        // The master cannot be closed without losing the output:
-                        // send end-of-file through the line discipline instead.
-                        let r = file.write_all(&[VEOF]).await;
-                        if let Err(e) = r {
-                            tracing::debug!("sending EOF to the terminal: {e}");
-                        }
-                        break;
-                    }
-                    StdinMsg::Close => break,
-                };
-                if let Err(e) = result {
-                    // EPIPE: the process is gone or closed its stdin.
-                    tracing::debug!("writing stdin: {e}");
-                    break;
-                }
-            }
-            // Dropping `file` closes the pipe: the process reads end of file.
+    fn start_stdin_writer(&mut self, fd: OwnedFd) -> Result<(), IoError> {
+        fdio::set_nonblocking(&fd).map_err(IoError::Reactor)?;
+        self.stdin = Some(StdinWriter {
+            fd,
+            queue: VecDeque::new(),
+            written: 0,
+            close: false,
         });
-        *lock(&self.stdin) = Some(tx);
         Ok(())
     }
 
     /// Queue bytes for the process's stdin.
-    pub async fn write_stdin(&self, data: Vec<u8>) -> Result<(), IoError> {
+    pub fn write_stdin(&mut self, data: Vec<u8>) -> Result<(), IoError> {
         if !self.stdin_requested {
             return Err(IoError::NoStdin);
         }
-        let tx = lock(&self.stdin).clone().ok_or(IoError::StdinClosed)?;
-        tx.send(StdinMsg::Data(data))
-            .await
-            .map_err(|_| IoError::StdinClosed)
+        match &mut self.stdin {
+            Some(w) if !w.close => {
+                w.queue.push_back(data);
+                Ok(())
+            }
+            _ => Err(IoError::StdinClosed),
+        }
     }
 
     /// Close the process's stdin once what is queued has been written.
-    pub async fn close_stdin(&self) -> Result<(), IoError> {
+    pub fn close_stdin(&mut self) -> Result<(), IoError> {
         if !self.stdin_requested {
             return Err(IoError::NoStdin);
         }
-        let Some(tx) = lock(&self.stdin).take() else {
-            return Ok(());
-        };
-        // An error means the writer is gone and the pipe closed already.
-        let _ = tx.send(StdinMsg::Close).await;
+        if let Some(w) = &mut self.stdin {
+            if !w.close && self.terminal {
+                // The master cannot be closed without losing the output: send
+                // end-of-file through the line discipline instead.
+                w.queue.push_back(vec![VEOF]);
+            }
+            w.close = true;
+        }
+        self.flush_stdin();
         Ok(())
+    }
+
+    /// Whether more stdin may be queued now (a writer is not held up).
+    pub fn stdin_has_room(&self) -> bool {
+        self.stdin
+            .as_ref()
+            .is_none_or(|w| w.queue.len() < STDIN_QUEUE)
+    }
+
+    /// The stdin descriptor, while something waits to be written to it.
+    pub fn stdin_pending(&self) -> Option<BorrowedFd<'_>> {
+        self.stdin
+            .as_ref()
+            .filter(|w| !w.queue.is_empty())
+            .map(|w| w.fd.as_fd())
+    }
+
+    /// Write what is queued for stdin, as far as the pipe takes it; close it when
+    /// asked and done, or when the process is gone (EPIPE).
+    pub fn flush_stdin(&mut self) {
+        let Some(w) = &mut self.stdin else {
+            return;
+        };
+        while let Some(chunk) = w.queue.front() {
+            match fdio::write(&w.fd, &chunk[w.written..]) {
+                Ok(n) => {
+                    w.written += n;
+                    if w.written == chunk.len() {
+                        w.queue.pop_front();
+                        w.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EPIPE: the process is gone or closed its stdin.
+                    tracing::debug!("writing stdin: {e}");
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        if w.close {
+            // Dropping the writer closes the pipe: the process reads end of file.
+            self.stdin = None;
+        }
     }
 
     /// Set the terminal's window size.
@@ -471,7 +548,7 @@ impl ProcessIo {
         if !self.terminal {
             return Err(IoError::NoTerminal);
         }
-        let master = lock(&self.console).clone().ok_or(IoError::NoConsole)?;
+        let master = self.console.as_ref().ok_or(IoError::NoConsole)?;
         let ws = libc::winsize {
             ws_row: height,
             ws_col: width,
@@ -487,72 +564,44 @@ impl ProcessIo {
         Ok(())
     }
 
-    /// A receiver of live output; None once the output has ended.
-    pub fn subscribe(&self) -> Option<broadcast::Receiver<Chunk>> {
-        lock(&self.hub).as_ref().map(broadcast::Sender::subscribe)
+    /// Whether every output stream has ended.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
-    /// Wait until the output streams have ended, at most `limit`.
-    pub async fn wait_drained(&self, limit: Duration) -> bool {
-        let mut rx = self.drained.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|d| *d))
-            .await
-            .is_ok_and(|r| r.is_ok())
+    /// The output streams still open, to poll.
+    pub fn outputs(&self) -> impl Iterator<Item = (StreamKind, BorrowedFd<'_>)> {
+        self.outputs.iter().map(|o| (o.stream, o.fd.as_fd()))
     }
 
-    fn publish(&self, stream: StreamKind, data: &[u8]) {
-        if let Some(hub) = lock(&self.hub).as_ref() {
-            if hub.receiver_count() > 0 {
-                // Fails only without receivers: nobody is attached.
-                let _ = hub.send(Chunk {
-                    stream,
-                    data: Arc::from(data),
-                });
-            }
-        }
-    }
-
-    fn pump_done(&self) {
-        if self.pumps.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.close_output();
-        }
-    }
-
-    fn close_output(&self) {
-        // Dropping the sender ends every attached client's stream.
-        lock(&self.hub).take();
-        self.drained.send_replace(true);
-    }
-}
-
-/// Copy one output stream to the log and to attached clients until it ends.
-async fn pump(io: Arc<ProcessIo>, file: AsyncFile, stream: StreamKind) {
-    let mut buf = vec![0u8; READ_BUF];
-    let mut lines = Lines::default();
-    loop {
-        match file.read(&mut buf).await {
-            Ok(0) => break,
+    /// Read what `stream` has: logged here, returned for attached clients.
+    pub fn read(&mut self, stream: StreamKind, buf: &mut [u8]) -> Read {
+        let Some(i) = self.outputs.iter().position(|o| o.stream == stream) else {
+            return Read::Nothing;
+        };
+        match fdio::read(&self.outputs[i].fd, buf) {
+            Ok(0) => {}
             Ok(n) => {
                 let data = &buf[..n];
-                if let Some(log) = &io.log {
-                    let time = now_rfc3339();
-                    lines.feed(data, &mut |l| log.write(stream, l, &time));
+                if let Some(log) = &mut self.log {
+                    log.write(stream, data);
                 }
-                io.publish(stream, data);
+                return Read::Data(stream, data.to_vec());
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Read::Nothing,
             // A pty master reads EIO once the last slave is closed.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) => {
-                tracing::warn!(?stream, "reading output: {e}");
-                break;
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {}
+            Err(e) => tracing::warn!(?stream, "reading output: {e}"),
         }
+        self.outputs.remove(i);
+        if let Some(log) = &mut self.log {
+            log.finish(stream);
+        }
+        if self.outputs.is_empty() {
+            self.ended = true;
+        }
+        Read::Ended
     }
-    if let Some(log) = &io.log {
-        let time = now_rfc3339();
-        lines.finish(&mut |l| log.write(stream, l, &time));
-    }
-    io.pump_done();
 }
 
 #[cfg(test)]
@@ -596,13 +645,13 @@ mod tests {
     fn log_entries_are_docker_json_file_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/c-json.log");
-        let log = JsonLog::open(&path).unwrap();
-        log.write(
+        let mut log = JsonLog::open(&path).unwrap();
+        log.entry(
             StreamKind::Stdout,
             b"hello \"x\"\n",
             "2024-01-02T03:04:05.000000006Z",
         );
-        log.write(
+        log.entry(
             StreamKind::Stderr,
             b"\xffbad\n",
             "2024-01-02T03:04:05.000000007Z",
@@ -619,8 +668,35 @@ mod tests {
     }
 
     #[test]
+    fn output_is_logged_line_by_line_per_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut log = JsonLog::open(&path).unwrap();
+        log.write(StreamKind::Stdout, b"a");
+        log.write(StreamKind::Stderr, b"e\n");
+        log.write(StreamKind::Stdout, b"b\nc");
+        log.finish(StreamKind::Stdout);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let got: Vec<(String, String)> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["stream"].as_str().unwrap().into(),
+                    v["log"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want = [("stderr", "e\n"), ("stdout", "ab\n"), ("stdout", "c")];
+        assert_eq!(
+            got,
+            want.map(|(s, l)| (s.to_string(), l.to_string())).to_vec()
+        );
+    }
+
+    #[test]
     fn timestamps_are_utc_with_nanoseconds() {
-        let t = now_rfc3339();
+        let t = crate::time::now_rfc3339();
         assert!(t.ends_with('Z'), "{t}");
         let frac = t.split('.').nth(1).unwrap();
         assert_eq!(frac.len(), "000000000Z".len(), "{t}");

@@ -1,28 +1,27 @@
 //! The task: one container's init and the processes exec'd into it, and what the
-//! shim does with them — the state machine behind the gRPC service.
+//! shim does with them — the state machine behind the service.
 //!
-//! Lifecycle changes of the container (create, start, pause, resume, delete,
-//! shutdown) are serialised by one async lock; queries (State, Wait, Attach) and
-//! per-process calls never wait on it. The init's exit is written to `exit.json`
-//! before State or Wait report it, and stays available to clients that connect
-//! later, until the shim exits after Delete.
+//! Everything runs on the shim's one thread: a call is handled to its end before
+//! the next (runtime commands included), so lifecycle changes never overlap. Calls
+//! that wait for an exit (Wait, Delete, Shutdown) are parked with the connection
+//! that made them and answered by [`Task::settle`] once the exit is recorded. The
+//! init's exit is written to `exit.json` before State or Wait report it, and stays
+//! available to clients that connect later, until the shim exits after Delete.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::watch;
 
 use crate::error::ShimError;
 use crate::layout::{ExitRecord, TaskDir, INIT_PID};
 use crate::mounts::{self, MountSpec};
 use crate::oom::OomCounter;
-use crate::reaper::{Exit, Subscription};
+use crate::reaper::{Exit, Reaper};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::stdio::{ConsoleSocket, IoError, JsonLog, ProcessIo};
+use crate::stdio::{JsonLog, ProcessIo};
 
 /// How long an exit waits for the process's output to reach end of file before it
 /// is recorded anyway (a process outside the container's pid namespace may keep
@@ -37,6 +36,9 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 pub const MAX_RESOURCES: usize = 64 * 1024;
 /// The exit status of a process that could not be started (as Docker reports it).
 const NOT_STARTED: u32 = 126;
+
+/// A client connection, as the service numbers them.
+pub type ConnId = u64;
 
 /// What a process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,62 +81,54 @@ pub struct ProcessState {
     pub log_path: Option<PathBuf>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[derive(Debug, Default)]
-struct ProcInner {
-    pid: u32,
-    /// A runtime command to run it has been issued.
-    starting: bool,
-    started: bool,
-    /// The kernel has reported its exit (the record may still be being written).
-    reaped: bool,
-}
-
 /// The init or an exec'd process.
 #[derive(Debug)]
 pub struct Process {
     exec_id: String,
-    io: Arc<ProcessIo>,
-    inner: Mutex<ProcInner>,
-    exit: watch::Sender<Option<ExitRecord>>,
+    io: ProcessIo,
+    pid: u32,
+    /// A runtime command to run it has been issued.
+    starting: bool,
+    started: bool,
+    /// The kernel has reported its exit; recorded once the output is drained or
+    /// the deadline passed.
+    reaped: Option<(Exit, Instant)>,
+    exit: Option<ExitRecord>,
 }
 
 impl Process {
-    fn new(exec_id: String, io: Arc<ProcessIo>) -> Arc<Process> {
-        let (exit, _) = watch::channel(None);
-        Arc::new(Process {
+    fn new(exec_id: String, io: ProcessIo) -> Process {
+        Process {
             exec_id,
             io,
-            inner: Mutex::new(ProcInner::default()),
-            exit,
-        })
+            pid: 0,
+            starting: false,
+            started: false,
+            reaped: None,
+            exit: None,
+        }
     }
 
-    pub fn io(&self) -> &Arc<ProcessIo> {
+    pub fn exec_id(&self) -> &str {
+        &self.exec_id
+    }
+
+    pub fn io(&self) -> &ProcessIo {
         &self.io
     }
 
-    fn pid(&self) -> u32 {
-        lock(&self.inner).pid
+    pub fn io_mut(&mut self) -> &mut ProcessIo {
+        &mut self.io
     }
 
     fn reaped(&self) -> bool {
-        lock(&self.inner).reaped
-    }
-
-    fn exit_record(&self) -> Option<ExitRecord> {
-        self.exit.borrow().clone()
+        self.reaped.is_some() || self.exit.is_some()
     }
 
     fn status(&self, paused: bool) -> ProcessStatus {
-        if self.exit.borrow().is_some() {
-            return ProcessStatus::Stopped;
-        }
-        let inner = lock(&self.inner);
-        if !inner.started {
+        if self.exit.is_some() {
+            ProcessStatus::Stopped
+        } else if !self.started {
             ProcessStatus::Created
         } else if paused {
             ProcessStatus::Paused
@@ -143,71 +137,47 @@ impl Process {
         }
     }
 
-    fn set_exit(&self, record: ExitRecord) {
-        lock(&self.inner).reaped = true;
-        self.exit.send_if_modified(|e| {
-            if e.is_none() {
-                *e = Some(record);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Wait until the exit is recorded.
-    async fn wait_exit(&self) -> ExitRecord {
-        let mut rx = self.exit.subscribe();
-        loop {
-            if let Some(r) = rx.borrow_and_update().clone() {
-                return r;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives in `self`; it cannot be dropped while we borrow it.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
     /// Record that the process will never run.
-    fn never_ran(&self) {
+    fn never_ran(&mut self) {
         self.io.abandon();
-        self.set_exit(ExitRecord {
-            pid: 0,
-            exit_status: NOT_STARTED,
-            exited_at: now_rfc3339(),
-            oom_killed: false,
-        });
+        if self.exit.is_none() {
+            self.exit = Some(ExitRecord {
+                pid: 0,
+                exit_status: NOT_STARTED,
+                exited_at: crate::time::now_rfc3339(),
+                oom_killed: false,
+            });
+        }
     }
 
     fn state(&self, paused: bool) -> ProcessState {
         ProcessState {
             exec_id: self.exec_id.clone(),
-            pid: self.pid(),
+            pid: self.pid,
             status: self.status(paused),
             terminal: self.io.terminal(),
             stdin: self.io.stdin_requested(),
-            exit: self.exit_record(),
+            exit: self.exit.clone(),
             log_path: self.io.log_path().map(Path::to_path_buf),
         }
     }
 }
 
-fn now_rfc3339() -> String {
-    crate::time::now_rfc3339()
+/// A call waiting for an exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Parked {
+    Wait(String),
+    DeleteExec(String),
+    /// Delete of the init.
+    Delete,
+    Shutdown,
 }
 
-#[derive(Debug, Default)]
-struct TaskState {
-    init: Option<Arc<Process>>,
-    execs: HashMap<String, Arc<Process>>,
-    /// Mount points made at Create, to undo at Delete.
-    mounts: Vec<PathBuf>,
-    paused: bool,
-    oom: Option<OomCounter>,
-    /// `runtime delete` succeeded (a retried Delete skips it).
-    runtime_deleted: bool,
-    deleted: bool,
+/// The answer to a parked call.
+#[derive(Debug)]
+pub enum Settled {
+    Exit(ExitRecord),
+    Done,
 }
 
 /// How a process is launched by the runtime.
@@ -222,22 +192,40 @@ pub struct Task {
     config: TaskConfig,
     dir: TaskDir,
     runtime: Runtime,
-    state: Mutex<TaskState>,
-    lifecycle: tokio::sync::Mutex<()>,
-    shutdown: watch::Sender<bool>,
+    reaper: Reaper,
+    init: Option<Process>,
+    execs: HashMap<String, Process>,
+    /// Mount points made at Create, to undo at Delete.
+    mounts: Vec<PathBuf>,
+    paused: bool,
+    oom: Option<OomCounter>,
+    /// `runtime delete` succeeded (a retried Delete skips it).
+    runtime_deleted: bool,
+    deleted: bool,
+    /// When the init, told to die by `runtime delete`, is killed directly.
+    kill_at: Option<Instant>,
+    parked: Vec<(Option<ConnId>, Parked)>,
+    shutdown: bool,
 }
 
 impl Task {
-    pub fn new(config: TaskConfig, runtime: Runtime) -> Arc<Task> {
-        let (shutdown, _) = watch::channel(false);
-        Arc::new(Task {
+    pub fn new(config: TaskConfig, runtime: Runtime, reaper: Reaper) -> Task {
+        Task {
             dir: TaskDir::new(&config.bundle),
             config,
             runtime,
-            state: Mutex::new(TaskState::default()),
-            lifecycle: tokio::sync::Mutex::new(()),
-            shutdown,
-        })
+            reaper,
+            init: None,
+            execs: HashMap::new(),
+            mounts: Vec::new(),
+            paused: false,
+            oom: None,
+            runtime_deleted: false,
+            deleted: false,
+            kill_at: None,
+            parked: Vec::new(),
+            shutdown: false,
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -248,36 +236,65 @@ impl Task {
         &self.config.bundle
     }
 
-    /// Becomes true when the shim should stop serving and exit.
-    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+    pub fn reaper(&mut self) -> &mut Reaper {
+        &mut self.reaper
     }
 
-    fn state(&self) -> MutexGuard<'_, TaskState> {
-        lock(&self.state)
+    /// The reaper's signalfd, to poll.
+    pub fn reaper_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.reaper.fd()
     }
 
-    fn init(&self) -> Result<Arc<Process>, ShimError> {
-        self.state().init.clone().ok_or(ShimError::NoTask)
+    /// The shim should stop serving and exit.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown
+    }
+
+    /// Every process, the init first.
+    pub fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.init.iter().chain(self.execs.values())
+    }
+
+    /// A process by exec id, if it exists (no errors: for the loop).
+    pub fn find_mut(&mut self, exec_id: &str) -> Option<&mut Process> {
+        if exec_id.is_empty() {
+            self.init.as_mut()
+        } else {
+            self.execs.get_mut(exec_id)
+        }
+    }
+
+    fn init(&self) -> Result<&Process, ShimError> {
+        self.init.as_ref().ok_or(ShimError::NoTask)
+    }
+
+    fn init_mut(&mut self) -> Result<&mut Process, ShimError> {
+        self.init.as_mut().ok_or(ShimError::NoTask)
     }
 
     /// The init (exec_id "") or an exec'd process.
-    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>, ShimError> {
-        let st = self.state();
+    pub fn process(&self, exec_id: &str) -> Result<&Process, ShimError> {
         if exec_id.is_empty() {
-            return st.init.clone().ok_or(ShimError::NoTask);
+            return self.init();
         }
-        if st.init.is_none() {
-            return Err(ShimError::NoTask);
-        }
-        st.execs
+        self.init()?;
+        self.execs
             .get(exec_id)
-            .cloned()
+            .ok_or_else(|| ShimError::NoProcess(exec_id.to_string()))
+    }
+
+    pub fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process, ShimError> {
+        if exec_id.is_empty() {
+            return self.init_mut();
+        }
+        self.init()?;
+        self.execs
+            .get_mut(exec_id)
             .ok_or_else(|| ShimError::NoProcess(exec_id.to_string()))
     }
 
     fn not_deleted(&self, action: &'static str) -> Result<(), ShimError> {
-        if self.state().deleted {
+        if self.deleted || self.runtime_deleted {
             return Err(ShimError::Deleted { action });
         }
         Ok(())
@@ -285,42 +302,39 @@ impl Task {
 
     /// The init's host pid (0 before Create).
     pub fn task_pid(&self) -> u32 {
-        self.state().init.as_ref().map_or(0, |p| p.pid())
+        self.init.as_ref().map_or(0, |p| p.pid)
     }
 
     pub fn process_state(&self, exec_id: &str) -> Result<ProcessState, ShimError> {
-        let p = self.process(exec_id)?;
-        let paused = self.state().paused;
-        Ok(p.state(paused))
+        Ok(self.process(exec_id)?.state(self.paused))
     }
 
     /// Mount the rootfs, set up stdio and run `runtime create`. Returns the init's pid.
-    pub async fn create(
-        self: &Arc<Self>,
+    pub fn create(
+        &mut self,
         rootfs: Vec<MountSpec>,
         log_path: Option<PathBuf>,
         stdin: bool,
     ) -> Result<u32, ShimError> {
-        let _lifecycle = self.lifecycle.lock().await;
         self.not_deleted("create")?;
-        if self.state().init.is_some() {
+        if self.init.is_some() {
             return Err(ShimError::TaskExists);
         }
         let terminal = bundle_terminal(&self.dir.file("config.json"))?;
         let log = log_path.as_deref().map(JsonLog::open).transpose()?;
-        let io = ProcessIo::new(terminal, stdin, log);
+        let mut io = ProcessIo::new(terminal, stdin, log);
         let mounted = if rootfs.is_empty() {
             Vec::new()
         } else {
             mounts::mount_all(&self.dir.rootfs(), &rootfs)?
         };
         let pid_file = self.dir.file(INIT_PID);
-        let (pid, sub) = match self.launch(&io, Launch::Create, &pid_file).await {
-            Ok(r) => r,
+        let pid = match self.launch(&mut io, Launch::Create, &pid_file) {
+            Ok(pid) => pid,
             Err(e) => {
                 io.abandon();
                 // The runtime may have left state behind (a half-made container).
-                if let Err(d) = self.runtime.delete(true).await {
+                if let Err(d) = self.runtime.delete(&mut self.reaper, true) {
                     tracing::debug!("cleaning up after a failed create: {d}");
                 }
                 if let Err(u) = mounts::unmount_all(&mounted) {
@@ -329,188 +343,273 @@ impl Task {
                 return Err(e);
             }
         };
-        let process = Process::new(String::new(), io);
-        lock(&process.inner).pid = pid;
-        {
-            let mut st = self.state();
-            st.mounts = mounted;
-            st.oom = OomCounter::for_pid(pid_i32(pid));
-            st.init = Some(process.clone());
-        }
+        let mut process = Process::new(String::new(), io);
+        process.pid = pid;
+        self.mounts = mounted;
+        self.oom = OomCounter::for_pid(pid_i32(pid));
+        self.init = Some(process);
         tracing::info!(pid, terminal, stdin, "created");
-        tokio::spawn(self.clone().watch_exit(process, sub, pid));
         Ok(pid)
     }
 
     /// Start the init (`runtime start`) or an exec'd process (`runtime exec`).
-    pub async fn start(self: &Arc<Self>, exec_id: &str) -> Result<u32, ShimError> {
+    pub fn start(&mut self, exec_id: &str) -> Result<u32, ShimError> {
         if exec_id.is_empty() {
-            return self.start_init().await;
+            return self.start_init();
         }
         self.not_deleted("start")?;
-        let init = self.init()?;
-        let p = self.process(exec_id)?;
-        let paused = self.state().paused;
-        let init_status = init.status(paused);
+        let paused = self.paused;
+        let init_status = self.init()?.status(paused);
         if init_status != ProcessStatus::Running {
             return Err(ShimError::ContainerNotRunning {
                 action: "start an exec'd process",
                 status: init_status,
             });
         }
-        {
-            let mut inner = lock(&p.inner);
-            if inner.starting || p.exit.borrow().is_some() {
-                drop(inner);
-                return Err(ShimError::WrongState {
-                    action: "start",
-                    status: p.status(paused),
-                });
-            }
-            inner.starting = true;
+        let p = self.process_mut(exec_id)?;
+        if p.starting || p.exit.is_some() {
+            return Err(ShimError::WrongState {
+                action: "start",
+                status: p.status(paused),
+            });
         }
+        p.starting = true;
+        // Taken out while the runtime runs: `launch` needs the task too.
+        let Some(mut p) = self.execs.remove(exec_id) else {
+            return Err(ShimError::NoProcess(exec_id.to_string()));
+        };
         let spec = self.dir.exec_file(exec_id, "json");
         let pid_file = self.dir.exec_file(exec_id, "pid");
-        match self
-            .launch(p.io(), Launch::Exec { process: &spec }, &pid_file)
-            .await
-        {
-            Ok((pid, sub)) => {
-                {
-                    let mut inner = lock(&p.inner);
-                    inner.pid = pid;
-                    inner.started = true;
-                }
+        let result = self.launch(&mut p.io, Launch::Exec { process: &spec }, &pid_file);
+        let result = match result {
+            Ok(pid) => {
+                p.pid = pid;
+                p.started = true;
                 tracing::info!(exec_id, pid, "exec started");
-                tokio::spawn(self.clone().watch_exit(p, sub, pid));
                 Ok(pid)
             }
             Err(e) => {
                 p.never_ran();
                 Err(e)
             }
-        }
+        };
+        self.execs.insert(exec_id.to_string(), p);
+        result
     }
 
-    async fn start_init(&self) -> Result<u32, ShimError> {
-        let _lifecycle = self.lifecycle.lock().await;
+    fn start_init(&mut self) -> Result<u32, ShimError> {
         self.not_deleted("start")?;
         let init = self.init()?;
-        let status = init.status(self.state().paused);
+        let status = init.status(self.paused);
         if status != ProcessStatus::Created || init.reaped() {
             return Err(ShimError::WrongState {
                 action: "start",
                 status,
             });
         }
-        self.runtime.start().await?;
-        lock(&init.inner).started = true;
-        tracing::info!(pid = init.pid(), "started");
-        Ok(init.pid())
+        self.runtime.start(&mut self.reaper)?;
+        let init = self.init_mut()?;
+        init.started = true;
+        tracing::info!(pid = init.pid, "started");
+        Ok(init.pid)
     }
 
     /// Run the runtime command that makes `io`'s process, taking the pty master when
-    /// it has a terminal. Returns the new pid and the subscription that will see
-    /// its exit (made before the runtime was spawned, so the exit cannot be missed).
-    async fn launch(
-        &self,
-        io: &Arc<ProcessIo>,
+    /// it has a terminal. Returns the new pid. Its exit, if reaped meanwhile, waits
+    /// in the reaper until the loop routes it (after the pid is known).
+    fn launch(
+        &mut self,
+        io: &mut ProcessIo,
         how: Launch<'_>,
         pid_file: &Path,
-    ) -> Result<(u32, Subscription), ShimError> {
+    ) -> Result<u32, ShimError> {
         let (stdio, console) = io.prepare()?;
         let _ = std::fs::remove_file(pid_file);
-        let mut sub = self.runtime.reaper().subscribe();
-        let console_path = console.as_ref().map(|c| c.path().to_path_buf());
-        let master = {
-            let run = async {
-                match how {
-                    Launch::Create => {
-                        self.runtime
-                            .create(
-                                &mut sub,
-                                &self.config.bundle,
-                                pid_file,
-                                console_path.as_deref(),
-                                stdio,
-                            )
-                            .await
+        let master = match how {
+            Launch::Create => self.runtime.create(
+                &mut self.reaper,
+                &self.config.bundle,
+                pid_file,
+                console.as_ref(),
+                stdio,
+            )?,
+            Launch::Exec { process } => {
+                self.runtime
+                    .exec(&mut self.reaper, process, pid_file, console.as_ref(), stdio)?
+            }
+        };
+        if let Some(console) = console {
+            let master = match master {
+                Some(m) => m?,
+                None => console.receive(CONSOLE_WAIT)?,
+            };
+            io.attach_console(master)?;
+        }
+        read_pid_file(pid_file)
+    }
+
+    /// Hand reaped exits to their processes (exits of runtime commands and other
+    /// strays are dropped).
+    pub fn route_exits(&mut self) {
+        let now = Instant::now();
+        for exit in self.reaper.drain() {
+            let pid = u32::try_from(exit.pid).unwrap_or(0);
+            let target = self
+                .init
+                .iter_mut()
+                .chain(self.execs.values_mut())
+                .find(|p| p.pid == pid && pid != 0 && !p.reaped());
+            match target {
+                Some(p) => {
+                    tracing::info!(exec_id = %p.exec_id, pid, status = exit.status, "exited");
+                    p.reaped = Some((exit, now + DRAIN_GRACE));
+                }
+                None => tracing::debug!(pid, "reaped a process that is not a task's"),
+            }
+        }
+    }
+
+    /// The nearest time [`Task::settle`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.processes()
+            .filter(|p| p.exit.is_none())
+            .filter_map(|p| p.reaped.map(|(_, at)| at))
+            .chain(self.kill_at)
+            .min()
+    }
+
+    /// Record the exits whose output is drained (or whose grace ran out): output
+    /// first, so a client that sees the exit finds all the output in the log; then
+    /// for the init `exit.json`; then the state State and Wait report. Then answer
+    /// the parked calls that can be.
+    pub fn settle(&mut self) -> Vec<(ConnId, Result<Settled, ShimError>)> {
+        let now = Instant::now();
+        let oom = self.oom.clone();
+        let dir = self.dir.clone();
+        for p in self.init.iter_mut().chain(self.execs.values_mut()) {
+            let Some((exit, deadline)) = p.reaped else {
+                continue;
+            };
+            if p.exit.is_some() || !(p.io.ended() || now >= deadline) {
+                continue;
+            }
+            if !p.io.ended() {
+                tracing::warn!(exec_id = %p.exec_id, "output still open after the exit; recording it anyway");
+            }
+            let is_init = p.exec_id.is_empty();
+            let record = ExitRecord {
+                pid: p.pid,
+                exit_status: u32::try_from(exit.status).unwrap_or(255),
+                exited_at: crate::time::rfc3339(exit.at, 9),
+                oom_killed: is_init && oom.as_ref().is_some_and(|c| c.count() > 0),
+            };
+            if is_init {
+                if let Err(e) = dir.write_exit(&record) {
+                    tracing::error!("recording the exit: {e}");
+                }
+            }
+            p.exit = Some(record);
+        }
+        if let Some(at) = self.kill_at {
+            if self.init.as_ref().is_some_and(Process::reaped) {
+                self.kill_at = None;
+            } else if now >= at {
+                self.kill_at = None;
+                let pid = self.task_pid();
+                if pid != 0 {
+                    tracing::warn!(pid, "the init survived runtime delete; killing it");
+                    // Not reaped, so the pid is still our (zombie or live) child,
+                    // never reused.
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid_i32(pid)), Signal::SIGKILL);
+                }
+            }
+        }
+        self.answer_parked()
+    }
+
+    fn answer_parked(&mut self) -> Vec<(ConnId, Result<Settled, ShimError>)> {
+        let mut answers = Vec::new();
+        let parked = std::mem::take(&mut self.parked);
+        let mut finish_result: Option<Result<(), String>> = None;
+        for (conn, what) in parked {
+            let answer = match &what {
+                Parked::Wait(id) => match self.process(id) {
+                    Ok(p) => p.exit.clone().map(|e| Ok(Settled::Exit(e))),
+                    Err(e) => Some(Err(e)),
+                },
+                Parked::DeleteExec(id) => match self.execs.get(id).map(|p| p.exit.clone()) {
+                    Some(Some(exit)) => {
+                        self.forget_exec(id);
+                        Some(Ok(Settled::Exit(exit)))
                     }
-                    Launch::Exec { process } => {
-                        self.runtime
-                            .exec(&mut sub, process, pid_file, console_path.as_deref(), stdio)
-                            .await
+                    Some(None) => None,
+                    None => Some(Err(ShimError::NoProcess(id.clone()))),
+                },
+                Parked::Delete | Parked::Shutdown => {
+                    match self.init.as_ref().and_then(|p| p.exit.clone()) {
+                        None if self.init.is_some() => None,
+                        exit => {
+                            let done = finish_result
+                                .get_or_insert_with(|| {
+                                    if self.deleted {
+                                        Ok(())
+                                    } else {
+                                        self.finish().map_err(|e| e.to_string())
+                                    }
+                                })
+                                .clone();
+                            Some(match (done, &what, exit) {
+                                (Err(m), _, _) => Err(ShimError::Finish(m)),
+                                (Ok(()), Parked::Delete, Some(exit)) => Ok(Settled::Exit(exit)),
+                                (Ok(()), _, _) => Ok(Settled::Done),
+                            })
+                        }
                     }
                 }
             };
-            run_with_console(run, console).await?
-        };
-        if let Some(master) = master {
-            io.attach_console(master)?;
-        }
-        let pid = read_pid_file(pid_file)?;
-        Ok((pid, sub))
-    }
-
-    /// Wait for a process's exit and record it: output drained first (so a client
-    /// that sees the exit finds all the output in the log), then for the init
-    /// `exit.json`, then the in-memory state that State and Wait report.
-    async fn watch_exit(self: Arc<Self>, p: Arc<Process>, mut sub: Subscription, pid: u32) {
-        let exit: Exit = sub.wait(pid_i32(pid)).await;
-        drop(sub);
-        lock(&p.inner).reaped = true;
-        tracing::info!(exec_id = %p.exec_id, pid, status = exit.status, "exited");
-        if !p.io().wait_drained(DRAIN_GRACE).await {
-            tracing::warn!(exec_id = %p.exec_id, "output still open after the exit; recording it anyway");
-        }
-        let is_init = p.exec_id.is_empty();
-        let oom_killed = is_init && self.state().oom.as_ref().is_some_and(|c| c.count() > 0);
-        let record = ExitRecord {
-            pid,
-            exit_status: u32::try_from(exit.status).unwrap_or(255),
-            exited_at: crate::time::rfc3339(exit.at, 9),
-            oom_killed,
-        };
-        if is_init {
-            if let Err(e) = self.dir.write_exit(&record) {
-                tracing::error!("recording the exit: {e}");
+            match (answer, conn) {
+                (Some(a), Some(c)) => answers.push((c, a)),
+                (Some(Err(e)), None) => tracing::warn!("{e}"),
+                (Some(Ok(_)), None) => {}
+                (None, _) => self.parked.push((conn, what)),
             }
         }
-        p.set_exit(record);
+        answers
+    }
+
+    /// A connection went away: forget what it waited for.
+    pub fn forget(&mut self, conn: ConnId) {
+        self.parked.retain(|(c, _)| *c != Some(conn));
     }
 
     /// Signal the init (`runtime kill`) or an exec'd process.
-    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+    pub fn kill(&mut self, exec_id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
         let sig = i32::try_from(signal)
             .ok()
             .and_then(|s| Signal::try_from(s).ok())
             .ok_or(ShimError::BadSignal(signal))?;
+        let paused = self.paused;
         let p = self.process(exec_id)?;
-        let paused = self.state().paused;
-        if p.reaped() || p.exit.borrow().is_some() {
+        if p.reaped() {
             return Err(ShimError::WrongState {
                 action: "kill",
                 status: ProcessStatus::Stopped,
             });
         }
         if exec_id.is_empty() {
-            self.runtime.kill(sig as i32, all).await?;
+            self.runtime.kill(&mut self.reaper, sig as i32, all)?;
             return Ok(());
         }
         if all {
             return Err(ShimError::KillAllExec);
         }
-        let pid = {
-            let inner = lock(&p.inner);
-            if !inner.started {
-                drop(inner);
-                return Err(ShimError::WrongState {
-                    action: "kill",
-                    status: p.status(paused),
-                });
-            }
-            inner.pid
-        };
+        if !p.started {
+            return Err(ShimError::WrongState {
+                action: "kill",
+                status: p.status(paused),
+            });
+        }
+        let pid = p.pid;
         // The pid cannot have been reused: it is our child and not yet reaped
         // (the reaper runs on this thread and `reaped` was checked above).
         nix::sys::signal::kill(Pid::from_raw(pid_i32(pid)), sig)
@@ -519,7 +618,7 @@ impl Task {
 
     /// Add a process to run in the container (Start runs it).
     pub fn exec(
-        &self,
+        &mut self,
         exec_id: &str,
         process: &[u8],
         stdin: bool,
@@ -528,7 +627,7 @@ impl Task {
         self.not_deleted("exec")?;
         check_exec_id(exec_id)?;
         let init = self.init()?;
-        let init_status = init.status(self.state().paused);
+        let init_status = init.status(self.paused);
         if init_status == ProcessStatus::Stopped || init.reaped() {
             return Err(ShimError::ContainerNotRunning {
                 action: "exec",
@@ -548,15 +647,14 @@ impl Task {
             .get("terminal")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false);
-        if self.state().execs.contains_key(exec_id) {
+        if self.execs.contains_key(exec_id) {
             return Err(ShimError::ProcessExists(exec_id.to_string()));
         }
         let log = log_path.as_deref().map(JsonLog::open).transpose()?;
         let spec_path = self.dir.exec_file(exec_id, "json");
         crate::layout::write_atomic(&spec_path, process)?;
         let p = Process::new(exec_id.to_string(), ProcessIo::new(terminal, stdin, log));
-        // No await since the check above: no other request can have added the id.
-        self.state().execs.insert(exec_id.to_string(), p);
+        self.execs.insert(exec_id.to_string(), p);
         tracing::info!(exec_id, terminal, stdin, "exec added");
         Ok(())
     }
@@ -565,35 +663,35 @@ impl Task {
         let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
             return Err(ShimError::BadSize { width, height });
         };
-        self.process(exec_id)?.io().resize(w, h)?;
+        self.process(exec_id)?.io.resize(w, h)?;
         Ok(())
     }
 
-    pub async fn close_io(&self, exec_id: &str) -> Result<(), ShimError> {
-        let p = self.process(exec_id)?;
-        p.io().close_stdin().await?;
+    pub fn close_io(&mut self, exec_id: &str) -> Result<(), ShimError> {
+        self.process_mut(exec_id)?.io.close_stdin()?;
         Ok(())
     }
 
-    /// Wait for the process's exit (returns at once if it has exited).
-    pub async fn wait(&self, exec_id: &str) -> Result<ExitRecord, ShimError> {
+    /// The process's exit if it has exited; otherwise `conn` is answered when it does.
+    pub fn wait(&mut self, exec_id: &str, conn: ConnId) -> Result<Option<ExitRecord>, ShimError> {
         let p = self.process(exec_id)?;
-        Ok(p.wait_exit().await)
+        if let Some(exit) = &p.exit {
+            return Ok(Some(exit.clone()));
+        }
+        self.parked
+            .push((Some(conn), Parked::Wait(exec_id.to_string())));
+        Ok(None)
     }
 
     /// Every pid in the container, with the exec id of those the shim started.
-    pub async fn pids(&self) -> Result<Vec<(u32, String)>, ShimError> {
+    pub fn pids(&mut self) -> Result<Vec<(u32, String)>, ShimError> {
         self.running_init("list the pids of")?;
-        let pids = self.runtime.ps().await?;
-        let known: HashMap<u32, String> = {
-            let st = self.state();
-            st.execs
-                .values()
-                .chain(st.init.iter())
-                .map(|p| (p.pid(), p.exec_id.clone()))
-                .filter(|(pid, _)| *pid != 0)
-                .collect()
-        };
+        let pids = self.runtime.ps(&mut self.reaper)?;
+        let known: HashMap<u32, String> = self
+            .processes()
+            .map(|p| (p.pid, p.exec_id.clone()))
+            .filter(|(pid, _)| *pid != 0)
+            .collect();
         Ok(pids
             .into_iter()
             .filter_map(|p| u32::try_from(p).ok())
@@ -601,75 +699,76 @@ impl Task {
             .collect())
     }
 
-    /// The init, if the container is not stopped.
-    fn running_init(&self, action: &'static str) -> Result<Arc<Process>, ShimError> {
+    /// The init's status, if the container is not stopped.
+    fn running_init(&self, action: &'static str) -> Result<ProcessStatus, ShimError> {
         self.not_deleted(action)?;
         let init = self.init()?;
-        let status = init.status(self.state().paused);
+        let status = init.status(self.paused);
         if status == ProcessStatus::Stopped || init.reaped() {
             return Err(ShimError::ContainerNotRunning {
                 action,
                 status: ProcessStatus::Stopped,
             });
         }
-        Ok(init)
+        Ok(status)
     }
 
-    pub async fn pause(&self) -> Result<(), ShimError> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let init = self.running_init("pause")?;
-        let status = init.status(self.state().paused);
+    pub fn pause(&mut self) -> Result<(), ShimError> {
+        let status = self.running_init("pause")?;
         if status != ProcessStatus::Running {
             return Err(ShimError::WrongState {
                 action: "pause",
                 status,
             });
         }
-        self.runtime.pause().await?;
-        self.state().paused = true;
+        self.runtime.pause(&mut self.reaper)?;
+        self.paused = true;
         Ok(())
     }
 
-    pub async fn resume(&self) -> Result<(), ShimError> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let init = self.running_init("resume")?;
-        let status = init.status(self.state().paused);
+    pub fn resume(&mut self) -> Result<(), ShimError> {
+        let status = self.running_init("resume")?;
         if status != ProcessStatus::Paused {
             return Err(ShimError::WrongState {
                 action: "resume",
                 status,
             });
         }
-        self.runtime.resume().await?;
-        self.state().paused = false;
+        self.runtime.resume(&mut self.reaper)?;
+        self.paused = false;
         Ok(())
     }
 
-    pub async fn update(&self, resources: &[u8]) -> Result<(), ShimError> {
+    pub fn update(&mut self, resources: &[u8]) -> Result<(), ShimError> {
         if resources.len() > MAX_RESOURCES {
             return Err(ShimError::ResourcesTooLarge(resources.len()));
         }
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(resources)
             .map_err(ShimError::ResourcesJson)?;
         self.running_init("update")?;
-        self.runtime.update(resources).await?;
+        self.runtime.update(&mut self.reaper, resources)?;
         Ok(())
     }
 
-    pub async fn stats(&self) -> Result<serde_json::Value, ShimError> {
+    pub fn stats(&mut self) -> Result<serde_json::Value, ShimError> {
         self.running_init("get the stats of")?;
-        Ok(self.runtime.stats().await?)
+        Ok(self.runtime.stats(&mut self.reaper)?)
     }
 
     /// Delete the init (runtime delete, unmount; the shim then exits) or forget an
-    /// exec'd process. Returns its exit.
-    pub async fn delete(&self, exec_id: &str, force: bool) -> Result<ExitRecord, ShimError> {
+    /// exec'd process. Returns its exit, or None when `conn` is answered later (once
+    /// the process killed for it has exited).
+    pub fn delete(
+        &mut self,
+        exec_id: &str,
+        force: bool,
+        conn: ConnId,
+    ) -> Result<Option<ExitRecord>, ShimError> {
         if !exec_id.is_empty() {
-            return self.delete_exec(exec_id, force).await;
+            return self.delete_exec(exec_id, force, conn);
         }
-        let _lifecycle = self.lifecycle.lock().await;
         let init = self.init()?;
-        let status = init.status(self.state().paused);
+        let status = init.status(self.paused);
         let alive = !init.reaped() && status != ProcessStatus::Stopped;
         if alive && !force && status != ProcessStatus::Created {
             return Err(ShimError::WrongState {
@@ -677,54 +776,55 @@ impl Task {
                 status,
             });
         }
-        if let Some(exit) = self.deleted_exit(&init) {
-            return Ok(exit);
+        if self.deleted {
+            // A second Delete of a deleted task gets the same answer.
+            return Ok(init.exit.clone());
         }
-        if !self.state().runtime_deleted {
-            match self.runtime.delete(alive).await {
+        if !self.runtime_deleted {
+            match self.runtime.delete(&mut self.reaper, alive) {
                 Ok(()) => {}
                 // Deleted already (a delete whose answer was lost): done.
                 Err(e) if e.is_not_exist() => tracing::info!("runtime delete: {e}"),
                 Err(e) => return Err(e.into()),
             }
-            self.state().runtime_deleted = true;
+            self.runtime_deleted = true;
         }
-        let exit = reap_init(&init).await;
-        self.finish(true)?;
-        Ok(exit)
+        self.park_for_init(Some(conn), Parked::Delete);
+        Ok(None)
     }
 
-    /// A second Delete of a deleted task gets the same answer.
-    fn deleted_exit(&self, init: &Process) -> Option<ExitRecord> {
-        if self.state().deleted {
-            init.exit_record()
-        } else {
-            None
+    /// Park a Delete or Shutdown until the init's exit is recorded, killing the
+    /// init directly if `runtime delete` did not.
+    fn park_for_init(&mut self, conn: Option<ConnId>, what: Parked) {
+        if !self.init.as_ref().is_some_and(Process::reaped) && self.kill_at.is_none() {
+            self.kill_at = Some(Instant::now() + KILL_WAIT);
         }
+        self.parked.push((conn, what));
     }
 
-    async fn delete_exec(&self, exec_id: &str, force: bool) -> Result<ExitRecord, ShimError> {
-        let p = self.process(exec_id)?;
-        let paused = self.state().paused;
-        let (started, starting) = {
-            let inner = lock(&p.inner);
-            (inner.started, inner.starting)
-        };
-        if p.exit_record().is_none() && !p.reaped() {
-            if starting && !started {
+    fn delete_exec(
+        &mut self,
+        exec_id: &str,
+        force: bool,
+        conn: ConnId,
+    ) -> Result<Option<ExitRecord>, ShimError> {
+        let paused = self.paused;
+        let p = self.process_mut(exec_id)?;
+        if !p.reaped() {
+            if p.starting && !p.started {
                 return Err(ShimError::WrongState {
                     action: "delete",
                     status: ProcessStatus::Created,
                 });
             }
-            if started && !force {
+            if p.started && !force {
                 return Err(ShimError::WrongState {
                     action: "delete (without force)",
                     status: p.status(paused),
                 });
             }
-            if started {
-                let pid = p.pid();
+            if p.started {
+                let pid = p.pid;
                 if let Err(errno) =
                     nix::sys::signal::kill(Pid::from_raw(pid_i32(pid)), Signal::SIGKILL)
                 {
@@ -734,48 +834,54 @@ impl Task {
                 p.never_ran();
             }
         }
-        let exit = p.wait_exit().await;
-        self.state().execs.remove(exec_id);
+        if let Some(exit) = p.exit.clone() {
+            self.forget_exec(exec_id);
+            return Ok(Some(exit));
+        }
+        self.parked
+            .push((Some(conn), Parked::DeleteExec(exec_id.to_string())));
+        Ok(None)
+    }
+
+    fn forget_exec(&mut self, exec_id: &str) {
+        self.execs.remove(exec_id);
         remove_quietly(&self.dir.exec_file(exec_id, "json"));
         remove_quietly(&self.dir.exec_file(exec_id, "pid"));
-        Ok(exit)
     }
 
     /// Unmount the rootfs, remove what the shim keeps only while it serves, mark
-    /// the task deleted and ask the server to stop once the answer is sent.
-    fn finish(&self, deleted: bool) -> Result<(), ShimError> {
-        let mounts = std::mem::take(&mut self.state().mounts);
+    /// the task deleted and ask the loop to stop once the answers are sent.
+    fn finish(&mut self) -> Result<(), ShimError> {
+        let mounts = std::mem::take(&mut self.mounts);
         if let Err(e) = mounts::unmount_all(&mounts) {
             // Keep them to retry on the next Delete or Shutdown.
-            self.state().mounts = mounts;
+            self.mounts = mounts;
             return Err(e.into());
         }
-        let execs: Vec<String> = self.state().execs.keys().cloned().collect();
-        for id in execs {
-            remove_quietly(&self.dir.exec_file(&id, "json"));
-            remove_quietly(&self.dir.exec_file(&id, "pid"));
+        for id in self.execs.keys() {
+            remove_quietly(&self.dir.exec_file(id, "json"));
+            remove_quietly(&self.dir.exec_file(id, "pid"));
         }
         remove_quietly(&self.dir.file(INIT_PID));
-        self.state().deleted = deleted;
+        self.deleted = true;
         tracing::info!("task deleted; shutting down");
-        self.shutdown.send_replace(true);
+        self.shutdown = true;
         Ok(())
     }
 
     /// Stop the shim: refused while the init is alive unless `force`, which kills,
-    /// deletes and unmounts it first.
-    pub async fn shutdown(&self, force: bool) -> Result<(), ShimError> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let Some(init) = self.state().init.clone() else {
+    /// deletes and unmounts it first. Ok(false): `conn` (if any) is answered later.
+    pub fn shutdown(&mut self, force: bool, conn: Option<ConnId>) -> Result<bool, ShimError> {
+        let Some(init) = self.init.as_ref() else {
             tracing::info!("shutdown requested with no task");
-            self.shutdown.send_replace(true);
-            return Ok(());
+            self.shutdown = true;
+            return Ok(true);
         };
-        if self.state().deleted {
-            self.shutdown.send_replace(true);
-            return Ok(());
+        if self.deleted {
+            self.shutdown = true;
+            return Ok(true);
         }
-        let status = init.status(self.state().paused);
+        let status = init.status(self.paused);
         let alive = !init.reaped() && status != ProcessStatus::Stopped;
         if alive && !force {
             return Err(ShimError::WrongState {
@@ -783,68 +889,23 @@ impl Task {
                 status,
             });
         }
-        if !self.state().runtime_deleted {
-            match self.runtime.delete(alive).await {
-                Ok(()) => self.state().runtime_deleted = true,
+        if !self.runtime_deleted {
+            match self.runtime.delete(&mut self.reaper, alive) {
+                Ok(()) => self.runtime_deleted = true,
                 Err(e) => tracing::warn!("shutdown: {e}"),
             }
         }
-        reap_init(&init).await;
-        self.finish(true)
+        self.park_for_init(conn, Parked::Shutdown);
+        Ok(false)
     }
 
     /// Undo what a shim that must exit now would leave mounted.
-    pub fn emergency_unmount(&self) {
-        let mounts = std::mem::take(&mut self.state().mounts);
+    pub fn emergency_unmount(&mut self) {
+        let mounts = std::mem::take(&mut self.mounts);
         if let Err(e) = mounts::unmount_all(&mounts) {
             tracing::error!("unmounting the rootfs: {e}");
         }
     }
-}
-
-/// Wait for the init's exit after `runtime delete` killed it; if it is still there
-/// after a while (the runtime did not kill it), kill it directly.
-async fn reap_init(init: &Process) -> ExitRecord {
-    if let Ok(exit) = tokio::time::timeout(KILL_WAIT, init.wait_exit()).await {
-        return exit;
-    }
-    let pid = init.pid();
-    if !init.reaped() && pid != 0 {
-        tracing::warn!(pid, "the init survived runtime delete; killing it");
-        // Not reaped, so the pid is still our (zombie or live) child, never reused.
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid_i32(pid)), Signal::SIGKILL);
-    }
-    init.wait_exit().await
-}
-
-/// Run a runtime command; with a console socket, take the pty master while it runs
-/// (the runtime may wait until it is taken), or just after it succeeded.
-async fn run_with_console(
-    run: impl std::future::Future<Output = Result<(), RuntimeError>>,
-    console: Option<ConsoleSocket>,
-) -> Result<Option<std::os::fd::OwnedFd>, ShimError> {
-    let Some(console) = console else {
-        run.await?;
-        return Ok(None);
-    };
-    let receive = console.receive();
-    tokio::pin!(run);
-    tokio::pin!(receive);
-    let mut master = None;
-    let ran = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            m = &mut receive, if master.is_none() => master = Some(m),
-        }
-    };
-    ran?;
-    let master = match master {
-        Some(m) => m?,
-        None => tokio::time::timeout(CONSOLE_WAIT, receive)
-            .await
-            .map_err(|_| IoError::NoMaster)??,
-    };
-    Ok(Some(master))
 }
 
 /// Whether the bundle's process wants a terminal (`process.terminal`).

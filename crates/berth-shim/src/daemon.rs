@@ -84,9 +84,9 @@ pub fn daemonize(log: &Path) -> Result<Readiness, DaemonError> {
     let log_file = open(log, true)?;
     let (read, write) = crate::fdio::pipe().map_err(DaemonError::Pipe)?;
 
-    // SAFETY: the shim has not started any thread yet (the tokio runtime is built
-    // after this returns), so the child is a full copy of a single-threaded process
-    // and may go on running normal Rust code.
+    // SAFETY: the shim never starts a thread (its poll loop runs on the main one),
+    // so the child is a full copy of a single-threaded process and may go on
+    // running normal Rust code.
     match unsafe { fork() }.map_err(DaemonError::Fork)? {
         ForkResult::Parent { .. } => {
             drop(write);

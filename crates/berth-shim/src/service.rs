@@ -140,18 +140,19 @@ impl Conn {
         Ok(())
     }
 
-    /// Read what the client sent: Ok(false) at end of file.
+    /// Read what the client sent (up to one frame's worth ahead): Ok(false) at end
+    /// of file.
     fn fill(&mut self) -> std::io::Result<bool> {
         let mut buf = [0u8; 8192];
-        match fdio::read(&self.stream, &mut buf) {
-            Ok(0) => Ok(false),
-            Ok(n) => {
-                self.inbuf.extend_from_slice(&buf[..n]);
-                Ok(true)
+        while self.inbuf.len() < HEADER + wire::MAX_FRAME {
+            match fdio::read(&self.stream, &mut buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(true),
-            Err(e) => Err(e),
         }
+        Ok(true)
     }
 
     /// The next complete frame in the input, if there is one.
@@ -282,6 +283,27 @@ impl Server {
                     Err(e) => error_frame(e),
                 };
                 self.answer(id, frame);
+            }
+            // Stdin requests read earlier and held up by a full queue, now that
+            // the queue may have room.
+            let held: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    !c.inbuf.is_empty()
+                        && matches!(
+                            c.state,
+                            State::Attach {
+                                input_open: true,
+                                ..
+                            }
+                        )
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in held {
+                self.attach_input(id);
+                self.flush(id);
             }
             self.end_attaches();
             if had_conns && self.conns.is_empty() {

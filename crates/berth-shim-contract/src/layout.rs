@@ -9,7 +9,6 @@
 //! `shim.sock`, `shim.pid`, `init.pid` and the exec files and leaves the rest (the
 //! manager removes the directory); one that was killed leaves everything.
 
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -127,8 +126,17 @@ impl TaskDir {
 }
 
 /// Write `data` to `path` so that readers see the old content or the new, never a
-/// part: a temporary file beside it, fsync, rename, fsync of the directory. The
-/// file is root's alone (0600): config.json holds the container's environment.
+/// part: a temporary file beside it, then a rename. The file is root's alone
+/// (0600): config.json holds the container's environment.
+///
+/// No fsync: a task directory lives in the run root (`/run/berth`), and what it
+/// describes (a shim, a container's processes, an exit a shim has not yet handed
+/// on) exists only until the machine stops; after a machine crash none of it is
+/// there to be found again (the engine's own records, fsynced in the data root,
+/// say what the containers were). What must survive is a crash of the manager or
+/// the shim, and the page cache outlives any process: the rename alone makes the
+/// file whole for the next reader. Each fsync here cost a container's start and
+/// exit a disk flush (seven writes for one `run --rm`).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayoutError> {
     let err = |source| LayoutError::Write {
         path: path.to_path_buf(),
@@ -149,9 +157,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LayoutError> {
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         file.write_all(data)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

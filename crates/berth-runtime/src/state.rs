@@ -241,7 +241,11 @@ pub struct OciState {
     pub owner: String,
 }
 
-/// Write `data` to `path` so that readers see either the old or the new content.
+/// Write `data` to `path` so that readers see either the old or the new content:
+/// a temporary file, then a rename. No fsync (as runc): the state root and the
+/// pid files live in /run and describe this boot's processes, which a machine
+/// crash takes with it; a crash of a process leaves the page cache, where the
+/// renamed file is whole.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -258,11 +262,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         f.write_all(data).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
         fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
         Ok(())
     })();
     if result.is_err() {

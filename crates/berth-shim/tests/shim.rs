@@ -243,6 +243,59 @@ async fn stdin_round_trips_through_attach() {
     }
 }
 
+/// More stdin than the pipe and the shim's queue hold, to a process that reads it
+/// late: the writer is held up, nothing is lost or reordered.
+#[tokio::test]
+async fn a_lot_of_stdin_reaches_a_late_reader_whole() {
+    require_root!();
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 64;
+    for rt in runtimes() {
+        let id = unique_name("berth-test-shim");
+        let mut shim =
+            TestShim::start(&rt, &id, bundle(&id, &["sh", "-c", "sleep 1; md5sum"])).await;
+        shim.create(true).await;
+        let (tx, mut out) = attach(&mut shim, "").await;
+        shim.client
+            .start(pb::StartRequest::default())
+            .await
+            .unwrap();
+        let mut all = Vec::with_capacity(CHUNK * CHUNKS);
+        for i in 0..CHUNKS {
+            let chunk: Vec<u8> = (0..CHUNK).map(|j| ((i * 7 + j) % 251) as u8).collect();
+            all.extend_from_slice(&chunk);
+            tx.send(pb::AttachRequest {
+                stdin: chunk,
+                close_stdin: i + 1 == CHUNKS,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let seen = read_until(&mut out, pb::Stream::Stdout, "\n").await;
+        assert_eq!(shim.wait("").await.exit_status, 0);
+        let digest = std::process::Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&all)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let want = String::from_utf8_lossy(&digest.stdout);
+        assert_eq!(
+            seen.split_whitespace().next(),
+            want.split_whitespace().next(),
+            "{seen}"
+        );
+        drop(tx);
+        shim.delete(false).await;
+        shim.assert_cleaned_up().await;
+    }
+}
+
 #[tokio::test]
 async fn stdin_is_refused_when_not_opened() {
     require_root!();

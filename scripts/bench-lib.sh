@@ -30,3 +30,65 @@ start_berth() {
   for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
   berth=("$bin/berth" -H "unix://$work/berth.sock")
 }
+
+# start_registry: docker-registry on a free port of 127.0.0.1 with its storage in
+# $work/registry; sets reg_port and reg_pid (added to pids).
+start_registry() {
+  reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$work/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$reg_port
+YML
+  /usr/bin/docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+  reg_pid=$!; pids+=("$reg_pid")
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$reg_port/v2/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "docker-registry did not come up" >&2; return 1
+}
+
+# push_bench_image LAYERS MB REF: an image of LAYERS gzip layers of MB MB of
+# text-like data each (the busybox rootfs in the first), built as an OCI layout in
+# $work and pushed to REF by skopeo.
+push_bench_image() {
+  local layers=$1 mb=$2 ref=$3 layout=$work/layout i d f h ch mh
+  local diff_ids=() descs=()
+  mkdir -p "$layout/blobs/sha256"
+  for i in $(seq 1 "$layers"); do
+    d=$work/l$i
+    mkdir -p "$d/data$i"
+    [ "$i" = 1 ] && ./scripts/make-rootfs.sh "$d" >/dev/null
+    # Text-like data: compresses about 4:3, like binaries and libraries do.
+    for f in $(seq 1 "$mb"); do
+      head -c 786432 /dev/urandom | base64 -w 76 >"$d/data$i/f$f"
+    done
+    tar -C "$d" --numeric-owner -cf "$work/l$i.tar" .
+    diff_ids+=("sha256:$(sha256sum "$work/l$i.tar" | cut -d' ' -f1)")
+    gzip -1 -c "$work/l$i.tar" >"$work/l$i.tar.gz"
+    h=$(sha256sum "$work/l$i.tar.gz" | cut -d' ' -f1)
+    mv "$work/l$i.tar.gz" "$layout/blobs/sha256/$h"
+    descs+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$h\",\"size\":$(stat -c %s "$layout/blobs/sha256/$h")}")
+    rm -rf "$d" "$work/l$i.tar"
+  done
+  jq -cjn --argjson ids "$(printf '%s\n' "${diff_ids[@]}" | jq -R . | jq -cs .)" \
+    '{architecture:"amd64", os:"linux", config:{Cmd:["/bin/sh"]}, rootfs:{type:"layers", diff_ids:$ids}}' >"$work/config.json"
+  ch=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mv "$work/config.json" "$layout/blobs/sha256/$ch"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+    "$ch" "$(stat -c %s "$layout/blobs/sha256/$ch")" "$(IFS=,; echo "${descs[*]}")" >"$work/manifest.json"
+  mh=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' \
+    "$mh" "$(stat -c %s "$work/manifest.json")" >"$layout/index.json"
+  mv "$work/manifest.json" "$layout/blobs/sha256/$mh"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+  skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://$ref"
+  echo "image: $layers layers, $(($(du -sb "$layout/blobs" | cut -f1) / 1000000)) MB compressed, pushed to $ref"
+  rm -rf "$layout"
+}

@@ -18,7 +18,7 @@ layers=${2:-5}
 mb=${3:-40}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 . scripts/deps.sh
-berth_apt_install busybox-static skopeo docker-registry jq hyperfine python3 curl
+berth_apt_install busybox-static skopeo docker-registry jq hyperfine python3 curl bc
 
 bin=${4:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 if [ -z "${4:-}" ]; then

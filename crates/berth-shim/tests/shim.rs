@@ -285,6 +285,7 @@ async fn exec_runs_in_the_running_container() {
                 process: process_json(&["sh", "-c", "echo hi; hostname >&2; exit 5"], false),
                 stdin: false,
                 log_path: exec_log.to_string_lossy().into_owned(),
+                log_format: 0,
             })
             .await
             .unwrap();
@@ -381,6 +382,7 @@ async fn exec_with_a_terminal() {
                 process: process_json(&["sh"], true),
                 stdin: true,
                 log_path: String::new(),
+                log_format: 0,
             })
             .await
             .unwrap();
@@ -577,6 +579,7 @@ async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_on_delete() {
                 }],
                 log_path: shim.log_path().to_string_lossy().into_owned(),
                 stdin: false,
+                log_format: 0,
             })
             .await
             .unwrap();

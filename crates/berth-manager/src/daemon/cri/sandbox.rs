@@ -546,6 +546,11 @@ impl Cri {
             // Stopping what is not there succeeds (kubelet retries after a restart).
             return Ok(());
         };
+        // Its containers first, killed at once (kubelet stops them before with
+        // their grace periods).
+        for c in self.pod_containers(&rec.id).await? {
+            self.container_stop(&c, 0).await?;
+        }
         let _lock = self.d.locks.lock(&format!("cri-sandbox/{}", rec.id)).await;
         if !rec.ready && !rec.own_net && !rec.own_ipc {
             return Ok(());
@@ -571,6 +576,9 @@ impl Cri {
             return Ok(());
         };
         self.pod_stop(&rec.id).await?;
+        for c in self.pod_containers(&rec.id).await? {
+            self.container_remove(&c).await?;
+        }
         let _lock = self.d.locks.lock(&format!("cri-sandbox/{}", rec.id)).await;
         let d = std::sync::Arc::clone(&self.d);
         let (sid, dir) = (rec.id.clone(), rec.dir.clone());

@@ -412,8 +412,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
     let hostname = if own_uts {
         input.pod.hostname.clone()
     } else {
-        nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
             .unwrap_or_default()
     };
     let mut env = env(config, input.image, &hostname);

@@ -59,7 +59,8 @@ for b in berth-manager berth-shim berth-runtime; do
   [ -x "$bin/$b" ] || { echo "critest.sh: $bin/$b missing (cargo build -p $b)" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/berth-critest-XXXXXX)
+# Short: a shim socket, <state>/tasks/<64-hex id>/shim.sock, must fit in 107 bytes.
+work=$(mktemp -d /tmp/bcri-XXXXXX)
 pids=()
 # Alive: there and not a zombie (kill -0 is true of a zombie).
 alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat"; }

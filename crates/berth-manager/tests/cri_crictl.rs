@@ -133,6 +133,8 @@ async fn crictl_runs_a_container_in_a_pod() {
     .unwrap();
 
     let pod = run(&["runp", pod_json.to_str().unwrap()]);
+    // The pod's pause (its containers share its PID namespace).
+    stack.track_cgroup(&format!("berth/{pod}"));
     let ctr = run(&[
         "create",
         &pod,
@@ -152,6 +154,9 @@ async fn crictl_runs_a_container_in_a_pod() {
     // exec -s: ExecSync, output captured; the pod's hostname and network.
     assert_eq!(run(&["exec", "-s", &ctr, "echo", "hi"]), "hi");
     assert_eq!(run(&["exec", "-s", &ctr, "hostname"]), "boxhost");
+    // The pod's PID namespace: its pause is PID 1.
+    let init = run(&["exec", "-s", &ctr, "cat", "/proc/1/cmdline"]);
+    assert!(init.contains("--pause"), "{init:?}");
     let addr = run(&["exec", "-s", &ctr, "ip", "-o", "-4", "addr", "show", "eth0"]);
     assert!(addr.contains(&format!("10.252.{n}.")), "{addr}");
     let failed = crictl_cmd(&["exec", "-s", &ctr, "sh", "-c", "exit 3"])

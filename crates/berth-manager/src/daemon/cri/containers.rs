@@ -1080,10 +1080,13 @@ impl Cri {
             .collect())
     }
 
-    /// The PID namespace a pod's containers share (none yet: each container
-    /// gets its own; see docs/cri.md).
-    fn pod_pid_ns(&self, _sandbox: &SandboxRecord) -> Option<PathBuf> {
-        None
+    /// The PID namespace a pod's containers share, held by its pause.
+    fn pod_pid_ns(&self, sandbox: &SandboxRecord) -> Option<PathBuf> {
+        if sandbox.pause {
+            self.pause_pid_ns(&sandbox.id)
+        } else {
+            None
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod authority;
 mod cni;
 mod containers;
 mod images;
+mod pause;
 mod runtime;
 mod sandbox;
 mod spec;
@@ -61,6 +62,9 @@ impl Cri {
     pub async fn recover(&self) {
         if let Err(e) = self.reconcile_containers().await {
             tracing::warn!("CRI: checking the containers: {}", e.message());
+        }
+        if let Err(e) = self.reconcile_pauses().await {
+            tracing::warn!("CRI: checking the pods' pause processes: {}", e.message());
         }
     }
 

@@ -326,6 +326,73 @@ fn seccomp_filter(
     }
 }
 
+/// Capabilities by their number in the kernel.
+const CAP_NUMBERS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Keep the capabilities the manager itself may hand out (its bounding set), as
+/// containerd does for "ALL": a manager in a container may not have them all, and
+/// a runtime cannot give what its caller lacks.
+fn host_caps(caps: Vec<String>) -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+    let Some(mask) = bounding else {
+        return caps;
+    };
+    caps.into_iter()
+        .filter(|c| match CAP_NUMBERS.iter().position(|n| n == c) {
+            Some(bit) => mask & (1u64 << bit) != 0,
+            None => false,
+        })
+        .collect()
+}
+
 /// The container's own oom_score_adj may not go below the manager's (a process
 /// without CAP_SYS_RESOURCE cannot lower it), as containerd's
 /// `restrict_oom_score_adj` keeps it.
@@ -445,13 +512,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
     if !cwd.starts_with('/') {
         return Err(invalid(format!("working directory {cwd:?} is not absolute")));
     }
-    let caps: Vec<String> = if privileged {
+    let caps: Vec<String> = host_caps(if privileged {
         defaults::ALL_CAPS.iter().map(|s| s.to_string()).collect()
     } else {
         let c = sc.capabilities.clone().unwrap_or_default();
         defaults::effective_caps(&c.add_capabilities, &c.drop_capabilities)
             .map_err(|bad| invalid(format!("unknown capability {bad:?}")))?
-    };
+    });
     let resources_in = config
         .linux
         .as_ref()
@@ -676,6 +743,15 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(seccomp_filter(&sc("/some/profile.json"), &caps).is_err());
+    }
+
+    #[test]
+    fn capability_numbers_are_the_kernels() {
+        assert_eq!(CAP_NUMBERS[21], "CAP_SYS_ADMIN");
+        assert_eq!(CAP_NUMBERS[40], "CAP_CHECKPOINT_RESTORE");
+        for c in CAP_NUMBERS {
+            assert!(defaults::ALL_CAPS.contains(&c), "{c}");
+        }
     }
 
     #[test]

@@ -143,9 +143,8 @@ async fn crictl_runs_a_container_in_a_pod() {
     ]);
     assert_eq!(ctr.len(), 64, "{ctr}");
     stack.track_cgroup(&format!("berth/{ctr}"));
-    let inspect = |id: &str| -> serde_json::Value {
-        serde_json::from_str(&run(&["inspect", id])).unwrap()
-    };
+    let inspect =
+        |id: &str| -> serde_json::Value { serde_json::from_str(&run(&["inspect", id])).unwrap() };
     assert_eq!(inspect(&ctr)["status"]["state"], "CONTAINER_CREATED");
     run(&["start", &ctr]);
     assert_eq!(inspect(&ctr)["status"]["state"], "CONTAINER_RUNNING");
@@ -243,7 +242,11 @@ async fn crictl_runs_a_container_in_a_pod() {
     assert!(!dir.exists());
     assert_eq!(veths_on(&bridge), "");
     assert!(stack.live_shims().is_empty(), "{:?}", stack.live_shims());
-    assert!(stack.cgroups_left().is_empty(), "{:?}", stack.cgroups_left());
+    assert!(
+        stack.cgroups_left().is_empty(),
+        "{:?}",
+        stack.cgroups_left()
+    );
     let mounts: Vec<String> = stack
         .mounts()
         .into_iter()

@@ -69,7 +69,11 @@ fn log_path(s: String, format: i32) -> Result<Option<LogTarget>, ShimError> {
     let cri = match pb::LogFormat::try_from(format) {
         Ok(pb::LogFormat::JsonFile) => false,
         Ok(pb::LogFormat::Cri) => true,
-        Err(_) => return Err(ShimError::BadRequest(format!("unknown log format {format}"))),
+        Err(_) => {
+            return Err(ShimError::BadRequest(format!(
+                "unknown log format {format}"
+            )))
+        }
     };
     Ok(Some(LogTarget { path, cri }))
 }

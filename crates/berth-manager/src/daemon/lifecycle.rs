@@ -257,7 +257,8 @@ impl Daemon {
                     rootfs: mounts.into_iter().map(mount_pb).collect(),
                     log_path: rec.log_path.clone(),
                     stdin,
-                    log_format: if rec.labels.get(CRI_LOG_LABEL).map(String::as_str) == Some("cri") {
+                    log_format: if rec.labels.get(CRI_LOG_LABEL).map(String::as_str) == Some("cri")
+                    {
                         shimpb::LogFormat::Cri as i32
                     } else {
                         shimpb::LogFormat::JsonFile as i32

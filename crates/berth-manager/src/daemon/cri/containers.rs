@@ -222,7 +222,11 @@ impl Cri {
         let value = serde_json::to_vec(rec).map_err(internal)?;
         let d = Arc::clone(&self.d);
         let id = rec.id.clone();
-        blocking(move || d.db.put_cri_container(&id, &value).map_err(DaemonError::from)).await?;
+        blocking(move || {
+            d.db.put_cri_container(&id, &value)
+                .map_err(DaemonError::from)
+        })
+        .await?;
         Ok(())
     }
 
@@ -430,7 +434,10 @@ impl Cri {
             (SANDBOX_LABEL.to_string(), sandbox.id.clone()),
             (CRI_LOG_LABEL.to_string(), "cri".to_string()),
         ]);
-        labels.insert("io.kubernetes.container.name".to_string(), meta.name.clone());
+        labels.insert(
+            "io.kubernetes.container.name".to_string(),
+            meta.name.clone(),
+        );
         self.d
             .create_container(pb::Container {
                 id: id.clone(),
@@ -543,7 +550,10 @@ impl Cri {
         if !rec.log_path.is_empty() {
             if let Some(parent) = Path::new(&rec.log_path).parent() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    Status::internal(format!("creating the log directory {}: {e}", parent.display()))
+                    Status::internal(format!(
+                        "creating the log directory {}: {e}",
+                        parent.display()
+                    ))
                 })?;
             }
         }
@@ -845,9 +855,7 @@ impl Cri {
             .d
             .task_opt(&id)
             .filter(|t| t.exit().is_none())
-            .ok_or_else(|| {
-                Status::failed_precondition(format!("container {id} is not running"))
-            })?;
+            .ok_or_else(|| Status::failed_precondition(format!("container {id} is not running")))?;
         let c = self.d.container(&id).await?;
         let spec: Value = serde_json::from_str(&c.spec).map_err(internal)?;
         let mut process = spec
@@ -934,16 +942,11 @@ impl Cri {
         let d = Arc::clone(&self.d);
         let key = rec.id.clone();
         let writable = blocking(move || {
-            let upper = d
-                .store
-                .snapshotter()
-                .mounts(&key)
-                .ok()
-                .and_then(|m| {
-                    m.iter()
-                        .flat_map(|m| m.options.iter())
-                        .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
-                });
+            let upper = d.store.snapshotter().mounts(&key).ok().and_then(|m| {
+                m.iter()
+                    .flat_map(|m| m.options.iter())
+                    .find_map(|o| o.strip_prefix("upperdir=").map(PathBuf::from))
+            });
             Ok(upper.map(|u| super::images::usage(&u)))
         })
         .await
@@ -995,9 +998,8 @@ impl Cri {
         for r in recs.iter().filter(|r| r.sandbox_id == sandbox.id) {
             containers.push(self.stats_of(r).await);
         }
-        let sum = |f: &dyn Fn(&cri::ContainerStats) -> u64| -> u64 {
-            containers.iter().map(f).sum()
-        };
+        let sum =
+            |f: &dyn Fn(&cri::ContainerStats) -> u64| -> u64 { containers.iter().map(f).sum() };
         let cpu = sum(&|c| {
             c.cpu
                 .as_ref()

@@ -35,7 +35,10 @@ fn make_root(dir: &Path, init: &Path) -> Result<PathBuf, Status> {
     }
     let bin = root.join("berth-init");
     std::fs::copy(init, &bin).map_err(|e| {
-        Status::internal(format!("copying {} for the pod's pause: {e}", init.display()))
+        Status::internal(format!(
+            "copying {} for the pod's pause: {e}",
+            init.display()
+        ))
     })?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).map_err(internal)?;
     Ok(root)
@@ -161,10 +164,8 @@ impl Cri {
             .list_containers(vec![format!("label={PAUSE_LABEL}")])
             .await?;
         let d = Arc::clone(&self.d);
-        let known: std::collections::HashSet<String> = blocking(move || {
-            Ok(d.db.sandboxes()?.into_iter().map(|(id, _)| id).collect())
-        })
-        .await?;
+        let known: std::collections::HashSet<String> =
+            blocking(move || Ok(d.db.sandboxes()?.into_iter().map(|(id, _)| id).collect())).await?;
         for c in ours {
             if !known.contains(&c.id) {
                 tracing::warn!(id = %c.id, "CRI: removing the pause of a pod that is gone");

@@ -224,7 +224,9 @@ impl RuntimeService for Cri {
         req: Request<cri::ContainerStatsRequest>,
     ) -> Res<cri::ContainerStatsResponse> {
         let stats = self.container_stats(&req.into_inner().container_id).await?;
-        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
@@ -240,7 +242,9 @@ impl RuntimeService for Cri {
         req: Request<cri::PodSandboxStatsRequest>,
     ) -> Res<cri::PodSandboxStatsResponse> {
         let stats = self.pod_stats(&req.into_inner().pod_sandbox_id).await?;
-        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(

@@ -118,9 +118,12 @@ fn user_string(sc: &cri::LinuxContainerSecurityContext, image: &Value) -> Result
             .to_string()
     };
     match &sc.run_as_group {
-        Some(g) if sc.run_as_user.is_none() && sc.run_as_username.is_empty() => Err(invalid(
-            format!("run_as_group {} is set without run_as_user or run_as_username", g.value),
-        )),
+        Some(g) if sc.run_as_user.is_none() && sc.run_as_username.is_empty() => {
+            Err(invalid(format!(
+                "run_as_group {} is set without run_as_user or run_as_username",
+                g.value
+            )))
+        }
         Some(g) if g.value < 0 => Err(invalid(format!("run_as_group {} is negative", g.value))),
         Some(g) => {
             let name = user.split(':').next().unwrap_or_default();
@@ -245,7 +248,10 @@ fn cri_mount(m: &cri::Mount) -> Result<(Value, Option<&'static str>), Status> {
         })?;
     }
     let src = std::fs::canonicalize(host).map_err(|e| {
-        Status::internal(format!("resolving the mount source {}: {e}", host.display()))
+        Status::internal(format!(
+            "resolving the mount source {}: {e}",
+            host.display()
+        ))
     })?;
     let (shared, slave) = propagation_of(&src);
     let (prop, rootfs) = match cri::MountPropagation::try_from(m.propagation) {
@@ -297,9 +303,17 @@ fn seccomp_filter(
             Ok(cri::security_profile::ProfileType::RuntimeDefault) => "runtime/default".into(),
             Ok(cri::security_profile::ProfileType::Unconfined) => "unconfined".into(),
             Ok(cri::security_profile::ProfileType::Localhost) => {
-                format!("localhost/{}", p.localhost_ref.trim_start_matches("localhost/"))
+                format!(
+                    "localhost/{}",
+                    p.localhost_ref.trim_start_matches("localhost/")
+                )
             }
-            Err(_) => return Err(invalid(format!("unknown seccomp profile type {}", p.profile_type))),
+            Err(_) => {
+                return Err(invalid(format!(
+                    "unknown seccomp profile type {}",
+                    p.profile_type
+                )))
+            }
         },
         None => sc.seccomp_profile_path.clone(),
     };
@@ -490,12 +504,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
         .iter()
         .map(|g| g.to_string())
         .collect();
-    let resolved = user::resolve(input.passwd_root, &user_str, &groups)
-        .map_err(|e| invalid(e.to_string()))?;
+    let resolved =
+        user::resolve(input.passwd_root, &user_str, &groups).map_err(|e| invalid(e.to_string()))?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!(
             "HOME={}",
-            resolved.home.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "/".into())
+            resolved
+                .home
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "/".into())
         ));
     }
     let cwd = if !config.working_dir.is_empty() {
@@ -510,7 +528,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
             .to_string()
     };
     if !cwd.starts_with('/') {
-        return Err(invalid(format!("working directory {cwd:?} is not absolute")));
+        return Err(invalid(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
     }
     let caps: Vec<String> = host_caps(if privileged {
         defaults::ALL_CAPS.iter().map(|s| s.to_string()).collect()
@@ -646,7 +666,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
         linux["readonlyPaths"] = json!([]);
     } else {
         let masked: Vec<String> = if sc.masked_paths.is_empty() {
-            defaults::MASKED_PATHS.iter().map(|s| s.to_string()).collect()
+            defaults::MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             sc.masked_paths.clone()
         };

@@ -7,7 +7,6 @@
 //! `/proc/<its pid>/ns/pid`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use berth_api::berth::manager::v1 as pb;
 use serde_json::json;
@@ -16,7 +15,6 @@ use tonic::Status;
 use super::sandbox::SandboxRecord;
 use super::Cri;
 use crate::daemon::config::find_program;
-use crate::daemon::core::blocking;
 use crate::daemon::error::DaemonError;
 
 /// The manager label naming the pod sandbox a pause container holds.
@@ -157,19 +155,27 @@ impl Cri {
         (pid != 0).then(|| PathBuf::from(format!("/proc/{pid}/ns/pid")))
     }
 
-    /// At start: pause containers whose pod is gone go too.
+    /// At start: the pause of a pod that is gone or not ready any more (its
+    /// namespaces vanished, as at a reboot) goes too, so that it holds no network
+    /// namespace (and its veth) alive.
     pub async fn reconcile_pauses(&self) -> Result<(), Status> {
         let ours = self
             .d
             .list_containers(vec![format!("label={PAUSE_LABEL}")])
             .await?;
-        let d = Arc::clone(&self.d);
-        let known: std::collections::HashSet<String> =
-            blocking(move || Ok(d.db.sandboxes()?.into_iter().map(|(id, _)| id).collect())).await?;
+        let ready: std::collections::HashSet<String> = self
+            .sandbox_records()
+            .await?
+            .into_iter()
+            .filter(|r| r.ready)
+            .map(|r| r.id)
+            .collect();
         for c in ours {
-            if !known.contains(&c.id) {
-                tracing::warn!(id = %c.id, "CRI: removing the pause of a pod that is gone");
-                let _ = self.pause_remove(&c.id).await;
+            if !ready.contains(&c.id) {
+                tracing::warn!(id = %c.id, "CRI: removing the pause of a pod that is gone or not ready");
+                if let Err(e) = self.pause_remove(&c.id).await {
+                    tracing::warn!(id = %c.id, "CRI: removing a pause: {}", e.message());
+                }
             }
         }
         Ok(())

@@ -231,6 +231,42 @@ async fn crictl_runs_a_container_in_a_pod() {
     assert_eq!(state["status"]["exitCode"], 7);
     assert_eq!(state["status"]["reason"], "Error");
 
+    // A container whose process dies while the manager is down is seen exited
+    // after the restart, with the code its shim recorded.
+    let victim_json = stack.dir.path().join("victim.json");
+    std::fs::write(
+        &victim_json,
+        serde_json::json!({
+            "metadata": {"name": "victim"},
+            "image": {"image": BUSYBOX},
+            "command": ["sleep", "1000000"],
+            "linux": {}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let victim = run(&[
+        "create",
+        &pod,
+        victim_json.to_str().unwrap(),
+        pod_json.to_str().unwrap(),
+    ]);
+    stack.track_cgroup(&format!("berth/{victim}"));
+    run(&["start", &victim]);
+    let pid = inspect(&victim)["info"]["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    stack.kill_manager();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    stack.start_manager().await;
+    let gone = inspect(&victim);
+    assert_eq!(gone["status"]["state"], "CONTAINER_EXITED", "{gone}");
+    assert_eq!(gone["status"]["exitCode"], 137);
+    assert_eq!(inspect(&ctr)["status"]["state"], "CONTAINER_RUNNING");
+
     run(&["stop", &ctr]);
     assert_eq!(inspect(&ctr)["status"]["state"], "CONTAINER_EXITED");
 

@@ -407,6 +407,50 @@ fn host_caps(caps: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// The CRI devices as OCI `linux.devices` and the cgroup rules that allow them.
+fn devices(config: &cri::ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), Status> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (mut nodes, mut rules) = (Vec::new(), Vec::new());
+    for d in &config.devices {
+        if !d.container_path.starts_with('/') {
+            return Err(invalid(format!(
+                "device path {:?} in the container is not absolute",
+                d.container_path
+            )));
+        }
+        let meta = std::fs::metadata(&d.host_path)
+            .map_err(|e| invalid(format!("device {:?}: {e}", d.host_path)))?;
+        let kind = if meta.file_type().is_char_device() {
+            "c"
+        } else if meta.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(invalid(format!("{:?} is not a device", d.host_path)));
+        };
+        let access = if d.permissions.is_empty() {
+            "rwm"
+        } else {
+            d.permissions.as_str()
+        };
+        if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(invalid(format!(
+                "device permissions {access:?} are not made of r, w and m"
+            )));
+        }
+        let rdev = meta.rdev();
+        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+        nodes.push(json!({
+            "path": d.container_path, "type": kind, "major": major, "minor": minor,
+            "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid(),
+        }));
+        rules.push(json!({
+            "allow": true, "type": kind, "major": major, "minor": minor, "access": access,
+        }));
+    }
+    Ok((nodes, rules))
+}
+
 /// The container's own oom_score_adj may not go below the manager's (a process
 /// without CAP_SYS_RESOURCE cannot lower it), as containerd's
 /// `restrict_oom_score_adj` keeps it.
@@ -647,11 +691,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
         format!("/{parent}/{}", input.id)
     };
     let mut resources = resources(&resources_in);
-    let devices: Vec<Value> = defaults::device_rules(privileged)
+    let (device_nodes, device_rules) = devices(config)?;
+    let mut rules: Vec<Value> = defaults::device_rules(privileged)
         .iter()
         .filter_map(|d| serde_json::to_value(d).ok())
         .collect();
-    resources["devices"] = Value::Array(devices);
+    rules.extend(device_rules);
+    resources["devices"] = Value::Array(rules);
 
     let mut linux = json!({
         "cgroupsPath": cgroups_path,
@@ -660,6 +706,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
     });
     if let Some(p) = rootfs_propagation {
         linux["rootfsPropagation"] = json!(p);
+    }
+    if !device_nodes.is_empty() {
+        linux["devices"] = Value::Array(device_nodes);
     }
     if privileged {
         linux["maskedPaths"] = json!([]);
@@ -766,6 +815,34 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(seccomp_filter(&sc("/some/profile.json"), &caps).is_err());
+    }
+
+    #[test]
+    fn devices_are_nodes_and_cgroup_rules() {
+        let c = cri::ContainerConfig {
+            devices: vec![cri::Device {
+                container_path: "/dev/mynull".into(),
+                host_path: "/dev/null".into(),
+                permissions: "rw".into(),
+            }],
+            ..Default::default()
+        };
+        let (nodes, rules) = devices(&c).unwrap();
+        assert_eq!(nodes[0]["type"], "c");
+        assert_eq!(
+            (nodes[0]["major"].as_u64(), nodes[0]["minor"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(rules[0]["access"], "rw");
+        let bad = cri::ContainerConfig {
+            devices: vec![cri::Device {
+                container_path: "/dev/x".into(),
+                host_path: "/etc/hostname".into(),
+                permissions: String::new(),
+            }],
+            ..Default::default()
+        };
+        assert!(devices(&bad).is_err());
     }
 
     #[test]

@@ -189,6 +189,17 @@ async fn crictl_runs_a_container_in_a_pod() {
         .as_str()
         .is_some_and(|v| v != "0"));
 
+    // UpdateContainerResources reaches the running container's cgroup.
+    run(&["update", "--memory", "67108864", &ctr]);
+    let limit = [
+        format!("/sys/fs/cgroup/memory/berth/{ctr}/memory.limit_in_bytes"),
+        format!("/sys/fs/cgroup/berth/{ctr}/memory.max"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap();
+    assert_eq!(limit.trim(), "67108864");
+
     // kill -9 of the manager changes nothing.
     let before = inspect(&ctr);
     stack.kill_manager();

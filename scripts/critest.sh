@@ -148,6 +148,26 @@ printf 'www-data:x:33:33:www-data:/var/www:/bin/false\n' >>"$rootfs/etc/passwd"
 printf 'www-data:x:33:\n' >>"$rootfs/etc/group"
 mkdir -p "$rootfs/www"
 echo '<html><body>Welcome to berth</body></html>' >"$rootfs/www/index.html"
+# Upstream busybox images link their applets to the binary with hard links, not
+# symlinks (critest's MaskedPaths spec masks /bin/ls and runs the shell).
+find "$rootfs" -type l -lname /bin/busybox -exec ln -f "$rootfs/bin/busybox" {} \;
+# Debian's busybox has neither pgrep nor ipcs, which critest runs: stand-ins
+# reading /proc as the real ones do.
+# (rm first: an applet of that name would be a hard link to busybox itself)
+rm -f "$rootfs/usr/bin/pgrep" "$rootfs/usr/bin/ipcs"
+cat >"$rootfs/usr/bin/pgrep" <<'SH'
+#!/bin/sh
+found=1
+for p in /proc/[0-9]*; do
+  [ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] && { echo "${p#/proc/}"; found=0; }
+done
+exit $found
+SH
+cat >"$rootfs/usr/bin/ipcs" <<'SH'
+#!/bin/sh
+cat /proc/sysvipc/shm
+SH
+chmod 0755 "$rootfs/usr/bin/pgrep" "$rootfs/usr/bin/ipcs"
 layout=$work/oci
 umoci init --layout "$layout"
 umoci new --image "$layout:base"

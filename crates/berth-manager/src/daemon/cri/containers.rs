@@ -60,6 +60,9 @@ pub struct CriContainer {
     pub reason: String,
     #[serde(default)]
     pub message: String,
+    /// The image's `StopSignal` ("" for SIGTERM).
+    #[serde(default)]
+    pub stop_signal: String,
 }
 
 impl CriContainer {
@@ -188,6 +191,25 @@ fn exec_output(log: &Path) -> (Vec<u8>, Vec<u8>) {
         buf.extend_from_slice(&data.as_bytes()[..take]);
     }
     (out, err)
+}
+
+/// A `StopSignal` as images give it (`SIGQUIT`, `QUIT`, `3`); SIGTERM otherwise.
+fn stop_signal(s: &str) -> u32 {
+    use std::str::FromStr as _;
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u32>() {
+        if (1..65).contains(&n) {
+            return n;
+        }
+    }
+    let name = if s.starts_with("SIG") {
+        s.to_string()
+    } else {
+        format!("SIG{s}")
+    };
+    nix::sys::signal::Signal::from_str(&name.to_ascii_uppercase())
+        .map(|sig| sig as u32)
+        .unwrap_or(libc::SIGTERM as u32)
 }
 
 fn label_match(labels: &HashMap<String, String>, want: &HashMap<String, String>) -> bool {
@@ -495,6 +517,11 @@ impl Cri {
                 exit_code: 0,
                 reason: String::new(),
                 message: String::new(),
+                stop_signal: image_config
+                    .get("StopSignal")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             };
             self.save_container(&rec).await?;
             Ok::<(), Status>(())
@@ -598,7 +625,7 @@ impl Cri {
             return Ok(());
         };
         if task.exit().is_none() {
-            let term = libc::SIGTERM as u32;
+            let term = stop_signal(&rec.stop_signal);
             let wait = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
             let mut exited = false;
             if !wait.is_zero() {
@@ -1124,6 +1151,15 @@ mod tests {
         let (cpu, mem) = usage_from(&v, 1);
         assert_eq!(cpu.usage_core_nano_seconds.unwrap().value, 42);
         assert_eq!(mem.working_set_bytes.unwrap().value, 700);
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(stop_signal(""), libc::SIGTERM as u32);
+        assert_eq!(stop_signal("SIGQUIT"), libc::SIGQUIT as u32);
+        assert_eq!(stop_signal("quit"), libc::SIGQUIT as u32);
+        assert_eq!(stop_signal("9"), 9);
+        assert_eq!(stop_signal("nonsense"), libc::SIGTERM as u32);
     }
 
     #[test]

@@ -223,7 +223,8 @@ distinct user-username-group "$cri/test-image-user-username-group:latest"
 distinct base "$cri/test-image-predefined-group:latest"
 push web-hostnet "$cri/hostnet-nginx-amd64:latest"
 # containerd's sandbox image (berth will use berth-init instead).
-variant pause --config.cmd sleep --config.cmd 2147483647
+# (not `sleep`: critest looks for its own sleep with pgrep, and would find the pause)
+variant pause --config.cmd tail --config.cmd -f --config.cmd /dev/null
 push pause pause:3.6
 cat >"$work/images.yaml" <<EOF
 defaultTestContainerImage: docker.io/library/busybox:1.28

@@ -6,7 +6,7 @@
 //! runc's command line ([`runtime`]), so berth-runtime, runc and crun all work; it is
 //! a child subreaper and the only reaper of its children ([`reaper`]); it mounts the
 //! rootfs ([`mounts`]); it owns the container's stdio and writes its log in
-//! Docker's json-file format ([`stdio`]); and it records the init's exit status to
+//! Docker's json-file format ([`stdio`]) or Kubernetes' CRI format ([`crilog`]); and it records the init's exit status to
 //! `exit.json` before reporting it ([`task`], [`layout`]), so a manager that
 //! restarts finds everything again.
 //!
@@ -14,6 +14,7 @@
 //! shim (its command line, task directory, protocol and client) is in
 //! `berth-shim-contract`, re-exported here as [`cli`], [`layout`] and [`wire`].
 
+pub mod crilog;
 pub mod daemon;
 pub mod error;
 mod fdio;

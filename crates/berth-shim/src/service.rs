@@ -16,7 +16,7 @@ use crate::error::ShimError;
 use crate::layout::ExitRecord;
 use crate::mounts::MountSpec;
 use crate::stdio::{Chunk, StreamKind};
-use crate::task::{ProcessStatus, Task};
+use crate::task::{LogTarget, ProcessStatus, Task};
 use crate::wire::{self, pb, Code, Kind, Method, RpcStatus};
 
 /// The service one shim serves.
@@ -57,8 +57,8 @@ fn status(s: ProcessStatus) -> pb::Status {
     }
 }
 
-/// An optional log path: "" for none; relative paths are refused (the shim runs in /).
-fn log_path(s: String) -> Result<Option<std::path::PathBuf>, ShimError> {
+/// An optional log: "" for none; relative paths are refused (the shim runs in /).
+fn log_path(s: String, format: i32) -> Result<Option<LogTarget>, ShimError> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -66,7 +66,16 @@ fn log_path(s: String) -> Result<Option<std::path::PathBuf>, ShimError> {
     if path.is_relative() {
         return Err(ShimError::RelativeLogPath(path));
     }
-    Ok(Some(path))
+    let cri = match pb::LogFormat::try_from(format) {
+        Ok(pb::LogFormat::JsonFile) => false,
+        Ok(pb::LogFormat::Cri) => true,
+        Err(_) => {
+            return Err(ShimError::BadRequest(format!(
+                "unknown log format {format}"
+            )))
+        }
+    };
+    Ok(Some(LogTarget { path, cri }))
 }
 
 fn attach_response(c: Chunk) -> pb::AttachResponse {
@@ -186,7 +195,7 @@ impl ShimService {
                         options: m.options,
                     })
                     .collect();
-                let log = log_path(req.log_path)?;
+                let log = log_path(req.log_path, req.log_format)?;
                 let (task, stdin) = (task.clone(), req.stdin);
                 let pid = detached(async move { task.create(mounts, log, stdin).await }).await?;
                 reply(&pb::CreateResponse { pid })
@@ -210,7 +219,12 @@ impl ShimService {
             }
             Method::Exec => {
                 let r: pb::ExecRequest = decode(payload)?;
-                task.exec(&r.exec_id, &r.process, r.stdin, log_path(r.log_path)?)?;
+                task.exec(
+                    &r.exec_id,
+                    &r.process,
+                    r.stdin,
+                    log_path(r.log_path, r.log_format)?,
+                )?;
                 reply(&pb::Empty {})
             }
             Method::ResizePty => {
@@ -260,6 +274,11 @@ impl ShimService {
                 reply(&pb::StatsResponse {
                     stats: stats.to_string().into_bytes(),
                 })
+            }
+            Method::ReopenLog => {
+                let r: pb::ReopenLogRequest = decode(payload)?;
+                task.reopen_log(&r.exec_id)?;
+                reply(&pb::Empty {})
             }
             Method::Shutdown => {
                 let r: pb::ShutdownRequest = decode(payload)?;

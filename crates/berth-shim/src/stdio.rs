@@ -159,6 +159,57 @@ impl JsonLog {
     }
 }
 
+/// The log a process's output goes to: Docker's json-file, or Kubernetes' CRI
+/// format ([`crate::crilog`]).
+#[derive(Debug)]
+pub enum OutputLog {
+    Json(JsonLog),
+    Cri(crate::crilog::CriLog),
+}
+
+impl OutputLog {
+    /// Open (create, append) the log at `path`, CRI-formatted when `cri`.
+    pub fn open(path: &Path, cri: bool) -> Result<OutputLog, IoError> {
+        Ok(if cri {
+            OutputLog::Cri(crate::crilog::CriLog::open(path)?)
+        } else {
+            OutputLog::Json(JsonLog::open(path)?)
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            OutputLog::Json(l) => l.path(),
+            OutputLog::Cri(l) => l.path(),
+        }
+    }
+
+    /// Append a piece of a stream: a line with its newline, a piece of a long
+    /// line, or (`last`) what the stream ended with.
+    fn write(&self, stream: StreamKind, piece: &[u8], time: &str, last: bool) {
+        match self {
+            OutputLog::Json(l) => l.write(stream, piece, time),
+            OutputLog::Cri(l) => l.write(stream, piece, time, last),
+        }
+    }
+
+    /// Open the file at the log's path again, after a rotation by rename.
+    pub fn reopen(&self) -> Result<(), IoError> {
+        match self {
+            OutputLog::Json(l) => {
+                let fresh = JsonLog::open(&l.path)?;
+                let file = fresh
+                    .file
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner);
+                *lock(&l.file) = file;
+                Ok(())
+            }
+            OutputLog::Cri(l) => l.reopen(),
+        }
+    }
+}
+
 /// Splits a stream into lines (each keeping its `\n`), cutting lines longer than
 /// [`MAX_LINE`] at a character boundary as Docker does.
 #[derive(Debug, Default)]
@@ -223,7 +274,7 @@ fn now_rfc3339() -> String {
 pub struct ProcessIo {
     terminal: bool,
     stdin_requested: bool,
-    log: Option<JsonLog>,
+    log: Option<OutputLog>,
     hub: Mutex<Option<broadcast::Sender<Chunk>>>,
     stdin: Mutex<Option<mpsc::Sender<StdinMsg>>>,
     console: Mutex<Option<Arc<OwnedFd>>>,
@@ -314,7 +365,7 @@ fn recv_fd(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
 
 impl ProcessIo {
     /// Stdio for a process: its output goes to `log` (if any) and attached clients.
-    pub fn new(terminal: bool, stdin: bool, log: Option<JsonLog>) -> Arc<ProcessIo> {
+    pub fn new(terminal: bool, stdin: bool, log: Option<OutputLog>) -> Arc<ProcessIo> {
         let (hub, _) = broadcast::channel(ATTACH_BACKLOG);
         let (drained, _) = watch::channel(false);
         Arc::new(ProcessIo {
@@ -338,7 +389,12 @@ impl ProcessIo {
     }
 
     pub fn log_path(&self) -> Option<&Path> {
-        self.log.as_ref().map(JsonLog::path)
+        self.log.as_ref().map(OutputLog::path)
+    }
+
+    /// Reopen the log at its path (kubelet renamed it away); no log, nothing to do.
+    pub fn reopen_log(&self) -> Result<(), IoError> {
+        self.log.as_ref().map_or(Ok(()), OutputLog::reopen)
     }
 
     /// The stdio to start the process's runtime command with, and for a terminal the
@@ -536,7 +592,7 @@ async fn pump(io: Arc<ProcessIo>, file: AsyncFile, stream: StreamKind) {
                 let data = &buf[..n];
                 if let Some(log) = &io.log {
                     let time = now_rfc3339();
-                    lines.feed(data, &mut |l| log.write(stream, l, &time));
+                    lines.feed(data, &mut |l| log.write(stream, l, &time, false));
                 }
                 io.publish(stream, data);
             }
@@ -550,7 +606,7 @@ async fn pump(io: Arc<ProcessIo>, file: AsyncFile, stream: StreamKind) {
     }
     if let Some(log) = &io.log {
         let time = now_rfc3339();
-        lines.finish(&mut |l| log.write(stream, l, &time));
+        lines.finish(&mut |l| log.write(stream, l, &time, true));
     }
     io.pump_done();
 }

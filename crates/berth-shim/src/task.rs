@@ -22,7 +22,21 @@ use crate::mounts::{self, MountSpec};
 use crate::oom::OomCounter;
 use crate::reaper::{Exit, Subscription};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::stdio::{ConsoleSocket, IoError, JsonLog, ProcessIo};
+use crate::stdio::{ConsoleSocket, IoError, OutputLog, ProcessIo};
+
+/// Where a process's output is logged and in which format.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    pub path: PathBuf,
+    /// Kubernetes' CRI format rather than Docker's json-file.
+    pub cri: bool,
+}
+
+impl LogTarget {
+    fn open(&self) -> Result<OutputLog, IoError> {
+        OutputLog::open(&self.path, self.cri)
+    }
+}
 
 /// How long an exit waits for the process's output to reach end of file before it
 /// is recorded anyway (a process outside the container's pid namespace may keep
@@ -298,7 +312,7 @@ impl Task {
     pub async fn create(
         self: &Arc<Self>,
         rootfs: Vec<MountSpec>,
-        log_path: Option<PathBuf>,
+        log: Option<LogTarget>,
         stdin: bool,
     ) -> Result<u32, ShimError> {
         let _lifecycle = self.lifecycle.lock().await;
@@ -307,7 +321,7 @@ impl Task {
             return Err(ShimError::TaskExists);
         }
         let terminal = bundle_terminal(&self.dir.file("config.json"))?;
-        let log = log_path.as_deref().map(JsonLog::open).transpose()?;
+        let log = log.map(|l| l.open()).transpose()?;
         let io = ProcessIo::new(terminal, stdin, log);
         let mounted = if rootfs.is_empty() {
             Vec::new()
@@ -523,7 +537,7 @@ impl Task {
         exec_id: &str,
         process: &[u8],
         stdin: bool,
-        log_path: Option<PathBuf>,
+        log: Option<LogTarget>,
     ) -> Result<(), ShimError> {
         self.not_deleted("exec")?;
         check_exec_id(exec_id)?;
@@ -551,13 +565,19 @@ impl Task {
         if self.state().execs.contains_key(exec_id) {
             return Err(ShimError::ProcessExists(exec_id.to_string()));
         }
-        let log = log_path.as_deref().map(JsonLog::open).transpose()?;
+        let log = log.map(|l| l.open()).transpose()?;
         let spec_path = self.dir.exec_file(exec_id, "json");
         crate::layout::write_atomic(&spec_path, process)?;
         let p = Process::new(exec_id.to_string(), ProcessIo::new(terminal, stdin, log));
         // No await since the check above: no other request can have added the id.
         self.state().execs.insert(exec_id.to_string(), p);
         tracing::info!(exec_id, terminal, stdin, "exec added");
+        Ok(())
+    }
+
+    /// Reopen the process's log at its path (kubelet's rotation renamed it).
+    pub fn reopen_log(&self, exec_id: &str) -> Result<(), ShimError> {
+        self.process(exec_id)?.io().reopen_log()?;
         Ok(())
     }
 

@@ -14,9 +14,12 @@
 
 pub mod authority;
 mod cni;
+mod containers;
 mod images;
+mod pause;
 mod runtime;
 mod sandbox;
+mod spec;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +55,17 @@ impl Cri {
             cfg: Arc::new(cfg),
             state,
         })
+    }
+
+    /// Follow the containers that run again, and drop what a create cut short left
+    /// (after the manager has found its tasks again).
+    pub async fn recover(&self) {
+        if let Err(e) = self.reconcile_containers().await {
+            tracing::warn!("CRI: checking the containers: {}", e.message());
+        }
+        if let Err(e) = self.reconcile_pauses().await {
+            tracing::warn!("CRI: checking the pods' pause processes: {}", e.message());
+        }
     }
 
     /// Both CRI services, ready for a tonic router.

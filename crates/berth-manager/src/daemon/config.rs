@@ -250,12 +250,14 @@ mod tests {
         let c = CriConfig::resolve(&a, &file).unwrap();
         assert_eq!(c.address, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.registry_mirrors["docker.io"], "127.0.0.1:5000");
-        let file: FileConfig = serde_json::from_str(
-            r#"{"cri": {"stream_address": "::1", "stream_port": 10010}}"#,
+        let file: FileConfig =
+            serde_json::from_str(r#"{"cri": {"stream_address": "::1", "stream_port": 10010}}"#)
+                .unwrap();
+        let c = CriConfig::resolve(
+            &Args::try_parse_from(["berth-manager", "--cri"]).unwrap(),
+            &file,
         )
         .unwrap();
-        let c = CriConfig::resolve(&Args::try_parse_from(["berth-manager", "--cri"]).unwrap(), &file)
-            .unwrap();
         assert_eq!(c.stream_address.to_string(), "::1");
         assert_eq!(c.stream_port, 10010);
         assert!(serde_json::from_str::<FileConfig>(r#"{"cri": {"stream_port": 70000}}"#).is_err());

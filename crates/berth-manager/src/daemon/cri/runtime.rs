@@ -202,7 +202,9 @@ impl RuntimeService for Cri {
         &self,
         req: Request<cri::PortForwardRequest>,
     ) -> Res<cri::PortForwardResponse> {
-        Ok(Response::new(self.stream_port_forward(req.into_inner()).await?))
+        Ok(Response::new(
+            self.stream_port_forward(req.into_inner()).await?,
+        ))
     }
 
     async fn container_stats(

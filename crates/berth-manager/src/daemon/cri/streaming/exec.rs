@@ -158,9 +158,14 @@ fn error_message(v: Version, o: &Outcome) -> Vec<u8> {
 
 /// Close our halves and report the outcome.
 async fn finish(streams: Streams, v: Version, outcome: &Outcome) {
-    for s in [&streams.stdout, &streams.stderr, &streams.stdin, &streams.resize]
-        .into_iter()
-        .flatten()
+    for s in [
+        &streams.stdout,
+        &streams.stderr,
+        &streams.stdin,
+        &streams.resize,
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = s.writer.finish().await;
     }
@@ -339,12 +344,7 @@ async fn attach_and_copy(
     }
     if let Some(s) = streams.stdin.take() {
         if stdin.open {
-            tokio::spawn(copy_stdin(
-                s,
-                tx,
-                exec_id.to_string(),
-                stdin.close_at_end,
-            ));
+            tokio::spawn(copy_stdin(s, tx, exec_id.to_string(), stdin.close_at_end));
         } else {
             // Nothing to write to: what the client sends is read and dropped.
             tokio::spawn(async move {
@@ -402,7 +402,10 @@ async fn run_exec(
                     cri.d.wait_task(id, &exec_id).await
                 }
             };
-            if tokio::time::timeout(OUTPUT_GRACE, &mut output).await.is_err() {
+            if tokio::time::timeout(OUTPUT_GRACE, &mut output)
+                .await
+                .is_err()
+            {
                 output.abort();
             }
             match exit {
@@ -524,9 +527,7 @@ mod tests {
     fn exec_ids_are_plain_and_distinct() {
         let (a, b) = (exec_id(), exec_id());
         assert_ne!(a, b);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
         assert_eq!(version("v4.channel.k8s.io"), Version::V4);
         assert_eq!(version("v2.channel.k8s.io"), Version::V2);
     }

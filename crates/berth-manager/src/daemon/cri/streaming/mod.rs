@@ -102,7 +102,9 @@ impl Streams {
             .with_context(|| format!("listening for CRI streams on {address} port {port}"))?;
         l.set_nonblocking(true)
             .context("setting the CRI stream listener non-blocking")?;
-        let mut at = l.local_addr().context("the CRI stream listener's address")?;
+        let mut at = l
+            .local_addr()
+            .context("the CRI stream listener's address")?;
         // A server on every address is reached, from this node, on loopback.
         if at.ip().is_unspecified() {
             at.set_ip(match at.ip() {
@@ -186,7 +188,11 @@ pub fn spawn(cri: Cri, listener: std::net::TcpListener) -> anyhow::Result<()> {
 }
 
 /// The protocols of Kubernetes' streaming API this server speaks, best first.
-const EXEC_PROTOCOLS: [&str; 3] = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"];
+const EXEC_PROTOCOLS: [&str; 3] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+];
 const PORT_FORWARD_PROTOCOLS: [&str; 1] = ["portforward.k8s.io"];
 
 /// An HTTP/1.1 answer that ends the connection.
@@ -258,7 +264,8 @@ fn values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<I
 
 /// The client's most preferred protocol that we speak.
 fn negotiate<'a>(headers: &[(String, String)], ours: &[&'a str]) -> Option<&'a str> {
-    values(headers, "x-stream-protocol-version").find_map(|c| ours.iter().find(|o| **o == c).copied())
+    values(headers, "x-stream-protocol-version")
+        .find_map(|c| ours.iter().find(|o| **o == c).copied())
 }
 
 async fn serve_conn(cri: Cri, mut conn: TcpStream) -> anyhow::Result<()> {
@@ -285,7 +292,14 @@ async fn serve_conn(cri: Cri, mut conn: TcpStream) -> anyhow::Result<()> {
         return Ok(());
     };
     if method != "GET" && method != "POST" {
-        refuse(&mut conn, 405, "Method Not Allowed", "", "use POST or GET\n").await;
+        refuse(
+            &mut conn,
+            405,
+            "Method Not Allowed",
+            "",
+            "use POST or GET\n",
+        )
+        .await;
         return Ok(());
     }
     let upgrade = values(&headers, "connection").any(|v| v.eq_ignore_ascii_case("upgrade"))
@@ -391,7 +405,10 @@ impl Cri {
         Ok(cri::ExecResponse { url })
     }
 
-    pub async fn stream_attach(&self, r: cri::AttachRequest) -> Result<cri::AttachResponse, Status> {
+    pub async fn stream_attach(
+        &self,
+        r: cri::AttachRequest,
+    ) -> Result<cri::AttachResponse, Status> {
         check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
         self.running_task(&r.container_id).await?;
         let url = self.streams.insert(Request::Attach(r))?;
@@ -415,10 +432,12 @@ impl Cri {
             )));
         }
         // The full id: the stream finds the pod again by it.
-        let url = self.streams.insert(Request::PortForward(cri::PortForwardRequest {
-            pod_sandbox_id: pod.id,
-            port: r.port,
-        }))?;
+        let url = self
+            .streams
+            .insert(Request::PortForward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.id,
+                port: r.port,
+            }))?;
         Ok(cri::PortForwardResponse { url })
     }
 }

@@ -49,7 +49,10 @@ impl std::fmt::Debug for Out {
 }
 
 fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the streaming connection is closed")
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the streaming connection is closed",
+    )
 }
 
 impl Sender {

@@ -410,6 +410,12 @@ async fn crictl_exec_attach_and_port_forward() {
     assert_eq!(code, Some(0), "{out} {err}");
     assert_eq!(out, format!("out\n{PAGE}\n"));
     assert_eq!(err, "err\n");
+    // Much output, faster than it is read: all of it arrives (an exec's output
+    // waits for its client; kubectl cp depends on it).
+    let (code, out, err) = run(&["exec", web, "seq", "1", "1000000"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.len(), 6_888_896);
+    assert!(out.ends_with("\n999999\n1000000\n"));
     // An exit status other than 0 reaches the client as kubelet sends it.
     let (code, _, err) = run(&["exec", web, "sh", "-c", "exit 3"], "");
     assert_ne!(code, Some(0));

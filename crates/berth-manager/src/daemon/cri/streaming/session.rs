@@ -427,3 +427,188 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
     done.send_replace(true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client on the other end of an in-memory connection: frames in, frames
+    /// out, with its own compression contexts.
+    struct Client {
+        io: tokio::io::DuplexStream,
+        enc: Encoder,
+        dec: Decoder,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        async fn send(&mut self, f: Frame) {
+            let mut out = Vec::new();
+            self.enc.encode(&f, &mut out).unwrap();
+            self.io.write_all(&out).await.unwrap();
+        }
+
+        /// The next frame, or `None` at the end of the connection.
+        async fn next(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(f) = self.dec.decode(&mut self.buf).unwrap() {
+                    return Some(f);
+                }
+                if self.io.read_buf(&mut self.buf).await.unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn start() -> (Session, Client) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (rd, wr) = tokio::io::split(ours);
+        let session = Session::start(rd, wr, BytesMut::new()).unwrap();
+        let client = Client {
+            io: theirs,
+            enc: Encoder::new().unwrap(),
+            dec: Decoder::new(),
+            buf: BytesMut::new(),
+        };
+        (session, client)
+    }
+
+    fn syn(id: u32, kind: &str, flags: u8) -> Frame {
+        Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            flags,
+            headers: vec![("streamtype".to_string(), kind.to_string())],
+        }
+    }
+
+    fn data(id: u32, d: &'static [u8], flags: u8) -> Frame {
+        Frame::Data {
+            stream_id: id,
+            flags,
+            data: Bytes::from_static(d),
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_are_accepted_fed_and_closed() {
+        let (mut s, mut c) = start();
+        c.send(syn(1, "stdin", 0)).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::SynReply { stream_id: 1, .. })
+        ));
+        let mut stdin = s.streams.recv().await.unwrap();
+        assert_eq!(stdin.header("streamType"), Some("stdin"));
+        c.send(data(1, b"hello", 0)).await;
+        c.send(data(1, b"", spdy::FLAG_FIN)).await;
+        assert_eq!(stdin.rx.recv().await.unwrap(), &b"hello"[..]);
+        assert!(
+            stdin.rx.recv().await.is_none(),
+            "FIN ends what the client sends"
+        );
+
+        // Our half: data, then FIN.
+        stdin.writer.write(b"out").await.unwrap();
+        stdin.writer.finish().await.unwrap();
+        assert_eq!(c.next().await, Some(data(1, b"out", 0)));
+        assert_eq!(c.next().await, Some(data(1, b"", spdy::FLAG_FIN)));
+
+        // A client's ping comes back; a reset stream says so.
+        c.send(Frame::Ping { id: 7 }).await;
+        assert_eq!(c.next().await, Some(Frame::Ping { id: 7 }));
+        c.send(syn(3, "data", 0)).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::SynReply { stream_id: 3, .. })
+        ));
+        let d = s.streams.recv().await.unwrap();
+        c.send(Frame::RstStream {
+            stream_id: 3,
+            status: spdy::RST_REFUSED_STREAM,
+        })
+        .await;
+        reset_or_gone(d.reset.clone()).await;
+
+        // Bad ids are refused; data for an unknown stream is answered with RST.
+        c.send(syn(2, "even", 0)).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::RstStream {
+                stream_id: 2,
+                status: spdy::RST_PROTOCOL_ERROR
+            })
+        ));
+        c.send(syn(3, "again", 0)).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::RstStream { stream_id: 3, .. })
+        ));
+        c.send(data(99, b"x", 0)).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::RstStream {
+                stream_id: 99,
+                status: spdy::RST_INVALID_STREAM
+            })
+        ));
+
+        // The end: GOAWAY naming the last stream, then our side closes.
+        let gone = s.client_gone();
+        let end = tokio::spawn(s.end(Duration::from_secs(30)));
+        assert_eq!(
+            c.next().await,
+            Some(Frame::GoAway {
+                last_good_stream_id: 3,
+                status: spdy::GOAWAY_OK
+            })
+        );
+        assert_eq!(c.next().await, None);
+        drop(c);
+        gone.await;
+        end.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn windows_are_given_back_and_big_writes_are_split() {
+        let (mut s, mut c) = start();
+        c.send(syn(1, "stdin", 0)).await;
+        c.next().await;
+        let mut stdin = s.streams.recv().await.unwrap();
+        static CHUNK: [u8; 16 << 10] = [7; 16 << 10];
+        for _ in 0..2 {
+            c.send(data(1, &CHUNK, 0)).await;
+            assert_eq!(stdin.rx.recv().await.unwrap().len(), CHUNK.len());
+        }
+        // Half the 64 KiB window used: the stream's and the session's come back.
+        let mut updates = vec![c.next().await.unwrap(), c.next().await.unwrap()];
+        updates.sort_by_key(|f| match f {
+            Frame::WindowUpdate { stream_id, .. } => *stream_id,
+            _ => u32::MAX,
+        });
+        assert_eq!(
+            updates,
+            [
+                Frame::WindowUpdate {
+                    stream_id: 0,
+                    delta: 32 << 10
+                },
+                Frame::WindowUpdate {
+                    stream_id: 1,
+                    delta: 32 << 10
+                },
+            ]
+        );
+        stdin.writer.write(&[1u8; 80 << 10]).await.unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            match c.next().await {
+                Some(Frame::Data { data, .. }) => sizes.push(data.len()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sizes, [32 << 10, 32 << 10, 16 << 10]);
+    }
+}

@@ -430,9 +430,12 @@ async fn crictl_exec_attach_and_port_forward() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "piped in\ndone\n");
-    // A terminal: crictl under script(1), which gives it one.
+    // A terminal: crictl under script(1), which gives it one, 91x33: the size
+    // reaches the process's terminal (a bounded wait: it comes on its own stream).
     let line = format!(
-        "{} exec -it {web} sh -c 'tty; echo tty-ok'",
+        "stty cols 91 rows 33; timeout {} exec -it {web} sh -c \
+         'for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"33 91\" ] && break; \
+          sleep 0.1; done; tty; echo \"size $s\"'",
         crictl_cmd(&[])
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -440,7 +443,7 @@ async fn crictl_exec_attach_and_port_forward() {
             .join(" ")
     );
     let mut script = Command::new("script")
-        .args(["-qec", &format!("timeout {line}"), "/dev/null"])
+        .args(["-qec", &line, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -452,7 +455,27 @@ async fn crictl_exec_attach_and_port_forward() {
     drop(keep_stdin);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
-    assert!(text.contains("tty-ok"), "{text}");
+    assert!(text.contains("size 33 91"), "{text}");
+
+    // A client that goes away takes its process with it.
+    let mut gone = ChildGuard(
+        crictl_cmd(&["exec", web, "sleep", "4242"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sleeping = || run(&["exec", web, "ps"], "").1.contains("sleep 4242");
+    eventually("the exec'd sleep runs", sleeping).await;
+    // timeout(1) passes the SIGTERM on to crictl.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(gone.0.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = gone.0.wait();
+    eventually("the exec'd sleep is gone", || !sleeping()).await;
 
     // Attach to a container's shell: its stdin in, its output out, to its end.
     let shell = "streamshell";

@@ -250,12 +250,12 @@ mod tests {
         let c = CriConfig::resolve(&a, &file).unwrap();
         assert_eq!(c.address, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.registry_mirrors["docker.io"], "127.0.0.1:5000");
-        let file: FileConfig =
+        let streams: FileConfig =
             serde_json::from_str(r#"{"cri": {"stream_address": "::1", "stream_port": 10010}}"#)
                 .unwrap();
         let c = CriConfig::resolve(
             &Args::try_parse_from(["berth-manager", "--cri"]).unwrap(),
-            &file,
+            &streams,
         )
         .unwrap();
         assert_eq!(c.stream_address.to_string(), "::1");

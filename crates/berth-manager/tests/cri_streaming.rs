@@ -416,6 +416,9 @@ async fn crictl_exec_attach_and_port_forward() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.len(), 6_888_896);
     assert!(out.ends_with("\n999999\n1000000\n"));
+    // A unique prefix of the id will do, as with containerd.
+    let (code, out, err) = run(&["exec", &web[..7], "echo", "by prefix"], "");
+    assert_eq!((code, out.as_str()), (Some(0), "by prefix\n"), "{err}");
     // An exit status other than 0 reaches the client as kubelet sends it.
     let (code, _, err) = run(&["exec", web, "sh", "-c", "exit 3"], "");
     assert_ne!(code, Some(0));

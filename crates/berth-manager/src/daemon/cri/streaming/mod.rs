@@ -379,11 +379,31 @@ impl Cri {
         false
     }
 
-    /// The container's task, which must be running.
-    async fn running_task(&self, id: &str) -> Result<(), Status> {
+    /// The full id of the container `id` names (its id, or a prefix of one
+    /// container's id, as containerd takes), whose task must be running.
+    async fn running_task(&self, id: &str) -> Result<String, Status> {
         if id.is_empty() {
             return Err(Status::invalid_argument("container_id is empty"));
         }
+        let id = if self.d.task_opt(id).is_some() {
+            id.to_string()
+        } else {
+            let mut hits = self
+                .d
+                .all_tasks()
+                .into_iter()
+                .filter(|t| t.id.starts_with(id));
+            match (hits.next(), hits.next()) {
+                (Some(t), None) => t.id.clone(),
+                (Some(_), Some(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "container id prefix {id:?} names more than one container"
+                    )))
+                }
+                _ => id.to_string(),
+            }
+        };
+        let id = id.as_str();
         let task = self.d.get_task(id).await.map_err(|e| {
             Status::not_found(format!("container {id:?} has no running process: {e}"))
         })?;
@@ -392,7 +412,7 @@ impl Cri {
                 "container {id:?} is not running"
             )));
         }
-        Ok(())
+        Ok(id.to_string())
     }
 
     pub async fn stream_exec(&self, r: cri::ExecRequest) -> Result<cri::ExecResponse, Status> {
@@ -400,8 +420,10 @@ impl Cri {
             return Err(Status::invalid_argument("cmd is empty"));
         }
         check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
-        self.running_task(&r.container_id).await?;
-        let url = self.streams.insert(Request::Exec(r))?;
+        let container_id = self.running_task(&r.container_id).await?;
+        let url = self
+            .streams
+            .insert(Request::Exec(cri::ExecRequest { container_id, ..r }))?;
         Ok(cri::ExecResponse { url })
     }
 
@@ -410,8 +432,10 @@ impl Cri {
         r: cri::AttachRequest,
     ) -> Result<cri::AttachResponse, Status> {
         check_streams(r.tty, r.stdin, r.stdout, r.stderr)?;
-        self.running_task(&r.container_id).await?;
-        let url = self.streams.insert(Request::Attach(r))?;
+        let container_id = self.running_task(&r.container_id).await?;
+        let url = self
+            .streams
+            .insert(Request::Attach(cri::AttachRequest { container_id, ..r }))?;
         Ok(cri::AttachResponse { url })
     }
 

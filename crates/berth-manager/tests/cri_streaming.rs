@@ -116,18 +116,31 @@ const PAGE: &str = "hello from the pod";
 /// Where it listens, on the pod's loopback only.
 const WEB_PORT: u16 = 8080;
 
+/// How a test container's stdio is set up.
+#[derive(Clone, Copy, PartialEq)]
+enum Stdio3 {
+    /// No stdin.
+    Plain,
+    /// Stdin open (for attach).
+    Stdin,
+    /// A terminal, with stdin.
+    Tty,
+}
+
 /// A busybox container in the pod's network namespace (by the manager's own API),
-/// started; `args` run, with stdin open when `stdin`.
+/// started, running `args`.
 async fn run_in_pod(
     stack: &Stack,
     c: &mut Clients,
     id: &str,
     pod: &str,
     args: &[&str],
-    stdin: bool,
+    io: Stdio3,
 ) {
     let netns = stack.state.join("cri/sandboxes").join(pod).join("net");
     let mut spec: serde_json::Value = serde_json::from_slice(&stack.spec(id, args)).unwrap();
+    spec["process"]["terminal"] = (io == Stdio3::Tty).into();
+    let stdin = io != Stdio3::Plain;
     for ns in spec["linux"]["namespaces"].as_array_mut().unwrap() {
         if ns["type"] == "network" {
             ns["path"] = netns.display().to_string().into();
@@ -238,7 +251,7 @@ async fn streaming_requests_are_checked_and_urls_are_one_time() {
     let web = "streamchecks";
     let args = web_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_in_pod(&stack, &mut c, web, &pod, &args, false).await;
+    run_in_pod(&stack, &mut c, web, &pod, &args, Stdio3::Plain).await;
 
     for bad in [
         cri::ExecRequest {
@@ -394,7 +407,7 @@ async fn crictl_exec_attach_and_port_forward() {
     let web = "streamweb";
     let args = web_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_in_pod(&stack, &mut c, web, &pod, &args, false).await;
+    run_in_pod(&stack, &mut c, web, &pod, &args, Stdio3::Plain).await;
 
     // Exec: output on both streams, in the container (its server is there).
     let (code, out, err) = run(
@@ -482,7 +495,7 @@ async fn crictl_exec_attach_and_port_forward() {
 
     // Attach to a container's shell: its stdin in, its output out, to its end.
     let shell = "streamshell";
-    run_in_pod(&stack, &mut c, shell, &pod, &["sh"], true).await;
+    run_in_pod(&stack, &mut c, shell, &pod, &["sh"], Stdio3::Stdin).await;
     let (code, out, err) = run(
         &["attach", "-i", shell],
         "echo attached; echo to-stderr >&2; exit 0\n",
@@ -491,6 +504,37 @@ async fn crictl_exec_attach_and_port_forward() {
     assert!(out.contains("attached"), "{out}");
     assert!(err.contains("to-stderr"), "{err}");
     Stack::wait_delete(&mut c, shell).await;
+
+    // Attach to a container with a terminal, from a terminal of 91x33 (script(1)):
+    // keystrokes in, the screen out, the size through.
+    let tty_shell = "streamtty";
+    run_in_pod(&stack, &mut c, tty_shell, &pod, &["sh"], Stdio3::Tty).await;
+    let line = format!(
+        "stty cols 91 rows 33; timeout {} attach -it {tty_shell}",
+        crictl_cmd(&[])
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = script.stdin.take().unwrap();
+    keys.write_all(
+        b"for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"33 91\" ] && break; \
+          sleep 0.1; done; echo \"got $s\"; exit\n",
+    )
+    .unwrap();
+    let out = script.wait_with_output().unwrap();
+    drop(keys);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got 33 91"), "{text}");
+    Stack::wait_delete(&mut c, tty_shell).await;
 
     // Port-forward: a local port to the pod's loopback; and to a port only the
     // host's loopback has, which must not be reached.

@@ -223,7 +223,7 @@ async fn streaming_requests_are_checked_and_urls_are_one_time() {
     let n = std::process::id() % 200 + 20;
     let bridge = format!("bcst{}", std::process::id());
     let _bridge = BridgeGuard(bridge.clone());
-    let stack = start_cri_stack(&bridge, &format!("10.252.{n}.0/24")).await;
+    let stack = start_cri_stack(&bridge, &format!("10.100.{n}.0/24")).await;
     let mut rt = cri_client(&stack.dir.path().join("cri.sock")).await;
     stack.import_busybox().await;
     let mut c = stack.clients().await;
@@ -367,7 +367,7 @@ async fn crictl_exec_attach_and_port_forward() {
     let n = (std::process::id() + 100) % 200 + 20;
     let bridge = format!("bcsc{}", std::process::id());
     let _bridge = BridgeGuard(bridge.clone());
-    let stack = start_cri_stack(&bridge, &format!("10.252.{n}.0/24")).await;
+    let stack = start_cri_stack(&bridge, &format!("10.100.{n}.0/24")).await;
     let socket = stack.dir.path().join("cri.sock");
     let mut rt = cri_client(&socket).await;
     stack.import_busybox().await;

@@ -315,6 +315,30 @@ async fn streaming_requests_are_checked_and_urls_are_one_time() {
     );
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io"));
+    // Upgraded, then bytes that are not SPDY/3: the server closes the connection
+    // and goes on serving.
+    let url = exec(&mut rt).await;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+    )
+    .unwrap();
+    conn.write_all(&[0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x0c])
+        .unwrap();
+    conn.write_all(&[0xff; 12]).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let head = String::from_utf8_lossy(&answer);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
     // A port-forward URL is not an exec URL.
     let pf = rt
         .port_forward(cri::PortForwardRequest {
@@ -350,6 +374,8 @@ async fn streaming_requests_are_checked_and_urls_are_one_time() {
     })
     .await
     .unwrap();
+    let log = stack.manager_log();
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// Kubernetes' own client: `crictl exec` (output, exit codes, stdin, a terminal),

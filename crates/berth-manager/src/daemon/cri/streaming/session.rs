@@ -60,6 +60,12 @@ impl Sender {
         self.tx.send(Out::Frame(f)).await.map_err(|_| gone())
     }
 
+    /// Queue `f` if there is room: for what the peer can do without (a window
+    /// update), so that the reader never waits on the writer for it.
+    fn offer(&self, f: Frame) {
+        let _ = self.tx.try_send(Out::Frame(f));
+    }
+
     /// GOAWAY: no more streams will be accepted.
     pub async fn go_away(&self, last_good_stream_id: u32) {
         let _ = self
@@ -374,15 +380,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             }
                         }
                         if let Some(delta) = s.window.received(n) {
-                            let _ = out.send(Frame::WindowUpdate { stream_id, delta }).await;
+                            out.offer(Frame::WindowUpdate { stream_id, delta });
                         }
                         if let Some(delta) = session_window.received(n) {
-                            let _ = out
-                                .send(Frame::WindowUpdate {
-                                    stream_id: 0,
-                                    delta,
-                                })
-                                .await;
+                            out.offer(Frame::WindowUpdate {
+                                stream_id: 0,
+                                delta,
+                            });
                         }
                     }
                     if flags & spdy::FLAG_FIN != 0 {

@@ -393,7 +393,7 @@ async fn crictl_exec_attach_and_port_forward() {
     let n = (std::process::id() + 100) % 200 + 20;
     let bridge = format!("bcsc{}", std::process::id());
     let _bridge = BridgeGuard(bridge.clone());
-    let stack = start_cri_stack(&bridge, &format!("10.100.{n}.0/24")).await;
+    let mut stack = start_cri_stack(&bridge, &format!("10.100.{n}.0/24")).await;
     let socket = stack.dir.path().join("cri.sock");
     let mut rt = cri_client(&socket).await;
     stack.import_busybox().await;
@@ -561,6 +561,18 @@ async fn crictl_exec_attach_and_port_forward() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("got 33 91"), "{text}");
     Stack::wait_delete(&mut c, tty_shell).await;
+
+    // kill -9 of the manager: the streaming server comes back (on a port of its
+    // own again) and serves the same containers and pods.
+    stack.kill_manager();
+    stack.start_manager().await;
+    let mut rt = cri_client(&socket).await;
+    let (code, out, err) = run(&["exec", web, "echo", "after the restart"], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "after the restart\n"),
+        "{err}"
+    );
 
     // Port-forward: a local port to the pod's loopback; and to a port only the
     // host's loopback has, which must not be reached.

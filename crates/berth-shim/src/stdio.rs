@@ -4,7 +4,10 @@
 //! - appends it to the process's log in Docker's json-file format, one JSON object
 //!   per line (`{"log":"hello\n","stream":"stdout","time":"<RFC 3339 nanos>"}`), so
 //!   no output is lost while the manager or the engine is down;
-//! - sends it live to every attached client.
+//! - sends it live to every attached client. The init's output never waits for
+//!   them (a client too slow to keep up misses chunks, the container goes on); an
+//!   exec'd process's output does (it is paced), as `docker exec` and kubelet's
+//!   exec expect: nothing of `kubectl cp`'s tar stream may go missing.
 //!
 //! stdin comes from attached clients through a queue, so a container that does not
 //! read holds up its writers, not the shim.
@@ -280,6 +283,8 @@ pub struct ProcessIo {
     console: Mutex<Option<Arc<OwnedFd>>>,
     pumps: AtomicUsize,
     drained: watch::Sender<bool>,
+    /// The output waits for attached clients that are behind (see [`ProcessIo::pace`]).
+    paced: AtomicBool,
 }
 
 impl std::fmt::Debug for StdinMsg {
@@ -377,7 +382,33 @@ impl ProcessIo {
             console: Mutex::new(None),
             pumps: AtomicUsize::new(0),
             drained,
+            paced: AtomicBool::new(false),
         })
+    }
+
+    /// From now on the output waits while an attached client is a full backlog
+    /// behind, instead of that client missing chunks.
+    pub fn pace(&self) {
+        self.paced.store(true, Ordering::SeqCst);
+    }
+
+    /// For paced output: wait until every attached client has room for a chunk
+    /// from each of the two output streams.
+    async fn room(&self) {
+        if !self.paced.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut delay = Duration::from_millis(1);
+        loop {
+            let full = lock(&self.hub)
+                .as_ref()
+                .is_some_and(|h| h.receiver_count() > 0 && h.len() + 2 > ATTACH_BACKLOG);
+            if !full {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
     }
 
     pub fn terminal(&self) -> bool {
@@ -594,6 +625,7 @@ async fn pump(io: Arc<ProcessIo>, file: AsyncFile, stream: StreamKind) {
                     let time = now_rfc3339();
                     lines.feed(data, &mut |l| log.write(stream, l, &time, false));
                 }
+                io.room().await;
                 io.publish(stream, data);
             }
             // A pty master reads EIO once the last slave is closed.

@@ -568,7 +568,9 @@ impl Task {
         let log = log.map(|l| l.open()).transpose()?;
         let spec_path = self.dir.exec_file(exec_id, "json");
         crate::layout::write_atomic(&spec_path, process)?;
-        let p = Process::new(exec_id.to_string(), ProcessIo::new(terminal, stdin, log));
+        let io = ProcessIo::new(terminal, stdin, log);
+        io.pace();
+        let p = Process::new(exec_id.to_string(), io);
         // No await since the check above: no other request can have added the id.
         self.state().execs.insert(exec_id.to_string(), p);
         tracing::info!(exec_id, terminal, stdin, "exec added");

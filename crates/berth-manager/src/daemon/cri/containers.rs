@@ -217,7 +217,7 @@ fn label_match(labels: &HashMap<String, String>, want: &HashMap<String, String>)
 }
 
 impl Cri {
-    async fn cri_record(&self, id: &str) -> Result<Option<CriContainer>, Status> {
+    pub async fn cri_record(&self, id: &str) -> Result<Option<CriContainer>, Status> {
         let d = Arc::clone(&self.d);
         let key = id.to_string();
         let raw = blocking(move || d.db.cri_container(&key).map_err(DaemonError::from)).await?;

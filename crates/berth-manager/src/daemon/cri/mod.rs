@@ -20,6 +20,7 @@ mod pause;
 mod runtime;
 mod sandbox;
 mod spec;
+mod streaming;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct Cri {
     cfg: Arc<CriConfig>,
     /// `<state>/cri`: the pods' pinned namespaces and files.
     state: PathBuf,
+    /// The streaming server's URLs and pending requests (Exec, Attach,
+    /// PortForward).
+    streams: Arc<streaming::Streams>,
 }
 
 impl Cri {
@@ -50,11 +54,15 @@ impl Cri {
         sandbox::private_mount_point(&state.join("sandboxes"))
             .context("preparing the CRI state directory")?;
         sandbox::reconcile(&d.db).context("checking the CRI pod sandboxes")?;
-        Ok(Cri {
+        let (streams, listener) = streaming::Streams::bind(cfg.stream_address, cfg.stream_port)?;
+        let cri = Cri {
             d,
             cfg: Arc::new(cfg),
             state,
-        })
+            streams: Arc::new(streams),
+        };
+        streaming::spawn(cri.clone(), listener)?;
+        Ok(cri)
     }
 
     /// Follow the containers that run again, and drop what a create cut short left

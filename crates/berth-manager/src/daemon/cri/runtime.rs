@@ -204,19 +204,21 @@ impl RuntimeService for Cri {
         ))
     }
 
-    async fn exec(&self, _req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
-        Err(not_yet("Exec"))
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
+        Ok(Response::new(self.stream_exec(req.into_inner()).await?))
     }
 
-    async fn attach(&self, _req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
-        Err(not_yet("Attach"))
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
+        Ok(Response::new(self.stream_attach(req.into_inner()).await?))
     }
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Res<cri::PortForwardResponse> {
-        Err(not_yet("PortForward"))
+        Ok(Response::new(
+            self.stream_port_forward(req.into_inner()).await?,
+        ))
     }
 
     async fn container_stats(

@@ -84,8 +84,11 @@ struct Leftovers {
 }
 
 fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
-    let keepers = support::keeper_links(stack);
+    // Listed before the keepers and the pool are read: a pooled namespace being set
+    // up meanwhile is then either in both lists or in neither.
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let mut keepers = support::keeper_links(stack);
+    keepers.extend(support::pool_links(stack));
     let veths = stdout(&links)
         .lines()
         .filter(|l| bridges.iter().any(|b| l.contains(&format!("master {b} "))))

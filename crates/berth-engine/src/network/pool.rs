@@ -110,10 +110,12 @@ impl Networks {
         }
     }
 
-    /// Hands `entry` to a container: its namespace pinned at `netns` too, then the
-    /// attachment recorded as the container's (`live`), then the pool's pin and
-    /// record dropped. On an error the entry is dropped and `live` left as it was.
-    /// Called under the network lock.
+    /// Hands `entry` to a container: the attachment recorded as the container's
+    /// (`live`), then the namespace pinned at `netns` too, then the pool's pin and
+    /// record dropped. In that order, a crash at any point leaves what restore
+    /// undoes: the pool's entries are unpinned, a container's attachment whose
+    /// namespace was never pinned is torn down as any other. On an error the entry
+    /// is dropped and `live` left as it was. Called under the network lock.
     pub(super) async fn adopt_pooled(
         &self,
         entry: LiveState,
@@ -124,24 +126,6 @@ impl Networks {
             .netns
             .clone()
             .unwrap_or_else(|| self.pool_netns(&entry.container_id));
-        let shared = (|| {
-            // A bare file left by a crash is in the way; a pinned one means the
-            // caller should not be here.
-            if !super::netns::is_pinned(netns) {
-                super::netns::remove(netns)?;
-            }
-            super::netns::share(&from, netns)
-        })();
-        if let Err(source) = shared {
-            self.drop_pooled(entry).await;
-            return Err(NetworkError::Backend(
-                super::netavark::BackendError::Netns {
-                    context: "taking a namespace from the pool into",
-                    path: netns.to_path_buf(),
-                    source,
-                },
-            ));
-        }
         let mut taken = live.clone();
         taken.netns = Some(netns.to_path_buf());
         taken.ports.clear();
@@ -150,9 +134,27 @@ impl Networks {
             a.endpoint_id = super::new_id()?;
         }
         if let Err(e) = self.put_live(&taken) {
-            let _ = self.backend.remove_netns(netns).await;
             self.drop_pooled(entry).await;
             return Err(e);
+        }
+        let shared = (|| {
+            // A bare file left by a crash is in the way (the caller checked that no
+            // namespace is pinned there).
+            super::netns::remove(netns)?;
+            super::netns::share(&from, netns)
+        })();
+        if let Err(source) = shared {
+            if let Err(e) = self.put_live(live) {
+                tracing::warn!(error = %e, "recording a container's network state");
+            }
+            self.drop_pooled(entry).await;
+            return Err(NetworkError::Backend(
+                super::netavark::BackendError::Netns {
+                    context: "taking a namespace from the pool into",
+                    path: netns.to_path_buf(),
+                    source,
+                },
+            ));
         }
         *live = taken;
         // The container's pin keeps the namespace; the pool's goes.

@@ -87,8 +87,17 @@ mod tests {
         atomic_write(&p, b"one", 0o600).unwrap();
         atomic_write(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        atomic_write_volatile(&p, b"three", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"three");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let q = dir.path().join("g");
+        atomic_write_volatile(&q, b"x", 0o644).unwrap();
+        assert_eq!(
+            fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 
     #[test]

@@ -859,7 +859,7 @@ pub async fn container_start<'a>(
                 resolv_conf: read(&from.resolv_conf),
             };
             let dir = engine.store.container_dir(&rec.id);
-            base_etc::write(&dir, &content).map_err(|e| {
+            base_etc::rewrite(&dir, &content).map_err(|e| {
                 EngineError::io(format!("writing /etc files in {}", dir.display()), e)
             })?;
             Ok(None)
@@ -1163,7 +1163,7 @@ fn write_etc(
         hosts,
         resolv_conf,
     };
-    base_etc::write(&dir, &content)
+    base_etc::rewrite(&dir, &content)
         .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
     Ok(())
 }

@@ -97,9 +97,8 @@ impl Networks {
             if !st.pool.ready.is_empty() {
                 return Some(st.pool.ready.remove(0));
             }
-            if st.pool.filling.is_none() {
-                return None;
-            }
+            // Nothing on its way either: the caller sets up its own.
+            st.pool.filling.as_ref()?;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
         let mut st = self.lock();

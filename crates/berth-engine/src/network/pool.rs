@@ -136,24 +136,18 @@ impl Networks {
             self.drop_pooled(entry).await;
             return Err(e);
         }
-        let shared = (|| {
-            // A bare file left by a crash is in the way (the caller checked that no
-            // namespace is pinned there).
-            super::netns::remove(netns)?;
-            super::netns::share(&from, netns)
-        })();
-        if let Err(source) = shared {
+        // A bare file left by a crash is in the way (the caller checked that no
+        // namespace is pinned there).
+        let shared = match self.backend.remove_netns(netns).await {
+            Ok(()) => self.backend.share_netns(&from, netns).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = shared {
             if let Err(e) = self.put_live(live) {
                 tracing::warn!(error = %e, "recording a container's network state");
             }
             self.drop_pooled(entry).await;
-            return Err(NetworkError::Backend(
-                super::netavark::BackendError::Netns {
-                    context: "taking a namespace from the pool into",
-                    path: netns.to_path_buf(),
-                    source,
-                },
-            ));
+            return Err(e.into());
         }
         *live = taken;
         // The container's pin keeps the namespace; the pool's goes.

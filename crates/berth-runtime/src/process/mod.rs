@@ -53,6 +53,7 @@ pub mod parent;
 pub mod wait;
 
 use std::ffi::CStr;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use nix::unistd::{ForkResult, Pid};
@@ -255,22 +256,71 @@ impl ProcessError {
 pub(crate) fn fork_child(name: &CStr, body: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
     // SAFETY: the runtime never starts a thread, so the child is an exact,
     // consistent copy (no lock held by a thread that does not exist there), and
-    // the child leaves only through _exit below.
+    // the child leaves only through child_main's _exit.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { child }) => Ok(child),
-        Ok(ForkResult::Child) => {
-            let _ = nix::sys::prctl::set_name(name);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
-            // SAFETY: _exit ends the process without running the parent's
-            // destructors or atexit handlers, which belong to the runtime.
-            unsafe { libc::_exit(code) }
-        }
+        Ok(ForkResult::Child) => child_main(name, body),
         Err(e) => Err(ProcessError::Fork(e)),
     }
 }
 
 /// clone3's CLONE_INTO_CGROUP (libc's constant is an overflowing c_int).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Which side of a clone3 this process is on.
+enum Cloned {
+    Parent(Pid),
+    Child,
+}
+
+/// clone3 without CLONE_VM and without a stack, i.e. a fork that can also
+/// create namespaces (`flags`) and start in the cgroup2 directory open as
+/// `cgroup`. The kernel's refusal comes back as its errno; nothing was made.
+fn raw_clone3(flags: u64, cgroup: Option<RawFd>) -> Result<Cloned, nix::errno::Errno> {
+    let mut args = libc::clone_args {
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the
+    // child gets a copy of this single-threaded process (see fork_child), and
+    // `args` is a valid clone_args of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        0 => Ok(Cloned::Child),
+        pid if pid > 0 => Ok(Cloned::Parent(Pid::from_raw(pid as i32))),
+        _ => Err(nix::errno::Errno::last()),
+    }
+}
+
+/// The child's side of a clone: run `body` and leave with its return value as
+/// exit code, never returning into the caller's frames.
+fn child_main(name: &CStr, body: impl FnOnce() -> i32) -> ! {
+    let _ = nix::sys::prctl::set_name(name);
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
+    // SAFETY: _exit ends the process without running the parent's destructors
+    // or atexit handlers, which belong to the runtime.
+    unsafe { libc::_exit(code) }
+}
 
 /// Like `fork_child`, but the child starts inside the cgroup2 directory open as
 /// `cgroup` (clone3 with CLONE_INTO_CGROUP), so it never has to be migrated
@@ -285,38 +335,36 @@ pub(crate) fn fork_child_into(
     let Some(cgroup) = cgroup else {
         return fork_child(name, body).map(|p| (p, false));
     };
-    let mut args = libc::clone_args {
-        flags: CLONE_INTO_CGROUP,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: cgroup.as_raw_fd() as u64,
-    };
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the
-    // child gets a copy of this single-threaded process (see fork_child), and
-    // `args` is a valid clone_args of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
-    match ret {
-        0 => {
-            let _ = nix::sys::prctl::set_name(name);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
-            // SAFETY: as in fork_child: leave without running the parent's destructors.
-            unsafe { libc::_exit(code) }
+    match raw_clone3(0, Some(cgroup.as_raw_fd())) {
+        Ok(Cloned::Child) => child_main(name, body),
+        Ok(Cloned::Parent(pid)) => Ok((pid, true)),
+        Err(_) => fork_child(name, body).map(|p| (p, false)),
+    }
+}
+
+/// Clone a child straight into new namespaces (`ns_flags`, CLONE_NEW*) and,
+/// where `cgroup` is given and the kernel allows it, into that cgroup2
+/// directory. Returns the child's pid and whether it started in the cgroup, or
+/// None when the kernel refuses the namespaces this way (no clone3, a limit,
+/// no permission): the caller then takes the path that reports why.
+pub(crate) fn clone_child_in_namespaces(
+    name: &CStr,
+    ns_flags: u64,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+    body: impl FnOnce() -> i32,
+) -> Option<(Pid, bool)> {
+    use std::os::fd::AsRawFd;
+    if let Some(cg) = cgroup {
+        match raw_clone3(ns_flags, Some(cg.as_raw_fd())) {
+            Ok(Cloned::Child) => child_main(name, body),
+            Ok(Cloned::Parent(pid)) => return Some((pid, true)),
+            Err(_) => {}
         }
-        pid if pid > 0 => Ok((Pid::from_raw(pid as i32), true)),
-        _ => fork_child(name, body).map(|p| (p, false)),
+    }
+    match raw_clone3(ns_flags, None) {
+        Ok(Cloned::Child) => child_main(name, body),
+        Ok(Cloned::Parent(pid)) => Some((pid, false)),
+        Err(_) => None,
     }
 }
 

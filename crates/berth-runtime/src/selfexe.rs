@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
@@ -26,6 +27,9 @@ const SEALED_ENV: &str = "_BERTH_RUNTIME_SEALED";
 /// a valid container id, so never one's directory).
 pub const EMPTY_LAYER_DIR: &str = "@empty-layer";
 
+/// Whether this process already runs from a sealed copy.
+static SEALED: AtomicBool = AtomicBool::new(false);
+
 /// The detached overlay mount this process runs from, while it holds it.
 static OVERLAY_MOUNT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
@@ -33,11 +37,16 @@ static OVERLAY_MOUNT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// `root` is the runtime's state root (the overlay's empty layer lives
 /// there). Returns only on error, or when already sealed.
 pub fn ensure_sealed(root: &Path) -> io::Result<()> {
+    // main may call this twice (before and after parsing the command line).
+    if SEALED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if let Some(v) = std::env::var_os(SEALED_ENV) {
         // SAFETY: single-threaded at this point (called first thing in main), so no
         // other thread can be reading the environment.
         unsafe { std::env::remove_var(SEALED_ENV) };
         adopt_mount(&v.to_string_lossy());
+        SEALED.store(true, Ordering::Relaxed);
         return Ok(());
     }
     let (exe, mount) = match read_only_overlay_exe(root) {

@@ -114,10 +114,11 @@ fn adopt_mount(value: &str) {
 
 /// Close this process's copy of the overlay's mount fd, if it still has one.
 /// The last close dissolves the mount and waits for an RCU grace period, so
-/// `create` leaves the last copy to the intermediate process, which closes it
-/// as it exits while the init builds the rootfs (and nobody waits for it
-/// meanwhile); every process that enters the container calls this first
-/// thing, since none may hold the fd there. Otherwise it goes at exit.
+/// `create` closes the last copy where nobody waits for it: the runtime once
+/// the init has dropped its own and is busy pivoting, or the exiting
+/// intermediate process where there is one; every process that enters the
+/// container calls this first thing, since none may hold the fd there.
+/// Otherwise it goes at exit.
 pub fn release() {
     drop(
         OVERLAY_MOUNT

@@ -1,34 +1,45 @@
 //! The creation dance: how a bundle becomes a process in its own namespaces.
 //!
-//! Four kinds of process take part. Each is named with prctl(PR_SET_NAME) so that
-//! `ps` shows its role.
+//! Up to four kinds of process take part. Each is named with prctl(PR_SET_NAME)
+//! so that `ps` shows its role.
 //!
 //! 1. **runtime** (the `berth-runtime create|run|exec` process, `parent.rs`,
 //!    `exec.rs`). Single-threaded, so fork is safe. It validates everything before
-//!    any side effect, creates the state directory and `exec.fifo`, forks the
-//!    intermediate, puts it in the container's cgroup (create + apply + add_task),
-//!    writes the uid/gid maps of a new user namespace (only a process outside the
-//!    namespace may), runs the `prestart` and `createRuntime` hooks (they run in
-//!    the runtime's namespaces), and once the init says "ready" writes state.json
-//!    and the pid file and exits, leaving the init blocked on exec.fifo. Any
-//!    failure after the state directory exists is undone by `parent::Cleanup`.
+//!    any side effect, creates the state directory and `exec.fifo`, creates the
+//!    cgroup with its limits, and clones the init with clone3 straight into its
+//!    new namespaces (every CLONE_NEW* at once but the cgroup namespace, so the
+//!    user namespace owns the others) and into the cgroup2 directory
+//!    (CLONE_INTO_CGROUP, where there is one), as crun does. It writes the uid/gid
+//!    maps of a new user namespace (only a process outside the namespace may)
+//!    before it lets the init go on, runs the `prestart` and `createRuntime`
+//!    hooks (they run in the runtime's namespaces), and once the init says
+//!    "ready" writes state.json and the pid file and exits, leaving the init
+//!    blocked on exec.fifo. Any failure after the state directory exists is
+//!    undone by `parent::Cleanup`.
 //!
-//! 2. **intermediate** (`berth:[1:INTER]`, `intermediate.rs`). Exists because
-//!    a new pid (and time) namespace only applies to the children of the process
-//!    that unshares it, and because the user namespace must exist before the
-//!    others so that they belong to it. It waits until the runtime has placed it
-//!    in the cgroup (so that a new cgroup namespace is rooted at the container's
-//!    cgroup), joins the namespaces given by path (user first), unshares a new
-//!    user namespace and waits for its maps, becomes root in it, unshares mount,
-//!    uts, ipc, net, cgroup, time and pid at once, writes the time offsets,
-//!    forks the init, reports its host pid and exits.
+//! 2. **intermediate** (`berth:[1:INTER]`, `intermediate.rs`), only where
+//!    something must happen between creating namespaces: joining a pid
+//!    namespace (it applies only to the children of the process that joins),
+//!    joining a user namespace (the new ones must belong to it), joining any
+//!    namespace before creating a user namespace (joining needs the host's
+//!    capabilities), a new time namespace (its offsets are written before any
+//!    process is in it). It waits until the runtime has placed it in the
+//!    cgroup2 hierarchy, joins the v1 hierarchies itself, joins the namespaces
+//!    given by path (user first), unshares a new user namespace and waits for
+//!    its maps, becomes root in it, unshares the other new namespaces at once,
+//!    writes the time offsets, forks the init, reports its host pid and exits.
 //!
 //! 3. **init** (`berth:[2:INIT]`, `init.rs`). PID 1 of the new pid namespace.
-//!    It builds the root filesystem and then turns itself into the container's
-//!    process; the order of its steps is documented on `init::run`. It reports
-//!    "ready" before opening exec.fifo for writing, which blocks until `start`
-//!    opens the read side; then it runs the `startContainer` hooks and execve's
-//!    the user's program.
+//!    Cloned by the runtime, it first takes the intermediate's steps that are
+//!    left (`init::run_cloned`): it waits for the runtime's word that the maps
+//!    are written, joins the v1 hierarchies itself (a process moving itself
+//!    costs no RCU grace period, moving another does), joins the namespaces given
+//!    by path, becomes root of its user namespace and creates its cgroup
+//!    namespace, rooted where it now is. Then it builds the root filesystem and
+//!    turns itself into the container's process; the order of its steps is
+//!    documented on `init::run`. It reports "ready" before opening exec.fifo for
+//!    writing, which blocks until `start` opens the read side; then it runs the
+//!    `startContainer` hooks and execve's the user's program.
 //!
 //! 4. **exec** (`berth:[1:EXEC]` then `berth:[2:EXEC]`, `exec.rs`): for
 //!    `berth-runtime exec` the runtime forks a process that joins every namespace

@@ -59,7 +59,8 @@ for b in berth-manager berth-shim berth-runtime; do
   [ -x "$bin/$b" ] || { echo "critest.sh: $bin/$b missing (cargo build -p $b)" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/berth-critest-XXXXXX)
+# Short: a shim socket, <state>/tasks/<64-hex id>/shim.sock, must fit in 107 bytes.
+work=$(mktemp -d /tmp/bcri-XXXXXX)
 pids=()
 # Alive: there and not a zombie (kill -0 is true of a zombie).
 alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat"; }
@@ -147,6 +148,26 @@ printf 'www-data:x:33:33:www-data:/var/www:/bin/false\n' >>"$rootfs/etc/passwd"
 printf 'www-data:x:33:\n' >>"$rootfs/etc/group"
 mkdir -p "$rootfs/www"
 echo '<html><body>Welcome to berth</body></html>' >"$rootfs/www/index.html"
+# Upstream busybox images link their applets to the binary with hard links, not
+# symlinks (critest's MaskedPaths spec masks /bin/ls and runs the shell).
+find "$rootfs" -type l -lname /bin/busybox -exec ln -f "$rootfs/bin/busybox" {} \;
+# Debian's busybox has neither pgrep nor ipcs, which critest runs: stand-ins
+# reading /proc as the real ones do.
+# (rm first: an applet of that name would be a hard link to busybox itself)
+rm -f "$rootfs/usr/bin/pgrep" "$rootfs/usr/bin/ipcs"
+cat >"$rootfs/usr/bin/pgrep" <<'SH'
+#!/bin/sh
+found=1
+for p in /proc/[0-9]*; do
+  [ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] && { echo "${p#/proc/}"; found=0; }
+done
+exit $found
+SH
+cat >"$rootfs/usr/bin/ipcs" <<'SH'
+#!/bin/sh
+cat /proc/sysvipc/shm
+SH
+chmod 0755 "$rootfs/usr/bin/pgrep" "$rootfs/usr/bin/ipcs"
 layout=$work/oci
 umoci init --layout "$layout"
 umoci new --image "$layout:base"
@@ -202,7 +223,8 @@ distinct user-username-group "$cri/test-image-user-username-group:latest"
 distinct base "$cri/test-image-predefined-group:latest"
 push web-hostnet "$cri/hostnet-nginx-amd64:latest"
 # containerd's sandbox image (berth will use berth-init instead).
-variant pause --config.cmd sleep --config.cmd 2147483647
+# (not `sleep`: critest looks for its own sleep with pgrep, and would find the pause)
+variant pause --config.cmd tail --config.cmd -f --config.cmd /dev/null
 push pause pause:3.6
 cat >"$work/images.yaml" <<EOF
 defaultTestContainerImage: docker.io/library/busybox:1.28

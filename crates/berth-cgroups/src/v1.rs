@@ -104,6 +104,9 @@ impl V1Cgroup {
         }
         if let Some(devices) = r.devices().as_ref().filter(|d| !d.is_empty()) {
             let dir = self.dir("devices", "device rules")?;
+            // Each write(2) is one rule; the two files stay open for the
+            // whole list (a spec has a dozen rules, on every create).
+            let mut open = files::RuleFiles::new(dir);
             for d in devices {
                 let (allow, rule) = resources::device_rule(d)?;
                 let file = if allow {
@@ -111,7 +114,7 @@ impl V1Cgroup {
                 } else {
                     "devices.deny"
                 };
-                files::write(dir, file, &rule)?;
+                open.write(file, &rule)?;
             }
             // No eBPF device program on the cgroup2 directory of a hybrid host:
             // the devices controller above already enforces every rule for

@@ -8,6 +8,19 @@ use std::path::Path;
 /// Writes `data` to `path` so that a reader sees either the old or the new contents,
 /// never a mix, even across a crash.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, data, mode, true)
+}
+
+/// [`atomic_write`] without the fsyncs, for files under the exec root (`/run`, a
+/// tmpfs): they describe kernel state that a reboot takes away with them, so
+/// surviving a power loss buys nothing, and a crash of the writer alone never
+/// loses what the rename published (it is in the page cache). Readers still see
+/// the old or the new contents, never a mix.
+pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_replacing(path, data, mode, false)
+}
+
+fn write_replacing(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "path has no parent directory")
@@ -28,9 +41,14 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -69,8 +87,17 @@ mod tests {
         atomic_write(&p, b"one", 0o600).unwrap();
         atomic_write(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        atomic_write_volatile(&p, b"three", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"three");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let q = dir.path().join("g");
+        atomic_write_volatile(&q, b"x", 0o644).unwrap();
+        assert_eq!(
+            fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 
     #[test]

@@ -261,7 +261,10 @@ async fn serve(
         max_connections: args.max_connections.max(1),
         ..server::Limits::default()
     };
+    let networks = engine.clone();
     server::serve_with(listener, engine, limits, shutdown_signal()).await;
+    // What was made in advance goes; what containers hold stays (live restore).
+    networks.networks.shutdown().await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // A socket systemd passed stays as it is: systemd queues connections on it until
     // berthd is back.

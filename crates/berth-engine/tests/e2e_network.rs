@@ -84,8 +84,11 @@ struct Leftovers {
 }
 
 fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
-    let keepers = support::keeper_links(stack);
+    // Listed before the keepers and the pool are read: a pooled namespace being set
+    // up meanwhile is then either in both lists or in neither.
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let mut keepers = support::keeper_links(stack);
+    keepers.extend(support::pool_links(stack));
     let veths = stdout(&links)
         .lines()
         .filter(|l| bridges.iter().any(|b| l.contains(&format!("master {b} "))))
@@ -985,4 +988,172 @@ fn exits_restarts_and_failed_starts_release_the_network() {
         );
         assert_eq!(left, Leftovers::default());
     }
+}
+
+/// The namespaces berthd sets up in advance on the default bridge (its pool), as
+/// `pool/<name>.json` says: ready ones (set up), by address.
+fn pooled(stack: &Stack) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(stack.path("engine-run/network/pool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+    {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap_or_default())
+            .unwrap_or_default();
+        let a = &v["attachments"][0];
+        if a["up"] == json!(true) {
+            let addr = a["addresses"][0].as_str().unwrap_or_default();
+            out.push(addr.split('/').next().unwrap_or_default().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether the pool directory holds nothing (no record, no pinned namespace).
+fn pool_empty(stack: &Stack) -> bool {
+    std::fs::read_dir(stack.path("engine-run/network/pool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .next()
+        .is_none()
+}
+
+/// A container that needs nothing of its own on the default bridge takes a
+/// namespace berthd set up in advance, and sees what a setup of its own would have
+/// given it (address, MAC, route, hosts); another is made at once. The pool is
+/// made only once wanted, dropped when berthd restarts after a crash (nothing
+/// left of it), and dropped at a clean stop. Exits from the default bridge drop the
+/// namespace instead of running netavark, and leave nothing behind either.
+#[test]
+fn default_bridge_namespaces_made_in_advance() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let mut stack = Stack::start();
+    let cli = berth_testutil::binary("berth");
+    let cli = cli.as_path();
+    let bridge = stack.bridge.clone();
+    // Nothing is made before a container wants it, and -p does not.
+    let port = free_port();
+    stack.ok(
+        cli,
+        &[
+            "run",
+            "--rm",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(pooled(&stack).is_empty());
+
+    stack.ok(
+        cli,
+        &["run", "-d", "--name", "first", "busybox", "sleep", "1000"],
+    );
+    let ready = eventually("the pool is made", || {
+        let p = pooled(&stack);
+        (p.len() == 2).then_some(p)
+    });
+    stack.ok(
+        cli,
+        &["run", "-d", "--name", "second", "busybox", "sleep", "1000"],
+    );
+    let ip = stack.inspect("second", "{{.NetworkSettings.IPAddress}}");
+    assert!(
+        ready.contains(&ip),
+        "{ip} is not one of the pool's {ready:?}"
+    );
+    // As a setup of its own would have made it.
+    let mac = stack.inspect("second", "{{.NetworkSettings.MacAddress}}");
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    assert_eq!(
+        mac,
+        format!(
+            "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+            octets[0], octets[1], octets[2], octets[3]
+        )
+    );
+    let addr = stack.ok(
+        cli,
+        &["exec", "second", "ip", "-o", "-4", "addr", "show", "eth0"],
+    );
+    assert!(addr.contains(&format!("inet {ip}/24")), "{addr}");
+    let route = stack.ok(cli, &["exec", "second", "ip", "route"]);
+    assert!(
+        route.contains(&format!(
+            "default via {}",
+            stack.bip.trim_end_matches("/24")
+        )),
+        "{route}"
+    );
+    let hosts = stack.ok(cli, &["exec", "second", "cat", "/etc/hosts"]);
+    let hostname = stack.inspect("second", "{{.Config.Hostname}}");
+    assert!(hosts.contains(&format!("{ip}\t{hostname}\n")), "{hosts}");
+    let first_ip = stack.inspect("first", "{{.NetworkSettings.IPAddress}}");
+    stack.ok(cli, &["exec", "second", "ping", "-c1", "-W5", &first_ip]);
+    let again = eventually("the pool is made again", || {
+        let p = pooled(&stack);
+        (p.len() == 2).then_some(p)
+    });
+    assert!(
+        !again.contains(&ip) && !again.contains(&first_ip),
+        "{again:?}"
+    );
+
+    // A run that ends: its veth and namespace go at its exit, before any rm (beside
+    // the exit's report: without published ports nothing waits for it).
+    stack.ok(cli, &["run", "--name", "quick", "busybox", "true"]);
+    let quick = stack.inspect("quick", "{{.Id}}");
+    let dropped = support::eventually_or_none(|| {
+        let left = leftovers(&stack, &[&bridge], &[&quick]);
+        (left.veths.len() == 2 && !left.netns.contains(&quick)).then_some(())
+    });
+    assert!(
+        dropped.is_some(),
+        "the exit left {:?}",
+        leftovers(&stack, &[&bridge], &[&quick])
+    );
+    // ... and it starts again (from the pool) with an address of its own.
+    stack.ok(cli, &["start", "-a", "quick"]);
+    stack.ok(cli, &["rm", "-f", "first", "second", "quick"]);
+    let left = leftovers(&stack, &[&bridge], &[&ip, &first_ip, &quick]);
+    assert_eq!(left, Leftovers::default());
+
+    // A crash: the next berthd drops what the last one made in advance.
+    stack.kill_berthd();
+    stack.start_berthd();
+    assert!(pool_empty(&stack), "the pool outlived a restart");
+    assert!(support::network_leftovers(&stack, &bridge).is_empty());
+
+    // A clean stop drops it too.
+    stack.ok(cli, &["run", "--rm", "busybox", "true"]);
+    eventually("the pool is made", || {
+        (pooled(&stack).len() == 2).then_some(())
+    });
+    let pid = stack.berthd_pid();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually("berthd stops", || {
+        support::proc_stat(pid as i32)
+            .is_none_or(|(_, state)| state == "Z")
+            .then_some(())
+    });
+    stack.kill_berthd();
+    assert!(pool_empty(&stack), "the pool outlived a clean stop");
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let keepers = support::keeper_links(&stack);
+    let on_bridge: Vec<_> = stdout(&links)
+        .lines()
+        .filter(|l| l.contains(&format!("master {bridge} ")))
+        .filter(|l| !keepers.iter().any(|k| l.starts_with(&format!("{k}: "))))
+        .map(str::to_string)
+        .collect();
+    assert!(on_bridge.is_empty(), "{on_bridge:?}");
 }

@@ -17,11 +17,17 @@
 //!   child's status: its exit code, or 128+n if signal n killed it. As PID 1, its exit
 //!   makes the kernel kill whatever is left in the namespace.
 //!
+//! `berth-init --pause` is a Kubernetes pod's pause process instead: it runs no
+//! command, reaps every process orphaned into its pid namespace (whose PID 1 it is,
+//! so that the pod's containers can share the namespace) and exits 0 on SIGTERM or
+//! SIGINT.
+//!
 //! Its own statuses: 127 when CMD is not found, 126 when CMD is found but cannot be
 //! executed, 2 for a bad command line, 1 when the kernel refuses what it needs (fork,
 //! signal mask). `berth-init --version` prints its version.
 //!
-//! It must never do anything else: no options beyond `--version` and `--help`, no
+//! It must never do anything else: no options beyond `--version`, `--help` and
+//! `--pause`, no
 //! configuration or environment variables, no output but `--version`, `--help` and
 //! one line on stderr for a fatal error, no restarting the command, no threads, no signal handlers (signals
 //! are blocked and collected with `sigwaitinfo`, so nothing runs asynchronously), no
@@ -57,7 +63,7 @@ const EXIT_NOT_EXECUTABLE: c_int = 126;
 const EXIT_NOT_FOUND: c_int = 127;
 
 const VERSION: &str = concat!("berth-init ", env!("CARGO_PKG_VERSION"), "\n");
-const USAGE: &str = "usage: berth-init [--] COMMAND [ARG...]\n       berth-init --version\n\n\
+const USAGE: &str = "usage: berth-init [--] COMMAND [ARG...]\n       berth-init --pause\n       berth-init --version\n\n\
 Runs COMMAND as its child, forwards signals to it, reaps zombies, and exits with\n\
 COMMAND's status (128+n when signal n killed it).\n";
 
@@ -66,6 +72,8 @@ COMMAND's status (128+n when signal n killed it).\n";
 enum Action {
     Version,
     Help,
+    /// Be a pod's pause process.
+    Pause,
     /// Run the command that starts at this index of argv.
     Run(usize),
     /// A bad command line, with the reason.
@@ -79,6 +87,8 @@ fn parse(first: Option<&[u8]>, second_given: bool) -> Action {
         None => Action::Usage("no command given"),
         Some(b"--version") => Action::Version,
         Some(b"-h" | b"--help") => Action::Help,
+        Some(b"--pause") if !second_given => Action::Pause,
+        Some(b"--pause") => Action::Usage("--pause takes no command"),
         Some(b"--") if second_given => Action::Run(2),
         Some(b"--") => Action::Usage("no command given after --"),
         Some(option) if option.starts_with(b"-") => {
@@ -117,6 +127,7 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
             write_all(libc::STDOUT_FILENO, USAGE.as_bytes());
             0
         }
+        Action::Pause => pause(),
         Action::Usage(why) => {
             say(&[b"berth-init: ", why.as_bytes(), b"\n", USAGE.as_bytes()]);
             EXIT_USAGE
@@ -144,6 +155,26 @@ fn run(name: &CStr, command: &[*const c_char]) -> c_int {
         pid => pid,
     };
     supervise(child, &signals)
+}
+
+/// `--pause`: reap whatever is orphaned into the pid namespace until SIGTERM or
+/// SIGINT (any other signal is ignored, as a pause process does).
+fn pause() -> c_int {
+    let signals = match Signals::take() {
+        Ok(s) => s,
+        Err(e) => return fatal(b"cannot take over signals", &e),
+    };
+    loop {
+        match signals.wait() {
+            // 0 is never a child's pid: every exited child is reaped, none awaited.
+            Ok(libc::SIGCHLD) => {
+                reap(0);
+            }
+            Ok(libc::SIGTERM | libc::SIGINT) => return 0,
+            Ok(_) => {}
+            Err(e) => return fatal(b"wait for signals", &e),
+        }
+    }
 }
 
 /// The signal state berth-init takes over, and what it found there, which the
@@ -390,6 +421,8 @@ mod tests {
         assert_eq!(parse(Some(b"--version"), false), Action::Version);
         assert_eq!(parse(Some(b"--help"), false), Action::Help);
         assert_eq!(parse(Some(b"-h"), false), Action::Help);
+        assert_eq!(parse(Some(b"--pause"), false), Action::Pause);
+        assert!(matches!(parse(Some(b"--pause"), true), Action::Usage(_)));
     }
 
     #[test]

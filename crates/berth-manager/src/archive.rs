@@ -468,16 +468,30 @@ impl Store {
     ) -> Result<W, StoreError> {
         // image id -> (image, names to write)
         let mut wanted: Vec<(Image, Vec<String>)> = Vec::new();
+        let mut want = |img: Image, name: Option<String>| match wanted
+            .iter_mut()
+            .find(|(i, _)| i.record.id == img.record.id)
+        {
+            Some((_, names)) => {
+                if let Some(n) = name.filter(|n| !names.contains(n)) {
+                    names.push(n);
+                }
+            }
+            None => wanted.push((img, name.into_iter().collect())),
+        };
         for r in references {
+            // A bare repository name (`busybox`) means every tag of it, as docker
+            // saves them; only when it has none is it looked up as `:latest` or an id.
+            let tagged = self.repository_tags(r)?;
+            if !tagged.is_empty() {
+                for (img, name) in tagged {
+                    want(img, Some(name));
+                }
+                continue;
+            }
             let img = self.image(r)?;
             let name = images::normalize(r).ok().filter(|n| img.names.contains(n));
-            match wanted
-                .iter_mut()
-                .find(|(i, _)| i.record.id == img.record.id)
-            {
-                Some((_, names)) => names.extend(name),
-                None => wanted.push((img, name.into_iter().collect())),
-            }
+            want(img, name);
         }
         let mut b = tar::Builder::new(out);
         let mut written: HashSet<String> = HashSet::new();
@@ -486,6 +500,28 @@ impl Store {
             SaveFormat::Oci => self.save_oci(&mut b, &wanted, &mut written)?,
         }
         b.into_inner().map_err(|e| ArchiveError::Write(e).into())
+    }
+
+    /// Every `(image, name)` of the repository a name-only reference names, by
+    /// name; empty for anything else (a tag, a digest, an id).
+    fn repository_tags(&self, reference: &str) -> Result<Vec<(Image, String)>, StoreError> {
+        // The parser fills in `latest`, so "name only" is read from the text.
+        let last = reference.rsplit('/').next().unwrap_or(reference);
+        if last.contains(':') || reference.contains('@') {
+            return Ok(Vec::new());
+        }
+        let Ok(parsed) = images::parse_reference(reference) else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("{}:", images::repository_of(&parsed));
+        let mut out: Vec<(Image, String)> = Vec::new();
+        for img in self.images()? {
+            for n in img.names.iter().filter(|n| n.starts_with(&prefix)) {
+                out.push((img.clone(), n.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
     }
 
     fn append_bytes<W: Write>(
@@ -532,6 +568,10 @@ impl Store {
         written: &mut HashSet<String>,
     ) -> Result<(), StoreError> {
         let mut manifest = Vec::new();
+        let mut index = Vec::new();
+        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        // Uncompressed size of every layer written, for the OCI manifests.
+        let mut layer_sizes: HashMap<String, u64> = HashMap::new();
         for (img, names) in wanted {
             self.append_blob(b, &img.record.id, written)?;
             let mut layer_paths = Vec::new();
@@ -544,6 +584,7 @@ impl Store {
                 if l.digest == l.diff_id {
                     written.remove(&path);
                     self.append_blob(b, &l.digest, written)?;
+                    layer_sizes.insert(path, self.content().info(&l.digest)?.size);
                     continue;
                 }
                 // `docker save` layers are uncompressed: decompress to a temporary
@@ -576,10 +617,71 @@ impl Store {
                     let f = std::fs::File::open(&tmp).map_err(|e| io_err("open", &tmp, e))?;
                     b.append_data(&mut h, &path, f)
                         .map_err(ArchiveError::Write)?;
-                    Ok(())
+                    Ok(size)
                 })();
                 let _ = std::fs::remove_file(&tmp);
-                res?;
+                layer_sizes.insert(path, res?);
+            }
+            // Docker 25+ writes the same images as an OCI layout beside
+            // manifest.json: a manifest over the uncompressed layers, per image.
+            let config_size = self.content().info(&img.record.id)?.size;
+            let mut layers = Vec::new();
+            for (l, path) in img.record.layers.iter().zip(&layer_paths) {
+                let size = layer_sizes.get(path).copied().unwrap_or_default();
+                layers.push(json!({
+                    "mediaType": images::MT_OCI_LAYER,
+                    "digest": l.diff_id.as_str(),
+                    "size": size,
+                }));
+            }
+            let oci_manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": images::MT_OCI_MANIFEST,
+                "config": {
+                    "mediaType": images::MT_OCI_CONFIG,
+                    "digest": img.record.id.as_str(),
+                    "size": config_size,
+                },
+                "layers": layers,
+            });
+            let data = serde_json::to_vec(&oci_manifest).map_err(|e| invalid("manifest", e))?;
+            let digest = Digest::of(&data);
+            let path = format!("blobs/sha256/{}", digest.hex());
+            if written.insert(path.clone()) {
+                Self::append_bytes(b, &path, &data)?;
+            }
+            let base = json!({
+                "mediaType": images::MT_OCI_MANIFEST,
+                "digest": digest.as_str(),
+                "size": data.len(),
+            });
+            if names.is_empty() {
+                index.push(base.clone());
+            }
+            let top = img
+                .record
+                .layers
+                .last()
+                .map(|l| l.diff_id.hex().to_string())
+                .unwrap_or_default();
+            for n in names {
+                let parsed = images::parse_reference(n)?;
+                let tag = parsed.tag().unwrap_or("latest").to_string();
+                let mut d = base.clone();
+                d["annotations"] = json!({
+                    "io.containerd.image.name": n,
+                    "org.opencontainers.image.ref.name": tag,
+                });
+                index.push(d);
+                let familiar = images::familiar(n);
+                let repo = familiar
+                    .rsplit_once(':')
+                    .map(|(r, _)| r.to_string())
+                    .unwrap_or(familiar.clone());
+                repositories
+                    .entry(repo)
+                    .or_default()
+                    .insert(tag, top.clone());
             }
             manifest.push(DockerManifestEntry {
                 config: format!("blobs/sha256/{}", img.record.id.hex()),
@@ -591,7 +693,17 @@ impl Store {
             });
         }
         let data = serde_json::to_vec(&manifest).map_err(|e| invalid("manifest.json", e))?;
-        Self::append_bytes(b, "manifest.json", &data)
+        Self::append_bytes(b, "manifest.json", &data)?;
+        let index =
+            json!({"schemaVersion": 2, "mediaType": images::MT_OCI_INDEX, "manifests": index});
+        let data = serde_json::to_vec(&index).map_err(|e| invalid("index.json", e))?;
+        Self::append_bytes(b, "index.json", &data)?;
+        Self::append_bytes(b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        if !repositories.is_empty() {
+            let data = serde_json::to_vec(&repositories).map_err(|e| invalid("repositories", e))?;
+            Self::append_bytes(b, "repositories", &data)?;
+        }
+        Ok(())
     }
 
     fn save_oci<W: Write>(

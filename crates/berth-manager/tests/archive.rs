@@ -119,6 +119,46 @@ fn skopeo_archives_round_trip() {
         "inspect",
         &format!("docker-archive:{}", ours_docker.display()),
     ]);
+    // The same archive is an OCI layout too, as Docker 25+ writes it: skopeo
+    // copies it out of index.json, checking every blob's digest and size.
+    let names = tar_names(&ours_docker);
+    for n in ["manifest.json", "index.json", "oci-layout", "repositories"] {
+        assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+    }
+    skopeo(&[
+        "copy",
+        &format!("oci-archive:{}", ours_docker.display()),
+        &format!("dir:{}", d.join("from-index").display()),
+    ]);
+    let repos: serde_json::Value =
+        serde_json::from_slice(&tar_file(&ours_docker, "repositories")).unwrap();
+    assert!(repos["berth-test/bb"]["src"].is_string(), "{repos}");
+}
+
+fn tar_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut a = tar::Archive::new(fs::File::open(path).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+fn tar_names(path: &Path) -> Vec<String> {
+    tar_entries(path).into_iter().map(|(n, _)| n).collect()
+}
+
+fn tar_file(path: &Path, name: &str) -> Vec<u8> {
+    tar_entries(path)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| panic!("{name} not in {path:?}"))
 }
 
 #[test]
@@ -174,4 +214,15 @@ fn several_images_in_one_archive() {
         assert_eq!(b.image("berth-test/two:2").unwrap().id(), two.id());
         assert_eq!(b.image("berth-test/two:also").unwrap().id(), two.id());
     }
+
+    // A repository without a tag saves every tag of it, as docker does.
+    let path = d.join("repo-only.tar");
+    save_to(&s, &["berth-test/two"], SaveFormat::Docker, &path);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&tar_file(&path, "manifest.json")).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["berth-test/two:2", "berth-test/two:also"]),
+        "{manifest}"
+    );
 }

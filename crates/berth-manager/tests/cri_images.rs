@@ -263,12 +263,12 @@ async fn cri_version_status_and_images_through_a_mirror() {
     })
     .await
     .unwrap();
-    // Containers are not served yet: a clear Unimplemented.
+    // A container without a config is a bad request, with nothing left of it.
     let err = rt
         .create_container(cri::CreateContainerRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -155,11 +155,20 @@ fn kernel_set(list: Option<&Capabilities>, supported: &CapsHashSet, which: &str)
     out
 }
 
+/// The capabilities this kernel knows, probed once (one prctl per capability)
+/// for both `drop_bounding` and `apply`.
+fn supported() -> CapsHashSet {
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED
+        .get_or_init(caps::runtime::thread_all_supported)
+        .clone()
+}
+
 /// Drop from the bounding set every capability not listed in `caps.bounding`
 /// (all of them when the list is absent). Needs CAP_SETPCAP, so it runs before the
 /// uid change.
 pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = supported();
     let keep = kernel_set(caps.bounding().as_ref(), &supported, "bounding");
     let mut all: Vec<KernelCap> = supported.into_iter().collect();
     all.sort_by_key(|c| c.index());
@@ -186,7 +195,7 @@ pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
 /// `caps` lists (an absent list means none). Called after the uid change, with the
 /// permitted set kept by PR_SET_KEEPCAPS.
 pub fn apply(caps: &LinuxCapabilities) -> Result<(), CapsError> {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = supported();
     let effective = kernel_set(caps.effective().as_ref(), &supported, "effective");
     let permitted = kernel_set(caps.permitted().as_ref(), &supported, "permitted");
     let inheritable = kernel_set(caps.inheritable().as_ref(), &supported, "inheritable");

@@ -56,10 +56,42 @@ pub fn command() -> clap::Command {
         })
 }
 
+/// The state root of a plain `create`, `run` or `exec` command line: one where
+/// only global options come before the command. The runtime re-executes from
+/// a sealed copy (selfexe) before it parses anything, so that clap builds its
+/// commands once, in the copy. None when the line is not that plain; the
+/// parsed command then decides (so this can only add a re-execution, never
+/// skip one).
+pub fn sealing_root(args: &[String]) -> Option<PathBuf> {
+    const WITH_VALUE: [&str; 4] = ["--log", "--log-format", "--criu", "--rootless"];
+    let mut root = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "create" | "run" | "exec" => {
+                return Some(root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)))
+            }
+            "--root" => root = Some(PathBuf::from(it.next()?)),
+            "--debug" | "--systemd-cgroup" => {}
+            a if WITH_VALUE.contains(&a) => {
+                it.next()?;
+            }
+            a => match a.strip_prefix("--root=") {
+                Some(r) => root = Some(PathBuf::from(r)),
+                None if WITH_VALUE
+                    .iter()
+                    .any(|w| a.strip_prefix(w).is_some_and(|v| v.starts_with('='))) => {}
+                None => return None,
+            },
+        }
+    }
+    None
+}
+
 /// The first word of `args` (after the program name and the global options)
-/// when it is not a command: runc answers `No help topic for 'WORD'`.
-pub fn unknown_command(args: &[String]) -> Option<String> {
-    let cmd = command();
+/// when it is not a command of `cmd` (`command()`): runc answers
+/// `No help topic for 'WORD'`.
+pub fn unknown_command(cmd: &clap::Command, args: &[String]) -> Option<String> {
     let with_value: Vec<String> = cmd
         .get_arguments()
         .filter(|a| a.get_action().takes_values())
@@ -353,4 +385,29 @@ pub struct EventsArgs {
     #[arg(long, default_value = "5s")]
     pub interval: String,
     pub id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(line: &str) -> Option<PathBuf> {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        sealing_root(&args)
+    }
+
+    #[test]
+    fn sealing_root_reads_only_plain_command_lines() {
+        assert_eq!(root("rt run -b b id"), Some(PathBuf::from(DEFAULT_ROOT)));
+        assert_eq!(root("rt --root /r create id"), Some(PathBuf::from("/r")));
+        assert_eq!(
+            root("rt --debug --log /l --log-format=json --root=/r exec id sh"),
+            Some(PathBuf::from("/r"))
+        );
+        // Not create/run/exec, or not plain: the parsed command decides.
+        assert_eq!(root("rt --root /r state id"), None);
+        assert_eq!(root("rt --root"), None);
+        assert_eq!(root("rt --unknown run id"), None);
+        assert_eq!(root("rt -v"), None);
+    }
 }

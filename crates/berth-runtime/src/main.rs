@@ -8,11 +8,17 @@ use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(word) = cli::unknown_command(&args) {
+    if let Some(root) = cli::sealing_root(&args) {
+        // A failure here is reported below, where the logger is set up: the
+        // parsed command tries again.
+        let _ = selfexe::ensure_sealed(&root);
+    }
+    let cmd = cli::command();
+    if let Some(word) = cli::unknown_command(&cmd, &args) {
         eprintln!("No help topic for '{word}'");
         return ExitCode::from(3);
     }
-    let cli = match cli::command()
+    let cli = match cmd
         .try_get_matches_from(&args)
         .and_then(|m| Cli::from_arg_matches(&m))
     {

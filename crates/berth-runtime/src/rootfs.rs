@@ -89,8 +89,11 @@ pub struct RootfsConfig<'a> {
 }
 
 /// The initial propagation of the whole tree, and the one `/` gets after the
-/// pivot (when the spec asks for shared or unbindable, which must not reach the
-/// host: the tree is made slave first, then `/` is given the asked propagation).
+/// pivot. Shared (what Kubernetes' bidirectional mounts ask for) keeps the tree
+/// shared, as runc does, so that a bind of a shared host mount stays its peer and
+/// mounts made under it inside the container reach the host; the rootfs's own
+/// mount is made private first ([`prepare`]), so nothing else does. Unbindable
+/// makes the tree slave first, then `/` unbindable.
 pub fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), RootfsError> {
     let asked = spec
         .linux()
@@ -105,6 +108,8 @@ pub fn propagation(spec: &Spec) -> Result<(MsFlags, Option<MsFlags>), RootfsErro
         Ok((MsFlags::MS_PRIVATE | MsFlags::MS_REC, None))
     } else if flags.contains(MsFlags::MS_SLAVE) {
         Ok((MsFlags::MS_SLAVE | MsFlags::MS_REC, None))
+    } else if flags.contains(MsFlags::MS_SHARED) {
+        Ok((MsFlags::MS_SHARED | MsFlags::MS_REC, Some(flags)))
     } else {
         Ok((MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(flags)))
     }
@@ -118,12 +123,30 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
         |source| RootfsError::Propagation {
             what: if initial.contains(MsFlags::MS_PRIVATE) {
                 "private"
+            } else if initial.contains(MsFlags::MS_SHARED) {
+                "shared"
             } else {
                 "slave"
             },
             source,
         },
     )?;
+    if initial.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a shared parent, and the rootfs bound onto itself
+        // (and every mount made in it) would propagate to the host through it.
+        let parent = mount_point_of(cfg.rootfs);
+        nix::mount::mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|source| RootfsError::Propagation {
+            what: "private at the rootfs's mount",
+            source,
+        })?;
+    }
     // pivot_root needs the new root to be a mount point.
     nix::mount::mount(
         Some(cfg.rootfs),
@@ -317,9 +340,22 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
         .map_err(err("move the rootfs"))?;
         nix::unistd::chroot(".").map_err(err("chroot"))?;
     } else {
+        // The old root, held open so that it can be named after the pivot.
+        let old_root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(err("open the old root"))?;
         nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
-        // The old root is now on top of `.`: make sure unmounting it cannot
-        // propagate to the host, then detach it.
+        // The old root is now stacked on top of the new one. `.` must name it,
+        // not the new root (whose mounts, the spec's shared binds among them,
+        // must keep their propagation), before it is made slave, so that
+        // unmounting it cannot propagate to the host (as runc does).
+        nix::unistd::fchdir(&old_root).map_err(err("fchdir to the old root"))?;
+        drop(old_root);
         nix::mount::mount(
             None::<&str>,
             ".",
@@ -332,6 +368,46 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     }
     nix::unistd::chdir("/").map_err(err("chdir to the new root"))?;
     Ok(())
+}
+
+/// The mount point `path` is on: the longest mount point of /proc/self/mountinfo
+/// that is `path` or one of its parents (`/` when it cannot be read).
+fn mount_point_of(path: &Path) -> PathBuf {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_octal(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// A mountinfo field with its `\ooo` escapes (space, tab, newline, backslash)
+/// undone.
+fn unescape_octal(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match digits {
+            Some(d) => {
+                let v = u32::from(d[0] - b'0') * 64
+                    + u32::from(d[1] - b'0') * 8
+                    + u32::from(d[2] - b'0');
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Give `/` the propagation the spec asked for (shared, unbindable) after the
@@ -508,7 +584,23 @@ mod tests {
         linux.set_rootfs_propagation(Some("rshared".into()));
         spec.set_linux(Some(linux));
         let (initial, later) = propagation(&spec).unwrap();
-        assert!(initial.contains(MsFlags::MS_SLAVE));
+        assert_eq!(initial, MsFlags::MS_SHARED | MsFlags::MS_REC);
         assert_eq!(later, Some(MsFlags::MS_SHARED | MsFlags::MS_REC));
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_rootfs_propagation(Some("runbindable".into()));
+        spec.set_linux(Some(linux));
+        let (initial, later) = propagation(&spec).unwrap();
+        assert!(initial.contains(MsFlags::MS_SLAVE));
+        assert_eq!(later, Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn the_mount_point_of_a_path() {
+        assert_eq!(
+            mount_point_of(Path::new("/proc/self")),
+            PathBuf::from("/proc")
+        );
+        assert_eq!(unescape_octal(r"/a\040b"), "/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
     }
 }

@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
@@ -26,6 +27,9 @@ const SEALED_ENV: &str = "_BERTH_RUNTIME_SEALED";
 /// a valid container id, so never one's directory).
 pub const EMPTY_LAYER_DIR: &str = "@empty-layer";
 
+/// Whether this process already runs from a sealed copy.
+static SEALED: AtomicBool = AtomicBool::new(false);
+
 /// The detached overlay mount this process runs from, while it holds it.
 static OVERLAY_MOUNT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
@@ -33,11 +37,16 @@ static OVERLAY_MOUNT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// `root` is the runtime's state root (the overlay's empty layer lives
 /// there). Returns only on error, or when already sealed.
 pub fn ensure_sealed(root: &Path) -> io::Result<()> {
+    // main may call this twice (before and after parsing the command line).
+    if SEALED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if let Some(v) = std::env::var_os(SEALED_ENV) {
         // SAFETY: single-threaded at this point (called first thing in main), so no
         // other thread can be reading the environment.
         unsafe { std::env::remove_var(SEALED_ENV) };
         adopt_mount(&v.to_string_lossy());
+        SEALED.store(true, Ordering::Relaxed);
         return Ok(());
     }
     let (exe, mount) = match read_only_overlay_exe(root) {
@@ -105,10 +114,11 @@ fn adopt_mount(value: &str) {
 
 /// Close this process's copy of the overlay's mount fd, if it still has one.
 /// The last close dissolves the mount and waits for an RCU grace period, so
-/// `create` leaves the last copy to the intermediate process, which closes it
-/// as it exits while the init builds the rootfs (and nobody waits for it
-/// meanwhile); every process that enters the container calls this first
-/// thing, since none may hold the fd there. Otherwise it goes at exit.
+/// `create` closes the last copy where nobody waits for it: the runtime once
+/// the init has dropped its own and is busy pivoting, or the exiting
+/// intermediate process where there is one; every process that enters the
+/// container calls this first thing, since none may hold the fd there.
+/// Otherwise it goes at exit.
 pub fn release() {
     drop(
         OVERLAY_MOUNT

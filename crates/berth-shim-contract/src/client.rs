@@ -108,6 +108,7 @@ impl ShimClient {
         resume(Resume, pb::ResumeRequest) -> pb::Empty;
         update(Update, pb::UpdateRequest) -> pb::Empty;
         stats(Stats, pb::StatsRequest) -> pb::StatsResponse;
+        reopen_log(ReopenLog, pb::ReopenLogRequest) -> pb::Empty;
         shutdown(Shutdown, pb::ShutdownRequest) -> pb::Empty;
     }
 

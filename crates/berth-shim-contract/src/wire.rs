@@ -78,6 +78,7 @@ methods! {
     Stats = 15,
     Attach = 16,
     Shutdown = 17,
+    ReopenLog = 18,
 }
 
 /// Status codes, with gRPC's numbers (the manager hands them on as such).

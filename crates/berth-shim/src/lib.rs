@@ -2,18 +2,20 @@
 //!
 //! The shim is started by the manager (see [`cli`] for the command line), leaves
 //! its starter behind ([`daemon`]), and serves the `berth.shim.v1` calls
-//! ([`service`], framed as the contract's [`wire`] says) on `<task dir>/shim.sock`. It drives the runtime binary through
-//! runc's command line ([`runtime`]), so berth-runtime, runc and crun all work; it is
-//! a child subreaper and the only reaper of its children ([`reaper`]); it mounts the
-//! rootfs ([`mounts`]); it owns the container's stdio and writes its log in
-//! Docker's json-file format ([`stdio`]); and it records the init's exit status to
-//! `exit.json` before reporting it ([`task`], [`layout`]), so a manager that
-//! restarts finds everything again.
+//! ([`service`], framed as the contract's [`wire`] says) on `<task dir>/shim.sock`.
+//! It drives the runtime binary through runc's command line ([`runtime`]), so
+//! berth-runtime, runc and crun all work; it is a child subreaper and the only
+//! reaper of its children ([`reaper`]); it mounts the rootfs ([`mounts`]); it owns
+//! the container's stdio and writes its log in Docker's json-file format
+//! ([`stdio`]) or Kubernetes' CRI format ([`crilog`]); and it records the init's
+//! exit status to `exit.json` before reporting it ([`task`], [`layout`]), so a
+//! manager that restarts finds everything again.
 //!
 //! The library exists for the binary and its tests. What the manager needs of the
 //! shim (its command line, task directory, protocol and client) is in
 //! `berth-shim-contract`, re-exported here as [`cli`], [`layout`] and [`wire`].
 
+pub mod crilog;
 pub mod daemon;
 pub mod error;
 mod fdio;

@@ -27,7 +27,7 @@ use crate::fdio;
 use crate::layout::ExitRecord;
 use crate::mounts::MountSpec;
 use crate::stdio::{Read, StreamKind, READ_BUF};
-use crate::task::{ConnId, ProcessStatus, Settled, Task};
+use crate::task::{ConnId, LogTarget, ProcessStatus, Settled, Task};
 use crate::wire::{self, pb, Code, Kind, Method, RpcStatus, HEADER};
 
 /// How long in-flight answers (and attached clients) get once the shim decided to
@@ -36,8 +36,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// How long the loop stops accepting after a failed accept (out of descriptors,
 /// most likely: calls in flight end and free some).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Output bytes queued for an attached client before a slow one misses chunks
-/// rather than slowing the container down.
+/// Output bytes queued for an attached client before a slow one misses chunks of
+/// the init's output rather than slowing the container down, or holds up a paced
+/// (exec'd) process's output until it has taken some.
 const ATTACH_BACKLOG: usize = 64 * READ_BUF;
 
 fn exit_status(r: ExitRecord) -> pb::ExitStatus {
@@ -58,8 +59,8 @@ fn status(s: ProcessStatus) -> pb::Status {
     }
 }
 
-/// An optional log path: "" for none; relative paths are refused (the shim runs in /).
-fn log_path(s: String) -> Result<Option<std::path::PathBuf>, ShimError> {
+/// An optional log: "" for none; relative paths are refused (the shim runs in /).
+fn log_path(s: String, format: i32) -> Result<Option<LogTarget>, ShimError> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -67,7 +68,16 @@ fn log_path(s: String) -> Result<Option<std::path::PathBuf>, ShimError> {
     if path.is_relative() {
         return Err(ShimError::RelativeLogPath(path));
     }
-    Ok(Some(path))
+    let cri = match pb::LogFormat::try_from(format) {
+        Ok(pb::LogFormat::JsonFile) => false,
+        Ok(pb::LogFormat::Cri) => true,
+        Err(_) => {
+            return Err(ShimError::BadRequest(format!(
+                "unknown log format {format}"
+            )))
+        }
+    };
+    Ok(Some(LogTarget { path, cri }))
 }
 
 fn attach_frame(stream: StreamKind, data: Vec<u8>) -> Vec<u8> {
@@ -249,11 +259,17 @@ impl Server {
                 self.accept_paused_until = None;
             }
             let had_conns = !self.conns.is_empty();
+            let held = self.held_back();
+            for exec_id in &held {
+                // Output not read yet is not output that never ends: the exit
+                // waits for it as long as a client holds it up.
+                self.task.postpone_drain(exec_id);
+            }
             let deadline = [self.task.next_deadline(), exit_by, self.accept_paused_until]
                 .into_iter()
                 .flatten()
                 .min();
-            for (token, revents) in self.poll(deadline)? {
+            for (token, revents) in self.poll(deadline, &held)? {
                 match token {
                     Token::Listener => self.accept(),
                     Token::Signals => self.task.reaper().collect(),
@@ -312,8 +328,38 @@ impl Server {
         }
     }
 
-    /// One poll(2) over everything: the ready descriptors with what they are.
-    fn poll(&self, deadline: Option<Instant>) -> std::io::Result<Vec<(Token, PollFlags)>> {
+    /// The paced processes whose output waits: an attached client has a full
+    /// backlog of it to take first. Their output is not polled until it drains
+    /// (the next turn of the loop looks again), so the process blocks on its
+    /// full pipe as it would writing to a slow terminal.
+    fn held_back(&self) -> Vec<String> {
+        let mut held: Vec<String> = self
+            .conns
+            .values()
+            .filter(|c| c.out.len() >= ATTACH_BACKLOG)
+            .filter_map(|c| match &c.state {
+                State::Attach {
+                    exec_id,
+                    ended: false,
+                    ..
+                } => Some(exec_id),
+                _ => None,
+            })
+            .filter(|e| self.task.process(e).is_ok_and(|p| p.io().paced()))
+            .cloned()
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        held
+    }
+
+    /// One poll(2) over everything: the ready descriptors with what they are;
+    /// the output of the processes in `held` is left unread.
+    fn poll(
+        &self,
+        deadline: Option<Instant>,
+        held: &[String],
+    ) -> std::io::Result<Vec<(Token, PollFlags)>> {
         let mut tokens = Vec::new();
         let mut fds = Vec::new();
         if let Some(l) = self.listener.as_ref() {
@@ -325,7 +371,11 @@ impl Server {
         tokens.push(Token::Signals);
         fds.push(PollFd::new(self.task.reaper_fd(), PollFlags::POLLIN));
         for p in self.task.processes() {
-            for (stream, fd) in p.io().outputs() {
+            let outputs = p
+                .io()
+                .outputs()
+                .filter(|_| !held.iter().any(|e| e == p.exec_id()));
+            for (stream, fd) in outputs {
                 tokens.push(Token::Output(p.exec_id().to_string(), stream));
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
@@ -555,7 +605,8 @@ impl Server {
                         options: m.options,
                     })
                     .collect();
-                let pid = task.create(mounts, log_path(req.log_path)?, req.stdin)?;
+                let log = log_path(req.log_path, req.log_format)?;
+                let pid = task.create(mounts, log, req.stdin)?;
                 reply(&pb::CreateResponse { pid })
             }
             Method::Start => {
@@ -577,7 +628,8 @@ impl Server {
             }
             Method::Exec => {
                 let r: pb::ExecRequest = decode(payload)?;
-                task.exec(&r.exec_id, &r.process, r.stdin, log_path(r.log_path)?)?;
+                let log = log_path(r.log_path, r.log_format)?;
+                task.exec(&r.exec_id, &r.process, r.stdin, log)?;
                 reply(&pb::Empty {})
             }
             Method::ResizePty => {
@@ -627,6 +679,11 @@ impl Server {
                 reply(&pb::StatsResponse {
                     stats: stats.to_string().into_bytes(),
                 })
+            }
+            Method::ReopenLog => {
+                let r: pb::ReopenLogRequest = decode(payload)?;
+                task.reopen_log(&r.exec_id)?;
+                reply(&pb::Empty {})
             }
             Method::Shutdown => {
                 let r: pb::ShutdownRequest = decode(payload)?;
@@ -723,6 +780,7 @@ impl Server {
         let Some(p) = self.task.find_mut(exec_id) else {
             return;
         };
+        let paced = p.io().paced();
         let Read::Data(stream, data) = p.io_mut().read(stream, &mut self.buf) else {
             return;
         };
@@ -740,7 +798,9 @@ impl Server {
         let frame = attach_frame(stream, data);
         for id in ids {
             if let Some(c) = self.conns.get_mut(&id) {
-                if c.out.len() < ATTACH_BACKLOG {
+                // Paced output was only read because every client had room (see
+                // held_back): at most a chunk per stream over the backlog.
+                if paced || c.out.len() < ATTACH_BACKLOG {
                     c.out.extend_from_slice(&frame);
                 } else {
                     tracing::debug!("attached client too slow: a chunk skipped");

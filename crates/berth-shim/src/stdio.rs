@@ -2,9 +2,14 @@
 //! a pty whose master the runtime hands over on a console socket. The shim's poll
 //! loop reads the output itself and
 //! - appends it to the process's log in Docker's json-file format, one JSON object
-//!   per line (`{"log":"hello\n","stream":"stdout","time":"<RFC 3339 nanos>"}`), so
-//!   no output is lost while the manager or the engine is down;
-//! - sends it live to every attached client.
+//!   per line (`{"log":"hello\n","stream":"stdout","time":"<RFC 3339 nanos>"}`), or
+//!   in Kubernetes' CRI format ([`crate::crilog`]), so no output is lost while the
+//!   manager or the engine is down;
+//! - sends it live to every attached client. The init's output never waits for
+//!   them (a client too slow to keep up misses chunks, the container goes on); an
+//!   exec'd process's output does (it is paced: the loop stops reading it while an
+//!   attached client is behind), as `docker exec` and kubelet's exec expect:
+//!   nothing of `kubectl cp`'s tar stream may go missing.
 //!
 //! stdin comes from attached clients through a bounded queue, so a container that
 //! does not read holds up its writers (the loop stops reading their requests), not
@@ -25,8 +30,9 @@ use serde::Serialize;
 use crate::fdio;
 use crate::runtime::ChildStdio;
 
-/// Docker splits lines longer than this into partial entries.
-const MAX_LINE: usize = 16 * 1024;
+/// Docker (and containerd, for the CRI log) split lines longer than this into
+/// partial entries.
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 /// Bytes read from an output stream at a time.
 pub const READ_BUF: usize = 8 * 1024;
 /// stdin chunks queued before the loop stops reading its writers' requests.
@@ -77,7 +83,7 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             StreamKind::Stdout => 0,
             StreamKind::Stderr => 1,
@@ -87,9 +93,9 @@ impl StreamKind {
 
 /// A json-file log, shared by a process's output streams.
 ///
-/// Its interface is the seam for other log formats: [`JsonLog::write`] takes the
-/// bytes of one stream as they were read, [`JsonLog::finish`] says the stream
-/// ended.
+/// Its interface is the seam for other log formats ([`OutputLog`]):
+/// [`JsonLog::write`] takes the bytes of one stream as they were read,
+/// [`JsonLog::finish`] says the stream ended.
 #[derive(Debug)]
 pub struct JsonLog {
     path: PathBuf,
@@ -105,29 +111,41 @@ struct Entry<'a> {
     time: &'a str,
 }
 
+/// Open (create, append) a log file at `path`, and the directories above it.
+pub(crate) fn open_log_file(path: &Path) -> Result<File, IoError> {
+    let err = |source| IoError::Log {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(err)
+}
+
 impl JsonLog {
     /// Open (create, append) the log at `path`.
     pub fn open(path: &Path) -> Result<JsonLog, IoError> {
-        let err = |source| IoError::Log {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(err)?;
         Ok(JsonLog {
             path: path.to_path_buf(),
-            file,
+            file: open_log_file(path)?,
             failed: false,
             lines: Default::default(),
         })
+    }
+
+    /// Open the file at the log's path again (it was renamed away); later entries
+    /// go to the new file.
+    pub fn reopen(&mut self) -> Result<(), IoError> {
+        self.file = open_log_file(&self.path)?;
+        self.failed = false;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -173,15 +191,65 @@ impl JsonLog {
     }
 }
 
+/// The log a process's output goes to: Docker's json-file, or Kubernetes' CRI
+/// format.
+#[derive(Debug)]
+pub enum OutputLog {
+    Json(JsonLog),
+    Cri(crate::crilog::CriLog),
+}
+
+impl OutputLog {
+    /// Open (create, append) the log at `path`, CRI-formatted when `cri`.
+    pub fn open(path: &Path, cri: bool) -> Result<OutputLog, IoError> {
+        Ok(if cri {
+            OutputLog::Cri(crate::crilog::CriLog::open(path)?)
+        } else {
+            OutputLog::Json(JsonLog::open(path)?)
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            OutputLog::Json(l) => l.path(),
+            OutputLog::Cri(l) => l.path(),
+        }
+    }
+
+    /// Output of `stream`, as read.
+    pub fn write(&mut self, stream: StreamKind, data: &[u8]) {
+        match self {
+            OutputLog::Json(l) => l.write(stream, data),
+            OutputLog::Cri(l) => l.write(stream, data),
+        }
+    }
+
+    /// `stream` ended.
+    pub fn finish(&mut self, stream: StreamKind) {
+        match self {
+            OutputLog::Json(l) => l.finish(stream),
+            OutputLog::Cri(l) => l.finish(stream),
+        }
+    }
+
+    /// Open the file at the log's path again, after a rotation by rename.
+    pub fn reopen(&mut self) -> Result<(), IoError> {
+        match self {
+            OutputLog::Json(l) => l.reopen(),
+            OutputLog::Cri(l) => l.reopen(),
+        }
+    }
+}
+
 /// Splits a stream into lines (each keeping its `\n`), cutting lines longer than
 /// [`MAX_LINE`] at a character boundary as Docker does.
 #[derive(Debug, Default)]
-struct Lines {
+pub(crate) struct Lines {
     pending: Vec<u8>,
 }
 
 impl Lines {
-    fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
+    pub(crate) fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
         while let Some(i) = data.iter().position(|b| *b == b'\n') {
             let (line, rest) = data.split_at(i + 1);
             if self.pending.is_empty() {
@@ -202,7 +270,7 @@ impl Lines {
     }
 
     /// A last line without its newline, when the stream ends.
-    fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
+    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
         if !self.pending.is_empty() {
             emit_cut(&self.pending, emit);
             self.pending.clear();
@@ -353,17 +421,20 @@ pub enum Read {
 pub struct ProcessIo {
     terminal: bool,
     stdin_requested: bool,
-    log: Option<JsonLog>,
+    log: Option<OutputLog>,
     outputs: Vec<Output>,
     /// Every output stream has ended (or there never will be one).
     ended: bool,
     stdin: Option<StdinWriter>,
     console: Option<OwnedFd>,
+    /// The output waits for attached clients that are behind (see
+    /// [`ProcessIo::paced`]).
+    paced: bool,
 }
 
 impl ProcessIo {
     /// Stdio for a process: its output goes to `log` (if any) and attached clients.
-    pub fn new(terminal: bool, stdin: bool, log: Option<JsonLog>) -> ProcessIo {
+    pub fn new(terminal: bool, stdin: bool, log: Option<OutputLog>) -> ProcessIo {
         ProcessIo {
             terminal,
             stdin_requested: stdin,
@@ -372,7 +443,20 @@ impl ProcessIo {
             ended: false,
             stdin: None,
             console: None,
+            paced: false,
         }
+    }
+
+    /// From now on the output waits for attached clients that are behind instead
+    /// of those clients missing chunks.
+    pub fn pace(&mut self) {
+        self.paced = true;
+    }
+
+    /// Whether the output waits for attached clients (the loop does not read it
+    /// while one of them is a full backlog behind).
+    pub fn paced(&self) -> bool {
+        self.paced
     }
 
     pub fn terminal(&self) -> bool {
@@ -384,7 +468,12 @@ impl ProcessIo {
     }
 
     pub fn log_path(&self) -> Option<&Path> {
-        self.log.as_ref().map(JsonLog::path)
+        self.log.as_ref().map(OutputLog::path)
+    }
+
+    /// Reopen the log at its path (kubelet renamed it away); no log, nothing to do.
+    pub fn reopen_log(&mut self) -> Result<(), IoError> {
+        self.log.as_mut().map_or(Ok(()), OutputLog::reopen)
     }
 
     /// The stdio to start the process's runtime command with, and for a terminal the

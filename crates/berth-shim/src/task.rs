@@ -21,7 +21,21 @@ use crate::mounts::{self, MountSpec};
 use crate::oom::OomCounter;
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::stdio::{JsonLog, ProcessIo};
+use crate::stdio::{IoError, OutputLog, ProcessIo};
+
+/// Where a process's output is logged and in which format.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    pub path: PathBuf,
+    /// Kubernetes' CRI format rather than Docker's json-file.
+    pub cri: bool,
+}
+
+impl LogTarget {
+    fn open(&self) -> Result<OutputLog, IoError> {
+        OutputLog::open(&self.path, self.cri)
+    }
+}
 
 /// How long an exit waits for the process's output to reach end of file before it
 /// is recorded anyway (a process outside the container's pid namespace may keep
@@ -313,7 +327,7 @@ impl Task {
     pub fn create(
         &mut self,
         rootfs: Vec<MountSpec>,
-        log_path: Option<PathBuf>,
+        log: Option<LogTarget>,
         stdin: bool,
     ) -> Result<u32, ShimError> {
         self.not_deleted("create")?;
@@ -321,7 +335,7 @@ impl Task {
             return Err(ShimError::TaskExists);
         }
         let terminal = bundle_terminal(&self.dir.file("config.json"))?;
-        let log = log_path.as_deref().map(JsonLog::open).transpose()?;
+        let log = log.as_ref().map(LogTarget::open).transpose()?;
         let mut io = ProcessIo::new(terminal, stdin, log);
         let mounted = if rootfs.is_empty() {
             Vec::new()
@@ -465,6 +479,19 @@ impl Task {
                     p.reaped = Some((exit, now + DRAIN_GRACE));
                 }
                 None => tracing::debug!(pid, "reaped a process that is not a task's"),
+            }
+        }
+    }
+
+    /// The process's output is held back by a slow client: give it until
+    /// [`DRAIN_GRACE`] after now to reach end of file before its exit is recorded
+    /// anyway.
+    pub fn postpone_drain(&mut self, exec_id: &str) {
+        if let Some(p) = self.find_mut(exec_id) {
+            if p.exit.is_none() {
+                if let Some((_, at)) = &mut p.reaped {
+                    *at = (*at).max(Instant::now() + DRAIN_GRACE);
+                }
             }
         }
     }
@@ -622,7 +649,7 @@ impl Task {
         exec_id: &str,
         process: &[u8],
         stdin: bool,
-        log_path: Option<PathBuf>,
+        log: Option<LogTarget>,
     ) -> Result<(), ShimError> {
         self.not_deleted("exec")?;
         check_exec_id(exec_id)?;
@@ -650,12 +677,22 @@ impl Task {
         if self.execs.contains_key(exec_id) {
             return Err(ShimError::ProcessExists(exec_id.to_string()));
         }
-        let log = log_path.as_deref().map(JsonLog::open).transpose()?;
+        let log = log.as_ref().map(LogTarget::open).transpose()?;
         let spec_path = self.dir.exec_file(exec_id, "json");
         crate::layout::write_atomic(&spec_path, process)?;
-        let p = Process::new(exec_id.to_string(), ProcessIo::new(terminal, stdin, log));
+        let mut io = ProcessIo::new(terminal, stdin, log);
+        // docker exec, kubectl exec and cp expect all of an exec's output; the
+        // init's goes on without slow clients.
+        io.pace();
+        let p = Process::new(exec_id.to_string(), io);
         self.execs.insert(exec_id.to_string(), p);
         tracing::info!(exec_id, terminal, stdin, "exec added");
+        Ok(())
+    }
+
+    /// Reopen the process's log at its path (kubelet's rotation renamed it).
+    pub fn reopen_log(&mut self, exec_id: &str) -> Result<(), ShimError> {
+        self.process_mut(exec_id)?.io.reopen_log()?;
         Ok(())
     }
 

@@ -338,6 +338,7 @@ async fn exec_runs_in_the_running_container() {
                 process: process_json(&["sh", "-c", "echo hi; hostname >&2; exit 5"], false),
                 stdin: false,
                 log_path: exec_log.to_string_lossy().into_owned(),
+                log_format: 0,
             })
             .await
             .unwrap();
@@ -421,6 +422,52 @@ async fn exec_runs_in_the_running_container() {
     }
 }
 
+/// An exec'd process's output waits for its attached client: a million lines
+/// read late and slowly arrive whole (docker exec and kubectl cp depend on it),
+/// and the exit is reported once they have.
+#[tokio::test]
+async fn a_million_lines_of_exec_output_arrive_whole() {
+    require_root!();
+    for rt in runtimes() {
+        let id = unique_name("berth-test-shim");
+        let mut shim = TestShim::start(&rt, &id, bundle(&id, &["sleep", "100"])).await;
+        shim.create_start(false).await;
+        shim.client
+            .exec(pb::ExecRequest {
+                exec_id: "seq".into(),
+                process: process_json(&["seq", "1", "1000000"], false),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_tx, mut out) = attach(&mut shim, "seq").await;
+        shim.client
+            .start(pb::StartRequest {
+                exec_id: "seq".into(),
+            })
+            .await
+            .unwrap();
+        // Late: the shim's backlog for this client fills up first.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut all = Vec::with_capacity(7 << 20);
+        let mut reads = 0u32;
+        while let Some(m) = out.message().await.unwrap() {
+            assert_eq!(m.stream(), pb::Stream::Stdout);
+            all.extend_from_slice(&m.data);
+            reads += 1;
+            if reads % 64 == 0 {
+                // Slow, now and then.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        assert_eq!(all.len(), 6_888_896);
+        assert!(all.ends_with(b"\n999999\n1000000\n"));
+        assert_eq!(shim.wait("seq").await.exit_status, 0);
+        shim.delete(true).await;
+        shim.assert_cleaned_up().await;
+    }
+}
+
 #[tokio::test]
 async fn exec_with_a_terminal() {
     require_root!();
@@ -434,6 +481,7 @@ async fn exec_with_a_terminal() {
                 process: process_json(&["sh"], true),
                 stdin: true,
                 log_path: String::new(),
+                log_format: 0,
             })
             .await
             .unwrap();
@@ -630,6 +678,7 @@ async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_on_delete() {
                 }],
                 log_path: shim.log_path().to_string_lossy().into_owned(),
                 stdin: false,
+                log_format: 0,
             })
             .await
             .unwrap();
@@ -904,6 +953,96 @@ async fn an_oom_kill_is_recorded_in_the_exit() {
             .unwrap()
             .unwrap();
         assert!(rec.oom_killed);
+        shim.delete(false).await;
+        shim.assert_cleaned_up().await;
+    }
+}
+
+/// The CRI log format (chosen in Create) and ReopenLog after a rename, as kubelet
+/// rotates: lines before the rename stay in the renamed file, later ones go to a
+/// new file at the path.
+#[tokio::test]
+async fn cri_log_lines_and_reopen_after_a_rename() {
+    require_root!();
+    for rt in runtimes() {
+        let id = unique_name("berth-test-shim");
+        let args = [
+            "sh",
+            "-c",
+            "echo one; echo err >&2; read x; echo two; printf tail",
+        ];
+        let mut shim = TestShim::start(&rt, &id, bundle(&id, &args)).await;
+        let log = shim.logs.path().join("c.log");
+        shim.client
+            .create(pb::CreateRequest {
+                rootfs: vec![],
+                log_path: log.to_string_lossy().into_owned(),
+                stdin: true,
+                log_format: pb::LogFormat::Cri as i32,
+            })
+            .await
+            .unwrap();
+        let (tx, mut out) = attach(&mut shim, "").await;
+        shim.client
+            .start(pb::StartRequest::default())
+            .await
+            .unwrap();
+        let (mut o, mut e) = (String::new(), String::new());
+        while !(o.contains("one\n") && e.contains("err\n")) {
+            let m = out.message().await.unwrap().expect("output ended early");
+            let text = String::from_utf8_lossy(&m.data).into_owned();
+            match m.stream() {
+                pb::Stream::Stdout => o.push_str(&text),
+                pb::Stream::Stderr => e.push_str(&text),
+            }
+        }
+        let rotated = log.with_extension("log.1");
+        // Both lines are in the file before they reach attached clients.
+        std::fs::rename(&log, &rotated).unwrap();
+        shim.client
+            .reopen_log(pb::ReopenLogRequest::default())
+            .await
+            .unwrap();
+        assert!(log.exists());
+        tx.send(pb::AttachRequest {
+            stdin: b"go\n".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(shim.wait("").await.exit_status, 0);
+        drop(tx);
+        let lines = |p: &std::path::Path| -> Vec<(String, String, String)> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.splitn(4, ' ').collect();
+                    assert!(chrono::DateTime::parse_from_rfc3339(f[0]).is_ok(), "{l}");
+                    (f[1].to_string(), f[2].to_string(), f[3].to_string())
+                })
+                .collect()
+        };
+        let mut before = lines(&rotated);
+        before.sort();
+        let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(
+            before,
+            vec![s("stderr", "F", "err"), s("stdout", "F", "one")]
+        );
+        assert_eq!(
+            lines(&log),
+            vec![s("stdout", "F", "two"), s("stdout", "F", "tail")]
+        );
+        // Reopening needs a process that exists.
+        let err = shim
+            .client
+            .reopen_log(pb::ReopenLogRequest {
+                exec_id: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
         shim.delete(false).await;
         shim.assert_cleaned_up().await;
     }

@@ -25,7 +25,10 @@ pub async fn before_task_create<'a>(
     spec: &mut Spec,
 ) -> Result<Option<PendingSetup<'a>>, EngineError> {
     crate::network::container::apply_to_spec(engine, rec, spec)?;
-    crate::network::container::container_start(engine, rec).await
+    let pending = crate::network::container::container_start(engine, rec).await;
+    // A start that took a namespace from the pool (or could have): another is made.
+    crate::network::pool::refill(engine);
+    pending
 }
 
 /// Alongside the task's creation, done before it starts: the network set up in the

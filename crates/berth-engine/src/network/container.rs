@@ -28,7 +28,7 @@ use super::netavark::{NvNetwork, NvOptions, NvPerNetwork, NvSubnet};
 use super::store::{
     self, Attachment, ContainerNetConfig, EndpointRequest, LiveState, NetworkRecord,
 };
-use super::{ipam, ports, NetworkError, Networks, DEFAULT_NETWORK};
+use super::{ipam, pool, ports, NetworkError, Networks, DEFAULT_NETWORK};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::DockerEvent;
@@ -542,7 +542,7 @@ pub(super) fn nv_network(net: &NetworkRecord) -> NvNetwork {
 }
 
 /// Addresses for a container on `net`: the ones asked for, else the first free.
-fn addresses(
+pub(super) fn addresses(
     nets: &Networks,
     net: &NetworkRecord,
     settings: &EndpointSettings,
@@ -662,6 +662,7 @@ fn plan_one(
         dns_names: if net.builtin { vec![] } else { names },
         options,
         up: false,
+        host_link: None,
     });
     nets.put_live(live)?;
     Ok(())
@@ -681,9 +682,10 @@ async fn set_up_planned(engine: &Engine, live: &mut LiveState) -> Result<(), Eng
             continue;
         };
         let options = a.options.clone();
-        match nets.backend().setup(&netns, &options).await {
-            Ok(status) => {
+        match nets.setup_watching(&netns, &options).await {
+            Ok((status, host_link)) => {
                 if let Some(a) = live.attachments.get_mut(i) {
+                    a.host_link = host_link;
                     let made_mac = options
                         .networks
                         .keys()
@@ -729,6 +731,9 @@ async fn detach_all(engine: &Engine, live: &mut LiveState) {
     if live.attachments.is_empty() {
         return;
     }
+    if unplug(engine, live, &netns).await {
+        return;
+    }
     // teardown needs the namespace to exist; a fresh one lets it remove the rest.
     if let Err(e) = nets.backend().ensure_netns(&netns).await {
         tracing::warn!(container = %live.container_id, error = %e, "no namespace for teardown");
@@ -746,6 +751,69 @@ async fn detach_all(engine: &Engine, live: &mut LiveState) {
             tracing::warn!(container = %live.container_id, error = %e, "recording teardown");
         }
     }
+}
+
+/// Undoes the attachments of `live` by dropping its namespace, when that is all
+/// `netavark teardown` would do and no process is left inside it: each attachment
+/// holds nothing outside the namespace but its veth (no published port, so no
+/// rule of its own; a network without DNS, so no aardvark-dns entry; addresses are
+/// berth's own IPAM's), and the kernel deletes both ends of a veth with the
+/// namespace. That spares a netavark process (and the `iptables` ones it starts)
+/// on every exit from the default bridge. Returns whether it did; the namespace is
+/// made again at the next start. Waits until each veth is gone, so that what the
+/// caller reports (an exit, a removal) leaves nothing behind and the address can be
+/// given again at once.
+async fn unplug(engine: &Engine, live: &mut LiveState, netns: &std::path::Path) -> bool {
+    let nets = &engine.networks;
+    let plain = live.attachments.iter().all(|a| {
+        a.up && a.host_link.is_some()
+            && a.options.networks.len() == 1
+            && a.options
+                .port_mappings
+                .as_ref()
+                .is_none_or(|p| p.is_empty())
+            && a.options.network_info.values().all(|n| !n.dns_enabled)
+    });
+    if !plain || !super::netns::is_pinned(netns) {
+        return false;
+    }
+    // A process inside (a `container:` sharer, one left by a run without a PID
+    // namespace, an `nsenter`) would keep the namespace and the veth alive.
+    let path = netns.to_path_buf();
+    let in_use = tokio::task::spawn_blocking(move || super::links::netns_in_use(&path))
+        .await
+        .ok()
+        .flatten();
+    if in_use != Some(false) {
+        return false;
+    }
+    if let Err(e) = nets.backend().remove_netns(netns).await {
+        tracing::warn!(container = %live.container_id, error = %e, "dropping the network namespace");
+        return false;
+    }
+    let links: Vec<_> = live
+        .attachments
+        .iter()
+        .filter_map(|a| a.host_link.clone())
+        .collect();
+    // The kernel frees a namespace on a work queue: a few milliseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !links.iter().all(super::links::is_gone) {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(container = %live.container_id, ?links, "a veth outlived its network namespace");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for a in std::mem::take(&mut live.attachments) {
+        if let Ok(net) = nets.get(&a.network_id) {
+            publish(engine, "disconnect", &net, &live.container_id);
+        }
+    }
+    if let Err(e) = nets.put_live(live) {
+        tracing::warn!(container = %live.container_id, error = %e, "recording teardown");
+    }
+    true
 }
 
 /// What is left of a start once [`container_start`] made the namespace, held the
@@ -791,7 +859,7 @@ pub async fn container_start<'a>(
                 resolv_conf: read(&from.resolv_conf),
             };
             let dir = engine.store.container_dir(&rec.id);
-            base_etc::write(&dir, &content).map_err(|e| {
+            base_etc::rewrite(&dir, &content).map_err(|e| {
                 EngineError::io(format!("writing /etc files in {}", dir.display()), e)
             })?;
             Ok(None)
@@ -845,11 +913,6 @@ async fn plan_at_start<'a>(
     detach_all(engine, &mut live).await;
     nets.release_ports(&rec.id);
     live.ports.clear();
-    nets.backend()
-        .ensure_netns(&netns)
-        .await
-        .map_err(NetworkError::from)?;
-    let netns_ms = began.elapsed().as_millis() as u64;
     let mut nets_of = vec![];
     for ep in &cfg.endpoints {
         let net = nets.get(&ep.network_id).map_err(|_| {
@@ -861,6 +924,39 @@ async fn plan_at_start<'a>(
         nets_of.push((net, ep.settings.clone()));
     }
     let reqs = ports::requests(&rec.config, &rec.host_config)?;
+    if pool::poolable(&nets_of, !reqs.is_empty()) && !super::netns::is_pinned(&netns) {
+        if let Some(entry) = nets.take_pooled().await {
+            match nets.adopt_pooled(entry, &mut live, &netns).await {
+                Ok(()) => {
+                    if let Err(e) = write_etc(engine, rec, cfg, &live) {
+                        detach_all(engine, &mut live).await;
+                        return Err(e);
+                    }
+                    tracing::debug!(
+                        container = %rec.id,
+                        locked_ms,
+                        total_ms = began.elapsed().as_millis() as u64,
+                        "network taken from the pool"
+                    );
+                    return Ok(PendingSetup {
+                        _ops: ops,
+                        work: Pending::Networks {
+                            live,
+                            networks: nets_of.into_iter().map(|(n, _)| n).collect(),
+                        },
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(container = %rec.id, error = %e, "a namespace from the pool could not be taken")
+                }
+            }
+        }
+    }
+    nets.backend()
+        .ensure_netns(&netns)
+        .await
+        .map_err(NetworkError::from)?;
+    let netns_ms = began.elapsed().as_millis() as u64;
     let name = rec.name.trim_start_matches('/').to_string();
     let picked = {
         let mut st = nets.lock();
@@ -1067,7 +1163,7 @@ fn write_etc(
         hosts,
         resolv_conf,
     };
-    base_etc::write(&dir, &content)
+    base_etc::rewrite(&dir, &content)
         .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
     Ok(())
 }
@@ -1084,10 +1180,13 @@ pub async fn container_stopped(engine: &Engine, id: &str) {
     let locked_ms = began.elapsed().as_millis() as u64;
     detach_all(engine, &mut live).await;
     tracing::debug!(container = %id, locked_ms, total_ms = began.elapsed().as_millis() as u64, "network torn down");
-    live.ports.clear();
     nets.release_ports(id);
-    if let Err(e) = nets.put_live(&live) {
-        tracing::warn!(container = %id, error = %e, "recording the teardown");
+    // detach_all recorded what it undid; only the ports are left to forget.
+    if !live.ports.is_empty() {
+        live.ports.clear();
+        if let Err(e) = nets.put_live(&live) {
+            tracing::warn!(container = %id, error = %e, "recording the teardown");
+        }
     }
 }
 
@@ -1114,6 +1213,11 @@ pub async fn container_removed(engine: &Engine, id: &str) {
 /// running lose what a crash left set up, running ones get their ports held again.
 pub async fn restore(engine: &Engine) {
     let nets = &engine.networks;
+    {
+        // Whatever a crash left of the pool; it is made again once wanted.
+        let _ops = nets.ops.lock().await;
+        nets.drop_pool(false).await;
+    }
     nets.restore_keepers().await;
     for live in nets.all_live() {
         let id = live.container_id.clone();

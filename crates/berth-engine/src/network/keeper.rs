@@ -57,22 +57,23 @@ impl Networks {
                 dns_names: vec![],
                 options: teardown,
                 up: false,
+                host_link: None,
             }],
             ports: vec![],
         };
         let path = self.keeper_path(&net.id);
         // Recorded before the setup: a crash inside it is undone by teardown_all.
-        if let Err(e) = store::save(&path, &live) {
+        if let Err(e) = store::save_volatile(&path, &live) {
             tracing::warn!(network = %net.name, error = %e, "recording the bridge's keeper");
             let _ = self.backend.remove_netns(&netns).await;
             return;
         }
-        match self.backend.setup(&netns, &setup).await {
+        match self.setup_watching(&netns, &setup).await {
             Ok(_) => {
                 if let Some(a) = live.attachments.first_mut() {
                     a.up = true;
                 }
-                if let Err(e) = store::save(&path, &live) {
+                if let Err(e) = store::save_volatile(&path, &live) {
                     tracing::debug!(network = %net.name, error = %e, "recording the keeper up");
                 }
             }

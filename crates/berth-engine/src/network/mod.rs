@@ -18,8 +18,10 @@ pub mod container;
 pub mod etc;
 pub mod ipam;
 mod keeper;
+mod links;
 pub mod netavark;
 pub mod netns;
+pub mod pool;
 pub mod ports;
 pub mod store;
 pub mod view;
@@ -128,6 +130,8 @@ struct State {
     held: HashMap<String, Vec<OwnedFd>>,
     /// Where the next ephemeral port search starts.
     next_ephemeral: u16,
+    /// Namespaces set up in advance on the default bridge (see `pool`).
+    pool: pool::PoolState,
 }
 
 /// The engine's networks.
@@ -144,11 +148,18 @@ pub struct Networks {
     netns_dir: PathBuf,
     /// `<exec-root>/network/keepers`: the bridges' keepers (see `keeper`).
     keepers_dir: PathBuf,
+    /// `<exec-root>/network/pool`: namespaces set up in advance (see `pool`).
+    pool_dir: PathBuf,
     backend: Arc<dyn Backend>,
     state: Mutex<State>,
     /// Held across every change that allocates or touches the kernel, so two
     /// requests never hand out the same address or race in netavark.
     ops: tokio::sync::Mutex<()>,
+    /// Held around each `netavark setup` with the bridge's ports read before and
+    /// after (the pool sets up without `ops`).
+    setups: tokio::sync::Mutex<()>,
+    /// Told when a pooled namespace is ready (or failed).
+    pool_ready: tokio::sync::Notify,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -173,11 +184,20 @@ impl Networks {
             live_dir: net_dir.join("containers"),
             netns_dir: net_dir.join("netns"),
             keepers_dir: net_dir.join("keepers"),
+            pool_dir: net_dir.join("pool"),
             backend,
             state: Mutex::new(State::default()),
             ops: tokio::sync::Mutex::new(()),
+            setups: tokio::sync::Mutex::new(()),
+            pool_ready: tokio::sync::Notify::new(),
         };
-        for d in [&n.nets_dir, &n.live_dir, &n.netns_dir, &n.keepers_dir] {
+        for d in [
+            &n.nets_dir,
+            &n.live_dir,
+            &n.netns_dir,
+            &n.keepers_dir,
+            &n.pool_dir,
+        ] {
             std::fs::create_dir_all(d).map_err(|source| store::StoreError::Io {
                 context: "creating",
                 path: d.clone(),
@@ -375,7 +395,7 @@ impl Networks {
 
     /// Records a container's live state on disk, then in memory.
     fn put_live(&self, live: &LiveState) -> Result<(), NetworkError> {
-        store::save(&self.live_path(&live.container_id), live)?;
+        store::save_volatile(&self.live_path(&live.container_id), live)?;
         self.lock()
             .live
             .insert(live.container_id.clone(), live.clone());
@@ -389,15 +409,49 @@ impl Networks {
         Ok(())
     }
 
-    /// Addresses in use on a network (every attachment there).
+    /// Addresses in use on a network (every attachment there, the pool's too).
     fn used_addresses(&self, network_id: &str) -> HashSet<IpAddr> {
-        self.lock()
-            .live
+        let st = self.lock();
+        st.live
             .values()
+            .chain(st.pool.entries())
             .flat_map(|l| l.attachments.iter())
             .filter(|a| a.network_id == network_id)
             .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
             .collect()
+    }
+
+    /// `netavark setup`, and the host end of the veth it put on the bridge (when it
+    /// can be told: exactly one new port). Every setup of this berthd goes through
+    /// here, so no other port of its own appears meanwhile.
+    async fn setup_watching(
+        &self,
+        netns: &Path,
+        options: &netavark::NvOptions,
+    ) -> Result<
+        (
+            BTreeMap<String, netavark::NvStatus>,
+            Option<store::HostLink>,
+        ),
+        BackendError,
+    > {
+        let bridge = options
+            .network_info
+            .values()
+            .next()
+            .and_then(|n| n.network_interface.clone())
+            .unwrap_or_default();
+        let _setups = self.setups.lock().await;
+        let before = links::bridge_ports(&bridge);
+        let status = self.backend.setup(netns, options).await?;
+        let link = links::new_port(&before, links::bridge_ports(&bridge));
+        Ok((status, link))
+    }
+
+    /// At a clean stop: the pool is undone (see `pool`), and no new entry made.
+    pub async fn shutdown(&self) {
+        let _ops = self.ops.lock().await;
+        self.drop_pool(true).await;
     }
 
     /// Ids of the containers attached to a network now.
@@ -731,6 +785,30 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
     let dir = config_dir(exec_root);
     let live_dir = dir.join("containers");
     let keepers_dir = dir.join("keepers");
+    // The pool first: unpinning an entry undoes it (see `pool`); its veth must be
+    // gone before the keepers' teardown, or the bridge would stay.
+    let pool_dir = dir.join("pool");
+    let pooled = store::load_all::<LiveState>(&pool_dir);
+    for e in std::fs::read_dir(&pool_dir).into_iter().flatten().flatten() {
+        if e.path().extension().is_some_and(|x| x == "ns") {
+            if let Err(e) = backend.remove_netns(&e.path()).await {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    let veths: Vec<_> = pooled
+        .iter()
+        .flat_map(|l| l.attachments.iter().filter_map(|a| a.host_link.clone()))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !veths.iter().all(links::is_gone) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for l in &pooled {
+        if let Err(e) = store::remove(&pool_dir.join(format!("{}.json", l.container_id))) {
+            errors.push(e.to_string());
+        }
+    }
     // Containers first: the bridges' keepers last, so that their teardown takes the
     // bridges and the networks' rules with them.
     let states = store::load_all::<LiveState>(&live_dir)

@@ -136,6 +136,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn ensure_netns(&self, path: &Path) -> Result<(), BackendError>;
     /// Unpins and deletes the namespace at `path`.
     async fn remove_netns(&self, path: &Path) -> Result<(), BackendError>;
+    /// Pins the namespace pinned at `from` at `to` as well (`to` must not exist).
+    async fn share_netns(&self, from: &Path, to: &Path) -> Result<(), BackendError>;
     /// `netavark setup`.
     async fn setup(
         &self,
@@ -294,6 +296,14 @@ impl Backend for Netavark {
         })
     }
 
+    async fn share_netns(&self, from: &Path, to: &Path) -> Result<(), BackendError> {
+        super::netns::share(from, to).map_err(|source| BackendError::Netns {
+            context: "pinning the network namespace again at",
+            path: to.to_path_buf(),
+            source,
+        })
+    }
+
     async fn setup(
         &self,
         netns: &Path,
@@ -338,6 +348,16 @@ impl Backend for FakeBackend {
             }),
             _ => Ok(()),
         }
+    }
+
+    async fn share_netns(&self, from: &Path, to: &Path) -> Result<(), BackendError> {
+        std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|source| BackendError::Netns {
+                context: "copying",
+                path: to.to_path_buf(),
+                source,
+            })
     }
 
     async fn setup(

@@ -43,6 +43,27 @@ pub fn create(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Pins the namespace pinned at `from` at `to` as well (a second bind mount of the
+/// same nsfs file; `to` is created and must not exist). Unpinning one leaves the
+/// other: this is how a namespace changes hands without being made again.
+pub fn share(from: &Path, to: &Path) -> io::Result<()> {
+    if !is_pinned(from) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is not a pinned network namespace", from.display()),
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    if let Err(e) = mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        let _ = std::fs::remove_file(to);
+        return Err(io::Error::from(e));
+    }
+    Ok(())
+}
+
 /// Whether `path` is a pinned network namespace (an nsfs mount), not a bare file.
 pub fn is_pinned(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
@@ -111,7 +132,18 @@ mod tests {
         std::fs::write(&p, b"").unwrap();
         assert!(ensure(&p).unwrap());
         assert!(is_pinned(&p));
+        // shared: the same namespace at a second path, which outlives the first
+        let q = dir.path().join("ns2");
+        share(&p, &q).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().ino(),
+            std::fs::metadata(&q).unwrap().ino()
+        );
+        assert!(share(&p, &q).is_err(), "exists");
         remove(&p).unwrap();
+        assert!(is_pinned(&q));
+        assert!(share(&p, &dir.path().join("ns3")).is_err(), "not pinned");
+        remove(&q).unwrap();
         // this thread never left the host's namespace
         let after = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
         assert_eq!(ours.ino(), after.ino());

@@ -9,7 +9,9 @@
 //!   container right now ([`LiveState`]: its namespace, the exact netavark options of
 //!   each attachment, its published ports). It lives under /run because the kernel
 //!   state it describes does not survive a reboot either. It is written *before*
-//!   netavark sets anything up, so a crash leaves enough behind to tear it down.
+//!   netavark sets anything up, so a crash leaves enough behind to tear it down;
+//!   atomically but without fsyncs ([`save_volatile`]): a crash of berthd loses
+//!   nothing the rename published, and a reboot makes it moot.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ use ipnet::IpNet;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::netavark::NvOptions;
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, atomic_write_volatile};
 
 /// A subnet of a network, as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +124,20 @@ pub struct Attachment {
     pub options: NvOptions,
     /// False from just before `setup` until it succeeded.
     pub up: bool,
+    /// The host end of the container's veth, as the bridge listed it right after
+    /// `setup` (none when it could not be told apart). Lets an attachment that holds
+    /// nothing outside its namespace be undone by dropping the namespace (see
+    /// `container::unplug`): the kernel deletes both ends of the veth with it.
+    #[serde(default)]
+    pub host_link: Option<HostLink>,
+}
+
+/// A network interface on the host, by name and index (a name can be given again to
+/// a new interface once the old one is gone; the index is not reused at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLink {
+    pub name: String,
+    pub ifindex: u32,
 }
 
 /// A host port bound to a container's port.
@@ -163,8 +179,22 @@ pub enum StoreError {
     },
 }
 
-/// Writes `value` as JSON to `path` atomically.
+/// Writes `value` as JSON to `path` atomically, durably (the data root).
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    save_with(path, value, atomic_write)
+}
+
+/// Writes `value` as JSON to `path` atomically, without fsyncs: for the live state
+/// under the exec root, which describes kernel state a reboot takes away too.
+pub fn save_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    save_with(path, value, atomic_write_volatile)
+}
+
+fn save_with<T: Serialize>(
+    path: &Path,
+    value: &T,
+    write: fn(&Path, &[u8], u32) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             context: "creating",
@@ -176,7 +206,7 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         source,
     })?;
-    atomic_write(path, &data, 0o600).map_err(|source| StoreError::Io {
+    write(path, &data, 0o600).map_err(|source| StoreError::Io {
         context: "writing",
         path: path.to_path_buf(),
         source,

@@ -753,8 +753,19 @@ pub fn stderr(o: &Output) -> String {
 /// The host ends (interface indexes) of the bridges' keepers' veths: a network keeps
 /// one interface of no container on its bridge while it exists.
 pub fn keeper_links(stack: &Stack) -> Vec<String> {
+    host_ends(stack, "engine-run/network/keepers")
+}
+
+/// The host ends of the veths of the namespaces berthd set up in advance on the
+/// default bridge (its pool): no container's.
+pub fn pool_links(stack: &Stack) -> Vec<String> {
+    host_ends(stack, "engine-run/network/pool")
+}
+
+/// Interface indexes on the host of the eth0 of each namespace pinned in `dir`.
+fn host_ends(stack: &Stack, dir: &str) -> Vec<String> {
     let mut out = vec![];
-    for e in std::fs::read_dir(stack.path("engine-run/network/keepers"))
+    for e in std::fs::read_dir(stack.path(dir))
         .into_iter()
         .flatten()
         .flatten()
@@ -780,8 +791,11 @@ pub fn keeper_links(stack: &Stack) -> Vec<String> {
 /// Interfaces enslaved to `bridge` (not its keeper's), pinned network namespaces
 /// and network attachments berthd still holds: what a container leaves behind.
 pub fn network_leftovers(stack: &Stack, bridge: &str) -> Vec<String> {
-    let keepers = keeper_links(stack);
+    // Listed before the keepers and the pool are read: a pooled namespace being set
+    // up meanwhile is then either in both lists or in neither.
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let mut keepers = keeper_links(stack);
+    keepers.extend(pool_links(stack));
     let mut left: Vec<String> = stdout(&links)
         .lines()
         .filter(|l| l.contains(&format!("master {bridge} ")))

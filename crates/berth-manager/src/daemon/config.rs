@@ -79,6 +79,12 @@ pub struct CriFileConfig {
     pub cni_conf_dir: Option<PathBuf>,
     /// Where the CNI plugins are [default: /opt/cni/bin, then /usr/lib/cni].
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// The address the streaming server (Exec, Attach, PortForward) listens on
+    /// [default: 127.0.0.1] (containerd's `stream_server_address`).
+    pub stream_address: Option<std::net::IpAddr>,
+    /// Its TCP port [default: 0, one the kernel picks] (containerd's
+    /// `stream_server_port`).
+    pub stream_port: Option<u16>,
 }
 
 impl FileConfig {
@@ -102,6 +108,8 @@ pub struct CriConfig {
     pub cni_bin_dirs: Vec<PathBuf>,
     pub registry_mirrors: std::collections::BTreeMap<String, String>,
     pub insecure_registries: Vec<String>,
+    pub stream_address: std::net::IpAddr,
+    pub stream_port: u16,
 }
 
 impl CriConfig {
@@ -130,6 +138,11 @@ impl CriConfig {
             },
             registry_mirrors: file.cri.registry_mirrors.clone(),
             insecure_registries: file.cri.insecure_registries.clone(),
+            stream_address: file
+                .cri
+                .stream_address
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            stream_port: file.cri.stream_port.unwrap_or(0),
         })
     }
 }
@@ -225,6 +238,8 @@ mod tests {
         let a = Args::try_parse_from(["berth-manager", "--cri"]).unwrap();
         let c = CriConfig::resolve(&a, &FileConfig::default()).unwrap();
         assert_eq!(c.address, PathBuf::from(DEFAULT_CRI_ADDRESS));
+        assert_eq!(c.stream_address.to_string(), "127.0.0.1");
+        assert_eq!(c.stream_port, 0);
 
         let file: FileConfig = serde_json::from_str(
             r#"{"cri": {"enabled": true, "address": "/tmp/x.sock",
@@ -235,6 +250,18 @@ mod tests {
         let c = CriConfig::resolve(&a, &file).unwrap();
         assert_eq!(c.address, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.registry_mirrors["docker.io"], "127.0.0.1:5000");
+        let streams: FileConfig =
+            serde_json::from_str(r#"{"cri": {"stream_address": "::1", "stream_port": 10010}}"#)
+                .unwrap();
+        let c = CriConfig::resolve(
+            &Args::try_parse_from(["berth-manager", "--cri"]).unwrap(),
+            &streams,
+        )
+        .unwrap();
+        assert_eq!(c.stream_address.to_string(), "::1");
+        assert_eq!(c.stream_port, 10010);
+        assert!(serde_json::from_str::<FileConfig>(r#"{"cri": {"stream_port": 70000}}"#).is_err());
+        assert!(serde_json::from_str::<FileConfig>(r#"{"cri": {"stream_address": "x"}}"#).is_err());
         let a = Args::try_parse_from(["berth-manager", "--cri-address", "/tmp/y.sock"]).unwrap();
         assert_eq!(
             CriConfig::resolve(&a, &file).unwrap().address,

@@ -13,6 +13,9 @@ const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("container
 /// The CRI server's records (pod sandboxes), one JSON value per id, in the same
 /// file so that they are as durable as the containers they name.
 const CRI_SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("cri_sandboxes");
+/// The CRI server's own metadata of its containers (sandbox, CRI config, times,
+/// exit), beside the manager's container records of the same ids.
+const CRI_CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("cri_containers");
 
 /// Errors of the container database.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,7 @@ impl ContainerDb {
         let txn = db.begin_write()?;
         txn.open_table(CONTAINERS)?;
         txn.open_table(CRI_SANDBOXES)?;
+        txn.open_table(CRI_CONTAINERS)?;
         txn.commit()?;
         Ok(ContainerDb { db })
     }
@@ -142,17 +146,18 @@ impl ContainerDb {
     }
 }
 
-/// The CRI's pod sandbox records (opaque JSON values to this file).
+/// The CRI's records (opaque JSON values to this file): pod sandboxes and the
+/// CRI side of containers.
 impl ContainerDb {
-    pub fn sandbox(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+    fn raw_get(&self, table: Table, id: &str) -> Result<Option<Vec<u8>>, DbError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(CRI_SANDBOXES)?;
+        let t = txn.open_table(table)?;
         Ok(t.get(id)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn sandboxes(&self) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    fn raw_list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, DbError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(CRI_SANDBOXES)?;
+        let t = txn.open_table(table)?;
         let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
@@ -161,27 +166,61 @@ impl ContainerDb {
         Ok(out)
     }
 
-    pub fn put_sandbox(&self, id: &str, value: &[u8]) -> Result<(), DbError> {
+    fn raw_put(&self, table: Table, id: &str, value: &[u8]) -> Result<(), DbError> {
         let txn = self.db.begin_write()?;
         {
-            let mut t = txn.open_table(CRI_SANDBOXES)?;
+            let mut t = txn.open_table(table)?;
             t.insert(id, value)?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    pub fn delete_sandbox(&self, id: &str) -> Result<bool, DbError> {
+    fn raw_delete(&self, table: Table, id: &str) -> Result<bool, DbError> {
         let txn = self.db.begin_write()?;
         let existed = {
-            let mut t = txn.open_table(CRI_SANDBOXES)?;
+            let mut t = txn.open_table(table)?;
             let old = t.remove(id)?;
             old.is_some()
         };
         txn.commit()?;
         Ok(existed)
     }
+
+    pub fn sandbox(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.raw_get(CRI_SANDBOXES, id)
+    }
+
+    pub fn sandboxes(&self) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        self.raw_list(CRI_SANDBOXES)
+    }
+
+    pub fn put_sandbox(&self, id: &str, value: &[u8]) -> Result<(), DbError> {
+        self.raw_put(CRI_SANDBOXES, id, value)
+    }
+
+    pub fn delete_sandbox(&self, id: &str) -> Result<bool, DbError> {
+        self.raw_delete(CRI_SANDBOXES, id)
+    }
+
+    pub fn cri_container(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.raw_get(CRI_CONTAINERS, id)
+    }
+
+    pub fn cri_containers(&self) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        self.raw_list(CRI_CONTAINERS)
+    }
+
+    pub fn put_cri_container(&self, id: &str, value: &[u8]) -> Result<(), DbError> {
+        self.raw_put(CRI_CONTAINERS, id, value)
+    }
+
+    pub fn delete_cri_container(&self, id: &str) -> Result<bool, DbError> {
+        self.raw_delete(CRI_CONTAINERS, id)
+    }
 }
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 
 fn encode(rec: &ContainerRecord) -> Result<Vec<u8>, DbError> {
     serde_json::to_vec(rec).map_err(|source| DbError::Record {

@@ -22,6 +22,10 @@ use super::task::cleanup::{remove_task_dir, runtime_delete, shim_alive};
 use super::task::record::{Exit, TaskRecord, TASK_JSON};
 use super::task::{shim, Task};
 
+/// A container label asking for its log in Kubernetes' CRI format rather than
+/// Docker's json-file (value `cri`); the CRI server sets it on its containers.
+pub const CRI_LOG_LABEL: &str = "io.berth.log-format";
+
 /// How long a shim gets to exit after its task is deleted.
 const SHIM_EXIT_WAIT: Duration = Duration::from_secs(10);
 /// The exit status reported for a task whose shim died before recording one (as
@@ -253,6 +257,12 @@ impl Daemon {
                     rootfs: mounts.into_iter().map(mount_pb).collect(),
                     log_path: rec.log_path.clone(),
                     stdin,
+                    log_format: if rec.labels.get(CRI_LOG_LABEL).map(String::as_str) == Some("cri")
+                    {
+                        shimpb::LogFormat::Cri as i32
+                    } else {
+                        shimpb::LogFormat::JsonFile as i32
+                    },
                 })
                 .await
                 .map_err(|status| DaemonError::Shim {
@@ -532,6 +542,7 @@ impl Daemon {
                 process,
                 stdin,
                 log_path: String::new(),
+                log_format: 0,
             })
             .await
             .map_err(|s| self.shim_error(&task, s))?;

@@ -15,6 +15,7 @@ mod cri;
 mod error;
 mod events;
 mod lifecycle;
+mod ocispec;
 mod recover;
 mod server;
 mod service;

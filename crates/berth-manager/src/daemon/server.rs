@@ -288,8 +288,9 @@ async fn serve(
     let cri_server = match cri {
         Some((cfg, l)) => {
             let cri_address = cfg.address.clone();
-            let (runtime, image) =
-                Cri::new(Arc::clone(&daemon), cfg, state.join("cri"))?.services();
+            let cri = Cri::new(Arc::clone(&daemon), cfg, state.join("cri"))?;
+            cri.recover().await;
+            let (runtime, image) = cri.services();
             let incoming = super::cri::authority::incoming(
                 tokio::net::UnixListener::from_std(l).context("serving the CRI socket")?,
             );

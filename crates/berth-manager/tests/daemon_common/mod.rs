@@ -385,6 +385,12 @@ impl Stack {
             .collect()
     }
 
+    /// Remove the cgroup `relative` (in every hierarchy) when the stack goes, as
+    /// for the containers of [`Stack::spec`].
+    pub fn track_cgroup(&self, relative: &str) {
+        self.cgroups.lock().unwrap().insert(relative.to_string());
+    }
+
     /// Mount points under the temporary directory.
     pub fn mounts(&self) -> Vec<String> {
         mounts_below(self.dir.path())

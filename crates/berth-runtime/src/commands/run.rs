@@ -18,6 +18,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<i32> {
             what: "become a child subreaper",
             source,
         })?;
+        // A signal sent to us once the container runs is for the container;
+        // it must not kill us before wait_foreground forwards it.
+        wait::block_forwarded()?;
     }
     let created = match Container::create(super::create::options(cli, &args.create, foreground)) {
         Ok(c) => c,

@@ -11,11 +11,11 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::attrs;
 use super::channel::{Channel, ChildFailure};
-use super::intermediate::received;
+use super::intermediate::{become_root, join_v1_cgroups, received};
 use super::parent::Prepared;
 use crate::rootfs::{self, RootfsConfig};
 use crate::state::{OciState, Status};
-use crate::{hooks, tty};
+use crate::{hooks, namespaces, tty};
 
 /// The init's whole life. Until "ready", failures go to the runtime over the
 /// channel; after it (the runtime has exited) they go to the container's stderr,
@@ -65,6 +65,50 @@ pub(super) fn run(
     let f = start_and_exec(p, &state, &program, fifo);
     eprintln!("berth-runtime: container init: {f}");
     f.kind.exit_code()
+}
+
+/// The init's life when the runtime cloned it straight into its new
+/// namespaces (see `process/mod.rs`): first the steps the intermediate takes
+/// otherwise, then `run`.
+pub(super) fn run_cloned(p: &Prepared, ch: &Channel, fifo: RawFd) -> i32 {
+    match enter(p, ch) {
+        Ok(cgroup_paths) => run(
+            p,
+            ch,
+            &cgroup_paths,
+            fifo,
+            p.plan.is_new(LinuxNamespaceType::User),
+        ),
+        Err(f) => {
+            ch.failed(f);
+            1
+        }
+    }
+}
+
+/// What the cloned init does before building the rootfs: give up the
+/// overlay's mount fd, wait until the runtime has written our uid/gid maps
+/// and placed us in the cgroup2 hierarchy, join the v1 hierarchies, enter the
+/// namespaces given by path, become root of a new user namespace, and only
+/// then create the cgroup namespace (rooted where we now are).
+fn enter(p: &Prepared, ch: &Channel) -> Result<BTreeMap<String, PathBuf>, ChildFailure> {
+    // Not the last copy (the runtime holds one until we are past this point;
+    // see selfexe::release), so closing it costs us nothing.
+    crate::selfexe::release();
+    crate::logger::debug("nsexec container setup: the init enters the namespaces");
+    let cgroup_paths = ch.wait_for_cgroup().map_err(received)?;
+    join_v1_cgroups(p)?;
+    for j in &p.plan.joined {
+        namespaces::join(j.typ, &j.fd).map_err(ChildFailure::setup)?;
+    }
+    if p.plan.is_new(LinuxNamespaceType::User) {
+        become_root()?;
+    }
+    if p.plan.is_new(LinuxNamespaceType::Cgroup) {
+        namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(ChildFailure::setup)?;
+    }
+    Ok(cgroup_paths)
 }
 
 fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ChildFailure {

@@ -45,15 +45,7 @@ fn steps(
     // The cgroup first: a new cgroup namespace is rooted where we are when it
     // is created, and every process forked from now on starts in the cgroup.
     let cgroup_paths: BTreeMap<String, PathBuf> = to_parent.wait_for_cgroup().map_err(received)?;
-    // We are single-threaded, so moving this thread moves the process, and a
-    // thread that moves itself costs no RCU grace period (see self_join_files).
-    if let Some(cg) = &p.cgroup {
-        for tasks in cg.self_join_files() {
-            std::fs::write(&tasks, b"0").map_err(|e| {
-                ChildFailure::setup(format!("join cgroup {}: {e}", tasks.display()))
-            })?;
-        }
-    }
+    join_v1_cgroups(p)?;
 
     let mut in_userns = false;
     for j in &p.plan.joined {
@@ -110,6 +102,21 @@ fn steps(
         // End of file once the init has closed its end (or died).
         let mut byte = [0u8; 1];
         while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&r, &mut byte) {}
+    }
+    Ok(())
+}
+
+/// Join the container's v1 hierarchies by writing "0" to each `tasks` file.
+/// The caller is single-threaded, so moving this thread moves the process, and
+/// a thread that moves itself costs no RCU grace period (see self_join_files).
+/// Done before any uid change: the files belong to the host's root.
+pub(super) fn join_v1_cgroups(p: &Prepared) -> Result<(), ChildFailure> {
+    if let Some(cg) = &p.cgroup {
+        for tasks in cg.self_join_files() {
+            std::fs::write(&tasks, b"0").map_err(|e| {
+                ChildFailure::setup(format!("join cgroup {}: {e}", tasks.display()))
+            })?;
+        }
     }
     Ok(())
 }

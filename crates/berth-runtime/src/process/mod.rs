@@ -1,34 +1,45 @@
 //! The creation dance: how a bundle becomes a process in its own namespaces.
 //!
-//! Four kinds of process take part. Each is named with prctl(PR_SET_NAME) so that
-//! `ps` shows its role.
+//! Up to four kinds of process take part. Each is named with prctl(PR_SET_NAME)
+//! so that `ps` shows its role.
 //!
 //! 1. **runtime** (the `berth-runtime create|run|exec` process, `parent.rs`,
 //!    `exec.rs`). Single-threaded, so fork is safe. It validates everything before
-//!    any side effect, creates the state directory and `exec.fifo`, forks the
-//!    intermediate, puts it in the container's cgroup (create + apply + add_task),
-//!    writes the uid/gid maps of a new user namespace (only a process outside the
-//!    namespace may), runs the `prestart` and `createRuntime` hooks (they run in
-//!    the runtime's namespaces), and once the init says "ready" writes state.json
-//!    and the pid file and exits, leaving the init blocked on exec.fifo. Any
-//!    failure after the state directory exists is undone by `parent::Cleanup`.
+//!    any side effect, creates the state directory and `exec.fifo`, creates the
+//!    cgroup with its limits, and clones the init with clone3 straight into its
+//!    new namespaces (every CLONE_NEW* at once but the cgroup namespace, so the
+//!    user namespace owns the others) and into the cgroup2 directory
+//!    (CLONE_INTO_CGROUP, where there is one), as crun does. It writes the uid/gid
+//!    maps of a new user namespace (only a process outside the namespace may)
+//!    before it lets the init go on, runs the `prestart` and `createRuntime`
+//!    hooks (they run in the runtime's namespaces), and once the init says
+//!    "ready" writes state.json and the pid file and exits, leaving the init
+//!    blocked on exec.fifo. Any failure after the state directory exists is
+//!    undone by `parent::Cleanup`.
 //!
-//! 2. **intermediate** (`berth:[1:INTER]`, `intermediate.rs`). Exists because
-//!    a new pid (and time) namespace only applies to the children of the process
-//!    that unshares it, and because the user namespace must exist before the
-//!    others so that they belong to it. It waits until the runtime has placed it
-//!    in the cgroup (so that a new cgroup namespace is rooted at the container's
-//!    cgroup), joins the namespaces given by path (user first), unshares a new
-//!    user namespace and waits for its maps, becomes root in it, unshares mount,
-//!    uts, ipc, net, cgroup, time and pid at once, writes the time offsets,
-//!    forks the init, reports its host pid and exits.
+//! 2. **intermediate** (`berth:[1:INTER]`, `intermediate.rs`), only where
+//!    something must happen between creating namespaces: joining a pid
+//!    namespace (it applies only to the children of the process that joins),
+//!    joining a user namespace (the new ones must belong to it), joining any
+//!    namespace before creating a user namespace (joining needs the host's
+//!    capabilities), a new time namespace (its offsets are written before any
+//!    process is in it). It waits until the runtime has placed it in the
+//!    cgroup2 hierarchy, joins the v1 hierarchies itself, joins the namespaces
+//!    given by path (user first), unshares a new user namespace and waits for
+//!    its maps, becomes root in it, unshares the other new namespaces at once,
+//!    writes the time offsets, forks the init, reports its host pid and exits.
 //!
 //! 3. **init** (`berth:[2:INIT]`, `init.rs`). PID 1 of the new pid namespace.
-//!    It builds the root filesystem and then turns itself into the container's
-//!    process; the order of its steps is documented on `init::run`. It reports
-//!    "ready" before opening exec.fifo for writing, which blocks until `start`
-//!    opens the read side; then it runs the `startContainer` hooks and execve's
-//!    the user's program.
+//!    Cloned by the runtime, it first takes the intermediate's steps that are
+//!    left (`init::run_cloned`): it waits for the runtime's word that the maps
+//!    are written, joins the v1 hierarchies itself (a process moving itself
+//!    costs no RCU grace period, moving another does), joins the namespaces given
+//!    by path, becomes root of its user namespace and creates its cgroup
+//!    namespace, rooted where it now is. Then it builds the root filesystem and
+//!    turns itself into the container's process; the order of its steps is
+//!    documented on `init::run`. It reports "ready" before opening exec.fifo for
+//!    writing, which blocks until `start` opens the read side; then it runs the
+//!    `startContainer` hooks and execve's the user's program.
 //!
 //! 4. **exec** (`berth:[1:EXEC]` then `berth:[2:EXEC]`, `exec.rs`): for
 //!    `berth-runtime exec` the runtime forks a process that joins every namespace
@@ -53,6 +64,7 @@ pub mod parent;
 pub mod wait;
 
 use std::ffi::CStr;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use nix::unistd::{ForkResult, Pid};
@@ -255,22 +267,71 @@ impl ProcessError {
 pub(crate) fn fork_child(name: &CStr, body: impl FnOnce() -> i32) -> Result<Pid, ProcessError> {
     // SAFETY: the runtime never starts a thread, so the child is an exact,
     // consistent copy (no lock held by a thread that does not exist there), and
-    // the child leaves only through _exit below.
+    // the child leaves only through child_main's _exit.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { child }) => Ok(child),
-        Ok(ForkResult::Child) => {
-            let _ = nix::sys::prctl::set_name(name);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
-            // SAFETY: _exit ends the process without running the parent's
-            // destructors or atexit handlers, which belong to the runtime.
-            unsafe { libc::_exit(code) }
-        }
+        Ok(ForkResult::Child) => child_main(name, body),
         Err(e) => Err(ProcessError::Fork(e)),
     }
 }
 
 /// clone3's CLONE_INTO_CGROUP (libc's constant is an overflowing c_int).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Which side of a clone3 this process is on.
+enum Cloned {
+    Parent(Pid),
+    Child,
+}
+
+/// clone3 without CLONE_VM and without a stack, i.e. a fork that can also
+/// create namespaces (`flags`) and start in the cgroup2 directory open as
+/// `cgroup`. The kernel's refusal comes back as its errno; nothing was made.
+fn raw_clone3(flags: u64, cgroup: Option<RawFd>) -> Result<Cloned, nix::errno::Errno> {
+    let mut args = libc::clone_args {
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the
+    // child gets a copy of this single-threaded process (see fork_child), and
+    // `args` is a valid clone_args of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        0 => Ok(Cloned::Child),
+        pid if pid > 0 => Ok(Cloned::Parent(Pid::from_raw(pid as i32))),
+        _ => Err(nix::errno::Errno::last()),
+    }
+}
+
+/// The child's side of a clone: run `body` and leave with its return value as
+/// exit code, never returning into the caller's frames.
+fn child_main(name: &CStr, body: impl FnOnce() -> i32) -> ! {
+    let _ = nix::sys::prctl::set_name(name);
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
+    // SAFETY: _exit ends the process without running the parent's destructors
+    // or atexit handlers, which belong to the runtime.
+    unsafe { libc::_exit(code) }
+}
 
 /// Like `fork_child`, but the child starts inside the cgroup2 directory open as
 /// `cgroup` (clone3 with CLONE_INTO_CGROUP), so it never has to be migrated
@@ -285,38 +346,36 @@ pub(crate) fn fork_child_into(
     let Some(cgroup) = cgroup else {
         return fork_child(name, body).map(|p| (p, false));
     };
-    let mut args = libc::clone_args {
-        flags: CLONE_INTO_CGROUP,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: cgroup.as_raw_fd() as u64,
-    };
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the
-    // child gets a copy of this single-threaded process (see fork_child), and
-    // `args` is a valid clone_args of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
-    match ret {
-        0 => {
-            let _ = nix::sys::prctl::set_name(name);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(1);
-            // SAFETY: as in fork_child: leave without running the parent's destructors.
-            unsafe { libc::_exit(code) }
+    match raw_clone3(0, Some(cgroup.as_raw_fd())) {
+        Ok(Cloned::Child) => child_main(name, body),
+        Ok(Cloned::Parent(pid)) => Ok((pid, true)),
+        Err(_) => fork_child(name, body).map(|p| (p, false)),
+    }
+}
+
+/// Clone a child straight into new namespaces (`ns_flags`, CLONE_NEW*) and,
+/// where `cgroup` is given and the kernel allows it, into that cgroup2
+/// directory. Returns the child's pid and whether it started in the cgroup, or
+/// None when the kernel refuses the namespaces this way (no clone3, a limit,
+/// no permission): the caller then takes the path that reports why.
+pub(crate) fn clone_child_in_namespaces(
+    name: &CStr,
+    ns_flags: u64,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+    body: impl FnOnce() -> i32,
+) -> Option<(Pid, bool)> {
+    use std::os::fd::AsRawFd;
+    if let Some(cg) = cgroup {
+        match raw_clone3(ns_flags, Some(cg.as_raw_fd())) {
+            Ok(Cloned::Child) => child_main(name, body),
+            Ok(Cloned::Parent(pid)) => return Some((pid, true)),
+            Err(_) => {}
         }
-        pid if pid > 0 => Ok((Pid::from_raw(pid as i32), true)),
-        _ => fork_child(name, body).map(|p| (p, false)),
+    }
+    match raw_clone3(ns_flags, None) {
+        Ok(Cloned::Child) => child_main(name, body),
+        Ok(Cloned::Parent(pid)) => Some((pid, false)),
+        Err(_) => None,
     }
 }
 

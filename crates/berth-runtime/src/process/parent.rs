@@ -19,7 +19,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Process, Spec};
 
 use super::attrs::{self, ExecPlan};
 use super::channel::{self, InitEvent, IntermediateEvent};
-use super::{fork_child_into, intermediate, ProcessError};
+use super::{clone_child_in_namespaces, fork_child_into, init, intermediate, ProcessError};
 use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, Plan};
 use crate::state::{self, OciState, State, Status};
@@ -494,20 +494,15 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         source,
     })?;
 
-    let (inter_parent, inter_child) = channel::pair().map_err(|source| ProcessError::Channel {
-        role: "intermediate",
-        source,
-    })?;
     let (init_parent, init_child) = channel::pair().map_err(|source| ProcessError::Channel {
         role: "init",
         source,
     })?;
 
-    let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
-    // The cgroup exists, with its limits, before the intermediate does: then the
-    // intermediate can be cloned straight into it where cgroup2 allows. The
-    // device rules wait until the init has made the container's device nodes
-    // (runc's order too: mknod is itself subject to them).
+    // The cgroup exists, with its limits, before the first child does: then the
+    // child can be cloned straight into it where cgroup2 allows. The device
+    // rules wait until the init has made the container's device nodes (runc's
+    // order too: mknod is itself subject to them).
     let linux = p.spec.linux().as_ref();
     let mut limits = crate::devices::cgroup_rules(linux.and_then(|l| l.resources().as_ref()));
     let mut device_rules = oci_spec::runtime::LinuxResources::default();
@@ -532,61 +527,60 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         }
         None => None,
     };
-    let (inter_pid, cloned_into) = fork_child_into(
-        c"berth:[1:INTER]",
-        clone_into.as_ref().map(|fd| fd.as_fd()),
-        || {
-            for fd in parent_fds {
-                super::close_inherited(fd);
-            }
-            intermediate::run(&p, &inter_child, &init_child, fifo.as_raw_fd())
-        },
-    )?;
-    drop(clone_into);
-    cleanup.pids.push(inter_pid);
-    drop(inter_child);
-    drop(init_child);
+    let cgroup_paths = p.cgroup.as_ref().map(|cg| cg.paths()).unwrap_or_default();
 
-    let cgroup_paths = match &p.cgroup {
-        Some(cg) => {
-            // The intermediate joins the v1 hierarchies itself (see
-            // CgroupManager::self_join_files); cgroup2 needs us only when the
-            // clone could not place it there.
-            if !cloned_into {
-                cg.join_cgroup2(inter_pid.as_raw())?;
+    // The init is cloned straight into its namespaces where nothing has to
+    // happen between creating them (see process/mod.rs); else the
+    // intermediate makes them and forks it.
+    let init_parent_fd = init_parent.raw_fd();
+    let cloned = direct_clone_flags(&p.plan).and_then(|flags| {
+        clone_child_in_namespaces(
+            c"berth:[2:INIT]",
+            flags,
+            clone_into.as_ref().map(|fd| fd.as_fd()),
+            || {
+                super::close_inherited(init_parent_fd);
+                init::run_cloned(&p, &init_child, fifo.as_raw_fd())
+            },
+        )
+    });
+    let (init_pid, intermediate) = match cloned {
+        Some((init_pid, cloned_into)) => {
+            drop(clone_into);
+            drop(init_child);
+            cleanup.pids.push(init_pid);
+            if let Some(cg) = &p.cgroup {
+                // The init joins the v1 hierarchies itself (see
+                // CgroupManager::self_join_files); cgroup2 needs us only when
+                // the clone could not place it there.
+                if !cloned_into {
+                    cg.join_cgroup2(init_pid.as_raw())?;
+                }
             }
-            cg.paths()
-        }
-        None => BTreeMap::new(),
-    };
-    // The overlay's mount fd (see selfexe::release): from here on the
-    // intermediate holds the last copy, and the grace period that the last
-    // close waits for passes in its exit, while the init builds the rootfs;
-    // nobody waits for it until the init is ready.
-    crate::selfexe::release();
-    inter_parent
-        .cgroup_joined(&cgroup_paths)
-        .map_err(|source| ProcessError::Channel {
-            role: "intermediate",
-            source,
-        })?;
-
-    let init_pid = loop {
-        match inter_parent.wait_for_intermediate() {
-            Ok(IntermediateEvent::UserNsCreated) => {
-                write_id_maps(inter_pid, &p.uid_mappings, &p.gid_mappings)?;
-                inter_parent
-                    .mappings_written()
-                    .map_err(|source| ProcessError::Channel {
-                        role: "intermediate",
-                        source,
-                    })?;
+            if p.plan.is_new(LinuxNamespaceType::User) {
+                write_id_maps(init_pid, &p.uid_mappings, &p.gid_mappings)?;
             }
-            Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
-            Err(r) => return Err(died("intermediate", inter_pid, r)),
+            init_parent
+                .cgroup_joined(&cgroup_paths)
+                .map_err(|source| ProcessError::Channel {
+                    role: "init",
+                    source,
+                })?;
+            (init_pid, None)
+        }
+        None => {
+            let (init_pid, inter_pid) = spawn_through_intermediate(
+                &p,
+                &mut cleanup,
+                &init_parent,
+                init_child,
+                clone_into,
+                &cgroup_paths,
+                fifo.as_raw_fd(),
+            )?;
+            (init_pid, Some(inter_pid))
         }
     };
-    cleanup.pids.push(init_pid);
 
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let hooks = p.spec.hooks().clone().unwrap_or_default();
@@ -613,6 +607,13 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
                         role: "init",
                         source,
                     })?;
+                if intermediate.is_none() {
+                    // The overlay's mount fd (see selfexe::release): the init
+                    // closed its copy before it asked for the hooks, so ours is
+                    // the last, and the grace period that closing it waits for
+                    // passes here while the init pivots and drops privileges.
+                    crate::selfexe::release();
+                }
             }
             Ok(InitEvent::ConsoleMaster(fd)) => console_master = Some(fd),
             Ok(InitEvent::SeccompFd(fd)) => {
@@ -638,19 +639,21 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
         }
     }
     // Reaped only now: it may still be closing the overlay's mount fd.
-    match waitpid(inter_pid, None) {
-        Ok(WaitStatus::Exited(_, 0)) => {}
-        Ok(other) => {
-            return Err(ProcessError::ChildDied {
-                role: "intermediate",
-                how: describe_status(other),
-            })
-        }
-        Err(source) => {
-            return Err(ProcessError::Sys {
-                what: "wait for the intermediate process",
-                source,
-            })
+    if let Some(inter_pid) = intermediate {
+        match waitpid(inter_pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            Ok(other) => {
+                return Err(ProcessError::ChildDied {
+                    role: "intermediate",
+                    how: describe_status(other),
+                })
+            }
+            Err(source) => {
+                return Err(ProcessError::Sys {
+                    what: "wait for the intermediate process",
+                    source,
+                })
+            }
         }
     }
 
@@ -686,6 +689,103 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
     })
 }
 
+/// The clone flags of the new namespaces when the init can be cloned straight
+/// into them from the runtime; None when something must happen between
+/// creating them, which the intermediate process does: joining a user
+/// namespace (the new ones must belong to it) or joining namespaces before
+/// creating a user namespace (joining needs the host's capabilities), joining
+/// a pid namespace (only children enter it), a new time namespace (its
+/// offsets are written before any process is in it). The cgroup namespace is
+/// left out: the init creates it once it is in its cgroups.
+fn direct_clone_flags(plan: &Plan) -> Option<u64> {
+    use LinuxNamespaceType::{Cgroup, Pid as PidNs, Time, User};
+    if plan.joined.iter().any(|j| matches!(j.typ, User | PidNs))
+        || (plan.is_new(User) && !plan.joined.is_empty())
+        || plan.is_new(Time)
+    {
+        return None;
+    }
+    Some(
+        plan.new
+            .iter()
+            .filter(|t| **t != Cgroup)
+            .fold(0u64, |acc, t| {
+                acc | u64::from(namespaces::clone_flag(*t).bits() as u32)
+            }),
+    )
+}
+
+/// Create the intermediate process, which creates the namespaces and forks
+/// the init (see process/mod.rs); returns the init's and the intermediate's
+/// pids, both already in `cleanup`.
+fn spawn_through_intermediate(
+    p: &Prepared,
+    cleanup: &mut Cleanup,
+    init_parent: &channel::Channel,
+    init_child: channel::Channel,
+    clone_into: Option<OwnedFd>,
+    cgroup_paths: &BTreeMap<String, PathBuf>,
+    fifo: std::os::fd::RawFd,
+) -> Result<(Pid, Pid), ProcessError> {
+    let (inter_parent, inter_child) = channel::pair().map_err(|source| ProcessError::Channel {
+        role: "intermediate",
+        source,
+    })?;
+    let parent_fds = [inter_parent.raw_fd(), init_parent.raw_fd()];
+    let (inter_pid, cloned_into) = fork_child_into(
+        c"berth:[1:INTER]",
+        clone_into.as_ref().map(|fd| fd.as_fd()),
+        || {
+            for fd in parent_fds {
+                super::close_inherited(fd);
+            }
+            intermediate::run(p, &inter_child, &init_child, fifo)
+        },
+    )?;
+    drop(clone_into);
+    cleanup.pids.push(inter_pid);
+    drop(inter_child);
+    drop(init_child);
+
+    if let Some(cg) = &p.cgroup {
+        // The intermediate joins the v1 hierarchies itself (see
+        // CgroupManager::self_join_files); cgroup2 needs us only when the
+        // clone could not place it there.
+        if !cloned_into {
+            cg.join_cgroup2(inter_pid.as_raw())?;
+        }
+    }
+    // The overlay's mount fd (see selfexe::release): from here on the
+    // intermediate holds the last copy, and the grace period that the last
+    // close waits for passes in its exit, while the init builds the rootfs;
+    // nobody waits for it until the init is ready.
+    crate::selfexe::release();
+    inter_parent
+        .cgroup_joined(cgroup_paths)
+        .map_err(|source| ProcessError::Channel {
+            role: "intermediate",
+            source,
+        })?;
+
+    let init_pid = loop {
+        match inter_parent.wait_for_intermediate() {
+            Ok(IntermediateEvent::UserNsCreated) => {
+                write_id_maps(inter_pid, &p.uid_mappings, &p.gid_mappings)?;
+                inter_parent
+                    .mappings_written()
+                    .map_err(|source| ProcessError::Channel {
+                        role: "intermediate",
+                        source,
+                    })?;
+            }
+            Ok(IntermediateEvent::ChildPid(pid)) => break Pid::from_raw(pid),
+            Err(r) => return Err(died("intermediate", inter_pid, r)),
+        }
+    };
+    cleanup.pids.push(init_pid);
+    Ok((init_pid, inter_pid))
+}
+
 /// The state the hooks receive on stdin.
 fn oci_state(p: &Prepared, pid: i32, created: &str) -> OciState {
     OciState {
@@ -701,7 +801,7 @@ fn oci_state(p: &Prepared, pid: i32, created: &str) -> OciState {
     }
 }
 
-/// Write the uid and gid maps of the intermediate's new user namespace. Writing
+/// Write the uid and gid maps of the new user namespace `pid` is in. Writing
 /// `deny` to setgroups is only needed (and only done) when we lack CAP_SETGID
 /// over the parent namespace, i.e. when not running as root.
 fn write_id_maps(

@@ -33,15 +33,31 @@ fn sys(what: &'static str) -> impl FnOnce(Errno) -> ProcessError {
     move |source| ProcessError::Sys { what, source }
 }
 
-/// Wait for `pid` (our child or reparented to us) and return its exit code.
-/// With `console`, relay our stdin to the pty master and the master to our
-/// stdout meanwhile.
-pub fn wait_foreground(pid: Pid, console: Option<OwnedFd>) -> Result<i32, ProcessError> {
+/// Block the signals `wait_foreground` takes from its signalfd (SIGCHLD and
+/// `FORWARDED`), so that one sent before it runs (while the container is being
+/// created and started) stays pending for it instead of killing the runtime
+/// and orphaning the container. Children start with them blocked too: the
+/// init and the exec'd process unblock every signal before their execve
+/// (`attrs::reset_signals`), and hooks run through std's Command, which does.
+pub fn block_forwarded() -> Result<(), ProcessError> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded_set()), None)
+        .map_err(sys("block signals"))
+}
+
+fn forwarded_set() -> SigSet {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     for s in FORWARDED {
         mask.add(s);
     }
+    mask
+}
+
+/// Wait for `pid` (our child or reparented to us) and return its exit code.
+/// With `console`, relay our stdin to the pty master and the master to our
+/// stdout meanwhile.
+pub fn wait_foreground(pid: Pid, console: Option<OwnedFd>) -> Result<i32, ProcessError> {
+    let mask = forwarded_set();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
         .map_err(sys("block signals"))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)

@@ -189,6 +189,7 @@ impl TestShim {
                 rootfs: vec![],
                 log_path: self.log_path().to_string_lossy().into_owned(),
                 stdin,
+                log_format: 0,
             })
             .await
             .unwrap()

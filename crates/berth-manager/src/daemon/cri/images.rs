@@ -108,7 +108,7 @@ fn auth_from(a: Option<cri::AuthConfig>) -> Result<Auth, Status> {
 }
 
 /// Bytes and inodes used below `dir` (a missing directory uses nothing).
-fn usage(dir: &Path) -> (u64, u64) {
+pub(super) fn usage(dir: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let (mut bytes, mut inodes) = (0u64, 0u64);
     let mut todo = vec![dir.to_path_buf()];

@@ -14,9 +14,13 @@
 
 pub mod authority;
 mod cni;
+mod containers;
 mod images;
+mod pause;
 mod runtime;
 mod sandbox;
+mod spec;
+mod streaming;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +41,9 @@ pub struct Cri {
     cfg: Arc<CriConfig>,
     /// `<state>/cri`: the pods' pinned namespaces and files.
     state: PathBuf,
+    /// The streaming server's URLs and pending requests (Exec, Attach,
+    /// PortForward).
+    streams: Arc<streaming::Streams>,
 }
 
 impl Cri {
@@ -47,11 +54,26 @@ impl Cri {
         sandbox::private_mount_point(&state.join("sandboxes"))
             .context("preparing the CRI state directory")?;
         sandbox::reconcile(&d.db).context("checking the CRI pod sandboxes")?;
-        Ok(Cri {
+        let (streams, listener) = streaming::Streams::bind(cfg.stream_address, cfg.stream_port)?;
+        let cri = Cri {
             d,
             cfg: Arc::new(cfg),
             state,
-        })
+            streams: Arc::new(streams),
+        };
+        streaming::spawn(cri.clone(), listener)?;
+        Ok(cri)
+    }
+
+    /// Follow the containers that run again, and drop what a create cut short left
+    /// (after the manager has found its tasks again).
+    pub async fn recover(&self) {
+        if let Err(e) = self.reconcile_containers().await {
+            tracing::warn!("CRI: checking the containers: {}", e.message());
+        }
+        if let Err(e) = self.reconcile_pauses().await {
+            tracing::warn!("CRI: checking the pods' pause processes: {}", e.message());
+        }
     }
 
     /// Both CRI services, ready for a tonic router.

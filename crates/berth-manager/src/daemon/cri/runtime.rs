@@ -1,6 +1,6 @@
-//! `runtime.v1.RuntimeService`: Version, Status and pod sandboxes
-//! ([`super::sandbox`]); containers are not served yet and answer
-//! `Unimplemented` (see docs/cri.md).
+//! `runtime.v1.RuntimeService`: Version, Status, pod sandboxes
+//! ([`super::sandbox`]) and containers ([`super::containers`]); what is not
+//! served answers `Unimplemented` (see docs/cri.md).
 
 use berth_cri_api::runtime::v1 as cri;
 use berth_cri_api::runtime::v1::runtime_service_server::RuntimeService;
@@ -130,111 +130,131 @@ impl RuntimeService for Cri {
 
     async fn create_container(
         &self,
-        _req: Request<cri::CreateContainerRequest>,
+        req: Request<cri::CreateContainerRequest>,
     ) -> Res<cri::CreateContainerResponse> {
-        Err(not_yet("CreateContainer"))
+        let container_id = self.container_create(req.into_inner()).await?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _req: Request<cri::StartContainerRequest>,
+        req: Request<cri::StartContainerRequest>,
     ) -> Res<cri::StartContainerResponse> {
-        Err(not_yet("StartContainer"))
+        self.container_start(&req.into_inner().container_id).await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _req: Request<cri::StopContainerRequest>,
+        req: Request<cri::StopContainerRequest>,
     ) -> Res<cri::StopContainerResponse> {
-        Err(not_yet("StopContainer"))
+        let r = req.into_inner();
+        self.container_stop(&r.container_id, r.timeout).await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _req: Request<cri::RemoveContainerRequest>,
+        req: Request<cri::RemoveContainerRequest>,
     ) -> Res<cri::RemoveContainerResponse> {
-        Err(not_yet("RemoveContainer"))
+        self.container_remove(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _req: Request<cri::ListContainersRequest>,
+        req: Request<cri::ListContainersRequest>,
     ) -> Res<cri::ListContainersResponse> {
-        Ok(Response::new(cri::ListContainersResponse {
-            containers: vec![],
-        }))
+        let containers = self.container_list(req.into_inner().filter).await?;
+        Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _req: Request<cri::ContainerStatusRequest>,
+        req: Request<cri::ContainerStatusRequest>,
     ) -> Res<cri::ContainerStatusResponse> {
-        Err(not_yet("ContainerStatus"))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.container_status(&r.container_id, r.verbose).await?,
+        ))
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<cri::UpdateContainerResourcesRequest>,
+        req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Res<cri::UpdateContainerResourcesResponse> {
-        Err(not_yet("UpdateContainerResources"))
+        let r = req.into_inner();
+        self.container_update(&r.container_id, r.linux).await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Res<cri::ReopenContainerLogResponse> {
-        Err(not_yet("ReopenContainerLog"))
+        self.container_reopen_log(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
-    async fn exec_sync(&self, _req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
-        Err(not_yet("ExecSync"))
+    async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
+        Ok(Response::new(
+            self.container_exec_sync(req.into_inner()).await?,
+        ))
     }
 
-    async fn exec(&self, _req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
-        Err(not_yet("Exec"))
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
+        Ok(Response::new(self.stream_exec(req.into_inner()).await?))
     }
 
-    async fn attach(&self, _req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
-        Err(not_yet("Attach"))
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
+        Ok(Response::new(self.stream_attach(req.into_inner()).await?))
     }
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Res<cri::PortForwardResponse> {
-        Err(not_yet("PortForward"))
+        Ok(Response::new(
+            self.stream_port_forward(req.into_inner()).await?,
+        ))
     }
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Res<cri::ContainerStatsResponse> {
-        Err(not_yet("ContainerStats"))
+        let stats = self.container_stats(&req.into_inner().container_id).await?;
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Res<cri::ListContainerStatsResponse> {
-        Ok(Response::new(cri::ListContainerStatsResponse {
-            stats: vec![],
-        }))
+        let stats = self.container_stats_list(req.into_inner().filter).await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Res<cri::PodSandboxStatsResponse> {
-        Err(not_yet("PodSandboxStats"))
+        let stats = self.pod_stats(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Res<cri::ListPodSandboxStatsResponse> {
-        Ok(Response::new(cri::ListPodSandboxStatsResponse {
-            stats: vec![],
-        }))
+        let stats = self.pod_stats_list(req.into_inner().filter).await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(

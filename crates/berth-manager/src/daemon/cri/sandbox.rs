@@ -44,6 +44,10 @@ pub struct SandboxRecord {
     pub cni_network: String,
     pub cni_result: Option<serde_json::Value>,
     pub ips: Vec<String>,
+    /// Its containers share a PID namespace, held by a pause process
+    /// ([`super::pause`]).
+    #[serde(default)]
+    pub pause: bool,
 }
 
 impl SandboxRecord {
@@ -70,6 +74,7 @@ fn namespace_options(c: &cri::PodSandboxConfig) -> cri::NamespaceOption {
 }
 
 const NODE: i32 = cri::NamespaceMode::Node as i32;
+const POD: i32 = cri::NamespaceMode::Pod as i32;
 
 /// A new sandbox id: 64 hex digits, as kubelet's runtimes hand out.
 fn new_id(meta: &cri::PodSandboxMetadata) -> String {
@@ -493,6 +498,7 @@ impl Cri {
             cni_network: String::new(),
             cni_result: None,
             ips: vec![],
+            pause: false,
         };
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let undo = |dir: PathBuf| async move {
@@ -526,6 +532,13 @@ impl Cri {
                     }
                 }
             }
+            if ns.pid == POD {
+                if let Err(e) = self.pause_start(&rec).await {
+                    let _ = self.network_down(&rec).await;
+                    return Err(e);
+                }
+                rec.pause = true;
+            }
             Ok::<(), Status>(())
         };
         if let Err(e) = setup.await {
@@ -533,6 +546,7 @@ impl Cri {
             return Err(e);
         }
         if let Err(e) = self.save(&rec).await {
+            let _ = self.pause_remove(&rec.id).await;
             let _ = self.network_down(&rec).await;
             undo(dir).await;
             return Err(e);
@@ -546,6 +560,12 @@ impl Cri {
             // Stopping what is not there succeeds (kubelet retries after a restart).
             return Ok(());
         };
+        // Its containers first, killed at once (kubelet stops them before with
+        // their grace periods).
+        for c in self.pod_containers(&rec.id).await? {
+            self.container_stop(&c, 0).await?;
+        }
+        self.pause_remove(&rec.id).await?;
         let _lock = self.d.locks.lock(&format!("cri-sandbox/{}", rec.id)).await;
         if !rec.ready && !rec.own_net && !rec.own_ipc {
             return Ok(());
@@ -571,6 +591,9 @@ impl Cri {
             return Ok(());
         };
         self.pod_stop(&rec.id).await?;
+        for c in self.pod_containers(&rec.id).await? {
+            self.container_remove(&c).await?;
+        }
         let _lock = self.d.locks.lock(&format!("cri-sandbox/{}", rec.id)).await;
         let d = std::sync::Arc::clone(&self.d);
         let (sid, dir) = (rec.id.clone(), rec.dir.clone());

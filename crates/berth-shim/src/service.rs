@@ -133,6 +133,9 @@ struct Conn {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     state: State,
+    /// The client's end of input was read; frames before it may still wait in
+    /// `inbuf` (held up by a full stdin queue, or read with the end).
+    eof: bool,
 }
 
 impl Conn {
@@ -163,6 +166,14 @@ impl Conn {
             }
         }
         Ok(true)
+    }
+
+    /// Whether a complete frame waits in the input.
+    fn frame_ready(&self) -> bool {
+        self.inbuf
+            .first_chunk::<HEADER>()
+            .and_then(|h| wire::parse_header(h).ok())
+            .is_some_and(|(_, len)| self.inbuf.len() >= HEADER + len)
     }
 
     /// The next complete frame in the input, if there is one.
@@ -395,7 +406,7 @@ impl Server {
                     exec_id,
                     input_open: true,
                     ended: false,
-                } if self.stdin_has_room(exec_id) => events |= PollFlags::POLLIN,
+                } if !c.eof && self.stdin_has_room(exec_id) => events |= PollFlags::POLLIN,
                 _ => {}
             }
             tokens.push(Token::Conn(*id));
@@ -438,6 +449,7 @@ impl Server {
                             inbuf: Vec::new(),
                             out: Vec::new(),
                             state: State::Request,
+                            eof: false,
                         },
                     );
                 }
@@ -490,6 +502,11 @@ impl Server {
             State::Request if readable => match c.fill() {
                 Ok(true) => self.on_request(id),
                 Ok(false) if c.inbuf.is_empty() => self.drop_conn(id),
+                // An attach whose client sent all its input at once, end included.
+                Ok(false) if c.frame_ready() => {
+                    c.eof = true;
+                    self.on_request(id);
+                }
                 Ok(false) => {
                     let e = ShimError::BadRequest("the call ended before its frame did".into());
                     tracing::debug!("reading a call: {e}");
@@ -510,12 +527,9 @@ impl Server {
             } if readable => {
                 match c.fill() {
                     Ok(true) => {}
-                    // End of input: only the output is left to send.
-                    Ok(false) | Err(_) => {
-                        if let State::Attach { input_open, .. } = &mut c.state {
-                            *input_open = false;
-                        }
-                    }
+                    // End of input: what was read with it is still handed on
+                    // (attach_input), then only the output is left to send.
+                    Ok(false) | Err(_) => c.eof = true,
                 }
                 self.attach_input(id);
                 self.flush(id);
@@ -749,7 +763,14 @@ impl Server {
                 return;
             }
             let result = match c.next_frame() {
-                Ok(None) => return,
+                Ok(None) => {
+                    if c.eof {
+                        if let State::Attach { input_open, .. } = &mut c.state {
+                            *input_open = false;
+                        }
+                    }
+                    return;
+                }
                 Ok(Some((k, payload))) if k == Kind::Message as u8 => {
                     decode(&payload).and_then(|m| {
                         let p = self.task.process_mut(&exec_id)?;

@@ -405,6 +405,15 @@ struct StdinWriter {
     close: bool,
 }
 
+/// Stdin queued before the process's stdin exists.
+#[derive(Debug, Default)]
+struct StdinEarly {
+    queue: VecDeque<Vec<u8>>,
+    close: bool,
+    /// The writer started (or never will): nothing more is held here.
+    over: bool,
+}
+
 /// What reading an output stream gave.
 #[derive(Debug)]
 pub enum Read {
@@ -426,6 +435,10 @@ pub struct ProcessIo {
     /// Every output stream has ended (or there never will be one).
     ended: bool,
     stdin: Option<StdinWriter>,
+    /// Stdin from clients attached before the process's stdin exists (an exec's
+    /// is made when it starts, and kubelet's and docker's clients attach first):
+    /// handed to the writer when it starts.
+    early: StdinEarly,
     console: Option<OwnedFd>,
     /// The output waits for attached clients that are behind (see
     /// [`ProcessIo::paced`]).
@@ -442,6 +455,7 @@ impl ProcessIo {
             outputs: Vec::new(),
             ended: false,
             stdin: None,
+            early: StdinEarly::default(),
             console: None,
             paced: false,
         }
@@ -541,18 +555,36 @@ impl ProcessIo {
     /// stdin so waiters and attached clients are released.
     pub fn abandon(&mut self) {
         self.stdin = None;
+        self.early = StdinEarly {
+            over: true,
+            ..StdinEarly::default()
+        };
         self.outputs.clear();
         self.ended = true;
     }
 
     fn start_stdin_writer(&mut self, fd: OwnedFd) -> Result<(), IoError> {
         fdio::set_nonblocking(&fd).map_err(IoError::Reactor)?;
+        let early = std::mem::replace(
+            &mut self.early,
+            StdinEarly {
+                over: true,
+                ..StdinEarly::default()
+            },
+        );
+        let mut queue = early.queue;
+        if early.close && self.terminal {
+            queue.push_back(vec![VEOF]);
+        }
         self.stdin = Some(StdinWriter {
             fd,
-            queue: VecDeque::new(),
+            queue,
             written: 0,
-            close: false,
+            close: early.close,
         });
+        // What came early goes now: the loop only polls a writer with a queue, so
+        // a close with nothing queued would otherwise never happen.
+        self.flush_stdin();
         Ok(())
     }
 
@@ -564,6 +596,10 @@ impl ProcessIo {
         match &mut self.stdin {
             Some(w) if !w.close => {
                 w.queue.push_back(data);
+                Ok(())
+            }
+            None if !self.early.over && !self.early.close => {
+                self.early.queue.push_back(data);
                 Ok(())
             }
             _ => Err(IoError::StdinClosed),
@@ -582,6 +618,8 @@ impl ProcessIo {
                 w.queue.push_back(vec![VEOF]);
             }
             w.close = true;
+        } else if !self.early.over {
+            self.early.close = true;
         }
         self.flush_stdin();
         Ok(())
@@ -589,9 +627,10 @@ impl ProcessIo {
 
     /// Whether more stdin may be queued now (a writer is not held up).
     pub fn stdin_has_room(&self) -> bool {
-        self.stdin
-            .as_ref()
-            .is_none_or(|w| w.queue.len() < STDIN_QUEUE)
+        match &self.stdin {
+            Some(w) => w.queue.len() < STDIN_QUEUE,
+            None => self.early.queue.len() < STDIN_QUEUE,
+        }
     }
 
     /// The stdin descriptor, while something waits to be written to it.

@@ -422,6 +422,66 @@ async fn exec_runs_in_the_running_container() {
     }
 }
 
+/// An exec'd process's stdin, sent on its attach stream before and after it
+/// starts (kubelet's and docker's clients attach first), then closed on that
+/// stream, which then ends: it reads all of it, then end of file.
+#[tokio::test]
+async fn exec_stdin_before_and_after_start_then_closed() {
+    require_root!();
+    for rt in runtimes() {
+        let id = unique_name("berth-test-shim");
+        let mut shim = TestShim::start(&rt, &id, bundle(&id, &["sleep", "100"])).await;
+        shim.create_start(false).await;
+        for (early, exec_id) in [(true, "early"), (false, "late")] {
+            shim.client
+                .exec(pb::ExecRequest {
+                    exec_id: exec_id.into(),
+                    process: process_json(&["sh", "-c", "cat; echo done"], false),
+                    stdin: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let (tx, mut out) = attach(&mut shim, exec_id).await;
+            let stdin = |close_stdin| pb::AttachRequest {
+                exec_id: exec_id.into(),
+                stdin: if close_stdin {
+                    Vec::new()
+                } else {
+                    b"piped in\n".to_vec()
+                },
+                close_stdin,
+            };
+            // The client's end of input comes with its last requests, as a
+            // client's does that sends all it has and goes (crictl exec -i).
+            let mut tx = Some(tx);
+            if early {
+                let tx = tx.take().unwrap();
+                tx.send(stdin(false)).await.unwrap();
+                tx.send(stdin(true)).await.unwrap();
+            }
+            shim.client
+                .start(pb::StartRequest {
+                    exec_id: exec_id.into(),
+                })
+                .await
+                .unwrap();
+            if let Some(tx) = tx {
+                tx.send(stdin(false)).await.unwrap();
+                tx.send(stdin(true)).await.unwrap();
+            }
+            assert_eq!(
+                read_until(&mut out, pb::Stream::Stdout, "done\n").await,
+                "piped in\ndone\n",
+                "{exec_id}"
+            );
+            assert_eq!(shim.wait(exec_id).await.exit_status, 0, "{exec_id}");
+        }
+        shim.delete(true).await;
+        shim.assert_cleaned_up().await;
+    }
+}
+
 /// An exec'd process's output waits for its attached client: a million lines
 /// read late and slowly arrive whole (docker exec and kubectl cp depend on it),
 /// and the exit is reported once they have.

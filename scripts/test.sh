@@ -40,6 +40,14 @@ step "docker-py (for the engine's docker-py tests)"
 BERTH_DOCKER_PY=$(berth_docker_py target/docker-py)
 export BERTH_DOCKER_PY
 
+# crictl for the CRI end-to-end tests (cri_crictl, cri_streaming): built from a
+# cri-tools source tree when one is given (CI cannot fetch one; without it those
+# tests say they skip).
+if [ -n "${BERTH_CRI_TOOLS:-}" ]; then
+  step "crictl from $BERTH_CRI_TOOLS"
+  CRITEST_BUILD_ONLY=1 ./scripts/critest.sh "$BERTH_CRI_TOOLS"
+fi
+
 step "cargo test"
 # Integration tests use the binaries built above (target/debug), never rebuild them.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2

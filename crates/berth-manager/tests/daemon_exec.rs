@@ -242,6 +242,15 @@ async fn exec_attach_pause_and_friends() {
     })
     .await
     .unwrap();
+    // The attach stream and CloseIO are two connections: close only once the
+    // stdin has been through (cat echoed it), or the close may overtake it.
+    let mut attached = attached;
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    let first = tokio::time::timeout_at(deadline, attached.message())
+        .await
+        .expect("no echo of the stdin")
+        .unwrap()
+        .expect("the output ended before the echo");
     c.tasks
         .close_io(pb::CloseIoRequest {
             container_id: id.clone(),
@@ -249,8 +258,9 @@ async fn exec_attach_pause_and_friends() {
         })
         .await
         .unwrap();
-    let (out, _) = drain(attached).await;
+    let (rest, _) = drain(attached).await;
     drop(tx);
+    let out = String::from_utf8(first.data).unwrap() + &rest;
     assert_eq!(out, "ping\n");
     assert_eq!(Stack::wait_delete(&mut c, &id).await, 0);
     let log = read_log(&stack.log_path(&id));

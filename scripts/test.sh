@@ -16,6 +16,12 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust wi
 
 step() { printf '\n== %s\n' "$*"; }
 
+# On a hybrid host, the unified root's enabled controllers, to check that the tests
+# put them back (crun refuses a hybrid host with one enabled there). On a cgroup
+# v2-only host the root enables controllers for every container, as with runc.
+cg2_root=/sys/fs/cgroup/unified
+cg2_before=$(cat "$cg2_root/cgroup.subtree_control" 2>/dev/null || true)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -75,4 +81,8 @@ for d in /sys/fs/cgroup/*/berth-test /sys/fs/cgroup/berth-test; do
     echo "cgroups left under $d"; bad=1
   fi
 done
+cg2_after=$(cat "$cg2_root/cgroup.subtree_control" 2>/dev/null || true)
+if [ "$cg2_after" != "$cg2_before" ]; then
+  echo "controllers enabled at $cg2_root: '$cg2_before' before the tests, '$cg2_after' after"; bad=1
+fi
 exit $bad

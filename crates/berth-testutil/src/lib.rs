@@ -99,6 +99,50 @@ pub fn unmount_below(path: &Path) {
     }
 }
 
+/// Puts a cgroup2 hierarchy's root back as a test found it when dropped: a cgroup
+/// made on it enables controllers in every ancestor's `cgroup.subtree_control`
+/// (the root's included), which outlives the cgroup and changes the host (crun,
+/// for one, refuses a hybrid host whose cgroup2 root has a controller enabled).
+/// Removes the test's `parent` cgroup if it is empty, then disables at the root
+/// what was not enabled before. Declare it before the [`CgroupGuard`] of the
+/// test's cgroup, so that it drops after it.
+#[derive(Debug)]
+pub struct Cgroup2RootGuard {
+    root: PathBuf,
+    parent: PathBuf,
+    enabled_before: Vec<String>,
+}
+
+impl Cgroup2RootGuard {
+    pub fn new(root: &Path, parent: &str) -> Cgroup2RootGuard {
+        Cgroup2RootGuard {
+            root: root.to_path_buf(),
+            parent: root.join(parent.trim_start_matches('/')),
+            enabled_before: Self::enabled(root),
+        }
+    }
+
+    fn enabled(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Cgroup2RootGuard {
+    fn drop(&mut self) {
+        // Busy (another test's cgroup in it): that test's guard comes last.
+        let _ = std::fs::remove_dir(&self.parent);
+        for c in Self::enabled(&self.root) {
+            if !self.enabled_before.contains(&c) {
+                let _ = std::fs::write(self.root.join("cgroup.subtree_control"), format!("-{c}"));
+            }
+        }
+    }
+}
+
 /// Removes a cgroup directory (in every hierarchy) when dropped, killing what is
 /// left in it first. `relative` is the path below each hierarchy root, e.g.
 /// `berth-test/abc`.

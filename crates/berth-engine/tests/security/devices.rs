@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_cgroups::{CgroupManager, Layout};
-use berth_testutil::{block_device_candidates, require_root, unique_name, CgroupGuard};
+use berth_testutil::{
+    block_device_candidates, require_root, unique_name, Cgroup2RootGuard, CgroupGuard,
+};
 use oci_spec::runtime::LinuxResources;
 
 use crate::{ok, serial, Stack};
@@ -64,6 +66,8 @@ fn v2_device_program_lets_the_host_disk_be_created_not_opened() {
     };
     let name = unique_name("berth-test-devbpf");
     let rel = format!("berth-test/{name}");
+    // Drop order: the cgroup (guard), then the parent and the root's controllers.
+    let _root = Cgroup2RootGuard::new(&root, "berth-test");
     let _guard = CgroupGuard(rel.clone());
     let layout = Layout::V2 { root: root.clone() };
     let cg = CgroupManager::with_layout(&layout, Some(Path::new(&rel)), &name, false).unwrap();

@@ -204,7 +204,11 @@ pub async fn start(
     match started {
         Ok((streams, pid)) => {
             if let Some(e) = engine.execs().get_mut(&eid) {
-                e.running = true;
+                // A process that exits at once can have its exit event handled
+                // (finish) before the start answers: it must not run again.
+                if e.exit_code.is_none() {
+                    e.running = true;
+                }
                 e.pid = pid;
             }
             watch_exit(engine, cid, eid);

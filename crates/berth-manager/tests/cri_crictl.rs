@@ -8,11 +8,12 @@
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cri_common;
 mod daemon_common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cri_common::*;
 use daemon_common::*;
 
 /// Deletes the test's bridge when the test ends (the bridge plugin never does).
@@ -22,50 +23,6 @@ impl Drop for BridgeGuard {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.0]).status();
     }
-}
-
-fn crictl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_CRICTL") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cri-tools/crictl");
-    p.exists().then_some(p)
-}
-
-fn veths_on(bridge: &str) -> String {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "master", bridge])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-async fn start_cri_stack(bridge: &str, subnet: &str) -> Stack {
-    Stack::start_with(&runtime_under_test(), |s| {
-        let conf_dir = s.dir.path().join("net.d");
-        std::fs::create_dir_all(&conf_dir).unwrap();
-        let conflist = serde_json::json!({
-            "cniVersion": "0.4.0", "name": "berth-test-crictl",
-            "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
-                 "ipam": {"type": "host-local", "dataDir": s.dir.path().join("ipam"),
-                          "ranges": [[{"subnet": subnet}]]}},
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "loopback"}
-            ]
-        });
-        std::fs::write(conf_dir.join("10-pods.conflist"), conflist.to_string()).unwrap();
-        s.extra_args = vec![
-            "--cri".to_string(),
-            "--cri-address".to_string(),
-            s.dir.path().join("cri.sock").display().to_string(),
-            "--cni-conf-dir".to_string(),
-            conf_dir.display().to_string(),
-            "--cni-bin-dir".to_string(),
-            "/usr/lib/cni".to_string(),
-        ];
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cri_common;
 mod daemon_common;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::process::Command;
 
 use berth_cri_api::runtime::v1 as cri;
 use berth_cri_api::runtime::v1::runtime_service_client::RuntimeServiceClient;
-use daemon_common::*;
+use cri_common::*;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -87,43 +88,6 @@ fn mounted(path: &Path) -> bool {
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(&*path.to_string_lossy()))
-}
-
-fn veths_on(bridge: &str) -> String {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "master", bridge])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A manager with CRI on, its pods on a CNI bridge of the test's own.
-async fn start_cri_stack(bridge: &str, subnet: &str) -> Stack {
-    Stack::start_with(&runtime_under_test(), |s| {
-        let conf_dir = s.dir.path().join("net.d");
-        std::fs::create_dir_all(&conf_dir).unwrap();
-        let conflist = serde_json::json!({
-            "cniVersion": "0.4.0", "name": "berth-test-pods",
-            "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
-                 "ipam": {"type": "host-local", "dataDir": s.dir.path().join("ipam"),
-                          "ranges": [[{"subnet": subnet}]]}},
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "loopback"}
-            ]
-        });
-        std::fs::write(conf_dir.join("10-pods.conflist"), conflist.to_string()).unwrap();
-        s.extra_args = vec![
-            "--cri".to_string(),
-            "--cri-address".to_string(),
-            s.dir.path().join("cri.sock").display().to_string(),
-            "--cni-conf-dir".to_string(),
-            conf_dir.display().to_string(),
-            "--cni-bin-dir".to_string(),
-            "/usr/lib/cni".to_string(),
-        ];
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,19 +337,9 @@ async fn cri_pod_sandboxes_on_a_cni_bridge() {
     assert!(list(&mut rt, None).await.is_empty());
     assert!(!netns.parent().unwrap().exists());
     // The address went back to the pool.
-    let ipam = stack.dir.path().join("ipam").join("berth-test-pods");
+    let ipam = stack.dir.path().join("ipam").join(CNI_NETWORK);
     assert!(!ipam.join(&ip).exists());
     assert!(!ipam.join(&lost_ip).exists());
-}
-
-/// crictl, built from cri-tools by `CRITEST_BUILD_ONLY=1 scripts/critest.sh SRC`
-/// (or named by BERTH_CRICTL).
-fn crictl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_CRICTL") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cri-tools/crictl");
-    p.exists().then_some(p)
 }
 
 /// Kubernetes' own client (Go gRPC, which sends the socket path as :authority)

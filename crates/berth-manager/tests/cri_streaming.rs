@@ -11,15 +11,17 @@
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cri_common;
 mod daemon_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use berth_api::berth::manager::v1 as pb;
 use berth_cri_api::runtime::v1 as cri;
 use berth_cri_api::runtime::v1::runtime_service_client::RuntimeServiceClient;
+use cri_common::*;
 use daemon_common::*;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -50,44 +52,6 @@ async fn cri_client(socket: &Path) -> RuntimeServiceClient<Channel> {
         .await
         .unwrap();
     RuntimeServiceClient::new(channel)
-}
-
-/// crictl, built from cri-tools by `CRITEST_BUILD_ONLY=1 scripts/critest.sh SRC`
-/// (or named by BERTH_CRICTL).
-fn crictl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_CRICTL") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cri-tools/crictl");
-    p.exists().then_some(p)
-}
-
-/// A manager with CRI on, its pods on a CNI bridge of the test's own.
-async fn start_cri_stack(bridge: &str, subnet: &str) -> Stack {
-    Stack::start_with(&runtime_under_test(), |s| {
-        let conf_dir = s.dir.path().join("net.d");
-        std::fs::create_dir_all(&conf_dir).unwrap();
-        let conflist = serde_json::json!({
-            "cniVersion": "0.4.0", "name": "berth-test-pods",
-            "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
-                 "ipam": {"type": "host-local", "dataDir": s.dir.path().join("ipam"),
-                          "ranges": [[{"subnet": subnet}]]}},
-                {"type": "loopback"}
-            ]
-        });
-        std::fs::write(conf_dir.join("10-pods.conflist"), conflist.to_string()).unwrap();
-        s.extra_args = vec![
-            "--cri".to_string(),
-            "--cri-address".to_string(),
-            s.dir.path().join("cri.sock").display().to_string(),
-            "--cni-conf-dir".to_string(),
-            conf_dir.display().to_string(),
-            "--cni-bin-dir".to_string(),
-            "/usr/lib/cni".to_string(),
-        ];
-    })
-    .await
 }
 
 async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, name: &str) -> String {

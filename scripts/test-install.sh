@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 if [ -e /usr/local/bin/berthd ] || [ -e /run/berth ] || [ -e /var/lib/berth ]; then
+  if [ -n "${BERTH_TEST_INSTALL_REQUIRED:-}" ]; then
+    echo "test-install.sh: FAILED: berth's paths exist on this machine, and the caller said they did not before" >&2
+    exit 1
+  fi
   echo "test-install.sh: berth is installed on this machine already; skipping (it would be replaced)"
   exit 0
 fi

@@ -33,6 +33,24 @@ impl Podman {
             "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n",
         )
         .unwrap();
+        // podman runs its runtime without --root, so berth-runtime would keep the
+        // containers' state (and its caches) in the host's /run/berth/runtime: the
+        // runtime podman gets is ours with a root in the test's directory.
+        let wrapper = dir.path().join("berth-runtime");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec '{}' --root '{}' \"$@\"\n",
+                berth_testutil::binary("berth-runtime").display(),
+                dir.path().join("runtime").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         Podman {
             dir,
             _cgroups: EngineCgroups::new(CGROUP_PARENT),
@@ -51,7 +69,7 @@ impl Podman {
             .arg(d.join("tmp"))
             .args(["--storage-driver", "vfs"])
             .arg("--runtime")
-            .arg(berth_testutil::binary("berth-runtime"))
+            .arg(d.join("berth-runtime"))
             .args(args)
             .stdin(Stdio::null())
             .output()

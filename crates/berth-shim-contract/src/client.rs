@@ -133,6 +133,36 @@ impl ShimClient {
             let _ = wr.shutdown().await;
         });
         let (tx, rx) = tokio::sync::mpsc::channel(ATTACH_QUEUE);
+        // The shim's first frame says the client is subscribed: only then may the
+        // caller start the process (on another connection) without losing output.
+        match wire::read_frame(&mut rd).await {
+            Ok(Some((k, _))) if k == Kind::Reply as u8 => {}
+            Ok(Some((k, payload))) if k == Kind::Status as u8 => {
+                writer.abort();
+                let s = status_of(&payload);
+                if s.code() != GrpcCode::Ok {
+                    return Err(s);
+                }
+                // The output had already ended: an empty stream.
+                return Ok(Response::new(AttachStream { rx }));
+            }
+            Ok(Some((k, _))) => {
+                writer.abort();
+                return Err(Status::internal(format!(
+                    "shim: unexpected first attach frame kind {k}"
+                )));
+            }
+            Ok(None) => {
+                writer.abort();
+                return Err(Status::unavailable(
+                    "shim: the connection closed before the attach was answered",
+                ));
+            }
+            Err(e) => {
+                writer.abort();
+                return Err(frame_error(e));
+            }
+        }
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {

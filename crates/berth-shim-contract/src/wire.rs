@@ -8,9 +8,12 @@
 //! frame (the response) or one [`Kind::Status`] frame (an [`RpcStatus`] error),
 //! then closes. Attach is the one streaming call: after its first request the
 //! client sends more `AttachRequest`s as [`Kind::Message`] frames (shutting down
-//! its writing side when it has no more), the shim sends every `AttachResponse`
-//! as a `Message` frame and ends the stream with a `Status` frame (code
-//! [`Code::Ok`] when the output simply ended).
+//! its writing side when it has no more). The shim answers first with an empty
+//! `Reply` frame once the client is subscribed to the output (so a process
+//! started after it loses none), then sends every `AttachResponse` as a `Message`
+//! frame and ends the stream with a `Status` frame (code [`Code::Ok`] when the
+//! output simply ended; an error, or an `Ok` when the output had already ended,
+//! may come instead of the `Reply`).
 //!
 //! A frame: 4 bytes of payload length (big-endian), 1 byte of kind, the payload
 //! (a protobuf message). Payloads above [`MAX_FRAME`] are refused by both sides.

@@ -711,8 +711,8 @@ impl Server {
     }
 
     /// Live stdio: the first request names the process (and may carry stdin); the
-    /// client then gets the output as it comes, until it ends. Output before the
-    /// attach is not replayed.
+    /// shim answers with an empty `Reply` once subscribed, then the output as it
+    /// comes, until it ends. Output before the attach is not replayed.
     fn start_attach(&mut self, id: ConnId, first: &[u8]) {
         let result = (|| {
             let first: pb::AttachRequest = decode(first)?;
@@ -727,6 +727,10 @@ impl Server {
             Ok((_, true)) => self.answer(id, status_frame(&RpcStatus::new(Code::Ok, ""))),
             Ok((exec_id, false)) => {
                 if let Some(c) = self.conns.get_mut(&id) {
+                    // The client starts the process only after this reply: output
+                    // from then on reaches it (the start is another connection,
+                    // which this loop could otherwise serve first).
+                    c.out.extend_from_slice(&reply(&pb::Empty {}));
                     c.state = State::Attach {
                         exec_id,
                         input_open: true,

@@ -408,6 +408,31 @@ async fn exec_runs_in_the_running_container() {
         assert_eq!(err.code(), Code::InvalidArgument, "{err}");
         assert!(err.message().contains("/no/such/binary"), "{err}");
 
+        // A start right after the attach answered loses no output, however fast
+        // the process is (the start comes on another connection: the attach's
+        // answer says the subscription is in place).
+        for i in 0..20 {
+            let exec_id = format!("quick{i}");
+            shim.client
+                .exec(pb::ExecRequest {
+                    exec_id: exec_id.clone(),
+                    process: process_json(&["echo", &format!("n{i}")], false),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let (_tx, mut out) = attach(&mut shim, &exec_id).await;
+            shim.client
+                .start(pb::StartRequest {
+                    exec_id: exec_id.clone(),
+                })
+                .await
+                .unwrap();
+            let seen = read_until(&mut out, pb::Stream::Stdout, "\n").await;
+            assert_eq!(seen, format!("n{i}\n"));
+            assert_eq!(shim.wait(&exec_id).await.exit_status, 0);
+        }
+
         // The init is untouched.
         let state = shim
             .client

@@ -142,6 +142,13 @@ async fn shutdown_signal() {
 }
 
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(berth_engine::network::proxy::SUBCOMMAND) {
+        // A published port's userland proxy (started by berthd itself; see
+        // network::proxy): no runtime, no logging, one thread per connection.
+        return berth_engine::network::proxy::child_main(&argv[2..])
+            .context("berthd userland-proxy");
+    }
     let args = Args::parse();
     // Taken while this process has a single thread: taking it clears LISTEN_* from
     // the environment, which is not safe once other threads may read it.

@@ -81,6 +81,28 @@ struct Leftovers {
     rules: Vec<String>,
     dns: Vec<String>,
     live: Vec<String>,
+    /// Userland proxies (`berthd userland-proxy ...`), their command lines.
+    proxies: Vec<String>,
+}
+
+/// The command lines of berthd's userland proxies that mention one of `needles`.
+fn proxies(needles: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|c| c.starts_with("berthd userland-proxy "))
+        .filter(|c| needles.iter().any(|n| c.contains(n)))
+        .collect();
+    out.sort();
+    out
 }
 
 fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
@@ -126,6 +148,7 @@ fn leftovers(stack: &Stack, bridges: &[&str], needles: &[&str]) -> Leftovers {
         rules,
         dns,
         live: list("engine-run/network/containers"),
+        proxies: proxies(needles),
     }
 }
 
@@ -652,7 +675,10 @@ fn daemons_killed_under_published_ports() {
     let berth = berth_testutil::binary("berth");
     let net = "crashnet";
     let (_, br) = create_network(&stack, &berth, net);
+    // One port on loopback (a userland proxy serves it) and one on every address
+    // (netavark's DNAT, reached here through 127.0.0.1 as well).
     let port = free_port();
+    let all_port = free_port();
     let id = stack.ok(
         &berth,
         &[
@@ -666,6 +692,8 @@ fn daemons_killed_under_published_ports() {
             &format!("{www}:/www"),
             "-p",
             &format!("127.0.0.1:{port}:80"),
+            "-p",
+            &format!("{all_port}:80"),
             "busybox",
             "httpd",
             "-f",
@@ -677,12 +705,13 @@ fn daemons_killed_under_published_ports() {
     );
     let id = id.trim().to_string();
     eventually("answers", || curl(port, "index.html"));
+    eventually("answers on every address", || curl(all_port, "index.html"));
     let ip = ip_of(&stack, "survivor", net);
     let before = leftovers(&stack, &[&br], &[&id, &ip]);
     assert_eq!(before.veths.len(), 1, "{before:?}");
     assert_eq!(before.netns, vec![id.clone()]);
     assert!(
-        !before.rules.is_empty() && !before.dns.is_empty(),
+        !before.proxies.is_empty() && !before.rules.is_empty() && !before.dns.is_empty(),
         "{before:?}"
     );
     // A second one, made by docker's CLI on the default bridge, with a restart
@@ -716,11 +745,13 @@ fn daemons_killed_under_published_ports() {
     });
     stack.kill_berthd();
     stack.kill_manager();
-    assert_eq!(
-        curl(port, "index.html").as_deref(),
-        Some("still here\n"),
-        "while the daemons are down"
-    );
+    for p in [port, all_port] {
+        assert_eq!(
+            curl(p, "index.html").as_deref(),
+            Some("still here\n"),
+            "while the daemons are down"
+        );
+    }
     if let Some((_, pid)) = phoenix {
         // Its init is the shell; httpd is the shell's only child.
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
@@ -742,11 +773,13 @@ fn daemons_killed_under_published_ports() {
         let out = stack.cli(&berth, &["ps", "-q"]);
         (out.status.code() == Some(0) && stdout(&out).contains(&id[..12])).then_some(())
     });
-    assert_eq!(
-        curl(port, "index.html").as_deref(),
-        Some("still here\n"),
-        "after the restart"
-    );
+    for p in [port, all_port] {
+        assert_eq!(
+            curl(p, "index.html").as_deref(),
+            Some("still here\n"),
+            "after the restart"
+        );
+    }
     if let Some((ph_id, _)) = &phoenix {
         let body = eventually("the restart policy brings phoenix back", || {
             curl(phoenix_port, "index.html")
@@ -791,8 +824,18 @@ fn daemons_killed_under_published_ports() {
     assert_eq!(leftovers(&stack, &[&br], &[&id, &ip]), before);
     stack.ok(&berth, &["rm", "-f", "survivor"]);
     assert_eq!(curl(port, "index.html"), None);
+    assert_eq!(curl(all_port, "index.html"), None);
     assert_eq!(
-        leftovers(&stack, &[&br], &[&id, &ip, &format!("dport {port}")]),
+        leftovers(
+            &stack,
+            &[&br],
+            &[
+                &id,
+                &ip,
+                &format!("dport {all_port}"),
+                &format!("127.0.0.1:{port} ")
+            ]
+        ),
         Leftovers::default()
     );
     stack.ok(&berth, &["network", "rm", net]);

@@ -418,19 +418,23 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     if ended == Ended::Detached {
         return Ok(0);
     }
-    // The output has ended; the exit code follows at once (bounded wait).
-    let mut code = 0;
-    for _ in 0..250 {
+    // The output has ended; the exit code follows at once, or soon after when the
+    // process closed its output before exiting (bounded: about 40 s).
+    let mut pause = std::time::Duration::from_millis(5);
+    for _ in 0..200 {
         let i = c
             .json(Method::GET, &format!("/exec/{eid}/json"), None)
             .await?;
         if i["Running"] != json!(true) {
-            code = i["ExitCode"].as_i64().unwrap_or(0);
-            break;
+            let code = i["ExitCode"]
+                .as_i64()
+                .with_context(|| format!("exec {eid} ended without an exit code"))?;
+            return Ok(i32::try_from(code).unwrap_or(-1));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
     }
-    Ok(code as i32)
+    bail!("exec {eid}: its output ended but the process is still running; its exit code is unknown")
 }
 
 /// `wait`: prints each exit code; exits 0 (docker's), 1 if any wait failed.

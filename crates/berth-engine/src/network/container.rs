@@ -833,6 +833,8 @@ enum Pending {
     Networks {
         live: LiveState,
         networks: Vec<NetworkRecord>,
+        /// The sockets of the ports a proxy will serve, by index in `live.ports`.
+        proxied: Vec<(usize, std::os::fd::OwnedFd)>,
     },
 }
 
@@ -912,6 +914,7 @@ async fn plan_at_start<'a>(
     // Left by a crash between setup and exit: undone before anything new.
     detach_all(engine, &mut live).await;
     nets.release_ports(&rec.id);
+    super::proxy::stop_all(&live.ports);
     live.ports.clear();
     let mut nets_of = vec![];
     for ep in &cfg.endpoints {
@@ -924,12 +927,38 @@ async fn plan_at_start<'a>(
         nets_of.push((net, ep.settings.clone()));
     }
     let reqs = ports::requests(&rec.config, &rec.host_config)?;
-    if pool::poolable(&nets_of, !reqs.is_empty()) && !super::netns::is_pinned(&netns) {
+    let name = rec.name.trim_start_matches('/').to_string();
+    // Ports a proxy serves need nothing of netavark: such a container can take a
+    // namespace from the pool.
+    let forwarded = reqs
+        .iter()
+        .any(|r| !super::proxy::proxied(&r.host_ip, &r.protocol));
+    if pool::poolable(&nets_of, forwarded) && !super::netns::is_pinned(&netns) {
         if let Some(entry) = nets.take_pooled().await {
             match nets.adopt_pooled(entry, &mut live, &netns).await {
                 Ok(()) => {
+                    let picked = if reqs.is_empty() {
+                        Ok(ports::Picked::default())
+                    } else {
+                        let mut st = nets.lock();
+                        let mut cursor = st.next_ephemeral;
+                        let r = ports::pick(&reqs, &mut cursor, &name);
+                        st.next_ephemeral = cursor;
+                        r
+                    };
+                    let picked = match picked {
+                        Ok(p) => p,
+                        Err(e) => {
+                            detach_all(engine, &mut live).await;
+                            let _ = nets.put_live(&live);
+                            return Err(e.into());
+                        }
+                    };
+                    live.ports = picked.ports;
                     if let Err(e) = write_etc(engine, rec, cfg, &live) {
                         detach_all(engine, &mut live).await;
+                        live.ports.clear();
+                        let _ = nets.put_live(&live);
                         return Err(e);
                     }
                     tracing::debug!(
@@ -943,6 +972,7 @@ async fn plan_at_start<'a>(
                         work: Pending::Networks {
                             live,
                             networks: nets_of.into_iter().map(|(n, _)| n).collect(),
+                            proxied: picked.proxied,
                         },
                     });
                 }
@@ -957,7 +987,6 @@ async fn plan_at_start<'a>(
         .await
         .map_err(NetworkError::from)?;
     let netns_ms = began.elapsed().as_millis() as u64;
-    let name = rec.name.trim_start_matches('/').to_string();
     let picked = {
         let mut st = nets.lock();
         let mut cursor = st.next_ephemeral;
@@ -967,6 +996,7 @@ async fn plan_at_start<'a>(
     };
     live.ports = picked.ports.clone();
     nets.hold_ports(&rec.id, picked.held);
+    let proxied = picked.proxied;
     let planned = (|| {
         if nets_of.is_empty() {
             // Otherwise each plan records the ports with it: one write fewer.
@@ -1010,6 +1040,7 @@ async fn plan_at_start<'a>(
         work: Pending::Networks {
             live,
             networks: nets_of.into_iter().map(|(n, _)| n).collect(),
+            proxied,
         },
     })
 }
@@ -1030,9 +1061,18 @@ pub async fn finish_start(
                 .map_err(NetworkError::from)?;
             Ok(())
         }
-        Pending::Networks { mut live, networks } => {
-            if let Err(e) = set_up_planned(engine, &mut live).await {
+        Pending::Networks {
+            mut live,
+            networks,
+            proxied,
+        } => {
+            let mut done = set_up_planned(engine, &mut live).await;
+            if done.is_ok() && !proxied.is_empty() {
+                done = start_proxies(engine, &mut live, &proxied);
+            }
+            if let Err(e) = done {
                 detach_all(engine, &mut live).await;
+                super::proxy::stop_all(&live.ports);
                 live.ports.clear();
                 nets.release_ports(id);
                 let _ = nets.put_live(&live);
@@ -1044,6 +1084,43 @@ pub async fn finish_start(
             Ok(())
         }
     }
+}
+
+/// Starts a proxy for each proxied port, towards the container's first IPv4 (or
+/// else first) address, and records them.
+fn start_proxies(
+    engine: &Engine,
+    live: &mut LiveState,
+    proxied: &[(usize, std::os::fd::OwnedFd)],
+) -> Result<(), EngineError> {
+    let nets = &engine.networks;
+    let addrs: Vec<std::net::IpAddr> = live
+        .attachments
+        .first()
+        .map(|a| a.addresses.iter().map(|n| n.addr()).collect())
+        .unwrap_or_default();
+    let Some(ip) = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+    else {
+        return Err(invalid(
+            "a published port needs an address in the container",
+        ));
+    };
+    for (i, fd) in proxied {
+        let Some(port) = live.ports.get_mut(*i) else {
+            continue;
+        };
+        let to = std::net::SocketAddr::new(ip, port.container_port);
+        port.proxy = nets
+            .backend()
+            .spawn_proxy(fd, to)
+            .map_err(NetworkError::from)?;
+    }
+    nets.put_live(live)?;
+    Ok(())
 }
 
 /// hosts and resolv.conf for a container on bridge networks.
@@ -1181,6 +1258,7 @@ pub async fn container_stopped(engine: &Engine, id: &str) {
     detach_all(engine, &mut live).await;
     tracing::debug!(container = %id, locked_ms, total_ms = began.elapsed().as_millis() as u64, "network torn down");
     nets.release_ports(id);
+    super::proxy::stop_all(&live.ports);
     // detach_all recorded what it undid; only the ports are left to forget.
     if !live.ports.is_empty() {
         live.ports.clear();
@@ -1227,6 +1305,7 @@ pub async fn restore(engine: &Engine) {
                 container_removed(engine, &id).await;
             }
             Ok(rec) if rec.state.running != Some(true) => {
+                super::proxy::stop_all(&live.ports);
                 if !live.attachments.is_empty() {
                     tracing::info!(container = %id, "tearing down the network of a container that is not running");
                     container_stopped(engine, &id).await;
@@ -1235,8 +1314,38 @@ pub async fn restore(engine: &Engine) {
             Ok(_) => {
                 let fds = ports::rehold(&live.ports);
                 nets.hold_ports(&id, fds);
+                respawn_proxies(engine, live);
             }
         }
+    }
+}
+
+/// A running container's proxies that did not survive (killed while berthd was
+/// down): their ports bound and served again.
+fn respawn_proxies(engine: &Engine, mut live: LiveState) {
+    let mut again = vec![];
+    for (i, p) in live.ports.iter().enumerate() {
+        if !super::proxy::is_proxied(p) || p.proxy.as_ref().is_some_and(super::proxy::alive) {
+            continue;
+        }
+        let ip = p
+            .host_ip
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        match ports::hold(ip, p.host_port, &p.protocol) {
+            Ok(Some(fd)) => again.push((i, fd)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container = %live.container_id, port = p.host_port, error = %e, "cannot bind a published port again for its proxy")
+            }
+        }
+    }
+    if again.is_empty() {
+        return;
+    }
+    tracing::info!(container = %live.container_id, ports = again.len(), "starting the proxies of published ports again");
+    if let Err(e) = start_proxies(engine, &mut live, &again) {
+        tracing::warn!(container = %live.container_id, error = %e, "starting the proxies of published ports again");
     }
 }
 

@@ -23,6 +23,7 @@ pub mod netavark;
 pub mod netns;
 pub mod pool;
 pub mod ports;
+pub mod proxy;
 pub mod store;
 pub mod view;
 
@@ -820,6 +821,7 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
                 .map(|l| (keepers_dir.clone(), l)),
         );
     for (state_dir, mut live) in states {
+        proxy::stop_all(&live.ports);
         let netns = live
             .netns
             .clone()

@@ -37,6 +37,9 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// A userland proxy could not be started.
+    #[error("starting the userland proxy: {0}")]
+    Proxy(#[source] std::io::Error),
 }
 
 /// A network as netavark reads it.
@@ -146,6 +149,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<BTreeMap<String, NvStatus>, BackendError>;
     /// `netavark teardown`.
     async fn teardown(&self, netns: &Path, opts: &NvOptions) -> Result<(), BackendError>;
+    /// Starts a userland proxy serving the bound TCP socket `listener` towards `to`
+    /// (see [`super::proxy`]); `None` where nothing is started.
+    fn spawn_proxy(
+        &self,
+        listener: &std::os::fd::OwnedFd,
+        to: std::net::SocketAddr,
+    ) -> Result<Option<super::proxy::ProxyProcess>, BackendError> {
+        super::proxy::spawn(listener, to)
+            .map(Some)
+            .map_err(BackendError::Proxy)
+    }
 }
 
 /// The real backend: netavark and aardvark-dns binaries, and a config directory of
@@ -331,6 +345,15 @@ pub struct FakeBackend {
 
 #[async_trait::async_trait]
 impl Backend for FakeBackend {
+    fn spawn_proxy(
+        &self,
+        _listener: &std::os::fd::OwnedFd,
+        _to: std::net::SocketAddr,
+    ) -> Result<Option<super::proxy::ProxyProcess>, BackendError> {
+        // The API tests run in-process: /proc/self/exe is the test binary.
+        Ok(None)
+    }
+
     async fn ensure_netns(&self, path: &Path) -> Result<(), BackendError> {
         std::fs::write(path, b"").map_err(|source| BackendError::Netns {
             context: "creating",

@@ -3,8 +3,9 @@
 //!
 //! `netavark setup` (a process that starts some twenty `iptables` ones) is the
 //! slowest part of a start. Most containers on the default bridge want exactly what
-//! any other gets: an address from berth's IPAM, the MAC made from it, no published
-//! port, no static address or MAC (and the default bridge has no DNS). For those,
+//! any other gets: an address from berth's IPAM, the MAC made from it, no port for
+//! netavark to forward (TCP ports on loopback are served by a proxy from outside the
+//! namespace, see `proxy`), no static address or MAC (and the default bridge has no DNS). For those,
 //! berthd keeps [`POOL_SIZE`] namespaces already set up, each with its veth on the
 //! bridge and its address, and a start takes one: the namespace is pinned at the
 //! container's own path as well (a second bind mount) and unpinned from the pool's,
@@ -54,16 +55,16 @@ impl PoolState {
     }
 }
 
-/// Whether a container on these networks, publishing these ports, can take a
-/// namespace from the pool: the default bridge alone, no published port, no static
-/// address or MAC.
-pub(super) fn poolable(nets: &[(NetworkRecord, EndpointSettings)], publishes: bool) -> bool {
+/// Whether a container on these networks can take a namespace from the pool: the
+/// default bridge alone, no port netavark must forward (`forwards`; ports a proxy
+/// serves need nothing in the namespace), no static address or MAC.
+pub(super) fn poolable(nets: &[(NetworkRecord, EndpointSettings)], forwards: bool) -> bool {
     let [(net, settings)] = nets else {
         return false;
     };
     let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     let ipam = settings.ipam_config.clone().unwrap_or_default();
-    !publishes
+    !forwards
         && net.builtin
         && net.name == DEFAULT_NETWORK
         && net.is_bridge()

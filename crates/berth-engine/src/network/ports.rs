@@ -130,8 +130,12 @@ fn bind_addr(host_ip: &str) -> IpAddr {
     }
 }
 
-/// Binds (never listens on) `ip:port`, so no other program can take it.
+/// Binds `ip:port`, so no other program can take it: never listening, but for a
+/// port a proxy serves (see [`super::proxy`]), which listens at once (its
+/// connections queue until the proxy accepts them) and may be bound again while
+/// connections of an earlier proxy linger in TIME_WAIT, as any server's port.
 pub fn hold(ip: IpAddr, port: u16, protocol: &str) -> std::io::Result<Option<OwnedFd>> {
+    let serve = super::proxy::proxied(&ip.to_string(), protocol);
     use socket2::{Domain, Socket, Type};
     let typ = match protocol {
         "tcp" => Type::STREAM,
@@ -146,7 +150,13 @@ pub fn hold(ip: IpAddr, port: u16, protocol: &str) -> std::io::Result<Option<Own
     };
     // socket2 opens it close-on-exec: netavark and the shims never inherit it.
     let sock = Socket::new(domain, typ, None)?;
+    if serve {
+        sock.set_reuse_address(true)?;
+    }
     sock.bind(&SocketAddr::new(ip, port).into())?;
+    if serve {
+        sock.listen(1024)?;
+    }
     Ok(Some(OwnedFd::from(sock)))
 }
 
@@ -155,6 +165,9 @@ pub fn hold(ip: IpAddr, port: u16, protocol: &str) -> std::io::Result<Option<Own
 pub struct Picked {
     pub ports: Vec<PublishedPort>,
     pub held: Vec<OwnedFd>,
+    /// The sockets of the ports a proxy serves (see [`super::proxy`]), by their
+    /// index in `ports`; not in `held`: the proxy holds them.
+    pub proxied: Vec<(usize, OwnedFd)>,
 }
 
 /// Picks and holds a host port for every request. `cursor` is where the search for
@@ -249,13 +262,18 @@ pub fn pick(
                 })?
             }
         };
+        let proxied = super::proxy::proxied(&shown_ip, &r.protocol);
         out.ports.push(PublishedPort {
             container_port: r.container_port,
             protocol: r.protocol.clone(),
             host_ip: shown_ip,
             host_port: port,
+            proxy: None,
         });
-        out.held.extend(fd);
+        match fd {
+            Some(fd) if proxied => out.proxied.push((out.ports.len() - 1, fd)),
+            fd => out.held.extend(fd),
+        }
     }
     Ok(out)
 }
@@ -263,7 +281,8 @@ pub fn pick(
 /// Holds again the ports of a container that runs on (after berthd restarted).
 pub fn rehold(ports: &[PublishedPort]) -> Vec<OwnedFd> {
     let mut out = vec![];
-    for p in ports {
+    // A proxied port is held by its proxy, which outlived berthd.
+    for p in ports.iter().filter(|p| !super::proxy::is_proxied(p)) {
         let ip = bind_addr(&p.host_ip);
         match hold(ip, p.host_port, &p.protocol) {
             Ok(fd) => out.extend(fd),
@@ -283,6 +302,7 @@ pub fn rehold(ports: &[PublishedPort]) -> Vec<OwnedFd> {
 pub fn mappings(ports: &[PublishedPort]) -> Vec<NvPortMapping> {
     ports
         .iter()
+        .filter(|p| !super::proxy::is_proxied(p))
         .map(|p| NvPortMapping {
             host_ip: match p.host_ip.as_str() {
                 "0.0.0.0" | "::" | "" => String::new(),
@@ -382,7 +402,8 @@ mod tests {
         );
         if let Ok(p) = got {
             assert_ne!(p.ports[0].host_port, taken);
-            assert_eq!(p.held.len(), 1);
+            // TCP on loopback: held for its proxy, not by berthd.
+            assert_eq!((p.held.len(), p.proxied.len()), (0, 1));
             // and now that one is held: a second pick of it fails
             let again = p.ports[0].host_port;
             assert!(pick(&[req(Some((again, again)))], &mut cursor, "web").is_err());
@@ -391,13 +412,22 @@ mod tests {
         let (lo, hi) = ephemeral_range();
         assert!((lo..=hi).contains(&eph.ports[0].host_port));
         assert_eq!(eph.ports[0].host_ip, "127.0.0.1");
-        let m = mappings(&eph.ports);
-        assert_eq!(m[0].host_ip, "127.0.0.1");
+        // The proxy forwards it: netavark is given no mapping for it.
+        assert!(mappings(&eph.ports).is_empty());
+        let udp = PublishedPort {
+            container_port: 53,
+            protocol: "udp".into(),
+            host_ip: "127.0.0.1".into(),
+            host_port: 1,
+            proxy: None,
+        };
+        assert_eq!(mappings(&[udp])[0].host_ip, "127.0.0.1");
         let any = PublishedPort {
             container_port: 80,
             protocol: "tcp".into(),
             host_ip: "0.0.0.0".into(),
             host_port: 1,
+            proxy: None,
         };
         assert_eq!(mappings(&[any])[0].host_ip, "");
     }

@@ -149,6 +149,10 @@ pub struct PublishedPort {
     /// "0.0.0.0" when unset, as docker shows it.
     pub host_ip: String,
     pub host_port: u16,
+    /// The userland proxy serving it (TCP on loopback, see [`super::proxy`]), once
+    /// started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<super::proxy::ProxyProcess>,
 }
 
 /// What is set up in the kernel for one container.

@@ -57,6 +57,7 @@ cleanup() {
   for d in /sys/fs/cgroup/*/berth-bench-docker; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  hugetlb_v1_take_back
   rm -rf "$work"
 }
 docker_bridge=bbd$$
@@ -64,6 +65,8 @@ podman=()
 trap cleanup EXIT
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
+# podman's crun refuses this hybrid host otherwise (see bench-lib.sh).
+hugetlb_v1_give
 
 # A /24 of 10.128.0.0/9 that no route of this host uses, for each engine's bridge.
 berth_net=$(free_net)

@@ -92,3 +92,33 @@ push_bench_image() {
   echo "image: $layers layers, $(($(du -sb "$layout/blobs" | cut -f1) / 1000000)) MB compressed, pushed to $ref"
   rm -rf "$layout"
 }
+
+# crun 1.8 (podman's runtime) refuses a hybrid layout whose v2 mount still holds a
+# controller (hugetlb here, which has no v1 hierarchy on this host):
+# hugetlb_v1_give mounts one for the length of a benchmark (sets
+# mounted_hugetlb=1 when it did), hugetlb_v1_take_back gives hugetlb back to
+# cgroup2. Run such a benchmark alone, not beside the tests.
+mounted_hugetlb=0
+hugetlb_v1_give() {
+  if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers \
+     && [ ! -d /sys/fs/cgroup/hugetlb ]; then
+    mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && mounted_hugetlb=1
+  fi
+  return 0
+}
+hugetlb_v1_take_back() {
+  [ "$mounted_hugetlb" = 1 ] || return 0
+  # The v1 hierarchy only goes away (giving hugetlb back to cgroup2) if it has no
+  # child cgroup left when unmounted: remove the empty ones the engines made.
+  find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
+  # A cgroup removed just before is still dying and keeps the hierarchy alive at
+  # umount; mount and unmount again until cgroup2 has hugetlb back.
+  for _ in 1 2 3 4 5; do
+    grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers && break
+    sleep 1
+    mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb &&
+      umount /sys/fs/cgroup/hugetlb; rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
+  done
+  mounted_hugetlb=0
+}

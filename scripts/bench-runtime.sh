@@ -17,7 +17,8 @@ cargo build --release -q -p berth-runtime
 berth=$PWD/target/release/berth-runtime
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
-mounted_hugetlb=0
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 # The runtimes' state roots live on a tmpfs, as /run does on every systemd host
 # (the default roots are /run/berth/runtime, /run/runc, /run/crun): berth-runtime
 # fsyncs its state.json, which is free on tmpfs and costs milliseconds on a disk.
@@ -27,31 +28,13 @@ cleanup() {
   for d in /sys/fs/cgroup/*/berth-bench /sys/fs/cgroup/berth-bench; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
-  if [ "$mounted_hugetlb" = 1 ]; then
-    # The v1 hierarchy only goes away (giving hugetlb back to cgroup2) if it has
-    # no child cgroup left when unmounted: remove the empty berth ones anything
-    # made meanwhile (run this script alone, not beside the tests).
-    find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -name 'berth*' -exec rmdir {} \; 2>/dev/null || true
-    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
-    # A cgroup removed just before is still dying and keeps the hierarchy alive
-    # at umount; mount and unmount again until cgroup2 has hugetlb back.
-    for _ in 1 2 3 4 5; do
-      grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers && break
-      sleep 1
-      mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb &&
-        umount /sys/fs/cgroup/hugetlb; rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
-    done
-  fi
+  hugetlb_v1_take_back
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# crun 1.8 refuses a hybrid layout whose v2 mount still holds a controller
-# (hugetlb here): give hugetlb a v1 hierarchy for the length of the benchmark.
-if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers \
-   && [ ! -d /sys/fs/cgroup/hugetlb ]; then
-  mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && mounted_hugetlb=1
-fi
+# For crun: hugetlb on a v1 hierarchy while this runs (see bench-lib.sh).
+hugetlb_v1_give
 
 bundle=$work/bundle
 ./scripts/make-rootfs.sh "$bundle/rootfs"

@@ -71,11 +71,14 @@ cleanup() {
   for d in /sys/fs/cgroup/*/berth-bench-docker /sys/fs/cgroup/*/berth-bench-podman; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  hugetlb_v1_take_back
   rm -rf "$work"
 }
 trap cleanup EXIT
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
+# podman's crun refuses this hybrid host otherwise (see bench-lib.sh).
+hugetlb_v1_give
 
 
 ./scripts/make-rootfs.sh "$work/rootfs" >/dev/null

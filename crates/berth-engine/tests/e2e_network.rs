@@ -857,11 +857,13 @@ fn create_start_rm_cycles_leak_nothing() {
     let body = json!({
         "Image": "busybox", "Cmd": ["sleep", "100"],
         "HostConfig": {"NetworkMode": "cycles",
-                       "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}},
+                       "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""},
+                                                   {"HostIp": "", "HostPort": ""}]}},
     })
     .to_string();
-    // Four clients at once, as a busy host has them; each container publishes an
-    // ephemeral port.
+    // Four clients at once, as a busy host has them; each container publishes two
+    // ephemeral ports: one on loopback (a userland proxy) and one on every address
+    // (netavark's DNAT).
     let workers = 4;
     std::thread::scope(|s| {
         for w in 0..workers {
@@ -889,8 +891,13 @@ fn create_start_rm_cycles_leak_nothing() {
     });
     // Nothing of the containers is left: no veth on the bridge (its keeper's
     // aside), no rule naming the network's netavark name (the containers' DNAT
-    // rules do), no DNS line, no namespace or live state.
-    let left = leftovers(&stack, &[&br], &[&nv_name]);
+    // rules do), no DNS line, no namespace or live state, no proxy towards the
+    // network's addresses.
+    let to_net = format!(
+        "--to {}.",
+        subnet.rsplit_once('.').map_or(subnet.as_str(), |(p, _)| p)
+    );
+    let left = leftovers(&stack, &[&br], &[&nv_name, &to_net]);
     assert_eq!(left, Leftovers::default());
     // Every address went back: the next container gets the first one again.
     stack.ok(

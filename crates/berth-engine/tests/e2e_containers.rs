@@ -353,6 +353,33 @@ fn logs_ttys_and_init() {
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(stdout(&out).trim_end(), "/dev/pts/0");
 
+        // A --rm container's writable layer is thrown away: its overlay is mounted
+        // volatile (no sync at unmount); a kept container's is not.
+        let root_line = |args: &[&str]| {
+            stack
+                .ok(cli, args)
+                .lines()
+                .find(|l| l.split_whitespace().nth(4) == Some("/"))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let rm = root_line(&["run", "--rm", "busybox", "cat", "/proc/self/mountinfo"]);
+        assert!(rm.contains("overlay") && rm.contains("volatile"), "{rm}");
+        let v = format!("kept-{}", name(cli));
+        let kept = root_line(&[
+            "run",
+            "--name",
+            &v,
+            "busybox",
+            "cat",
+            "/proc/self/mountinfo",
+        ]);
+        assert!(
+            kept.contains("overlay") && !kept.contains("volatile"),
+            "{kept}"
+        );
+        stack.ok(cli, &["rm", &v]);
+
         let i = format!("init-{}", name(cli));
         // The inner shell leaves an orphan behind that init must reap.
         stack.ok(

@@ -142,6 +142,17 @@ fn write_etc_files(
     Ok(())
 }
 
+/// The labels of the manager's container: the user's, and for `--rm` the one that
+/// has its writable layer mounted volatile (berth-manager's `VOLATILE_LABEL`: the
+/// layer is thrown away at the exit, so its unmount need not sync the disk).
+fn manager_labels(config: &ContainerConfig, hc: &HostConfig) -> HashMap<String, String> {
+    let mut labels = config.labels.clone().unwrap_or_default();
+    if hc.auto_remove == Some(true) {
+        labels.insert("berth.rootfs.volatile".to_string(), "true".to_string());
+    }
+    labels
+}
+
 /// Makes a container in state `created`; returns its id and the warnings of its
 /// network settings. Nothing is left behind when it fails.
 pub async fn create(
@@ -236,7 +247,7 @@ pub async fn create(
                 id: id.clone(),
                 image: image.id.clone(),
                 snapshot_key: String::new(),
-                labels: config.labels.clone().unwrap_or_default(),
+                labels: manager_labels(&config, &hc),
                 runtime: runtime.clone(),
                 log_path: log_path.to_string_lossy().into_owned(),
                 created_at: now_rfc3339(),

@@ -89,6 +89,11 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         return;
     }
     let delay = restart_delay(&rec, exit.code);
+    // An AutoRemove container goes from running straight to removing in one record
+    // write (dockerd shows it `removing` too once its removal has begun): a crash
+    // after it finishes the removal at berthd's start, and the removal below does
+    // not write the record again.
+    let auto_remove = delay.is_none() && rec.host_config.auto_remove == Some(true);
     let end = Ended {
         code: exit.code,
         oom_killed: exit.oom_killed,
@@ -124,6 +129,9 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
                 Some(_) => state::set_restarting(&mut r.state, &end),
                 None => state::set_exited(&mut r.state, &end),
             }
+            if auto_remove {
+                state::set_removing(&mut r.state);
+            }
             r.pending_die = Some(key.clone());
         });
         if let Err(e) = recorded {
@@ -132,7 +140,9 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             return;
         }
         tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
-        publish_die(engine, id, exit.code, &key);
+        // The record of an AutoRemove container is deleted next: its pending mark
+        // goes with it (or with the undo of a removal that failed).
+        publish_die(engine, id, exit.code, &key, !auto_remove);
         let _ = engine.events.send(ContainerEvent::Exited {
             id: id.to_string(),
             code: exit.code,
@@ -147,7 +157,7 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         }
         if let Some(delay) = delay {
             restart_later(engine, id, delay, true);
-        } else if rec.host_config.auto_remove == Some(true) {
+        } else if auto_remove {
             if let Err(e) = remove_locked(engine, id).await {
                 tracing::warn!(container = %id, error = %e, "auto-remove failed");
             }
@@ -165,9 +175,9 @@ fn die_key(id: &str, pid: i64, finished_at: &str) -> String {
     format!("die:{id}:{pid}:{finished_at}")
 }
 
-/// Publishes a run's `die` (unless the journal has it already) and clears the
-/// record's pending mark.
-fn publish_die(engine: &Engine, id: &str, code: i64, key: &str) {
+/// Publishes a run's `die` (unless the journal has it already) and, with `clear`,
+/// clears the record's pending mark.
+fn publish_die(engine: &Engine, id: &str, code: i64, key: &str, clear: bool) {
     if !engine.event_hub.published(key) {
         engine.event_hub.publish(
             engine
@@ -175,6 +185,9 @@ fn publish_die(engine: &Engine, id: &str, code: i64, key: &str) {
                 .attr("exitCode", code.to_string())
                 .with_key(key),
         );
+    }
+    if !clear {
+        return;
     }
     if let Err(e) = engine.store.update(id, |r| r.pending_die = None) {
         tracing::debug!(container = %id, error = %e, "clearing the pending die");
@@ -186,7 +199,7 @@ fn publish_die(engine: &Engine, id: &str, code: i64, key: &str) {
 pub fn publish_pending(engine: &Arc<Engine>) {
     for rec in engine.store.list() {
         if let Some(key) = &rec.pending_die {
-            publish_die(engine, &rec.id, rec.state.exit_code.unwrap_or(0), key);
+            publish_die(engine, &rec.id, rec.state.exit_code.unwrap_or(0), key, true);
         }
     }
 }

@@ -632,13 +632,20 @@ pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Resul
 /// manager's record and snapshot, its engine record and files. The caller holds
 /// its lock.
 pub(crate) async fn remove_locked(engine: &Arc<Engine>, id: &str) -> Result<(), EngineError> {
-    let rec = engine
-        .store
-        .update(id, |r| state::set_removing(&mut r.state))?;
+    // Already `removing` (an AutoRemove exit, an interrupted removal): not
+    // written again.
+    let rec = match engine.store.get(id)? {
+        r if Phase::of(&r.state) == Phase::Removing => r,
+        _ => engine
+            .store
+            .update(id, |r| state::set_removing(&mut r.state))?,
+    };
     let undo = |engine: &Engine| {
-        // Back to where it was, so a later `rm` can try again.
+        // Back to where it was, so a later `rm` can try again; the `die` of an
+        // AutoRemove exit was published before its removal began.
         let _ = engine.store.update(id, |r| {
-            r.state.status = Some(bollard_stubs::models::ContainerStateStatusEnum::EXITED)
+            r.state.status = Some(bollard_stubs::models::ContainerStateStatusEnum::EXITED);
+            r.pending_die = None;
         });
     };
     match engine.manager.tasks_delete(id, true).await {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::envelope::Event;
-use berth_manager::snapshots::SnapshotError;
+use berth_manager::snapshots::{SnapshotError, VOLATILE_LABEL};
 use berth_manager::{Store, StoreError};
 use tokio::sync::OwnedMutexGuard;
 
@@ -226,7 +226,11 @@ impl Daemon {
             let mut key = c.snapshot_key.clone();
             let mut made = false;
             if key.is_empty() && !c.image.is_empty() {
-                let labels = BTreeMap::from([("berth.container".to_string(), c.id.clone())]);
+                let mut labels =
+                    BTreeMap::from([("berth.container".to_string(), c.id.clone())]);
+                if let Some(v) = c.labels.get(VOLATILE_LABEL) {
+                    labels.insert(VOLATILE_LABEL.to_string(), v.clone());
+                }
                 this.store.prepare_container(&c.id, &c.image, labels)?;
                 key = c.id.clone();
                 made = true;

@@ -664,15 +664,22 @@ impl Store {
             index.as_ref().map(|_| top_digest.clone()),
         )?;
 
-        // Fetch every layer in parallel, unpack in order.
+        // Every layer is fetched and unpacked as soon as it can be, at most `n`
+        // downloads and as many unpacks as there are cores at once (each streams, so
+        // memory stays bounded), each into a snapshot of its own; they are stacked in
+        // order once all are there.
         let n = if opts.max_concurrent == 0 {
             3
         } else {
             opts.max_concurrent.min(16)
         };
         let limit = Arc::new(Semaphore::new(n));
-        let mut downloads = Vec::new();
-        for l in &rec.layers {
+        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+        let unpacks = Arc::new(Semaphore::new(cores.clamp(1, 8)));
+        let diff_ids: Vec<Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = crate::store::chain_ids(&diff_ids);
+        let mut layers = Vec::new();
+        for (l, chain) in rec.layers.iter().zip(chains) {
             report(
                 &opts.progress,
                 &l.digest,
@@ -681,72 +688,83 @@ impl Store {
                 l.size,
             );
             let store = Arc::clone(self);
-            let (client, r, lease, l, limit, progress) = (
+            let (client, r, lease, l, limit, unpacks, progress) = (
                 client.clone(),
                 src.clone(),
                 Arc::clone(&lease),
                 l.clone(),
                 Arc::clone(&limit),
+                Arc::clone(&unpacks),
                 opts.progress.clone(),
             );
-            downloads.push(tokio::spawn(async move {
-                let _permit = limit
+            layers.push(tokio::spawn(async move {
+                {
+                    let _permit = limit
+                        .acquire_owned()
+                        .await
+                        .map_err(|e| RegistryError::Task(e.to_string()))?;
+                    Arc::clone(&store)
+                        .fetch_layer(&client, &r, &lease, &l, &progress)
+                        .await?;
+                }
+                let _permit = unpacks
                     .acquire_owned()
                     .await
                     .map_err(|e| RegistryError::Task(e.to_string()))?;
-                store.fetch_layer(&client, &r, &lease, &l, &progress).await
+                report(&progress, &l.digest, ProgressStatus::Extracting, 0, l.size);
+                blocking(move || store.unpack_detached(&lease, &l.digest, &l.diff_id, &chain)).await
             }));
         }
-        let mut parent: Option<Digest> = None;
-        let mut size = 0;
-        let mut first_err = None;
-        for (l, d) in rec.layers.clone().iter().zip(downloads) {
-            let res = match d.await {
-                Ok(r) => r,
-                Err(e) => Err(RegistryError::Task(e.to_string()).into()),
-            };
-            if first_err.is_some() {
-                continue;
-            }
-            if let Err(e) = res {
-                first_err = Some(e);
-                continue;
-            }
-            report(
-                &opts.progress,
-                &l.digest,
-                ProgressStatus::Extracting,
-                0,
-                l.size,
-            );
-            let (store, lease, l2, p) = (
-                Arc::clone(self),
-                Arc::clone(&lease),
-                l.clone(),
-                parent.clone(),
-            );
-            match blocking(move || {
-                store.unpack_layer(&lease, &l2.digest, p.as_ref(), Some(&l2.diff_id))
-            })
-            .await
-            {
-                Ok((_, chain, s)) => {
-                    size += s;
-                    parent = Some(chain);
-                    report(
-                        &opts.progress,
-                        &l.digest,
-                        ProgressStatus::Done,
-                        l.size,
-                        l.size,
-                    );
+        // Stacked in a task of its own: a caller that goes away mid-pull leaves no
+        // layer unpacked but not stacked (the tasks above run on regardless).
+        let (store, lease2, all, progress) = (
+            Arc::clone(self),
+            Arc::clone(&lease),
+            rec.layers.clone(),
+            opts.progress.clone(),
+        );
+        let stacked = tokio::spawn(async move {
+            let mut parent: Option<Digest> = None;
+            let mut size = 0;
+            let mut first_err = None;
+            for (l, task) in all.iter().zip(layers) {
+                let res = match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(RegistryError::Task(e.to_string()).into()),
+                };
+                let unpacked = match res {
+                    Ok(u) => u,
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                        continue;
+                    }
+                };
+                let (st, le, p) = (Arc::clone(&store), Arc::clone(&lease2), parent.clone());
+                if first_err.is_some() {
+                    let _ = blocking(move || {
+                        st.discard_unpacked(unpacked);
+                        Ok(())
+                    })
+                    .await;
+                    continue;
                 }
-                Err(e) => first_err = Some(e),
+                match blocking(move || st.commit_unpacked(&le, unpacked, p.as_ref())).await {
+                    Ok((_, chain, s)) => {
+                        size += s;
+                        parent = Some(chain);
+                        report(&progress, &l.digest, ProgressStatus::Done, l.size, l.size);
+                    }
+                    Err(e) => first_err = Some(e),
+                }
             }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+            match first_err {
+                Some(e) => Err(e),
+                None => Ok((parent, size)),
+            }
+        });
+        let (parent, size) = stacked
+            .await
+            .map_err(|e| RegistryError::Task(e.to_string()))??;
         rec.top_snapshot = parent.map(String::from).unwrap_or_default();
         rec.size = size;
         rec.repo_digests = vec![format!("{}@{}", images::repository_of(&r), top_digest)];

@@ -221,6 +221,30 @@ impl Snapshotter {
 
     /// Commit active snapshot `key` as the committed snapshot `name`.
     pub fn commit(&self, name: &str, key: &str, lease: Option<&str>) -> Result<(), SnapshotError> {
+        self.commit_with(name, key, lease, None)
+    }
+
+    /// [`Self::commit`], with `parent` (a committed snapshot, or none) as the
+    /// committed snapshot's parent instead of the active one's: for a layer unpacked
+    /// on its own, before the layers below it were (an overlay layer's files do not
+    /// depend on what lies under it).
+    pub fn commit_onto(
+        &self,
+        name: &str,
+        key: &str,
+        parent: Option<&str>,
+        lease: Option<&str>,
+    ) -> Result<(), SnapshotError> {
+        self.commit_with(name, key, lease, Some(parent))
+    }
+
+    fn commit_with(
+        &self,
+        name: &str,
+        key: &str,
+        lease: Option<&str>,
+        reparent: Option<Option<&str>>,
+    ) -> Result<(), SnapshotError> {
         let rec = self
             .md
             .snapshot(key)?
@@ -237,6 +261,18 @@ impl Snapshotter {
             }
             if t.snapshot(name)?.is_some() {
                 return Err(SnapshotError::AlreadyExists(name.to_string()));
+            }
+            if let Some(parent) = reparent {
+                if let Some(p) = parent {
+                    match t.snapshot(p)? {
+                        None => return Err(SnapshotError::NotFound(p.to_string())),
+                        Some(p) if p.kind != SnapshotKind::Committed => {
+                            return Err(SnapshotError::ParentNotCommitted(p.key))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                rec.parent = parent.map(String::from);
             }
             t.delete_snapshot(key)?;
             rec.key = name.to_string();

@@ -351,6 +351,125 @@ impl Store {
         result
     }
 
+    /// Unpack one layer blob into a snapshot of its own, not yet stacked on the
+    /// layers below it, so that the layers of an image can be unpacked at the same
+    /// time (an overlay layer's files do not depend on what lies under it);
+    /// [`Self::commit_unpacked`] then stacks them in order. `chain` is the chain id
+    /// the layer will have: when its snapshot exists already, nothing is unpacked.
+    pub fn unpack_detached(
+        &self,
+        lease: &LeaseGuard,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+    ) -> Result<UnpackedLayer, StoreError> {
+        // Lease first, then look: a GC between the two cannot take it.
+        self.md
+            .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
+        if self.md.snapshot(chain.as_str())?.is_some() {
+            return Ok(UnpackedLayer {
+                diff_id: diff_id.clone(),
+                chain: chain.clone(),
+                key: None,
+            });
+        }
+        let key = format!(
+            "{EXTRACT_PREFIX}{}-{}",
+            lease.id,
+            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let rec = self.snaps.create(
+            SnapshotKind::Active,
+            &key,
+            None,
+            BTreeMap::new(),
+            Some(&lease.id),
+        )?;
+        let result = (|| {
+            let file = self.content.open_blob(blob)?;
+            let stored = file
+                .metadata()
+                .map_err(|e| io_err("stat", &self.content.path(blob), e))?
+                .len();
+            let opts = UnpackOptions {
+                max_tar_size: Some(self.opts.layer_limits.for_size(stored)),
+                ..self.opts.unpack.clone()
+            };
+            let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &opts)?;
+            if *diff_id != stats.diff_id {
+                return Err(StoreError::DiffIdMismatch {
+                    layer: blob.clone(),
+                    expected: diff_id.clone(),
+                    actual: stats.diff_id,
+                });
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(UnpackedLayer {
+                diff_id: diff_id.clone(),
+                chain: chain.clone(),
+                key: Some(key),
+            }),
+            Err(e) => {
+                let _ = self.snaps.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stack a layer from [`Self::unpack_detached`] on `parent` (the chain id of the
+    /// layer below, committed already; None for the first layer). Returns its diff
+    /// id, chain id and size, as [`Self::unpack_layer`].
+    pub fn commit_unpacked(
+        &self,
+        lease: &LeaseGuard,
+        layer: UnpackedLayer,
+        parent: Option<&Digest>,
+    ) -> Result<(Digest, Digest, u64), StoreError> {
+        let UnpackedLayer {
+            diff_id,
+            chain,
+            key,
+        } = layer;
+        if let Some(key) = key {
+            match self.snaps.commit_onto(
+                chain.as_str(),
+                &key,
+                parent.map(Digest::as_str),
+                Some(&lease.id),
+            ) {
+                Ok(()) => {}
+                // Someone else unpacked the same chain meanwhile: theirs is as good.
+                Err(SnapshotError::AlreadyExists(_)) => {
+                    self.snaps.remove(&key)?;
+                    self.md
+                        .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
+                }
+                Err(e) => {
+                    let _ = self.snaps.remove(&key);
+                    return Err(e.into());
+                }
+            }
+        }
+        let size = self
+            .md
+            .snapshot(chain.as_str())?
+            .map(|r| r.size)
+            .unwrap_or(0);
+        Ok((diff_id, chain, size))
+    }
+
+    /// A layer from [`Self::unpack_detached`] that will not be committed (another
+    /// layer of its image failed): its snapshot removed.
+    pub fn discard_unpacked(&self, layer: UnpackedLayer) {
+        if let Some(key) = layer.key {
+            if let Err(e) = self.snaps.remove(&key) {
+                tracing::warn!(snapshot = %key, error = %e, "removing an unpacked layer");
+            }
+        }
+    }
+
     /// Unpack every layer of an image whose blobs are stored; returns the top chain id
     /// and the summed unpacked size.
     pub fn unpack_image(
@@ -989,4 +1108,31 @@ impl Store {
         drop(mounted);
         Ok(stats.size)
     }
+}
+
+/// A layer unpacked on its own by [`Store::unpack_detached`], waiting to be stacked
+/// on the layers below it by [`Store::commit_unpacked`] (or thrown away by
+/// [`Store::discard_unpacked`]).
+#[derive(Debug)]
+pub struct UnpackedLayer {
+    diff_id: Digest,
+    /// The chain id it is committed as.
+    chain: Digest,
+    /// Its extraction snapshot; None when the chain's snapshot existed already.
+    key: Option<String>,
+}
+
+/// The chain ids of a stack of layers with these diff ids, bottom first (the OCI
+/// image spec's ChainID: the first layer's diff id, then
+/// sha256(parent chain id + " " + diff id)).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let chain = match out.last() {
+            None => d.clone(),
+            Some(p) => Digest::of(format!("{p} {d}").as_bytes()),
+        };
+        out.push(chain);
+    }
+    out
 }

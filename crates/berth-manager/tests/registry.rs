@@ -315,3 +315,35 @@ async fn concurrent_identical_pulls_share_work() {
     assert!(dst.metadata().leases().unwrap().is_empty());
     assert_eq!(dst.images().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_layer_leaves_no_snapshot_behind() {
+    require_root!();
+    let dir = common::tempdir();
+    let root = dir.path().join("registry");
+    let reg = TestRegistry::start(&root, None);
+    let name = format!("{}/berth-test/bad:1", reg.addr());
+    let src = Arc::new(Store::open(&dir.path().join("src")).unwrap());
+    let img = two_layer_image(&src, dir.path(), &name);
+    src.push(&name, &PushOptions::default()).await.unwrap();
+
+    // The bottom layer, as the registry serves it, no longer matches its digest:
+    // the layer above it is fetched and unpacked meanwhile, and must not be left
+    // behind when the pull fails.
+    let bottom = img.record.layers[0].digest.to_string();
+    let hex = bottom.trim_start_matches("sha256:");
+    let blob = root.join(format!(
+        "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let len = fs::metadata(&blob).unwrap().len() as usize;
+    fs::write(&blob, vec![b'x'; len]).unwrap();
+
+    let (_d, dst) = fresh();
+    let err = dst.pull(&name, &PullOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("digest"), "{err}");
+    let snaps = dst.snapshotter().list().unwrap();
+    assert!(snaps.is_empty(), "{snaps:?}");
+    assert!(dst.metadata().leases().unwrap().is_empty());
+    assert!(dst.images().unwrap().is_empty());
+}

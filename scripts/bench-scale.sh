@@ -260,6 +260,8 @@ done
 if [ "$idle_cpu" -gt 0 ]; then
   echo "== CPU used in ${idle_cpu} s of idling (daemons and per-container monitors, ms)"
   hz=$(getconf CLK_TCK)
+  # The last requests' after-effects (exits of the stopped samples, removals) settle first.
+  sleep 10
   for e in "${active[@]}"; do
     ps_=$(engine_pids "$e")
     # The daemons are the first pids engine_pids names (none for podman).

@@ -60,6 +60,9 @@ pub struct Engine {
     pub event_hub: crate::events::EventHub,
     /// Networks, addresses, published ports (netavark underneath).
     pub networks: crate::network::Networks,
+    /// Something was missed (an exit not recorded, a stopped task not deleted): the
+    /// link reconciles at its next tick instead of waiting for its slow net.
+    pub reconcile_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -130,7 +133,14 @@ impl Engine {
             events,
             event_hub,
             networks,
+            reconcile_wanted: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Asks the link for a reconcile with the manager at its next tick.
+    pub fn want_reconcile(&self) {
+        self.reconcile_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts what runs beside the API for the engine's life: the link to the

@@ -13,8 +13,12 @@
 //! belongs to, an exit seen both in a reconcile and on the stream is applied once.
 //!
 //! The subscription is made before the reconcile reads the task list, so an exit
-//! that happens in between is in one or the other. A slow reconcile also runs
-//! every [`RECONCILE_EVERY`] while connected, as a net under the stream.
+//! that happens in between is in one or the other. While connected, the link
+//! reconciles again at its next tick (every [`TICK`]) when the engine asked for it
+//! (an exit it could not record, a stopped task it could not delete), and every
+//! [`FULL_EVERY`] ticks anyway, as a slow net under the stream. A reconcile asks
+//! every shim for its task's state, so it is never a poll: an idle engine with
+//! many containers must cost nothing.
 //!
 //! [`handle_exit`]: lifecycle::exit::handle_exit
 
@@ -31,8 +35,10 @@ use berth_api::berth::manager::v1::envelope::Event;
 /// The first wait before dialling the manager again; it doubles up to the max.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// How often a connected link reconciles anyway.
-const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How often a connected link looks whether a reconcile was asked for.
+const TICK: Duration = Duration::from_secs(60);
+/// Every how many ticks a connected link reconciles anyway (ten minutes).
+const FULL_EVERY: u32 = 10;
 /// The code of a run whose task the manager has no record of (containerd's
 /// "unknown" status, as dockerd reports it).
 pub const LOST_TASK_CODE: i64 = 255;
@@ -77,8 +83,9 @@ pub fn spawn(engine: &Arc<Engine>) {
                 // Restart policies at berthd's start need the manager: only now.
                 lifecycle::restore(&engine);
             }
-            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            let mut tick = tokio::time::interval(TICK);
             tick.reset();
+            let mut ticks: u32 = 0;
             drop(engine);
             loop {
                 tokio::select! {
@@ -98,8 +105,15 @@ pub fn spawn(engine: &Arc<Engine>) {
                     }
                     _ = tick.tick() => {
                         let Some(engine) = weak.upgrade() else { return };
-                        if let Err(e) = reconcile(&engine).await {
-                            tracing::debug!(error = %e, "periodic reconcile failed");
+                        ticks = ticks.wrapping_add(1);
+                        let wanted = engine
+                            .reconcile_wanted
+                            .swap(false, std::sync::atomic::Ordering::Relaxed);
+                        if wanted || ticks % FULL_EVERY == 0 {
+                            if let Err(e) = reconcile(&engine).await {
+                                tracing::debug!(error = %e, "periodic reconcile failed");
+                                engine.want_reconcile();
+                            }
                         }
                     }
                 }

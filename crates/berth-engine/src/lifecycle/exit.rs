@@ -137,6 +137,7 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         if let Err(e) = recorded {
             // Nothing was published: the next reconcile applies it again.
             tracing::warn!(container = %id, error = %e, "recording the exit");
+            engine.want_reconcile();
             return;
         }
         tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
@@ -152,7 +153,8 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             Ok(_) => {}
             Err(e) if already_gone(&e) => {}
             Err(e) => {
-                tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)")
+                tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)");
+                engine.want_reconcile();
             }
         }
         if let Some(delay) = delay {

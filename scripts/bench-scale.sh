@@ -57,13 +57,21 @@ cleanup() {
   set +e
   [ -n "${berth[*]:-}" ] && "${berth[@]}" rm -f $("${berth[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1
   [ -n "${podman[*]:-}" ] && "${podman[@]}" rm -af -t 0 >/dev/null 2>&1
-  [ -n "${docker[*]:-}" ] && timeout 120 "${docker[@]}" rm -f $("${docker[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1
+  [ -n "${docker[*]:-}" ] && timeout 600 "${docker[@]}" rm -f $("${docker[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   [ -x "$bin/berthd" ] && "$bin/berthd" --teardown-networks --exec-root "$work/run/engine" 2>/dev/null
   for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
   for f in $(pgrep -f "containerd-shim.*$work"); do kill -9 "$f"; done
   for f in $(pgrep -f "conmon.*$work"); do kill -9 "$f"; done
+  # A `docker rm -f` that gave up (hundreds of containers) leaves their processes
+  # running once dockerd and the shims are gone: kill what is left in the other
+  # engines' own cgroup parents, so that their cgroups (and a v1 hugetlb hierarchy
+  # given for the run) can go.
+  for d in /sys/fs/cgroup/*/berth-bench-docker /sys/fs/cgroup/*/berth-bench-podman; do
+    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
+  done
+  sleep 1
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do
     [ -d "$d" ] && find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null

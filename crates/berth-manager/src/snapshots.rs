@@ -22,7 +22,7 @@ use std::sync::Arc;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::content::{sync_dir, KeyedLocks};
-use crate::metadata::{Metadata, MetadataError, SnapshotKind, SnapshotRecord};
+use crate::metadata::{Metadata, MetadataError, SnapshotKind, SnapshotRecord, WriteTxn};
 
 /// Errors of the snapshotter.
 #[derive(Debug, thiserror::Error)]
@@ -198,13 +198,7 @@ impl Snapshotter {
                 return Err(SnapshotError::AlreadyExists(key.to_string()));
             }
             if let Some(p) = parent {
-                match t.snapshot(p)? {
-                    None => return Err(SnapshotError::NotFound(p.to_string())),
-                    Some(p) if p.kind != SnapshotKind::Committed => {
-                        return Err(SnapshotError::ParentNotCommitted(p.key))
-                    }
-                    Some(_) => {}
-                }
+                check_parent(t, p)?;
             }
             t.put_snapshot(&rec)?;
             if let Some(l) = lease {
@@ -264,13 +258,7 @@ impl Snapshotter {
             }
             if let Some(parent) = reparent {
                 if let Some(p) = parent {
-                    match t.snapshot(p)? {
-                        None => return Err(SnapshotError::NotFound(p.to_string())),
-                        Some(p) if p.kind != SnapshotKind::Committed => {
-                            return Err(SnapshotError::ParentNotCommitted(p.key))
-                        }
-                        Some(_) => {}
-                    }
+                    check_parent(t, p)?;
                 }
                 rec.parent = parent.map(String::from);
             }
@@ -490,6 +478,17 @@ impl Snapshotter {
             self.remove(&s.key)?;
         }
         Ok(stale.len())
+    }
+}
+
+/// A snapshot can only stand on a committed one.
+fn check_parent(t: &WriteTxn<'_>, parent: &str) -> Result<(), SnapshotError> {
+    match t.snapshot(parent)? {
+        None => Err(SnapshotError::NotFound(parent.to_string())),
+        Some(p) if p.kind != SnapshotKind::Committed => {
+            Err(SnapshotError::ParentNotCommitted(p.key))
+        }
+        Some(_) => Ok(()),
     }
 }
 

@@ -294,61 +294,13 @@ impl Store {
                 return Ok((e.clone(), chain, rec.size));
             }
         }
-        let key = format!(
-            "{EXTRACT_PREFIX}{}-{}",
-            lease.id,
-            LEASE_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let rec = self.snaps.create(
-            SnapshotKind::Active,
-            &key,
-            parent.map(Digest::as_str),
-            BTreeMap::new(),
-            Some(&lease.id),
-        )?;
-        let result = (|| {
-            let file = self.content.open_blob(blob)?;
-            let stored = file
-                .metadata()
-                .map_err(|e| io_err("stat", &self.content.path(blob), e))?
-                .len();
-            let opts = UnpackOptions {
-                max_tar_size: Some(self.opts.layer_limits.for_size(stored)),
-                ..self.opts.unpack.clone()
-            };
-            let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &opts)?;
-            if let Some(e) = expected {
-                if *e != stats.diff_id {
-                    return Err(StoreError::DiffIdMismatch {
-                        layer: blob.clone(),
-                        expected: e.clone(),
-                        actual: stats.diff_id,
-                    });
-                }
-            }
-            let chain = chain_for(&stats.diff_id);
-            match self.snaps.commit(chain.as_str(), &key, Some(&lease.id)) {
-                Ok(()) => {}
-                // Someone else unpacked the same chain meanwhile (import of the same
-                // tar): theirs is as good as ours.
-                Err(SnapshotError::AlreadyExists(_)) => {
-                    self.snaps.remove(&key)?;
-                    self.md
-                        .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let size = self
-                .md
-                .snapshot(chain.as_str())?
-                .map(|r| r.size)
-                .unwrap_or(0);
-            Ok((stats.diff_id, chain, size))
-        })();
-        if result.is_err() && self.snaps.exists(&key).unwrap_or(false) {
-            let _ = self.snaps.remove(&key);
-        }
-        result
+        let (key, diff_id) = self.extract(lease, blob, expected)?;
+        let layer = UnpackedLayer {
+            chain: chain_for(&diff_id),
+            diff_id,
+            key: Some(key),
+        };
+        self.commit_unpacked(lease, layer, parent)
     }
 
     /// Unpack one layer blob into a snapshot of its own, not yet stacked on the
@@ -366,13 +318,27 @@ impl Store {
         // Lease first, then look: a GC between the two cannot take it.
         self.md
             .write(|t| t.lease_add(&lease.id, &[], &[chain.to_string()]))?;
-        if self.md.snapshot(chain.as_str())?.is_some() {
-            return Ok(UnpackedLayer {
-                diff_id: diff_id.clone(),
-                chain: chain.clone(),
-                key: None,
-            });
-        }
+        let key = if self.md.snapshot(chain.as_str())?.is_some() {
+            None
+        } else {
+            Some(self.extract(lease, blob, Some(diff_id))?.0)
+        };
+        Ok(UnpackedLayer {
+            diff_id: diff_id.clone(),
+            chain: chain.clone(),
+            key,
+        })
+    }
+
+    /// Unpack a layer blob into a new active snapshot without a parent (under the
+    /// lease); returns its key and the layer's diff id, which must be `expected` when
+    /// that is given. Nothing is left of it when it fails.
+    fn extract(
+        &self,
+        lease: &LeaseGuard,
+        blob: &Digest,
+        expected: Option<&Digest>,
+    ) -> Result<(String, Digest), StoreError> {
         let key = format!(
             "{EXTRACT_PREFIX}{}-{}",
             lease.id,
@@ -396,21 +362,17 @@ impl Store {
                 ..self.opts.unpack.clone()
             };
             let stats = unpack::apply_layer(file, &self.snaps.fs_dir(rec.id), &opts)?;
-            if *diff_id != stats.diff_id {
-                return Err(StoreError::DiffIdMismatch {
+            match expected {
+                Some(e) if *e != stats.diff_id => Err(StoreError::DiffIdMismatch {
                     layer: blob.clone(),
-                    expected: diff_id.clone(),
+                    expected: e.clone(),
                     actual: stats.diff_id,
-                });
+                }),
+                _ => Ok(stats.diff_id),
             }
-            Ok(())
         })();
         match result {
-            Ok(()) => Ok(UnpackedLayer {
-                diff_id: diff_id.clone(),
-                chain: chain.clone(),
-                key: Some(key),
-            }),
+            Ok(diff_id) => Ok((key, diff_id)),
             Err(e) => {
                 let _ = self.snaps.remove(&key);
                 Err(e)

@@ -447,9 +447,21 @@ fn enable_controllers(dir: &Path) {
     }
 }
 
-/// The root of the cgroup2 hierarchy holding `dir`: the deepest cgroup2 mount
-/// above it, else the first ancestor without `cgroup.type` (only the root lacks it).
+/// The root of the cgroup2 hierarchy holding `dir`: the topmost ancestor on a
+/// cgroup2 filesystem (statfs), else the deepest cgroup2 mount above it in
+/// mountinfo, else the first ancestor without `cgroup.type` (only the root lacks
+/// it). statfs comes first because reading mountinfo costs the kernel a line per
+/// mount of the namespace, and a host with many containers has thousands.
 fn root_of(dir: &Path) -> PathBuf {
+    // A cgroup already removed is looked for from its nearest existing ancestor.
+    let topmost = dir
+        .ancestors()
+        .skip_while(|p| !p.exists())
+        .take_while(|p| crate::layout::is_cgroup2(p))
+        .last();
+    if let Some(root) = topmost {
+        return root.to_path_buf();
+    }
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         let best = crate::layout::parse_mountinfo(&info)
             .into_iter()

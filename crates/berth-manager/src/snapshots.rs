@@ -503,6 +503,9 @@ pub const EXTRACT_PREFIX: &str = "extract-";
 /// matters for a container that is removed when it stops.
 pub const VOLATILE_LABEL: &str = "berth.rootfs.volatile";
 
+/// The label naming the container a container's snapshot was made for.
+pub const CONTAINER_LABEL: &str = "berth.container";
+
 fn overlay(mut options: Vec<String>) -> Mount {
     if Path::new("/sys/module/overlay/parameters/index").exists() {
         options.insert(0, "index=off".to_string());

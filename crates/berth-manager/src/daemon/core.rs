@@ -182,8 +182,21 @@ impl Daemon {
     }
 
     /// Where the snapshot `key` is mounted by a task now: the rootfs of the bundle
-    /// of the live task whose container uses it.
-    pub async fn mounted_rootfs(self: &Arc<Self>, key: &str) -> Option<PathBuf> {
+    /// of the live task whose container uses it. `owner` is the container the
+    /// snapshot says it was made for (its `berth.container` label): then only that
+    /// container's task is looked at, not every task's container record (an
+    /// `inspect` must not cost a read per container on the host).
+    pub async fn mounted_rootfs(
+        self: &Arc<Self>,
+        key: &str,
+        owner: Option<&str>,
+    ) -> Option<PathBuf> {
+        if let Some(owner) = owner {
+            let task = self.task_opt(owner).filter(|t| !t.is_gone())?;
+            let c = self.container(&task.id).await.ok()?;
+            return (c.snapshot_key == key)
+                .then(|| task.dir.join(berth_shim_contract::layout::ROOTFS));
+        }
         for task in self.all_tasks() {
             if task.is_gone() {
                 continue;
@@ -227,7 +240,7 @@ impl Daemon {
             let mut made = false;
             if key.is_empty() && !c.image.is_empty() {
                 let mut labels =
-                    BTreeMap::from([("berth.container".to_string(), c.id.clone())]);
+                    BTreeMap::from([(berth_manager::snapshots::CONTAINER_LABEL.to_string(), c.id.clone())]);
                 if let Some(v) = c.labels.get(VOLATILE_LABEL) {
                     labels.insert(VOLATILE_LABEL.to_string(), v.clone());
                 }

@@ -111,7 +111,11 @@ impl Snapshots for Svc {
         };
         // While a task has the snapshot mounted, its merged view is that mount: the
         // bundle's rootfs, where the shim mounted it.
-        let merged_dir = match self.d.mounted_rootfs(&k).await {
+        let owner = i
+            .labels
+            .get(berth_manager::snapshots::CONTAINER_LABEL)
+            .map(String::as_str);
+        let merged_dir = match self.d.mounted_rootfs(&k, owner).await {
             Some(rootfs) => rootfs.to_string_lossy().into_owned(),
             None => i.merged_dir,
         };

@@ -20,6 +20,36 @@ pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<
     write_replacing(path, data, mode, false)
 }
 
+/// [`atomic_write`] of several files of one directory, with one fsync of the
+/// directory for all of them (each file is still synced before its rename). A crash
+/// can leave some of them new and some old, each whole.
+pub fn atomic_write_all(dir: &Path, files: &[(&str, &[u8])], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = |name: &str| dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        for (name, data) in files {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(tmp(name))?;
+            f.write_all(data)?;
+            f.sync_all()?;
+        }
+        for (name, _) in files {
+            fs::rename(tmp(name), dir.join(name))?;
+        }
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        for (name, _) in files {
+            let _ = fs::remove_file(tmp(name));
+        }
+    }
+    result
+}
+
 fn write_replacing(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().ok_or_else(|| {

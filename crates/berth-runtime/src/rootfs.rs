@@ -370,10 +370,16 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// The mount point `path` is on: the longest mount point of /proc/self/mountinfo
-/// that is `path` or one of its parents (`/` when it cannot be read).
+/// The mount point `path` is on: the topmost of `path` and its parents still on
+/// the same mount (statx mount ids), else the longest mount point of
+/// /proc/self/mountinfo that is `path` or one of its parents (`/` when it cannot
+/// be read). mountinfo is the fallback only: the kernel writes out every mount of
+/// the namespace for it, and a host with many containers has thousands.
 fn mount_point_of(path: &Path) -> PathBuf {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(top) = topmost_on_same_mount(&path) {
+        return top;
+    }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -381,6 +387,38 @@ fn mount_point_of(path: &Path) -> PathBuf {
         .filter(|m| path.starts_with(m))
         .max_by_key(|m| m.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn topmost_on_same_mount(path: &Path) -> Option<PathBuf> {
+    let id = mount_id(path)?;
+    let mut top = path;
+    for up in path.ancestors().skip(1) {
+        if mount_id(up)? != id {
+            break;
+        }
+        top = up;
+    }
+    Some(top.to_path_buf())
+}
+
+/// The id of the mount `path` is on (statx, Linux 5.8); None where unknown.
+fn mount_id(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is plain data, valid all zeroes.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `stx` a valid buffer, both alive for
+    // the call.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    (r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
 }
 
 /// A mountinfo field with its `\ooo` escapes (space, tab, newline, backslash)
@@ -600,6 +638,19 @@ mod tests {
             mount_point_of(Path::new("/proc/self")),
             PathBuf::from("/proc")
         );
+        assert_eq!(mount_point_of(Path::new("/proc")), PathBuf::from("/proc"));
+        assert_eq!(mount_point_of(Path::new("/")), PathBuf::from("/"));
+        // statx and mountinfo agree.
+        let dir = tempfile::tempdir().unwrap();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let by_info = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|m| PathBuf::from(unescape_octal(m)))
+            .filter(|m| dir.path().starts_with(m))
+            .max_by_key(|m| m.as_os_str().len())
+            .unwrap();
+        assert_eq!(topmost_on_same_mount(dir.path()), Some(by_info));
         assert_eq!(unescape_octal(r"/a\040b"), "/a b");
         assert_eq!(unescape_octal("/plain"), "/plain");
     }

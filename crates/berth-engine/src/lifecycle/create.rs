@@ -232,7 +232,20 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    let result = async {
+    // The manager's container (a redb commit) and the engine's files (network.json
+    // and the /etc files, fsynced) are written at the same time: the manager's
+    // request goes out on the first poll, then the files are written here.
+    let remote = engine.manager.containers_create(manager::Container {
+        id: id.clone(),
+        image: image.id.clone(),
+        snapshot_key: String::new(),
+        labels: manager_labels(&config, &hc),
+        runtime: runtime.clone(),
+        log_path: log_path.to_string_lossy().into_owned(),
+        created_at: now_rfc3339(),
+        ..manager::Container::default()
+    });
+    let local = async {
         let warnings = crate::network::container::container_created(
             engine,
             &id,
@@ -241,22 +254,20 @@ pub async fn create(
             req.networking.as_ref(),
         )?;
         write_etc_files(engine, &id, &config, &hc)?;
-        engine
-            .manager
-            .containers_create(manager::Container {
-                id: id.clone(),
-                image: image.id.clone(),
-                snapshot_key: String::new(),
-                labels: manager_labels(&config, &hc),
-                runtime: runtime.clone(),
-                log_path: log_path.to_string_lossy().into_owned(),
-                created_at: now_rfc3339(),
-                ..manager::Container::default()
-            })
-            .await
-            .map(|c| (c, warnings))
-    }
-    .await;
+        Ok::<_, EngineError>(warnings)
+    };
+    let result = match tokio::join!(remote, local) {
+        (Ok(c), Ok(warnings)) => Ok((c, warnings)),
+        (made, Err(e)) => {
+            if made.is_ok() {
+                if let Err(e) = engine.manager.containers_delete(&id, false).await {
+                    tracing::warn!(container = %id, error = %e, "removing the manager's container of a failed create");
+                }
+            }
+            Err(e)
+        }
+        (Err(e), Ok(_)) => Err(e),
+    };
     match result {
         Ok((c, warnings)) => {
             if c.snapshot_key != id {

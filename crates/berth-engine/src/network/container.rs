@@ -827,8 +827,6 @@ pub struct PendingSetup<'a> {
 }
 
 enum Pending {
-    /// `none`: netavark brings loopback up, as docker's none has it.
-    Loopback { netns: PathBuf, options: NvOptions },
     /// Bridge networks, planned in `live`.
     Networks {
         live: LiveState,
@@ -867,30 +865,20 @@ pub async fn container_start<'a>(
             Ok(None)
         }
         ModeRef::None => {
-            let ops = nets.ops.lock().await;
+            // The namespace is made with its loopback up (see `netns::create`), as
+            // docker's `none` has it: nothing is left for netavark to do.
+            let _ops = nets.ops.lock().await;
             let netns = nets.netns_path(&rec.id);
             nets.backend()
                 .ensure_netns(&netns)
                 .await
                 .map_err(NetworkError::from)?;
-            let live = LiveState {
+            nets.put_live(&LiveState {
                 container_id: rec.id.clone(),
-                netns: Some(netns.clone()),
+                netns: Some(netns),
                 ..LiveState::default()
-            };
-            nets.put_live(&live)?;
-            let options = NvOptions {
-                container_id: rec.id.clone(),
-                container_name: rec.name.trim_start_matches('/').to_string(),
-                networks: BTreeMap::new(),
-                network_info: BTreeMap::new(),
-                port_mappings: None,
-                dns_servers: None,
-            };
-            Ok(Some(PendingSetup {
-                _ops: ops,
-                work: Pending::Loopback { netns, options },
-            }))
+            })?;
+            Ok(None)
         }
         ModeRef::Network(_) => plan_at_start(engine, rec, &cfg).await.map(Some),
     }
@@ -1054,13 +1042,6 @@ pub async fn finish_start(
 ) -> Result<(), EngineError> {
     let nets = &engine.networks;
     match pending.work {
-        Pending::Loopback { netns, options } => {
-            nets.backend()
-                .setup(&netns, &options)
-                .await
-                .map_err(NetworkError::from)?;
-            Ok(())
-        }
         Pending::Networks {
             mut live,
             networks,

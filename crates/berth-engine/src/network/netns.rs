@@ -25,6 +25,7 @@ pub fn create(path: &Path) -> io::Result<()> {
         .name("berth-netns".into())
         .spawn(move || -> io::Result<()> {
             unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            loopback_up()?;
             mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
@@ -39,6 +40,38 @@ pub fn create(path: &Path) -> io::Result<()> {
     if let Err(e) = made {
         let _ = std::fs::remove_file(path);
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Brings up the loopback interface of the network namespace this thread is in; the
+/// kernel then gives it 127.0.0.1/8 and ::1. Every namespace berth makes has it up
+/// (docker's `none` does too, and netavark would do it for the others): made here,
+/// a `--network none` start runs no netavark process.
+fn loopback_up() -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: a plain socket(2) call; its descriptor is owned just below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain data, valid all zeroes.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in req.ifr_name.iter_mut().zip(b"lo") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq it is given, which outlives
+    // the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the flags are the member of the union that SIOCGIFFLAGS just set.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq it is given, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -124,6 +157,17 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         assert_ne!(ours.ino(), pinned.ino());
         assert!(!ensure(&p).unwrap(), "kept");
+        // Its loopback is up: from a thread that entered it, a datagram to 127.0.0.1
+        // goes out (with lo down: network unreachable).
+        let ns = std::fs::File::open(&p).unwrap();
+        let bound = std::thread::spawn(move || {
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            s.send_to(b"x", s.local_addr()?).map(|_| ())
+        })
+        .join()
+        .unwrap();
+        assert!(bound.is_ok(), "lo is up: {bound:?}");
         assert!(create(&p).is_err(), "exists");
         remove(&p).unwrap();
         assert!(!p.exists());

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::atomic_write;
+const HOSTNAME: &str = "hostname";
+const HOSTS: &str = "hosts";
+const RESOLV_CONF: &str = "resolv.conf";
 
 /// DNS servers used when the host has only local ones (which a container in its own
 /// network namespace cannot reach).
@@ -21,9 +23,9 @@ impl EtcFiles {
     /// Where they live in a container directory.
     pub fn in_dir(dir: &Path) -> EtcFiles {
         EtcFiles {
-            hostname: dir.join("hostname"),
-            hosts: dir.join("hosts"),
-            resolv_conf: dir.join("resolv.conf"),
+            hostname: dir.join(HOSTNAME),
+            hosts: dir.join(HOSTS),
+            resolv_conf: dir.join(RESOLV_CONF),
         }
     }
 }
@@ -112,7 +114,19 @@ pub struct EtcContent {
 
 /// Writes the three files into `dir` (atomically, world-readable).
 pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
-    write_with(dir, content, atomic_write)
+    std::fs::create_dir_all(dir)?;
+    let files = EtcFiles::in_dir(dir);
+    let hostname = format!("{}\n", content.hostname);
+    crate::fsutil::atomic_write_all(
+        dir,
+        &[
+            (HOSTNAME, hostname.as_bytes()),
+            (HOSTS, content.hosts.as_bytes()),
+            (RESOLV_CONF, content.resolv_conf.as_bytes()),
+        ],
+        0o644,
+    )?;
+    Ok(files)
 }
 
 /// [`write`] without fsyncs, for what is written again before every start (the

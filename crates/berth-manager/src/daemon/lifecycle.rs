@@ -125,6 +125,24 @@ fn mount_pb(m: berth_manager::snapshots::Mount) -> shimpb::Mount {
 /// Wait (bounded) until the shim process is gone.
 async fn wait_shim_gone(pid: u32, dir: &std::path::Path) -> bool {
     let deadline = tokio::time::Instant::now() + SHIM_EXIT_WAIT;
+    // The shim answers a delete just before it exits: a pidfd (readable once the
+    // process has exited) hears the exit at once, where polling slept a few ms
+    // on every `rm`.
+    if let Some(fd) = pidfd_open(pid) {
+        if !shim_alive(pid, dir) {
+            // Gone, or the pid was reused before the pidfd held it.
+            return true;
+        }
+        // SAFETY: the AsyncFd owns the pidfd, which nothing else uses or closes.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        };
+        if let Ok(afd) = registered {
+            return tokio::time::timeout_at(deadline, afd.readable())
+                .await
+                .is_ok_and(|r| r.is_ok());
+        }
+    }
     let mut delay = Duration::from_millis(1);
     while shim_alive(pid, dir) {
         if tokio::time::Instant::now() >= deadline {
@@ -134,6 +152,17 @@ async fn wait_shim_gone(pid: u32, dir: &std::path::Path) -> bool {
         delay = (delay * 2).min(Duration::from_millis(50));
     }
     true
+}
+
+/// A pidfd of `pid` (Linux 5.3); None if it is gone or the kernel cannot.
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::O_NONBLOCK) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` is the new descriptor pidfd_open returned, owned by nobody else.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// SIGKILL a shim (checked to be ours first).

@@ -252,10 +252,10 @@ impl<'a> Exec<'a> {
             return Err(self.err("empty command"));
         };
         match first {
-            Arg::Field(ids) => self.eval_chain(dot, dot.clone(), ids, &cmd.args[1..], final_),
+            Arg::Field(ids) => self.eval_chain(dot, dot, ids, &cmd.args[1..], final_),
             Arg::Chain(inner, ids) => {
                 let recv = self.eval_arg(dot, inner)?;
-                self.eval_chain(dot, recv, ids, &cmd.args[1..], final_)
+                self.eval_chain(dot, &recv, ids, &cmd.args[1..], final_)
             }
             Arg::Variable(name, ids) => {
                 let v = self.var(name)?;
@@ -263,7 +263,7 @@ impl<'a> Exec<'a> {
                     self.not_a_function(cmd, &final_)?;
                     return Ok(v);
                 }
-                self.eval_chain(dot, v, ids, &cmd.args[1..], final_)
+                self.eval_chain(dot, &v, ids, &cmd.args[1..], final_)
             }
             Arg::Ident(name) => self.eval_function(dot, name, &cmd.args[1..], final_),
             Arg::Pipe(p) => {
@@ -278,34 +278,38 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// `receiver` is borrowed: a field of the dot (`.ID` of a whole container) must
+    /// not copy the dot first, or `ps` of many containers copies each row once per
+    /// column.
     fn eval_chain(
         &mut self,
         dot: &Value,
-        receiver: Value,
+        receiver: &Value,
         ids: &[String],
         args: &[Arg],
         final_: Option<Value>,
     ) -> Result<Value, Error> {
         let Some((last, head)) = ids.split_last() else {
-            return Ok(receiver);
+            return Ok(receiver.clone());
         };
-        let mut recv = receiver;
+        let mut step: Option<Value> = None;
         for id in head {
-            recv = self.eval_field(dot, id, recv, &[], None)?;
+            let next = self.eval_field(dot, id, step.as_ref().unwrap_or(receiver), &[], None)?;
+            step = Some(next);
         }
-        self.eval_field(dot, last, recv, args, final_)
+        self.eval_field(dot, last, step.as_ref().unwrap_or(receiver), args, final_)
     }
 
     fn eval_field(
         &mut self,
         dot: &Value,
         name: &str,
-        recv: Value,
+        recv: &Value,
         args: &[Arg],
         final_: Option<Value>,
     ) -> Result<Value, Error> {
         let has_args = !args.is_empty() || final_.is_some();
-        match &recv {
+        match recv {
             Value::Missing => Ok(Value::Missing),
             Value::Nil => Err(self.err(format!("nil pointer evaluating interface {{}}.{name}"))),
             Value::Map(m) => match m.get(name) {
@@ -397,14 +401,14 @@ impl<'a> Exec<'a> {
 
     fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> Result<Value, Error> {
         match arg {
-            Arg::Field(ids) => self.eval_chain(dot, dot.clone(), ids, &[], None),
+            Arg::Field(ids) => self.eval_chain(dot, dot, ids, &[], None),
             Arg::Variable(name, ids) => {
                 let v = self.var(name)?;
-                self.eval_chain(dot, v, ids, &[], None)
+                self.eval_chain(dot, &v, ids, &[], None)
             }
             Arg::Chain(inner, ids) => {
                 let v = self.eval_arg(dot, inner)?;
-                self.eval_chain(dot, v, ids, &[], None)
+                self.eval_chain(dot, &v, ids, &[], None)
             }
             Arg::Dot => Ok(dot.clone()),
             Arg::Nil => Ok(Value::Nil),

@@ -25,9 +25,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::etc::{self as netetc, Hosts};
 use super::netavark::{NvNetwork, NvOptions, NvPerNetwork, NvSubnet};
-use super::store::{
-    self, Attachment, ContainerNetConfig, EndpointRequest, LiveState, NetworkRecord,
-};
+use super::store::{Attachment, ContainerNetConfig, EndpointRequest, LiveState, NetworkRecord};
 use super::{ipam, pool, ports, NetworkError, Networks, DEFAULT_NETWORK};
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -65,7 +63,7 @@ fn invalid(msg: impl Into<String>) -> EngineError {
 /// Loads a container's network configuration; containers made before it existed
 /// get one from their HostConfig.
 pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> ContainerNetConfig {
-    if let Some(c) = store::load::<ContainerNetConfig>(&nets.config_path(&rec.id)) {
+    if let Some(c) = nets.stored_config(&rec.id) {
         return c;
     }
     let mode = rec.host_config.network_mode.clone().unwrap_or_default();
@@ -99,7 +97,7 @@ pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> ContainerNetConfig
 }
 
 fn save_config(nets: &Networks, id: &str, cfg: &ContainerNetConfig) -> Result<(), EngineError> {
-    store::save(&nets.config_path(id), cfg).map_err(NetworkError::from)?;
+    nets.save_config(id, cfg)?;
     Ok(())
 }
 
@@ -490,8 +488,7 @@ fn dns_names(
         if other.id == rec.id {
             continue;
         }
-        let Some(cfg) = store::load::<ContainerNetConfig>(&engine.networks.config_path(&other.id))
-        else {
+        let Some(cfg) = engine.networks.stored_config(&other.id) else {
             continue;
         };
         for ep in cfg.endpoints.iter().filter(|e| e.network_id == net.id) {
@@ -1254,6 +1251,7 @@ pub async fn container_stopped(engine: &Engine, id: &str) {
 pub async fn container_removed(engine: &Engine, id: &str) {
     container_stopped(engine, id).await;
     let nets = &engine.networks;
+    nets.forget_config(id);
     let _ops = nets.ops.lock().await;
     let netns = nets
         .live(id)
@@ -1518,7 +1516,7 @@ mod tests {
             name: "appnet".into(),
             driver: "bridge".into(),
             bridge: "br-abababababab".into(),
-            subnets: vec![store::SubnetConfig {
+            subnets: vec![super::super::store::SubnetConfig {
                 subnet: "10.3.0.0/24".parse().unwrap(),
                 gateway: Some("10.3.0.1".parse().unwrap()),
                 ip_range: None,

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::StatusCode;
 use ipnet::{IpNet, Ipv4Net};
@@ -161,6 +161,9 @@ pub struct Networks {
     setups: tokio::sync::Mutex<()>,
     /// Told when a pooled namespace is ready (or failed).
     pool_ready: tokio::sync::Notify,
+    /// Each container's `network.json` as last read or written, so that listing
+    /// and inspecting containers read no file per container.
+    configs: Mutex<std::collections::HashMap<String, store::ContainerNetConfig>>,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -191,6 +194,7 @@ impl Networks {
             ops: tokio::sync::Mutex::new(()),
             setups: tokio::sync::Mutex::new(()),
             pool_ready: tokio::sync::Notify::new(),
+            configs: Mutex::new(std::collections::HashMap::new()),
         };
         for d in [
             &n.nets_dir,
@@ -245,6 +249,39 @@ impl Networks {
     /// `<data-root>/containers/<id>/network.json`.
     pub fn config_path(&self, container_id: &str) -> PathBuf {
         self.containers_dir.join(container_id).join("network.json")
+    }
+
+    /// A container's `network.json`, from memory once read; None if it has none.
+    pub fn stored_config(&self, container_id: &str) -> Option<store::ContainerNetConfig> {
+        let configs = || self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = configs().get(container_id) {
+            return Some(c.clone());
+        }
+        let c = store::load::<store::ContainerNetConfig>(&self.config_path(container_id))?;
+        configs().insert(container_id.to_string(), c.clone());
+        Some(c)
+    }
+
+    /// Writes a container's `network.json` (durably), then remembers it.
+    pub fn save_config(
+        &self,
+        container_id: &str,
+        cfg: &store::ContainerNetConfig,
+    ) -> Result<(), NetworkError> {
+        store::save(&self.config_path(container_id), cfg)?;
+        self.configs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(container_id.to_string(), cfg.clone());
+        Ok(())
+    }
+
+    /// Forgets a removed container's `network.json`.
+    pub fn forget_config(&self, container_id: &str) {
+        self.configs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(container_id);
     }
 
     /// The backend (for the container hooks).
@@ -879,4 +916,40 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
         }
     }
     errors
+}
+
+#[cfg(test)]
+mod config_cache_tests {
+    use super::*;
+
+    #[test]
+    fn network_json_is_read_once_and_forgotten_with_its_container() {
+        let data = tempfile::tempdir().unwrap();
+        let exec = tempfile::tempdir().unwrap();
+        let nets = Networks::open(
+            data.path(),
+            exec.path(),
+            NetworkOptions::default(),
+            Arc::new(netavark::FakeBackend::default()),
+        )
+        .unwrap();
+        let id = "c1";
+        std::fs::create_dir_all(data.path().join("containers").join(id)).unwrap();
+        assert_eq!(nets.stored_config(id), None);
+        let cfg = store::ContainerNetConfig {
+            mode: "none".into(),
+            endpoints: vec![],
+        };
+        nets.save_config(id, &cfg).unwrap();
+        // Written through to disk, and served from memory afterwards.
+        let path = nets.config_path(id);
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(nets.stored_config(id), Some(cfg.clone()));
+        nets.forget_config(id);
+        assert_eq!(nets.stored_config(id), None);
+        // A file another berthd wrote is read, then remembered.
+        store::save(&path, &cfg).unwrap();
+        assert_eq!(nets.stored_config(id), Some(cfg));
+    }
 }

@@ -404,7 +404,9 @@ fn reference_section(out: &mut String, cmd: &clap::Command, path: &str) {
 
 /// The commands and flags, as docs/cli.md lists them (a test keeps the two equal).
 pub fn reference() -> String {
-    let root = Cli::command();
+    let mut root = Cli::command();
+    // Deferred flags (`LazyCreateFlags`) exist only in a built command.
+    root.build();
     let mut out = String::new();
     for (group, names) in GROUPS {
         out.push_str(&format!("## {group}\n\n"));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use clap::{ArgAction, Args};
+use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::network::NetworkFlags;
@@ -12,9 +12,6 @@ use crate::network::NetworkFlags;
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CreateFlags {
-    /// Print usage (-h is --hostname, as in docker)
-    #[arg(long, action = ArgAction::Help)]
-    pub help: Option<bool>,
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,

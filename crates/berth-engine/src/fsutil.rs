@@ -1,6 +1,7 @@
 //! Small file helpers: atomic writes (temp file, fsync, rename, fsync the directory)
 //! and random ids.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -8,7 +9,8 @@ use std::path::Path;
 /// Writes `data` to `path` so that a reader sees either the old or the new contents,
 /// never a mix, even across a crash.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    write_replacing(path, data, mode, true)
+    let (dir, name) = split(path)?;
+    replace_files(dir, &[(name, data)], mode, true)
 }
 
 /// [`atomic_write`] without the fsyncs, for files under the exec root (`/run`, a
@@ -17,15 +19,46 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 /// loses what the rename published (it is in the page cache). Readers still see
 /// the old or the new contents, never a mix.
 pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    write_replacing(path, data, mode, false)
+    let (dir, name) = split(path)?;
+    replace_files(dir, &[(name, data)], mode, false)
 }
 
-/// [`atomic_write`] of several files of one directory, with one fsync of the
-/// directory for all of them (each file is still synced before its rename). A crash
-/// can leave some of them new and some old, each whole.
-pub fn atomic_write_all(dir: &Path, files: &[(&str, &[u8])], mode: u32) -> io::Result<()> {
+/// [`atomic_write`] (or, without `durable`, [`atomic_write_volatile`]) of several
+/// files of one directory, with one fsync of the directory for all of them (each
+/// file is still synced before its rename). A crash can leave some of them new and
+/// some old, each whole.
+pub fn atomic_write_all(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    mode: u32,
+    durable: bool,
+) -> io::Result<()> {
+    let files: Vec<(&OsStr, &[u8])> = files.iter().map(|(n, d)| (OsStr::new(*n), *d)).collect();
+    replace_files(dir, &files, mode, durable)
+}
+
+fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "path has no parent directory")
+    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    Ok((dir, name))
+}
+
+/// Each file written to a temporary name in `dir` (and synced, with `sync`), then
+/// renamed over its own, then (with `sync`) the directory synced once. On an error
+/// the temporary files are removed.
+fn replace_files(dir: &Path, files: &[(&OsStr, &[u8])], mode: u32, sync: bool) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = |name: &str| dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = |name: &OsStr| {
+        dir.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ))
+    };
     let result = (|| {
         for (name, data) in files {
             let mut f = OpenOptions::new()
@@ -35,53 +68,22 @@ pub fn atomic_write_all(dir: &Path, files: &[(&str, &[u8])], mode: u32) -> io::R
                 .mode(mode)
                 .open(tmp(name))?;
             f.write_all(data)?;
-            f.sync_all()?;
+            if sync {
+                f.sync_all()?;
+            }
         }
         for (name, _) in files {
             fs::rename(tmp(name), dir.join(name))?;
         }
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        for (name, _) in files {
-            let _ = fs::remove_file(tmp(name));
-        }
-    }
-    result
-}
-
-fn write_replacing(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "path has no parent directory")
-    })?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if sync {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
         if sync {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        for (name, _) in files {
+            let _ = fs::remove_file(tmp(name));
+        }
     }
     result
 }

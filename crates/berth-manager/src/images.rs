@@ -295,17 +295,23 @@ pub fn select_manifest<'a>(
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(prev) => {
-                let mut h = Sha256::new();
-                h.update(format!("{prev} {d}").as_bytes());
-                Digest::from_hasher(h)
-            }
-        };
+        let next = chain_id(out.last(), d);
         out.push(next);
     }
     out
+}
+
+/// The chain id of a layer with diff id `diff` on the layer whose chain id is
+/// `parent` (None for the bottom one).
+pub fn chain_id(parent: Option<&Digest>, diff: &Digest) -> Digest {
+    match parent {
+        None => diff.clone(),
+        Some(prev) => {
+            let mut h = Sha256::new();
+            h.update(format!("{prev} {diff}").as_bytes());
+            Digest::from_hasher(h)
+        }
+    }
 }
 
 /// The `rootfs.diff_ids` of a config.

@@ -677,7 +677,7 @@ impl Store {
         let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
         let unpacks = Arc::new(Semaphore::new(cores.clamp(1, 8)));
         let diff_ids: Vec<Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let chains = crate::store::chain_ids(&diff_ids);
+        let chains = crate::images::chain_ids(&diff_ids);
         let mut layers = Vec::new();
         for (l, chain) in rec.layers.iter().zip(chains) {
             report(

@@ -278,12 +278,7 @@ impl Store {
         parent: Option<&Digest>,
         expected: Option<&Digest>,
     ) -> Result<(Digest, Digest, u64), StoreError> {
-        let chain_for = |diff: &Digest| -> Digest {
-            match parent {
-                None => diff.clone(),
-                Some(p) => Digest::of(format!("{p} {diff}").as_bytes()),
-            }
-        };
+        let chain_for = |diff: &Digest| crate::images::chain_id(parent, diff);
         let _guard = expected.map(|e| self.snaps.lock(chain_for(e).as_str()));
         if let Some(e) = expected {
             let chain = chain_for(e);
@@ -1082,19 +1077,4 @@ pub struct UnpackedLayer {
     chain: Digest,
     /// Its extraction snapshot; None when the chain's snapshot existed already.
     key: Option<String>,
-}
-
-/// The chain ids of a stack of layers with these diff ids, bottom first (the OCI
-/// image spec's ChainID: the first layer's diff id, then
-/// sha256(parent chain id + " " + diff id)).
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let chain = match out.last() {
-            None => d.clone(),
-            Some(p) => Digest::of(format!("{p} {d}").as_bytes()),
-        };
-        out.push(chain);
-    }
-    out
 }

@@ -114,8 +114,18 @@ pub struct EtcContent {
 
 /// Writes the three files into `dir` (atomically, world-readable).
 pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
+    write_with(dir, content, true)
+}
+
+/// [`write`] without fsyncs, for what is written again before every start (the
+/// network's view of the files): a power loss can only lose a version the next
+/// start replaces anyway.
+pub fn rewrite(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
+    write_with(dir, content, false)
+}
+
+fn write_with(dir: &Path, content: &EtcContent, durable: bool) -> std::io::Result<EtcFiles> {
     std::fs::create_dir_all(dir)?;
-    let files = EtcFiles::in_dir(dir);
     let hostname = format!("{}\n", content.hostname);
     crate::fsutil::atomic_write_all(
         dir,
@@ -125,32 +135,9 @@ pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
             (RESOLV_CONF, content.resolv_conf.as_bytes()),
         ],
         0o644,
+        durable,
     )?;
-    Ok(files)
-}
-
-/// [`write`] without fsyncs, for what is written again before every start (the
-/// network's view of the files): a power loss can only lose a version the next
-/// start replaces anyway.
-pub fn rewrite(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
-    write_with(dir, content, crate::fsutil::atomic_write_volatile)
-}
-
-fn write_with(
-    dir: &Path,
-    content: &EtcContent,
-    write: fn(&Path, &[u8], u32) -> std::io::Result<()>,
-) -> std::io::Result<EtcFiles> {
-    std::fs::create_dir_all(dir)?;
-    let files = EtcFiles::in_dir(dir);
-    write(
-        &files.hostname,
-        format!("{}\n", content.hostname).as_bytes(),
-        0o644,
-    )?;
-    write(&files.hosts, content.hosts.as_bytes(), 0o644)?;
-    write(&files.resolv_conf, content.resolv_conf.as_bytes(), 0o644)?;
-    Ok(files)
+    Ok(EtcFiles::in_dir(dir))
 }
 
 #[cfg(test)]

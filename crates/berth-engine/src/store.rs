@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bollard_stubs::models::{ContainerConfig, ContainerState, HostConfig};
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,9 @@ pub fn short_id(id: &str) -> &str {
 
 #[derive(Debug, Default)]
 struct Index {
-    by_id: HashMap<String, ContainerRecord>,
+    /// Shared, so that listing hundreds of containers copies pointers, not records;
+    /// a change replaces the whole record.
+    by_id: HashMap<String, Arc<ContainerRecord>>,
     /// `/name` -> id.
     names: HashMap<String, String>,
 }
@@ -174,7 +176,7 @@ impl ContainerStore {
             match serde_json::from_slice::<ContainerRecord>(&data) {
                 Ok(rec) => {
                     index.names.insert(slash_name(&rec.name), rec.id.clone());
-                    index.by_id.insert(rec.id.clone(), rec);
+                    index.by_id.insert(rec.id.clone(), Arc::new(rec));
                 }
                 Err(e) => {
                     tracing::warn!(path = %file.display(), error = %e, "skipping unreadable container config");
@@ -242,7 +244,7 @@ impl ContainerStore {
         }
         self.persist(&rec)?;
         idx.names.insert(rec.name.clone(), rec.id.clone());
-        idx.by_id.insert(rec.id.clone(), rec.clone());
+        idx.by_id.insert(rec.id.clone(), Arc::new(rec.clone()));
         Ok(rec)
     }
 
@@ -278,7 +280,7 @@ impl ContainerStore {
         self.read()
             .by_id
             .get(&id)
-            .cloned()
+            .map(|r| ContainerRecord::clone(r))
             .ok_or_else(|| StoreError::NoSuchContainer(reference.to_string()))
     }
 
@@ -292,12 +294,12 @@ impl ContainerStore {
             .by_id
             .get(id)
             .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
-        let mut new = rec.clone();
+        let mut new = ContainerRecord::clone(rec);
         change(&mut new);
         new.id = id.to_string();
         new.name = rec.name.clone();
         self.persist(&new)?;
-        idx.by_id.insert(id.to_string(), new.clone());
+        idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
         Ok(new)
     }
 
@@ -318,12 +320,12 @@ impl ContainerStore {
             .by_id
             .get(id)
             .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
-        let mut new = rec.clone();
+        let mut new = ContainerRecord::clone(rec);
         let old_name = std::mem::replace(&mut new.name, new_name.clone());
         self.persist(&new)?;
         idx.names.remove(&old_name);
         idx.names.insert(new_name, id.to_string());
-        idx.by_id.insert(id.to_string(), new.clone());
+        idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
         Ok(new)
     }
 
@@ -348,8 +350,8 @@ impl ContainerStore {
     }
 
     /// Every container, newest first (dockerd's `ps` order).
-    pub fn list(&self) -> Vec<ContainerRecord> {
-        let mut all: Vec<ContainerRecord> = self.read().by_id.values().cloned().collect();
+    pub fn list(&self) -> Vec<Arc<ContainerRecord>> {
+        let mut all: Vec<Arc<ContainerRecord>> = self.read().by_id.values().cloned().collect();
         all.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
         all
     }

@@ -168,8 +168,12 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
     let _ = all;
     let cache = build::cache(engine);
     let entries = cache.entries();
-    let used: std::collections::HashSet<String> =
-        engine.store.list().into_iter().map(|r| r.image).collect();
+    let used: std::collections::HashSet<String> = engine
+        .store
+        .list()
+        .into_iter()
+        .map(|r| r.image.clone())
+        .collect();
     let mut deleted = vec![];
     let mut reclaimed: i64 = 0;
     for (key, e) in &entries {

@@ -224,6 +224,7 @@ fn mount_points(rec: &ContainerRecord, engine: &Engine) -> Vec<MountPoint> {
 fn summary(rec: &ContainerRecord, engine: &Engine) -> ContainerSummary {
     let mut command = vec![rec.path.clone()];
     command.extend(rec.args.iter().cloned());
+    let live = crate::network::view::live_of(engine, rec);
     ContainerSummary {
         id: Some(rec.id.clone()),
         names: Some(vec![rec.name.clone()]),
@@ -231,8 +232,12 @@ fn summary(rec: &ContainerRecord, engine: &Engine) -> ContainerSummary {
         image_id: Some(rec.image.clone()),
         command: Some(command.join(" ")),
         created: parse_time(Some(&rec.created)).map(|t| t.timestamp()),
-        ports: Some(crate::network::view::summary_ports(engine, rec)),
-        network_settings: Some(crate::network::view::summary_networks(engine, rec)),
+        ports: Some(crate::network::view::summary_ports(rec, live.as_ref())),
+        network_settings: Some(crate::network::view::summary_networks(
+            engine,
+            rec,
+            live.as_ref(),
+        )),
         labels: Some(rec.config.labels.clone().unwrap_or_default()),
         state: Some(state_str(rec)),
         status: Some(status_text(rec)),

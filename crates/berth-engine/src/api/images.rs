@@ -164,7 +164,7 @@ pub fn summary(img: &Image, containers: i64) -> ImageSummary {
 fn usage(engine: &Engine) -> HashMap<String, i64> {
     let mut n = HashMap::new();
     for rec in engine.store.list() {
-        *n.entry(rec.image).or_insert(0) += 1;
+        *n.entry(rec.image.clone()).or_insert(0) += 1;
     }
     n
 }

@@ -187,47 +187,19 @@ pub fn ports_map(
     out
 }
 
-/// A container's `NetworkSettings` for inspect.
-pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettings {
-    let nets: &Networks = &engine.networks;
-    let cfg = load_config(nets, rec);
-    let live = if rec.state.running == Some(true) {
-        nets.live(&rec.id)
+/// The network state of a running container; `None` for one that is not running.
+pub fn live_of(engine: &Engine, rec: &ContainerRecord) -> Option<LiveState> {
+    if rec.state.running == Some(true) {
+        engine.networks.live(&rec.id)
     } else {
         None
-    };
-    let mut networks = HashMap::new();
-    match parse_mode(&cfg.mode) {
-        ModeRef::Host | ModeRef::None => {
-            if let Ok(net) = nets.get(if cfg.mode == "host" { "host" } else { "none" }) {
-                networks.insert(
-                    net.name.clone(),
-                    EndpointSettings {
-                        network_id: Some(net.id.clone()),
-                        endpoint_id: Some(String::new()),
-                        gateway: Some(String::new()),
-                        ip_address: Some(String::new()),
-                        ip_prefix_len: Some(0),
-                        ipv6_gateway: Some(String::new()),
-                        global_ipv6_address: Some(String::new()),
-                        global_ipv6_prefix_len: Some(0),
-                        mac_address: Some(String::new()),
-                        ..EndpointSettings::default()
-                    },
-                );
-            }
-        }
-        ModeRef::Container(_) => {}
-        ModeRef::Network(_) => {
-            for ep in &cfg.endpoints {
-                let Ok(net) = nets.get(&ep.network_id) else {
-                    continue;
-                };
-                let a = attachment_of(live.as_ref(), &net.id);
-                networks.insert(net.name.clone(), endpoint_settings(&net, &ep.settings, a));
-            }
-        }
     }
+}
+
+/// A container's `NetworkSettings` for inspect.
+pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettings {
+    let live = live_of(engine, rec);
+    let networks = endpoints(engine, rec, live.as_ref());
     let mut s = NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),
@@ -272,6 +244,50 @@ pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettin
     s
 }
 
+/// The `Networks` of a container's settings: one endpoint per network it is on,
+/// with the addresses of its live attachment if it runs.
+fn endpoints(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    live: Option<&LiveState>,
+) -> HashMap<String, EndpointSettings> {
+    let nets: &Networks = &engine.networks;
+    let cfg = load_config(nets, rec);
+    let mut networks = HashMap::new();
+    match parse_mode(&cfg.mode) {
+        ModeRef::Host | ModeRef::None => {
+            if let Ok(net) = nets.get(if cfg.mode == "host" { "host" } else { "none" }) {
+                networks.insert(
+                    net.name.clone(),
+                    EndpointSettings {
+                        network_id: Some(net.id.clone()),
+                        endpoint_id: Some(String::new()),
+                        gateway: Some(String::new()),
+                        ip_address: Some(String::new()),
+                        ip_prefix_len: Some(0),
+                        ipv6_gateway: Some(String::new()),
+                        global_ipv6_address: Some(String::new()),
+                        global_ipv6_prefix_len: Some(0),
+                        mac_address: Some(String::new()),
+                        ..EndpointSettings::default()
+                    },
+                );
+            }
+        }
+        ModeRef::Container(_) => {}
+        ModeRef::Network(_) => {
+            for ep in &cfg.endpoints {
+                let Ok(net) = nets.get(&ep.network_id) else {
+                    continue;
+                };
+                let a = attachment_of(live, &net.id);
+                networks.insert(net.name.clone(), endpoint_settings(&net, &ep.settings, a));
+            }
+        }
+    }
+    networks
+}
+
 /// [`network_settings`] as dockerd writes it: the fields it sends as `null` are
 /// there as `null` (clients index them), not left out.
 pub fn network_settings_json(engine: &Engine, rec: &ContainerRecord) -> Value {
@@ -295,16 +311,11 @@ pub fn network_settings_json(engine: &Engine, rec: &ContainerRecord) -> Value {
 
 /// `Ports` of `GET /containers/json`: published ports with their host side, exposed
 /// ones alone, as dockerd lists them.
-pub fn summary_ports(engine: &Engine, rec: &ContainerRecord) -> Vec<Port> {
-    let live = if rec.state.running == Some(true) {
-        engine.networks.live(&rec.id)
-    } else {
-        None
-    };
+pub fn summary_ports(rec: &ContainerRecord, live: Option<&LiveState>) -> Vec<Port> {
     let mut out = vec![];
     let typ = |p: &str| p.parse::<PortTypeEnum>().ok();
     let mut published = std::collections::HashSet::new();
-    if let Some(l) = &live {
+    if let Some(l) = live {
         for p in &l.ports {
             published.insert((p.container_port, p.protocol.clone()));
             out.push(Port {
@@ -331,9 +342,13 @@ pub fn summary_ports(engine: &Engine, rec: &ContainerRecord) -> Vec<Port> {
 }
 
 /// `NetworkSettings` of `GET /containers/json`.
-pub fn summary_networks(engine: &Engine, rec: &ContainerRecord) -> ContainerSummaryNetworkSettings {
+pub fn summary_networks(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    live: Option<&LiveState>,
+) -> ContainerSummaryNetworkSettings {
     ContainerSummaryNetworkSettings {
-        networks: network_settings(engine, rec).networks,
+        networks: Some(endpoints(engine, rec, live)),
     }
 }
 

@@ -45,22 +45,6 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
             None,
         )
         .await?;
-    if fmt == "{{.ID}}" {
-        // `-q` prints ids alone; building every column of every row first was most
-        // of its time with hundreds of containers.
-        let mut out = String::new();
-        for x in list.as_array().into_iter().flatten() {
-            let id = x["Id"].as_str().unwrap_or("");
-            if a.no_trunc {
-                out.push_str(id);
-            } else {
-                out.push_str(&format::units::truncate_id(id));
-            }
-            out.push('\n');
-        }
-        print!("{out}");
-        return Ok(0);
-    }
     let rows: Vec<_> = list
         .as_array()
         .into_iter()

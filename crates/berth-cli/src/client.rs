@@ -179,12 +179,34 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, CliError> {
+        Ok(self
+            .answer(method, path, body)
+            .await?
+            .unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A request whose JSON answer is decoded straight into `T` (`None`
+    /// when the answer is empty), for answers too large to build as a tree first.
+    pub async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<Option<T>, CliError> {
+        self.answer(method, path, None).await
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<T>, CliError> {
         let resp = self.send(method, path, body, false).await?;
         let bytes = resp.into_body().collect().await?.to_bytes();
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
+            return Ok(None);
         }
-        Ok(serde_json::from_slice(&bytes)?)
+        Ok(Some(serde_json::from_slice(&bytes)?))
     }
 
     /// Sends a request with a raw body (a tar for load and import) and extra headers;

@@ -2,6 +2,7 @@
 //! in docker's layouts (`version` through docker's own template, `info` line by line
 //! as docker prints it) or through `--format`.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
@@ -536,6 +537,10 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         return Ok(0);
     }
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let containers: Vec<format::container::Summary> =
+        serde_json::from_value::<Option<_>>(v["Containers"].clone())
+            .context("reading the containers of the disk usage")?
+            .unwrap_or_default();
     if source != "table" {
         // A template over the whole usage, as docker's `-v --format` does.
         let f = if source == "json" {
@@ -556,9 +561,9 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         data.insert(
             "Containers",
             Value::List(
-                list("Containers")
+                containers
                     .iter()
-                    .map(|x| format::container::row(x, false))
+                    .map(|x| format::container::row(x, false, &format::Fields::all()))
                     .collect(),
             ),
         );
@@ -594,14 +599,11 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         &rows,
     )?);
     out.push_str("\nContainers space usage:\n\n");
-    let rows: Vec<Value> = list("Containers")
-        .iter()
-        .map(|x| format::container::row(x, true))
-        .collect();
-    out.push_str(&format::write(
+    out.push_str(&format::write_each(
         misc::DF_CONTAINERS_TABLE,
         &format::container::header(),
-        &rows,
+        &containers,
+        |x, f| Cow::Owned(format::container::row(x, true, f)),
     )?);
     out.push_str("\nLocal Volumes space usage:\n\n");
     let rows: Vec<Value> = list("Volumes").iter().map(misc::volume_row).collect();

@@ -1,5 +1,7 @@
 //! `ps` / `container ls`.
 
+use std::borrow::Cow;
+
 use anyhow::Result;
 use http::Method;
 
@@ -38,19 +40,16 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     if !f.is_empty() {
         q.push(format!("filters={f}"));
     }
-    let list = c
-        .json(
-            Method::GET,
-            &format!("/containers/json?{}", q.join("&")),
-            None,
-        )
-        .await?;
-    let rows: Vec<_> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| container::row(x, !a.no_trunc))
-        .collect();
-    print!("{}", format::write(&fmt, &container::header(), &rows)?);
+    let items: Vec<container::Summary> = c
+        .decode(Method::GET, &format!("/containers/json?{}", q.join("&")))
+        .await?
+        .unwrap_or_default();
+    let trunc = !a.no_trunc;
+    print!(
+        "{}",
+        format::write_each(&fmt, &container::header(), &items, |x, f| {
+            Cow::Owned(container::row(x, trunc, f))
+        })?
+    );
     Ok(0)
 }

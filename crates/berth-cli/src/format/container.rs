@@ -2,11 +2,13 @@
 //! .RunningFor .Ports .State .Status .Size .Names .Labels .Label .Mounts .LocalVolumes
 //! .Networks .Platform`, computed from `GET /containers/json` as the docker CLI does.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::Value as Json;
+use serde::Deserialize;
 
 use super::units::{ellipsis, go_time, human_size_prec, since, truncate_id};
+use super::Fields;
 use crate::template::printf::quote;
 use crate::template::{Map, Value};
 
@@ -67,8 +69,67 @@ pub fn header() -> Map {
     ])
 }
 
-fn s<'a>(v: &'a Json, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or("")
+/// One container of `GET /containers/json`, as far as `ps` shows it: docker's
+/// `types.Container` without what no column reads, so the rest of each entry (the
+/// endpoints, HostConfig) is skipped while parsing instead of built and dropped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Summary {
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub names: Vec<String>,
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub command: String,
+    pub created: i64,
+    #[serde(deserialize_with = "nullable")]
+    pub ports: Vec<Port>,
+    pub size_rw: Option<i64>,
+    pub size_root_fs: Option<i64>,
+    #[serde(deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub status: String,
+    #[serde(deserialize_with = "nullable")]
+    pub network_settings: SummaryNetworks,
+    #[serde(deserialize_with = "nullable")]
+    pub mounts: Vec<MountPoint>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryNetworks {
+    #[serde(deserialize_with = "nullable")]
+    pub networks: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Port {
+    #[serde(rename = "IP")]
+    pub ip: String,
+    pub private_port: u16,
+    pub public_port: u16,
+    #[serde(rename = "Type")]
+    pub typ: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountPoint {
+    pub name: String,
+    pub source: String,
+    pub driver: String,
+}
+
+/// JSON null as the empty value, as Go decodes null into a slice or a map.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A reference as docker shows it: `docker.io/library/` dropped, and with `trunc`
@@ -81,15 +142,15 @@ pub fn familiar(reference: &str) -> String {
     r.to_string()
 }
 
-fn image(c: &Json, trunc: bool) -> String {
-    let img = s(c, "Image");
+fn image(c: &Summary, trunc: bool) -> String {
+    let img = c.image.as_str();
     if img.is_empty() {
         return "<no image>".into();
     }
     if !trunc {
         return img.to_string();
     }
-    let image_id = s(c, "ImageID");
+    let image_id = c.image_id.as_str();
     if !image_id.is_empty() && truncate_id(image_id) == truncate_id(img) {
         return truncate_id(img);
     }
@@ -99,24 +160,15 @@ fn image(c: &Json, trunc: bool) -> String {
 }
 
 /// docker's `DisplayablePorts`: "0.0.0.0:80->80/tcp, 9000-9001/tcp".
-pub fn displayable_ports(ports: &[Json]) -> String {
-    struct P {
-        ip: String,
-        private: u64,
-        public: u64,
-        typ: String,
-    }
-    let mut ps: Vec<P> = ports
-        .iter()
-        .map(|p| P {
-            ip: s(p, "IP").to_string(),
-            private: p["PrivatePort"].as_u64().unwrap_or(0),
-            public: p["PublicPort"].as_u64().unwrap_or(0),
-            typ: s(p, "Type").to_string(),
-        })
-        .collect();
+pub fn displayable_ports(ports: &[Port]) -> String {
+    let mut ps: Vec<&Port> = ports.iter().collect();
     ps.sort_by(|a, b| {
-        (a.private, &a.ip, a.public, &a.typ).cmp(&(b.private, &b.ip, b.public, &b.typ))
+        (a.private_port, &a.ip, a.public_port, &a.typ).cmp(&(
+            b.private_port,
+            &b.ip,
+            b.public_port,
+            &b.typ,
+        ))
     });
     let join = |ip: &str, port: &str| {
         if ip.contains(':') {
@@ -125,7 +177,7 @@ pub fn displayable_ports(ports: &[Json]) -> String {
             format!("{ip}:{port}")
         }
     };
-    let form = |key: &str, first: u64, last: u64| {
+    let form = |key: &str, first: u16, last: u16| {
         let (ip, typ) = match key.rsplit_once('/') {
             Some((ip, t)) => (ip, t),
             None => ("", key),
@@ -139,17 +191,17 @@ pub fn displayable_ports(ports: &[Json]) -> String {
         }
         format!("{group}/{typ}")
     };
-    let mut groups: indexmap::IndexMap<String, (u64, u64)> = indexmap::IndexMap::new();
+    let mut groups: indexmap::IndexMap<String, (u16, u16)> = indexmap::IndexMap::new();
     let mut result = vec![];
     let mut host_mappings = vec![];
-    for p in &ps {
+    for p in ps {
         let mut key = p.typ.clone();
         if !p.ip.is_empty() {
-            if p.public != p.private {
+            if p.public_port != p.private_port {
                 host_mappings.push(format!(
                     "{}->{}/{}",
-                    join(&p.ip, &p.public.to_string()),
-                    p.private,
+                    join(&p.ip, &p.public_port.to_string()),
+                    p.private_port,
                     p.typ
                 ));
                 continue;
@@ -158,12 +210,12 @@ pub fn displayable_ports(ports: &[Json]) -> String {
         }
         match groups.get_mut(&key) {
             None => {
-                groups.insert(key, (p.private, p.private));
+                groups.insert(key, (p.private_port, p.private_port));
             }
-            Some(g) if p.private == g.1 + 1 => g.1 = p.private,
+            Some(g) if u32::from(p.private_port) == u32::from(g.1) + 1 => g.1 = p.private_port,
             Some(g) => {
                 result.push(form(&key, g.0, g.1));
-                *g = (p.private, p.private);
+                *g = (p.private_port, p.private_port);
             }
         }
     }
@@ -174,69 +226,132 @@ pub fn displayable_ports(ports: &[Json]) -> String {
     result.join(", ")
 }
 
-/// One container of `GET /containers/json` as docker's formatter object.
-pub fn row(c: &Json, trunc: bool) -> Value {
+/// One container of `GET /containers/json` as docker's formatter object, with the
+/// `fields` a format reads (the others are left out, not computed).
+pub fn row(c: &Summary, trunc: bool, fields: &Fields) -> Value {
     let mut m = Map::structure("*formatter.ContainerContext");
-    let mut command = s(c, "Command").to_string();
-    if trunc {
-        command = ellipsis(&command, 20);
+    // Inserted in Go's sorted order, as its encoder writes the map docker builds for
+    // `{{json .}}`.
+    if fields.wants("Command") {
+        let mut command = c.command.clone();
+        if trunc {
+            command = ellipsis(&command, 20);
+        }
+        m.insert("Command", quote(&command));
     }
-    let created = c["Created"].as_i64().unwrap_or(0);
-    let labels: Vec<(String, String)> = c["Labels"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut joined: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    joined.sort();
-    let mounts = c["Mounts"].as_array().cloned().unwrap_or_default();
-    let mount_names: Vec<String> = mounts
-        .iter()
-        .map(|mt| {
-            let n = if s(mt, "Name").is_empty() {
-                s(mt, "Source")
-            } else {
-                s(mt, "Name")
-            };
+    if fields.wants("CreatedAt") {
+        m.insert("CreatedAt", go_time(c.created));
+    }
+    if fields.wants("ID") {
+        let id = c.id.as_str();
+        m.insert(
+            "ID",
             if trunc {
-                ellipsis(n, 15)
+                truncate_id(id)
             } else {
-                n.to_string()
-            }
-        })
-        .collect();
-    let local = mounts
-        .iter()
-        .filter(|mt| s(mt, "Driver") == "local")
-        .count();
-    let mut networks: Vec<String> = c["NetworkSettings"]["Networks"]
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    networks.sort();
-    let names: Vec<String> = c["Names"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_str)
-        .map(|n| n.strip_prefix('/').unwrap_or(n).to_string())
-        .collect();
-    let names = if trunc {
-        // Legacy link names (with a slash inside) are left out.
-        names
+                id.to_string()
+            },
+        );
+    }
+    if fields.wants("Image") {
+        m.insert("Image", image(c, trunc));
+    }
+    if fields.wants("Labels") {
+        // Sorted as "k=v" strings, as docker sorts them ("a.b=2" before "a=1").
+        let mut joined: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        joined.sort();
+        m.insert("Labels", joined.join(","));
+    }
+    if fields.wants("LocalVolumes") {
+        let local = c.mounts.iter().filter(|mt| mt.driver == "local").count();
+        m.insert("LocalVolumes", local.to_string());
+    }
+    if fields.wants("Mounts") {
+        let names: Vec<String> = c
+            .mounts
             .iter()
-            .find(|n| !n.contains('/'))
-            .map(|n| vec![n.clone()])
-            .unwrap_or(names)
-    } else {
-        names
-    };
-    let size_rw = c["SizeRw"].as_i64().unwrap_or(0);
-    let size_root = c["SizeRootFs"].as_i64().unwrap_or(0);
-    let size = if size_root > 0 {
+            .map(|mt| {
+                let n = if mt.name.is_empty() {
+                    &mt.source
+                } else {
+                    &mt.name
+                };
+                if trunc {
+                    ellipsis(n, 15)
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        m.insert("Mounts", names.join(","));
+    }
+    if fields.wants("Names") {
+        m.insert("Names", names(c, trunc).join(","));
+    }
+    if fields.wants("Networks") {
+        let networks: Vec<&str> = c
+            .network_settings
+            .networks
+            .keys()
+            .map(String::as_str)
+            .collect();
+        m.insert("Networks", networks.join(","));
+    }
+    if fields.wants("Platform") {
+        m.insert("Platform", Value::Nil);
+    }
+    if fields.wants("Ports") {
+        m.insert("Ports", displayable_ports(&c.ports));
+    }
+    if fields.wants("RunningFor") {
+        m.insert("RunningFor", since(c.created));
+    }
+    if fields.wants("Size") {
+        m.insert("Size", size(c));
+    }
+    if fields.wants("State") {
+        m.insert("State", c.state.as_str());
+    }
+    if fields.wants("Status") {
+        m.insert("Status", c.status.as_str());
+    }
+    if fields.wants("Label") {
+        let labels = Arc::new(c.labels.clone());
+        m.insert(
+            "Label",
+            Value::Func(Arc::new(move |a: &[Value]| {
+                let name = match a {
+                    [Value::Str(n)] => n,
+                    _ => return Err("wrong number of args for Label: want 1 string".into()),
+                };
+                Ok(Value::Str(labels.get(name).cloned().unwrap_or_default()))
+            })),
+        );
+    }
+    Value::Map(m)
+}
+
+/// The names without their slash; with `trunc`, legacy link names (with a slash
+/// inside) are left out.
+fn names(c: &Summary, trunc: bool) -> Vec<&str> {
+    let names: Vec<&str> = c
+        .names
+        .iter()
+        .map(|n| n.strip_prefix('/').unwrap_or(n))
+        .collect();
+    if trunc {
+        if let Some(n) = names.iter().find(|n| !n.contains('/')) {
+            return vec![n];
+        }
+    }
+    names
+}
+
+/// "2B (virtual 4.1MB)".
+fn size(c: &Summary) -> String {
+    let size_rw = c.size_rw.unwrap_or(0);
+    let size_root = c.size_root_fs.unwrap_or(0);
+    if size_root > 0 {
         format!(
             "{} (virtual {})",
             human_size_prec(size_rw as f64, 3),
@@ -244,52 +359,7 @@ pub fn row(c: &Json, trunc: bool) -> Value {
         )
     } else {
         human_size_prec(size_rw as f64, 3)
-    };
-    let id = s(c, "Id");
-    // Sorted, as Go's encoder writes the map docker builds for `{{json .}}`.
-    m.insert("Command", quote(&command));
-    m.insert("CreatedAt", go_time(created));
-    m.insert(
-        "ID",
-        if trunc {
-            truncate_id(id)
-        } else {
-            id.to_string()
-        },
-    );
-    m.insert("Image", image(c, trunc));
-    m.insert("Labels", joined.join(","));
-    m.insert("LocalVolumes", local.to_string());
-    m.insert("Mounts", mount_names.join(","));
-    m.insert("Names", names.join(","));
-    m.insert("Networks", networks.join(","));
-    m.insert("Platform", Value::Nil);
-    m.insert(
-        "Ports",
-        displayable_ports(c["Ports"].as_array().map(Vec::as_slice).unwrap_or(&[])),
-    );
-    m.insert("RunningFor", since(created));
-    m.insert("Size", size);
-    m.insert("State", s(c, "State"));
-    m.insert("Status", s(c, "Status"));
-    let labels = Arc::new(labels);
-    m.insert(
-        "Label",
-        Value::Func(Arc::new(move |a: &[Value]| {
-            let name = match a {
-                [Value::Str(n)] => n,
-                _ => return Err("wrong number of args for Label: want 1 string".into()),
-            };
-            Ok(Value::Str(
-                labels
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            ))
-        })),
-    );
-    Value::Map(m)
+    }
 }
 
 #[cfg(test)]
@@ -297,20 +367,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn summary() -> Json {
-        json!({
+    fn summary() -> Summary {
+        serde_json::from_value(json!({
             "Id": "b4e713f52f05cd4ba1ad7dee5c5985d55c12e4d48cdc68425217a8516fb303a6",
             "Names": ["/c2"], "Image": "busybox", "ImageID": "sha256:28af6e5c535b7e8d",
             "Command": "echo hello world with a long command line here",
             "Created": 1_700_000_000, "State": "created", "Status": "Created",
             "Labels": {"b": "2", "a": "1"}, "Ports": [], "Mounts": [],
             "NetworkSettings": {"Networks": {}}
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
     fn rows_as_docker_prints_them() {
-        let r = row(&summary(), true);
+        let r = row(&summary(), true, &Fields::all());
         let out = crate::template::render(
             "{{.ID}}|{{.Command}}|{{.Names}}|{{.Labels}}|{{.Label \"a\"}}|{{.Size}}|{{.LocalVolumes}}",
             &r,
@@ -329,7 +400,7 @@ mod tests {
             json.contains(r#""Platform":null,"Ports":"","RunningFor":""#),
             "{json}"
         );
-        let full = row(&summary(), false);
+        let full = row(&summary(), false, &Fields::all());
         let out = crate::template::render("{{.ID}} {{.Command}}", &full).unwrap();
         assert_eq!(
             out,
@@ -339,7 +410,12 @@ mod tests {
 
     #[test]
     fn ports_like_docker() {
-        let p = |ip: &str, private: u64, public: u64| json!({"IP": ip, "PrivatePort": private, "PublicPort": public, "Type": "tcp"});
+        let p = |ip: &str, private: u16, public: u16| Port {
+            ip: ip.into(),
+            private_port: private,
+            public_port: public,
+            typ: "tcp".into(),
+        };
         assert_eq!(
             displayable_ports(&[
                 p("0.0.0.0", 80, 8080),

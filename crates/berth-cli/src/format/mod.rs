@@ -49,14 +49,39 @@ pub fn parse(format: &str) -> Result<Template, FormatError> {
     Ok(Template::parse(&template_source(format))?)
 }
 
+/// Which fields of a row a format reads, so that a formatter builds only those.
+pub struct Fields(Option<std::collections::BTreeSet<String>>);
+
+impl Fields {
+    /// Every field (a format that uses the row whole, or a caller that keeps rows).
+    pub fn all() -> Fields {
+        Fields(None)
+    }
+
+    pub fn wants(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|f| f.contains(name))
+    }
+}
+
 /// docker's `Context.Write`: every row through the template, one per line; a table
 /// gets its header row (the template run against `header` with docker's header
 /// functions) and is aligned with tabs at minimum width 10, padding 3.
 pub fn write(format: &str, header: &Map, rows: &[Value]) -> Result<String, FormatError> {
+    write_each(format, header, rows, |r, _| std::borrow::Cow::Borrowed(r))
+}
+
+/// [`write`] over items that `row` turns into rows, given the fields the format reads.
+pub fn write_each<'a, T>(
+    format: &str,
+    header: &Map,
+    items: &'a [T],
+    row: impl Fn(&'a T, &Fields) -> std::borrow::Cow<'a, Value>,
+) -> Result<String, FormatError> {
     let tmpl = parse(format)?;
+    let fields = Fields(tmpl.data_fields());
     let mut body = String::new();
-    for r in rows {
-        body.push_str(&tmpl.execute(r)?);
+    for item in items {
+        body.push_str(&tmpl.execute(&row(item, &fields))?);
         body.push('\n');
     }
     if !is_table(format) {

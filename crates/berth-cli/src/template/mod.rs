@@ -93,6 +93,12 @@ impl Template {
         t
     }
 
+    /// The top-level fields this template reads from its data, or `None` when it may
+    /// use the data whole: a formatter may build only these.
+    pub fn data_fields(&self) -> Option<std::collections::BTreeSet<String>> {
+        parse::data_fields(&self.tree)
+    }
+
     /// Runs the template against `data`.
     pub fn execute(&self, data: &Value) -> Result<String, Error> {
         let (out, err) = self.execute_partial(data);

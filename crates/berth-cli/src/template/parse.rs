@@ -3,7 +3,7 @@
 //! `template`, `block`, variables, parenthesized pipelines and field chains.
 //! Functions and variables are checked as Go checks them, at parse time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use super::lex::{lex, Number, Tok, Token};
@@ -572,6 +572,72 @@ impl Parser<'_> {
         };
         self.next();
         Ok(Some(arg))
+    }
+}
+
+/// The top-level fields a template reads from its data, or `None` when it may use the
+/// data whole (`.` alone, `$` alone, `json .`, `template "t" .`). Over-counts on
+/// purpose: a field read inside `with` or `range` is counted though it belongs to
+/// another value, since a formatter that builds one field too many is only slower.
+pub fn data_fields(tree: &Tree) -> Option<BTreeSet<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    let lists = std::iter::once(&tree.root).chain(tree.defines.values());
+    for list in lists {
+        nodes_fields(list, &mut names)?;
+    }
+    Some(names)
+}
+
+fn nodes_fields(nodes: &[Node], names: &mut BTreeSet<String>) -> Option<()> {
+    for n in nodes {
+        match n {
+            Node::Text(_) | Node::Break | Node::Continue => {}
+            Node::Action(p) => pipe_fields(p, names)?,
+            Node::If(b) | Node::With(b) | Node::Range(b) => {
+                pipe_fields(&b.pipe, names)?;
+                nodes_fields(&b.list, names)?;
+                if let Some(e) = &b.else_list {
+                    nodes_fields(e, names)?;
+                }
+            }
+            Node::Template { pipe, .. } => {
+                if let Some(p) = pipe {
+                    pipe_fields(p, names)?;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+fn pipe_fields(p: &Pipe, names: &mut BTreeSet<String>) -> Option<()> {
+    for a in p.cmds.iter().flat_map(|c| &c.args) {
+        arg_fields(a, names)?;
+    }
+    Some(())
+}
+
+fn arg_fields(a: &Arg, names: &mut BTreeSet<String>) -> Option<()> {
+    match a {
+        Arg::Dot => None,
+        Arg::Field(ids) => {
+            names.extend(ids.first().cloned());
+            Some(())
+        }
+        // `$` is the data; any other variable got its value from a field or from `.`,
+        // and both are counted where they were read.
+        Arg::Variable(v, ids) if v == "$" => {
+            names.insert(ids.first()?.clone());
+            Some(())
+        }
+        Arg::Chain(inner, _) => arg_fields(inner, names),
+        Arg::Pipe(p) => pipe_fields(p, names),
+        Arg::Variable(..)
+        | Arg::Nil
+        | Arg::Bool(_)
+        | Arg::Number(_)
+        | Arg::Str(_)
+        | Arg::Ident(_) => Some(()),
     }
 }
 

@@ -198,3 +198,38 @@ fn recursion_is_bounded() {
         Template::parse(r#"{{define "r"}}{{template "r" .}}{{end}}{{template "r" .}}"#).unwrap();
     assert!(t.execute(&Value::Nil).is_err());
 }
+
+#[test]
+fn data_fields_are_what_the_template_reads() {
+    let f = |src: &str| {
+        Template::parse(src)
+            .unwrap()
+            .data_fields()
+            .map(|s| s.into_iter().collect::<Vec<_>>().join(","))
+    };
+    assert_eq!(f("{{.ID}}\t{{.Names}}").as_deref(), Some("ID,Names"));
+    assert_eq!(
+        f("{{.Label \"a\"}} {{$.State.Pid}}").as_deref(),
+        Some("Label,State")
+    );
+    assert_eq!(
+        f("{{range .Mounts}}{{.Source}}{{end}}{{if .A}}{{else}}{{(.B).C}}{{end}}").as_deref(),
+        Some("A,B,Mounts,Source")
+    );
+    assert_eq!(
+        f("{{define \"T\"}}{{.X}}{{end}}{{template \"T\" .Y}}").as_deref(),
+        Some("X,Y")
+    );
+    assert_eq!(f("plain").as_deref(), Some(""));
+    for whole in [
+        "{{json .}}",
+        "{{.}}",
+        "{{$}}",
+        "{{$x := $}}{{$x.ID}}",
+        "{{with .ID}}{{end}}{{template \"t\" .}}",
+        "{{index . \"ID\"}}",
+        "{{range $k, $v := .}}{{$k}}{{end}}",
+    ] {
+        assert_eq!(f(whole), None, "{whole}");
+    }
+}

@@ -298,6 +298,11 @@ impl ContainerStore {
         change(&mut new);
         new.id = id.to_string();
         new.name = rec.name.clone();
+        // What memory holds is what the disk holds: a change that changes nothing
+        // (a start clearing a flag that was clear) costs no write and no fsync.
+        if new == **rec {
+            return Ok(new);
+        }
         self.persist(&new)?;
         idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
         Ok(new)
@@ -460,6 +465,24 @@ mod tests {
             store.create(rec(&"c".repeat(64), "a b")),
             Err(StoreError::InvalidName(_))
         ));
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        let a = "f".repeat(64);
+        store.create(rec(&a, "one")).unwrap();
+        // Each write renames a new file over the old one: a new inode.
+        let file = store.container_dir(&a).join(CONFIG_FILE);
+        let inode = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(&file).unwrap());
+        let written = inode();
+        store.update(&a, |r| r.restart_count = 0).unwrap();
+        assert_eq!(inode(), written);
+        store.update(&a, |r| r.restart_count = 1).unwrap();
+        assert_ne!(inode(), written);
+        let reopened = ContainerStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.get(&a).unwrap().restart_count, 1);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use super::state;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::manager::{self, SnapshotInfo};
-use crate::spec::{self, etc, SpecInput};
-use crate::store::{short_id, ContainerRecord, StoreError};
+use crate::spec::{self, SpecInput};
+use crate::store::{ContainerRecord, StoreError};
 
 /// What `POST /containers/create` asks for.
 #[derive(Debug, Default)]
@@ -100,45 +100,6 @@ fn validate(
         volumes: &NoVolumes,
         host: &engine.host,
     })?;
-    Ok(())
-}
-
-fn write_etc_files(
-    engine: &Engine,
-    id: &str,
-    config: &ContainerConfig,
-    hc: &HostConfig,
-) -> Result<(), EngineError> {
-    let dir = engine.store.container_dir(id);
-    let hostname = config
-        .hostname
-        .clone()
-        .unwrap_or_else(|| short_id(id).to_string());
-    let host_mode = hc.network_mode.as_deref() == Some("host");
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let content = etc::EtcContent {
-        hostname,
-        hosts: if host_mode {
-            read("/etc/hosts")
-        } else {
-            etc::hosts_file(&crate::network::etc::resolve_extra_hosts(
-                hc.extra_hosts.as_deref().unwrap_or(&[]),
-                engine.networks.host_gateway(),
-            ))
-        },
-        resolv_conf: if host_mode {
-            read("/etc/resolv.conf")
-        } else {
-            etc::resolv_conf(
-                &read("/etc/resolv.conf"),
-                hc.dns.as_deref().unwrap_or(&[]),
-                hc.dns_search.as_deref().unwrap_or(&[]),
-                hc.dns_options.as_deref().unwrap_or(&[]),
-            )
-        },
-    };
-    etc::write(&dir, &content)
-        .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
     Ok(())
 }
 
@@ -232,8 +193,8 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    // The manager's container (a redb commit) and the engine's files (network.json
-    // and the /etc files, fsynced) are written at the same time: the manager's
+    // The manager's container (a redb commit) and the engine's files (network.json,
+    // fsynced, and the /etc files) are written at the same time: the manager's
     // request goes out on the first poll, then the files are written here.
     let remote = engine.manager.containers_create(manager::Container {
         id: id.clone(),
@@ -245,16 +206,30 @@ pub async fn create(
         created_at: now_rfc3339(),
         ..manager::Container::default()
     });
-    let local = async {
-        let warnings = crate::network::container::container_created(
-            engine,
-            &id,
-            &config,
-            &hc,
-            req.networking.as_ref(),
-        )?;
-        write_etc_files(engine, &id, &config, &hc)?;
-        Ok::<_, EngineError>(warnings)
+    // The files are fsynced on a blocking thread: written inline they would hold
+    // this worker, and with it the task that sends the manager's request (queued on
+    // this worker by the first poll), until the last fsync returned.
+    let local = {
+        let engine = engine.clone();
+        let (id, config, hc) = (id.clone(), config.clone(), hc.clone());
+        let networking = req.networking.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let warnings = crate::network::container::container_created(
+                    &engine,
+                    &id,
+                    &config,
+                    &hc,
+                    networking.as_ref(),
+                )?;
+                crate::network::container::write_base_etc(&engine, &id, &config, &hc)?;
+                Ok::<_, EngineError>(warnings)
+            })
+            .await
+            .map_err(|e| {
+                EngineError::io("writing the container's files", std::io::Error::other(e))
+            })?
+        }
     };
     let result = match tokio::join!(remote, local) {
         (Ok(c), Ok(warnings)) => Ok((c, warnings)),

@@ -844,7 +844,10 @@ pub async fn container_start<'a>(
     let nets = &engine.networks;
     let cfg = load_config(nets, rec);
     match parse_mode(&cfg.mode) {
-        ModeRef::Host => Ok(None),
+        ModeRef::Host => {
+            write_base_etc(engine, &rec.id, &rec.config, &rec.host_config)?;
+            Ok(None)
+        }
         ModeRef::Container(other) => {
             // Its /etc files are the other container's.
             let target = engine.store.get(&other)?;
@@ -856,12 +859,13 @@ pub async fn container_start<'a>(
                 resolv_conf: read(&from.resolv_conf),
             };
             let dir = engine.store.container_dir(&rec.id);
-            base_etc::rewrite(&dir, &content).map_err(|e| {
+            base_etc::write(&dir, &content).map_err(|e| {
                 EngineError::io(format!("writing /etc files in {}", dir.display()), e)
             })?;
             Ok(None)
         }
         ModeRef::None => {
+            write_base_etc(engine, &rec.id, &rec.config, &rec.host_config)?;
             // The namespace is made with its loopback up (see `netns::create`), as
             // docker's `none` has it: nothing is left for netavark to do.
             let _ops = nets.ops.lock().await;
@@ -1101,6 +1105,51 @@ fn start_proxies(
     Ok(())
 }
 
+/// hostname, hosts and resolv.conf of a container that has no network of ours to
+/// name in them (`none`, `host`; the others' files are rewritten when their
+/// network is set up): written at create, so a created container has them, and
+/// again at every start, as dockerd does, so a `host` container sees the host's
+/// files of the day. Neither write is synced: a power loss can only lose a version
+/// that the next start writes again.
+pub(crate) fn write_base_etc(
+    engine: &Engine,
+    id: &str,
+    config: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<(), EngineError> {
+    let dir = engine.store.container_dir(id);
+    let hostname = config
+        .hostname
+        .clone()
+        .unwrap_or_else(|| short_id(id).to_string());
+    let host_mode = hc.network_mode.as_deref() == Some("host");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let content = base_etc::EtcContent {
+        hostname,
+        hosts: if host_mode {
+            read("/etc/hosts")
+        } else {
+            base_etc::hosts_file(&netetc::resolve_extra_hosts(
+                hc.extra_hosts.as_deref().unwrap_or(&[]),
+                engine.networks.host_gateway(),
+            ))
+        },
+        resolv_conf: if host_mode {
+            read("/etc/resolv.conf")
+        } else {
+            base_etc::resolv_conf(
+                &read("/etc/resolv.conf"),
+                hc.dns.as_deref().unwrap_or(&[]),
+                hc.dns_search.as_deref().unwrap_or(&[]),
+                hc.dns_options.as_deref().unwrap_or(&[]),
+            )
+        },
+    };
+    base_etc::write(&dir, &content)
+        .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
+    Ok(())
+}
+
 /// hosts and resolv.conf for a container on bridge networks.
 fn write_etc(
     engine: &Engine,
@@ -1218,7 +1267,7 @@ fn write_etc(
         hosts,
         resolv_conf,
     };
-    base_etc::rewrite(&dir, &content)
+    base_etc::write(&dir, &content)
         .map_err(|e| EngineError::io(format!("writing /etc files in {}", dir.display()), e))?;
     Ok(())
 }

@@ -112,19 +112,10 @@ pub struct EtcContent {
     pub resolv_conf: String,
 }
 
-/// Writes the three files into `dir` (atomically, world-readable).
+/// Writes the three files into `dir` (atomically, world-readable), without fsyncs:
+/// every start writes them again, so a power loss can only lose a version that the
+/// next start replaces.
 pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
-    write_with(dir, content, true)
-}
-
-/// [`write`] without fsyncs, for what is written again before every start (the
-/// network's view of the files): a power loss can only lose a version the next
-/// start replaces anyway.
-pub fn rewrite(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
-    write_with(dir, content, false)
-}
-
-fn write_with(dir: &Path, content: &EtcContent, durable: bool) -> std::io::Result<EtcFiles> {
     std::fs::create_dir_all(dir)?;
     let hostname = format!("{}\n", content.hostname);
     crate::fsutil::atomic_write_all(
@@ -135,7 +126,7 @@ fn write_with(dir: &Path, content: &EtcContent, durable: bool) -> std::io::Resul
             (RESOLV_CONF, content.resolv_conf.as_bytes()),
         ],
         0o644,
-        durable,
+        false,
     )?;
     Ok(EtcFiles::in_dir(dir))
 }

@@ -3,11 +3,12 @@
 # and testing it needs on top. Sourced by install.sh and test.sh, which run
 # `apt-get update` once and install only what is missing.
 
-# Run time: the runtime links libseccomp; install.sh imports busybox from busybox-static;
+# Run time: install.sh imports busybox from busybox-static (the runtime has libseccomp
+# linked in, from libseccomp-dev's static archive at build time);
 # berthd's networks are netavark's (bridges, NAT, ports: iptables) with aardvark-dns;
 # the manager's CRI pods get their namespaces from util-linux's unshare and their
 # networks from the standard CNI plugins (containernetworking-plugins, /usr/lib/cni).
-BERTH_RUNTIME_PACKAGES=(libseccomp2 busybox-static iproute2 procps netavark aardvark-dns iptables
+BERTH_RUNTIME_PACKAGES=(busybox-static iproute2 procps netavark aardvark-dns iptables
   util-linux containernetworking-plugins)
 
 # Build and test: compilers and headers, the peers we test against (runc, crun,

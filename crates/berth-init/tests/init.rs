@@ -457,32 +457,13 @@ fn as_pid1_it_exits_when_the_command_exits() {
 
 // ---- the binary itself ----
 
-/// Program header types that only a dynamically linked executable has.
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-
-fn program_header_types(elf: &[u8]) -> Vec<u32> {
-    assert_eq!(&elf[..4], b"\x7fELF");
-    assert_eq!(elf[4], 2, "not a 64-bit ELF");
-    assert_eq!(elf[5], 1, "not little-endian");
-    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
-    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
-    (0..phnum).map(|i| u32_at(phoff + i * phentsize)).collect()
-}
-
 #[test]
 fn binary_is_statically_linked() {
-    let elf = std::fs::read(init_path()).unwrap();
-    let types = program_header_types(&elf);
-    assert!(!types.is_empty());
+    let path = init_path();
+    berth_testutil::assert_no_dynamic_loader(&path);
+    let types = berth_testutil::elf_program_header_types(&path);
     assert!(
-        !types.contains(&PT_INTERP),
-        "has a dynamic loader: {types:?}"
-    );
-    assert!(
-        !types.contains(&PT_DYNAMIC),
+        !types.contains(&berth_testutil::PT_DYNAMIC),
         "has a dynamic section: {types:?}"
     );
 }

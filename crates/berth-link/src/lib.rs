@@ -49,9 +49,16 @@ pub enum Kind {
 /// The whole job of a build script: link this package's binaries statically, or
 /// fail the build saying why. `package` names it in messages.
 pub fn static_bins(package: &str, kind: Kind) -> ExitCode {
+    static_bins_with(package, kind, &[])
+}
+
+/// [`static_bins`] for a package that also links C libraries of its own
+/// (`-l<name>` from a `-sys` crate, linked dynamically by default): each with the
+/// static archives that stand in for it, as [`STAND_INS`] has std's.
+pub fn static_bins_with(package: &str, kind: Kind, libs: &[(&str, &[&str])]) -> ExitCode {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    match run(package, kind) {
+    match run(package, kind, libs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{package} build script: {e}");
@@ -60,7 +67,7 @@ pub fn static_bins(package: &str, kind: Kind) -> ExitCode {
     }
 }
 
-fn run(package: &str, kind: Kind) -> Result<(), String> {
+fn run(package: &str, kind: Kind, libs: &[(&str, &[&str])]) -> Result<(), String> {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     if var("CARGO_CFG_TARGET_OS") != "linux" {
         return Err(format!("{package} only builds for Linux"));
@@ -84,7 +91,7 @@ fn run(package: &str, kind: Kind) -> Result<(), String> {
     let out = PathBuf::from(var("OUT_DIR")).join("static-libs");
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
 
-    for (name, archives) in STAND_INS {
+    for (name, archives) in STAND_INS.iter().chain(libs) {
         let paths = archives
             .iter()
             .map(|a| archive_path(package, &driver, a))
@@ -113,8 +120,9 @@ fn archive_path(package: &str, driver: &str, archive: &str) -> Result<String, St
     // The driver echoes the bare name back when it does not find the file.
     if !output.status.success() || !Path::new(&path).is_absolute() || !Path::new(&path).exists() {
         return Err(format!(
-            "{driver} cannot find {archive}: {package} links statically and needs the \
-             static C library (Debian: libc6-dev, libgcc-12-dev)"
+            "{driver} cannot find {archive}: {package} links statically and needs \
+             the static archives of the C library and of what it links (Debian: \
+             libc6-dev, libgcc-12-dev, and the library's -dev package)"
         ));
     }
     if path.contains(|c: char| c.is_whitespace() || c == '(' || c == ')') {

@@ -292,3 +292,41 @@ pub fn block_device_candidates() -> Vec<(u32, u32)> {
     }
     out
 }
+
+/// ELF program header types that only a dynamically linked executable has.
+pub const PT_DYNAMIC: u32 = 2;
+pub const PT_INTERP: u32 = 3;
+
+/// The program header types of a 64-bit little-endian ELF executable, for the tests
+/// that check how a binary is linked (berth-link's static binaries).
+pub fn elf_program_header_types(path: &Path) -> Vec<u32> {
+    let elf = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &elf[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        path.display()
+    );
+    assert_eq!(elf[4], 2, "not a 64-bit ELF");
+    assert_eq!(elf[5], 1, "not little-endian");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes([elf[o], elf[o + 1], elf[o + 2], elf[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&elf[o..o + 8]);
+        u64::from_le_bytes(b) as usize
+    };
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    (0..phnum).map(|i| u32_at(phoff + i * phentsize)).collect()
+}
+
+/// Fails unless the executable at `path` asks for no dynamic loader.
+pub fn assert_no_dynamic_loader(path: &Path) {
+    let types = elf_program_header_types(path);
+    assert!(!types.is_empty());
+    assert!(
+        !types.contains(&PT_INTERP),
+        "{} asks for a dynamic loader: {types:?}",
+        path.display()
+    );
+}

@@ -1,0 +1,10 @@
+//! The berth-runtime binary itself: linked statically (see build.rs), so each of
+//! its executions per container skips the dynamic loader. A toolchain change that
+//! defeats the build script's trick is caught here.
+
+#[test]
+fn binary_has_no_dynamic_loader() {
+    berth_testutil::assert_no_dynamic_loader(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_berth-runtime"
+    )));
+}

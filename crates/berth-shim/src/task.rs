@@ -513,7 +513,6 @@ impl Task {
         let now = Instant::now();
         let oom = self.oom.clone();
         let dir = self.dir.clone();
-        let mut recorded = false;
         for p in self.init.iter_mut().chain(self.execs.values_mut()) {
             let Some((exit, deadline)) = p.reaped else {
                 continue;
@@ -537,10 +536,6 @@ impl Task {
                 }
             }
             p.exit = Some(record);
-            recorded = true;
-        }
-        if recorded {
-            self.delete_runtime_after_exit();
         }
         if let Some(at) = self.kill_at {
             if self.init.as_ref().is_some_and(Process::reaped) {
@@ -557,29 +552,6 @@ impl Task {
             }
         }
         self.answer_parked()
-    }
-
-    /// Once the init's exit is recorded and no exec'd process runs, `runtime
-    /// delete` (its cgroups, its state) runs at once rather than when Delete comes:
-    /// every engine sends Delete next (berthd on the exit itself), and this way the
-    /// runtime's work overlaps the engine recording the exit instead of following
-    /// it. Delete then only unmounts and answers. The exit status stays the shim's,
-    /// so State and Wait answer as before; a failure is left for Delete to retry
-    /// (or for the next exit recorded).
-    fn delete_runtime_after_exit(&mut self) {
-        if self.runtime_deleted || self.deleted {
-            return;
-        }
-        let init_recorded = self.init.as_ref().is_some_and(|p| p.exit.is_some());
-        let exec_running = self.execs.values().any(|p| p.started && p.exit.is_none());
-        if !init_recorded || exec_running {
-            return;
-        }
-        match self.runtime.delete(&mut self.reaper, false) {
-            Ok(()) => self.runtime_deleted = true,
-            Err(e) if e.is_not_exist() => self.runtime_deleted = true,
-            Err(e) => tracing::info!("runtime delete after the exit (Delete retries it): {e}"),
-        }
     }
 
     fn answer_parked(&mut self) -> Vec<(ConnId, Result<Settled, ShimError>)> {

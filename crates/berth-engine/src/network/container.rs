@@ -1105,12 +1105,12 @@ fn start_proxies(
     Ok(())
 }
 
-/// hostname, hosts and resolv.conf of a container that has no network of ours to
-/// name in them (`none`, `host`; the others' files are rewritten when their
-/// network is set up): written at create, so a created container has them, and
-/// again at every start, as dockerd does, so a `host` container sees the host's
-/// files of the day. Neither write is synced: a power loss can only lose a version
-/// that the next start writes again.
+/// hostname, hosts and resolv.conf with no network of ours named in them: written
+/// at create for every container, so a created one has them, and again at every
+/// start of a `none` or `host` container, as dockerd does, so a `host` container
+/// sees the host's files of the day (a bridge or `container:` container gets its
+/// own at every start when its network is set up). Not synced: a power loss can
+/// only lose a version that the next start writes again.
 pub(crate) fn write_base_etc(
     engine: &Engine,
     id: &str,

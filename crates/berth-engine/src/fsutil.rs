@@ -23,18 +23,12 @@ pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<
     replace_files(dir, &[(name, data)], mode, false)
 }
 
-/// [`atomic_write`] (or, without `durable`, [`atomic_write_volatile`]) of several
-/// files of one directory, with one fsync of the directory for all of them (each
-/// file is still synced before its rename). A crash can leave some of them new and
-/// some old, each whole.
-pub fn atomic_write_all(
-    dir: &Path,
-    files: &[(&str, &[u8])],
-    mode: u32,
-    durable: bool,
-) -> io::Result<()> {
+/// [`atomic_write_volatile`] of several files of one directory: for files that are
+/// written again before anyone relies on them after a power loss (a container's
+/// /etc files, rewritten at every start). Each file is whole, old or new.
+pub fn atomic_write_all_volatile(dir: &Path, files: &[(&str, &[u8])], mode: u32) -> io::Result<()> {
     let files: Vec<(&OsStr, &[u8])> = files.iter().map(|(n, d)| (OsStr::new(*n), *d)).collect();
-    replace_files(dir, &files, mode, durable)
+    replace_files(dir, &files, mode, false)
 }
 
 fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {

@@ -118,7 +118,7 @@ pub struct EtcContent {
 pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
     std::fs::create_dir_all(dir)?;
     let hostname = format!("{}\n", content.hostname);
-    crate::fsutil::atomic_write_all(
+    crate::fsutil::atomic_write_all_volatile(
         dir,
         &[
             (HOSTNAME, hostname.as_bytes()),
@@ -126,7 +126,6 @@ pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
             (RESOLV_CONF, content.resolv_conf.as_bytes()),
         ],
         0o644,
-        false,
     )?;
     Ok(EtcFiles::in_dir(dir))
 }

@@ -538,9 +538,9 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
     }
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
     let containers: Vec<format::container::Summary> =
-        serde_json::from_value::<Option<_>>(v["Containers"].clone())
-            .context("reading the containers of the disk usage")?
-            .unwrap_or_default();
+        serde::Deserialize::deserialize(&v["Containers"])
+            .map(Option::unwrap_or_default)
+            .context("reading the containers of the disk usage")?;
     if source != "table" {
         // A template over the whole usage, as docker's `-v --format` does.
         let f = if source == "json" {

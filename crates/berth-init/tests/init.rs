@@ -459,9 +459,7 @@ fn as_pid1_it_exits_when_the_command_exits() {
 
 #[test]
 fn binary_is_statically_linked() {
-    let path = init_path();
-    berth_testutil::assert_no_dynamic_loader(&path);
-    let types = berth_testutil::elf_program_header_types(&path);
+    let types = berth_testutil::assert_no_dynamic_loader(&init_path());
     assert!(
         !types.contains(&berth_testutil::PT_DYNAMIC),
         "has a dynamic section: {types:?}"

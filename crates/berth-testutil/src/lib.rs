@@ -299,7 +299,7 @@ pub const PT_INTERP: u32 = 3;
 
 /// The program header types of a 64-bit little-endian ELF executable, for the tests
 /// that check how a binary is linked (berth-link's static binaries).
-pub fn elf_program_header_types(path: &Path) -> Vec<u32> {
+fn elf_program_header_types(path: &Path) -> Vec<u32> {
     let elf = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
         &elf[..4],
@@ -320,8 +320,9 @@ pub fn elf_program_header_types(path: &Path) -> Vec<u32> {
     (0..phnum).map(|i| u32_at(phoff + i * phentsize)).collect()
 }
 
-/// Fails unless the executable at `path` asks for no dynamic loader.
-pub fn assert_no_dynamic_loader(path: &Path) {
+/// Fails unless the executable at `path` asks for no dynamic loader; returns its
+/// program header types for further checks.
+pub fn assert_no_dynamic_loader(path: &Path) -> Vec<u32> {
     let types = elf_program_header_types(path);
     assert!(!types.is_empty());
     assert!(
@@ -329,4 +330,5 @@ pub fn assert_no_dynamic_loader(path: &Path) {
         "{} asks for a dynamic loader: {types:?}",
         path.display()
     );
+    types
 }

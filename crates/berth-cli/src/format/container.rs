@@ -71,7 +71,8 @@ pub fn header() -> Map {
 
 /// One container of `GET /containers/json`, as far as `ps` shows it: docker's
 /// `types.Container` without what no column reads, so the rest of each entry (the
-/// endpoints, HostConfig) is skipped while parsing instead of built and dropped.
+/// endpoints, HostConfig) is skipped while parsing instead of built and dropped,
+/// as bollard's `ContainerSummary` would build them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Summary {

@@ -210,9 +210,8 @@ pub async fn create(
     // this worker, and with it the task that sends the manager's request (queued on
     // this worker by the first poll), until the last fsync returned.
     let local = {
-        let engine = engine.clone();
-        let (id, config, hc) = (id.clone(), config.clone(), hc.clone());
-        let networking = req.networking.clone();
+        let (engine, id) = (engine.clone(), id.clone());
+        let networking = req.networking;
         async move {
             tokio::task::spawn_blocking(move || {
                 let warnings = crate::network::container::container_created(

@@ -10,7 +10,18 @@ use std::path::Path;
 /// never a mix, even across a crash.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let (dir, name) = split(path)?;
-    replace_files(dir, &[(name, data)], mode, true)
+    replace_files(dir, &[(name, data)], mode, Durable::FileAndName)
+}
+
+/// [`atomic_write`] of a file that already exists under this name: the new
+/// contents are synced before the rename, the directory is not. A power loss
+/// then leaves the old contents or the new, each whole: the name was durable
+/// already, and the rename's own durability (the journal's next commit) only
+/// decides which of the two is found. For records whose every version is one
+/// the owner recovers from.
+pub fn atomic_replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    replace_files(dir, &[(name, data)], mode, Durable::File)
 }
 
 /// [`atomic_write`] without the fsyncs, for files under the exec root (`/run`, a
@@ -20,7 +31,7 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 /// the old or the new contents, never a mix.
 pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let (dir, name) = split(path)?;
-    replace_files(dir, &[(name, data)], mode, false)
+    replace_files(dir, &[(name, data)], mode, Durable::No)
 }
 
 /// [`atomic_write_volatile`] of several files of one directory: for files that are
@@ -28,7 +39,7 @@ pub fn atomic_write_volatile(path: &Path, data: &[u8], mode: u32) -> io::Result<
 /// /etc files, rewritten at every start). Each file is whole, old or new.
 pub fn atomic_write_all_volatile(dir: &Path, files: &[(&str, &[u8])], mode: u32) -> io::Result<()> {
     let files: Vec<(&OsStr, &[u8])> = files.iter().map(|(n, d)| (OsStr::new(*n), *d)).collect();
-    replace_files(dir, &files, mode, false)
+    replace_files(dir, &files, mode, Durable::No)
 }
 
 fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
@@ -41,10 +52,25 @@ fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
     Ok((dir, name))
 }
 
-/// Each file written to a temporary name in `dir` (and synced, with `sync`), then
-/// renamed over its own, then (with `sync`) the directory synced once. On an error
-/// the temporary files are removed.
-fn replace_files(dir: &Path, files: &[(&OsStr, &[u8])], mode: u32, sync: bool) -> io::Result<()> {
+/// What of a write is made durable before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    No,
+    /// The file's contents (fsync before the rename).
+    File,
+    /// The contents and the name (the directory fsynced after the rename).
+    FileAndName,
+}
+
+/// Each file written to a temporary name in `dir` (synced unless `Durable::No`),
+/// then renamed over its own, then (with `Durable::FileAndName`) the directory
+/// synced once. On an error the temporary files are removed.
+fn replace_files(
+    dir: &Path,
+    files: &[(&OsStr, &[u8])],
+    mode: u32,
+    durable: Durable,
+) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = |name: &OsStr| {
         dir.join(format!(
@@ -62,14 +88,14 @@ fn replace_files(dir: &Path, files: &[(&OsStr, &[u8])], mode: u32, sync: bool) -
                 .mode(mode)
                 .open(tmp(name))?;
             f.write_all(data)?;
-            if sync {
+            if durable != Durable::No {
                 f.sync_all()?;
             }
         }
         for (name, _) in files {
             fs::rename(tmp(name), dir.join(name))?;
         }
-        if sync {
+        if durable == Durable::FileAndName {
             File::open(dir)?.sync_all()?;
         }
         Ok(())
@@ -115,6 +141,8 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         atomic_write_volatile(&p, b"three", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"three");
+        atomic_replace(&p, b"four", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"four");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
         use std::os::unix::fs::PermissionsExt;

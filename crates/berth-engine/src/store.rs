@@ -208,7 +208,15 @@ impl ContainerStore {
         self.root.join(id)
     }
 
-    fn persist(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+    /// Writes a record with `write`: [`fsutil::atomic_write`] for a new one (its
+    /// name must be durable too), [`fsutil::atomic_replace`] for a change of one
+    /// already on disk (a power loss finds the old record or the new, and berthd
+    /// recovers from either as from a crash just before or after the change).
+    fn persist(
+        &self,
+        rec: &ContainerRecord,
+        write: fn(&Path, &[u8], u32) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
         let dir = self.container_dir(&rec.id);
         fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             context: "creating",
@@ -220,7 +228,7 @@ impl ContainerStore {
             source,
         })?;
         let path = dir.join(CONFIG_FILE);
-        fsutil::atomic_write(&path, &data, 0o600).map_err(|source| StoreError::Io {
+        write(&path, &data, 0o600).map_err(|source| StoreError::Io {
             context: "writing",
             path,
             source,
@@ -242,7 +250,7 @@ impl ContainerStore {
                 id: id.clone(),
             });
         }
-        self.persist(&rec)?;
+        self.persist(&rec, fsutil::atomic_write)?;
         idx.names.insert(rec.name.clone(), rec.id.clone());
         idx.by_id.insert(rec.id.clone(), Arc::new(rec.clone()));
         Ok(rec)
@@ -303,7 +311,7 @@ impl ContainerStore {
         if new == **rec {
             return Ok(new);
         }
-        self.persist(&new)?;
+        self.persist(&new, fsutil::atomic_replace)?;
         idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
         Ok(new)
     }
@@ -327,7 +335,7 @@ impl ContainerStore {
             .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
         let mut new = ContainerRecord::clone(rec);
         let old_name = std::mem::replace(&mut new.name, new_name.clone());
-        self.persist(&new)?;
+        self.persist(&new, fsutil::atomic_replace)?;
         idx.names.remove(&old_name);
         idx.names.insert(new_name, id.to_string());
         idx.by_id.insert(id.to_string(), Arc::new(new.clone()));

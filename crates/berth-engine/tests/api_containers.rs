@@ -194,6 +194,26 @@ async fn restart_starts_a_new_task() {
 }
 
 #[tokio::test]
+async fn a_start_deletes_a_stopped_task_left_in_its_way() {
+    let d = daemon().await;
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/create?name=lt",
+        r#"{"Image":"busybox","Cmd":["sleep","9"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["Id"].as_str().unwrap().to_string();
+    d.fake.leave_stopped_task(&id);
+    let (status, body) = request(&d.sock, "POST", "/containers/lt/start", "").await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(d.fake.task_status(&id), Some(TaskStatus::Running));
+    let (_, after) = json_of(&d.sock, "GET", "/containers/lt/json", "").await;
+    assert_eq!(after["State"]["Running"], true);
+}
+
+#[tokio::test]
 async fn changes_export_and_stats_in_dockers_shapes() {
     let d = daemon().await;
     let id = run(&d, "cc").await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bollard_stubs::models::RestartPolicyNameEnum as Policy;
 
 use super::state::{self, Ended, Phase};
-use super::{already_gone, now_rfc3339, remove_locked, start_locked};
+use super::{already_gone, now_rfc3339, remove_locked, remove_locked_with, start_locked, TaskLeft};
 use crate::engine::{ContainerEvent, Engine};
 use crate::error::EngineError;
 use crate::store::ContainerRecord;
@@ -149,18 +149,19 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             code: exit.code,
             restarting: delay.is_some(),
         });
-        match engine.manager.tasks_delete(id, true).await {
-            Ok(_) => {}
-            Err(e) if already_gone(&e) => {}
+        let task = match engine.manager.tasks_delete(id, true).await {
+            Ok(_) => TaskLeft::Deleted,
+            Err(e) if already_gone(&e) => TaskLeft::Deleted,
             Err(e) => {
                 tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)");
                 engine.want_reconcile();
+                TaskLeft::Maybe
             }
-        }
+        };
         if let Some(delay) = delay {
             restart_later(engine, id, delay, true);
         } else if auto_remove {
-            if let Err(e) = remove_locked(engine, id).await {
+            if let Err(e) = remove_locked_with(engine, id, task).await {
                 tracing::warn!(container = %id, error = %e, "auto-remove failed");
             }
         }

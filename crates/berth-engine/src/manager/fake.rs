@@ -217,6 +217,15 @@ impl FakeManager {
         Ok(())
     }
 
+    /// Leaves a stopped task for container `id`, as a run whose exit's delete
+    /// never reached the manager does.
+    pub fn leave_stopped_task(&self, id: &str) {
+        self.new_task(id, "");
+        if let Some(t) = self.lock().tasks.get_mut(&(id.to_string(), String::new())) {
+            t.status = TaskStatus::Stopped;
+        }
+    }
+
     /// Makes the process exit now with `code`, as if it ended by itself.
     pub fn exit(&self, id: &str, exec_id: &str, code: u32) {
         exit_task(&self.state, &self.events, id, exec_id, code);
@@ -349,8 +358,17 @@ impl Manager for FakeManager {
     }
 
     async fn tasks_create(&self, id: &str, _stdin: bool) -> Result<u32, EngineError> {
-        if !self.lock().containers.contains_key(id) {
-            return Err(not_found(&format!("container {id} not found")));
+        {
+            let st = self.lock();
+            if !st.containers.contains_key(id) {
+                return Err(not_found(&format!("container {id} not found")));
+            }
+            // As berth-manager: a task left by an earlier run must be deleted first.
+            if st.tasks.contains_key(&(id.to_string(), String::new())) {
+                return Err(
+                    tonic::Status::already_exists(format!("task {id} already exists")).into(),
+                );
+            }
         }
         Ok(self.new_task(id, ""))
     }

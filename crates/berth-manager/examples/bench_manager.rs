@@ -139,6 +139,7 @@ async fn cycle(mut c: Clients, id: String) -> anyhow::Result<Steps> {
         .create(pb::CreateTaskRequest {
             container_id: id.clone(),
             stdin: false,
+            spec: Vec::new(),
         })
         .await
         .with_context(|| format!("creating the task of {id}"))?;
@@ -248,6 +249,7 @@ async fn rss(c: &mut Clients, args: &Args, n: usize) -> anyhow::Result<()> {
             .create(pb::CreateTaskRequest {
                 container_id: id.clone(),
                 stdin: false,
+                spec: Vec::new(),
             })
             .await?;
         c.tasks

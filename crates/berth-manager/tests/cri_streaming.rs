@@ -127,6 +127,7 @@ async fn run_in_pod(
         .create(pb::CreateTaskRequest {
             container_id: id.to_string(),
             stdin,
+            spec: Vec::new(),
         })
         .await
         .unwrap()

@@ -65,6 +65,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
             .create(pb::CreateTaskRequest {
                 container_id: ghost.clone(),
                 stdin: false,
+                spec: Vec::new(),
             })
             .await,
         Code::NotFound,
@@ -194,22 +195,54 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
         Code::AlreadyExists,
         "already exists",
     );
+    // A spec sent with the task is checked before anything is made, and
+    // replaces the container's when it is good.
+    assert_code(
+        c.tasks
+            .create(pb::CreateTaskRequest {
+                container_id: id.clone(),
+                stdin: false,
+                spec: b"[]".to_vec(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "not a JSON object",
+    );
+    assert_code(
+        c.tasks
+            .get(pb::GetTaskRequest {
+                container_id: id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        &id,
+    );
     let pid = c
         .tasks
         .create(pb::CreateTaskRequest {
             container_id: id.clone(),
             stdin: false,
+            spec: stack.spec(&id, &["sleep", "999"]),
         })
         .await
         .unwrap()
         .into_inner()
         .pid;
     stack.track_pid(pid);
+    let spec = c
+        .containers
+        .get(pb::GetContainerRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .spec;
+    assert!(String::from_utf8_lossy(&spec).contains("\"999\""));
     assert_code(
         c.tasks
             .create(pb::CreateTaskRequest {
                 container_id: id.clone(),
                 stdin: false,
+                spec: Vec::new(),
             })
             .await,
         Code::AlreadyExists,
@@ -297,6 +330,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
         .create(pb::CreateTaskRequest {
             container_id: id.clone(),
             stdin: false,
+            spec: Vec::new(),
         })
         .await
         .expect_err("the runtime should refuse the spec");

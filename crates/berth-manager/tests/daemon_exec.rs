@@ -210,6 +210,7 @@ async fn exec_attach_pause_and_friends() {
         .create(pb::CreateTaskRequest {
             container_id: id.clone(),
             stdin: true,
+            spec: Vec::new(),
         })
         .await
         .unwrap()

@@ -42,7 +42,6 @@ pub use state::Phase;
 
 use crate::engine::{ContainerEvent, Engine};
 use crate::error::EngineError;
-use crate::manager;
 use crate::spec::{self, SpecInput};
 use crate::store::ContainerRecord;
 
@@ -276,22 +275,16 @@ pub(crate) async fn start_locked(
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
         let create = async {
-            engine
-                .manager
-                .containers_update(
-                    manager::Container {
-                        id: id.clone(),
-                        spec: spec_json,
-                        ..manager::Container::default()
-                    },
-                    vec!["spec".to_string()],
-                )
-                .await?;
             let stdin = rec.config.open_stdin.unwrap_or(false);
-            // A stopped task left by an earlier run (its exit's delete did not reach
-            // the manager) is deleted when it is in the way, rather than asked for
-            // before every start: one round trip fewer on every `run`.
-            match engine.manager.tasks_create(&id, stdin).await {
+            // The spec goes with the task's creation (one request, not an update
+            // and a create). A stopped task left by an earlier run (its exit's
+            // delete did not reach the manager) is deleted when it is in the way,
+            // rather than asked for before every start.
+            match engine
+                .manager
+                .tasks_create(&id, stdin, Some(spec_json.clone()))
+                .await
+            {
                 Err(EngineError::Manager {
                     code: tonic::Code::AlreadyExists,
                     ..
@@ -301,7 +294,10 @@ pub(crate) async fn start_locked(
                         Err(e) if already_gone(&e) => {}
                         Err(e) => return Err(e),
                     }
-                    engine.manager.tasks_create(&id, stdin).await
+                    engine
+                        .manager
+                        .tasks_create(&id, stdin, Some(spec_json))
+                        .await
                 }
                 created => created,
             }

@@ -357,9 +357,14 @@ impl Manager for FakeManager {
             .ok_or_else(|| not_found(&format!("container {id} not found")))
     }
 
-    async fn tasks_create(&self, id: &str, _stdin: bool) -> Result<u32, EngineError> {
+    async fn tasks_create(
+        &self,
+        id: &str,
+        _stdin: bool,
+        spec: Option<Vec<u8>>,
+    ) -> Result<u32, EngineError> {
         {
-            let st = self.lock();
+            let mut st = self.lock();
             if !st.containers.contains_key(id) {
                 return Err(not_found(&format!("container {id} not found")));
             }
@@ -368,6 +373,9 @@ impl Manager for FakeManager {
                 return Err(
                     tonic::Status::already_exists(format!("task {id} already exists")).into(),
                 );
+            }
+            if let (Some(spec), Some(c)) = (spec, st.containers.get_mut(id)) {
+                c.spec = spec;
             }
         }
         Ok(self.new_task(id, ""))

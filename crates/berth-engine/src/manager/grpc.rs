@@ -313,12 +313,18 @@ impl Manager for GrpcManager {
         Ok(())
     }
 
-    async fn tasks_create(&self, id: &str, stdin: bool) -> Result<u32, EngineError> {
+    async fn tasks_create(
+        &self,
+        id: &str,
+        stdin: bool,
+        spec: Option<Vec<u8>>,
+    ) -> Result<u32, EngineError> {
         let pid = self
             .tasks()
             .create(pb::CreateTaskRequest {
                 container_id: id.to_string(),
                 stdin,
+                spec: spec.unwrap_or_default(),
             })
             .await
             .map_err(|s| self.error(s))?

@@ -89,7 +89,7 @@ pub fn check_id(id: &str) -> Result<(), DaemonError> {
 }
 
 /// The spec must be a JSON object; it is kept as the client's text.
-fn check_spec(id: &str, spec: &[u8]) -> Result<String, DaemonError> {
+pub(super) fn check_spec(id: &str, spec: &[u8]) -> Result<String, DaemonError> {
     let bad = |why: String| DaemonError::BadSpec {
         id: id.to_string(),
         why,
@@ -349,6 +349,16 @@ impl Daemon {
                 _ => rec.image = c.image.clone(),
             }
         }
+        let rec = self.save_updated(rec).await?;
+        Ok(container_pb(&rec))
+    }
+
+    /// Writes a changed container record (the caller holds its lock) and tells
+    /// the subscribers.
+    pub(crate) async fn save_updated(
+        self: &Arc<Self>,
+        mut rec: ContainerRecord,
+    ) -> Result<ContainerRecord, DaemonError> {
         rec.updated_at = now_rfc3339();
         let this = Arc::clone(self);
         let r = rec.clone();
@@ -358,7 +368,7 @@ impl Daemon {
                 id: rec.id.clone(),
                 image: rec.image.clone(),
             }));
-        Ok(container_pb(&rec))
+        Ok(rec)
     }
 
     pub async fn delete_container(

@@ -15,7 +15,7 @@ use berth_shim_contract::pb as shimpb;
 use tonic::{Code, Status};
 
 use super::config::find_program;
-use super::core::{blocking, Daemon};
+use super::core::{blocking, check_spec, Daemon};
 use super::error::DaemonError;
 use super::now_rfc3339;
 use super::task::cleanup::{remove_task_dir, runtime_delete, shim_alive};
@@ -194,12 +194,23 @@ impl Daemon {
         }
     }
 
-    /// Create the task of container `id`: bundle, shim, `runtime create`.
-    pub async fn create_task(self: &Arc<Self>, id: &str, stdin: bool) -> Result<u32, DaemonError> {
+    /// Create the task of container `id`: bundle, shim, `runtime create`. With
+    /// `spec`, the container's spec is replaced first (under the same lock), as
+    /// an update of its spec would.
+    pub async fn create_task(
+        self: &Arc<Self>,
+        id: &str,
+        stdin: bool,
+        spec: Option<&[u8]>,
+    ) -> Result<u32, DaemonError> {
         let _lock = self.locks.lock(id).await;
-        let rec = self.container(id).await?;
+        let mut rec = self.container(id).await?;
         if self.task_opt(id).is_some() {
             return Err(DaemonError::TaskExists(id.to_string()));
+        }
+        if let Some(spec) = spec {
+            rec.spec = check_spec(id, spec)?;
+            rec = self.save_updated(rec).await?;
         }
         let dir = self.task_dir(id);
         if dir.exists() {

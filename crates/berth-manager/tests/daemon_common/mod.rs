@@ -300,6 +300,7 @@ impl Stack {
             .create(pb::CreateTaskRequest {
                 container_id: id.to_string(),
                 stdin: false,
+                spec: Vec::new(),
             })
             .await
             .unwrap()

@@ -24,7 +24,8 @@ fn empty() -> Res<pb::Empty> {
 impl Tasks for Svc {
     async fn create(&self, req: Request<pb::CreateTaskRequest>) -> Res<pb::CreateTaskResponse> {
         let r = req.into_inner();
-        let pid = self.d.create_task(&r.container_id, r.stdin).await?;
+        let spec = (!r.spec.is_empty()).then_some(r.spec.as_slice());
+        let pid = self.d.create_task(&r.container_id, r.stdin, spec).await?;
         Ok(Response::new(pb::CreateTaskResponse { pid }))
     }
 

@@ -11,6 +11,21 @@ free_net() {
   done
 }
 
+# run_roots_on_tmpfs DIR...: a tmpfs on each DIR (made if missing). Every engine's
+# run-time state (berth's --state and exec root, dockerd's exec root with
+# containerd's state and runc's, podman's runroot) lives under /run, which is a
+# tmpfs on every systemd host and on Debian's sysvinit too. A machine whose /run
+# sits on the root disk (a container, or a VM without an init that mounts it)
+# would charge every engine's per-run files to the disk, which its users never
+# pay. The caller's cleanup unmounts them (they are under its work directory).
+run_roots_on_tmpfs() {
+  local d
+  for d in "$@"; do
+    mkdir -p "$d"
+    mount -t tmpfs -o size=1g,mode=0711 tmpfs "$d"
+  done
+}
+
 # Starts berth-manager (again, after a kill: its log is appended to); sets manager_pid.
 start_berth_manager() {
   "$bin/berth-manager" --address "$work/manager.sock" --root "$work/root" --state "$work/run" \

@@ -85,6 +85,7 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
+run_roots_on_tmpfs "$work/run" "$work/docker/exec" "$work/podman/run"
 # podman's crun refuses this hybrid host otherwise (see bench-lib.sh).
 hugetlb_v1_give
 

@@ -512,3 +512,78 @@ fn chrono_now_plus() -> i64 {
         .as_secs() as i64
         + 2
 }
+
+/// The bare namespaces kept for `none` containers (`pool/bare-*.json`).
+fn bare_pool(d: &Daemon) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(d._dir.path().join("exec/network/pool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("bare-"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits (up to 10 s, polling) until the bare pool holds `n` namespaces.
+async fn bare_pool_reaches(d: &Daemon, n: usize) -> Vec<std::path::PathBuf> {
+    for _ in 0..1000 {
+        let p = bare_pool(d);
+        if p.len() == n {
+            return p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    bare_pool(d)
+}
+
+#[tokio::test]
+async fn none_containers_take_namespaces_made_in_advance() {
+    let d = daemon().await;
+    let run = |name: &'static str| {
+        let d = &d;
+        async move {
+            let (st, v) = create_container(
+                d,
+                name,
+                json!({"Image": "busybox", "Cmd": ["true"],
+                       "HostConfig": {"NetworkMode": "none"}}),
+            )
+            .await;
+            assert_eq!(st, 201, "{v}");
+            let (st, v) = post(d, &format!("/v1.47/containers/{name}/start"), json!({})).await;
+            assert_eq!(st, 204, "{v}");
+            v
+        }
+    };
+    // None are made until a `none` start wanted one; then the pool fills.
+    assert!(bare_pool(&d).is_empty());
+    run("first").await;
+    let before = bare_pool_reaches(&d, 2).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    // The next takes the oldest: its pool entry is gone, another is made.
+    run("second").await;
+    let after = bare_pool_reaches(&d, 2).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(
+        before.iter().filter(|p| after.contains(p)).count(),
+        1,
+        "one of {before:?} taken: {after:?}"
+    );
+    let (_, i) = get(&d, "/v1.47/containers/second/json").await;
+    let key = i["NetworkSettings"]["SandboxKey"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!key.is_empty() && std::path::Path::new(key).exists(), "{i}");
+    // A restart of the same container keeps its namespace: the pool is untouched.
+    let (st, _) = post(&d, "/v1.47/containers/second/stop", json!({})).await;
+    assert!(st == 204 || st == 304, "{st}");
+    let (st, _) = post(&d, "/v1.47/containers/second/start", json!({})).await;
+    assert_eq!(st, 204);
+    assert_eq!(bare_pool_reaches(&d, 2).await, after);
+}

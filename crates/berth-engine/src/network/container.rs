@@ -870,6 +870,11 @@ pub async fn container_start<'a>(
             // docker's `none` has it: nothing is left for netavark to do.
             let _ops = nets.ops.lock().await;
             let netns = nets.netns_path(&rec.id);
+            // A namespace kept from an earlier run is used again; else one made in
+            // advance, else one made now.
+            if !nets.backend().netns_pinned(&netns) {
+                nets.take_bare(&netns).await;
+            }
             nets.backend()
                 .ensure_netns(&netns)
                 .await

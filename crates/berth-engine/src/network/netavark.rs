@@ -137,6 +137,8 @@ pub struct NvAddress {
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Makes (or keeps) the pinned namespace at `path`.
     async fn ensure_netns(&self, path: &Path) -> Result<(), BackendError>;
+    /// Whether a namespace is pinned at `path`.
+    fn netns_pinned(&self, path: &Path) -> bool;
     /// Unpins and deletes the namespace at `path`.
     async fn remove_netns(&self, path: &Path) -> Result<(), BackendError>;
     /// Pins the namespace pinned at `from` at `to` as well (`to` must not exist).
@@ -302,6 +304,10 @@ impl Backend for Netavark {
             })
     }
 
+    fn netns_pinned(&self, path: &Path) -> bool {
+        super::netns::is_pinned(path)
+    }
+
     async fn remove_netns(&self, path: &Path) -> Result<(), BackendError> {
         super::netns::remove(path).map_err(|source| BackendError::Netns {
             context: "removing the network namespace",
@@ -360,6 +366,10 @@ impl Backend for FakeBackend {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    fn netns_pinned(&self, path: &Path) -> bool {
+        path.exists()
     }
 
     async fn remove_netns(&self, path: &Path) -> Result<(), BackendError> {

@@ -1,5 +1,8 @@
 //! A few network namespaces set up in advance on the default bridge, handed to the
-//! containers that need nothing of their own there.
+//! containers that need nothing of their own there; and a few bare ones (loopback
+//! up, nothing else) for `--network none` containers, whose start would otherwise
+//! wait for the kernel to make one (about a millisecond: `unshare(CLONE_NEWNET)`
+//! sets up a whole network stack).
 //!
 //! `netavark setup` (a process that starts some twenty `iptables` ones) is the
 //! slowest part of a start. Most containers on the default bridge want exactly what
@@ -27,13 +30,16 @@ use std::time::Duration;
 
 use bollard_stubs::models::EndpointSettings;
 
-use super::netavark::{NvOptions, NvPerNetwork};
+use super::netavark::{BackendError, NvOptions, NvPerNetwork};
 use super::store::{self, Attachment, LiveState, NetworkRecord};
 use super::{ipam, links, NetworkError, Networks, DEFAULT_NETWORK};
 use crate::engine::Engine;
 
 /// How many namespaces are kept ready.
 pub const POOL_SIZE: usize = 2;
+
+/// How many bare namespaces are kept ready.
+pub const BARE_POOL_SIZE: usize = 2;
 
 /// The pool's state, under the networks' state lock (IPAM counts its addresses).
 #[derive(Debug, Default)]
@@ -46,6 +52,13 @@ pub(super) struct PoolState {
     pub wanted: bool,
     /// berthd is stopping: nothing new is made.
     pub closed: bool,
+    /// Bare namespaces ready to be taken, oldest first (`bare-<n>` entries: no
+    /// attachment, no address).
+    pub bare: Vec<LiveState>,
+    /// Whether a `none` start could have used a bare one (they are made only then).
+    pub bare_wanted: bool,
+    /// A task is making bare ones.
+    pub bare_filling: bool,
 }
 
 impl PoolState {
@@ -122,10 +135,6 @@ impl Networks {
         live: &mut LiveState,
         netns: &Path,
     ) -> Result<(), NetworkError> {
-        let from = entry
-            .netns
-            .clone()
-            .unwrap_or_else(|| self.pool_netns(&entry.container_id));
         let mut taken = live.clone();
         taken.netns = Some(netns.to_path_buf());
         taken.ports.clear();
@@ -137,13 +146,7 @@ impl Networks {
             self.drop_pooled(entry).await;
             return Err(e);
         }
-        // A bare file left by a crash is in the way (the caller checked that no
-        // namespace is pinned there).
-        let shared = match self.backend.remove_netns(netns).await {
-            Ok(()) => self.backend.share_netns(&from, netns).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = shared {
+        if let Err(e) = self.pin_pooled_at(&entry, netns).await {
             if let Err(e) = self.put_live(live) {
                 tracing::warn!(error = %e, "recording a container's network state");
             }
@@ -151,24 +154,70 @@ impl Networks {
             return Err(e.into());
         }
         *live = taken;
-        // The container's pin keeps the namespace; the pool's goes.
-        if let Err(e) = self.backend.remove_netns(&from).await {
+        self.release_pooled(&entry).await;
+        Ok(())
+    }
+
+    /// Where the pool pins `entry`'s namespace.
+    fn pooled_netns(&self, entry: &LiveState) -> PathBuf {
+        entry
+            .netns
+            .clone()
+            .unwrap_or_else(|| self.pool_netns(&entry.container_id))
+    }
+
+    /// Pins `entry`'s namespace at a container's `netns` as well. A bare file left
+    /// there by a crash is replaced (the caller checked that no namespace is pinned
+    /// there).
+    async fn pin_pooled_at(&self, entry: &LiveState, netns: &Path) -> Result<(), BackendError> {
+        self.backend.remove_netns(netns).await?;
+        self.backend
+            .share_netns(&self.pooled_netns(entry), netns)
+            .await
+    }
+
+    /// The pool's pin and record of an entry a container now holds are dropped: the
+    /// container's pin keeps the namespace.
+    async fn release_pooled(&self, entry: &LiveState) {
+        if let Err(e) = self.backend.remove_netns(&self.pooled_netns(entry)).await {
             tracing::warn!(error = %e, "unpinning a pooled namespace");
         }
         if let Err(e) = store::remove(&self.pool_json(&entry.container_id)) {
             tracing::warn!(error = %e, "forgetting a pooled namespace");
         }
-        Ok(())
+    }
+
+    /// Pins a bare namespace made in advance at `netns` (whatever file is there is
+    /// replaced: the caller checked that no namespace is pinned there) and drops
+    /// the pool's pin and record, in that order (a crash in between leaves a pool
+    /// entry, which restore unpins). False when none is ready or the hand-over
+    /// failed: the caller makes its own. Marks bare namespaces wanted. Called under
+    /// the network lock.
+    pub(super) async fn take_bare(&self, netns: &Path) -> bool {
+        let entry = {
+            let mut st = self.lock();
+            if st.pool.closed {
+                return false;
+            }
+            st.pool.bare_wanted = true;
+            if st.pool.bare.is_empty() {
+                return false;
+            }
+            st.pool.bare.remove(0)
+        };
+        if let Err(e) = self.pin_pooled_at(&entry, netns).await {
+            tracing::warn!(error = %e, "taking a bare network namespace");
+            self.drop_pooled(entry).await;
+            return false;
+        }
+        self.release_pooled(&entry).await;
+        true
     }
 
     /// Undoes one entry: unpinned (the kernel takes its veth with it), its record
     /// removed, and its veth waited for.
     async fn drop_pooled(&self, entry: LiveState) {
-        let netns = entry
-            .netns
-            .clone()
-            .unwrap_or_else(|| self.pool_netns(&entry.container_id));
-        if let Err(e) = self.backend.remove_netns(&netns).await {
+        if let Err(e) = self.backend.remove_netns(&self.pooled_netns(&entry)).await {
             tracing::warn!(error = %e, "removing a pooled namespace");
         }
         wait_gone(&entry).await;
@@ -189,12 +238,19 @@ impl Networks {
             let mut st = self.lock();
             st.pool.closed |= close;
             st.pool.wanted = false;
+            st.pool.bare_wanted = false;
             st.pool.filling.is_some()
         };
         if filling {
             let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
         }
-        let mut entries = std::mem::take(&mut self.lock().pool.ready);
+        // Bare ones are made under the network lock, so none is half made here.
+        let mut entries = {
+            let mut st = self.lock();
+            let mut all = std::mem::take(&mut st.pool.ready);
+            all.append(&mut st.pool.bare);
+            all
+        };
         for e in store::load_all::<LiveState>(&self.pool_dir) {
             if !entries.iter().any(|x| x.container_id == e.container_id) {
                 entries.push(e);
@@ -230,9 +286,10 @@ async fn wait_gone(entry: &LiveState) {
     }
 }
 
-/// Makes the pool full again in the background, once it is wanted; one entry at a
-/// time, so at most one netavark setup of the pool runs.
+/// Makes the pools full again in the background, once they are wanted; one entry
+/// at a time, so at most one netavark setup of the pool runs.
 pub fn refill(engine: &Arc<Engine>) {
+    refill_bare(engine);
     {
         let st = engine.networks.lock();
         if !st.pool.wanted
@@ -317,6 +374,66 @@ async fn fill_one(engine: &Engine) -> bool {
             false
         }
     }
+}
+
+/// Makes bare namespaces in the background until there are [`BARE_POOL_SIZE`], once
+/// a `none` start wanted one.
+fn refill_bare(engine: &Arc<Engine>) {
+    {
+        let mut st = engine.networks.lock();
+        if !st.pool.bare_wanted
+            || st.pool.closed
+            || st.pool.bare_filling
+            || st.pool.bare.len() >= BARE_POOL_SIZE
+        {
+            return;
+        }
+        st.pool.bare_filling = true;
+    }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        while fill_bare_one(&engine.networks).await {}
+        engine.networks.lock().pool.bare_filling = false;
+    });
+}
+
+/// Makes one more bare namespace, under the network lock (so a `drop_pool` never
+/// meets one half made); false when there are enough (or not wanted, or making it
+/// failed: the next `none` start makes its own and asks again).
+async fn fill_bare_one(nets: &Networks) -> bool {
+    let _ops = nets.ops.lock().await;
+    {
+        let st = nets.lock();
+        if !st.pool.bare_wanted || st.pool.closed || st.pool.bare.len() >= BARE_POOL_SIZE {
+            return false;
+        }
+    }
+    let name = match super::new_id() {
+        Ok(id) => format!("bare-{}", &id[..12]),
+        Err(e) => {
+            tracing::warn!(error = %e, "naming a bare network namespace");
+            return false;
+        }
+    };
+    let netns = nets.pool_netns(&name);
+    let entry = LiveState {
+        container_id: name.clone(),
+        netns: Some(netns.clone()),
+        ..LiveState::default()
+    };
+    // Recorded before it is made: a crash from here on is undone at restore.
+    if let Err(e) = store::save_volatile(&nets.pool_json(&name), &entry) {
+        tracing::warn!(error = %e, "recording a bare network namespace");
+        return false;
+    }
+    if let Err(e) = nets.backend.ensure_netns(&netns).await {
+        tracing::warn!(error = %e, "making a bare network namespace");
+        let _ = nets.backend.remove_netns(&netns).await;
+        let _ = store::remove(&nets.pool_json(&name));
+        return false;
+    }
+    nets.lock().pool.bare.push(entry);
+    true
 }
 
 /// Under the network lock: an address and the options for one more entry, its

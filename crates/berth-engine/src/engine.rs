@@ -63,6 +63,9 @@ pub struct Engine {
     /// Something was missed (an exit not recorded, a stopped task not deleted): the
     /// link reconciles at its next tick instead of waiting for its slow net.
     pub reconcile_wanted: std::sync::atomic::AtomicBool,
+    /// When this berthd began: containers of the manager made before it by a create
+    /// that never recorded them are an earlier berthd's leftovers.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -134,6 +137,7 @@ impl Engine {
             event_hub,
             networks,
             reconcile_wanted: std::sync::atomic::AtomicBool::new(false),
+            started_at: chrono::Utc::now(),
         })
     }
 

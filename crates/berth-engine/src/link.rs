@@ -214,5 +214,35 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
     if applied > 0 {
         tracing::info!(exits = applied, "reconcile found exits that were missed");
     }
+    drop_unrecorded(engine).await
+}
+
+/// The manager's containers that an earlier berthd made (marked with
+/// [`ENGINE_LABEL`](crate::lifecycle::create::ENGINE_LABEL)) and never recorded: a
+/// create writes both at once, and a crash between the two commits leaves one
+/// without the other. Deleted with their snapshots. A create of this berthd may be
+/// between its two commits now, so only containers made before it began count.
+async fn drop_unrecorded(engine: &Arc<Engine>) -> Result<(), crate::error::EngineError> {
+    let marked = engine
+        .manager
+        .containers_list(vec![format!(
+            "label={}",
+            crate::lifecycle::create::ENGINE_LABEL
+        )])
+        .await?;
+    for c in marked {
+        let before_us = chrono::DateTime::parse_from_rfc3339(&c.created_at)
+            .is_ok_and(|t| t < engine.started_at);
+        if !before_us || engine.store.has_id(&c.id) {
+            continue;
+        }
+        tracing::info!(container = %c.id, "deleting a manager container no record owns (a create cut short)");
+        if let Err(e) = engine.manager.tasks_delete(&c.id, true).await {
+            tracing::debug!(container = %c.id, error = %e, "deleting its task");
+        }
+        if let Err(e) = engine.manager.containers_delete(&c.id, false).await {
+            tracing::warn!(container = %c.id, error = %e, "deleting a manager container no record owns");
+        }
+    }
     Ok(())
 }

@@ -70,6 +70,8 @@ pub trait Manager:
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError>;
     /// `Containers.Get`.
     async fn containers_get(&self, id: &str) -> Result<Container, EngineError>;
+    /// `Containers.List`, with the manager's filters (`label=<k>[=<v>]`, ...).
+    async fn containers_list(&self, filters: Vec<String>) -> Result<Vec<Container>, EngineError>;
     /// `Containers.Update` of the fields named in `mask` ("spec", "labels", ...).
     async fn containers_update(
         &self,
@@ -184,6 +186,9 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn containers_get(&self, _: &str) -> Result<Container, EngineError> {
+        self.err()
+    }
+    async fn containers_list(&self, _: Vec<String>) -> Result<Vec<Container>, EngineError> {
         self.err()
     }
     async fn containers_update(

@@ -256,6 +256,11 @@ impl ContainerStore {
         Ok(rec)
     }
 
+    /// Whether a record with exactly this id exists (no name or prefix lookup).
+    pub fn has_id(&self, id: &str) -> bool {
+        self.read().by_id.contains_key(id)
+    }
+
     /// Whether a name (with or without `/`) is taken.
     pub fn name_taken(&self, name: &str) -> bool {
         self.read().names.contains_key(&slash_name(name))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use berth_engine::engine::{Engine, EngineConfig};
 use berth_engine::manager::fake::FakeManager;
-use berth_engine::manager::{Change, TaskStatus};
+use berth_engine::manager::{Change, Container, TaskStatus};
 use berth_engine::server;
 use berth_engine::spec::HostFacts;
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ struct Daemon {
     _dir: tempfile::TempDir,
     sock: PathBuf,
     fake: Arc<FakeManager>,
+    engine: Arc<Engine>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -49,13 +50,14 @@ async fn daemon() -> Daemon {
     engine.start_link();
     let listener = server::bind(&sock).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(server::serve(listener, engine, async {
+    tokio::spawn(server::serve(listener, engine.clone(), async {
         let _ = rx.await;
     }));
     Daemon {
         _dir: dir,
         sock,
         fake,
+        engine,
         _stop: tx,
     }
 }
@@ -211,6 +213,44 @@ async fn a_start_deletes_a_stopped_task_left_in_its_way() {
     assert_eq!(d.fake.task_status(&id), Some(TaskStatus::Running));
     let (_, after) = json_of(&d.sock, "GET", "/containers/lt/json", "").await;
     assert_eq!(after["State"]["Running"], true);
+}
+
+#[tokio::test]
+async fn manager_containers_a_create_left_unrecorded_are_deleted() {
+    let d = daemon().await;
+    let marked = |id: &str, created_at: String| Container {
+        id: id.to_string(),
+        labels: [(
+            berth_engine::lifecycle::create::ENGINE_LABEL.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+        created_at,
+        ..Container::default()
+    };
+    let old = "2020-01-01T00:00:00.000000000Z".to_string();
+    // An earlier berthd's create cut short between the two commits: deleted.
+    let cut = "c".repeat(64);
+    d.fake.add_container(marked(&cut, old.clone()));
+    // Not berthd's (a build's, CRI's): left alone.
+    let other = "d".repeat(64);
+    d.fake.add_container(Container {
+        id: other.clone(),
+        created_at: old,
+        ..Container::default()
+    });
+    // This berthd's, between its two commits now: left alone.
+    let ongoing = "e".repeat(64);
+    d.fake
+        .add_container(marked(&ongoing, berth_engine::lifecycle::now_rfc3339()));
+    // Recorded: left alone.
+    let kept = run(&d, "kept").await;
+    berth_engine::link::reconcile(&d.engine).await.unwrap();
+    let ids = d.fake.container_ids();
+    assert!(!ids.contains(&cut), "{ids:?}");
+    for id in [&other, &ongoing, &kept] {
+        assert!(ids.contains(id), "{id} in {ids:?}");
+    }
 }
 
 #[tokio::test]

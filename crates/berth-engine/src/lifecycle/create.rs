@@ -103,11 +103,17 @@ fn validate(
     Ok(())
 }
 
-/// The labels of the manager's container: the user's, and for `--rm` the one that
+/// Marks the manager's containers that berthd makes for its own containers (not a
+/// build's, not CRI's): one without an engine record is what a create cut short by a
+/// crash left, deleted at the next reconcile (`link::drop_unrecorded`).
+pub const ENGINE_LABEL: &str = "berth.engine.container";
+
+/// The labels of the manager's container: the user's, berthd's mark, and for `--rm` the one that
 /// has its writable layer mounted volatile (berth-manager's `VOLATILE_LABEL`: the
 /// layer is thrown away at the exit, so its unmount need not sync the disk).
 fn manager_labels(config: &ContainerConfig, hc: &HostConfig) -> HashMap<String, String> {
     let mut labels = config.labels.clone().unwrap_or_default();
+    labels.insert(ENGINE_LABEL.to_string(), "true".to_string());
     if hc.auto_remove == Some(true) {
         labels.insert("berth.rootfs.volatile".to_string(), "true".to_string());
     }
@@ -160,69 +166,60 @@ pub async fn create(
     let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
     let log_path = dir.join(format!("{id}-json.log"));
+    let labels = manager_labels(&config, &hc);
     let rec = ContainerRecord {
         id: id.clone(),
         name,
         created: now_rfc3339(),
         path: path.clone(),
         args: args.to_vec(),
-        config: config.clone(),
-        host_config: hc.clone(),
+        config,
+        host_config: hc,
         state: state::created(),
         image: image.id.clone(),
         log_path: log_path.to_string_lossy().into_owned(),
         snapshot_key: id.clone(),
         ..ContainerRecord::default()
     };
-    let mut created = engine.store.create(rec.clone());
-    // A generated name another create took in the meantime (parallel `run`s):
-    // docker picks another, so does berth.
-    for _ in 0..10 {
-        match created {
-            Err(StoreError::NameConflict { .. }) if generated => {
-                let mut again = rec.clone();
-                again.name = engine.store.generate_name()?;
-                created = engine.store.create(again);
-            }
-            _ => break,
-        }
-    }
-    if let Err(e) = created {
-        for v in &anonymous {
-            crate::api::volumes::remove_quietly(engine, v);
-        }
-        return Err(e.into());
-    }
-    // The manager's container (a redb commit) and the engine's files (network.json,
-    // fsynced, and the /etc files) are written at the same time: the manager's
-    // request goes out on the first poll, then the files are written here.
+    // The manager's container (a redb commit) and the engine's own files (the
+    // record and network.json, fsynced, and the /etc files) are written at the same
+    // time: the manager's request goes out on the first poll, the files are written
+    // on a blocking thread (inline they would hold this worker, and with it the task
+    // that sends the request). A crash between the two commits leaves a record
+    // without a manager container (its start fails, `rm` works) or a marked manager
+    // container without a record (deleted at the next reconcile).
     let remote = engine.manager.containers_create(manager::Container {
         id: id.clone(),
         image: image.id.clone(),
         snapshot_key: String::new(),
-        labels: manager_labels(&config, &hc),
+        labels,
         runtime: runtime.clone(),
         log_path: log_path.to_string_lossy().into_owned(),
         created_at: now_rfc3339(),
         ..manager::Container::default()
     });
-    // The files are fsynced on a blocking thread: written inline they would hold
-    // this worker, and with it the task that sends the manager's request (queued on
-    // this worker by the first poll), until the last fsync returned.
     let local = {
-        let (engine, id) = (engine.clone(), id.clone());
+        let engine = engine.clone();
         let networking = req.networking;
         async move {
             tokio::task::spawn_blocking(move || {
-                let warnings = crate::network::container::container_created(
-                    &engine,
-                    &id,
-                    &config,
-                    &hc,
-                    networking.as_ref(),
-                )?;
-                crate::network::container::write_base_etc(&engine, &id, &config, &hc)?;
-                Ok::<_, EngineError>(warnings)
+                record(&engine, &rec, generated)?;
+                let (id, config, hc) = (&rec.id, &rec.config, &rec.host_config);
+                let files = (|| {
+                    let warnings = crate::network::container::container_created(
+                        &engine,
+                        id,
+                        config,
+                        hc,
+                        networking.as_ref(),
+                    )?;
+                    crate::network::container::write_base_etc(&engine, id, config, hc)?;
+                    Ok::<_, EngineError>(warnings)
+                })();
+                if files.is_err() {
+                    let _ = engine.store.remove(id);
+                }
+                files
             })
             .await
             .map_err(|e| {
@@ -240,7 +237,10 @@ pub async fn create(
             }
             Err(e)
         }
-        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Ok(_)) => {
+            let _ = engine.store.remove(&id);
+            Err(e)
+        }
     };
     match result {
         Ok((c, warnings)) => {
@@ -252,13 +252,29 @@ pub async fn create(
             Ok((id, warnings))
         }
         Err(e) => {
-            let _ = engine.store.remove(&id);
             for v in &anonymous {
                 crate::api::volumes::remove_quietly(engine, v);
             }
             Err(e)
         }
     }
+}
+
+/// Adds the record. A generated name another create took in the meantime
+/// (parallel `run`s) is drawn again, as docker does.
+fn record(engine: &Engine, rec: &ContainerRecord, generated: bool) -> Result<(), EngineError> {
+    let mut created = engine.store.create(rec.clone());
+    for _ in 0..10 {
+        match created {
+            Err(StoreError::NameConflict { .. }) if generated => {
+                let mut again = rec.clone();
+                again.name = engine.store.generate_name()?;
+                created = engine.store.create(again);
+            }
+            _ => break,
+        }
+    }
+    created.map(|_| ()).map_err(EngineError::from)
 }
 
 /// Docker's logging drivers; berth writes json-file logs whichever of the first three

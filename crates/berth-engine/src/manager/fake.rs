@@ -217,6 +217,12 @@ impl FakeManager {
         Ok(())
     }
 
+    /// A container the manager holds, made by someone (for tests of what the
+    /// engine does with containers it did not record).
+    pub fn add_container(&self, c: Container) {
+        self.lock().containers.insert(c.id.clone(), c);
+    }
+
     /// Leaves a stopped task for container `id`, as a run whose exit's delete
     /// never reached the manager does.
     pub fn leave_stopped_task(&self, id: &str) {
@@ -314,6 +320,30 @@ impl Manager for FakeManager {
             .get(id)
             .cloned()
             .ok_or_else(|| not_found(&format!("container {id} not found")))
+    }
+
+    async fn containers_list(&self, filters: Vec<String>) -> Result<Vec<Container>, EngineError> {
+        // Label filters only, as the engine asks.
+        let wanted = |c: &Container| {
+            filters.iter().all(|f| {
+                let Some(label) = f.strip_prefix("label=") else {
+                    return false;
+                };
+                match label.split_once('=') {
+                    Some((k, v)) => c.labels.get(k).is_some_and(|x| x == v),
+                    None => c.labels.contains_key(label),
+                }
+            })
+        };
+        let mut out: Vec<Container> = self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| wanted(c))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     async fn containers_update(

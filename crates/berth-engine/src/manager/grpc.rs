@@ -284,6 +284,16 @@ impl Manager for GrpcManager {
             .into_inner())
     }
 
+    async fn containers_list(&self, filters: Vec<String>) -> Result<Vec<Container>, EngineError> {
+        Ok(self
+            .containers()
+            .list(pb::ListContainersRequest { filters })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner()
+            .containers)
+    }
+
     async fn containers_update(
         &self,
         container: Container,

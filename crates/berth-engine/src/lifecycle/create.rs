@@ -108,9 +108,10 @@ fn validate(
 /// crash left, deleted at the next reconcile (`link::drop_unrecorded`).
 pub const ENGINE_LABEL: &str = "berth.engine.container";
 
-/// The labels of the manager's container: the user's, berthd's mark, and for `--rm` the one that
-/// has its writable layer mounted volatile (berth-manager's `VOLATILE_LABEL`: the
-/// layer is thrown away at the exit, so its unmount need not sync the disk).
+/// The labels of the manager's container: the user's, berthd's mark
+/// ([`ENGINE_LABEL`]), and for `--rm` the one that has its writable layer mounted
+/// volatile (berth-manager's `VOLATILE_LABEL`: the layer is thrown away at the exit,
+/// so its unmount need not sync the disk).
 fn manager_labels(config: &ContainerConfig, hc: &HostConfig) -> HashMap<String, String> {
     let mut labels = config.labels.clone().unwrap_or_default();
     labels.insert(ENGINE_LABEL.to_string(), "true".to_string());

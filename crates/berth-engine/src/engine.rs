@@ -66,6 +66,9 @@ pub struct Engine {
     /// When this berthd began: containers of the manager made before it by a create
     /// that never recorded them are an earlier berthd's leftovers.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Those leftovers were looked for (once per berthd: only an earlier one can
+    /// have left any).
+    pub unrecorded_dropped: std::sync::atomic::AtomicBool,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -138,6 +141,7 @@ impl Engine {
             networks,
             reconcile_wanted: std::sync::atomic::AtomicBool::new(false),
             started_at: chrono::Utc::now(),
+            unrecorded_dropped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -214,7 +214,14 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
     if applied > 0 {
         tracing::info!(exits = applied, "reconcile found exits that were missed");
     }
-    drop_unrecorded(engine).await
+    // Once per berthd: only an earlier one can have left such containers, and the
+    // list carries every container's spec.
+    use std::sync::atomic::Ordering;
+    if !engine.unrecorded_dropped.load(Ordering::Relaxed) {
+        drop_unrecorded(engine).await?;
+        engine.unrecorded_dropped.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// The manager's containers that an earlier berthd made (marked with
@@ -222,7 +229,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
 /// create writes both at once, and a crash between the two commits leaves one
 /// without the other. Deleted with their snapshots. A create of this berthd may be
 /// between its two commits now, so only containers made before it began count.
-async fn drop_unrecorded(engine: &Arc<Engine>) -> Result<(), crate::error::EngineError> {
+async fn drop_unrecorded(engine: &Engine) -> Result<(), crate::error::EngineError> {
     let marked = engine
         .manager
         .containers_list(vec![format!(

@@ -26,9 +26,15 @@ struct Daemon {
 }
 
 async fn daemon() -> Daemon {
+    daemon_with(|_| {}).await
+}
+
+/// A daemon whose fake manager `prepare` fills before berthd starts.
+async fn daemon_with(prepare: impl FnOnce(&FakeManager)) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("berth.sock");
     let fake = Arc::new(FakeManager::new());
+    prepare(&fake);
     fake.add_image(
         "sha256:1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff",
         &["busybox", "busybox:latest"],
@@ -217,7 +223,6 @@ async fn a_start_deletes_a_stopped_task_left_in_its_way() {
 
 #[tokio::test]
 async fn manager_containers_a_create_left_unrecorded_are_deleted() {
-    let d = daemon().await;
     let marked = |id: &str, created_at: String| Container {
         id: id.to_string(),
         labels: [(
@@ -229,28 +234,43 @@ async fn manager_containers_a_create_left_unrecorded_are_deleted() {
         ..Container::default()
     };
     let old = "2020-01-01T00:00:00.000000000Z".to_string();
-    // An earlier berthd's create cut short between the two commits: deleted.
-    let cut = "c".repeat(64);
-    d.fake.add_container(marked(&cut, old.clone()));
-    // Not berthd's (a build's, CRI's): left alone.
-    let other = "d".repeat(64);
-    d.fake.add_container(Container {
-        id: other.clone(),
-        created_at: old,
-        ..Container::default()
-    });
-    // This berthd's, between its two commits now: left alone.
-    let ongoing = "e".repeat(64);
-    d.fake
-        .add_container(marked(&ongoing, berth_engine::lifecycle::now_rfc3339()));
+    let (cut, other, ongoing) = ("c".repeat(64), "d".repeat(64), "e".repeat(64));
+    let d = daemon_with(|fake| {
+        // An earlier berthd's create cut short between the two commits: deleted.
+        fake.add_container(marked(&cut, old.clone()));
+        // Not berthd's (a build's, CRI's): left alone.
+        fake.add_container(Container {
+            id: other.clone(),
+            created_at: old.clone(),
+            ..Container::default()
+        });
+        // This berthd's, between its two commits: left alone.
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        fake.add_container(marked(
+            &ongoing,
+            later.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ));
+    })
+    .await;
     // Recorded: left alone.
     let kept = run(&d, "kept").await;
-    berth_engine::link::reconcile(&d.engine).await.unwrap();
+    // The link's first reconcile looks for them.
+    for _ in 0..1000 {
+        if !d.fake.container_ids().contains(&cut) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let ids = d.fake.container_ids();
     assert!(!ids.contains(&cut), "{ids:?}");
     for id in [&other, &ongoing, &kept] {
         assert!(ids.contains(id), "{id} in {ids:?}");
     }
+    // Only an earlier berthd can have left any: later reconciles do not look again.
+    let late = "f".repeat(64);
+    d.fake.add_container(marked(&late, old));
+    berth_engine::link::reconcile(&d.engine).await.unwrap();
+    assert!(d.fake.container_ids().contains(&late));
 }
 
 #[tokio::test]

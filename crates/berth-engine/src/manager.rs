@@ -81,12 +81,15 @@ pub trait Manager:
     /// `Containers.Delete`.
     async fn containers_delete(&self, id: &str, keep_snapshot: bool) -> Result<(), EngineError>;
     /// `Tasks.Create`: returns the init's pid. With `spec`, the container's spec
-    /// is replaced first, in the same request.
+    /// is replaced first, in the same request. With `start`, the init is started
+    /// too (no `Tasks.Start` follows), its output held for the attaches made
+    /// before, which connect as the answer comes.
     async fn tasks_create(
         &self,
         id: &str,
         stdin: bool,
         spec: Option<Vec<u8>>,
+        start: bool,
     ) -> Result<u32, EngineError>;
     /// `Tasks.Start` (exec_id "" = the init).
     async fn tasks_start(&self, id: &str, exec_id: &str) -> Result<u32, EngineError>;
@@ -201,7 +204,13 @@ impl Manager for Unreachable {
     async fn containers_delete(&self, _: &str, _: bool) -> Result<(), EngineError> {
         self.err()
     }
-    async fn tasks_create(&self, _: &str, _: bool, _: Option<Vec<u8>>) -> Result<u32, EngineError> {
+    async fn tasks_create(
+        &self,
+        _: &str,
+        _: bool,
+        _: Option<Vec<u8>>,
+        _: bool,
+    ) -> Result<u32, EngineError> {
         self.err()
     }
     async fn tasks_start(&self, _: &str, _: &str) -> Result<u32, EngineError> {

@@ -140,6 +140,7 @@ async fn cycle(mut c: Clients, id: String) -> anyhow::Result<Steps> {
             container_id: id.clone(),
             stdin: false,
             spec: Vec::new(),
+            ..Default::default()
         })
         .await
         .with_context(|| format!("creating the task of {id}"))?;
@@ -250,6 +251,7 @@ async fn rss(c: &mut Clients, args: &Args, n: usize) -> anyhow::Result<()> {
                 container_id: id.clone(),
                 stdin: false,
                 spec: Vec::new(),
+                ..Default::default()
             })
             .await?;
         c.tasks

@@ -128,6 +128,7 @@ async fn run_in_pod(
             container_id: id.to_string(),
             stdin,
             spec: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

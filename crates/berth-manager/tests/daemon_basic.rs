@@ -15,6 +15,36 @@ use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::envelope::Event;
 use daemon_common::*;
 
+/// A task's events, from its create to its delete.
+const TASK_TOPICS: [&str; 4] = [
+    "/tasks/create",
+    "/tasks/start",
+    "/tasks/exit",
+    "/tasks/delete",
+];
+
+/// The topics of container `id`'s task events up to its delete; its exit is
+/// checked to be a plain exit 0.
+async fn task_topics(events: &mut tonic::Streaming<pb::Envelope>, id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("/tasks/delete") {
+        let e = next_event(events, |e| match &e.event {
+            Some(Event::TaskCreate(x)) => x.container_id == id,
+            Some(Event::TaskStart(x)) => x.container_id == id,
+            Some(Event::TaskExit(x)) => x.container_id == id,
+            Some(Event::TaskDelete(x)) => x.container_id == id,
+            _ => false,
+        })
+        .await;
+        if let Some(Event::TaskExit(x)) = &e.event {
+            assert_eq!(x.exit_status, 0);
+            assert!(x.reason.is_empty());
+        }
+        seen.push(e.topic);
+    }
+    seen
+}
+
 async fn basic_flow(runtime: &Path) {
     let stack = Stack::start(runtime).await;
     let img = stack.import_busybox().await;
@@ -45,31 +75,30 @@ async fn basic_flow(runtime: &Path) {
     assert!(!stack.task_dir(&id).exists(), "task directory left");
 
     // The task's events, in order.
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("/tasks/delete") {
-        let e = next_event(&mut events, |e| match &e.event {
-            Some(Event::TaskCreate(x)) => x.container_id == id,
-            Some(Event::TaskStart(x)) => x.container_id == id,
-            Some(Event::TaskExit(x)) => x.container_id == id,
-            Some(Event::TaskDelete(x)) => x.container_id == id,
-            _ => false,
-        })
+    assert_eq!(task_topics(&mut events, &id).await, TASK_TOPICS);
+
+    // Created and started in one request: the same events in the same order,
+    // and the output whole in the log.
+    let id = berth_testutil::unique_name("berth-test-one-step");
+    stack
+        .create_container(&mut c, &id, &["echo", "in one step"])
         .await;
-        if let Some(Event::TaskExit(x)) = &e.event {
-            assert_eq!(x.exit_status, 0);
-            assert!(x.reason.is_empty());
-        }
-        seen.push(e.topic);
-    }
-    assert_eq!(
-        seen,
-        [
-            "/tasks/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/tasks/delete"
-        ]
-    );
+    stack.create_task(&mut c, &id, true).await;
+    let (code, _) = match c
+        .tasks
+        .start(pb::StartRequest {
+            container_id: id.clone(),
+            exec_id: String::new(),
+        })
+        .await
+    {
+        Ok(_) => panic!("a Start after a started create succeeded"),
+        Err(s) => (s.code(), s),
+    };
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert_eq!(Stack::wait_delete(&mut c, &id).await, 0);
+    assert_eq!(read_log(&stack.log_path(&id))[0]["log"], "in one step\n");
+    assert_eq!(task_topics(&mut events, &id).await, TASK_TOPICS);
 
     // exit 3 → 3.
     let id = berth_testutil::unique_name("berth-test-exit");

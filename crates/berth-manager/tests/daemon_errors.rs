@@ -66,6 +66,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
                 container_id: ghost.clone(),
                 stdin: false,
                 spec: Vec::new(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -203,6 +204,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
                 container_id: id.clone(),
                 stdin: false,
                 spec: b"[]".to_vec(),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -223,6 +225,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
             container_id: id.clone(),
             stdin: false,
             spec: stack.spec(&id, &["sleep", "999"]),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -243,6 +246,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
                 container_id: id.clone(),
                 stdin: false,
                 spec: Vec::new(),
+                ..Default::default()
             })
             .await,
         Code::AlreadyExists,
@@ -331,6 +335,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
             container_id: id.clone(),
             stdin: false,
             spec: Vec::new(),
+            ..Default::default()
         })
         .await
         .expect_err("the runtime should refuse the spec");

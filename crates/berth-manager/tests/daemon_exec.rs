@@ -211,6 +211,7 @@ async fn exec_attach_pause_and_friends() {
             container_id: id.clone(),
             stdin: true,
             spec: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

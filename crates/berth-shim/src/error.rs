@@ -107,7 +107,7 @@ impl ShimError {
             // The runtime refusing to create or exec is how a bad spec shows
             // (an unknown executable, an impossible mount): the request's fault.
             ShimError::Runtime(RuntimeError::Failed { command, .. })
-                if command == "create" || command == "exec" =>
+                if command == "create" || command == "run" || command == "exec" =>
             {
                 Code::InvalidArgument
             }

@@ -150,8 +150,9 @@ impl Runtime {
     }
 
     /// `create --bundle B --pid-file P [--console-socket S] ID`, with the
-    /// container's stdio (which the init inherits). Returns the pty master when
-    /// the runtime sent it while it ran.
+    /// container's stdio (which the init inherits); with `start`, `run --detach`
+    /// with the same arguments, which starts the init too. Returns the pty master
+    /// when the runtime sent it while it ran.
     pub fn create(
         &self,
         reaper: &mut Reaper,
@@ -159,18 +160,24 @@ impl Runtime {
         pid_file: &Path,
         console: Option<&ConsoleSocket>,
         stdio: ChildStdio,
+        start: bool,
     ) -> Result<Option<Result<OwnedFd, IoError>>, RuntimeError> {
-        let mut args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = Vec::new();
+        if start {
+            args.push("--detach".into());
+        }
+        args.extend([
             "--bundle".into(),
             bundle.into(),
             "--pid-file".into(),
             pid_file.into(),
-        ];
+        ]);
         if let Some(c) = console {
             args.extend(["--console-socket".into(), c.path().into()]);
         }
         args.push(self.id.clone().into());
-        self.run_with(reaper, "create", args, stdio, console)
+        let command = if start { "run" } else { "create" };
+        self.run_with(reaper, command, args, stdio, console)
     }
 
     /// `exec --process P --detach --pid-file F [--console-socket S] ID`.

@@ -311,6 +311,8 @@ impl Server {
                 };
                 self.answer(id, frame);
             }
+            // After the answers: the exit is on its way before the runtime runs.
+            self.task.clean_up_after_exit();
             // Stdin requests read earlier and held up by a full queue, now that
             // the queue may have room.
             let held: Vec<ConnId> = self
@@ -339,11 +341,13 @@ impl Server {
         }
     }
 
-    /// The paced processes whose output waits: an attached client has a full
-    /// backlog of it to take first. Their output is not polled until it drains
+    /// The processes whose output waits: paced ones with an attached client
+    /// that has a full backlog of it to take first, and a started init whose
+    /// clients are still to attach (see `Task::init_output_held`). Their output is not polled until it drains
     /// (the next turn of the loop looks again), so the process blocks on its
     /// full pipe as it would writing to a slow terminal.
-    fn held_back(&self) -> Vec<String> {
+    fn held_back(&mut self) -> Vec<String> {
+        let init_held = self.task.init_output_held();
         let mut held: Vec<String> = self
             .conns
             .values()
@@ -359,6 +363,9 @@ impl Server {
             .filter(|e| self.task.process(e).is_ok_and(|p| p.io().paced()))
             .cloned()
             .collect();
+        if init_held {
+            held.push(String::new());
+        }
         held.sort_unstable();
         held.dedup();
         held
@@ -620,7 +627,7 @@ impl Server {
                     })
                     .collect();
                 let log = log_path(req.log_path, req.log_format)?;
-                let pid = task.create(mounts, log, req.stdin)?;
+                let pid = task.create(mounts, log, req.stdin, req.start, req.attaches)?;
                 reply(&pb::CreateResponse { pid })
             }
             Method::Start => {
@@ -720,6 +727,9 @@ impl Server {
             let p = self.task.process_mut(&exec_id)?;
             let ended = p.io().ended();
             feed(p.io_mut(), first)?;
+            if exec_id.is_empty() {
+                self.task.init_attached();
+            }
             Ok::<_, ShimError>((exec_id, ended))
         })();
         match result {

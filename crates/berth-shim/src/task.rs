@@ -43,6 +43,9 @@ impl LogTarget {
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// How long the pty master may take to arrive after the runtime command succeeded.
 const CONSOLE_WAIT: Duration = Duration::from_secs(10);
+/// The longest a started init's output waits for its clients to attach: they
+/// attach right after Create answers, unless their client is gone.
+const ATTACH_HOLD: Duration = Duration::from_secs(2);
 /// How long Delete and Shutdown wait for the init killed by `runtime delete`
 /// before killing it themselves.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -196,8 +199,13 @@ pub enum Settled {
 
 /// How a process is launched by the runtime.
 enum Launch<'a> {
-    Create,
-    Exec { process: &'a Path },
+    /// The init; `start`: started too.
+    Create {
+        start: bool,
+    },
+    Exec {
+        process: &'a Path,
+    },
 }
 
 /// The container this shim serves.
@@ -220,6 +228,18 @@ pub struct Task {
     kill_at: Option<Instant>,
     parked: Vec<(Option<ConnId>, Parked)>,
     shutdown: bool,
+    /// The init's output, not read until its clients have attached.
+    output_hold: Option<OutputHold>,
+}
+
+/// A started init's output left unread for clients that attach right after its
+/// Create (between a Create and a Start they would have seen all of it).
+#[derive(Debug, Clone, Copy)]
+struct OutputHold {
+    /// Attaches still to come.
+    attaches: u32,
+    /// Read from then on anyway: a client that never comes holds nobody up long.
+    until: Instant,
 }
 
 impl Task {
@@ -239,6 +259,7 @@ impl Task {
             kill_at: None,
             parked: Vec::new(),
             shutdown: false,
+            output_hold: None,
         }
     }
 
@@ -308,10 +329,64 @@ impl Task {
     }
 
     fn not_deleted(&self, action: &'static str) -> Result<(), ShimError> {
-        if self.deleted || self.runtime_deleted {
+        // The runtime's part of a task whose init has exited goes at once (see
+        // `clean_up_after_exit`); it is still a stopped task, not a deleted one.
+        if self.deleted || (self.runtime_deleted && !self.init_exited()) {
             return Err(ShimError::Deleted { action });
         }
         Ok(())
+    }
+
+    /// Whether the init's exit is recorded.
+    fn init_exited(&self) -> bool {
+        self.init.as_ref().is_some_and(|p| p.exit.is_some())
+    }
+
+    /// Whether the init's output is held for clients still to attach (see
+    /// [`OutputHold`]); the hold ends when they have or its time is up.
+    pub fn init_output_held(&mut self) -> bool {
+        match self.output_hold {
+            Some(h) if h.attaches > 0 && Instant::now() < h.until => true,
+            Some(_) => {
+                self.output_hold = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A client attached to the init: one fewer for its output to wait for.
+    pub fn init_attached(&mut self) {
+        if let Some(h) = &mut self.output_hold {
+            h.attaches = h.attaches.saturating_sub(1);
+        }
+    }
+
+    /// Once the init's exit is recorded (and answered to those waiting for it):
+    /// `runtime delete` and the rootfs unmounted now, while the exit travels to
+    /// the manager and on, rather than when their Delete comes, which then only
+    /// answers. What the runtime held (cgroups, state, and with a shared pid
+    /// namespace the processes left in the container, as containerd's shim kills
+    /// them when the init exits) goes with it. The task stays, stopped, until it
+    /// is deleted. A failure is left to the Delete, which tries again.
+    pub fn clean_up_after_exit(&mut self) {
+        if self.deleted || self.runtime_deleted || !self.init_exited() {
+            return;
+        }
+        match self.runtime.delete(&mut self.reaper, false) {
+            Ok(()) => {}
+            Err(e) if e.is_not_exist() => tracing::info!("runtime delete: {e}"),
+            Err(e) => {
+                tracing::info!("runtime delete after the exit (left to the Delete): {e}");
+                return;
+            }
+        }
+        self.runtime_deleted = true;
+        let mounts = std::mem::take(&mut self.mounts);
+        if let Err(e) = mounts::unmount_all(&mounts) {
+            tracing::info!("unmounting the rootfs after the exit (left to the Delete): {e}");
+            self.mounts = mounts;
+        }
     }
 
     /// The init's host pid (0 before Create).
@@ -323,12 +398,16 @@ impl Task {
         Ok(self.process(exec_id)?.state(self.paused))
     }
 
-    /// Mount the rootfs, set up stdio and run `runtime create`. Returns the init's pid.
+    /// Mount the rootfs, set up stdio and run `runtime create`, or with `start`
+    /// `runtime run --detach`. Returns the init's pid. A started init's output is
+    /// held for `attaches` clients (see [`Task::init_output_held`]).
     pub fn create(
         &mut self,
         rootfs: Vec<MountSpec>,
         log: Option<LogTarget>,
         stdin: bool,
+        start: bool,
+        attaches: u32,
     ) -> Result<u32, ShimError> {
         self.not_deleted("create")?;
         if self.init.is_some() {
@@ -343,7 +422,7 @@ impl Task {
             mounts::mount_all(&self.dir.rootfs(), &rootfs)?
         };
         let pid_file = self.dir.file(INIT_PID);
-        let pid = match self.launch(&mut io, Launch::Create, &pid_file) {
+        let pid = match self.launch(&mut io, Launch::Create { start }, &pid_file) {
             Ok(pid) => pid,
             Err(e) => {
                 io.abandon();
@@ -359,10 +438,17 @@ impl Task {
         };
         let mut process = Process::new(String::new(), io);
         process.pid = pid;
+        process.started = start;
         self.mounts = mounted;
         self.oom = OomCounter::for_pid(pid_i32(pid));
         self.init = Some(process);
-        tracing::info!(pid, terminal, stdin, "created");
+        if start && attaches > 0 {
+            self.output_hold = Some(OutputHold {
+                attaches,
+                until: Instant::now() + ATTACH_HOLD,
+            });
+        }
+        tracing::info!(pid, terminal, stdin, start, "created");
         Ok(pid)
     }
 
@@ -440,12 +526,13 @@ impl Task {
         let (stdio, console) = io.prepare()?;
         let _ = std::fs::remove_file(pid_file);
         let master = match how {
-            Launch::Create => self.runtime.create(
+            Launch::Create { start } => self.runtime.create(
                 &mut self.reaper,
                 &self.config.bundle,
                 pid_file,
                 console.as_ref(),
                 stdio,
+                start,
             )?,
             Launch::Exec { process } => {
                 self.runtime
@@ -502,6 +589,7 @@ impl Task {
             .filter(|p| p.exit.is_none())
             .filter_map(|p| p.reaped.map(|(_, at)| at))
             .chain(self.kill_at)
+            .chain(self.output_hold.map(|h| h.until))
             .min()
     }
 
@@ -817,6 +905,8 @@ impl Task {
             // A second Delete of a deleted task gets the same answer.
             return Ok(init.exit.clone());
         }
+        // Nobody is to attach to a task being deleted.
+        self.output_hold = None;
         if !self.runtime_deleted {
             match self.runtime.delete(&mut self.reaper, alive) {
                 Ok(()) => {}
@@ -926,6 +1016,7 @@ impl Task {
                 status,
             });
         }
+        self.output_hold = None;
         if !self.runtime_deleted {
             match self.runtime.delete(&mut self.reaper, alive) {
                 Ok(()) => self.runtime_deleted = true,

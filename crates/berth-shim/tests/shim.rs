@@ -163,6 +163,41 @@ async fn read_until(
 }
 
 #[tokio::test]
+async fn create_with_start_runs_the_init_and_holds_its_output_for_the_attach() {
+    require_root!();
+    for rt in runtimes() {
+        let id = unique_name("berth-test-shim");
+        let mut shim = TestShim::start(&rt, &id, bundle(&id, &["echo", "all of it"])).await;
+        let pid = shim
+            .client
+            .create(pb::CreateRequest {
+                log_path: shim.log_path().to_string_lossy().into_owned(),
+                start: true,
+                attaches: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pid;
+        assert!(pid > 0);
+        // Started already: never `created`, and a Start is refused.
+        assert_ne!(shim.init_state().await.status, pb::Status::Created as i32);
+        let (c, _) = code(shim.client.start(pb::StartRequest::default()).await);
+        assert_eq!(c, Code::FailedPrecondition, "runtime {}", rt.display());
+        // The process has (most likely) written and exited by now; its output
+        // waited for the attach, which sees it whole before its stream ends.
+        let (_tx, mut out) = attach(&mut shim, "").await;
+        let seen = read_until(&mut out, pb::Stream::Stdout, "all of it\n").await;
+        assert_eq!(seen, "all of it\n", "runtime {}", rt.display());
+        assert_eq!(shim.wait("").await.exit_status, 0);
+        assert_eq!(shim.log_entries()[0]["log"], "all of it\n");
+        assert_eq!(shim.delete(false).await.exit_status, 0);
+        shim.assert_cleaned_up().await;
+    }
+}
+
+#[tokio::test]
 async fn terminal_output_comes_through_the_pty() {
     require_root!();
     for rt in runtimes() {
@@ -723,7 +758,7 @@ async fn shim_outlives_its_starter_and_answers_late_clients() {
 }
 
 #[tokio::test]
-async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_on_delete() {
+async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_once_it_exits() {
     require_root!();
     for rt in runtimes() {
         let id = unique_name("berth-test-shim");
@@ -764,6 +799,7 @@ async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_on_delete() {
                 log_path: shim.log_path().to_string_lossy().into_owned(),
                 stdin: false,
                 log_format: 0,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -787,7 +823,22 @@ async fn overlay_rootfs_is_mounted_for_the_container_and_unmounted_on_delete() {
             "written\n"
         );
         assert!(!lower.join("new-file").exists());
-        shim.delete(false).await;
+        // Once the exit is answered, the runtime's part goes and the rootfs is
+        // unmounted, before anyone deletes the task; the task is still there,
+        // stopped, and the Delete answers with its exit.
+        eventually("the rootfs unmounted after the exit", || {
+            mounts_below(&rootfs).is_empty()
+        })
+        .await;
+        let state_dir = shim.runtime_root.path().join(&id);
+        eventually("the runtime's state deleted after the exit", || {
+            !state_dir.exists()
+        })
+        .await;
+        assert_eq!(shim.init_state().await.status, pb::Status::Stopped as i32);
+        let (c, _) = code(shim.client.start(pb::StartRequest::default()).await);
+        assert_eq!(c, Code::FailedPrecondition);
+        assert_eq!(shim.delete(false).await.exit_status, 0);
         shim.assert_cleaned_up().await;
         assert!(mounts_below(&rootfs).is_empty());
         assert_eq!(std::fs::read_dir(&rootfs).unwrap().count(), 0);
@@ -1064,6 +1115,7 @@ async fn cri_log_lines_and_reopen_after_a_rename() {
                 log_path: log.to_string_lossy().into_owned(),
                 stdin: true,
                 log_format: pb::LogFormat::Cri as i32,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -274,6 +274,10 @@ pub(crate) async fn start_locked(
         }
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| EngineError::io("encoding the OCI spec", std::io::Error::other(e)))?;
+        // With nothing left to set up alongside the task's creation (no network,
+        // or one made in full before it), the task is created started: one
+        // request and one run of the runtime, not a create and then a start.
+        let one_step = pending.is_none();
         let create = async {
             let stdin = rec.config.open_stdin.unwrap_or(false);
             // The spec goes with the task's creation (one request, not an update
@@ -282,7 +286,7 @@ pub(crate) async fn start_locked(
             // rather than asked for before every start.
             match engine
                 .manager
-                .tasks_create(&id, stdin, Some(spec_json.clone()))
+                .tasks_create(&id, stdin, Some(spec_json.clone()), one_step)
                 .await
             {
                 Err(EngineError::Manager {
@@ -296,7 +300,7 @@ pub(crate) async fn start_locked(
                     }
                     engine
                         .manager
-                        .tasks_create(&id, stdin, Some(spec_json))
+                        .tasks_create(&id, stdin, Some(spec_json), one_step)
                         .await
                 }
                 created => created,
@@ -316,7 +320,10 @@ pub(crate) async fn start_locked(
             hooks::after_task_gone(engine, &id).await;
         }
         networked?;
-        created?;
+        let pid = created?;
+        if one_step {
+            return Ok(pid);
+        }
         engine.manager.tasks_start(&id, "").await
     }
     .await;

@@ -392,6 +392,7 @@ impl Manager for FakeManager {
         id: &str,
         _stdin: bool,
         spec: Option<Vec<u8>>,
+        start: bool,
     ) -> Result<u32, EngineError> {
         {
             let mut st = self.lock();
@@ -408,7 +409,11 @@ impl Manager for FakeManager {
                 c.spec = spec;
             }
         }
-        Ok(self.new_task(id, ""))
+        let pid = self.new_task(id, "");
+        if start {
+            self.tasks_start(id, "").await?;
+        }
+        Ok(pid)
     }
 
     async fn tasks_start(&self, id: &str, exec_id: &str) -> Result<u32, EngineError> {

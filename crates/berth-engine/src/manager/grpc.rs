@@ -328,13 +328,26 @@ impl Manager for GrpcManager {
         id: &str,
         stdin: bool,
         spec: Option<Vec<u8>>,
+        start: bool,
     ) -> Result<u32, EngineError> {
+        // A started init's output waits for the attaches parked for it, which
+        // connect as soon as the answer comes (below).
+        let attaches = if start {
+            let parked = self.parked.lock().await;
+            parked
+                .get(id)
+                .map_or(0, |w| w.iter().filter(|p| !p.output.is_closed()).count())
+        } else {
+            0
+        };
         let pid = self
             .tasks()
             .create(pb::CreateTaskRequest {
                 container_id: id.to_string(),
                 stdin,
                 spec: spec.unwrap_or_default(),
+                start,
+                attaches: u32::try_from(attaches).unwrap_or(u32::MAX),
             })
             .await
             .map_err(|s| self.error(s))?

@@ -26,6 +26,14 @@ use super::task::{shim, Task};
 /// Docker's json-file (value `cri`); the CRI server sets it on its containers.
 pub const CRI_LOG_LABEL: &str = "io.berth.log-format";
 
+/// A task create that starts the init too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartNow {
+    /// Attach streams the client opens right after: the init's output waits
+    /// for them.
+    pub attaches: u32,
+}
+
 /// How long a shim gets to exit after its task is deleted.
 const SHIM_EXIT_WAIT: Duration = Duration::from_secs(10);
 /// The exit status reported for a task whose shim died before recording one (as
@@ -196,12 +204,15 @@ impl Daemon {
 
     /// Create the task of container `id`: bundle, shim, `runtime create`. With
     /// `spec`, the container's spec is replaced first (under the same lock), as
-    /// an update of its spec would.
+    /// an update of its spec would. With `start`, the init is started too (the
+    /// shim's `runtime run --detach`), as a Start right after would, and its
+    /// output waits for `start.attaches` clients.
     pub async fn create_task(
         self: &Arc<Self>,
         id: &str,
         stdin: bool,
         spec: Option<&[u8]>,
+        start: Option<StartNow>,
     ) -> Result<u32, DaemonError> {
         let _lock = self.locks.lock(id).await;
         let mut rec = self.container(id).await?;
@@ -303,6 +314,8 @@ impl Daemon {
                     } else {
                         shimpb::LogFormat::JsonFile as i32
                     },
+                    start: start.is_some(),
+                    attaches: start.map_or(0, |s| s.attaches),
                 })
                 .await
                 .map_err(|status| DaemonError::Shim {
@@ -326,6 +339,9 @@ impl Daemon {
         let mut record = record;
         record.pid = pid;
         record.shim_pid = shim_pid;
+        if start.is_some() {
+            record.started_at = now_rfc3339();
+        }
         if let Err(e) = record.write(&dir) {
             // The shim has the container; without a record we could not find the
             // runtime after a restart: undo rather than keep a task we cannot manage.
@@ -334,11 +350,18 @@ impl Daemon {
         }
         let task = Task::new(id.to_string(), dir, socket, record, Some(client));
         self.insert_task(Arc::clone(&task));
-        tracing::info!(id, pid, shim_pid, "task created");
+        tracing::info!(id, pid, shim_pid, started = start.is_some(), "task created");
         self.events.publish(Event::TaskCreate(pb::TaskCreate {
             container_id: id.to_string(),
             pid,
         }));
+        if start.is_some() {
+            // Before the watcher exists, so before any exit event.
+            self.events.publish(Event::TaskStart(pb::TaskStart {
+                container_id: id.to_string(),
+                pid,
+            }));
+        }
         tokio::spawn(Arc::clone(self).watch_init(task));
         Ok(pid)
     }

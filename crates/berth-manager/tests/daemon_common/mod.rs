@@ -292,21 +292,28 @@ impl Stack {
             .unwrap();
     }
 
-    /// Create a container and its task and start it; returns the init's pid.
-    pub async fn run(&self, c: &mut Clients, id: &str, args: &[&str]) -> u32 {
-        self.create_container(c, id, args).await;
+    /// Create container `id`'s task (started too with `start`); returns the
+    /// init's pid.
+    pub async fn create_task(&self, c: &mut Clients, id: &str, start: bool) -> u32 {
         let pid = c
             .tasks
             .create(pb::CreateTaskRequest {
                 container_id: id.to_string(),
-                stdin: false,
-                spec: Vec::new(),
+                start,
+                ..Default::default()
             })
             .await
             .unwrap()
             .into_inner()
             .pid;
         self.track_pid(pid);
+        pid
+    }
+
+    /// Create a container and its task and start it; returns the init's pid.
+    pub async fn run(&self, c: &mut Clients, id: &str, args: &[&str]) -> u32 {
+        self.create_container(c, id, args).await;
+        let pid = self.create_task(c, id, false).await;
         let started = c
             .tasks
             .start(pb::StartRequest {

@@ -183,6 +183,15 @@ impl TestShim {
         pid
     }
 
+    /// The init's state.
+    pub async fn init_state(&mut self) -> pb::StateResponse {
+        self.client
+            .state(pb::StateRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn create(&mut self, stdin: bool) -> u32 {
         self.client
             .create(pb::CreateRequest {
@@ -190,6 +199,7 @@ impl TestShim {
                 log_path: self.log_path().to_string_lossy().into_owned(),
                 stdin,
                 log_format: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -585,7 +585,7 @@ impl Cri {
             }
         }
         let started = async {
-            self.d.create_task(&id, config.stdin, None).await?;
+            self.d.create_task(&id, config.stdin, None, None).await?;
             self.d.start_task(&id, "").await?;
             Ok::<(), DaemonError>(())
         }

@@ -112,7 +112,7 @@ impl Cri {
             })
             .await?;
         let started = async {
-            self.d.create_task(&rec.id, false, None).await?;
+            self.d.create_task(&rec.id, false, None, None).await?;
             self.d.start_task(&rec.id, "").await?;
             Ok::<(), DaemonError>(())
         }

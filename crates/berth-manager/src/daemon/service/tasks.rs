@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Res, Svc};
 use crate::daemon::error::DaemonError;
+use crate::daemon::lifecycle::StartNow;
 
 /// Stdin messages queued towards the shim.
 const STDIN_QUEUE: usize = 16;
@@ -25,7 +26,13 @@ impl Tasks for Svc {
     async fn create(&self, req: Request<pb::CreateTaskRequest>) -> Res<pb::CreateTaskResponse> {
         let r = req.into_inner();
         let spec = (!r.spec.is_empty()).then_some(r.spec.as_slice());
-        let pid = self.d.create_task(&r.container_id, r.stdin, spec).await?;
+        let start = r.start.then_some(StartNow {
+            attaches: r.attaches,
+        });
+        let pid = self
+            .d
+            .create_task(&r.container_id, r.stdin, spec, start)
+            .await?;
         Ok(Response::new(pb::CreateTaskResponse { pid }))
     }
 

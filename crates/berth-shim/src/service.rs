@@ -628,7 +628,10 @@ impl Server {
                     .collect();
                 let log = log_path(req.log_path, req.log_format)?;
                 let pid = task.create(mounts, log, req.stdin, req.start, req.attaches)?;
-                reply(&pb::CreateResponse { pid })
+                reply(&pb::CreateResponse {
+                    pid,
+                    started: req.start,
+                })
             }
             Method::Start => {
                 let req: pb::StartRequest = decode(payload)?;

@@ -340,7 +340,7 @@ impl Manager for GrpcManager {
         } else {
             0
         };
-        let pid = self
+        let created = self
             .tasks()
             .create(pb::CreateTaskRequest {
                 container_id: id.to_string(),
@@ -351,10 +351,13 @@ impl Manager for GrpcManager {
             })
             .await
             .map_err(|s| self.error(s))?
-            .into_inner()
-            .pid;
+            .into_inner();
         self.connect_parked(id).await;
-        Ok(pid)
+        if start && !created.started {
+            // A manager older than the one-step create made the task only.
+            return self.tasks_start(id, "").await;
+        }
+        Ok(created.pid)
     }
 
     async fn tasks_start(&self, id: &str, exec_id: &str) -> Result<u32, EngineError> {

@@ -34,6 +34,15 @@ pub struct StartNow {
     pub attaches: u32,
 }
 
+/// A task just created.
+#[derive(Debug, Clone, Copy)]
+pub struct CreatedTask {
+    /// The init's pid.
+    pub pid: u32,
+    /// Started too: asked for, and done by a shim that knows how.
+    pub started: bool,
+}
+
 /// How long a shim gets to exit after its task is deleted.
 const SHIM_EXIT_WAIT: Duration = Duration::from_secs(10);
 /// The exit status reported for a task whose shim died before recording one (as
@@ -213,7 +222,7 @@ impl Daemon {
         stdin: bool,
         spec: Option<&[u8]>,
         start: Option<StartNow>,
-    ) -> Result<u32, DaemonError> {
+    ) -> Result<CreatedTask, DaemonError> {
         let _lock = self.locks.lock(id).await;
         let mut rec = self.container(id).await?;
         if self.task_opt(id).is_some() {
@@ -323,10 +332,12 @@ impl Daemon {
                     status,
                 })?
                 .into_inner();
-            Ok((client, who.shim_pid, resp.pid))
+            Ok((client, who.shim_pid, resp.pid, resp.started))
         }
         .await;
-        let (client, shim_pid, pid) = match created {
+        // A shim older than the one-step create made the task only: it is then
+        // left created, for the client's Start.
+        let (client, shim_pid, pid, started) = match created {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(id, "task create failed: {e}");
@@ -339,7 +350,7 @@ impl Daemon {
         let mut record = record;
         record.pid = pid;
         record.shim_pid = shim_pid;
-        if start.is_some() {
+        if started {
             record.started_at = now_rfc3339();
         }
         if let Err(e) = record.write(&dir) {
@@ -350,12 +361,12 @@ impl Daemon {
         }
         let task = Task::new(id.to_string(), dir, socket, record, Some(client));
         self.insert_task(Arc::clone(&task));
-        tracing::info!(id, pid, shim_pid, started = start.is_some(), "task created");
+        tracing::info!(id, pid, shim_pid, started, "task created");
         self.events.publish(Event::TaskCreate(pb::TaskCreate {
             container_id: id.to_string(),
             pid,
         }));
-        if start.is_some() {
+        if started {
             // Before the watcher exists, so before any exit event.
             self.events.publish(Event::TaskStart(pb::TaskStart {
                 container_id: id.to_string(),
@@ -363,7 +374,23 @@ impl Daemon {
             }));
         }
         tokio::spawn(Arc::clone(self).watch_init(task));
-        Ok(pid)
+        Ok(CreatedTask { pid, started })
+    }
+
+    /// Create the task of container `id` and start it, in one run of the runtime
+    /// where its shim can (a shim older than that gets the Start after).
+    pub async fn create_and_start_task(
+        self: &Arc<Self>,
+        id: &str,
+        stdin: bool,
+    ) -> Result<u32, DaemonError> {
+        let created = self
+            .create_task(id, stdin, None, Some(StartNow::default()))
+            .await?;
+        if created.started {
+            return Ok(created.pid);
+        }
+        self.start_task(id, "").await
     }
 
     /// Undo a failed create: stop the shim (it has already undone the runtime's

@@ -584,12 +584,7 @@ impl Cri {
                 })?;
             }
         }
-        let started = async {
-            self.d.create_task(&id, config.stdin, None, None).await?;
-            self.d.start_task(&id, "").await?;
-            Ok::<(), DaemonError>(())
-        }
-        .await;
+        let started = self.d.create_and_start_task(&id, config.stdin).await;
         let mut rec = rec;
         if let Err(e) = started {
             // The container failed to start: it is exited with the reason, as

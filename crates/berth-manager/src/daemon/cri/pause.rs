@@ -111,12 +111,7 @@ impl Cri {
                 updated_at: String::new(),
             })
             .await?;
-        let started = async {
-            self.d.create_task(&rec.id, false, None, None).await?;
-            self.d.start_task(&rec.id, "").await?;
-            Ok::<(), DaemonError>(())
-        }
-        .await;
+        let started = self.d.create_and_start_task(&rec.id, false).await;
         if let Err(e) = started {
             let _ = self.pause_remove(&rec.id).await;
             return Err(e.into());

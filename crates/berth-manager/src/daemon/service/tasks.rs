@@ -29,11 +29,14 @@ impl Tasks for Svc {
         let start = r.start.then_some(StartNow {
             attaches: r.attaches,
         });
-        let pid = self
+        let created = self
             .d
             .create_task(&r.container_id, r.stdin, spec, start)
             .await?;
-        Ok(Response::new(pb::CreateTaskResponse { pid }))
+        Ok(Response::new(pb::CreateTaskResponse {
+            pid: created.pid,
+            started: created.started,
+        }))
     }
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Res<pb::StartResponse> {

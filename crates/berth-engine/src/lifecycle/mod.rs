@@ -267,9 +267,13 @@ pub(crate) async fn start_locked(
             host: &engine.host,
         })?;
         let mut pending = hooks::before_task_create(engine, rec, &mut spec).await?;
-        if sets_network_sysctls(&spec) {
-            // The runtime writes them when it creates the task, and one may name an
-            // interface netavark makes (net.ipv4.conf.eth0.*): the network first.
+        // The network first when the runtime needs it whole (it writes the
+        // network sysctls when it creates the task, and one may name an interface
+        // netavark makes: net.ipv4.conf.eth0.*), or when what is left of it is
+        // quick (a namespace from the pool): then the task is created started.
+        if sets_network_sysctls(&spec)
+            || pending.as_ref().is_some_and(hooks::PendingSetup::is_quick)
+        {
             hooks::while_task_created(engine, &id, pending.take()).await?;
         }
         let spec_json = serde_json::to_vec(&spec)

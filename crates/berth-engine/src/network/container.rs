@@ -823,6 +823,17 @@ pub struct PendingSetup<'a> {
     work: Pending,
 }
 
+impl PendingSetup<'_> {
+    /// Whether what is left is quick: every interface is in place already (a
+    /// namespace taken from the pool), so only the proxies of its ports and the
+    /// `connect` events remain, nothing that could overlap the task's creation.
+    pub fn is_quick(&self) -> bool {
+        match &self.work {
+            Pending::Networks { live, .. } => live.attachments.iter().all(|a| a.up),
+        }
+    }
+}
+
 enum Pending {
     /// Bridge networks, planned in `live`.
     Networks {

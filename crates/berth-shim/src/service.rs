@@ -343,9 +343,9 @@ impl Server {
 
     /// The processes whose output waits: paced ones with an attached client
     /// that has a full backlog of it to take first, and a started init whose
-    /// clients are still to attach (see `Task::init_output_held`). Their output is not polled until it drains
-    /// (the next turn of the loop looks again), so the process blocks on its
-    /// full pipe as it would writing to a slow terminal.
+    /// clients are still to attach (see `Task::init_output_held`). Their output
+    /// is not polled until then (the next turn of the loop looks again), so the
+    /// process blocks on its full pipe as it would writing to a slow terminal.
     fn held_back(&mut self) -> Vec<String> {
         let init_held = self.task.init_output_held();
         let mut held: Vec<String> = self

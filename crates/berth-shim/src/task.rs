@@ -223,6 +223,9 @@ pub struct Task {
     oom: Option<OomCounter>,
     /// `runtime delete` succeeded (a retried Delete skips it).
     runtime_deleted: bool,
+    /// The cleanup at the init's exit was tried (once: a failure is the
+    /// Delete's to retry, not every later turn of the loop's).
+    exit_cleanup_tried: bool,
     deleted: bool,
     /// When the init, told to die by `runtime delete`, is killed directly.
     kill_at: Option<Instant>,
@@ -255,6 +258,7 @@ impl Task {
             paused: false,
             oom: None,
             runtime_deleted: false,
+            exit_cleanup_tried: false,
             deleted: false,
             kill_at: None,
             parked: Vec::new(),
@@ -370,9 +374,10 @@ impl Task {
     /// them when the init exits) goes with it. The task stays, stopped, until it
     /// is deleted. A failure is left to the Delete, which tries again.
     pub fn clean_up_after_exit(&mut self) {
-        if self.deleted || self.runtime_deleted || !self.init_exited() {
+        if self.exit_cleanup_tried || self.deleted || self.runtime_deleted || !self.init_exited() {
             return;
         }
+        self.exit_cleanup_tried = true;
         match self.runtime.delete(&mut self.reaper, false) {
             Ok(()) => {}
             Err(e) if e.is_not_exist() => tracing::info!("runtime delete: {e}"),

@@ -51,10 +51,7 @@ cleanup() {
   for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   for f in $(pgrep -f "containerd-shim.*$work"); do kill -9 "$f"; done
-  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do
-    [ -d "$d" ] && find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  for d in /sys/fs/cgroup/*/berth-bench-docker; do
+  for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth-bench-docker; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
   hugetlb_v1_take_back

@@ -1,6 +1,6 @@
-//! berth-cgroups against the real kernel (needs root): every test works in its own
-//! `/berth-test/<unique>` cgroup, and guards remove it (and `/berth-test` when it
-//! is empty) whatever happens.
+//! berth-cgroups against the real kernel (needs root): every test works in a
+//! top-level cgroup of its own (`berth_testutil::test_cgroup`), and a guard
+//! removes it whatever happens.
 
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,43 +14,21 @@ use berth_cgroups::{CgroupError, CgroupManager, CgroupVersion, Layout, ResourceE
 use berth_testutil::{require_root, unique_name, CgroupGuard, ChildGuard};
 use oci_spec::runtime::LinuxResources;
 
-/// Tries to remove `/berth-test` from every hierarchy when dropped; it may be in
-/// use by a test running beside this one, so failures are ignored.
-struct ParentCleanup;
-
-impl Drop for ParentCleanup {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        let roots = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .chain([PathBuf::from("/sys/fs/cgroup")]);
-        for root in roots {
-            let _ = std::fs::remove_dir(root.join("berth-test"));
-        }
-    }
-}
-
-/// A manager for `/berth-test/<unique>` and the guards that clean it up. Fields
-/// drop in order: the cgroup first, then its parent.
+/// A manager for the test's own cgroup and the guard that removes it.
 struct TestCgroup {
     mgr: CgroupManager,
     rel: String,
     _guard: CgroupGuard,
-    _parent: ParentCleanup,
 }
 
 fn test_cgroup(tag: &str) -> TestCgroup {
     let name = unique_name(&format!("berth-test-{tag}"));
-    let rel = format!("berth-test/{name}");
+    let rel = berth_testutil::test_cgroup(&name);
     let mgr = CgroupManager::new(Some(Path::new(&format!("/{rel}"))), &name, false).unwrap();
     TestCgroup {
         mgr,
         _guard: CgroupGuard(rel.clone()),
         rel,
-        _parent: ParentCleanup,
     }
 }
 

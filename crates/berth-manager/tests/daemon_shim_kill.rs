@@ -78,7 +78,7 @@ async fn a_killed_shim_fails_its_task_and_only_its_task() {
         "rootfs still mounted: {:?}",
         mounts_below(&rootfs)
     );
-    let cg = format!("berth-test/{victim}");
+    let cg = berth_testutil::test_cgroup(victim);
     assert!(
         cgroup_dirs(&cg).is_empty(),
         "cgroup left: {:?}",

@@ -1,6 +1,6 @@
 //! The creation dance against the real kernel: `create`, `start`, `run` and
 //! `exec` of busybox containers, as root. Each test uses its own `--root`, unique
-//! container ids and the cgroup `/berth-test/<id>`; a guard deletes the container
+//! container ids and a cgroup of their own (`berth_testutil::test_cgroup`); a guard deletes the container
 //! and removes its cgroup whatever happens.
 
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
@@ -867,7 +867,11 @@ fn bad_input_is_one_line_exit_one_and_leaves_nothing() {
     assert_eq!(code, Some(1));
     one_line(&err);
     assert!(err.contains("no-such-bundle"), "{err}");
-    assert_nothing_left(&rt, "berth-test-nobundle", "berth-test/berth-test-nobundle");
+    assert_nothing_left(
+        &rt,
+        "berth-test-nobundle",
+        &berth_testutil::test_cgroup("berth-test-nobundle"),
+    );
 
     // A missing program fails create (not start), and everything is undone.
     let c = Ctr::new(&rt, &["no-such-program"], |_| {});

@@ -32,7 +32,7 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// A busybox bundle running `args`, in cgroup `/berth-test/<id>`.
+    /// A busybox bundle running `args`, in the cgroup [`crate::test_cgroup`] names.
     pub fn busybox(id: &str, args: &[&str]) -> std::io::Result<Bundle> {
         let dir = tempfile::Builder::new()
             .prefix("berth-test-bundle")
@@ -95,7 +95,7 @@ pub fn default_config(id: &str, args: &[&str]) -> Value {
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}
         ],
         "linux": {
-            "cgroupsPath": format!("/berth-test/{id}"),
+            "cgroupsPath": format!("/{}", crate::test_cgroup(id)),
             "resources": {"devices": [
                 {"allow": false, "access": "rwm"},
                 {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},

@@ -103,21 +103,19 @@ pub fn unmount_below(path: &Path) {
 /// made on it enables controllers in every ancestor's `cgroup.subtree_control`
 /// (the root's included), which outlives the cgroup and changes the host (crun,
 /// for one, refuses a hybrid host whose cgroup2 root has a controller enabled).
-/// Removes the test's `parent` cgroup if it is empty, then disables at the root
-/// what was not enabled before. Declare it before the [`CgroupGuard`] of the
-/// test's cgroup, so that it drops after it.
+/// Disables at the root what was not enabled before. Declare it before the
+/// [`CgroupGuard`] of the test's cgroup, so that it drops after it (the kernel
+/// refuses while a child cgroup still uses a controller).
 #[derive(Debug)]
 pub struct Cgroup2RootGuard {
     root: PathBuf,
-    parent: PathBuf,
     enabled_before: Vec<String>,
 }
 
 impl Cgroup2RootGuard {
-    pub fn new(root: &Path, parent: &str) -> Cgroup2RootGuard {
+    pub fn new(root: &Path) -> Cgroup2RootGuard {
         Cgroup2RootGuard {
             root: root.to_path_buf(),
-            parent: root.join(parent.trim_start_matches('/')),
             enabled_before: Self::enabled(root),
         }
     }
@@ -133,8 +131,6 @@ impl Cgroup2RootGuard {
 
 impl Drop for Cgroup2RootGuard {
     fn drop(&mut self) {
-        // Busy (another test's cgroup in it): that test's guard comes last.
-        let _ = std::fs::remove_dir(&self.parent);
         for c in Self::enabled(&self.root) {
             if !self.enabled_before.contains(&c) {
                 let _ = std::fs::write(self.root.join("cgroup.subtree_control"), format!("-{c}"));
@@ -143,9 +139,17 @@ impl Drop for Cgroup2RootGuard {
     }
 }
 
+/// The cgroup, relative to each hierarchy root, that a test's container `id` runs
+/// in: a top-level `berth-test-<id>` of its own. Not a child of one parent shared
+/// by every test: tests run in parallel, so a shared parent could only be removed
+/// racing another test's `mkdir` below it, and it was left behind instead.
+pub fn test_cgroup(id: &str) -> String {
+    format!("berth-test-{id}")
+}
+
 /// Removes a cgroup directory (in every hierarchy) when dropped, killing what is
 /// left in it first. `relative` is the path below each hierarchy root, e.g.
-/// `berth-test/abc`.
+/// `berth-test-abc`.
 #[derive(Debug)]
 pub struct CgroupGuard(pub String);
 

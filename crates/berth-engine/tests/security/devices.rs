@@ -65,9 +65,9 @@ fn v2_device_program_lets_the_host_disk_be_created_not_opened() {
         return;
     };
     let name = unique_name("berth-test-devbpf");
-    let rel = format!("berth-test/{name}");
-    // Drop order: the cgroup (guard), then the parent and the root's controllers.
-    let _root = Cgroup2RootGuard::new(&root, "berth-test");
+    let rel = berth_testutil::test_cgroup(&name);
+    // Drop order: the cgroup (guard), then the root's controllers.
+    let _root = Cgroup2RootGuard::new(&root);
     let _guard = CgroupGuard(rel.clone());
     let layout = Layout::V2 { root: root.clone() };
     let cg = CgroupManager::with_layout(&layout, Some(Path::new(&rel)), &name, false).unwrap();

@@ -261,13 +261,13 @@ impl Stack {
             .into_inner()
     }
 
-    /// A container spec for `id` running `args` (cgroup `/berth-test/<id>`, removed
-    /// by the guard).
+    /// A container spec for `id` running `args` (in its [`berth_testutil::test_cgroup`],
+    /// removed by the guard).
     pub fn spec(&self, id: &str, args: &[&str]) -> Vec<u8> {
         self.cgroups
             .lock()
             .unwrap()
-            .insert(format!("berth-test/{id}"));
+            .insert(berth_testutil::test_cgroup(id));
         serde_json::to_vec(&spec_value(id, args)).unwrap()
     }
 

@@ -70,14 +70,17 @@ pub fn spawn(engine: &Arc<Engine>) {
             if connected_before || warned {
                 tracing::info!("linked to berth-manager again; reconciling");
             }
-            backoff = BACKOFF_MIN;
             warned = false;
             if let Err(e) = reconcile(&engine).await {
                 tracing::warn!(error = %e, "reconciling with berth-manager failed; linking again");
                 drop(engine);
+                // Backs off as an unreachable manager does: a reconcile that fails
+                // every time must not become a loop of full task listings.
                 tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
+            backoff = BACKOFF_MIN;
             if !connected_before {
                 connected_before = true;
                 // Restart policies at berthd's start need the manager: only now.

@@ -70,7 +70,8 @@ pub trait Manager:
     async fn containers_create(&self, container: Container) -> Result<Container, EngineError>;
     /// `Containers.Get`.
     async fn containers_get(&self, id: &str) -> Result<Container, EngineError>;
-    /// `Containers.List`, with the manager's filters (`label=<k>[=<v>]`, ...).
+    /// `Containers.List`, with the manager's filters (`label=<k>[=<v>]`, ...),
+    /// without the containers' specs.
     async fn containers_list(&self, filters: Vec<String>) -> Result<Vec<Container>, EngineError>;
     /// `Containers.Update` of the fields named in `mask` ("spec", "labels", ...).
     async fn containers_update(

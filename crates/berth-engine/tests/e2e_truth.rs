@@ -11,7 +11,10 @@
 //!   exits 127 or 126;
 //! - `kill` returns once the container is dead, and `rm -f` after `kill` works;
 //! - `--restart on-failure:2` ends exited with RestartCount=2 and the last code;
-//! - `GraphDriver.Data.MergedDir` is the container's root while it runs.
+//! - `GraphDriver.Data.MergedDir` is the container's root while it runs;
+//! - a berthd restarted beside containers whose specs together pass 4 MiB (about
+//!   400 containers) reconciles: it used to fail on the size of the manager's
+//!   answer, again and again, and never saw an exit missed while it was down.
 //!
 //! The tests take a shared lock ([`support::serial`]): the stack guard reaps zombie
 //! children, which is only safe while no other test of this binary runs.
@@ -165,6 +168,74 @@ fn an_exit_while_berthd_is_down_is_seen_once_after_its_restart() {
         assert_eq!(die_events(&stack, id.trim()), 1);
         stack.ok(cli, &["rm", &n]);
     }
+}
+
+#[test]
+fn a_restart_reconciles_with_more_specs_than_grpcs_default_message_limit() {
+    use berth_api::berth::manager::v1 as pb;
+    use berth_api::berth::manager::v1::containers_client::ContainersClient;
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let mut stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    stack.ok(
+        &berth,
+        &["run", "-d", "--name", "big", "busybox", "sleep", "1000"],
+    );
+    let pid = stack.inspect("big", "{{.State.Pid}}");
+    stack.kill_berthd();
+    kill9(&pid);
+    // An earlier berthd's creates, cut short before it recorded them: the first
+    // reconcile lists them to delete them. Five specs of 1 MiB stand for the specs
+    // of about 500 containers.
+    let label = berth_engine::lifecycle::create::ENGINE_LABEL;
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "annotations": {"padding": "x".repeat(1 << 20)},
+    });
+    let ids: Vec<String> = (0..5u64).map(|i| format!("{:064x}", 0xb16 + i)).collect();
+    let created = ids.clone();
+    stack.with_manager(|channel| async move {
+        let mut c = ContainersClient::new(channel);
+        for id in created {
+            c.create(pb::CreateContainerRequest {
+                container: Some(pb::Container {
+                    id,
+                    spec: serde_json::to_vec(&spec).unwrap(),
+                    labels: [(label.to_string(), "true".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        }
+    });
+    stack.start_berthd();
+    // The exit missed while berthd was down is found...
+    eventually_state(&stack, "big", "exited 137");
+    // ...and the cut-short creates are gone.
+    eventually("the cut-short creates deleted", || {
+        let left = stack.with_manager(|channel| async move {
+            ContainersClient::new(channel)
+                .list(pb::ListContainersRequest {
+                    filters: vec![format!("label={label}")],
+                    omit_spec: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+        });
+        (!left.iter().any(|c| ids.contains(&c.id))).then_some(())
+    });
+    assert!(
+        !stack
+            .logs()
+            .contains("reconciling with berth-manager failed"),
+        "{}",
+        stack.logs()
+    );
+    stack.ok(&berth, &["rm", "big"]);
 }
 
 /// A tar whose one file has a name of 60 KiB: under the manager's 64 KiB cap on a

@@ -76,7 +76,7 @@ async fn cycles_leave_nothing_behind() {
     assert_eq!(dir_names(&stack.root.join("snapshots/overlay")), snapshots);
     let left = c
         .containers
-        .list(pb::ListContainersRequest { filters: vec![] })
+        .list(pb::ListContainersRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -365,7 +365,7 @@ async fn bad_requests_get_clear_codes_and_leave_nothing_behind() {
     // Nothing is left behind.
     let list = c
         .containers
-        .list(pb::ListContainersRequest { filters: vec![] })
+        .list(pb::ListContainersRequest::default())
         .await
         .unwrap()
         .into_inner()

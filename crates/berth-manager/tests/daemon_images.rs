@@ -338,12 +338,15 @@ async fn images_content_and_snapshots_through_the_daemon() {
         let mut cc = containers_client.clone();
         let f = f.to_string();
         async move {
-            cc.list(pb::ListContainersRequest { filters: vec![f] })
-                .await
-                .unwrap()
-                .into_inner()
-                .containers
-                .len()
+            cc.list(pb::ListContainersRequest {
+                filters: vec![f],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .len()
         }
     };
     assert_eq!(filtered("label=role=test").await, 1);

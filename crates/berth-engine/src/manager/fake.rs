@@ -340,7 +340,10 @@ impl Manager for FakeManager {
             .containers
             .values()
             .filter(|c| wanted(c))
-            .cloned()
+            .map(|c| Container {
+                spec: Vec::new(),
+                ..c.clone()
+            })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)

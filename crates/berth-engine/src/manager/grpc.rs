@@ -20,10 +20,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use berth_api::berth::manager::v1 as pb;
 use berth_api::berth::manager::v1::containers_client::ContainersClient;
+use berth_api::berth::manager::v1::events_client::EventsClient;
 use berth_api::berth::manager::v1::images_client::ImagesClient;
 use berth_api::berth::manager::v1::snapshots_client::SnapshotsClient;
 use berth_api::berth::manager::v1::tasks_client::TasksClient;
 use berth_api::berth::manager::v1::version_client::VersionClient;
+use berth_api::MAX_MESSAGE;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Mutex};
@@ -35,6 +37,18 @@ use super::{
     SnapshotInfo, StdStream, StdinMsg, Task, VersionResponse,
 };
 use crate::error::EngineError;
+
+/// A client of one of the manager's services on the shared channel. It takes
+/// messages as large as the manager's server sends: tonic's own default (4 MiB)
+/// refused `Containers.List` from about 400 containers on (their specs), and a
+/// reconcile that kept failing on it never finished.
+macro_rules! client {
+    ($client:ident, $channel:expr) => {
+        $client::new($channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    };
+}
 
 /// Output chunks and stdin messages in flight on one attach.
 const ATTACH_QUEUE: usize = 16;
@@ -99,16 +113,19 @@ impl GrpcManager {
     }
 
     fn images(&self) -> ImagesClient<Channel> {
-        ImagesClient::new(self.channel.clone())
+        client!(ImagesClient, self.channel)
     }
     fn containers(&self) -> ContainersClient<Channel> {
-        ContainersClient::new(self.channel.clone())
+        client!(ContainersClient, self.channel)
     }
     fn snapshots(&self) -> SnapshotsClient<Channel> {
-        SnapshotsClient::new(self.channel.clone())
+        client!(SnapshotsClient, self.channel)
     }
     fn tasks(&self) -> TasksClient<Channel> {
-        TasksClient::new(self.channel.clone())
+        client!(TasksClient, self.channel)
+    }
+    fn events(&self) -> EventsClient<Channel> {
+        client!(EventsClient, self.channel)
     }
 
     /// The engine's error for a failed call. A status made on our side of the socket
@@ -234,7 +251,7 @@ async fn bridge(
 #[async_trait]
 impl Manager for GrpcManager {
     async fn version(&self) -> Result<VersionResponse, EngineError> {
-        Ok(VersionClient::new(self.channel.clone())
+        Ok(client!(VersionClient, self.channel)
             .version(pb::Empty {})
             .await
             .map_err(|s| self.error(s))?
@@ -287,7 +304,10 @@ impl Manager for GrpcManager {
     async fn containers_list(&self, filters: Vec<String>) -> Result<Vec<Container>, EngineError> {
         Ok(self
             .containers()
-            .list(pb::ListContainersRequest { filters })
+            .list(pb::ListContainersRequest {
+                filters,
+                omit_spec: true,
+            })
             .await
             .map_err(|s| self.error(s))?
             .into_inner()

@@ -351,18 +351,7 @@ impl Stack {
         if status == 200 {
             return;
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let socket = self.manager_socket();
-        rt.block_on(async move {
-            let channel =
-                tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
+        self.with_manager(|channel| async move {
             let mut msgs = vec![pb::ImportRequest {
                 reference: "busybox:latest".to_string(),
                 changes: vec!["CMD [\"sh\"]".to_string()],
@@ -380,6 +369,27 @@ impl Stack {
                 .await
                 .unwrap();
         });
+    }
+
+    /// Runs `f` with a channel to the stack's manager, on a runtime of its own.
+    pub fn with_manager<T, F>(&self, f: impl FnOnce(tonic::transport::Channel) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = self.manager_socket();
+        rt.block_on(async move {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("unix://{}", socket.display()))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            f(channel).await
+        })
     }
 
     fn command(&self, program: &Path, args: &[&str]) -> Command {

@@ -18,6 +18,7 @@ use berth_api::berth::manager::v1::images_server::ImagesServer;
 use berth_api::berth::manager::v1::snapshots_server::SnapshotsServer;
 use berth_api::berth::manager::v1::tasks_server::TasksServer;
 use berth_api::berth::manager::v1::version_server::VersionServer;
+use berth_api::MAX_MESSAGE;
 use clap::Parser;
 use nix::sys::stat::{umask, Mode};
 use tokio::signal::unix::{signal, SignalKind};
@@ -31,8 +32,6 @@ use super::service::Svc;
 
 /// How long in-flight calls get once the daemon decided to stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Largest message accepted (image configs, specs, upload chunks).
-const MAX_MESSAGE: usize = 64 << 20;
 
 pub fn main() -> std::process::ExitCode {
     let args = Args::parse();

@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use berth_api::berth::manager::v1 as pb;
-use berth_api::berth::manager::v1::events_client::EventsClient;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -270,7 +269,8 @@ impl ImageManager for GrpcManager {
         &self,
         filters: Vec<String>,
     ) -> Result<Updates<Envelope>, EngineError> {
-        let s = EventsClient::new(self.channel.clone())
+        let s = self
+            .events()
             .subscribe(pb::SubscribeRequest { filters })
             .await
             .map_err(|s| self.error(s))?

@@ -27,7 +27,13 @@ impl Containers for Svc {
         &self,
         req: Request<pb::ListContainersRequest>,
     ) -> Res<pb::ListContainersResponse> {
-        let containers = self.d.list_containers(req.into_inner().filters).await?;
+        let r = req.into_inner();
+        let mut containers = self.d.list_containers(r.filters).await?;
+        if r.omit_spec {
+            for c in &mut containers {
+                c.spec = Vec::new();
+            }
+        }
         Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 

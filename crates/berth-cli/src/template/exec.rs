@@ -27,7 +27,8 @@ pub struct Exec<'a> {
     pub out: String,
     depth: usize,
     line: usize,
-    at: String,
+    /// The command being evaluated, for errors: formatted only when one happens.
+    at: Option<&'a Cmd>,
     missing_key_error: bool,
 }
 
@@ -41,7 +42,7 @@ impl<'a> Exec<'a> {
             out: String::new(),
             depth: 0,
             line: 1,
-            at: String::new(),
+            at: None,
         }
     }
 
@@ -53,12 +54,12 @@ impl<'a> Exec<'a> {
     fn err(&self, msg: impl Into<String>) -> Error {
         Error::Exec {
             line: self.line,
-            at: self.at.clone(),
+            at: self.at.map(ToString::to_string).unwrap_or_default(),
             msg: msg.into(),
         }
     }
 
-    fn walk(&mut self, dot: &Value, nodes: &[Node]) -> Result<Flow, Error> {
+    fn walk(&mut self, dot: &Value, nodes: &'a [Node]) -> Result<Flow, Error> {
         for n in nodes {
             match self.walk_node(dot, n)? {
                 Flow::Normal => {}
@@ -68,7 +69,7 @@ impl<'a> Exec<'a> {
         Ok(Flow::Normal)
     }
 
-    fn walk_node(&mut self, dot: &Value, node: &Node) -> Result<Flow, Error> {
+    fn walk_node(&mut self, dot: &Value, node: &'a Node) -> Result<Flow, Error> {
         match node {
             Node::Text(t) => self.out.push_str(t),
             Node::Action(pipe) => {
@@ -124,13 +125,10 @@ impl<'a> Exec<'a> {
         Ok(Flow::Normal)
     }
 
-    fn walk_range(&mut self, dot: &Value, b: &Branch) -> Result<(), Error> {
+    fn walk_range(&mut self, dot: &Value, b: &'a Branch) -> Result<(), Error> {
         let mark = self.vars.len();
-        let no_decl = Pipe {
-            decl: vec![],
-            ..b.pipe.clone()
-        };
-        let v = self.eval_pipeline(dot, &no_decl)?;
+        // The range's own variables are bound per element below, not to the value.
+        let v = self.eval_pipe(dot, &b.pipe, false)?;
         let items: Vec<(Value, Value)> = match &v {
             Value::List(l) => l
                 .iter()
@@ -215,7 +213,12 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> Result<Value, Error> {
+    fn eval_pipeline(&mut self, dot: &Value, pipe: &'a Pipe) -> Result<Value, Error> {
+        self.eval_pipe(dot, pipe, true)
+    }
+
+    /// A pipeline's value; with `bind`, also assigned to its declared variables.
+    fn eval_pipe(&mut self, dot: &Value, pipe: &'a Pipe, bind: bool) -> Result<Value, Error> {
         self.line = pipe.line;
         let mut val: Option<Value> = None;
         for cmd in &pipe.cmds {
@@ -226,7 +229,7 @@ impl<'a> Exec<'a> {
             None | Some(Value::Nil) => Value::Missing,
             Some(v) => v,
         };
-        for d in &pipe.decl {
+        for d in pipe.decl.iter().filter(|_| bind) {
             if pipe.is_assign {
                 self.set_var(d, v.clone())?;
             } else {
@@ -236,7 +239,7 @@ impl<'a> Exec<'a> {
         Ok(v)
     }
 
-    fn not_a_function(&self, cmd: &Cmd, final_: &Option<Value>) -> Result<(), Error> {
+    fn not_a_function(&self, cmd: &'a Cmd, final_: &Option<Value>) -> Result<(), Error> {
         if cmd.args.len() > 1 || final_.is_some() {
             return Err(self.err(format!(
                 "can't give argument to non-function {}",
@@ -246,8 +249,13 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
-    fn eval_cmd(&mut self, dot: &Value, cmd: &Cmd, final_: Option<Value>) -> Result<Value, Error> {
-        self.at = cmd.to_string();
+    fn eval_cmd(
+        &mut self,
+        dot: &Value,
+        cmd: &'a Cmd,
+        final_: Option<Value>,
+    ) -> Result<Value, Error> {
+        self.at = Some(cmd);
         let Some(first) = cmd.args.first() else {
             return Err(self.err("empty command"));
         };
@@ -286,7 +294,7 @@ impl<'a> Exec<'a> {
         dot: &Value,
         receiver: &Value,
         ids: &[String],
-        args: &[Arg],
+        args: &'a [Arg],
         final_: Option<Value>,
     ) -> Result<Value, Error> {
         let Some((last, head)) = ids.split_last() else {
@@ -305,7 +313,7 @@ impl<'a> Exec<'a> {
         dot: &Value,
         name: &str,
         recv: &Value,
-        args: &[Arg],
+        args: &'a [Arg],
         final_: Option<Value>,
     ) -> Result<Value, Error> {
         let has_args = !args.is_empty() || final_.is_some();
@@ -358,7 +366,7 @@ impl<'a> Exec<'a> {
         &mut self,
         dot: &Value,
         name: &str,
-        args: &[Arg],
+        args: &'a [Arg],
         final_: Option<Value>,
     ) -> Result<Value, Error> {
         // Go 1.18+: `and` and `or` stop at the first argument that decides.
@@ -399,7 +407,7 @@ impl<'a> Exec<'a> {
         f(&argv).map_err(|e| self.err(format!("error calling {name}: {e}")))
     }
 
-    fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> Result<Value, Error> {
+    fn eval_arg(&mut self, dot: &Value, arg: &'a Arg) -> Result<Value, Error> {
         match arg {
             Arg::Field(ids) => self.eval_chain(dot, dot, ids, &[], None),
             Arg::Variable(name, ids) => {

@@ -160,11 +160,11 @@ exit_to_wait() {
   curl -s --unix-socket "$sock" -X POST "http://engine/containers/$id/wait" >/dev/null &
   cpid=$!
   sleep 0.3
-  t0=$(date +%s%N)
+  t0=${EPOCHREALTIME//[.,]/}
   kill -9 "$pid"
   wait "$cpid"
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000))
+  t1=${EPOCHREALTIME//[.,]/}
+  echo $((t1 - t0))
   "$@" rm -f "$id" >/dev/null
 }
 
@@ -188,19 +188,19 @@ seen_all() {
     [ "$(date +%s)" -ge "$deadline" ] && { echo "not all seen after 60 s ($("$@" ps -q | wc -l) still running)"; return; }
     sleep 0.01
   done
-  echo "all seen $(( ($(date +%s%N) - t0) / 1000000 )) ms after the restart"
+  echo "all seen $(( (${EPOCHREALTIME//[.,]/} - t0) / 1000 )) ms after the restart"
 }
 cpids=$("${berth[@]}" inspect -f '{{.State.Pid}}' $("${berth[@]}" ps -q))
 kill -9 "$manager_pid"; wait "$manager_pid" 2>/dev/null || true
 for p in $cpids; do kill -9 "$p"; done
-t0=$(date +%s%N)
+t0=${EPOCHREALTIME//[.,]/}
 start_berth_manager
 echo "berth: $(seen_all "$t0" "${berth[@]}")"
 if [ "$have_docker" = 1 ]; then
   d=(docker -H "unix://$work/docker/docker.sock")
   cpids=$("${d[@]}" inspect -f '{{.State.Pid}}' $("${d[@]}" ps -q))
   ctr=$(pgrep -P "$dpid" -x containerd || true)
-  t0=$(date +%s%N)
+  t0=${EPOCHREALTIME//[.,]/}
   # dockerd starts its containerd again by itself.
   [ -n "$ctr" ] && kill -9 $ctr
   for p in $cpids; do kill -9 "$p"; done

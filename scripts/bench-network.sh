@@ -102,10 +102,10 @@ fi
 # Two warm-up rounds, then the timed ones.
 for r in $(seq $((runs + 2))); do
   for c in "${cmds[@]}"; do
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME//[.,]/}
     ${c#*|} >/dev/null || echo "failed: ${c%%|*}" >&2
-    t1=$(date +%s%N)
-    [ "$r" -gt 2 ] && echo $(((t1 - t0) / 1000)) >>"$work/t.${c%%|*}"
+    t1=${EPOCHREALTIME//[.,]/}
+    [ "$r" -gt 2 ] && echo $((t1 - t0)) >>"$work/t.${c%%|*}"
   done
 done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR + 1) / 2)] / 1000}'; }

@@ -152,7 +152,6 @@ rm_f() {
     *) $(cli "$e") rm -f "$@" ;;
   esac
 }
-now_us() { echo $(($(date +%s%N) / 1000)); }
 # "median p90" (ms) of a file of microseconds.
 stats() {
   sort -n "$1" | awk '{a[NR]=$1} END {
@@ -170,7 +169,7 @@ echo "== parallel run --rm busybox true (wall time until all have finished)"
 for p in $parallel_levels; do
   for e in "${active[@]}"; do
     c=$(cli "$e"); o=$(run_opts "$e")
-    t0=$(now_us)
+    t0=${EPOCHREALTIME//[.,]/}
     runs=()
     for _ in $(seq "$p"); do
       $c run --rm $o true >/dev/null 2>>"$work/parallel-$e.err" &
@@ -178,7 +177,7 @@ for p in $parallel_levels; do
     done
     fails=0
     for j in "${runs[@]}"; do wait "$j" || fails=$((fails + 1)); done
-    t1=$(now_us)
+    t1=${EPOCHREALTIME//[.,]/}
     echo $((t1 - t0)) >"$work/p.txt"
     record "$e" parallel "$p" "$work/p.txt"
     printf '%-7s %4d at once: %8.0f ms, %d failed\n' "$e" "$p" "$(echo "($t1 - $t0) / 1000" | bc -l)" "$fails"
@@ -240,11 +239,11 @@ for n in $idle_levels; do
     echo "$e idle $n $mem" >>"$work/mem.txt"
     : >"$work/run.txt"; : >"$work/ps.txt"; : >"$work/inspect.txt"; : >"$work/stop.txt"
     for _ in $(seq "$samples"); do
-      t0=$(now_us); $c run --rm $o true >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/run.txt"
-      t0=$(now_us); $c ps >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/ps.txt"
-      t0=$(now_us); $c inspect "$target" >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/inspect.txt"
+      t0=${EPOCHREALTIME//[.,]/}; $c run --rm $o true >/dev/null; t1=${EPOCHREALTIME//[.,]/}; echo $((t1 - t0)) >>"$work/run.txt"
+      t0=${EPOCHREALTIME//[.,]/}; $c ps >/dev/null; t1=${EPOCHREALTIME//[.,]/}; echo $((t1 - t0)) >>"$work/ps.txt"
+      t0=${EPOCHREALTIME//[.,]/}; $c inspect "$target" >/dev/null; t1=${EPOCHREALTIME//[.,]/}; echo $((t1 - t0)) >>"$work/inspect.txt"
       s=$($c run -d $o sh -c "$stop_cmd")
-      t0=$(now_us); $c stop "$s" >/dev/null; t1=$(now_us); echo $((t1 - t0)) >>"$work/stop.txt"
+      t0=${EPOCHREALTIME//[.,]/}; $c stop "$s" >/dev/null; t1=${EPOCHREALTIME//[.,]/}; echo $((t1 - t0)) >>"$work/stop.txt"
       rm_f "$e" "$s" >/dev/null
     done
     rm_f "$e" "$target" >/dev/null

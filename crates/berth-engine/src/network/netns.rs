@@ -148,6 +148,8 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
+        // A failed assertion must not leave the pins mounted.
+        let _pins = berth_testutil::MountGuard(dir.path().to_path_buf());
         let p = dir.path().join("ns1");
         create(&p).unwrap();
         assert!(is_pinned(&p));

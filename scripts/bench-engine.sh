@@ -180,16 +180,6 @@ echo "berth: $(percentiles "$work/exit-berth.txt")"
 [ "$have_docker" = 1 ] && echo "docker: $(percentiles "$work/exit-docker.txt")"
 
 echo "== every exit seen after a manager restart ($containers containers killed while it was down)"
-# Polls until the engine lists none of the killed containers as running, at most 60 s.
-seen_all() {
-  local t0=$1; shift
-  local deadline=$(( $(date +%s) + 60 ))
-  while [ -n "$("$@" ps -q)" ]; do
-    [ "$(date +%s)" -ge "$deadline" ] && { echo "not all seen after 60 s ($("$@" ps -q | wc -l) still running)"; return; }
-    sleep 0.01
-  done
-  echo "all seen $(( (${EPOCHREALTIME//[.,]/} - t0) / 1000 )) ms after the restart"
-}
 cpids=$("${berth[@]}" inspect -f '{{.State.Pid}}' $("${berth[@]}" ps -q))
 kill -9 "$manager_pid"; wait "$manager_pid" 2>/dev/null || true
 for p in $cpids; do kill -9 "$p"; done

@@ -38,12 +38,30 @@ start_berth_manager() {
 start_berth() {
   start_berth_manager
   for _ in $(seq 200); do [ -S "$work/manager.sock" ] && break; sleep 0.05; done
-  "$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
-    --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
-    --bridge "$1" --bip "$2" --config-file "$work/daemon.json" 2>"$work/berthd.log" &
-  berthd_pid=$!; pids+=("$berthd_pid")
+  start_berthd "$1" "$2"
   for _ in $(seq 200); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
   berth=("$bin/berth" -H "unix://$work/berth.sock")
+}
+
+# start_berthd BRIDGE BIP: berthd alone (the manager already up); sets berthd_pid.
+start_berthd() {
+  "$bin/berthd" -H "unix://$work/berth.sock" --manager "$work/manager.sock" \
+    --data-root "$work/engine" --exec-root "$work/run/engine" --log-level warn \
+    --bridge "$1" --bip "$2" --config-file "$work/daemon.json" 2>>"$work/berthd.log" &
+  berthd_pid=$!; pids+=("$berthd_pid")
+}
+
+# seen_all T0 CLI...: polls until the engine lists no running container, at most
+# 60 s; prints how long after T0 (EPOCHREALTIME microseconds) that was.
+seen_all() {
+  local t0=$1; shift
+  local deadline=$(($(date +%s) + 60))
+  # A daemon that does not answer yet lists nothing: it must answer first.
+  while ! "$@" version >/dev/null 2>&1 || [ -n "$("$@" ps -q 2>/dev/null)" ]; do
+    [ "$(date +%s)" -ge "$deadline" ] && { echo "not all seen after 60 s ($("$@" ps -q | wc -l) still running)"; return; }
+    sleep 0.01
+  done
+  echo "all seen $(((${EPOCHREALTIME//[.,]/} - t0) / 1000)) ms after the restart"
 }
 
 # start_registry: docker-registry on a free port of 127.0.0.1 with its storage in

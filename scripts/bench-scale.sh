@@ -10,6 +10,9 @@
 #    of each; median and p90), and the daemons' resident memory (berthd +
 #    berth-manager, dockerd + containerd, podman has none), then the CPU time the
 #    daemons and monitors used over --idle-cpu seconds of nothing happening.
+# 3. Restart: the largest N's containers killed while the daemons are down (berth:
+#    berthd and the manager; docker: its containerd), the time until every exit
+#    is seen.
 #
 # Prints medians, p90s and the ratios docker/berth and podman/berth, and each
 # engine's latency at N against its own at the first N.
@@ -93,7 +96,8 @@ tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 have() { case " $engines " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 active=()
 if have berth; then
-  start_berth "bsc$$" "$(free_net).1/24"
+  berth_net=("bsc$$" "$(free_net).1/24")
+  start_berth "${berth_net[@]}"
   "${berth[@]}" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest >/dev/null
   "${berth[@]}" run --rm --network none busybox true || { tail -n 20 "$work/berthd.log" "$work/manager.log"; exit 1; }
   active+=(berth)
@@ -277,6 +281,34 @@ if [ "$idle_cpu" -gt 0 ]; then
       "$(echo $ps_ | wc -w)" $(((bd - ad) * 1000 / hz)) $((((b - a) - (bd - ad)) * 1000 / hz))
   done
 fi
+
+# The largest level's idle containers are killed while the daemons are down: how
+# long until the engine has seen every exit. berth: berthd and berth-manager are
+# both killed and started again (berthd's first reconcile lists every container).
+# docker: its containerd is killed (dockerd starts it again; with dockerd itself
+# the containers would stop too). podman has no daemon.
+echo "== every exit seen after the daemons' restart (the idle containers killed meanwhile)"
+for e in "${active[@]}"; do
+  c=$(cli "$e")
+  case $e in
+    berth)
+      cpids=$($c inspect -f '{{.State.Pid}}' $($c ps -q))
+      kill -9 "$berthd_pid" "$manager_pid"; wait "$berthd_pid" "$manager_pid" 2>/dev/null || true
+      for p in $cpids; do kill -9 "$p"; done
+      t0=${EPOCHREALTIME//[.,]/}
+      # Both at once, as a service manager starts them: berthd's link waits.
+      start_berth_manager
+      start_berthd "${berth_net[@]}"
+      echo "berth ($(echo $cpids | wc -w) containers): $(seen_all "$t0" $c)" ;;
+    docker)
+      cpids=$($c inspect -f '{{.State.Pid}}' $($c ps -q))
+      ctr=$(pgrep -P "$(cat "$work/docker/docker.pid")" -x containerd || true)
+      t0=${EPOCHREALTIME//[.,]/}
+      [ -n "$ctr" ] && kill -9 $ctr
+      for p in $cpids; do kill -9 "$p"; done
+      echo "docker ($(echo $cpids | wc -w) containers): $(seen_all "$t0" $c)" ;;
+  esac
+done
 
 echo "== ratios (median): other/berth in the same stage, and each engine against its first level"
 awk '{k = $2 " " $3; med[$1 " " k] = $4; if (!($2 in first)) first[$2] = $3; keys[k] = 1; eng[$1] = 1}

@@ -1,7 +1,7 @@
 //! The creation dance against the real kernel: `create`, `start`, `run` and
 //! `exec` of busybox containers, as root. Each test uses its own `--root`, unique
-//! container ids and a cgroup of their own (`berth_testutil::test_cgroup`); a guard deletes the container
-//! and removes its cgroup whatever happens.
+//! container ids and cgroups of their own (`berth_testutil::test_cgroup`); a
+//! guard deletes the container and removes its cgroup whatever happens.
 
 // Tests (and their helpers) may unwrap: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

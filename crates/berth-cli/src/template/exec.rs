@@ -229,11 +229,13 @@ impl<'a> Exec<'a> {
             None | Some(Value::Nil) => Value::Missing,
             Some(v) => v,
         };
-        for d in pipe.decl.iter().filter(|_| bind) {
-            if pipe.is_assign {
-                self.set_var(d, v.clone())?;
-            } else {
-                self.vars.push((d.clone(), v.clone()));
+        if bind {
+            for d in &pipe.decl {
+                if pipe.is_assign {
+                    self.set_var(d, v.clone())?;
+                } else {
+                    self.vars.push((d.clone(), v.clone()));
+                }
             }
         }
         Ok(v)

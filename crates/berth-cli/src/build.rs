@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use crate::client::{enc, Client};
 
-/// `berth build` flags (docker's).
+// `berth build` flags (docker's). A plain comment: a doc comment would be the
+// command's about text, set after `build`'s own (its flags are added when parsed).
 #[derive(Debug, Args)]
 pub struct BuildOpts {
     /// Name and optionally a tag (name:tag); may repeat.

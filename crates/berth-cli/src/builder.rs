@@ -27,6 +27,7 @@ pub struct BuilderPruneArgs {
 
 /// `berth builder ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum BuilderCmd {
     /// Build an image from a Dockerfile
     #[command(override_usage = "berth builder build [OPTIONS] PATH | URL | -")]

@@ -88,6 +88,7 @@ pub struct Cli {
 
 /// Every verb.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     // Common commands.
     /// Create and run a new container from an image
@@ -405,7 +406,8 @@ fn reference_section(out: &mut String, cmd: &clap::Command, path: &str) {
 /// The commands and flags, as docs/cli.md lists them (a test keeps the two equal).
 pub fn reference() -> String {
     let mut root = Cli::command();
-    // Deferred flags (`LazyCreateFlags`) exist only in a built command.
+    // Deferred flags (every command's: `#[command(defer = true)]`) exist only in a
+    // built command.
     root.build();
     let mut out = String::new();
     for (group, names) in GROUPS {
@@ -697,8 +699,9 @@ pub fn main() -> i32 {
         Command::Run(_) | Command::Container(ContainerCmd::Run(_)) => 125,
         _ => 1,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a command waits on the daemon, never on its own CPU, and worker
+    // threads cost a start of their own on every command.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -34,6 +34,7 @@ pub struct ContextUseArgs {
 
 /// `berth context ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContextCmd {
     /// Display detailed information on one or more contexts
     #[command(override_usage = "berth context inspect [OPTIONS] [CONTEXT] [CONTEXT...]")]

@@ -153,6 +153,7 @@ pub struct ImageInspectArgs {
 
 /// `berth image ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageCmd {
     /// Show the history of an image
     #[command(override_usage = "berth image history [OPTIONS] IMAGE")]

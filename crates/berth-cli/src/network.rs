@@ -200,6 +200,7 @@ impl NetworkFlags {
 
 /// `berth network ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a network
     Create(CreateOpts),

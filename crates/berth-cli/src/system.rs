@@ -75,6 +75,7 @@ pub struct SystemPruneArgs {
 
 /// `berth system ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemCmd {
     /// Show docker disk usage
     #[command(override_usage = "berth system df [OPTIONS]")]

@@ -73,6 +73,7 @@ pub struct VolumePruneArgs {
 
 /// `berth volume ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCmd {
     /// Create a volume
     #[command(override_usage = "berth volume create [OPTIONS] [VOLUME]")]

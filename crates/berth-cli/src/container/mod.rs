@@ -38,10 +38,10 @@ pub struct CreateArgs {
     pub create: LazyCreateFlags,
 }
 
-/// [`CreateFlags`], whose 86 flags clap adds only to the command being parsed
-/// (`Command::defer`). `run`, `create`, `container run` and `container create` all
-/// carry them, and building the four copies on every start of the CLI was most of
-/// its parsing time (about 2 ms of every command, `ps` and `inspect` included).
+/// [`CreateFlags`] with `run`'s and `create`'s own `--help`. Its 86 flags are built
+/// only for the command being parsed, as every command's are: each `Subcommand` enum
+/// is `#[command(defer = true)]`, and building every command's flags on each start
+/// of the CLI was most of its time (about 1.5 ms of every command, `run` included).
 #[derive(Debug, Clone)]
 pub struct LazyCreateFlags(pub CreateFlags);
 
@@ -67,19 +67,33 @@ impl clap::FromArgMatches for LazyCreateFlags {
     }
 }
 
-/// `--help` is added at once, not deferred: the root's global `--help` is copied
-/// into each subcommand that lacks one before the subcommand's deferred flags exist.
+/// `-h` is `--hostname` here, so `--help` is this command's own, listed where it is
+/// added. The command's flags are added when it is parsed, after its parent copied
+/// the root's global (hidden) `--help` into it: that one is made this one rather
+/// than added twice.
 fn create_help(cmd: clap::Command) -> clap::Command {
-    cmd.arg(
-        clap::Arg::new("help")
-            .long("help")
+    let place = cmd
+        .get_arguments()
+        .filter(|a| !a.is_positional() && !a.is_global_set())
+        .count();
+    let help = move |a: clap::Arg| {
+        a.long("help")
             .action(ArgAction::Help)
-            .help("Print usage (-h is --hostname, as in docker)"),
-    )
+            .global(false)
+            .hide(false)
+            .display_order(place)
+            .help("Print usage (-h is --hostname, as in docker)")
+    };
+    if cmd.get_arguments().any(|a| a.get_id() == "help") {
+        cmd.mut_arg("help", help)
+    } else {
+        cmd.arg(help(clap::Arg::new("help")))
+    }
 }
 
 /// The flags' structs carry doc comments, which clap takes for the about text of
-/// the command they are added to; deferred, they are added after the command's own.
+/// the command they are added to; added when the command is parsed, they come after
+/// the command's own.
 fn keeping_about(cmd: clap::Command, add: fn(clap::Command) -> clap::Command) -> clap::Command {
     let about = cmd.get_about().cloned();
     let long_about = cmd.get_long_about().cloned();
@@ -96,10 +110,10 @@ fn keeping_about(cmd: clap::Command, add: fn(clap::Command) -> clap::Command) ->
 
 impl Args for LazyCreateFlags {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        create_help(cmd).defer(|c| keeping_about(c, CreateFlags::augment_args))
+        keeping_about(create_help(cmd), CreateFlags::augment_args)
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        create_help(cmd).defer(|c| keeping_about(c, CreateFlags::augment_args_for_update))
+        keeping_about(create_help(cmd), CreateFlags::augment_args_for_update)
     }
 }
 
@@ -441,6 +455,7 @@ pub struct PruneArgs {
 
 /// `berth container ...`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCmd {
     /// Attach local standard input, output, and error streams to a running container
     #[command(override_usage = "berth container attach [OPTIONS] CONTAINER")]

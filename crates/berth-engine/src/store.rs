@@ -302,6 +302,29 @@ impl ContainerStore {
     where
         F: FnOnce(&mut ContainerRecord),
     {
+        self.update_with(id, fsutil::atomic_replace, change)
+    }
+
+    /// [`ContainerStore::update`] without the fsync, for a change that a power loss
+    /// may undo: one whose record before and after both end the same way (berthd
+    /// recovers from either to the same state). A crash of berthd alone loses
+    /// nothing (the rename is in the page cache).
+    pub fn update_volatile<F>(&self, id: &str, change: F) -> Result<ContainerRecord, StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        self.update_with(id, fsutil::atomic_write_volatile, change)
+    }
+
+    fn update_with<F>(
+        &self,
+        id: &str,
+        write: fn(&Path, &[u8], u32) -> std::io::Result<()>,
+        change: F,
+    ) -> Result<ContainerRecord, StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
         let mut idx = self.write();
         let rec = idx
             .by_id
@@ -316,7 +339,7 @@ impl ContainerStore {
         if new == **rec {
             return Ok(new);
         }
-        self.persist(&new, fsutil::atomic_replace)?;
+        self.persist(&new, write)?;
         idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
         Ok(new)
     }

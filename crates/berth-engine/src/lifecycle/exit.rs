@@ -124,7 +124,7 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         }
     };
     let rest = async {
-        let recorded = engine.store.update(id, |r| {
+        let change = |r: &mut ContainerRecord| {
             match delay {
                 Some(_) => state::set_restarting(&mut r.state, &end),
                 None => state::set_exited(&mut r.state, &end),
@@ -133,7 +133,15 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
                 state::set_removing(&mut r.state);
             }
             r.pending_die = Some(key.clone());
-        });
+        };
+        // An AutoRemove exit needs no fsync: a power loss that undoes it leaves the
+        // record `running` (durable since its start), and at berthd's start a running
+        // container with no task gets its exit applied again, and so its removal.
+        let recorded = if auto_remove {
+            engine.store.update_volatile(id, change)
+        } else {
+            engine.store.update(id, change)
+        };
         if let Err(e) = recorded {
             // Nothing was published: the next reconcile applies it again.
             tracing::warn!(container = %id, error = %e, "recording the exit");

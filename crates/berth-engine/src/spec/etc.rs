@@ -114,19 +114,23 @@ pub struct EtcContent {
 
 /// Writes the three files into `dir` (atomically, world-readable), without fsyncs:
 /// every start writes them again, so a power loss can only lose a version that the
-/// next start replaces.
+/// next start replaces. A file that already says what it should is left as it is
+/// (a `run` writes them at its create and again at its start, a moment later).
 pub fn write(dir: &Path, content: &EtcContent) -> std::io::Result<EtcFiles> {
     std::fs::create_dir_all(dir)?;
     let hostname = format!("{}\n", content.hostname);
-    crate::fsutil::atomic_write_all_volatile(
-        dir,
-        &[
-            (HOSTNAME, hostname.as_bytes()),
-            (HOSTS, content.hosts.as_bytes()),
-            (RESOLV_CONF, content.resolv_conf.as_bytes()),
-        ],
-        0o644,
-    )?;
+    let wanted = [
+        (HOSTNAME, hostname.as_bytes()),
+        (HOSTS, content.hosts.as_bytes()),
+        (RESOLV_CONF, content.resolv_conf.as_bytes()),
+    ];
+    let changed: Vec<(&str, &[u8])> = wanted
+        .into_iter()
+        .filter(|(name, data)| std::fs::read(dir.join(name)).ok().as_deref() != Some(*data))
+        .collect();
+    if !changed.is_empty() {
+        crate::fsutil::atomic_write_all_volatile(dir, &changed, 0o644)?;
+    }
     Ok(EtcFiles::in_dir(dir))
 }
 
@@ -177,5 +181,27 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(f.hostname).unwrap(), "abc\n");
         assert!(f.hosts.is_file() && f.resolv_conf.is_file());
+    }
+
+    #[test]
+    fn only_files_that_change_are_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let mut content = EtcContent {
+            hostname: "abc".into(),
+            hosts: hosts_file(&[]),
+            resolv_conf: "nameserver 1.1.1.1\n".into(),
+        };
+        let f = write(d.path(), &content).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let (hostname, hosts) = (ino(&f.hostname), ino(&f.hosts));
+        content.hosts = hosts_file(&["db:10.0.0.5".into()]);
+        let f = write(d.path(), &content).unwrap();
+        assert_eq!(ino(&f.hostname), hostname, "unchanged, not replaced");
+        assert_ne!(ino(&f.hosts), hosts, "changed, replaced");
+        assert!(std::fs::read_to_string(&f.hosts).unwrap().contains("db"));
+        // Nothing left behind by the write that had nothing to do.
+        write(d.path(), &content).unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 3);
     }
 }

@@ -228,9 +228,17 @@ impl Daemon {
         if self.task_opt(id).is_some() {
             return Err(DaemonError::TaskExists(id.to_string()));
         }
+        // The new spec is committed while the shim creates the task (from the
+        // bundle's copy, written first), not before: a create fails whole if either
+        // fails. The same spec again (a start of a stopped container whose spec did
+        // not change) costs no commit.
+        let mut save = None;
         if let Some(spec) = spec {
-            rec.spec = check_spec(id, spec)?;
-            rec = self.save_updated(rec).await?;
+            let spec = check_spec(id, spec)?;
+            if spec != rec.spec {
+                rec.spec = spec;
+                save = Some(rec.clone());
+            }
         }
         let dir = self.task_dir(id);
         if dir.exists() {
@@ -333,8 +341,15 @@ impl Daemon {
                 })?
                 .into_inner();
             Ok((client, who.shim_pid, resp.pid, resp.started))
-        }
-        .await;
+        };
+        let saved = async {
+            match save {
+                Some(r) => self.save_updated(r).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let (created, saved) = tokio::join!(created, saved);
+        let created = created.and_then(|c| saved.map(|()| c));
         // A shim older than the one-step create made the task only: it is then
         // left created, for the client's Start.
         let (client, shim_pid, pid, started) = match created {

@@ -284,6 +284,7 @@ async fn serve(
 
     // The CRI server stops with the main one; until then a failure of it is the
     // daemon's failure too (kubelet would be left without a runtime).
+    let has_cri = cri.is_some();
     let cri_server = match cri {
         Some((cfg, l)) => {
             let cri_address = cfg.address.clone();
@@ -339,9 +340,12 @@ async fn serve(
         Ok(r) => r.context("serving")?,
         Err(_) => tracing::info!("calls still in flight after {STOP_GRACE:?}; stopping anyway"),
     }
-    if tokio::time::timeout(STOP_GRACE, &mut cri_server)
-        .await
-        .is_err()
+    // Without a CRI socket `cri_server` never ends: waiting on it would make every
+    // stop take the whole grace.
+    if has_cri
+        && tokio::time::timeout(STOP_GRACE, &mut cri_server)
+            .await
+            .is_err()
     {
         tracing::info!("CRI calls still in flight after {STOP_GRACE:?}; stopping anyway");
     }

@@ -29,13 +29,13 @@ pub struct RunArgs {
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     #[command(flatten)]
-    pub create: LazyCreateFlags,
+    pub create: CreateFlagsWithHelp,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
     #[command(flatten)]
-    pub create: LazyCreateFlags,
+    pub create: CreateFlagsWithHelp,
 }
 
 /// [`CreateFlags`] with `run`'s and `create`'s own `--help`. Its 86 flags are built
@@ -43,24 +43,24 @@ pub struct CreateArgs {
 /// is `#[command(defer = true)]`, and building every command's flags on each start
 /// of the CLI was most of its time (about 1.5 ms of every command, `run` included).
 #[derive(Debug, Clone)]
-pub struct LazyCreateFlags(pub CreateFlags);
+pub struct CreateFlagsWithHelp(pub CreateFlags);
 
-impl std::ops::Deref for LazyCreateFlags {
+impl std::ops::Deref for CreateFlagsWithHelp {
     type Target = CreateFlags;
     fn deref(&self) -> &CreateFlags {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for LazyCreateFlags {
+impl std::ops::DerefMut for CreateFlagsWithHelp {
     fn deref_mut(&mut self) -> &mut CreateFlags {
         &mut self.0
     }
 }
 
-impl clap::FromArgMatches for LazyCreateFlags {
+impl clap::FromArgMatches for CreateFlagsWithHelp {
     fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        CreateFlags::from_arg_matches(m).map(LazyCreateFlags)
+        CreateFlags::from_arg_matches(m).map(CreateFlagsWithHelp)
     }
     fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
         self.0.update_from_arg_matches(m)
@@ -108,7 +108,7 @@ fn keeping_about(cmd: clap::Command, add: fn(clap::Command) -> clap::Command) ->
     }
 }
 
-impl Args for LazyCreateFlags {
+impl Args for CreateFlagsWithHelp {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         keeping_about(create_help(cmd), CreateFlags::augment_args)
     }

@@ -380,9 +380,7 @@ impl Snapshotter {
                     format!("upperdir={own}"),
                     format!("workdir={work}"),
                 ];
-                if rec.labels.get(VOLATILE_LABEL).map(String::as_str) == Some("true")
-                    && overlay_takes_volatile()
-                {
+                if rec.labels.get(VOLATILE_LABEL).map(String::as_str) == Some("true") {
                     options.push("volatile".to_string());
                 }
                 overlay(options)
@@ -502,30 +500,10 @@ pub const EXTRACT_PREFIX: &str = "extract-";
 /// mounted `volatile`, so unmounting it does not sync the whole upper filesystem
 /// (tens of milliseconds on a busy disk). Such an upper directory cannot be
 /// trusted after a machine crash, and the kernel refuses to mount it again; neither
-/// matters for a container that is removed when it stops. Kernels before 5.10 have
-/// no such option (they refuse the whole mount): there the label does nothing.
+/// matters for a container that is removed when it stops. The option exists from
+/// Linux 5.10 (older kernels refuse the whole mount): a client sets the label only
+/// where the kernel has it, as berthd does.
 pub const VOLATILE_LABEL: &str = "berth.rootfs.volatile";
-
-/// Whether overlayfs takes `volatile` (Linux 5.10 and later), read once. Unknown
-/// counts as no: a mount without it is only slower to unmount.
-fn overlay_takes_volatile() -> bool {
-    static TAKES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TAKES.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .and_then(|r| release_at_least(&r, (5, 10)))
-            .unwrap_or(false)
-    })
-}
-
-/// Whether a kernel release ("6.1.0-18-amd64") is at least `want` (major, minor);
-/// None when it does not start with two numbers.
-fn release_at_least(release: &str, want: (u32, u32)) -> Option<bool> {
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
-    Some((major, minor) >= want)
-}
 
 /// The label naming the container a container's snapshot was made for.
 pub const CONTAINER_LABEL: &str = "berth.container";
@@ -660,21 +638,5 @@ impl Drop for TempMount {
     fn drop(&mut self) {
         let _ = unmount(&self.path);
         let _ = fs::remove_dir(&self.path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::release_at_least;
-
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        assert_eq!(release_at_least("5.10.0-28-amd64", (5, 10)), Some(true));
-        assert_eq!(release_at_least("6.1.0-18-amd64\n", (5, 10)), Some(true));
-        assert_eq!(release_at_least("5.4.0-150-generic", (5, 10)), Some(false));
-        assert_eq!(release_at_least("4.19.0", (5, 10)), Some(false));
-        assert_eq!(release_at_least("6.18.44-fc-v1272", (5, 10)), Some(true));
-        assert_eq!(release_at_least("", (5, 10)), None);
-        assert_eq!(release_at_least("x.y", (5, 10)), None);
     }
 }

@@ -111,11 +111,12 @@ pub const ENGINE_LABEL: &str = "berth.engine.container";
 /// The labels of the manager's container: the user's, berthd's mark
 /// ([`ENGINE_LABEL`]), and for `--rm` the one that has its writable layer mounted
 /// volatile (berth-manager's `VOLATILE_LABEL`: the layer is thrown away at the exit,
-/// so its unmount need not sync the disk).
+/// so its unmount need not sync the disk), where overlayfs has that option (Linux
+/// 5.10 and later; older kernels refuse every mount that names it).
 fn manager_labels(config: &ContainerConfig, hc: &HostConfig) -> HashMap<String, String> {
     let mut labels = config.labels.clone().unwrap_or_default();
     labels.insert(ENGINE_LABEL.to_string(), "true".to_string());
-    if hc.auto_remove == Some(true) {
+    if hc.auto_remove == Some(true) && crate::spec::seccomp::kernel_version() >= (5, 10) {
         labels.insert("berth.rootfs.volatile".to_string(), "true".to_string());
     }
     labels

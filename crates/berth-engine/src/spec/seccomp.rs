@@ -184,7 +184,7 @@ fn scmp_arches(go: &str) -> &'static [&'static str] {
 }
 
 /// The running kernel's version, (0, 0) if unknown (then no `minKernel` entry
-/// applies).
+/// applies, and no overlay `volatile` is asked for).
 pub fn kernel_version() -> (u32, u32) {
     nix::sys::utsname::uname()
         .ok()
@@ -1228,6 +1228,12 @@ mod tests {
         );
         assert_eq!(parse_kernel("6.18.44-fc-v1098"), Some((6, 18)));
         assert_eq!(parse_kernel("5.10"), Some((5, 10)));
+        // The comparisons the overlay `volatile` check makes (manager_labels).
+        assert!(parse_kernel("5.10.0-28-amd64") >= Some((5, 10)));
+        assert!(parse_kernel("6.1.0-18-amd64") >= Some((5, 10)));
+        assert!(parse_kernel("5.4.0-150-generic") < Some((5, 10)));
+        assert!(parse_kernel("4.19.0") < Some((5, 10)));
+        assert_eq!(parse_kernel(""), None);
 
         // minKernel in a client's profile.
         let p = parse(

@@ -284,7 +284,6 @@ async fn serve(
 
     // The CRI server stops with the main one; until then a failure of it is the
     // daemon's failure too (kubelet would be left without a runtime).
-    let has_cri = cri.is_some();
     let cri_server = match cri {
         Some((cfg, l)) => {
             let cri_address = cfg.address.clone();
@@ -305,9 +304,15 @@ async fn serve(
                     }),
             )
         }
-        None => futures_util::future::Either::Right(std::future::pending::<
-            Result<(), tonic::transport::Error>,
-        >()),
+        // No CRI socket: a stand-in that stops when the servers are told to, as a
+        // real one would with nothing in flight.
+        None => {
+            let mut stop = stop_tx.subscribe();
+            futures_util::future::Either::Right(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                Ok::<(), tonic::transport::Error>(())
+            })
+        }
     };
     tokio::pin!(cri_server);
 
@@ -340,12 +345,9 @@ async fn serve(
         Ok(r) => r.context("serving")?,
         Err(_) => tracing::info!("calls still in flight after {STOP_GRACE:?}; stopping anyway"),
     }
-    // Without a CRI socket `cri_server` never ends: waiting on it would make every
-    // stop take the whole grace.
-    if has_cri
-        && tokio::time::timeout(STOP_GRACE, &mut cri_server)
-            .await
-            .is_err()
+    if tokio::time::timeout(STOP_GRACE, &mut cri_server)
+        .await
+        .is_err()
     {
         tracing::info!("CRI calls still in flight after {STOP_GRACE:?}; stopping anyway");
     }

@@ -159,7 +159,7 @@ pub(crate) async fn process(
         p.set_user(su);
     }
     if cfg.privileged == Some(true) {
-        let all: oci_spec::runtime::Capabilities = defaults::ALL_CAPS
+        let all: oci_spec::runtime::Capabilities = defaults::all_caps()
             .iter()
             .filter_map(|c| defaults::parse_cap(c))
             .collect();

@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use oci_spec::runtime::{Capability, LinuxDeviceCgroup, LinuxDeviceType};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Capability, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 /// The capabilities a container gets by default (Docker's set of 14).
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -24,7 +26,8 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows (what `--privileged` and `--cap-add ALL` grant).
+/// Every capability name berth knows (as of Linux 5.9); [`all_caps`] is what
+/// `--privileged` and `--cap-add ALL` grant.
 pub const ALL_CAPS: &[&str] = &[
     "CAP_AUDIT_CONTROL",
     "CAP_AUDIT_READ",
@@ -68,6 +71,82 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_SYSLOG",
     "CAP_WAKE_ALARM",
 ];
+
+/// Capabilities by their number in the kernel (their bit in /proc's `CapBnd`).
+const CAP_NUMBERS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Keeps the capabilities this daemon may hand out (its bounding set, read once):
+/// a daemon in a container or a sandbox may lack some, and a runtime cannot grant
+/// what its caller lacks (its capset fails with EPERM).
+pub fn held_caps(caps: Vec<String>) -> Vec<String> {
+    static BOUNDING: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let bounding = BOUNDING.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let mask = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+        u64::from_str_radix(mask.trim(), 16).ok()
+    });
+    let Some(mask) = *bounding else {
+        return caps;
+    };
+    caps.into_iter()
+        .filter(|c| match CAP_NUMBERS.iter().position(|n| n == c) {
+            Some(bit) => mask & (1u64 << bit) != 0,
+            None => false,
+        })
+        .collect()
+}
+
+/// What `--privileged` and `--cap-add ALL` grant: every capability the kernel knows
+/// that this daemon holds. dockerd asks for every one the kernel knows, so on a
+/// host that withholds one (CAP_SYS_RESOURCE in some sandboxes) every privileged
+/// container fails to start; podman and containerd grant what they hold, as here.
+/// A capability named on its own is never dropped this way: asking for one the
+/// daemon lacks fails at the start, with the runtime's error.
+pub fn all_caps() -> Vec<String> {
+    held_caps(ALL_CAPS.iter().map(|s| s.to_string()).collect())
+}
 
 /// Paths hidden from the container (a /dev/null bind, or an empty read-only tmpfs for
 /// directories): kernel interfaces that leak host information or allow harm.
@@ -132,7 +211,7 @@ pub fn effective_caps(add: &[String], drop: &[String]) -> Result<Vec<String>, St
     }
     let has = |v: &[String], c: &str| v.iter().any(|x| x == c);
     let mut set: Vec<String> = if has(&add, "ALL") {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        all_caps()
     } else if has(&drop, "ALL") {
         Vec::new()
     } else {
@@ -154,7 +233,8 @@ pub fn effective_caps(add: &[String], drop: &[String]) -> Result<Vec<String>, St
     Ok(set)
 }
 
-fn dev_rule(
+/// A device cgroup rule (`major`/`minor` None: any).
+pub fn dev_rule(
     allow: bool,
     typ: LinuxDeviceType,
     major: Option<i64>,
@@ -168,6 +248,29 @@ fn dev_rule(
     r.set_minor(minor);
     r.set_access(Some(access.to_string()));
     r
+}
+
+/// The device node `meta` describes (its kind, numbers, permission bits and
+/// owner) as the OCI device at `path` in the container; None when `meta` is not
+/// a device node's.
+pub fn device_node(path: PathBuf, meta: &std::fs::Metadata) -> Option<LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let typ = if meta.file_type().is_char_device() {
+        LinuxDeviceType::C
+    } else if meta.file_type().is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return None;
+    };
+    let mut dev = LinuxDevice::default();
+    dev.set_path(path);
+    dev.set_typ(typ);
+    dev.set_major(i64::from(libc::major(meta.rdev())));
+    dev.set_minor(i64::from(libc::minor(meta.rdev())));
+    dev.set_file_mode(Some(meta.mode() & 0o7777));
+    dev.set_uid(Some(meta.uid()));
+    dev.set_gid(Some(meta.gid()));
+    Some(dev)
 }
 
 /// The device cgroup rules: deny everything, then allow the devices a container needs
@@ -203,6 +306,24 @@ mod tests {
     }
 
     #[test]
+    fn capability_numbers_are_the_kernels() {
+        assert_eq!(CAP_NUMBERS[21], "CAP_SYS_ADMIN");
+        assert_eq!(CAP_NUMBERS[40], "CAP_CHECKPOINT_RESTORE");
+        for c in CAP_NUMBERS {
+            assert!(ALL_CAPS.contains(&c), "{c}");
+        }
+        assert_eq!(CAP_NUMBERS.len(), ALL_CAPS.len());
+    }
+
+    #[test]
+    fn all_caps_are_the_held_ones() {
+        let all = all_caps();
+        assert!(!all.is_empty());
+        assert!(all.iter().all(|c| ALL_CAPS.contains(&c.as_str())));
+        assert_eq!(held_caps(all.clone()), all);
+    }
+
+    #[test]
     fn every_cap_name_parses() {
         for c in ALL_CAPS {
             assert!(parse_cap(c).is_some(), "{c}");
@@ -223,7 +344,7 @@ mod tests {
     #[test]
     fn all_in_add_or_drop() {
         let all = effective_caps(&v(&["ALL"]), &v(&["SYS_ADMIN"])).unwrap();
-        assert_eq!(all.len(), ALL_CAPS.len() - 1);
+        assert_eq!(all.len(), all_caps().len() - 1);
         let only = effective_caps(&v(&["NET_BIND_SERVICE"]), &v(&["all"])).unwrap();
         assert_eq!(only, ["CAP_NET_BIND_SERVICE"]);
         assert!(effective_caps(&[], &v(&["ALL"])).unwrap().is_empty());

@@ -11,6 +11,7 @@
 //! `seccomp=unconfined`; `seccomp=<json>` is a profile in Docker's format.
 
 pub mod defaults;
+pub mod devices;
 pub mod etc;
 pub mod mounts;
 pub mod seccomp;
@@ -76,8 +77,6 @@ impl HostFacts {
 /// The character and block devices directly under `dir` and its subdirectories
 /// (except pts, shm, mqueue), as a privileged container gets them.
 pub fn host_devices(dir: &Path) -> Vec<LinuxDevice> {
-    use oci_spec::runtime::LinuxDeviceType;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -89,8 +88,7 @@ pub fn host_devices(dir: &Path) -> Vec<LinuxDevice> {
             let Ok(md) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
-            let ft = md.file_type();
-            if ft.is_dir() {
+            if md.file_type().is_dir() {
                 let name = e.file_name();
                 if !matches!(
                     name.to_str(),
@@ -100,23 +98,7 @@ pub fn host_devices(dir: &Path) -> Vec<LinuxDevice> {
                 }
                 continue;
             }
-            let typ = if ft.is_char_device() {
-                LinuxDeviceType::C
-            } else if ft.is_block_device() {
-                LinuxDeviceType::B
-            } else {
-                continue;
-            };
-            let rdev = md.rdev();
-            let mut dev = LinuxDevice::default();
-            dev.set_path(p);
-            dev.set_typ(typ);
-            dev.set_major(i64::from(nix::sys::stat::major(rdev) as u32));
-            dev.set_minor(i64::from(nix::sys::stat::minor(rdev) as u32));
-            dev.set_file_mode(Some(md.mode() & 0o7777));
-            dev.set_uid(Some(md.uid()));
-            dev.set_gid(Some(md.gid()));
-            out.push(dev);
+            out.extend(defaults::device_node(p, &md));
         }
     }
     out.sort_by(|a, b| a.path().cmp(b.path()));
@@ -459,7 +441,13 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
     }
 
     let mut res = LinuxResources::default();
-    res.set_devices(Some(defaults::device_rules(privileged)));
+    let mut rules = defaults::device_rules(privileged);
+    // Checked either way; a privileged container is allowed everything already.
+    let extra = devices::cgroup_rules(hc)?;
+    if !privileged {
+        rules.extend(extra);
+    }
+    res.set_devices(Some(rules));
     if mem != LinuxMemory::default() {
         res.set_memory(Some(mem));
     }
@@ -583,7 +571,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     }
 
     let caps: Vec<String> = if privileged {
-        defaults::ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        defaults::all_caps()
     } else {
         defaults::effective_caps(
             hc.cap_add.as_deref().unwrap_or(&[]),
@@ -769,9 +757,16 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         sysctl.insert(k, v);
     }
 
+    let (device_nodes, device_rules) = devices::mapped(hc, privileged)?;
+    let mut res = resources(hc, privileged)?;
+    if !device_rules.is_empty() {
+        let mut rules = res.devices().clone().unwrap_or_default();
+        rules.extend(device_rules);
+        res.set_devices(Some(rules));
+    }
     let mut linux = LinuxBuilder::default()
         .cgroups_path(PathBuf::from(format!("/berth/{}", input.id)))
-        .resources(resources(hc, privileged)?)
+        .resources(res)
         .namespaces(namespaces)
         .build()?;
     if !sysctl.is_empty() {
@@ -783,8 +778,13 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if privileged {
         linux.set_masked_paths(Some(vec![]));
         linux.set_readonly_paths(Some(vec![]));
-        linux.set_devices(Some(input.host.devices.clone()));
+        let mut all = input.host.devices.clone();
+        all.extend(device_nodes);
+        linux.set_devices(Some(all));
     } else {
+        if !device_nodes.is_empty() {
+            linux.set_devices(Some(device_nodes));
+        }
         let masked = hc.masked_paths.clone().unwrap_or_else(|| {
             defaults::MASKED_PATHS
                 .iter()

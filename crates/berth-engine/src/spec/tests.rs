@@ -606,7 +606,7 @@ fn privileged_gets_everything() {
         cap_drop: Some(strings(&["ALL"])),
         ..HostConfig::default()
     });
-    assert_eq!(bounding(&spec).len(), defaults::ALL_CAPS.len());
+    assert_eq!(bounding(&spec).len(), defaults::all_caps().len());
     let linux = spec.linux().as_ref().unwrap();
     assert!(linux.masked_paths().as_ref().unwrap().is_empty());
     assert!(linux.readonly_paths().as_ref().unwrap().is_empty());

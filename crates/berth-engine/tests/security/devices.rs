@@ -190,3 +190,87 @@ fn default_container_cannot_open_the_host_disk() {
     }
     ok(&stack, &["rm", "-f", &id]);
 }
+
+/// `--device` and `--device-cgroup-rule` grant what they name and no more: a node
+/// mapped read-only reads but does not open for writing, a rule lets a node the
+/// container made itself be read, and a path that is not a device is refused at
+/// create with nothing left behind.
+#[test]
+fn device_flags_grant_what_they_name() {
+    require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    // A block device the host itself may open (some sandboxes refuse root its
+    // disk), so a refusal inside is the container's rules.
+    let node = stack.path("disk");
+    let chosen = block_device_candidates()
+        .into_iter()
+        .find(|&(major, minor)| {
+            let _ = std::fs::remove_file(&node);
+            nix::sys::stat::mknod(
+                &node,
+                nix::sys::stat::SFlag::S_IFBLK,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                nix::sys::stat::makedev(major.into(), minor.into()),
+            )
+            .is_ok()
+                && std::fs::File::open(&node).is_ok()
+        });
+    let Some((major, minor)) = chosen else {
+        eprintln!("skipped: no block device that root may open on this host");
+        return;
+    };
+    let mapping = format!("{}:/dev/xdisk:r", node.display());
+    let out = ok(
+        &stack,
+        &[
+            "run", "--rm", "--network", "none", "--device", &mapping, "busybox", "sh", "-c",
+            "head -c 1 /dev/xdisk >/dev/null && echo read-ok; echo x 2>&1 >/dev/xdisk; stat -c '%t:%T' /dev/xdisk",
+        ],
+    );
+    assert!(out.contains("read-ok"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains(&format!("{major:x}:{minor:x}")), "{out}");
+
+    let rule = format!("b {major}:{minor} r");
+    let script =
+        format!("mknod /tmp/d b {major} {minor} && head -c 1 /tmp/d >/dev/null && echo read-ok");
+    let out = ok(
+        &stack,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--device-cgroup-rule",
+            &rule,
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(out, "read-ok");
+
+    let before = ok(&stack, &["ps", "-aq"]);
+    let out = stack.cli(
+        &crate::berth(),
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--device",
+            "/etc/hostname",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        crate::stderr(&out).contains("not a device node"),
+        "{}",
+        crate::stderr(&out)
+    );
+    assert_eq!(ok(&stack, &["ps", "-aq"]), before);
+}

@@ -340,76 +340,8 @@ fn seccomp_filter(
     }
 }
 
-/// Capabilities by their number in the kernel.
-const CAP_NUMBERS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// Keep the capabilities the manager itself may hand out (its bounding set), as
-/// containerd does for "ALL": a manager in a container may not have them all, and
-/// a runtime cannot give what its caller lacks.
-fn host_caps(caps: Vec<String>) -> Vec<String> {
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        });
-    let Some(mask) = bounding else {
-        return caps;
-    };
-    caps.into_iter()
-        .filter(|c| match CAP_NUMBERS.iter().position(|n| n == c) {
-            Some(bit) => mask & (1u64 << bit) != 0,
-            None => false,
-        })
-        .collect()
-}
-
 /// The CRI devices as OCI `linux.devices` and the cgroup rules that allow them.
 fn devices(config: &cri::ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), Status> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let (mut nodes, mut rules) = (Vec::new(), Vec::new());
     for d in &config.devices {
         if !d.container_path.starts_with('/') {
@@ -420,13 +352,8 @@ fn devices(config: &cri::ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), St
         }
         let meta = std::fs::metadata(&d.host_path)
             .map_err(|e| invalid(format!("device {:?}: {e}", d.host_path)))?;
-        let kind = if meta.file_type().is_char_device() {
-            "c"
-        } else if meta.file_type().is_block_device() {
-            "b"
-        } else {
-            return Err(invalid(format!("{:?} is not a device", d.host_path)));
-        };
+        let node = defaults::device_node(PathBuf::from(&d.container_path), &meta)
+            .ok_or_else(|| invalid(format!("{:?} is not a device", d.host_path)))?;
         let access = if d.permissions.is_empty() {
             "rwm"
         } else {
@@ -437,16 +364,18 @@ fn devices(config: &cri::ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), St
                 "device permissions {access:?} are not made of r, w and m"
             )));
         }
-        let rdev = meta.rdev();
-        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-        nodes.push(json!({
-            "path": d.container_path, "type": kind, "major": major, "minor": minor,
-            "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid(),
-        }));
-        rules.push(json!({
-            "allow": true, "type": kind, "major": major, "minor": minor, "access": access,
-        }));
+        let rule = defaults::dev_rule(
+            true,
+            node.typ(),
+            Some(node.major()),
+            Some(node.minor()),
+            access,
+        );
+        let json = |v: Result<Value, serde_json::Error>| {
+            v.map_err(|e| Status::internal(format!("encoding a device: {e}")))
+        };
+        nodes.push(json(serde_json::to_value(&node))?);
+        rules.push(json(serde_json::to_value(&rule))?);
     }
     Ok((nodes, rules))
 }
@@ -576,8 +505,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, Status> {
             "working directory {cwd:?} is not absolute"
         )));
     }
-    let caps: Vec<String> = host_caps(if privileged {
-        defaults::ALL_CAPS.iter().map(|s| s.to_string()).collect()
+    let caps: Vec<String> = defaults::held_caps(if privileged {
+        defaults::all_caps()
     } else {
         let c = sc.capabilities.clone().unwrap_or_default();
         defaults::effective_caps(&c.add_capabilities, &c.drop_capabilities)
@@ -843,15 +772,6 @@ mod tests {
             ..Default::default()
         };
         assert!(devices(&bad).is_err());
-    }
-
-    #[test]
-    fn capability_numbers_are_the_kernels() {
-        assert_eq!(CAP_NUMBERS[21], "CAP_SYS_ADMIN");
-        assert_eq!(CAP_NUMBERS[40], "CAP_CHECKPOINT_RESTORE");
-        for c in CAP_NUMBERS {
-            assert!(defaults::ALL_CAPS.contains(&c), "{c}");
-        }
     }
 
     #[test]

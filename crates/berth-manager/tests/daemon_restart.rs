@@ -207,3 +207,36 @@ async fn sigterm_stops_the_manager_and_leaves_containers_running() {
     assert_eq!(Stack::wait_delete(&mut c, &id).await, 7);
     assert_no_gap(&stack, &id);
 }
+
+/// A second manager refuses a socket another one serves. A manager started while
+/// the old one is still going away (here: stopped, then killed 300 ms later, as a
+/// large process's exit can take) waits for its socket to close and serves; it
+/// once took the dying socket for a live one and exited.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serving_socket_is_refused_and_a_dying_ones_is_taken() {
+    berth_testutil::require_root!();
+    let mut stack = Stack::start(&runtime_under_test()).await;
+    let second = stack.second_manager();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another berth-manager serves"), "{err}");
+
+    let mut old = stack.take_manager().unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(old.id()).unwrap());
+    // A stopped process's socket still takes connections (the kernel queues them).
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = old.kill();
+        old.wait()
+    });
+    stack.start_manager().await;
+    killer.join().unwrap().unwrap();
+    stack
+        .clients()
+        .await
+        .version
+        .health(pb::Empty {})
+        .await
+        .unwrap();
+}

@@ -172,8 +172,14 @@ fn run(args: Args, reload: FilterHandle) -> anyhow::Result<()> {
 /// Bind the socket with mode 0600, refusing one another manager serves.
 fn bind(address: &Path) -> anyhow::Result<UnixListener> {
     if address.exists() {
-        if UnixStream::connect(address).is_ok() {
-            bail!("another berth-manager serves {}", address.display());
+        // A manager killed a moment ago still accepts until its exit closes its
+        // descriptors: only one that keeps accepting for a while is serving.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while UnixStream::connect(address).is_ok() {
+            if std::time::Instant::now() >= deadline {
+                bail!("another berth-manager serves {}", address.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         std::fs::remove_file(address)
             .with_context(|| format!("removing the stale socket {}", address.display()))?;

@@ -205,6 +205,27 @@ impl Stack {
         }
     }
 
+    /// The running manager, no longer the stack's: the test signals and reaps it.
+    pub fn take_manager(&mut self) -> Option<Child> {
+        self.manager.take()
+    }
+
+    /// A second manager on this stack's socket with its own roots, run to its end.
+    pub fn second_manager(&self) -> std::process::Output {
+        Command::new(berth_testutil::binary("berth-manager"))
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("--root")
+            .arg(self.dir.path().join("root2"))
+            .arg("--state")
+            .arg(self.dir.path().join("run2"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// SIGTERM the manager and return its exit code.
     pub fn stop_manager(&mut self) -> Option<i32> {
         let mut c = self.manager.take()?;

@@ -74,6 +74,9 @@ BERTH_MANAGER_TEST_RUNTIME=runc cargo test -p berth-manager --locked --no-fail-f
 step "walkthrough (docs/walkthrough.md's claims, on a private stack)"
 ./scripts/walkthrough.sh --private
 
+step "smoke-stack.sh (the whole stack from its binaries alone, as carried to other hosts)"
+./scripts/smoke-stack.sh target/debug
+
 step "install.sh, upgrade with a running container, uninstall.sh (with the binaries built above)"
 if [ -z "$installed_before" ]; then
   for p in /usr/local/bin/berthd /run/berth /var/lib/berth; do

@@ -493,3 +493,39 @@ fn docker_py_exec_run_gets_both_streams_and_the_exit_code() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("50 rounds"));
 }
+
+/// As dockerd at its start: an AutoRemove container that is not running is
+/// removed (what a crash or a power loss leaves of a `run --rm`, whose start and
+/// exit are written without a flush); a plain created one stays.
+#[test]
+fn autoremove_containers_left_stopped_are_removed_at_berthds_start() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let mut stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    let create = |name: &str, rm: bool| {
+        let mut args = vec!["create", "--network", "none", "--name", name];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend(["busybox", "true"]);
+        stack.ok(&berth, &args)
+    };
+    create("left-rm", true);
+    create("left-kept", false);
+    stack.kill_berthd();
+    stack.start_berthd();
+    eventually("the AutoRemove container is removed", || {
+        let ps = stack.ok(&berth, &["ps", "-a", "--format", "{{.Names}}"]);
+        (!ps.contains("left-rm")).then_some(())
+    });
+    let ps = stack.ok(&berth, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(ps.contains("left-kept"), "{ps}");
+    // A `run --rm` right after the start is not mistaken for one left over.
+    let out = stack.ok(
+        &berth,
+        &["run", "--rm", "--network", "none", "busybox", "echo", "ran"],
+    );
+    assert_eq!(out.trim(), "ran");
+    stack.ok(&berth, &["rm", "left-kept"]);
+}

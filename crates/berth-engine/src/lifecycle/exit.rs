@@ -135,8 +135,9 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             r.pending_die = Some(key.clone());
         };
         // An AutoRemove exit needs no fsync: a power loss that undoes it leaves the
-        // record `running` (durable since its start), and at berthd's start a running
-        // container with no task gets its exit applied again, and so its removal.
+        // record `running` or `created` (its start is not flushed either). At
+        // berthd's start a running container with no task gets its exit applied
+        // again, and so its removal; a created one is removed by `restore`.
         let recorded = if auto_remove {
             engine.store.update_volatile(id, change)
         } else {
@@ -289,7 +290,9 @@ pub fn restore(engine: &Arc<Engine>) {
                         Some(Policy::UNLESS_STOPPED) => !rec.has_been_manually_stopped,
                         _ => false,
                     };
-                if start {
+                if !start && rec.host_config.auto_remove == Some(true) {
+                    remove_left_auto_remove(engine, &rec.id, &rec.created);
+                } else if start {
                     // `always` comes back at engine start even after a stop, and is
                     // armed again, as with dockerd.
                     let marked = engine.store.update(&id, |r| {
@@ -313,6 +316,36 @@ pub fn restore(engine: &Arc<Engine>) {
             Phase::Running | Phase::Paused => super::hooks::after_start(engine, &id),
         }
     }
+}
+
+/// As dockerd at its start: an AutoRemove container that is not running is
+/// removed. It is what a crash or a power loss left between a `run --rm`'s create
+/// and its end (the start and the exit of such a container are written without a
+/// flush). Only containers made before this berthd started: one a client creates
+/// now is on its way to its start.
+fn remove_left_auto_remove(engine: &Arc<Engine>, id: &str, created: &str) {
+    let before_us =
+        chrono::DateTime::parse_from_rfc3339(created).is_ok_and(|t| t < engine.started_at);
+    if !before_us {
+        return;
+    }
+    let engine = engine.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let _lock = engine.locks.lock(&id).await;
+        // A start that got the lock first runs it; its exit removes it.
+        let idle = engine
+            .store
+            .get(&id)
+            .is_ok_and(|r| !Phase::of(&r.state).has_live_task());
+        if !idle {
+            return;
+        }
+        tracing::info!(container = %id, "removing an AutoRemove container left from before berthd's start");
+        if let Err(e) = remove_locked(&engine, &id).await {
+            tracing::warn!(container = %id, error = %e, "removing an AutoRemove container at start");
+        }
+    });
 }
 
 #[cfg(test)]

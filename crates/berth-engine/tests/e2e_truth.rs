@@ -495,8 +495,8 @@ fn docker_py_exec_run_gets_both_streams_and_the_exit_code() {
 }
 
 /// As dockerd at its start: an AutoRemove container that is not running is
-/// removed (what a crash or a power loss leaves of a `run --rm`, whose start and
-/// exit are written without a flush); a plain created one stays.
+/// removed (what a crash leaves of a `run --rm` cut short before its start, or a
+/// `create --rm` never started); a plain created one stays.
 #[test]
 fn autoremove_containers_left_stopped_are_removed_at_berthds_start() {
     berth_testutil::require_root!();

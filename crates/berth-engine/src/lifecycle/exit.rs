@@ -135,9 +135,8 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             r.pending_die = Some(key.clone());
         };
         // An AutoRemove exit needs no fsync: a power loss that undoes it leaves the
-        // record `running` or `created` (its start is not flushed either). At
-        // berthd's start a running container with no task gets its exit applied
-        // again, and so its removal; a created one is removed by `restore`.
+        // record `running` (durable since its start), and at berthd's start a running
+        // container with no task gets its exit applied again, and so its removal.
         let recorded = if auto_remove {
             engine.store.update_volatile(id, change)
         } else {
@@ -319,10 +318,9 @@ pub fn restore(engine: &Arc<Engine>) {
 }
 
 /// As dockerd at its start: an AutoRemove container that is not running is
-/// removed. It is what a crash or a power loss left between a `run --rm`'s create
-/// and its end (the start and the exit of such a container are written without a
-/// flush). Only containers made before this berthd started: one a client creates
-/// now is on its way to its start.
+/// removed (a `run --rm` that a crash cut short between its create and its start,
+/// a `create --rm` never started). Only containers made before this berthd
+/// started: one a client creates now is on its way to its start.
 fn remove_left_auto_remove(engine: &Arc<Engine>, id: &str, created: &str) {
     let before_us =
         chrono::DateTime::parse_from_rfc3339(created).is_ok_and(|t| t < engine.started_at);

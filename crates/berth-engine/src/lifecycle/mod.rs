@@ -335,20 +335,10 @@ pub(crate) async fn start_locked(
         Ok(pid) => pid,
         Err(e) => return Err(start_failed(engine, rec, e).await),
     };
-    let running = |r: &mut ContainerRecord| {
+    engine.store.update(&id, |r| {
         state::set_running(&mut r.state, pid, now_rfc3339());
         r.has_been_started_before = true;
-    };
-    // An AutoRemove container's start needs no fsync: a power loss that undoes it
-    // leaves the record `created`, and berthd's start removes an AutoRemove
-    // container that is not running (as dockerd's), which is where its run would
-    // have ended. A `run --rm` of a short command would otherwise wait on the
-    // flush with its exit.
-    if rec.host_config.auto_remove == Some(true) {
-        engine.store.update_volatile(&id, running)?;
-    } else {
-        engine.store.update(&id, running)?;
-    }
+    })?;
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())

@@ -811,3 +811,110 @@ fn docker_py_sees_dockers_shapes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--pid`, `--ipc` and `--uts` share what they name (they were taken and
+/// ignored once): the host's namespaces, another running container's PID
+/// namespace, no /dev/shm with `--ipc none`; and refuse what berth cannot do or
+/// dockerd refuses, before anything is left behind.
+#[test]
+fn namespace_modes_share_what_they_name() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend(args);
+        stack.ok(&berth, &all).trim().to_string()
+    };
+    let host_ns = |kind: &str| ns("self", kind);
+    assert_eq!(
+        run(&["--pid", "host", "busybox", "readlink", "/proc/self/ns/pid"]),
+        host_ns("pid")
+    );
+    assert_eq!(
+        run(&["--ipc", "host", "busybox", "readlink", "/proc/self/ns/ipc"]),
+        host_ns("ipc")
+    );
+    assert_eq!(
+        run(&["--uts", "host", "busybox", "readlink", "/proc/self/ns/uts"]),
+        host_ns("uts")
+    );
+    let host_name = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        run(&["--uts", "host", "busybox", "hostname"]),
+        host_name.to_string_lossy()
+    );
+    assert_eq!(
+        run(&[
+            "--ipc",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ls -d /dev/shm 2>&1 || true"
+        ]),
+        "ls: /dev/shm: No such file or directory"
+    );
+    // The defaults stay private.
+    assert_ne!(
+        run(&["busybox", "readlink", "/proc/self/ns/pid"]),
+        host_ns("pid")
+    );
+
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "donor",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let donor = stack.inspect("donor", "{{.State.Pid}}");
+    assert_eq!(
+        run(&[
+            "--pid",
+            "container:donor",
+            "busybox",
+            "readlink",
+            "/proc/self/ns/pid"
+        ]),
+        ns(&donor, "pid")
+    );
+    let ps = run(&[
+        "--pid",
+        "container:donor",
+        "busybox",
+        "ps",
+        "-o",
+        "pid,args",
+    ]);
+    assert!(ps.lines().any(|l| l.trim() == "1 sleep 300"), "{ps}");
+
+    let before = stack.ok(&berth, &["ps", "-aq"]);
+    for (args, says) in [
+        (
+            vec!["--uts", "host", "-h", "other"],
+            "Conflicting options: hostname and the UTS mode",
+        ),
+        (vec!["--ipc", "container:donor"], "is not supported"),
+        (vec!["--pid", "container:nosuch"], "No such container"),
+        (vec!["--pid", "hots"], "invalid PID mode"),
+        (vec!["--userns", "remap"], "invalid user namespace mode"),
+    ] {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend(&args);
+        all.extend(["busybox", "true"]);
+        let out = stack.cli(&berth, &all);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(stack.ok(&berth, &["ps", "-aq"]), before);
+    stack.ok(&berth, &["rm", "-f", "donor"]);
+}

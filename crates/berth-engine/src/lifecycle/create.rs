@@ -153,6 +153,11 @@ pub async fn create(
     let image = get_image(engine, &image_ref).await?;
     spec::merge_image_config(&mut config, &image_config(&image.config)?);
     let id = crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
+    if spec::namespaces::uts_is_host(&hc) && !config.hostname.as_deref().unwrap_or("").is_empty() {
+        return Err(EngineError::BadParameter(
+            "Conflicting options: hostname and the UTS mode".to_string(),
+        ));
+    }
     if config.hostname.as_deref().unwrap_or("").is_empty() {
         config.hostname = Some(spec::hostname(&id, &config, &hc, &engine.host));
     }

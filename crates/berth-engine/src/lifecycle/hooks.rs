@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -24,11 +24,52 @@ pub async fn before_task_create<'a>(
     rec: &ContainerRecord,
     spec: &mut Spec,
 ) -> Result<Option<PendingSetup<'a>>, EngineError> {
+    join_other_containers(engine, rec, spec)?;
     crate::network::container::apply_to_spec(engine, rec, spec)?;
     let pending = crate::network::container::container_start(engine, rec).await;
     // A start that took a namespace from the pool (or could have): another is made.
     crate::network::pool::refill(engine);
     pending
+}
+
+/// `PidMode: container:<name|id>`: the spec joins that container's PID namespace.
+/// That container must be running, as with dockerd.
+fn join_other_containers(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    spec: &mut Spec,
+) -> Result<(), EngineError> {
+    let crate::spec::namespaces::Share::Container(name) =
+        crate::spec::namespaces::modes(&rec.host_config)?.pid
+    else {
+        return Ok(());
+    };
+    let target = engine.store.get(&name)?;
+    if target.id == rec.id {
+        return Err(EngineError::BadParameter(
+            "a container cannot join its own PID namespace".to_string(),
+        ));
+    }
+    let pid = match target.state.pid.filter(|p| *p > 0) {
+        Some(pid) if target.state.running == Some(true) => pid,
+        _ => {
+            return Err(EngineError::Conflict(format!(
+                "cannot join PID of a non running container: {}",
+                target.id
+            )))
+        }
+    };
+    if let Some(linux) = spec.linux_mut() {
+        let mut list = linux.namespaces().clone().unwrap_or_default();
+        for ns in list
+            .iter_mut()
+            .filter(|n| n.typ() == LinuxNamespaceType::Pid)
+        {
+            ns.set_path(Some(format!("/proc/{pid}/ns/pid").into()));
+        }
+        linux.set_namespaces(Some(list));
+    }
+    Ok(())
 }
 
 /// Alongside the task's creation, done before it starts: the network set up in the

@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod devices;
 pub mod etc;
 pub mod mounts;
+pub mod namespaces;
 pub mod seccomp;
 pub mod user;
 
@@ -189,8 +190,8 @@ pub fn command(config: &ContainerConfig) -> Result<Vec<String>, SpecError> {
     Ok(args)
 }
 
-/// The hostname a container gets: `Hostname` if set, the host's with host networking,
-/// else the short id.
+/// The hostname a container gets: the host's with the host's UTS namespace,
+/// `Hostname` if set, the host's with host networking, else the short id.
 pub fn hostname(
     id: &str,
     config: &ContainerConfig,
@@ -198,6 +199,7 @@ pub fn hostname(
     facts: &HostFacts,
 ) -> String {
     match config.hostname.as_deref() {
+        _ if namespaces::uts_is_host(host_config) => facts.hostname.clone(),
         Some(h) if !h.is_empty() => h.to_string(),
         _ if network_mode(host_config) == NetworkMode::Host => facts.hostname.clone(),
         _ => id.get(..12).unwrap_or(id).to_string(),
@@ -528,6 +530,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let hc = input.host_config;
     let privileged = hc.privileged.unwrap_or(false);
     let net = parse_network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
+    let modes = namespaces::modes(hc)?;
     let tty = config.tty.unwrap_or(false);
     let hostname = hostname(input.id, &config, hc, input.host);
 
@@ -539,6 +542,19 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             .unwrap_or(defaults::DEFAULT_SHM_SIZE),
         privileged,
     );
+    // The host's IPC namespace comes with the host's /dev/shm (as with dockerd);
+    // `none` has no /dev/shm; another container's is bound by the start.
+    if modes.ipc == namespaces::Share::Host || modes.ipc_none {
+        mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
+    }
+    if modes.ipc == namespaces::Share::Host {
+        mounts.push(mounts::mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "rprivate"],
+        ));
+    }
     if hc.init == Some(true) {
         let mut init_args = vec![INIT_PATH_IN_CONTAINER.to_string(), "--".to_string()];
         init_args.append(&mut args);
@@ -728,12 +744,19 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
 
     // namespaces
     let mut namespaces = vec![];
-    let mut types = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
-    ];
+    // A namespace joined from another container is in the list without a path
+    // here: the start gives it one (`lifecycle::hooks`).
+    let mut types = vec![];
+    if modes.pid != namespaces::Share::Host {
+        types.push(LinuxNamespaceType::Pid);
+    }
+    if modes.ipc != namespaces::Share::Host {
+        types.push(LinuxNamespaceType::Ipc);
+    }
+    if !modes.uts_host {
+        types.push(LinuxNamespaceType::Uts);
+    }
+    types.push(LinuxNamespaceType::Mount);
     if net == NetworkMode::None {
         types.push(LinuxNamespaceType::Network);
     }
@@ -807,7 +830,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
 
     let mut spec = Spec::default();
     spec.set_version("1.0.2".to_string());
-    spec.set_hostname(Some(hostname));
+    // Without a UTS namespace of its own the container has the host's name (and
+    // the default spec's placeholder must go).
+    spec.set_hostname((!modes.uts_host).then_some(hostname));
     spec.set_process(Some(process));
     spec.set_root(Some(root));
     spec.set_mounts(Some(mounts));

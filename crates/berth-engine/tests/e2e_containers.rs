@@ -812,6 +812,13 @@ fn docker_py_sees_dockers_shapes() {
     );
 }
 
+/// `run --rm --network none ARGS...`.
+fn run_rm(stack: &Stack, berth: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend(args);
+    stack.cli(berth, &all)
+}
+
 /// `--pid`, `--ipc` and `--uts` share what they name (they were taken and
 /// ignored once): the host's namespaces, another running container's PID
 /// namespace, no /dev/shm with `--ipc none`; and refuse what berth cannot do or
@@ -823,9 +830,9 @@ fn namespace_modes_share_what_they_name() {
     let stack = Stack::start();
     let berth = berth_testutil::binary("berth");
     let run = |args: &[&str]| {
-        let mut all = vec!["run", "--rm", "--network", "none"];
-        all.extend(args);
-        stack.ok(&berth, &all).trim().to_string()
+        let out = run_rm(&stack, &berth, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out).trim().to_string()
     };
     let host_ns = |kind: &str| ns("self", kind);
     assert_eq!(
@@ -908,13 +915,117 @@ fn namespace_modes_share_what_they_name() {
         (vec!["--pid", "hots"], "invalid PID mode"),
         (vec!["--userns", "remap"], "invalid user namespace mode"),
     ] {
-        let mut all = vec!["run", "--rm", "--network", "none"];
-        all.extend(&args);
+        let mut all = args.clone();
         all.extend(["busybox", "true"]);
-        let out = stack.cli(&berth, &all);
+        let out = run_rm(&stack, &berth, &all);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
     assert_eq!(stack.ok(&berth, &["ps", "-aq"]), before);
     stack.ok(&berth, &["rm", "-f", "donor"]);
+}
+
+/// `--volumes-from` gives a container the volumes and binds of another, at the
+/// same places (docker's backup recipe), `:ro` makes them read-only, the
+/// container's own mount of a place wins, and removing the borrower with `-v`
+/// leaves the donor's anonymous volume (it was taken and ignored once).
+#[test]
+fn volumes_from_borrows_another_containers_mounts() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    let host_dir = stack.path("shared");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("h"), "from the host\n").unwrap();
+    let bind = format!("{}:/hostdir:ro", host_dir.display());
+    stack.ok(
+        &berth,
+        &[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            "donor",
+            "-v",
+            "named-data:/data",
+            "-v",
+            "/anon",
+            "-v",
+            &bind,
+            "busybox",
+            "sh",
+            "-c",
+            "echo named > /data/f && echo anon > /anon/f",
+        ],
+    );
+    let run = |args: &[&str]| run_rm(&stack, &berth, args);
+    let out = run(&[
+        "--volumes-from",
+        "donor",
+        "busybox",
+        "cat",
+        "/data/f",
+        "/anon/f",
+        "/hostdir/h",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "named\nanon\nfrom the host\n",
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "--volumes-from",
+        "donor:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/g",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "--volumes-from",
+        "donor",
+        "-v",
+        "other-data:/data",
+        "busybox",
+        "ls",
+        "/data",
+    ]);
+    assert_eq!(stdout(&out), "", "{}", stderr(&out));
+    let out = run(&["--volumes-from", "nosuch", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("No such container"),
+        "{}",
+        stderr(&out)
+    );
+
+    let anon = stack.inspect(
+        "donor",
+        "{{range .Mounts}}{{if eq .Destination \"/anon\"}}{{.Name}}{{end}}{{end}}",
+    );
+    assert!(!anon.is_empty());
+    stack.ok(
+        &berth,
+        &[
+            "create",
+            "--name",
+            "borrower",
+            "--volumes-from",
+            "donor",
+            "busybox",
+            "true",
+        ],
+    );
+    stack.ok(&berth, &["rm", "-v", "borrower"]);
+    let volumes = stack.ok(&berth, &["volume", "ls", "-q"]);
+    assert!(volumes.lines().any(|v| v == anon), "{volumes}");
+    stack.ok(&berth, &["rm", "-v", "donor"]);
+    stack.ok(&berth, &["volume", "rm", "named-data", "other-data"]);
 }

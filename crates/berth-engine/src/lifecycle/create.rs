@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    ContainerConfig, HostConfig, ImageConfig, Mount, MountTypeEnum, NetworkingConfig,
+    ContainerConfig, HostConfig, ImageConfig, Mount, MountBindOptions, MountTypeEnum,
+    NetworkingConfig,
 };
 use serde::Deserialize;
 
@@ -161,6 +162,7 @@ pub async fn create(
     if config.hostname.as_deref().unwrap_or("").is_empty() {
         config.hostname = Some(spec::hostname(&id, &config, &hc, &engine.host));
     }
+    add_volumes_from(engine, &mut hc)?;
     validate(engine, &id, &config, &hc)?;
     let args = spec::command(&config)?;
     let Some((path, args)) = args.split_first() else {
@@ -359,34 +361,120 @@ pub fn on_path(name: &str) -> bool {
 /// bind, mount or tmpfs covers get an anonymous `local` volume each, as with dockerd;
 /// they are kept as volume entries of `HostConfig.Mounts`, so that the spec, `Mounts`
 /// in inspect and the volume's users see them like any other. Returns their names.
+/// A mount destination as compared between mounts: without its trailing slashes.
+fn norm_dest(d: &str) -> String {
+    let t = d.trim_end_matches('/');
+    if t.is_empty() { "/" } else { t }.to_string()
+}
+
+/// Where the container's own binds, mounts and tmpfs go.
+fn taken_destinations(hc: &HostConfig) -> std::collections::HashSet<String> {
+    let binds = hc
+        .binds
+        .iter()
+        .flatten()
+        .filter_map(|b| b.split(':').nth(1));
+    let mounts = hc
+        .mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| m.target.as_deref());
+    let tmpfs = hc.tmpfs.iter().flat_map(|t| t.keys()).map(String::as_str);
+    binds.chain(mounts).chain(tmpfs).map(norm_dest).collect()
+}
+
+/// `VolumesFrom` (`<name|id>[:ro|rw]`): the binds and volumes of those containers,
+/// at the same places, become mounts of this one at its create, as dockerd copies
+/// their mount points then (`ro`/`rw` override each one's mode). A place this
+/// container mounts something of its own keeps it, and the first container named
+/// wins a place two of them use.
+fn add_volumes_from(engine: &Engine, hc: &mut HostConfig) -> Result<(), EngineError> {
+    let from = hc.volumes_from.clone().unwrap_or_default();
+    if from.is_empty() {
+        return Ok(());
+    }
+    /// Volume names need no path to be copied.
+    struct Named;
+    impl spec::VolumeResolver for Named {
+        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
+            Ok(PathBuf::from(name))
+        }
+    }
+    let mut taken = taken_destinations(hc);
+    let mut copied = vec![];
+    for entry in &from {
+        let (name, mode) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
+        let read_only = match mode {
+            "" => None,
+            "ro" => Some(true),
+            "rw" => Some(false),
+            m => {
+                return Err(EngineError::BadParameter(format!(
+                    "invalid mode for volumes-from: {m}"
+                )))
+            }
+        };
+        let source = engine.store.get(name)?;
+        let mut theirs = vec![];
+        for b in source.host_config.binds.iter().flatten() {
+            let m = spec::mounts::parse_bind(b, &Named)?;
+            let typ = if m.kind == "bind" {
+                MountTypeEnum::BIND
+            } else {
+                MountTypeEnum::VOLUME
+            };
+            theirs.push(Mount {
+                target: Some(m.destination),
+                source: Some(
+                    m.name
+                        .unwrap_or_else(|| m.source.to_string_lossy().into_owned()),
+                ),
+                typ: Some(typ),
+                read_only: Some(m.read_only),
+                bind_options: (typ == MountTypeEnum::BIND).then(|| MountBindOptions {
+                    propagation: m.propagation.parse().ok(),
+                    ..MountBindOptions::default()
+                }),
+                ..Mount::default()
+            });
+        }
+        theirs.extend(
+            source
+                .host_config
+                .mounts
+                .iter()
+                .flatten()
+                .filter(|m| matches!(m.typ, Some(MountTypeEnum::BIND | MountTypeEnum::VOLUME)))
+                .cloned(),
+        );
+        for mut m in theirs {
+            let Some(dest) = m.target.as_deref().map(norm_dest) else {
+                continue;
+            };
+            if !taken.insert(dest) {
+                continue;
+            }
+            if let Some(ro) = read_only {
+                m.read_only = Some(ro);
+            }
+            copied.push(m);
+        }
+    }
+    hc.mounts.get_or_insert_with(Vec::new).extend(copied);
+    Ok(())
+}
+
 fn add_anonymous_volumes(
     engine: &Engine,
     config: &ContainerConfig,
     hc: &mut HostConfig,
 ) -> Result<Vec<String>, EngineError> {
-    let norm = |d: &str| {
-        let t = d.trim_end_matches('/');
-        if t.is_empty() { "/" } else { t }.to_string()
-    };
-    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for b in hc.binds.iter().flatten() {
-        if let Some(d) = b.split(':').nth(1) {
-            taken.insert(norm(d));
-        }
-    }
-    for m in hc.mounts.iter().flatten() {
-        if let Some(t) = &m.target {
-            taken.insert(norm(t));
-        }
-    }
-    for d in hc.tmpfs.iter().flat_map(|t| t.keys()) {
-        taken.insert(norm(d));
-    }
+    let taken = taken_destinations(hc);
     let mut dests: Vec<String> = config
         .volumes
         .iter()
         .flat_map(|v| v.keys())
-        .map(|d| norm(d))
+        .map(|d| norm_dest(d))
         .filter(|d| d.starts_with('/') && d != "/" && !taken.contains(d))
         .collect();
     dests.sort();

@@ -819,6 +819,19 @@ fn run_rm(stack: &Stack, berth: &Path, args: &[&str]) -> std::process::Output {
     stack.cli(berth, &all)
 }
 
+/// Each `run --rm` with these flags fails saying so, and leaves no container.
+fn refused(stack: &Stack, berth: &Path, cases: &[(Vec<&str>, &str)]) {
+    let before = stack.ok(berth, &["ps", "-aq"]);
+    for (args, says) in cases {
+        let mut all = args.clone();
+        all.extend(["busybox", "true"]);
+        let out = run_rm(stack, berth, &all);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(stack.ok(berth, &["ps", "-aq"]), before);
+}
+
 /// `--pid`, `--ipc` and `--uts` share what they name (they were taken and
 /// ignored once): the host's namespaces, another running container's PID
 /// namespace, no /dev/shm with `--ipc none`; and refuse what berth cannot do or
@@ -904,24 +917,20 @@ fn namespace_modes_share_what_they_name() {
     ]);
     assert!(ps.lines().any(|l| l.trim() == "1 sleep 300"), "{ps}");
 
-    let before = stack.ok(&berth, &["ps", "-aq"]);
-    for (args, says) in [
-        (
-            vec!["--uts", "host", "-h", "other"],
-            "Conflicting options: hostname and the UTS mode",
-        ),
-        (vec!["--ipc", "container:donor"], "is not supported"),
-        (vec!["--pid", "container:nosuch"], "No such container"),
-        (vec!["--pid", "hots"], "invalid PID mode"),
-        (vec!["--userns", "remap"], "invalid user namespace mode"),
-    ] {
-        let mut all = args.clone();
-        all.extend(["busybox", "true"]);
-        let out = run_rm(&stack, &berth, &all);
-        assert!(!out.status.success(), "{args:?} was accepted");
-        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
-    }
-    assert_eq!(stack.ok(&berth, &["ps", "-aq"]), before);
+    refused(
+        &stack,
+        &berth,
+        &[
+            (
+                vec!["--uts", "host", "-h", "other"],
+                "Conflicting options: hostname and the UTS mode",
+            ),
+            (vec!["--ipc", "container:donor"], "is not supported"),
+            (vec!["--pid", "container:nosuch"], "No such container"),
+            (vec!["--pid", "hots"], "invalid PID mode"),
+            (vec!["--userns", "remap"], "invalid user namespace mode"),
+        ],
+    );
     stack.ok(&berth, &["rm", "-f", "donor"]);
 }
 
@@ -1028,4 +1037,116 @@ fn volumes_from_borrows_another_containers_mounts() {
     assert!(volumes.lines().any(|v| v == anon), "{volumes}");
     stack.ok(&berth, &["rm", "-v", "donor"]);
     stack.ok(&berth, &["volume", "rm", "named-data", "other-data"]);
+}
+
+/// `--cgroup-parent` puts the container's cgroup where it says, the block I/O
+/// throttles reach the cgroup, and what berth cannot honour (`--gpus`'s device
+/// requests, `--storage-opt`, another volume driver) is refused with dockerd's
+/// words before anything is made: all of it was taken and ignored once.
+#[test]
+fn cgroup_parent_block_io_and_refusals() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    let parent = berth_testutil::test_cgroup(&berth_testutil::unique_name("parent"));
+    // Dropped last: the container's cgroup below it is gone with the container.
+    let _parent = berth_testutil::CgroupGuard(parent.clone());
+    let out = run_rm(
+        &stack,
+        &berth,
+        &[
+            "--cgroup-parent",
+            &parent,
+            "busybox",
+            "cat",
+            "/proc/self/cgroup",
+        ],
+    );
+    let line = stdout(&out);
+    assert!(
+        line.lines().any(|l| l.contains(&format!(":/{parent}/"))),
+        "{line} {}",
+        stderr(&out)
+    );
+
+    // A block device of the host's /dev (docker's CLI takes no other path), for
+    // the throttles.
+    let found = berth_testutil::block_device_candidates()
+        .into_iter()
+        .find_map(|(major, minor)| {
+            let sys = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+            let dev = Path::new("/dev").join(sys.file_name()?);
+            dev.exists().then_some((major, minor, dev))
+        });
+    if let Some((major, minor, node)) = found {
+        let limit = format!("{}:1048576", node.display());
+        let id = stack.ok(
+            &berth,
+            &[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--device-read-bps",
+                &limit,
+                "busybox",
+                "sleep",
+                "300",
+            ],
+        );
+        let id = id.trim();
+        let host = stack.inspect(id, "{{json .HostConfig.BlkioDeviceReadBps}}");
+        assert!(host.contains("1048576"), "{host}");
+        let pid = stack.inspect(id, "{{.State.Pid}}");
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let file = match cgroup.lines().find_map(|l| l.strip_prefix("0::")) {
+            Some(rel) if cgroup.lines().count() == 1 => {
+                format!("/sys/fs/cgroup{rel}/io.max")
+            }
+            _ => {
+                let rel = cgroup
+                    .lines()
+                    .find_map(|l| l.split_once(":blkio:").map(|(_, r)| r.to_string()))
+                    .unwrap();
+                format!("/sys/fs/cgroup/blkio{rel}/blkio.throttle.read_bps_device")
+            }
+        };
+        let limits = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            limits.contains(&format!("{major}:{minor}")) && limits.contains("1048576"),
+            "{file}: {limits}"
+        );
+        stack.ok(&berth, &["rm", "-f", id]);
+    }
+
+    refused(
+        &stack,
+        &berth,
+        &[
+            (
+                vec!["--storage-opt", "size=1G"],
+                "--storage-opt is supported only",
+            ),
+            (
+                vec!["--volume-driver", "nfs-plugin"],
+                "plugin \"nfs-plugin\" not found",
+            ),
+            (
+                vec!["--cgroup-parent", "../elsewhere"],
+                "invalid cgroup parent",
+            ),
+            (vec!["--blkio-weight", "5"], "Range of blkio weight"),
+        ],
+    );
+    // --gpus is the docker CLI's: the device request through the API.
+    let (status, body) = stack.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image": "busybox", "HostConfig": {"NetworkMode": "none",
+            "DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("could not select device driver"), "{body}");
+    assert_eq!(stack.ok(&berth, &["ps", "-aq"]), "");
 }

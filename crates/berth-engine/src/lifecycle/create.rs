@@ -164,6 +164,7 @@ pub async fn create(
     }
     add_volumes_from(engine, &mut hc)?;
     validate(engine, &id, &config, &hc)?;
+    let weight_discarded = spec::devices::asks_for_weight(&hc) && !engine.host.blkio_weight;
     let args = spec::command(&config)?;
     let Some((path, args)) = args.split_first() else {
         return Err(EngineError::BadParameter(
@@ -252,7 +253,13 @@ pub async fn create(
         }
     };
     match result {
-        Ok((c, warnings)) => {
+        Ok((c, mut warnings)) => {
+            if weight_discarded {
+                warnings.push(
+                    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                        .to_string(),
+                );
+            }
             if c.snapshot_key != id {
                 engine
                     .store

@@ -1,12 +1,17 @@
 //! `--device` and `--device-cgroup-rule`: host device nodes made in the container
-//! and the cgroup rules that let it use them, as dockerd applies them. Every
-//! mapping is checked when the spec is built (create's dry run, start, update), so
-//! a bad one is a clear 400 that leaves nothing behind.
+//! and the cgroup rules that let it use them, as dockerd applies them; and the
+//! block I/O limits (`--blkio-weight*`, `--device-read-bps` and friends), which
+//! name host block devices too. Every one is checked when the spec is built
+//! (create's dry run, start, update), so a bad one is a clear 400 that leaves
+//! nothing behind.
 
 use std::path::Path;
 
-use bollard_stubs::models::HostConfig;
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+use bollard_stubs::models::{HostConfig, ThrottleDevice};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxThrottleDevice,
+    LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
+};
 
 use super::{defaults, host_devices, invalid, SpecError};
 
@@ -135,6 +140,129 @@ fn parse_rule(rule: &str) -> Option<LinuxDeviceCgroup> {
         number(minor)?,
         access,
     ))
+}
+
+/// The major and minor numbers of the block device at `path` (links followed).
+fn block_device(path: &str) -> Result<(i64, i64), SpecError> {
+    let meta = std::fs::metadata(path).map_err(|e| invalid(format!("{path}: {e}")))?;
+    match defaults::device_node(path.into(), &meta) {
+        Some(d) if d.typ() == LinuxDeviceType::B => Ok((d.major(), d.minor())),
+        _ => Err(invalid(format!("{path} is not a block device"))),
+    }
+}
+
+/// A blkio weight as dockerd takes it: 0 (unset) or 10 to 1000.
+fn weight(w: u64) -> Result<Option<u16>, SpecError> {
+    match w {
+        0 => Ok(None),
+        10..=1000 => Ok(u16::try_from(w).ok()),
+        _ => Err(invalid("Range of blkio weight is from 10 to 1000")),
+    }
+}
+
+fn throttles(
+    list: Option<&Vec<ThrottleDevice>>,
+) -> Result<Option<Vec<LinuxThrottleDevice>>, SpecError> {
+    let mut out = vec![];
+    for t in list.into_iter().flatten() {
+        let path = t.path.as_deref().unwrap_or("");
+        let rate = t.rate.unwrap_or(0);
+        let rate = u64::try_from(rate).map_err(|_| {
+            invalid(format!(
+                "invalid rate {rate} for {path}: it cannot be negative"
+            ))
+        })?;
+        let (major, minor) = block_device(path)?;
+        out.push(
+            LinuxThrottleDeviceBuilder::default()
+                .major(major)
+                .minor(minor)
+                .rate(rate)
+                .build()?,
+        );
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// `linux.resources.blockIO` from the blkio fields; None when none is set.
+/// `weights` says whether this host's cgroups take a weight: dockerd drops one
+/// it cannot apply (with a warning at create) rather than fail the start.
+pub fn block_io(hc: &HostConfig, weights: bool) -> Result<Option<LinuxBlockIo>, SpecError> {
+    let mut io = LinuxBlockIo::default();
+    let w = weight(u64::from(hc.blkio_weight.unwrap_or(0)))?;
+    let mut weight_devices = vec![];
+    for wd in hc.blkio_weight_device.iter().flatten() {
+        let path = wd.path.as_deref().unwrap_or("");
+        let w = weight(wd.weight.unwrap_or(0) as u64)?;
+        let (major, minor) = block_device(path)?;
+        let mut d = LinuxWeightDeviceBuilder::default()
+            .major(major)
+            .minor(minor);
+        if let Some(w) = w {
+            d = d.weight(w);
+        }
+        weight_devices.push(d.build()?);
+    }
+    if weights {
+        io.set_weight(w);
+        io.set_weight_device((!weight_devices.is_empty()).then_some(weight_devices));
+    }
+    io.set_throttle_read_bps_device(throttles(hc.blkio_device_read_bps.as_ref())?);
+    io.set_throttle_write_bps_device(throttles(hc.blkio_device_write_bps.as_ref())?);
+    io.set_throttle_read_iops_device(throttles(hc.blkio_device_read_iops.as_ref())?);
+    io.set_throttle_write_iops_device(throttles(hc.blkio_device_write_iops.as_ref())?);
+    Ok((io != LinuxBlockIo::default()).then_some(io))
+}
+
+/// Whether the create sets a blkio weight (its warning when this host takes none).
+pub fn asks_for_weight(hc: &HostConfig) -> bool {
+    hc.blkio_weight.unwrap_or(0) != 0
+        || hc
+            .blkio_weight_device
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+}
+
+/// Fields berth cannot honour on this host, refused with dockerd's words rather
+/// than ignored: a container that silently lacks what it asked for looks fine
+/// until it matters.
+pub fn refuse_unsupported(hc: &HostConfig) -> Result<(), SpecError> {
+    if let Some(r) = hc.device_requests.as_ref().and_then(|r| r.first()) {
+        return Err(invalid(format!(
+            "could not select device driver {:?} with capabilities: {:?}",
+            r.driver.as_deref().unwrap_or(""),
+            r.capabilities.clone().unwrap_or_default()
+        )));
+    }
+    if hc.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(invalid(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
+    }
+    if let Some(d) = hc
+        .volume_driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "local")
+    {
+        return Err(invalid(format!(
+            "error looking up volume plugin {d}: plugin {d:?} not found"
+        )));
+    }
+    if let Some(i) = hc
+        .isolation
+        .map(|i| i.to_string())
+        .filter(|i| !i.is_empty() && i != "default")
+    {
+        return Err(invalid(format!(
+            "Invalid isolation: {i:?} - linux only supports 'default'"
+        )));
+    }
+    if hc.cpu_realtime_period.unwrap_or(0) != 0 || hc.cpu_realtime_runtime.unwrap_or(0) != 0 {
+        return Err(invalid(
+            "Your kernel does not support CPU real-time scheduler (berth sets no real-time budget)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub struct HostFacts {
     pub cgroup_v2: bool,
     /// The host's devices, for privileged containers.
     pub devices: Vec<LinuxDevice>,
+    /// Whether the host's cgroups take a block I/O weight (v1 needs CFQ's or BFQ's
+    /// weight files, v2 the io controller).
+    pub blkio_weight: bool,
 }
 
 impl HostFacts {
@@ -67,10 +70,19 @@ impl HostFacts {
         let cgroup_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
             .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
+        let blkio_weight = if cgroup_v2 {
+            std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "io"))
+        } else {
+            ["blkio.weight", "blkio.bfq.weight"]
+                .iter()
+                .any(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists())
+        };
         HostFacts {
             hostname,
             cgroup_v2,
             devices: host_devices(Path::new("/dev")),
+            blkio_weight,
         }
     }
 }
@@ -464,6 +476,32 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
     Ok(res)
 }
 
+/// The cgroup the container's goes under: `CgroupParent` (relative to the
+/// hierarchy's root, as dockerd's cgroupfs driver takes it), else `/berth`.
+fn cgroup_parent(hc: &HostConfig) -> Result<PathBuf, SpecError> {
+    let parent = hc
+        .cgroup_parent
+        .as_deref()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if parent.is_empty() {
+        return Ok(PathBuf::from("/berth"));
+    }
+    let path = Path::new("/").join(parent);
+    let plain = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    if !plain || parent.contains('\0') {
+        return Err(invalid(format!(
+            "invalid cgroup parent {parent:?}: a path below the cgroup root, without . or .."
+        )));
+    }
+    Ok(path)
+}
+
 /// What `--security-opt seccomp=` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeccompChoice {
@@ -528,6 +566,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let mut config = input.config.clone();
     merge_image_config(&mut config, input.image);
     let hc = input.host_config;
+    devices::refuse_unsupported(hc)?;
     let privileged = hc.privileged.unwrap_or(false);
     let net = parse_network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
     let modes = namespaces::modes(hc)?;
@@ -782,13 +821,14 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
 
     let (device_nodes, device_rules) = devices::mapped(hc, privileged)?;
     let mut res = resources(hc, privileged)?;
+    res.set_block_io(devices::block_io(hc, input.host.blkio_weight)?);
     if !device_rules.is_empty() {
         let mut rules = res.devices().clone().unwrap_or_default();
         rules.extend(device_rules);
         res.set_devices(Some(rules));
     }
     let mut linux = LinuxBuilder::default()
-        .cgroups_path(PathBuf::from(format!("/berth/{}", input.id)))
+        .cgroups_path(cgroup_parent(hc)?.join(input.id))
         .resources(res)
         .namespaces(namespaces)
         .build()?;

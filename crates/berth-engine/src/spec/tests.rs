@@ -44,6 +44,7 @@ impl Fixture {
                 hostname: "the-host".into(),
                 cgroup_v2: false,
                 devices: vec![],
+                blkio_weight: true,
             },
         }
     }
@@ -70,6 +71,12 @@ impl Fixture {
     fn spec(&self, hc: HostConfig) -> Spec {
         self.build(&cmd(&["sh"]), &hc, &ImageConfig::default())
             .unwrap()
+    }
+
+    /// Whether a plain `sh` with this HostConfig is refused.
+    fn refuses(&self, hc: &HostConfig) -> bool {
+        self.build(&cmd(&["sh"]), hc, &ImageConfig::default())
+            .is_err()
     }
 }
 
@@ -833,11 +840,7 @@ fn sysctls() {
             sysctls: Some(HashMap::from([(bad.to_string(), "1".to_string())])),
             ..HostConfig::default()
         };
-        assert!(
-            f.build(&cmd(&["sh"]), &hc, &ImageConfig::default())
-                .is_err(),
-            "{bad}"
-        );
+        assert!(f.refuses(&hc), "{bad}");
     }
 }
 
@@ -888,4 +891,46 @@ fn a_relative_working_dir_is_a_400() {
         .unwrap_err();
     assert!(matches!(e, SpecError::Invalid(_)), "{e}");
     assert!(e.to_string().contains("absolute path"), "{e}");
+}
+
+#[test]
+fn the_cgroup_goes_under_its_parent() {
+    let f = Fixture::new();
+    let path = |parent: Option<&str>| {
+        let spec = f.spec(HostConfig {
+            cgroup_parent: parent.map(str::to_string),
+            ..HostConfig::default()
+        });
+        let linux = spec.linux().clone().unwrap();
+        linux.cgroups_path().clone().unwrap()
+    };
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(path(None), Path::new("/berth").join(id));
+    assert_eq!(path(Some("")), Path::new("/berth").join(id));
+    assert_eq!(path(Some("mine/")), Path::new("/mine").join(id));
+    assert_eq!(path(Some("/a/b")), Path::new("/a/b").join(id));
+    for bad in ["../up", "a/../../b"] {
+        let hc = HostConfig {
+            cgroup_parent: Some(bad.to_string()),
+            ..HostConfig::default()
+        };
+        assert!(f.refuses(&hc), "{bad}");
+    }
+}
+
+#[test]
+fn weights_are_kept_only_where_the_host_takes_them() {
+    let hc = HostConfig {
+        blkio_weight: Some(300),
+        ..HostConfig::default()
+    };
+    let io = devices::block_io(&hc, true).unwrap().unwrap();
+    assert_eq!(io.weight(), Some(300));
+    assert!(devices::block_io(&hc, false).unwrap().is_none());
+    assert!(devices::asks_for_weight(&hc));
+    let bad = HostConfig {
+        blkio_weight: Some(5),
+        ..HostConfig::default()
+    };
+    assert!(devices::block_io(&bad, true).is_err());
 }

@@ -364,10 +364,6 @@ pub fn on_path(name: &str) -> bool {
     })
 }
 
-/// The destinations of `Config.Volumes` (the image's `VOLUME`s and `-v /data`) that no
-/// bind, mount or tmpfs covers get an anonymous `local` volume each, as with dockerd;
-/// they are kept as volume entries of `HostConfig.Mounts`, so that the spec, `Mounts`
-/// in inspect and the volume's users see them like any other. Returns their names.
 /// A mount destination as compared between mounts: without its trailing slashes.
 fn norm_dest(d: &str) -> String {
     let t = d.trim_end_matches('/');
@@ -471,6 +467,10 @@ fn add_volumes_from(engine: &Engine, hc: &mut HostConfig) -> Result<(), EngineEr
     Ok(())
 }
 
+/// The destinations of `Config.Volumes` (the image's `VOLUME`s and `-v /data`) that no
+/// bind, mount or tmpfs covers get an anonymous `local` volume each, as with dockerd;
+/// they are kept as volume entries of `HostConfig.Mounts`, so that the spec, `Mounts`
+/// in inspect and the volume's users see them like any other. Returns their names.
 fn add_anonymous_volumes(
     engine: &Engine,
     config: &ContainerConfig,

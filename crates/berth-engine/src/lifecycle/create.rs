@@ -171,7 +171,7 @@ pub async fn create(
             "No command specified".to_string(),
         ));
     };
-    check_log_config(&mut hc)?;
+    let log_warnings = check_log_config(&mut hc)?;
     let runtime = check_runtime(&mut hc)?;
     let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
@@ -254,6 +254,7 @@ pub async fn create(
     };
     match result {
         Ok((c, mut warnings)) => {
+            warnings.extend(log_warnings);
             if weight_discarded {
                 warnings.push(
                     "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
@@ -311,7 +312,8 @@ const LOG_DRIVERS_DOCKER: &[&str] = &[
 
 /// `HostConfig.LogConfig`: an empty type is json-file (dockerd's default); an unknown
 /// driver is refused with dockerd's message, a docker driver berth lacks with 501.
-fn check_log_config(hc: &mut HostConfig) -> Result<(), EngineError> {
+/// Returns the create's warnings for options kept but not applied.
+fn check_log_config(hc: &mut HostConfig) -> Result<Vec<String>, EngineError> {
     let lc = hc.log_config.get_or_insert_with(Default::default);
     let typ = lc.typ.clone().unwrap_or_default();
     if typ.is_empty() {
@@ -325,11 +327,27 @@ fn check_log_config(hc: &mut HostConfig) -> Result<(), EngineError> {
             "logger: no log driver named '{typ}' is registered"
         )));
     }
-    if lc.config.is_none() {
-        lc.config = Some(HashMap::new());
-    }
-    Ok(())
+    let config = lc.config.get_or_insert_with(HashMap::new);
+    // Kept (inspect shows them) but not applied: the shim does not rotate its log.
+    // Said at create, so a log that grows without bound is no surprise.
+    let mut unapplied: Vec<&str> = ROTATION_OPTS
+        .iter()
+        .copied()
+        .filter(|o| config.contains_key(*o))
+        .collect();
+    unapplied.sort_unstable();
+    Ok(unapplied
+        .iter()
+        .map(|o| {
+            format!(
+                "berth does not rotate container logs yet: log option {o} is kept but not applied, and the log grows without bound"
+            )
+        })
+        .collect())
 }
+
+/// json-file's rotation options, which berth's shim does not apply yet.
+const ROTATION_OPTS: &[&str] = &["max-size", "max-file", "compress"];
 
 /// `HostConfig.Runtime`: berth's own runtime by default (the manager's `--runtime`),
 /// or `runc`/`crun` when installed; anything else is dockerd's 400. Returns the name
@@ -512,6 +530,28 @@ fn add_anonymous_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_options_are_kept_with_a_warning() {
+        let mut hc = HostConfig {
+            log_config: Some(bollard_stubs::models::HostConfigLogConfig {
+                typ: None,
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "3".to_string()),
+                ])),
+            }),
+            ..HostConfig::default()
+        };
+        let warnings = check_log_config(&mut hc).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("max-file") && warnings[1].contains("max-size"));
+        let lc = hc.log_config.unwrap();
+        assert_eq!(lc.typ.as_deref(), Some("json-file"));
+        assert_eq!(lc.config.unwrap()["max-size"], "10m");
+        let mut plain = HostConfig::default();
+        assert!(check_log_config(&mut plain).unwrap().is_empty());
+    }
 
     #[test]
     fn passwd_root_prefers_the_layer_with_the_file() {

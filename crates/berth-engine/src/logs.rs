@@ -152,21 +152,52 @@ impl LogOptions {
     }
 }
 
-/// Reads the entries the options select from the whole file (no following). A missing
-/// file is an empty log: the container may not have written anything yet.
+/// `<path>.<n>`: the shim's rotated files (`.1` the newest of them).
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// Reads the entries the options select from the whole log, its rotated files
+/// (oldest first) then the current one (no following); the offset returned is
+/// the end of the whole lines read of the current file. A missing file is an
+/// empty log: the container may not have written anything yet.
 pub fn read_entries(path: &Path, opts: &LogOptions) -> Result<(Vec<LogEntry>, u64), LogError> {
+    let mut files: Vec<PathBuf> = (1..)
+        .map(|n| numbered(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    // dockerd's tail counts lines of the files, before the stream selection.
+    let mut lines: VecDeque<LogEntry> = VecDeque::new();
+    for f in &files {
+        read_lines(f, opts.tail, &mut lines)?;
+    }
+    let offset = read_lines(path, opts.tail, &mut lines)?;
+    Ok((
+        lines.into_iter().filter(|e| opts.wants(e)).collect(),
+        offset,
+    ))
+}
+
+/// Appends the entries of one file to `lines` (keeping the last `tail`); returns
+/// the end of its last whole line. A missing file has none.
+fn read_lines(
+    path: &Path,
+    tail: Option<usize>,
+    lines: &mut VecDeque<LogEntry>,
+) -> Result<u64, LogError> {
     let io = |source| LogError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io(e)),
     };
     let mut reader = BufReader::new(file);
-    // dockerd's tail counts lines of the file, before the stream selection.
-    let mut lines: VecDeque<LogEntry> = VecDeque::new();
     let mut offset = 0u64;
     let mut buf = Vec::new();
     loop {
@@ -179,17 +210,14 @@ pub fn read_entries(path: &Path, opts: &LogOptions) -> Result<(Vec<LogEntry>, u6
         offset += n as u64;
         if let Some(e) = parse_line(&buf) {
             lines.push_back(e);
-            if let Some(t) = opts.tail {
+            if let Some(t) = tail {
                 while lines.len() > t {
                     lines.pop_front();
                 }
             }
         }
     }
-    Ok((
-        lines.into_iter().filter(|e| opts.wants(e)).collect(),
-        offset,
-    ))
+    Ok(offset)
 }
 
 /// How often a followed log is checked for new lines.
@@ -267,10 +295,20 @@ fn read_from(
         Err(e) => return Err(io(e)),
     };
     let len = file.metadata().map_err(io)?.len();
-    let mut pos = if len < offset { 0 } else { offset };
+    let mut out = vec![];
+    let mut pos = offset;
+    if len < offset {
+        // Rotated (the rest of what was read is now `.1`) or emptied: the rest of
+        // the old file first when it is there, then the new one from its start.
+        let older = numbered(path, 1);
+        if std::fs::metadata(&older).is_ok_and(|m| m.len() >= offset) {
+            let (rest, _) = read_from(&older, opts, offset)?;
+            out.extend(rest);
+        }
+        pos = 0;
+    }
     file.seek(SeekFrom::Start(pos)).map_err(io)?;
     let mut reader = BufReader::new(file);
-    let mut out = vec![];
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -329,6 +367,44 @@ mod tests {
         v.iter()
             .map(|e| String::from_utf8_lossy(&e.line).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn rotated_files_are_read_oldest_first_and_tail_spans_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c-json.log");
+        let at = |i: u32| format!("2024-01-01T00:00:{i:02}Z");
+        let file = |range: std::ops::Range<u32>| {
+            range
+                .map(|i| line(&format!("l{i}\n"), "stdout", &at(i)))
+                .collect::<String>()
+        };
+        std::fs::write(numbered(&p, 2), file(0..3)).unwrap();
+        std::fs::write(numbered(&p, 1), file(3..6)).unwrap();
+        std::fs::write(&p, file(6..8)).unwrap();
+        let (every, offset) = read_entries(&p, &all()).unwrap();
+        assert_eq!(
+            texts(&every),
+            (0..8).map(|i| format!("l{i}\n")).collect::<Vec<_>>()
+        );
+        assert_eq!(offset, std::fs::metadata(&p).unwrap().len());
+        let tail = LogOptions {
+            tail: Some(4),
+            ..all()
+        };
+        let (last, _) = read_entries(&p, &tail).unwrap();
+        assert_eq!(texts(&last), ["l4\n", "l5\n", "l6\n", "l7\n"]);
+
+        // A follower that had read the whole current file when it was rotated
+        // gets the rest of it from `.1`, then the new file.
+        let read_to = std::fs::metadata(&p).unwrap().len();
+        std::fs::rename(numbered(&p, 1), numbered(&p, 2)).unwrap();
+        let mut old = file(6..8);
+        old += &file(8..9);
+        std::fs::write(numbered(&p, 1), old).unwrap();
+        std::fs::write(&p, file(9..10)).unwrap();
+        let (new, _) = read_from(&p, &all(), read_to).unwrap();
+        assert_eq!(texts(&new), ["l8\n", "l9\n"]);
     }
 
     #[test]

@@ -819,6 +819,13 @@ fn run_rm(stack: &Stack, berth: &Path, args: &[&str]) -> std::process::Output {
     stack.cli(berth, &all)
 }
 
+/// `run -d --network none ARGS...`: the new container's id.
+fn run_d(stack: &Stack, berth: &Path, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d", "--network", "none"];
+    all.extend(args);
+    stack.ok(berth, &all).trim().to_string()
+}
+
 /// Each `run --rm` with these flags fails saying so, and leaves no container.
 fn refused(stack: &Stack, berth: &Path, cases: &[(Vec<&str>, &str)]) {
     let before = stack.ok(berth, &["ps", "-aq"]);
@@ -882,19 +889,10 @@ fn namespace_modes_share_what_they_name() {
         host_ns("pid")
     );
 
-    stack.ok(
+    run_d(
+        &stack,
         &berth,
-        &[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            "donor",
-            "busybox",
-            "sleep",
-            "300",
-        ],
+        &["--name", "donor", "busybox", "sleep", "300"],
     );
     let donor = stack.inspect("donor", "{{.State.Pid}}");
     assert_eq!(
@@ -1081,19 +1079,10 @@ fn cgroup_parent_block_io_and_refusals() {
         });
     if let Some((major, minor, node)) = found {
         let limit = format!("{}:1048576", node.display());
-        let id = stack.ok(
+        let id = run_d(
+            &stack,
             &berth,
-            &[
-                "run",
-                "-d",
-                "--network",
-                "none",
-                "--device-read-bps",
-                &limit,
-                "busybox",
-                "sleep",
-                "300",
-            ],
+            &["--device-read-bps", &limit, "busybox", "sleep", "300"],
         );
         let id = id.trim();
         let host = stack.inspect(id, "{{json .HostConfig.BlkioDeviceReadBps}}");
@@ -1149,4 +1138,55 @@ fn cgroup_parent_block_io_and_refusals() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("could not select device driver"), "{body}");
     assert_eq!(stack.ok(&berth, &["ps", "-aq"]), "");
+}
+
+/// `--log-opt max-size`/`max-file` rotate the json-file log as dockerd does (the
+/// current file and `.1`, `.2`, each within the size), and `logs` reads across the
+/// files in order: once taken and ignored, and the log grew without bound.
+#[test]
+fn json_file_logs_rotate_and_logs_reads_across_the_files() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let berth = berth_testutil::binary("berth");
+    let id = run_d(
+        &stack,
+        &berth,
+        &[
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(stack.ok(&berth, &["wait", id]).trim(), "0");
+    let log = std::path::PathBuf::from(stack.inspect(id, "{{.LogPath}}"));
+    let numbered = |n: u32| {
+        let mut p = log.clone().into_os_string();
+        p.push(format!(".{n}"));
+        std::path::PathBuf::from(p)
+    };
+    for p in [log.clone(), numbered(1), numbered(2)] {
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0 && len <= 1000, "{}: {len} bytes", p.display());
+    }
+    assert!(!numbered(3).exists());
+    let all = stack.ok(&berth, &["logs", id]);
+    let nums: Vec<u32> = all
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert!(nums.len() > 10, "{all}");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    assert_eq!(nums.last(), Some(&199));
+    assert_eq!(
+        stack.ok(&berth, &["logs", "--tail", "2", id]),
+        "line 198\nline 199\n"
+    );
+    stack.ok(&berth, &["rm", id]);
 }

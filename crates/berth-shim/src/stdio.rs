@@ -102,6 +102,42 @@ pub struct JsonLog {
     file: File,
     failed: bool,
     lines: [Lines; 2],
+    rotation: Rotation,
+    /// Bytes in the current file.
+    size: u64,
+}
+
+/// json-file's rotation (`max-size`, `max-file`): once an entry would take the file
+/// past `max_size` bytes it is renamed `<path>.1` (the older ones shifted up to
+/// `<path>.<max_files - 1>`, the oldest dropped) and a new one begun; with one
+/// file, it is emptied instead. `max_size` 0: never.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// The annotations berthd puts in the spec for json-file's rotation.
+pub const MAX_SIZE_ANNOTATION: &str = "berth.log.max-size";
+pub const MAX_FILE_ANNOTATION: &str = "berth.log.max-file";
+
+impl Rotation {
+    /// From the bundle spec's annotations; absent or unreadable ones mean none.
+    pub fn from_annotations(spec: &serde_json::Value) -> Rotation {
+        let get = |k: &str| {
+            spec.pointer("/annotations")
+                .and_then(|a| a.get(k))
+                .and_then(serde_json::Value::as_str)
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Rotation {
+            max_size: get(MAX_SIZE_ANNOTATION).unwrap_or(0),
+            max_files: get(MAX_FILE_ANNOTATION)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -131,12 +167,16 @@ pub(crate) fn open_log_file(path: &Path) -> Result<File, IoError> {
 
 impl JsonLog {
     /// Open (create, append) the log at `path`.
-    pub fn open(path: &Path) -> Result<JsonLog, IoError> {
+    pub fn open(path: &Path, rotation: Rotation) -> Result<JsonLog, IoError> {
+        let file = open_log_file(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(JsonLog {
             path: path.to_path_buf(),
-            file: open_log_file(path)?,
+            file,
             failed: false,
             lines: Default::default(),
+            rotation,
+            size,
         })
     }
 
@@ -144,7 +184,34 @@ impl JsonLog {
     /// go to the new file.
     pub fn reopen(&mut self) -> Result<(), IoError> {
         self.file = open_log_file(&self.path)?;
+        self.size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
         self.failed = false;
+        Ok(())
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    /// Begins a new file (see [`Rotation`]). A failure leaves the entries going to
+    /// the current one: output must keep flowing.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.rotation.max_files <= 1 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        for n in (1..self.rotation.max_files - 1).rev() {
+            match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(&self.path, self.numbered(1))?;
+        self.file = open_log_file(&self.path).map_err(std::io::Error::other)?;
+        self.size = 0;
         Ok(())
     }
 
@@ -182,11 +249,21 @@ impl JsonLog {
             return;
         }
         buf.push(b'\n');
+        let len = buf.len() as u64;
+        if self.rotation.max_size > 0 && self.size > 0 && self.size + len > self.rotation.max_size {
+            if let Err(e) = self.rotate() {
+                if !std::mem::replace(&mut self.failed, true) {
+                    tracing::error!(path = %self.path.display(), "rotating the container log: {e}");
+                }
+            }
+        }
         // One write per entry: O_APPEND keeps the streams' lines whole.
         if let Err(e) = self.file.write_all(&buf) {
             if !std::mem::replace(&mut self.failed, true) {
                 tracing::error!(path = %self.path.display(), "writing the container log: {e}");
             }
+        } else {
+            self.size += len;
         }
     }
 }
@@ -200,12 +277,13 @@ pub enum OutputLog {
 }
 
 impl OutputLog {
-    /// Open (create, append) the log at `path`, CRI-formatted when `cri`.
-    pub fn open(path: &Path, cri: bool) -> Result<OutputLog, IoError> {
+    /// Open (create, append) the log at `path`, CRI-formatted when `cri` (whose
+    /// rotation is kubelet's), else json-file with `rotation`.
+    pub fn open(path: &Path, cri: bool, rotation: Rotation) -> Result<OutputLog, IoError> {
         Ok(if cri {
             OutputLog::Cri(crate::crilog::CriLog::open(path)?)
         } else {
-            OutputLog::Json(JsonLog::open(path)?)
+            OutputLog::Json(JsonLog::open(path, rotation)?)
         })
     }
 
@@ -770,10 +848,70 @@ mod tests {
     }
 
     #[test]
+    fn a_full_log_moves_to_numbered_files_and_the_oldest_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let rotation = Rotation {
+            max_size: 200,
+            max_files: 3,
+        };
+        let mut log = JsonLog::open(&path, rotation).unwrap();
+        for i in 0..40 {
+            log.write(StreamKind::Stdout, format!("line {i}\n").as_bytes());
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let numbered = |n: u32| {
+            let mut p = path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        for p in [path.clone(), numbered(1), numbered(2)] {
+            let text = read(&p);
+            assert!(
+                !text.is_empty() && text.len() <= 200,
+                "{}: {text}",
+                p.display()
+            );
+        }
+        assert!(!numbered(3).exists());
+        // Oldest to newest, the lines are in order and end with the last.
+        let all = [numbered(2), numbered(1), path.clone()]
+            .iter()
+            .map(|p| read(p))
+            .collect::<String>();
+        let nums: Vec<u32> = all
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["log"].as_str().unwrap().trim()[5..].parse().unwrap()
+            })
+            .collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+        assert_eq!(nums.last(), Some(&39));
+
+        // One file: emptied instead.
+        let single = dir.path().join("one-json.log");
+        let mut log = JsonLog::open(
+            &single,
+            Rotation {
+                max_size: 200,
+                max_files: 1,
+            },
+        )
+        .unwrap();
+        for i in 0..40 {
+            log.write(StreamKind::Stdout, format!("line {i}\n").as_bytes());
+        }
+        let text = read(&single);
+        assert!(text.len() <= 200 && text.contains("line 39"), "{text}");
+        assert!(!dir.path().join("one-json.log.1").exists());
+    }
+
+    #[test]
     fn log_entries_are_docker_json_file_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/c-json.log");
-        let mut log = JsonLog::open(&path).unwrap();
+        let mut log = JsonLog::open(&path, Rotation::default()).unwrap();
         log.entry(
             StreamKind::Stdout,
             b"hello \"x\"\n",
@@ -799,7 +937,7 @@ mod tests {
     fn output_is_logged_line_by_line_per_stream() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-json.log");
-        let mut log = JsonLog::open(&path).unwrap();
+        let mut log = JsonLog::open(&path, Rotation::default()).unwrap();
         log.write(StreamKind::Stdout, b"a");
         log.write(StreamKind::Stderr, b"e\n");
         log.write(StreamKind::Stdout, b"b\nc");

@@ -32,8 +32,8 @@ pub struct LogTarget {
 }
 
 impl LogTarget {
-    fn open(&self) -> Result<OutputLog, IoError> {
-        OutputLog::open(&self.path, self.cri)
+    fn open(&self, rotation: crate::stdio::Rotation) -> Result<OutputLog, IoError> {
+        OutputLog::open(&self.path, self.cri, rotation)
     }
 }
 
@@ -418,8 +418,10 @@ impl Task {
         if self.init.is_some() {
             return Err(ShimError::TaskExists);
         }
-        let terminal = bundle_terminal(&self.dir.file("config.json"))?;
-        let log = log.as_ref().map(LogTarget::open).transpose()?;
+        let spec = bundle_spec(&self.dir.file("config.json"))?;
+        let terminal = spec_terminal(&spec);
+        let rotation = crate::stdio::Rotation::from_annotations(&spec);
+        let log = log.as_ref().map(|l| l.open(rotation)).transpose()?;
         let mut io = ProcessIo::new(terminal, stdin, log);
         let mounted = if rootfs.is_empty() {
             Vec::new()
@@ -770,7 +772,10 @@ impl Task {
         if self.execs.contains_key(exec_id) {
             return Err(ShimError::ProcessExists(exec_id.to_string()));
         }
-        let log = log.as_ref().map(LogTarget::open).transpose()?;
+        let log = log
+            .as_ref()
+            .map(|l| l.open(crate::stdio::Rotation::default()))
+            .transpose()?;
         let spec_path = self.dir.exec_file(exec_id, "json");
         crate::layout::write_atomic(&spec_path, process)?;
         let mut io = ProcessIo::new(terminal, stdin, log);
@@ -1042,20 +1047,23 @@ impl Task {
 }
 
 /// Whether the bundle's process wants a terminal (`process.terminal`).
-fn bundle_terminal(config: &Path) -> Result<bool, ShimError> {
+fn spec_terminal(spec: &serde_json::Value) -> bool {
+    spec.pointer("/process/terminal")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The bundle's config.json, for what the shim reads of it: the terminal and the
+/// log's rotation.
+fn bundle_spec(config: &Path) -> Result<serde_json::Value, ShimError> {
     let data = std::fs::read(config).map_err(|source| ShimError::Bundle {
         path: config.to_path_buf(),
         source,
     })?;
-    let spec: serde_json::Value =
-        serde_json::from_slice(&data).map_err(|source| ShimError::BundleJson {
-            path: config.to_path_buf(),
-            source,
-        })?;
-    Ok(spec
-        .pointer("/process/terminal")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false))
+    serde_json::from_slice(&data).map_err(|source| ShimError::BundleJson {
+        path: config.to_path_buf(),
+        source,
+    })
 }
 
 fn read_pid_file(path: &Path) -> Result<u32, ShimError> {
@@ -1119,16 +1127,37 @@ mod tests {
     }
 
     #[test]
-    fn terminal_comes_from_the_bundle() {
+    fn terminal_and_rotation_come_from_the_bundle() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.json");
-        std::fs::write(&cfg, r#"{"process":{"terminal":true,"args":["sh"]}}"#).unwrap();
-        assert!(bundle_terminal(&cfg).unwrap());
+        std::fs::write(
+            &cfg,
+            r#"{"process":{"terminal":true,"args":["sh"]},
+                "annotations":{"berth.log.max-size":"1024","berth.log.max-file":"3"}}"#,
+        )
+        .unwrap();
+        let spec = bundle_spec(&cfg).unwrap();
+        assert!(spec_terminal(&spec));
+        assert_eq!(
+            crate::stdio::Rotation::from_annotations(&spec),
+            crate::stdio::Rotation {
+                max_size: 1024,
+                max_files: 3
+            }
+        );
         std::fs::write(&cfg, r#"{"process":{"args":["sh"]}}"#).unwrap();
-        assert!(!bundle_terminal(&cfg).unwrap());
+        let spec = bundle_spec(&cfg).unwrap();
+        assert!(!spec_terminal(&spec));
+        assert_eq!(
+            crate::stdio::Rotation::from_annotations(&spec),
+            crate::stdio::Rotation {
+                max_size: 0,
+                max_files: 1
+            }
+        );
         std::fs::write(&cfg, "{").unwrap();
         assert!(matches!(
-            bundle_terminal(&cfg),
+            bundle_spec(&cfg),
             Err(ShimError::BundleJson { .. })
         ));
     }

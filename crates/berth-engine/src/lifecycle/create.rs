@@ -328,8 +328,7 @@ fn check_log_config(hc: &mut HostConfig) -> Result<Vec<String>, EngineError> {
         )));
     }
     let config = lc.config.get_or_insert_with(HashMap::new);
-    // Kept (inspect shows them) but not applied: the shim does not rotate its log.
-    // Said at create, so a log that grows without bound is no surprise.
+    // Kept (inspect shows them) but not applied; said at create rather than not at all.
     let mut unapplied: Vec<&str> = ROTATION_OPTS
         .iter()
         .copied()
@@ -339,15 +338,14 @@ fn check_log_config(hc: &mut HostConfig) -> Result<Vec<String>, EngineError> {
     Ok(unapplied
         .iter()
         .map(|o| {
-            format!(
-                "berth does not rotate container logs yet: log option {o} is kept but not applied, and the log grows without bound"
-            )
+            format!("berth does not apply the log option {o} yet: rotated logs stay uncompressed")
         })
         .collect())
 }
 
-/// json-file's rotation options, which berth's shim does not apply yet.
-const ROTATION_OPTS: &[&str] = &["max-size", "max-file", "compress"];
+/// json-file's options that berth's shim does not apply yet (it rotates by
+/// `max-size` and `max-file`, uncompressed).
+const ROTATION_OPTS: &[&str] = &["compress"];
 
 /// `HostConfig.Runtime`: berth's own runtime by default (the manager's `--runtime`),
 /// or `runc`/`crun` when installed; anything else is dockerd's 400. Returns the name
@@ -532,20 +530,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rotation_options_are_kept_with_a_warning() {
+    fn compression_is_kept_with_a_warning() {
         let mut hc = HostConfig {
             log_config: Some(bollard_stubs::models::HostConfigLogConfig {
                 typ: None,
                 config: Some(HashMap::from([
                     ("max-size".to_string(), "10m".to_string()),
-                    ("max-file".to_string(), "3".to_string()),
+                    ("compress".to_string(), "true".to_string()),
                 ])),
             }),
             ..HostConfig::default()
         };
         let warnings = check_log_config(&mut hc).unwrap();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("max-file") && warnings[1].contains("max-size"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("compress"));
         let lc = hc.log_config.unwrap();
         assert_eq!(lc.typ.as_deref(), Some("json-file"));
         assert_eq!(lc.config.unwrap()["max-size"], "10m");

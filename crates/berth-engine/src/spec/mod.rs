@@ -502,6 +502,61 @@ fn cgroup_parent(hc: &HostConfig) -> Result<PathBuf, SpecError> {
     Ok(path)
 }
 
+/// json-file's `max-size` and `max-file`, as the spec annotations the shim rotates
+/// its log by (the shim reads the bundle's config.json; the manager passes the
+/// annotations through). Sizes as dockerd reads them (`10m` is 10 000 000 bytes).
+fn log_rotation(hc: &HostConfig) -> Result<Option<HashMap<String, String>>, SpecError> {
+    let Some(opts) = hc.log_config.as_ref().and_then(|l| l.config.as_ref()) else {
+        return Ok(None);
+    };
+    let mut out = HashMap::new();
+    if let Some(size) = opts.get("max-size") {
+        let bytes = human_size(size).filter(|b| *b > 0).ok_or_else(|| {
+            invalid(format!(
+                "invalid max-size {size:?}: a positive size like 10m"
+            ))
+        })?;
+        out.insert(LOG_MAX_SIZE.to_string(), bytes.to_string());
+    }
+    if let Some(files) = opts.get("max-file") {
+        match files.parse::<u32>() {
+            Ok(n) if n >= 1 => {
+                out.insert(LOG_MAX_FILE.to_string(), n.to_string());
+            }
+            _ => return Err(invalid("max-file cannot be less than 1")),
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// The annotations of json-file's rotation (berth-shim's `Rotation` reads them).
+pub const LOG_MAX_SIZE: &str = "berth.log.max-size";
+pub const LOG_MAX_FILE: &str = "berth.log.max-file";
+
+/// A size as docker's `FromHumanSize` reads it: decimal units (`1k` = 1000, `10MB`).
+fn human_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let value: f64 = num.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "p" => 1e15,
+        _ => return None,
+    };
+    let bytes = value * mult;
+    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
 /// What `--security-opt seccomp=` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeccompChoice {
@@ -877,7 +932,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     spec.set_root(Some(root));
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
-    spec.set_annotations(None);
+    spec.set_annotations(log_rotation(hc)?);
     Ok(spec)
 }
 

@@ -934,3 +934,38 @@ fn weights_are_kept_only_where_the_host_takes_them() {
     };
     assert!(devices::block_io(&bad, true).is_err());
 }
+
+#[test]
+fn log_rotation_travels_as_annotations() {
+    let f = Fixture::new();
+    let hc = |opts: &[(&str, &str)]| HostConfig {
+        log_config: Some(bollard_stubs::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(
+                opts.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }),
+        ..HostConfig::default()
+    };
+    let spec = f.spec(hc(&[("max-size", "10m"), ("max-file", "3")]));
+    let a = spec.annotations().clone().unwrap();
+    assert_eq!(a[LOG_MAX_SIZE], "10000000");
+    assert_eq!(a[LOG_MAX_FILE], "3");
+    assert!(f.spec(hc(&[])).annotations().is_none());
+    assert_eq!(human_size("1k"), Some(1000));
+    assert_eq!(human_size("1.5MB"), Some(1_500_000));
+    assert_eq!(human_size("2 g"), Some(2_000_000_000));
+    assert_eq!(human_size("512"), Some(512));
+    for bad in ["", "m", "10x", "-1m"] {
+        assert_eq!(human_size(bad), None, "{bad}");
+    }
+    for bad in [
+        [("max-size", "0")],
+        [("max-size", "lots")],
+        [("max-file", "0")],
+    ] {
+        assert!(f.refuses(&hc(&bad)), "{bad:?}");
+    }
+}

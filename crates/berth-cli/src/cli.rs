@@ -723,6 +723,11 @@ pub fn main() -> i32 {
 
 /// Prints an error as docker does and gives its exit code.
 fn report(e: &anyhow::Error, fail_code: i32) -> i32 {
+    if output_closed(e) {
+        // `berth logs | head`: the reader went away. docker dies of SIGPIPE
+        // quietly; the same code, and no message on a terminal that asked for none.
+        return 141;
+    }
     if let Some(s) = e.downcast_ref::<StatusError>() {
         if !s.message.is_empty() {
             eprintln!("{}", s.message);
@@ -747,6 +752,19 @@ fn report(e: &anyhow::Error, fail_code: i32) -> i32 {
             1
         }
     }
+}
+
+/// Whether `e` is our own output's reader going away (EPIPE on a write that did
+/// not go to the daemon: an error of the connection to it is hyper's).
+fn output_closed(e: &anyhow::Error) -> bool {
+    let broken = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    broken
+        && !e
+            .chain()
+            .any(|c| c.downcast_ref::<hyper::Error>().is_some())
 }
 
 async fn dispatch(host: &str, command: Command) -> Result<i32> {

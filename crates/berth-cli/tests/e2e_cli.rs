@@ -508,3 +508,45 @@ fn login_then_push_and_pull_with_the_stored_credentials() {
     let out = stack.cli(&berth(), &["pull", &image]);
     assert_ne!(out.status.code(), Some(0), "pulled after logging out");
 }
+
+/// `berth logs X | head -1`: when the reader goes away the CLI ends as docker's
+/// does (141, the code of a death by SIGPIPE), without an error message.
+#[test]
+fn a_reader_that_goes_away_ends_the_cli_quietly() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let stack = Stack::start();
+    let id = ok(
+        &stack,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    let id = id.trim();
+    ok(&stack, &["wait", id]);
+    let mut child = Guard(Some(
+        cmd(&stack, &["logs", id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let c = child.0.as_mut().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "line 0\n");
+    // The reader is dropped here: the CLI's next writes fail.
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    ok(&stack, &["rm", id]);
+}

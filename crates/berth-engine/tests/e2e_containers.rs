@@ -841,8 +841,9 @@ fn refused(stack: &Stack, berth: &Path, cases: &[(Vec<&str>, &str)]) {
 
 /// `--pid`, `--ipc` and `--uts` share what they name (they were taken and
 /// ignored once): the host's namespaces, another running container's PID
-/// namespace, no /dev/shm with `--ipc none`; and refuse what berth cannot do or
-/// dockerd refuses, before anything is left behind.
+/// namespace, a shareable container's IPC namespace and /dev/shm, no /dev/shm
+/// with `--ipc none`; and refuse what dockerd refuses, before anything is left
+/// behind.
 #[test]
 fn namespace_modes_share_what_they_name() {
     berth_testutil::require_root!();
@@ -915,6 +916,44 @@ fn namespace_modes_share_what_they_name() {
     ]);
     assert!(ps.lines().any(|l| l.trim() == "1 sleep 300"), "{ps}");
 
+    // A shareable IPC namespace: a joiner gets the namespace and /dev/shm both.
+    run_d(
+        &stack,
+        &berth,
+        &[
+            "--name",
+            "shm-donor",
+            "--ipc",
+            "shareable",
+            "busybox",
+            "sh",
+            "-c",
+            "echo shared > /dev/shm/x; sleep 300",
+        ],
+    );
+    let shm_donor = stack.inspect("shm-donor", "{{.State.Pid}}");
+    eventually("the donor wrote its /dev/shm", || {
+        std::fs::read_to_string(format!("/proc/{shm_donor}/root/dev/shm/x"))
+            .ok()
+            .filter(|t| t == "shared\n")
+    });
+    let seen = run(&[
+        "--ipc",
+        "container:shm-donor",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /dev/shm/x; readlink /proc/self/ns/ipc",
+    ]);
+    assert_eq!(seen, format!("shared\n{}", ns(&shm_donor, "ipc")));
+    stack.ok(&berth, &["rm", "-f", "shm-donor"]);
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains("mounts/shm"),
+        "a shareable /dev/shm outlived its container"
+    );
+
     refused(
         &stack,
         &berth,
@@ -923,7 +962,7 @@ fn namespace_modes_share_what_they_name() {
                 vec!["--uts", "host", "-h", "other"],
                 "Conflicting options: hostname and the UTS mode",
             ),
-            (vec!["--ipc", "container:donor"], "is not supported"),
+            (vec!["--ipc", "container:donor"], "non-shareable IPC"),
             (vec!["--pid", "container:nosuch"], "No such container"),
             (vec!["--pid", "hots"], "invalid PID mode"),
             (vec!["--userns", "remap"], "invalid user namespace mode"),

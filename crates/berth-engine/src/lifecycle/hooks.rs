@@ -32,40 +32,71 @@ pub async fn before_task_create<'a>(
     pending
 }
 
-/// `PidMode: container:<name|id>`: the spec joins that container's PID namespace.
-/// That container must be running, as with dockerd.
+/// The namespaces of `PidMode`/`IpcMode` `container:<name|id>` (that container
+/// must be running, as with dockerd; for IPC it must be shareable, and its
+/// /dev/shm is bound too), and a shareable container's own /dev/shm.
 fn join_other_containers(
     engine: &Engine,
     rec: &ContainerRecord,
     spec: &mut Spec,
 ) -> Result<(), EngineError> {
-    let crate::spec::namespaces::Share::Container(name) =
-        crate::spec::namespaces::modes(&rec.host_config)?.pid
-    else {
-        return Ok(());
-    };
-    let target = engine.store.get(&name)?;
-    if target.id == rec.id {
-        return Err(EngineError::BadParameter(
-            "a container cannot join its own PID namespace".to_string(),
-        ));
+    use crate::spec::namespaces::{modes, Share};
+    let own = modes(&rec.host_config)?;
+    if own.ipc_shareable {
+        let size = rec
+            .host_config
+            .shm_size
+            .filter(|s| *s > 0)
+            .unwrap_or(crate::spec::defaults::DEFAULT_SHM_SIZE);
+        let dir = crate::spec::shm_dir(&engine.store.container_dir(&rec.id));
+        super::shm::ensure(&dir, size)
+            .map_err(|e| EngineError::io(format!("mounting {}", dir.display()), e))?;
     }
-    let pid = match target.state.pid.filter(|p| *p > 0) {
-        Some(pid) if target.state.running == Some(true) => pid,
-        _ => {
-            return Err(EngineError::Conflict(format!(
-                "cannot join PID of a non running container: {}",
+    let running = |kind: &str, name: &str| -> Result<(i64, ContainerRecord), EngineError> {
+        let target = engine.store.get(name)?;
+        if target.id == rec.id {
+            return Err(EngineError::BadParameter(format!(
+                "a container cannot join its own {kind} namespace"
+            )));
+        }
+        match target.state.pid.filter(|p| *p > 0) {
+            Some(pid) if target.state.running == Some(true) => Ok((pid, target)),
+            _ => Err(EngineError::Conflict(format!(
+                "cannot join {kind} of a non running container: {}",
                 target.id
-            )))
+            ))),
         }
     };
+    let mut joins = vec![];
+    if let Share::Container(name) = &own.pid {
+        joins.push((LinuxNamespaceType::Pid, "pid", running("PID", name)?.0));
+    }
+    if let Share::Container(name) = &own.ipc {
+        let (pid, donor) = running("IPC", name)?;
+        if !modes(&donor.host_config)?.ipc_shareable {
+            return Err(EngineError::Conflict(
+                "non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                    .to_string(),
+            ));
+        }
+        joins.push((LinuxNamespaceType::Ipc, "ipc", pid));
+        let shm = crate::spec::shm_dir(&engine.store.container_dir(&donor.id));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.retain(|m| m.destination() != std::path::Path::new("/dev/shm"));
+        mounts.push(crate::spec::mounts::mount(
+            "/dev/shm",
+            "bind",
+            &shm.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+        spec.set_mounts(Some(mounts));
+    }
     if let Some(linux) = spec.linux_mut() {
         let mut list = linux.namespaces().clone().unwrap_or_default();
-        for ns in list
-            .iter_mut()
-            .filter(|n| n.typ() == LinuxNamespaceType::Pid)
-        {
-            ns.set_path(Some(format!("/proc/{pid}/ns/pid").into()));
+        for ns in &mut list {
+            if let Some((_, name, pid)) = joins.iter().find(|(t, _, _)| *t == ns.typ()) {
+                ns.set_path(Some(format!("/proc/{pid}/ns/{name}").into()));
+            }
         }
         linux.set_namespaces(Some(list));
     }
@@ -105,6 +136,7 @@ pub fn after_start(engine: &Arc<Engine>, id: &str) {
 /// Errors are the hook's to log.
 pub async fn after_task_gone(engine: &Arc<Engine>, id: &str) {
     crate::network::container::container_stopped(engine, id).await;
+    super::shm::release(&crate::spec::shm_dir(&engine.store.container_dir(id)));
 }
 
 /// After the container's task and the manager's record are gone, before its engine
@@ -112,4 +144,6 @@ pub async fn after_task_gone(engine: &Arc<Engine>, id: &str) {
 /// log; a remove does not fail on them.
 pub async fn after_remove(engine: &Arc<Engine>, rec: &ContainerRecord) {
     crate::network::container::container_removed(engine, &rec.id).await;
+    // A run that ended while berthd was down left it mounted.
+    super::shm::release(&crate::spec::shm_dir(&engine.store.container_dir(&rec.id)));
 }

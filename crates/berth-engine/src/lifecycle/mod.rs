@@ -26,6 +26,7 @@ pub mod create;
 pub mod exec;
 pub mod exit;
 pub mod hooks;
+pub mod shm;
 pub mod state;
 
 use std::collections::HashMap;

@@ -502,6 +502,11 @@ fn cgroup_parent(hc: &HostConfig) -> Result<PathBuf, SpecError> {
     Ok(path)
 }
 
+/// Where a shareable container's /dev/shm is made on the host.
+pub fn shm_dir(container_dir: &Path) -> PathBuf {
+    container_dir.join("mounts").join("shm")
+}
+
 /// json-file's `max-size` and `max-file`, as the spec annotations the shim rotates
 /// its log by (the shim reads the bundle's config.json; the manager passes the
 /// annotations through). Sizes as dockerd reads them (`10m` is 10 000 000 bytes).
@@ -637,15 +642,21 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         privileged,
     );
     // The host's IPC namespace comes with the host's /dev/shm (as with dockerd);
-    // `none` has no /dev/shm; another container's is bound by the start.
-    if modes.ipc == namespaces::Share::Host || modes.ipc_none {
+    // `none` has no /dev/shm; a shareable one is made on the host (the start
+    // mounts it); another container's is bound by the start.
+    let shm_source = match &modes.ipc {
+        namespaces::Share::Host => Some(PathBuf::from("/dev/shm")),
+        _ if modes.ipc_shareable => Some(shm_dir(input.container_dir)),
+        _ => None,
+    };
+    if shm_source.is_some() || modes.ipc_none {
         mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
     }
-    if modes.ipc == namespaces::Share::Host {
+    if let Some(source) = shm_source {
         mounts.push(mounts::mount(
             "/dev/shm",
             "bind",
-            "/dev/shm",
+            &source.to_string_lossy(),
             &["rbind", "rprivate"],
         ));
     }

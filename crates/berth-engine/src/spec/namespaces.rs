@@ -3,10 +3,10 @@
 //! dockerd reads these fields. Another container's is joined by the start
 //! (`lifecycle::hooks`), which knows where that container runs.
 //!
-//! `IpcMode: container:<id>` is refused: sharing POSIX shared memory needs the
-//! donor's /dev/shm on the host side (dockerd's `shareable` mounts one under the
-//! container's directory), which berth does not make, and joining the namespace
-//! alone would share System V IPC but not /dev/shm, a half that looks whole.
+//! `IpcMode: shareable` gives the container a /dev/shm made on the host side, under
+//! its directory (`lifecycle::shm`), so that `IpcMode: container:<id>` can bind the
+//! same one beside joining the namespace: POSIX shared memory lives in /dev/shm,
+//! System V IPC in the namespace, and a joiner gets both, as with dockerd.
 
 use bollard_stubs::models::HostConfig;
 
@@ -19,7 +19,7 @@ pub enum Share {
     Private,
     /// The host's.
     Host,
-    /// That of the container named or with this id (PID only).
+    /// That of the container named or with this id.
     Container(String),
 }
 
@@ -30,6 +30,8 @@ pub struct Modes {
     pub ipc: Share,
     /// `IpcMode: none`: a namespace of its own and no /dev/shm.
     pub ipc_none: bool,
+    /// `IpcMode: shareable`: its /dev/shm is made on the host for joiners.
+    pub ipc_shareable: bool,
     /// `UTSMode: host`.
     pub uts_host: bool,
 }
@@ -51,13 +53,7 @@ pub fn modes(hc: &HostConfig) -> Result<Modes, SpecError> {
     let ipc = match ipc_mode {
         "" | "private" | "shareable" | "none" => Share::Private,
         "host" => Share::Host,
-        m if m.starts_with("container:") => {
-            return Err(invalid(format!(
-                "IpcMode {m:?} is not supported: berth cannot share a container's /dev/shm; \
-                 use --ipc host, or a volume for shared files"
-            )))
-        }
-        m => return Err(invalid(format!("invalid IPC mode: {m:?}"))),
+        m => joined("IPC", m)?,
     };
     let uts_host = match hc.uts_mode.as_deref().unwrap_or("") {
         "" => false,
@@ -76,6 +72,7 @@ pub fn modes(hc: &HostConfig) -> Result<Modes, SpecError> {
         pid,
         ipc,
         ipc_none: ipc_mode == "none",
+        ipc_shareable: ipc_mode == "shareable",
         uts_host,
     })
 }
@@ -109,14 +106,13 @@ mod tests {
         );
         let m = modes(&hc("host", "host", "host", "host")).unwrap();
         assert_eq!((m.pid, m.ipc, m.uts_host), (Share::Host, Share::Host, true));
-        let m = modes(&hc("container:web", "", "", "")).unwrap();
+        let m = modes(&hc("container:web", "container:db", "", "")).unwrap();
         assert_eq!(m.pid, Share::Container("web".into()));
+        assert_eq!(m.ipc, Share::Container("db".into()));
         let m = modes(&hc("", "none", "", "")).unwrap();
         assert!(m.ipc_none);
-        assert_eq!(
-            modes(&hc("", "shareable", "", "")).unwrap().ipc,
-            Share::Private
-        );
+        let m = modes(&hc("", "shareable", "", "")).unwrap();
+        assert_eq!((m.ipc, m.ipc_shareable), (Share::Private, true));
     }
 
     #[test]
@@ -125,7 +121,7 @@ mod tests {
             hc("container:", "", "", ""),
             hc("hots", "", "", ""),
             hc("", "container", "", ""),
-            hc("", "container:db", "", ""),
+            hc("", "container:", "", ""),
             hc("", "", "private", ""),
             hc("", "", "", "remap"),
         ] {

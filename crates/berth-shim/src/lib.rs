@@ -7,7 +7,8 @@
 //! berth-runtime, runc and crun all work; it is a child subreaper and the only
 //! reaper of its children ([`reaper`]); it mounts the rootfs ([`mounts`]); it owns
 //! the container's stdio and writes its log in Docker's json-file format
-//! ([`stdio`]) or Kubernetes' CRI format ([`crilog`]); and it records the init's
+//! ([`stdio`], rotated by the bundle's `berth.log.max-size`/`max-file`
+//! annotations) or Kubernetes' CRI format ([`crilog`]); and it records the init's
 //! exit status to `exit.json` before reporting it ([`task`], [`layout`]), so a
 //! manager that restarts finds everything again.
 //!

@@ -587,3 +587,25 @@ async fn none_containers_take_namespaces_made_in_advance() {
     assert_eq!(st, 204);
     assert_eq!(bare_pool_reaches(&d, 2).await, after);
 }
+
+/// `Config.NetworkDisabled` (docker-py's `network_disabled`): no network but the
+/// loopback, as `none`, whatever the mode says (it was taken and ignored once).
+#[tokio::test]
+async fn network_disabled_gets_no_network() {
+    let d = daemon().await;
+    let (st, _) = create_container(
+        &d,
+        "offline",
+        json!({"Image": "busybox", "NetworkDisabled": true}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (st, v) = post(&d, "/v1.47/containers/offline/start", json!({})).await;
+    assert!(st == 204 || st == 304, "{st} {v}");
+    let (_, i) = get(&d, "/v1.47/containers/offline/json").await;
+    assert_eq!(i["Config"]["NetworkDisabled"], true);
+    // As `--network none` shows it.
+    let nets = i["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert_eq!(nets.keys().collect::<Vec<_>>(), ["none"], "{i}");
+    assert_eq!(i["NetworkSettings"]["IPAddress"], "");
+}

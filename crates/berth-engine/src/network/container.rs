@@ -186,7 +186,13 @@ pub fn container_created(
 ) -> Result<Vec<String>, EngineError> {
     let nets = &engine.networks;
     let mut warnings = vec![];
-    let mode = hc.network_mode.clone().unwrap_or_default();
+    // `Config.NetworkDisabled` (docker-py's `network_disabled`): no network, as
+    // `none`, whatever the mode says.
+    let mode = if config.network_disabled == Some(true) {
+        "none".to_string()
+    } else {
+        hc.network_mode.clone().unwrap_or_default()
+    };
     let publishes = hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
         || hc.publish_all_ports == Some(true);
     // Port specs are checked whatever the mode, so a bad one is a 400 now.

@@ -69,6 +69,17 @@ pub fn passwd_root(info: &SnapshotInfo) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(&info.merged_dir))
 }
 
+/// Volumes by name only, for what create does before they exist: a bad name is
+/// refused (start would refuse it), the path is a stand-in.
+struct NoVolumes;
+
+impl spec::VolumeResolver for NoVolumes {
+    fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
+        crate::api::volumes::check_name(name).map_err(|e| spec::SpecError::Invalid(e.message()))?;
+        Ok(PathBuf::from("/").join(name))
+    }
+}
+
 fn validate(
     engine: &Engine,
     id: &str,
@@ -81,15 +92,6 @@ fn validate(
     c.user = None;
     let mut h = hc.clone();
     h.group_add = None;
-    struct NoVolumes;
-    impl spec::VolumeResolver for NoVolumes {
-        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
-            // Start would refuse a bad name: create refuses it first.
-            crate::api::volumes::check_name(name)
-                .map_err(|e| spec::SpecError::Invalid(e.message()))?;
-            Ok(PathBuf::from("/").join(name))
-        }
-    }
     spec::build_spec(&SpecInput {
         id,
         config: &c,
@@ -412,13 +414,6 @@ fn add_volumes_from(engine: &Engine, hc: &mut HostConfig) -> Result<(), EngineEr
     if from.is_empty() {
         return Ok(());
     }
-    /// Volume names need no path to be copied.
-    struct Named;
-    impl spec::VolumeResolver for Named {
-        fn resolve(&self, name: &str) -> Result<PathBuf, spec::SpecError> {
-            Ok(PathBuf::from(name))
-        }
-    }
     let mut taken = taken_destinations(hc);
     let mut copied = vec![];
     for entry in &from {
@@ -436,7 +431,7 @@ fn add_volumes_from(engine: &Engine, hc: &mut HostConfig) -> Result<(), EngineEr
         let source = engine.store.get(name)?;
         let mut theirs = vec![];
         for b in source.host_config.binds.iter().flatten() {
-            let m = spec::mounts::parse_bind(b, &Named)?;
+            let m = spec::mounts::parse_bind(b, &NoVolumes)?;
             let typ = if m.kind == "bind" {
                 MountTypeEnum::BIND
             } else {

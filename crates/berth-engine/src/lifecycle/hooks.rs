@@ -24,7 +24,7 @@ pub async fn before_task_create<'a>(
     rec: &ContainerRecord,
     spec: &mut Spec,
 ) -> Result<Option<PendingSetup<'a>>, EngineError> {
-    join_other_containers(engine, rec, spec)?;
+    apply_namespace_modes(engine, rec, spec)?;
     crate::network::container::apply_to_spec(engine, rec, spec)?;
     let pending = crate::network::container::container_start(engine, rec).await;
     // A start that took a namespace from the pool (or could have): another is made.
@@ -35,7 +35,7 @@ pub async fn before_task_create<'a>(
 /// The namespaces of `PidMode`/`IpcMode` `container:<name|id>` (that container
 /// must be running, as with dockerd; for IPC it must be shareable, and its
 /// /dev/shm is bound too), and a shareable container's own /dev/shm.
-fn join_other_containers(
+fn apply_namespace_modes(
     engine: &Engine,
     rec: &ContainerRecord,
     spec: &mut Spec,
@@ -82,13 +82,7 @@ fn join_other_containers(
         joins.push((LinuxNamespaceType::Ipc, "ipc", pid));
         let shm = crate::spec::shm_dir(&engine.store.container_dir(&donor.id));
         let mut mounts = spec.mounts().clone().unwrap_or_default();
-        mounts.retain(|m| m.destination() != std::path::Path::new("/dev/shm"));
-        mounts.push(crate::spec::mounts::mount(
-            "/dev/shm",
-            "bind",
-            &shm.to_string_lossy(),
-            &["rbind", "rprivate"],
-        ));
+        crate::spec::mounts::set_shm(&mut mounts, Some(&shm));
         spec.set_mounts(Some(mounts));
     }
     if let Some(linux) = spec.linux_mut() {

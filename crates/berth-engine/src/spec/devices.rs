@@ -223,48 +223,6 @@ pub fn asks_for_weight(hc: &HostConfig) -> bool {
             .is_some_and(|d| !d.is_empty())
 }
 
-/// Fields berth cannot honour on this host, refused with dockerd's words rather
-/// than ignored: a container that silently lacks what it asked for looks fine
-/// until it matters.
-pub fn refuse_unsupported(hc: &HostConfig) -> Result<(), SpecError> {
-    if let Some(r) = hc.device_requests.as_ref().and_then(|r| r.first()) {
-        return Err(invalid(format!(
-            "could not select device driver {:?} with capabilities: {:?}",
-            r.driver.as_deref().unwrap_or(""),
-            r.capabilities.clone().unwrap_or_default()
-        )));
-    }
-    if hc.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
-        return Err(invalid(
-            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
-        ));
-    }
-    if let Some(d) = hc
-        .volume_driver
-        .as_deref()
-        .filter(|d| !d.is_empty() && *d != "local")
-    {
-        return Err(invalid(format!(
-            "error looking up volume plugin {d}: plugin {d:?} not found"
-        )));
-    }
-    if let Some(i) = hc
-        .isolation
-        .map(|i| i.to_string())
-        .filter(|i| !i.is_empty() && i != "default")
-    {
-        return Err(invalid(format!(
-            "Invalid isolation: {i:?} - linux only supports 'default'"
-        )));
-    }
-    if hc.cpu_realtime_period.unwrap_or(0) != 0 || hc.cpu_realtime_runtime.unwrap_or(0) != 0 {
-        return Err(invalid(
-            "Your kernel does not support CPU real-time scheduler (berth sets no real-time budget)",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -455,13 +455,7 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
     }
 
     let mut res = LinuxResources::default();
-    let mut rules = defaults::device_rules(privileged);
-    // Checked either way; a privileged container is allowed everything already.
-    let extra = devices::cgroup_rules(hc)?;
-    if !privileged {
-        rules.extend(extra);
-    }
-    res.set_devices(Some(rules));
+    res.set_devices(Some(defaults::device_rules(privileged)));
     if mem != LinuxMemory::default() {
         res.set_memory(Some(mem));
     }
@@ -474,6 +468,48 @@ pub fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources, Sp
         res.set_pids(Some(pids));
     }
     Ok(res)
+}
+
+/// Fields berth cannot honour on this host, refused with dockerd's words rather
+/// than ignored: a container that silently lacks what it asked for looks fine
+/// until it matters.
+pub fn refuse_unsupported(hc: &HostConfig) -> Result<(), SpecError> {
+    if let Some(r) = hc.device_requests.as_ref().and_then(|r| r.first()) {
+        return Err(invalid(format!(
+            "could not select device driver {:?} with capabilities: {:?}",
+            r.driver.as_deref().unwrap_or(""),
+            r.capabilities.clone().unwrap_or_default()
+        )));
+    }
+    if hc.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(invalid(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
+    }
+    if let Some(d) = hc
+        .volume_driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "local")
+    {
+        return Err(invalid(format!(
+            "error looking up volume plugin {d}: plugin {d:?} not found"
+        )));
+    }
+    if let Some(i) = hc
+        .isolation
+        .map(|i| i.to_string())
+        .filter(|i| !i.is_empty() && i != "default")
+    {
+        return Err(invalid(format!(
+            "Invalid isolation: {i:?} - linux only supports 'default'"
+        )));
+    }
+    if hc.cpu_realtime_period.unwrap_or(0) != 0 || hc.cpu_realtime_runtime.unwrap_or(0) != 0 {
+        return Err(invalid(
+            "Your kernel does not support CPU real-time scheduler (berth sets no real-time budget)",
+        ));
+    }
+    Ok(())
 }
 
 /// The cgroup the container's goes under: `CgroupParent` (relative to the
@@ -626,7 +662,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let mut config = input.config.clone();
     merge_image_config(&mut config, input.image);
     let hc = input.host_config;
-    devices::refuse_unsupported(hc)?;
+    refuse_unsupported(hc)?;
     let privileged = hc.privileged.unwrap_or(false);
     let net = parse_network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
     let modes = namespaces::modes(hc)?;
@@ -644,21 +680,13 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     // The host's IPC namespace comes with the host's /dev/shm (as with dockerd);
     // `none` has no /dev/shm; a shareable one is made on the host (the start
     // mounts it); another container's is bound by the start.
-    let shm_source = match &modes.ipc {
-        namespaces::Share::Host => Some(PathBuf::from("/dev/shm")),
-        _ if modes.ipc_shareable => Some(shm_dir(input.container_dir)),
-        _ => None,
-    };
-    if shm_source.is_some() || modes.ipc_none {
-        mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
-    }
-    if let Some(source) = shm_source {
-        mounts.push(mounts::mount(
-            "/dev/shm",
-            "bind",
-            &source.to_string_lossy(),
-            &["rbind", "rprivate"],
-        ));
+    match &modes.ipc {
+        namespaces::Share::Host => mounts::set_shm(&mut mounts, Some(Path::new("/dev/shm"))),
+        _ if modes.ipc_shareable => {
+            mounts::set_shm(&mut mounts, Some(&shm_dir(input.container_dir)))
+        }
+        _ if modes.ipc_none => mounts::set_shm(&mut mounts, None),
+        _ => {}
     }
     if hc.init == Some(true) {
         let mut init_args = vec![INIT_PATH_IN_CONTAINER.to_string(), "--".to_string()];
@@ -888,9 +916,13 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let (device_nodes, device_rules) = devices::mapped(hc, privileged)?;
     let mut res = resources(hc, privileged)?;
     res.set_block_io(devices::block_io(hc, input.host.blkio_weight)?);
-    if !device_rules.is_empty() {
+    // After Docker's defaults; both are checked either way, and a privileged
+    // container is allowed everything already.
+    let cgroup_rules = devices::cgroup_rules(hc)?;
+    if !privileged {
         let mut rules = res.devices().clone().unwrap_or_default();
         rules.extend(device_rules);
+        rules.extend(cgroup_rules);
         res.set_devices(Some(rules));
     }
     let mut linux = LinuxBuilder::default()

@@ -24,6 +24,20 @@ pub fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
     m
 }
 
+/// Makes the container's /dev/shm a bind of `source` (the host's, a shareable
+/// container's), or drops it (`None`: `IpcMode: none`).
+pub fn set_shm(mounts: &mut Vec<Mount>, source: Option<&Path>) {
+    mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
+    if let Some(source) = source {
+        mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            &source.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+}
+
 /// Docker's default mounts: /proc, /dev, /dev/pts, /sys, the cgroup tree, /dev/mqueue
 /// and /dev/shm (`shm_size` bytes). Privileged containers get /sys and cgroups writable.
 pub fn default_mounts(shm_size: i64, privileged: bool) -> Vec<Mount> {

@@ -1157,7 +1157,11 @@ fn cgroup_parent_block_io_and_refusals() {
                 "--storage-opt is supported only",
             ),
             (
-                vec!["--volume-driver", "nfs-plugin"],
+                vec!["--volume-driver", "nfs-plugin", "-v", "/data"],
+                "plugin \"nfs-plugin\" not found",
+            ),
+            (
+                vec!["--volume-driver", "nfs-plugin", "-v", "named:/data"],
                 "plugin \"nfs-plugin\" not found",
             ),
             (
@@ -1177,6 +1181,27 @@ fn cgroup_parent_block_io_and_refusals() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("could not select device driver"), "{body}");
     assert_eq!(stack.ok(&berth, &["ps", "-aq"]), "");
+    assert!(!stack.ok(&berth, &["volume", "ls", "-q"]).contains("named"));
+    // A container that makes no volume keeps the driver's name, as dockerd
+    // (docker-py's test_create_with_volume_driver).
+    let id = stack.ok(
+        &berth,
+        &[
+            "create",
+            "--network",
+            "none",
+            "--volume-driver",
+            "nfs-plugin",
+            "busybox",
+            "true",
+        ],
+    );
+    let driver = stack.ok(
+        &berth,
+        &["inspect", "-f", "{{.HostConfig.VolumeDriver}}", id.trim()],
+    );
+    assert_eq!(driver.trim(), "nfs-plugin");
+    stack.ok(&berth, &["rm", id.trim()]);
 }
 
 /// `--log-opt max-size`/`max-file` rotate the json-file log as dockerd does (the

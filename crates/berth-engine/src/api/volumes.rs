@@ -244,6 +244,11 @@ struct CreateBody {
     opts: VolumeCreateOptions,
 }
 
+/// dockerd's words for a volume driver other than `local` (berth has no plugins).
+pub fn plugin_not_found(driver: &str) -> String {
+    format!("error looking up volume plugin {driver}: plugin {driver:?} not found")
+}
+
 /// `POST /volumes/create`: an existing name answers the existing volume, as dockerd.
 pub async fn create(
     engine: &Engine,
@@ -254,9 +259,7 @@ pub async fn create(
     let o = body.opts;
     let driver = o.driver.clone().unwrap_or_default();
     if !driver.is_empty() && driver != "local" {
-        return Err(EngineError::NotFound(format!(
-            "error looking up volume plugin {driver}: plugin \"{driver}\" not found"
-        )));
+        return Err(EngineError::NotFound(plugin_not_found(&driver)));
     }
     let opts = o.driver_opts.clone().unwrap_or_default();
     if !opts.is_empty() {

@@ -164,6 +164,7 @@ pub async fn create(
     if config.hostname.as_deref().unwrap_or("").is_empty() {
         config.hostname = Some(spec::hostname(&id, &config, &hc, &engine.host));
     }
+    check_volume_driver(&config, &hc)?;
     add_volumes_from(engine, &mut hc)?;
     validate(engine, &id, &config, &hc)?;
     let weight_discarded = spec::devices::asks_for_weight(&hc) && !engine.host.blkio_weight;
@@ -386,6 +387,42 @@ pub fn on_path(name: &str) -> bool {
 fn norm_dest(d: &str) -> String {
     let t = d.trim_end_matches('/');
     if t.is_empty() { "/" } else { t }.to_string()
+}
+
+/// `VolumeDriver` (`--volume-driver`) names the driver of the volumes this
+/// container makes; berth has only `local`. As dockerd, a container that makes no
+/// volume (no named volume among its binds or mounts, no `Config.Volumes` place
+/// left to an anonymous one) keeps any name there; one that would make one with
+/// another driver is refused, as dockerd refuses a plugin it cannot find.
+fn check_volume_driver(config: &ContainerConfig, hc: &HostConfig) -> Result<(), EngineError> {
+    let Some(driver) = hc
+        .volume_driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "local")
+    else {
+        return Ok(());
+    };
+    let mut named = false;
+    for b in hc.binds.iter().flatten() {
+        named |= spec::mounts::parse_bind(b, &NoVolumes)?.kind == "volume";
+    }
+    named |= hc
+        .mounts
+        .iter()
+        .flatten()
+        .any(|m| m.typ == Some(MountTypeEnum::VOLUME));
+    let taken = taken_destinations(hc);
+    let anonymous = config
+        .volumes
+        .iter()
+        .flat_map(|v| v.keys())
+        .any(|d| !taken.contains(&norm_dest(d)));
+    if named || anonymous {
+        return Err(EngineError::BadParameter(
+            crate::api::volumes::plugin_not_found(driver),
+        ));
+    }
+    Ok(())
 }
 
 /// Where the container's own binds, mounts and tmpfs go.

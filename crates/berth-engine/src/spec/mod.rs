@@ -486,15 +486,6 @@ pub fn refuse_unsupported(hc: &HostConfig) -> Result<(), SpecError> {
             "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
         ));
     }
-    if let Some(d) = hc
-        .volume_driver
-        .as_deref()
-        .filter(|d| !d.is_empty() && *d != "local")
-    {
-        return Err(invalid(format!(
-            "error looking up volume plugin {d}: plugin {d:?} not found"
-        )));
-    }
     if let Some(i) = hc
         .isolation
         .map(|i| i.to_string())

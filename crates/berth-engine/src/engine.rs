@@ -69,6 +69,16 @@ pub struct Engine {
     /// Those leftovers were looked for (once per berthd: only an earlier one can
     /// have left any).
     pub unrecorded_dropped: std::sync::atomic::AtomicBool,
+    /// The manager's half of removals that have already answered (see
+    /// `lifecycle::remove_locked_with`): each holds a read guard while it deletes
+    /// the manager's container, and what asks the manager which containers use an
+    /// image (image removal and prune) takes the write guard first, so that it never
+    /// finds a container already gone here.
+    pub manager_deletes: Arc<tokio::sync::RwLock<()>>,
+    /// Containers removed here whose manager container could not be deleted then
+    /// (the manager was down): every reconcile tries again. A berthd that stops
+    /// before it succeeds leaves them to its successor's `drop_unrecorded`.
+    pub manager_deletes_failed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -142,10 +152,19 @@ impl Engine {
             reconcile_wanted: std::sync::atomic::AtomicBool::new(false),
             started_at: chrono::Utc::now(),
             unrecorded_dropped: std::sync::atomic::AtomicBool::new(false),
+            manager_deletes: Arc::default(),
+            manager_deletes_failed: std::sync::Mutex::default(),
         })
     }
 
     /// Asks the link for a reconcile with the manager at its next tick.
+    /// Returns once every removal that has answered has deleted its manager
+    /// container too: what follows may ask the manager which containers use an
+    /// image.
+    pub async fn removals_settled(&self) {
+        drop(self.manager_deletes.write().await);
+    }
+
     pub fn want_reconcile(&self) {
         self.reconcile_wanted
             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -217,6 +217,17 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
     if applied > 0 {
         tracing::info!(exits = applied, "reconcile found exits that were missed");
     }
+    let failed: Vec<String> = engine
+        .manager_deletes_failed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    for id in failed {
+        let _pending = engine.manager_deletes.read().await;
+        lifecycle::delete_in_manager(engine, &id).await;
+    }
     // Once per berthd: only an earlier one can have left such containers, and the
     // list carries every container's spec.
     use std::sync::atomic::Ordering;

@@ -273,6 +273,44 @@ async fn manager_containers_a_create_left_unrecorded_are_deleted() {
     assert!(d.fake.container_ids().contains(&late));
 }
 
+/// A removal answers once the engine's record is gone; the manager's container
+/// follows. One the manager cannot delete then is deleted by a later reconcile,
+/// and the removal still answered as done (the container is gone for clients).
+#[tokio::test]
+async fn a_removal_the_manager_cannot_finish_is_finished_later() {
+    let d = daemon().await;
+    let create = || async {
+        let (status, v) = json_of(
+            &d.sock,
+            "POST",
+            "/containers/create?name=late",
+            r#"{"Image":"busybox","Cmd":["true"]}"#,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        v["Id"].as_str().unwrap().to_string()
+    };
+    let id = create().await;
+    d.fake.fail_container_deletes(true);
+    assert_eq!(
+        request(&d.sock, "DELETE", "/containers/late", "").await.0,
+        204
+    );
+    assert_eq!(
+        request(&d.sock, "GET", "/containers/late/json", "").await.0,
+        404
+    );
+    // The name is free again at once.
+    create().await;
+    d.engine.removals_settled().await;
+    assert!(d.fake.container_ids().contains(&id));
+    d.fake.fail_container_deletes(false);
+    berth_engine::link::reconcile(&d.engine).await.unwrap();
+    let ids = d.fake.container_ids();
+    assert!(!ids.contains(&id), "{ids:?}");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
 #[tokio::test]
 async fn changes_export_and_stats_in_dockers_shapes() {
     let d = daemon().await;

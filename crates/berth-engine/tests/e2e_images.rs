@@ -357,6 +357,22 @@ fn images_volumes_and_events_through_our_cli_and_the_docker_cli() {
         ok(&a, &berth, &["run", "--rm", "livecommit:1", "cat", "/m"]),
         "live\n"
     );
+    // An image can be removed right after the removal of its last container:
+    // the manager's half of that removal (its container's layer still has the
+    // image's as parent) is waited for. Back to back on the API, no CLI between.
+    for i in 0..3 {
+        let tag = format!("rmright:{i}");
+        ok(&a, &berth, &["commit", "live", &tag]);
+        let body = format!(r#"{{"Image": "{tag}", "HostConfig": {{"NetworkMode": "none"}}}}"#);
+        let (status, created) = a.http("POST", "/containers/create", body.as_bytes());
+        assert_eq!(status, 201, "{created}");
+        let v: serde_json::Value = serde_json::from_str(&created).unwrap();
+        let id = v["Id"].as_str().unwrap();
+        let (status, body) = a.http("DELETE", &format!("/containers/{id}"), b"");
+        assert_eq!(status, 204, "{body}");
+        let (status, body) = a.http("DELETE", &format!("/images/{tag}"), b"");
+        assert_eq!(status, 200, "{body}");
+    }
     assert_eq!(
         ok(&a, &berth, &["exec", "live", "echo", "thawed"]),
         "thawed\n"

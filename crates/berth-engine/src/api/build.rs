@@ -176,6 +176,7 @@ pub async fn prune(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, En
         .collect();
     let mut deleted = vec![];
     let mut reclaimed: i64 = 0;
+    engine.removals_settled().await;
     for (key, e) in &entries {
         cache.remove(key);
         let Ok(img) = engine.manager.images_get(&e.image).await else {

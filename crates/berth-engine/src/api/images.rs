@@ -389,6 +389,7 @@ pub async fn delete(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
         .await
         .map(|i| i.id)
         .unwrap_or_default();
+    engine.removals_settled().await;
     let r = match engine
         .manager
         .images_delete(name, ctx.query.bool("force"), ctx.query.bool("noprune"))
@@ -439,6 +440,7 @@ pub async fn prune(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineE
             }
         }
     }
+    engine.removals_settled().await;
     let r = engine.manager.images_prune(all, filters).await?;
     for d in &r.deleted {
         engine

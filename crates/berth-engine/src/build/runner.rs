@@ -114,6 +114,8 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) {
     if let Err(e) = crate::lifecycle::remove(engine, id, true).await {
         tracing::warn!(container = id, error = %e, "removing a build container");
     }
+    // A build answers with nothing of its containers left, their layers too.
+    engine.removals_settled().await;
 }
 
 /// Commits a container's changes (RUN) or a config-only step (`container` None) as

@@ -693,25 +693,66 @@ pub(crate) async fn remove_locked_with(
             }
         }
     }
-    match engine.manager.containers_delete(id, false).await {
-        Ok(()) => {}
-        Err(EngineError::Manager {
-            code: tonic::Code::NotFound,
-            ..
-        }) => {}
-        Err(e) => {
-            undo(engine);
-            return Err(e);
-        }
-    }
     hooks::after_remove(engine, &rec).await;
+    // The manager's container goes after the answer. What is left of it by now
+    // is a record and an unmounted layer (the shim unmounts the rootfs at the
+    // exit, and the task is gone), and its deletion (the layer's files and two
+    // durable commits) was most of what a `run --rm` waited on between the exit
+    // and its answer. Nothing a client sees depends on it but which containers
+    // use an image, and image removal and prune wait for these deletions first
+    // (`removals_settled`). A crash before it is done leaves a manager container
+    // no record owns, which the next berthd deletes (`link::drop_unrecorded`).
+    let pending = engine.manager_deletes.clone().read_owned().await;
     engine.store.remove(id)?;
     engine.locks.forget(id);
     let _ = engine
         .events
         .send(ContainerEvent::Removed { id: id.to_string() });
     tracing::info!(container = %id, "removed");
+    let engine = engine.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        delete_in_manager(&engine, &id).await;
+        drop(pending);
+    });
     Ok(())
+}
+
+/// Deletes the manager's container of a container removed here (its task first,
+/// where one is left), or leaves it to the next reconcile's try when the manager
+/// cannot do it now.
+pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) -> bool {
+    // Only NotFound: FailedPrecondition is a task still there.
+    let gone = |r: Result<(), EngineError>| match r {
+        Ok(())
+        | Err(EngineError::Manager {
+            code: tonic::Code::NotFound,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let mut r = gone(engine.manager.containers_delete(id, false).await);
+    if r.is_err() {
+        // A task the exit's handling could not delete holds it back.
+        let _ = engine.manager.tasks_delete(id, true).await;
+        r = gone(engine.manager.containers_delete(id, false).await);
+    }
+    let mut failed = engine
+        .manager_deletes_failed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match r {
+        Ok(()) => {
+            failed.remove(id);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "deleting the manager's container of a removed container (tried again at the next reconcile)");
+            failed.insert(id.to_string());
+            engine.want_reconcile();
+            false
+        }
+    }
 }
 
 /// `POST /containers/{id}/wait`: resolves the container now (404 at once for an

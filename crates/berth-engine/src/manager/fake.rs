@@ -66,6 +66,8 @@ struct State {
     /// Every `tasks_update`: (container id, resources JSON).
     updates: Vec<(String, Vec<u8>)>,
     next_pid: u32,
+    /// `containers_delete` answers Unavailable, as a manager that is down.
+    deletes_fail: bool,
 }
 
 /// The fake manager. Cheap to create; share it in an `Arc`.
@@ -241,6 +243,11 @@ impl FakeManager {
     pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Envelope> {
         self.events.subscribe()
     }
+    /// From now on `containers_delete` fails (`true`) or works again.
+    pub fn fail_container_deletes(&self, fail: bool) {
+        self.lock().deletes_fail = fail;
+    }
+
     /// The container records the fake holds (for assertions).
     pub fn container_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.lock().containers.keys().cloned().collect();
@@ -379,6 +386,9 @@ impl Manager for FakeManager {
 
     async fn containers_delete(&self, id: &str, _keep_snapshot: bool) -> Result<(), EngineError> {
         let mut st = self.lock();
+        if st.deletes_fail {
+            return Err(tonic::Status::unavailable("the manager is down").into());
+        }
         if st.tasks.contains_key(&(id.to_string(), String::new())) {
             return Err(
                 tonic::Status::failed_precondition(format!("container {id} has a task")).into(),

@@ -70,10 +70,10 @@ pub struct Engine {
     /// have left any).
     pub unrecorded_dropped: std::sync::atomic::AtomicBool,
     /// The manager's half of removals that have already answered (see
-    /// `lifecycle::remove_locked_with`): each holds a read guard while it deletes
-    /// the manager's container, and what asks the manager which containers use an
-    /// image (image removal and prune) takes the write guard first, so that it never
-    /// finds a container already gone here.
+    /// `lifecycle::remove_locked`): each holds a read guard while it deletes the
+    /// task and the manager's container, and what asks the manager which
+    /// containers use an image (image removal and prune) takes the write guard
+    /// first, so that it never finds a container already gone here.
     pub manager_deletes: Arc<tokio::sync::RwLock<()>>,
     /// Containers removed here whose manager container could not be deleted then
     /// (the manager was down): every reconcile tries again. A berthd that stops

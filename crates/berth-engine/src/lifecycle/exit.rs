@@ -7,7 +7,7 @@ use std::time::Duration;
 use bollard_stubs::models::RestartPolicyNameEnum as Policy;
 
 use super::state::{self, Ended, Phase};
-use super::{already_gone, now_rfc3339, remove_locked, remove_locked_with, start_locked, TaskLeft};
+use super::{already_gone, now_rfc3339, remove_locked, start_locked};
 use crate::engine::{ContainerEvent, Engine};
 use crate::error::EngineError;
 use crate::store::ContainerRecord;
@@ -150,28 +150,31 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         }
         tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
         // The record of an AutoRemove container is deleted next: its pending mark
-        // goes with it (or with the undo of a removal that failed).
+        // goes with it (a removal that fails leaves it `removing`, which berthd's
+        // start finishes).
         publish_die(engine, id, exit.code, &key, !auto_remove);
         let _ = engine.events.send(ContainerEvent::Exited {
             id: id.to_string(),
             code: exit.code,
             restarting: delay.is_some(),
         });
-        let task = match engine.manager.tasks_delete(id, true).await {
-            Ok(_) => TaskLeft::Deleted,
-            Err(e) if already_gone(&e) => TaskLeft::Deleted,
+        if auto_remove {
+            // The task goes with the rest of the manager's part, after the answer.
+            if let Err(e) = remove_locked(engine, id).await {
+                tracing::warn!(container = %id, error = %e, "auto-remove failed");
+            }
+            return;
+        }
+        match engine.manager.tasks_delete(id, true).await {
+            Ok(_) => {}
+            Err(e) if already_gone(&e) => {}
             Err(e) => {
                 tracing::debug!(container = %id, error = %e, "deleting the stopped task (the next reconcile will)");
                 engine.want_reconcile();
-                TaskLeft::Maybe
             }
-        };
+        }
         if let Some(delay) = delay {
             restart_later(engine, id, delay, true);
-        } else if auto_remove {
-            if let Err(e) = remove_locked_with(engine, id, task).await {
-                tracing::warn!(container = %id, error = %e, "auto-remove failed");
-            }
         }
     };
     // Biased: the teardown is polled first, so it has the network lock (or is first

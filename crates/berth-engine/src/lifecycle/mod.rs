@@ -644,29 +644,10 @@ pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Resul
     remove_locked(engine, &id).await
 }
 
-/// Takes a container that has no live task apart: its task, its network, the
-/// manager's record and snapshot, its engine record and files. The caller holds
-/// its lock.
+/// Takes a container that has no live task apart: its network, its engine record
+/// and files, then (after the answer) its task and the manager's record and
+/// snapshot. The caller holds its lock.
 pub(crate) async fn remove_locked(engine: &Arc<Engine>, id: &str) -> Result<(), EngineError> {
-    remove_locked_with(engine, id, TaskLeft::Maybe).await
-}
-
-/// Whether the container may still have a task in the manager when its removal
-/// begins.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskLeft {
-    /// Not known: the removal deletes it first.
-    Maybe,
-    /// The caller has just deleted it (an exit's handling): not asked for again.
-    Deleted,
-}
-
-/// [`remove_locked`] for a caller that knows about the task.
-pub(crate) async fn remove_locked_with(
-    engine: &Arc<Engine>,
-    id: &str,
-    task: TaskLeft,
-) -> Result<(), EngineError> {
     // Already `removing` (an AutoRemove exit, an interrupted removal): not
     // written again.
     let rec = match engine.store.get(id)? {
@@ -675,33 +656,17 @@ pub(crate) async fn remove_locked_with(
             .store
             .update(id, |r| state::set_removing(&mut r.state))?,
     };
-    let undo = |engine: &Engine| {
-        // Back to where it was, so a later `rm` can try again; the `die` of an
-        // AutoRemove exit was published before its removal began.
-        let _ = engine.store.update(id, |r| {
-            r.state.status = Some(bollard_stubs::models::ContainerStateStatusEnum::EXITED);
-            r.pending_die = None;
-        });
-    };
-    if task == TaskLeft::Maybe {
-        match engine.manager.tasks_delete(id, true).await {
-            Ok(_) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(e) => {
-                undo(engine);
-                return Err(e);
-            }
-        }
-    }
     hooks::after_remove(engine, &rec).await;
-    // The manager's container goes after the answer. What is left of it by now
-    // is a record and an unmounted layer (the shim unmounts the rootfs at the
-    // exit, and the task is gone), and its deletion (the layer's files and two
-    // durable commits) was most of what a `run --rm` waited on between the exit
-    // and its answer. Nothing a client sees depends on it but which containers
-    // use an image, and image removal and prune wait for these deletions first
-    // (`removals_settled`). A crash before it is done leaves a manager container
-    // no record owns, which the next berthd deletes (`link::drop_unrecorded`).
+    // The manager's part goes after the answer: the stopped task (the shim has
+    // already run the runtime's `delete` and unmounted the rootfs on its own
+    // once the init exited; deleting the task waits for that and lets the shim
+    // go) and the manager's container (its record and layer: files and two
+    // durable commits). Waiting for them was most of what a `run --rm` spent
+    // between the exit and its answer. Nothing a client sees depends on them
+    // but which containers use an image, and image removal and prune wait for
+    // these deletions first (`removals_settled`). A crash before they are done
+    // leaves a manager container no record owns, which the next berthd deletes
+    // with its task (`link::drop_unrecorded`).
     let pending = engine.manager_deletes.clone().read_owned().await;
     engine.store.remove(id)?;
     engine.locks.forget(id);
@@ -718,9 +683,8 @@ pub(crate) async fn remove_locked_with(
     Ok(())
 }
 
-/// Deletes the manager's container of a container removed here (its task first,
-/// where one is left), or leaves it to the next reconcile's try when the manager
-/// cannot do it now.
+/// Deletes the task and the manager's container of a container removed here, or
+/// leaves them to the next reconcile's try when the manager cannot do it now.
 pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) -> bool {
     // Only NotFound: FailedPrecondition is a task still there.
     let gone = |r: Result<(), EngineError>| match r {
@@ -731,12 +695,15 @@ pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) -> bool {
         }) => Ok(()),
         Err(e) => Err(e),
     };
-    let mut r = gone(engine.manager.containers_delete(id, false).await);
-    if r.is_err() {
-        // A task the exit's handling could not delete holds it back.
-        let _ = engine.manager.tasks_delete(id, true).await;
-        r = gone(engine.manager.containers_delete(id, false).await);
-    }
+    let task = match engine.manager.tasks_delete(id, true).await {
+        Ok(_) => Ok(()),
+        Err(e) if already_gone(&e) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let r = match task {
+        Ok(()) => gone(engine.manager.containers_delete(id, false).await),
+        Err(e) => Err(e),
+    };
     let mut failed = engine
         .manager_deletes_failed
         .lock()

@@ -491,6 +491,8 @@ async fn create_checks_log_driver_and_runtime() {
     assert_eq!(info["HostConfig"]["LogConfig"]["Type"], "json-file");
     assert_eq!(info["HostConfig"]["LogConfig"]["Config"]["max-file"], "100");
     assert_eq!(info["HostConfig"]["Runtime"], "berth-runtime");
+    // No NetworkMode sent: dockerd's `default`, so templates can read it.
+    assert_eq!(info["HostConfig"]["NetworkMode"], "default");
 
     let (status, v) = create(r#"{"LogConfig":{"Type":"none"}}"#).await;
     assert_eq!(status, 201, "{v}");

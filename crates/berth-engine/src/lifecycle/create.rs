@@ -133,6 +133,10 @@ pub async fn create(
 ) -> Result<(String, Vec<String>), EngineError> {
     let mut config = req.config;
     let mut hc = req.host_config;
+    // As dockerd (SetDefaultNetModeIfBlank): inspect and templates read `default`.
+    if hc.network_mode.as_deref().unwrap_or("").is_empty() {
+        hc.network_mode = Some("default".to_string());
+    }
     let image_ref = config.image.clone().unwrap_or_default();
     if image_ref.is_empty() {
         return Err(EngineError::BadParameter("no image specified".to_string()));

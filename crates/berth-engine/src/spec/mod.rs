@@ -962,6 +962,13 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     // Without a UTS namespace of its own the container has the host's name (and
     // the default spec's placeholder must go).
     spec.set_hostname((!modes.uts_host).then_some(hostname));
+    // `--domainname`: the UTS namespace's NIS domain name, as dockerd sets it.
+    spec.set_domainname(
+        config
+            .domainname
+            .clone()
+            .filter(|d| !d.is_empty() && !modes.uts_host),
+    );
     spec.set_process(Some(process));
     spec.set_root(Some(root));
     spec.set_mounts(Some(mounts));

@@ -362,13 +362,28 @@ fn hostname_set_or_host_network() {
     let f = Fixture::new();
     let config = ContainerConfig {
         hostname: Some("web".into()),
+        domainname: Some("example.com".into()),
         ..cmd(&["sh"])
     };
     let spec = f
         .build(&config, &HostConfig::default(), &ImageConfig::default())
         .unwrap();
     assert_eq!(spec.hostname().as_deref(), Some("web"));
+    assert_eq!(spec.domainname().as_deref(), Some("example.com"));
     assert!(env(&spec).contains(&"HOSTNAME=web".to_string()));
+    // Without a UTS namespace of its own there is no domain name to set.
+    let host_uts = HostConfig {
+        uts_mode: Some("host".into()),
+        ..HostConfig::default()
+    };
+    let config = ContainerConfig {
+        domainname: Some("example.com".into()),
+        ..cmd(&["sh"])
+    };
+    let spec = f
+        .build(&config, &host_uts, &ImageConfig::default())
+        .unwrap();
+    assert_eq!(spec.domainname().as_deref(), None);
     let hc = HostConfig {
         network_mode: Some("host".into()),
         ..HostConfig::default()

@@ -356,7 +356,27 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// dockerd's action for an exec's create and start, the command in it
+/// (`exec_start: sh -c echo hi`).
+pub fn exec_action(kind: &str, cmd: &[String]) -> String {
+    let (first, rest) = match cmd.split_first() {
+        Some((first, rest)) => (first.as_str(), rest.join(" ")),
+        None => ("", String::new()),
+    };
+    format!("{kind}: {first} {rest}")
+}
+
 impl Engine {
+    /// Publishes a container event the engine makes itself (a kill, a stop, a
+    /// rename...), with `attrs` beside the name, image and labels.
+    pub fn publish_container(&self, action: &str, id: &str, attrs: &[(&str, String)]) {
+        let mut ev = self.container_event(action, id);
+        for (k, v) in attrs {
+            ev = ev.attr(k, v.clone());
+        }
+        self.event_hub.publish(ev);
+    }
+
     /// A container event with the name and image Docker puts in its attributes.
     pub fn container_event(&self, action: &str, id: &str) -> DockerEvent {
         let (name, image) = match self.store.get(id) {
@@ -398,12 +418,9 @@ impl Engine {
             Event::TaskOom(t) => self.container_event("oom", &t.container_id),
             Event::TaskPaused(t) => self.container_event("pause", &t.container_id),
             Event::TaskResumed(t) => self.container_event("unpause", &t.container_id),
-            Event::TaskExecAdded(t) => self
-                .container_event("exec_create", &t.container_id)
-                .attr("execID", t.exec_id),
-            Event::TaskExecStarted(t) => self
-                .container_event("exec_start", &t.container_id)
-                .attr("execID", t.exec_id),
+            // An exec's create and start are the engine's to publish, as dockerd
+            // does, with the command in the action (`exec_create: sh -c ...`), the
+            // create when the exec is made, not when its process is.
             Event::ContainerDelete(c) => {
                 let ev = self.container_event("destroy", &c.id);
                 self.event_hub.forget(&c.id);

@@ -186,6 +186,14 @@ async fn probe(engine: &Arc<Engine>, id: &str, cmd: &[String], timeout: Duration
             ..ExecConfig::default()
         },
     );
+    // dockerd's probes are execs, with their events.
+    for kind in ["exec_create", "exec_start"] {
+        engine.publish_container(
+            &crate::events::exec_action(kind, cmd),
+            id,
+            &[("execID", eid.clone())],
+        );
+    }
     let run = async {
         let process = crate::lifecycle::exec::process(engine, &exec, false).await?;
         let json = serde_json::to_vec(&process).map_err(|e| {

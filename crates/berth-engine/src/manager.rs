@@ -156,6 +156,9 @@ pub trait Manager:
     async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError>;
     /// `Snapshots.Changes`.
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError>;
+    /// The bytes of a snapshot's own layer (a container's writable one) as Docker
+    /// counts them: its files' lengths.
+    async fn snapshots_usage(&self, key: &str) -> Result<i64, EngineError>;
 }
 
 /// A manager that is never there: every call fails with "cannot reach berth-manager
@@ -263,6 +266,9 @@ impl Manager for Unreachable {
         self.err()
     }
     async fn snapshots_changes(&self, _: &str) -> Result<Vec<Change>, EngineError> {
+        self.err()
+    }
+    async fn snapshots_usage(&self, _: &str) -> Result<i64, EngineError> {
         self.err()
     }
 }

@@ -524,3 +524,116 @@ async fn create_checks_log_driver_and_runtime() {
     let (_, list) = json_of(&d.sock, "GET", "/containers/json?all=1", "").await;
     assert_eq!(list.as_array().unwrap().len(), if runc { 3 } else { 2 });
 }
+
+/// What the engine does itself publishes dockerd's events, in dockerd's order:
+/// an exec's create and start (the command in the action), a rename (the old
+/// name in `oldName`), an update, the kill of a restart's stop (its signal), the
+/// stop, the restart, a kill. Once, rename, update, kill, stop and restart
+/// published nothing.
+#[tokio::test]
+async fn engine_actions_publish_dockers_events() {
+    let d = daemon().await;
+    let id = run(&d, "ev").await;
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/ev/exec",
+        r#"{"Cmd":["sh","-c","true"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let exec = v["Id"].as_str().unwrap().to_string();
+    let post = |path: String, body: &'static str| {
+        let sock = d.sock.clone();
+        async move { request(&sock, "POST", &path, body).await.0 }
+    };
+    assert_eq!(
+        post(format!("/exec/{exec}/start"), r#"{"Detach":true}"#).await,
+        200
+    );
+    assert_eq!(post("/containers/ev/rename?name=ev2".into(), "").await, 204);
+    assert_eq!(
+        post("/containers/ev2/update".into(), r#"{"CpuShares":512}"#).await,
+        200
+    );
+    assert_eq!(post("/containers/ev2/restart?t=1".into(), "").await, 204);
+    assert_eq!(
+        post("/containers/ev2/kill?signal=SIGUSR1".into(), "").await,
+        204
+    );
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let (status, body) = request(
+        &d.sock,
+        "GET",
+        &format!("/events?since=0&until={until}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events: Vec<Value> = String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Value| e["Actor"]["ID"] == id.as_str())
+        .collect();
+    let ours = [
+        "exec_create: sh -c true",
+        "exec_start: sh -c true",
+        "rename",
+        "update",
+        "kill",
+        "stop",
+        "restart",
+    ];
+    let seen: Vec<(String, Value)> = events
+        .iter()
+        .filter(|e| ours.contains(&e["Action"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["Action"].as_str().unwrap().to_string(),
+                e["Actor"]["Attributes"].clone(),
+            )
+        })
+        .collect();
+    let actions: Vec<&str> = seen.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "exec_create: sh -c true",
+            "exec_start: sh -c true",
+            "rename",
+            "update",
+            "kill",
+            "stop",
+            "restart",
+            "kill"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(seen[0].1["execID"], exec.as_str());
+    assert_eq!(seen[2].1["oldName"], "/ev");
+    assert_eq!(seen[2].1["name"], "ev2");
+    assert_eq!(seen[4].1["signal"], "15");
+    assert_eq!(seen[7].1["signal"], "10");
+}
+
+/// `?size=1` on the list and on inspect, and `system df`, carry the writable
+/// layer's size (they said 0 for every container once).
+#[tokio::test]
+async fn sizes_are_the_writable_layers() {
+    let d = daemon().await;
+    let id = run(&d, "sz").await;
+    d.fake.set_usage(&id, 4096);
+    let (_, list) = json_of(&d.sock, "GET", "/containers/json?size=1", "").await;
+    assert_eq!(list[0]["SizeRw"], 4096, "{list}");
+    assert!(list[0]["SizeRootFs"].as_i64().unwrap() >= 4096, "{list}");
+    let (_, plain) = json_of(&d.sock, "GET", "/containers/json", "").await;
+    assert!(plain[0].get("SizeRw").is_none(), "{plain}");
+    let (_, info) = json_of(&d.sock, "GET", "/containers/sz/json?size=1", "").await;
+    assert_eq!(info["SizeRw"], 4096, "{info}");
+    let (_, df) = json_of(&d.sock, "GET", "/system/df", "").await;
+    assert_eq!(df["Containers"][0]["SizeRw"], 4096, "{df}");
+}

@@ -98,6 +98,8 @@ pub struct SnapshotInfo {
 pub struct Usage {
     pub size: u64,
     pub inodes: u64,
+    /// The lengths of the files (not directories), as Docker sizes a layer.
+    pub apparent: u64,
 }
 
 /// The overlay snapshotter.
@@ -535,6 +537,8 @@ fn walk_usage(
         u.size += md.blocks() * 512;
         if md.is_dir() {
             walk_usage(&e.path(), u, seen)?;
+        } else {
+            u.apparent += md.len();
         }
     }
     Ok(())

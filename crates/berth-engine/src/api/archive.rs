@@ -410,6 +410,7 @@ pub async fn get(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineErr
     let (id, root) = container_root(engine, ctx.param()).await?;
     let fd = resolve(root.fd(), &path, &id)?;
     let stat = path_stat(fd.as_fd(), &path)?;
+    engine.publish_container("archive-path", &id, &[]);
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
     let name = PathBuf::from(if stat.name == "/" { "." } else { &stat.name });
     tokio::task::spawn_blocking(move || {
@@ -732,7 +733,10 @@ pub async fn put(
     .map_err(|e| EngineError::io("extracting the archive", std::io::Error::other(e)))?;
     feed.abort();
     match result {
-        Ok(()) => Ok(status_only(StatusCode::OK)),
+        Ok(()) => {
+            engine.publish_container("extract-to-dir", &id, &[]);
+            Ok(status_only(StatusCode::OK))
+        }
         Err(ExtractError::Bad(m)) => Err(EngineError::BadParameter(m)),
         Err(ExtractError::Io(e)) => Err(EngineError::io(
             format!("extracting into {path} in container {id}"),

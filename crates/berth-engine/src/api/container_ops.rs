@@ -193,6 +193,7 @@ pub async fn update(
     engine
         .store
         .update(&rec.id, |r| r.host_config = hc.clone())?;
+    engine.publish_container("update", &rec.id, &[]);
     Ok(json(
         StatusCode::OK,
         &ContainerUpdateResponse {
@@ -270,6 +271,7 @@ pub async fn top(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineErr
         )));
     }
     let resp = parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)?;
+    engine.publish_container("top", &rec.id, &[]);
     Ok(json(StatusCode::OK, &resp))
 }
 
@@ -349,6 +351,7 @@ pub async fn changes(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
 pub async fn export(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let rec = engine.store.get(ctx.param())?;
     let mut chunks = engine.manager.snapshots_export(&rec.snapshot_key).await?;
+    engine.publish_container("export", &rec.id, &[]);
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let id = rec.id.clone();
     tokio::spawn(async move {

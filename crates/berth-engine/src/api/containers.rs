@@ -295,7 +295,7 @@ fn matches_filter(rec: &ContainerRecord, key: &str, value: &str) -> Result<bool,
 }
 
 /// `GET /containers/json`.
-pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
+pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let all = ctx.query.bool("all");
     let limit = ctx.query.int("limit")?.filter(|l| *l > 0);
     let filters = ctx.query.filters()?;
@@ -303,7 +303,7 @@ pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     for (k, v) in filters {
         by_key.entry(k).or_default().push(v);
     }
-    let mut out = vec![];
+    let mut recs = vec![];
     for rec in engine.store.list() {
         let running = rec.state.running == Some(true);
         if !all && limit.is_none() && !running && !by_key.contains_key("status") {
@@ -326,13 +326,49 @@ pub fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
             keep &= if every { hits == vals.len() } else { hits > 0 };
         }
         if keep {
-            out.push(summary(&rec, engine));
+            recs.push(rec);
         }
-        if limit.is_some_and(|l| out.len() as i64 >= l) {
+        if limit.is_some_and(|l| recs.len() as i64 >= l) {
             break;
         }
     }
+    let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(r, engine)).collect();
+    if ctx.query.bool("size") {
+        for (row, (rw, root)) in out.iter_mut().zip(sizes(engine, &recs).await) {
+            row.size_rw = Some(rw);
+            row.size_root_fs = Some(root);
+        }
+    }
     Ok(json(StatusCode::OK, &out))
+}
+
+/// `SizeRw` and `SizeRootFs` of each container (`?size=1`), as dockerd counts
+/// them: the bytes of its writable layer, and those plus its image's. A layer
+/// that cannot be measured (gone meanwhile) counts 0.
+pub async fn sizes<R: std::borrow::Borrow<ContainerRecord>>(
+    engine: &Engine,
+    recs: &[R],
+) -> Vec<(i64, i64)> {
+    let images: HashMap<String, i64> = engine
+        .manager
+        .images_list(vec![])
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.id, i.size))
+        .collect();
+    let rw = futures_util::future::join_all(recs.iter().map(|r| async move {
+        engine
+            .manager
+            .snapshots_usage(&r.borrow().snapshot_key)
+            .await
+            .unwrap_or(0)
+    }))
+    .await;
+    recs.iter()
+        .zip(rw)
+        .map(|(r, rw)| (rw, rw + images.get(&r.borrow().image).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// `GET /containers/{id}/json`.
@@ -402,6 +438,13 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         config: Some(rec.config.clone()),
         ..ContainerInspectResponse::default()
     };
+    let mut resp = resp;
+    if ctx.query.bool("size") {
+        if let Some((rw, root)) = sizes(engine, std::slice::from_ref(&rec)).await.pop() {
+            resp.size_rw = Some(rw);
+            resp.size_root_fs = Some(root);
+        }
+    }
     let mut v = serde_json::to_value(&resp)
         .map_err(|e| EngineError::io("encoding the container", std::io::Error::other(e)))?;
     v["NetworkSettings"] = crate::network::view::network_settings_json(engine, &rec);
@@ -515,7 +558,13 @@ pub fn rename(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineError>
         .ok_or_else(|| {
             EngineError::BadParameter("Neither old nor new names may be empty".into())
         })?;
+    let old = engine.store.get(&id)?.name;
     engine.store.rename(&id, name)?;
+    engine.publish_container(
+        "rename",
+        &id,
+        &[("oldName", format!("/{}", old.trim_start_matches('/')))],
+    );
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -535,6 +584,11 @@ pub async fn resize(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engine
         )));
     }
     engine.manager.tasks_resize_pty(&rec.id, "", w, h).await?;
+    engine.publish_container(
+        "resize",
+        &rec.id,
+        &[("height", h.to_string()), ("width", w.to_string())],
+    );
     Ok(status_only(StatusCode::OK))
 }
 

@@ -183,6 +183,7 @@ pub async fn attach(
         None
     };
     let streams = select(live, stdin, stdout, stderr, replay);
+    engine.publish_container("attach", &rec.id, &[]);
     if wants_upgrade(&ctx.headers) {
         serve_hijacked(
             hyper::upgrade::on(&mut req),

@@ -294,7 +294,7 @@ async fn dispatch(
         Auth => images::auth(&engine, req).await,
         SwarmLeave => swarm::leave(),
         ContainerCreate => containers::create(&engine, &ctx, req).await,
-        ContainerList => containers::list(&engine, &ctx),
+        ContainerList => containers::list(&engine, &ctx).await,
         ContainerInspect => containers::inspect(&engine, &ctx).await,
         ContainerStart => containers::start(&engine, &ctx).await,
         ContainerStop => containers::stop(&engine, &ctx).await,

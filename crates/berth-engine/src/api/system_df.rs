@@ -29,9 +29,11 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
             summary(i, i64::try_from(n).unwrap_or(i64::MAX))
         })
         .collect();
+    let sizes = super::containers::sizes(engine, &records).await;
     let containers = records
         .iter()
-        .map(|r| {
+        .zip(sizes)
+        .map(|(r, (rw, root))| {
             let state = r
                 .state
                 .status
@@ -53,9 +55,8 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
                     .map(|t| t.timestamp()),
                 state: Some(state),
                 status: Some(super::containers::status_text(r)),
-                // The size of a writable layer is not measured yet.
-                size_rw: Some(0),
-                size_root_fs: Some(0),
+                size_rw: Some(rw),
+                size_root_fs: Some(root),
                 labels: r.config.labels.clone(),
                 ..ContainerSummary::default()
             }

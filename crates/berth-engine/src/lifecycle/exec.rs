@@ -67,6 +67,7 @@ pub fn create(engine: &Engine, reference: &str, config: ExecConfig) -> Result<St
         ));
     }
     let id = crate::fsutil::random_id().map_err(|e| EngineError::io("reading /dev/urandom", e))?;
+    let action = crate::events::exec_action("exec_create", config.cmd.as_deref().unwrap_or(&[]));
     engine.execs().insert(
         id.clone(),
         ExecRecord::new(id.clone(), rec.id.clone(), config),
@@ -74,6 +75,7 @@ pub fn create(engine: &Engine, reference: &str, config: ExecConfig) -> Result<St
     engine
         .store
         .update(&rec.id, |r| r.exec_ids.push(id.clone()))?;
+    engine.publish_container(&action, &rec.id, &[("execID", id.clone())]);
     Ok(id)
 }
 
@@ -184,6 +186,11 @@ pub async fn start(
     stdin: bool,
 ) -> Result<Option<AttachStreams>, EngineError> {
     let (cid, eid) = (exec.container_id.clone(), exec.id.clone());
+    engine.publish_container(
+        &crate::events::exec_action("exec_start", exec.config.cmd.as_deref().unwrap_or(&[])),
+        &cid,
+        &[("execID", eid.clone())],
+    );
     let started = async {
         let process = process(engine, exec, tty).await?;
         let process_json = serde_json::to_vec(&process)

@@ -451,7 +451,7 @@ pub async fn stop(
                 .update(&id, |r| state::set_paused(&mut r.state, false))?;
         }
         match engine.manager.tasks_kill(&id, "", signal, false).await {
-            Ok(()) => {}
+            Ok(()) => engine.publish_container("kill", &id, &[("signal", signal.to_string())]),
             Err(e) if already_gone(&e) => {}
             Err(e) => return Err(e),
         }
@@ -465,7 +465,7 @@ pub async fn stop(
     if !graceful {
         tracing::info!(container = %id, signal, timeout, "did not stop in time; SIGKILL");
         match engine.manager.tasks_kill(&id, "", 9, true).await {
-            Ok(()) => {}
+            Ok(()) => engine.publish_container("kill", &id, &[("signal", "9".to_string())]),
             Err(e) if already_gone(&e) => {}
             Err(e) => return Err(e),
         }
@@ -475,6 +475,7 @@ pub async fn stop(
             )));
         }
     }
+    engine.publish_container("stop", &id, &[]);
     Ok(Stopped::Stopped)
 }
 
@@ -496,7 +497,9 @@ pub async fn restart(
     let rec = engine
         .store
         .update(&id, |r| r.has_been_manually_stopped = false)?;
-    start_locked(engine, &rec).await
+    start_locked(engine, &rec).await?;
+    engine.publish_container("restart", &id, &[]);
+    Ok(())
 }
 
 /// `POST /containers/{id}/kill`. With SIGKILL it returns once the exit is recorded
@@ -527,7 +530,7 @@ pub async fn kill(engine: &Arc<Engine>, reference: &str, signal: u32) -> Result<
                 .update(&id, |r| r.has_been_manually_stopped = true)?;
         }
         match engine.manager.tasks_kill(&id, "", signal, false).await {
-            Ok(()) => {}
+            Ok(()) => engine.publish_container("kill", &id, &[("signal", signal.to_string())]),
             // It exited before the signal came: what it was asked for has happened.
             Err(e) if already_gone(&e) && signal == 9 => {}
             Err(e) if already_gone(&e) => return Err(not_running()),
@@ -619,7 +622,7 @@ pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Resul
             .update(&id, |r| r.has_been_manually_stopped = true)?;
         if phase.has_live_task() {
             match engine.manager.tasks_kill(&id, "", 9, true).await {
-                Ok(()) => {}
+                Ok(()) => engine.publish_container("kill", &id, &[("signal", "9".to_string())]),
                 Err(e) if already_gone(&e) => {}
                 Err(e) => return Err(e),
             }

@@ -68,6 +68,8 @@ struct State {
     next_pid: u32,
     /// `containers_delete` answers Unavailable, as a manager that is down.
     deletes_fail: bool,
+    /// What `snapshots_usage` answers, by snapshot key.
+    usage: HashMap<String, i64>,
 }
 
 /// The fake manager. Cheap to create; share it in an `Arc`.
@@ -243,6 +245,11 @@ impl FakeManager {
     pub(crate) fn subscribe_events(&self) -> broadcast::Receiver<Envelope> {
         self.events.subscribe()
     }
+    /// What `snapshots_usage` answers for `key` from now on.
+    pub fn set_usage(&self, key: &str, bytes: i64) {
+        self.lock().usage.insert(key.to_string(), bytes);
+    }
+
     /// From now on `containers_delete` fails (`true`) or works again.
     pub fn fail_container_deletes(&self, fail: bool) {
         self.lock().deletes_fail = fail;
@@ -666,6 +673,10 @@ impl Manager for FakeManager {
             output: out_rx,
             stdin: Some(in_tx),
         })
+    }
+
+    async fn snapshots_usage(&self, key: &str) -> Result<i64, EngineError> {
+        Ok(self.lock().usage.get(key).copied().unwrap_or(0))
     }
 
     async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError> {

@@ -632,6 +632,18 @@ impl Manager for GrpcManager {
             .into_inner())
     }
 
+    async fn snapshots_usage(&self, key: &str) -> Result<i64, EngineError> {
+        Ok(self
+            .snapshots()
+            .usage(pb::SnapshotKey {
+                key: key.to_string(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner()
+            .apparent_size)
+    }
+
     async fn snapshots_changes(&self, key: &str) -> Result<Vec<Change>, EngineError> {
         let r = self
             .snapshots()

@@ -138,6 +138,7 @@ impl Snapshots for Svc {
         Ok(Response::new(pb::SnapshotUsage {
             size: i64::try_from(u.size).unwrap_or(i64::MAX),
             inodes: i64::try_from(u.inodes).unwrap_or(i64::MAX),
+            apparent_size: i64::try_from(u.apparent).unwrap_or(i64::MAX),
         }))
     }
 

@@ -332,6 +332,9 @@ async fn events_since_until_and_system_df() {
     assert_eq!(df.status, 200);
     let df = df.json();
     assert_eq!(df["Images"].as_array().unwrap().len(), 1);
+    // It shares no layer: 0, so the docker CLI counts it as used by its containers
+    // (-1, "not computed", made every image 100% reclaimable).
+    assert_eq!(df["Images"][0]["SharedSize"], 0);
     assert_eq!(df["BuildCache"], serde_json::json!([]));
     assert!(df["Volumes"].is_array() && df["Containers"].is_array());
 }

@@ -1,6 +1,8 @@
 //! `GET /system/df`: images (with how many containers use each), containers, volumes
 //! (with their size and users) and the classic builder's step cache.
 
+use std::collections::{HashMap, HashSet};
+
 use bollard_stubs::models::{ContainerSummary, SystemDataUsageResponse};
 use http::{Response, StatusCode};
 
@@ -14,7 +16,7 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
     let images = engine.manager.images_list(vec![]).await?;
     let records = engine.store.list();
     let mut layers_size = 0i64;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for img in &images {
         for l in &img.layers {
             if seen.insert(l.diff_id.clone()) {
@@ -22,11 +24,31 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
             }
         }
     }
+    // dockerd's SharedSize: the unpacked bytes of an image's layers that other
+    // images have too. The docker CLI counts an image in use as `Size -
+    // SharedSize`, and as nothing while SharedSize is -1 (the list's "not
+    // computed"). An image that shares no layer shares 0 bytes; the manager
+    // does not give a layer's unpacked size, so one that shares some stays -1.
+    let mut holders: HashMap<&str, usize> = HashMap::new();
+    for img in &images {
+        let mut own = HashSet::new();
+        for l in img.layers.iter().filter(|l| own.insert(l.diff_id.as_str())) {
+            *holders.entry(l.diff_id.as_str()).or_default() += 1;
+        }
+    }
     let image_summaries = images
         .iter()
         .map(|i| {
             let n = records.iter().filter(|r| r.image == i.id).count();
-            summary(i, i64::try_from(n).unwrap_or(i64::MAX))
+            let mut s = summary(i, i64::try_from(n).unwrap_or(i64::MAX));
+            let shares = i
+                .layers
+                .iter()
+                .any(|l| holders.get(l.diff_id.as_str()).is_some_and(|h| *h > 1));
+            if !shares {
+                s.shared_size = 0;
+            }
+            s
         })
         .collect();
     let sizes = super::containers::sizes(engine, &records).await;

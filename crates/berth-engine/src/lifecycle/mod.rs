@@ -408,6 +408,14 @@ async fn start_failed(engine: &Arc<Engine>, rec: &ContainerRecord, e: EngineErro
     }
 }
 
+/// Sends `signal` to the container's init (`all`: to every process of it) and,
+/// once sent, publishes dockerd's `kill` event with the signal.
+async fn signal_task(engine: &Engine, id: &str, signal: u32, all: bool) -> Result<(), EngineError> {
+    engine.manager.tasks_kill(id, "", signal, all).await?;
+    engine.publish_container("kill", id, &[("signal", signal.to_string())]);
+    Ok(())
+}
+
 /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL to every process
 /// after the timeout. Disarms the restart policy.
 pub async fn stop(
@@ -450,8 +458,8 @@ pub async fn stop(
                 .store
                 .update(&id, |r| state::set_paused(&mut r.state, false))?;
         }
-        match engine.manager.tasks_kill(&id, "", signal, false).await {
-            Ok(()) => engine.publish_container("kill", &id, &[("signal", signal.to_string())]),
+        match signal_task(engine, &id, signal, false).await {
+            Ok(()) => {}
             Err(e) if already_gone(&e) => {}
             Err(e) => return Err(e),
         }
@@ -464,8 +472,8 @@ pub async fn stop(
     };
     if !graceful {
         tracing::info!(container = %id, signal, timeout, "did not stop in time; SIGKILL");
-        match engine.manager.tasks_kill(&id, "", 9, true).await {
-            Ok(()) => engine.publish_container("kill", &id, &[("signal", "9".to_string())]),
+        match signal_task(engine, &id, 9, true).await {
+            Ok(()) => {}
             Err(e) if already_gone(&e) => {}
             Err(e) => return Err(e),
         }
@@ -529,8 +537,8 @@ pub async fn kill(engine: &Arc<Engine>, reference: &str, signal: u32) -> Result<
                 .store
                 .update(&id, |r| r.has_been_manually_stopped = true)?;
         }
-        match engine.manager.tasks_kill(&id, "", signal, false).await {
-            Ok(()) => engine.publish_container("kill", &id, &[("signal", signal.to_string())]),
+        match signal_task(engine, &id, signal, false).await {
+            Ok(()) => {}
             // It exited before the signal came: what it was asked for has happened.
             Err(e) if already_gone(&e) && signal == 9 => {}
             Err(e) if already_gone(&e) => return Err(not_running()),
@@ -621,8 +629,8 @@ pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Resul
             .store
             .update(&id, |r| r.has_been_manually_stopped = true)?;
         if phase.has_live_task() {
-            match engine.manager.tasks_kill(&id, "", 9, true).await {
-                Ok(()) => engine.publish_container("kill", &id, &[("signal", "9".to_string())]),
+            match signal_task(engine, &id, 9, true).await {
+                Ok(()) => {}
                 Err(e) if already_gone(&e) => {}
                 Err(e) => return Err(e),
             }

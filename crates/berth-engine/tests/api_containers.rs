@@ -637,3 +637,47 @@ async fn sizes_are_the_writable_layers() {
     let (_, df) = json_of(&d.sock, "GET", "/system/df", "").await;
     assert_eq!(df["Containers"][0]["SizeRw"], 4096, "{df}");
 }
+
+/// `before` and `since` name a container: the list is of those made before or
+/// after it, stopped ones too (they were refused as unknown filters).
+#[tokio::test]
+async fn before_and_since_filters() {
+    let d = daemon().await;
+    for name in ["first", "second", "third"] {
+        let (status, v) = json_of(
+            &d.sock,
+            "POST",
+            &format!("/containers/create?name={name}"),
+            r#"{"Image":"busybox","Cmd":["true"]}"#,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let names = |filter: &'static str| {
+        let sock = d.sock.clone();
+        async move {
+            let q = filter
+                .replace('"', "%22")
+                .replace('{', "%7B")
+                .replace('}', "%7D");
+            let (status, v) =
+                json_of(&sock, "GET", &format!("/containers/json?filters={q}"), "").await;
+            assert_eq!(status, 200, "{v}");
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["Names"][0].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(r#"{"before":["second"]}"#).await, ["/first"]);
+    assert_eq!(names(r#"{"since":["second"]}"#).await, ["/third"]);
+    let (status, _) = request(
+        &d.sock,
+        "GET",
+        "/containers/json?filters=%7B%22before%22%3A%5B%22nope%22%5D%7D",
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+}

@@ -306,7 +306,11 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     let mut recs = vec![];
     for rec in engine.store.list() {
         let running = rec.state.running == Some(true);
-        if !all && limit.is_none() && !running && !by_key.contains_key("status") {
+        // As dockerd: these filters look at stopped containers too.
+        let any_state = ["status", "before", "since"]
+            .iter()
+            .any(|k| by_key.contains_key(*k));
+        if !all && limit.is_none() && !running && !any_state {
             continue;
         }
         let mut keep = true;
@@ -317,9 +321,15 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
             let every = k == "label";
             let mut hits = 0;
             for v in vals {
-                let m = match crate::network::view::matches_filter(engine, &rec, k, v) {
-                    Some(m) => m,
-                    None => matches_filter(&rec, k, v)?,
+                let m = match (
+                    k.as_str(),
+                    crate::network::view::matches_filter(engine, &rec, k, v),
+                ) {
+                    (_, Some(m)) => m,
+                    // Created before or after another container (its id or name).
+                    ("before", None) => rec.created < engine.store.get(v)?.created,
+                    ("since", None) => rec.created > engine.store.get(v)?.created,
+                    (_, None) => matches_filter(&rec, k, v)?,
                 };
                 hits += usize::from(m);
             }

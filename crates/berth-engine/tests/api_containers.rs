@@ -496,6 +496,22 @@ async fn create_checks_log_driver_and_runtime() {
 
     let (status, v) = create(r#"{"LogConfig":{"Type":"none"}}"#).await;
     assert_eq!(status, 201, "{v}");
+    // No log kept, none to read: dockerd's answers.
+    let none = v["Id"].as_str().unwrap().to_string();
+    let (_, info) = json_of(&d.sock, "GET", &format!("/containers/{none}/json"), "").await;
+    assert_eq!(info["LogPath"], "");
+    let (status, v) = json_of(
+        &d.sock,
+        "GET",
+        &format!("/containers/{none}/logs?stdout=1"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 501);
+    assert_eq!(
+        v["message"],
+        "configured logging driver does not support reading"
+    );
     let (status, v) = create(r#"{"LogConfig":{"Type":"asdf","Config":{}}}"#).await;
     assert_eq!(status, 400);
     assert_eq!(

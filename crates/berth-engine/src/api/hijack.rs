@@ -162,7 +162,8 @@ pub async fn attach(
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let detach = detach_keys(q.get("detachKeys"), tty, stdin)?;
     let mut replay = vec![];
-    if q.bool("logs") {
+    // Without a log (the `none` driver) there is nothing to replay.
+    if q.bool("logs") && !rec.log_path.is_empty() {
         let opts = LogOptions {
             stdout,
             stderr,

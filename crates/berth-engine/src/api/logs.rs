@@ -38,6 +38,12 @@ pub fn options(ctx: &Ctx) -> Result<LogOptions, EngineError> {
 /// `GET /containers/{id}/logs`.
 pub async fn logs(engine: &Arc<Engine>, ctx: &Ctx) -> Result<Response<Body>, EngineError> {
     let rec = engine.store.get(ctx.param())?;
+    if rec.log_path.is_empty() {
+        // The `none` driver: dockerd's 501.
+        return Err(EngineError::NotImplemented(
+            "configured logging driver does not support reading".to_string(),
+        ));
+    }
     let opts = options(ctx)?;
     let tty = rec.config.tty.unwrap_or(false);
     let (tx, rx) = mpsc::channel::<Bytes>(64);

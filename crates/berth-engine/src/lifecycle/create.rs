@@ -182,7 +182,16 @@ pub async fn create(
     let runtime = check_runtime(&mut hc)?;
     let anonymous = add_anonymous_volumes(engine, &config, &mut hc)?;
     let dir = engine.store.container_dir(&id);
-    let log_path = dir.join(format!("{id}-json.log"));
+    // The `none` driver keeps no log, as dockerd: no path, so the shim writes none
+    // (attached clients still get the output) and `logs` has nothing to read.
+    let no_log = hc.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none");
+    let log_path = if no_log {
+        String::new()
+    } else {
+        dir.join(format!("{id}-json.log"))
+            .to_string_lossy()
+            .into_owned()
+    };
     let labels = manager_labels(&config, &hc);
     let rec = ContainerRecord {
         id: id.clone(),
@@ -194,7 +203,7 @@ pub async fn create(
         host_config: hc,
         state: state::created(),
         image: image.id.clone(),
-        log_path: log_path.to_string_lossy().into_owned(),
+        log_path: log_path.clone(),
         snapshot_key: id.clone(),
         ..ContainerRecord::default()
     };
@@ -211,7 +220,7 @@ pub async fn create(
         snapshot_key: String::new(),
         labels,
         runtime: runtime.clone(),
-        log_path: log_path.to_string_lossy().into_owned(),
+        log_path,
         created_at: now_rfc3339(),
         ..manager::Container::default()
     });

@@ -157,7 +157,6 @@ impl Engine {
         })
     }
 
-    /// Asks the link for a reconcile with the manager at its next tick.
     /// Returns once every removal that has answered has deleted its manager
     /// container too: what follows may ask the manager which containers use an
     /// image.
@@ -165,6 +164,7 @@ impl Engine {
         drop(self.manager_deletes.write().await);
     }
 
+    /// Asks the link for a reconcile with the manager at its next tick.
     pub fn want_reconcile(&self) {
         self.reconcile_wanted
             .store(true, std::sync::atomic::Ordering::Relaxed);

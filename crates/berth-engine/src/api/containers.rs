@@ -303,13 +303,23 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     for (k, v) in filters {
         by_key.entry(k).or_default().push(v);
     }
+    // `before`/`since` name a container (id or name): its creation time, looked
+    // up once.
+    let mut created_of = HashMap::new();
+    for v in ["before", "since"]
+        .iter()
+        .filter_map(|k| by_key.get(*k))
+        .flatten()
+    {
+        created_of.insert(v.clone(), engine.store.get(v)?.created);
+    }
+    // As dockerd: these filters look at stopped containers too.
+    let any_state = ["status", "before", "since"]
+        .iter()
+        .any(|k| by_key.contains_key(*k));
     let mut recs = vec![];
     for rec in engine.store.list() {
         let running = rec.state.running == Some(true);
-        // As dockerd: these filters look at stopped containers too.
-        let any_state = ["status", "before", "since"]
-            .iter()
-            .any(|k| by_key.contains_key(*k));
         if !all && limit.is_none() && !running && !any_state {
             continue;
         }
@@ -327,8 +337,8 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
                 ) {
                     (_, Some(m)) => m,
                     // Created before or after another container (its id or name).
-                    ("before", None) => rec.created < engine.store.get(v)?.created,
-                    ("since", None) => rec.created > engine.store.get(v)?.created,
+                    ("before", None) => created_of.get(v).is_some_and(|c| rec.created < *c),
+                    ("since", None) => created_of.get(v).is_some_and(|c| rec.created > *c),
                     (_, None) => matches_filter(&rec, k, v)?,
                 };
                 hits += usize::from(m);
@@ -344,7 +354,8 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     }
     let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(r, engine)).collect();
     if ctx.query.bool("size") {
-        for (row, (rw, root)) in out.iter_mut().zip(sizes(engine, &recs).await) {
+        let images = engine.manager.images_list(vec![]).await?;
+        for (row, (rw, root)) in out.iter_mut().zip(sizes(engine, &recs, &images).await) {
             row.size_rw = Some(rw);
             row.size_root_fs = Some(root);
         }
@@ -353,20 +364,15 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
 }
 
 /// `SizeRw` and `SizeRootFs` of each container (`?size=1`), as dockerd counts
-/// them: the bytes of its writable layer, and those plus its image's. A layer
-/// that cannot be measured (gone meanwhile) counts 0.
+/// them: the bytes of its writable layer, and those plus its image's (from
+/// `images`, the manager's list the caller has). A layer that cannot be
+/// measured (gone meanwhile) counts 0.
 pub async fn sizes<R: std::borrow::Borrow<ContainerRecord>>(
     engine: &Engine,
     recs: &[R],
+    images: &[crate::manager::Image],
 ) -> Vec<(i64, i64)> {
-    let images: HashMap<String, i64> = engine
-        .manager
-        .images_list(vec![])
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| (i.id, i.size))
-        .collect();
+    let images: HashMap<&str, i64> = images.iter().map(|i| (i.id.as_str(), i.size)).collect();
     let rw = futures_util::future::join_all(recs.iter().map(|r| async move {
         engine
             .manager
@@ -377,7 +383,10 @@ pub async fn sizes<R: std::borrow::Borrow<ContainerRecord>>(
     .await;
     recs.iter()
         .zip(rw)
-        .map(|(r, rw)| (rw, rw + images.get(&r.borrow().image).copied().unwrap_or(0)))
+        .map(|(r, rw)| {
+            let image = images.get(r.borrow().image.as_str()).copied().unwrap_or(0);
+            (rw, rw + image)
+        })
         .collect()
 }
 
@@ -404,7 +413,7 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
     };
     let dir = engine.store.container_dir(&rec.id);
     let files = etc::EtcFiles::in_dir(&dir);
-    let resp = ContainerInspectResponse {
+    let mut resp = ContainerInspectResponse {
         id: Some(rec.id.clone()),
         created: Some(rec.created.clone()),
         path: Some(rec.path.clone()),
@@ -448,9 +457,12 @@ pub async fn inspect(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, Engin
         config: Some(rec.config.clone()),
         ..ContainerInspectResponse::default()
     };
-    let mut resp = resp;
     if ctx.query.bool("size") {
-        if let Some((rw, root)) = sizes(engine, std::slice::from_ref(&rec)).await.pop() {
+        let images = engine.manager.images_list(vec![]).await?;
+        if let Some((rw, root)) = sizes(engine, std::slice::from_ref(&rec), &images)
+            .await
+            .pop()
+        {
             resp.size_rw = Some(rw);
             resp.size_root_fs = Some(root);
         }

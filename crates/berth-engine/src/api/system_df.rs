@@ -51,7 +51,7 @@ pub async fn df(engine: &Engine) -> Result<Response<Body>, EngineError> {
             s
         })
         .collect();
-    let sizes = super::containers::sizes(engine, &records).await;
+    let sizes = super::containers::sizes(engine, &records, &images).await;
     let containers = records
         .iter()
         .zip(sizes)

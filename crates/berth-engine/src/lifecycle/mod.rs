@@ -696,25 +696,22 @@ pub(crate) async fn remove_locked(engine: &Arc<Engine>, id: &str) -> Result<(), 
 
 /// Deletes the task and the manager's container of a container removed here, or
 /// leaves them to the next reconcile's try when the manager cannot do it now.
-pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) -> bool {
-    // Only NotFound: FailedPrecondition is a task still there.
-    let gone = |r: Result<(), EngineError>| match r {
-        Ok(())
-        | Err(EngineError::Manager {
-            code: tonic::Code::NotFound,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let task = match engine.manager.tasks_delete(id, true).await {
-        Ok(_) => Ok(()),
-        Err(e) if already_gone(&e) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let r = match task {
-        Ok(()) => gone(engine.manager.containers_delete(id, false).await),
-        Err(e) => Err(e),
-    };
+pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) {
+    let r = async {
+        match engine.manager.tasks_delete(id, true).await {
+            Err(e) if !already_gone(&e) => return Err(e),
+            _ => {}
+        }
+        match engine.manager.containers_delete(id, false).await {
+            // Only NotFound: FailedPrecondition is a task still there.
+            Err(EngineError::Manager {
+                code: tonic::Code::NotFound,
+                ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+    .await;
     let mut failed = engine
         .manager_deletes_failed
         .lock()
@@ -722,13 +719,11 @@ pub(crate) async fn delete_in_manager(engine: &Engine, id: &str) -> bool {
     match r {
         Ok(()) => {
             failed.remove(id);
-            true
         }
         Err(e) => {
             tracing::warn!(container = %id, error = %e, "deleting the manager's container of a removed container (tried again at the next reconcile)");
             failed.insert(id.to_string());
             engine.want_reconcile();
-            false
         }
     }
 }

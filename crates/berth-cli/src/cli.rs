@@ -778,10 +778,9 @@ async fn dispatch(host: &str, command: Command) -> Result<i32> {
             Err(CliError::Unreachable(_)) => crate::system::version(&Client::new(host)?, a).await,
             Err(e) => Err(e.into()),
         },
-        command => {
-            let c = Client::connect(host).await?;
-            run_command(&c, command).await
-        }
+        // No ping first: the API version is settled by the first request (see
+        // `client`).
+        command => run_command(&Client::new(host)?, command).await,
     }
 }
 

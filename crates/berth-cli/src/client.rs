@@ -1,8 +1,16 @@
 //! A small HTTP/1.1 client for berthd's unix socket: one connection per request (as the
-//! docker CLI mostly does), API version negotiated with `HEAD /_ping`, Docker's error
-//! bodies turned into [`CliError::Api`], and hijacked connections for attach and exec.
+//! docker CLI mostly does), Docker's error bodies turned into [`CliError::Api`], and
+//! hijacked connections for attach and exec.
+//!
+//! The API version: requests go out with ours, and an engine that refuses it as too
+//! new gets the request again with the version it named (dockerd and berthd both say
+//! "Maximum supported API version is X"). That spares every command the `HEAD /_ping`
+//! round trip the docker CLI makes first, which against a berthd of the same release
+//! only ever confirms our version. `version` still pings ([`Client::connect`]): it
+//! shows what was negotiated.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -53,8 +61,9 @@ pub fn pick_host(flag: Option<&str>) -> String {
 pub struct Client {
     host: String,
     socket: PathBuf,
-    /// The API version in use after negotiation.
-    pub version: String,
+    /// The API version in use: ours until the engine names a lower one. Shared by
+    /// clones (a `run`'s waiter), so one refusal settles it for all.
+    version: Arc<RwLock<String>>,
 }
 
 /// Picks the lower of two `1.NN` versions.
@@ -79,22 +88,37 @@ impl Client {
         Ok(Client {
             host: host.to_string(),
             socket,
-            version: CLIENT_API_VERSION.to_string(),
+            version: Arc::new(RwLock::new(CLIENT_API_VERSION.to_string())),
         })
     }
 
     /// Pings berthd and adopts the lower of its API version and ours.
     pub async fn connect(host: &str) -> Result<Client, CliError> {
-        let mut c = Client::new(host)?;
+        let c = Client::new(host)?;
         let resp = c.send(Method::HEAD, "/_ping", None, false).await?;
         if let Some(v) = resp
             .headers()
             .get("api-version")
             .and_then(|v| v.to_str().ok())
         {
-            c.version = negotiate(v);
+            c.set_version(negotiate(v));
         }
         Ok(c)
+    }
+
+    /// The API version in use.
+    pub fn version(&self) -> String {
+        self.version
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set_version(&self, v: String) {
+        match self.version.write() {
+            Ok(mut g) => *g = v,
+            Err(e) => *e.into_inner() = v,
+        }
     }
 
     async fn conn(
@@ -119,7 +143,39 @@ impl Client {
         if path == "/_ping" {
             path.to_string()
         } else {
-            format!("/v{}{}", self.version, path)
+            format!("/v{}{}", self.version(), path)
+        }
+    }
+
+    /// Sends a request built by `build` (given the URI); an engine that refuses our
+    /// API version as too new gets it once more with the version it names. Error
+    /// statuses become [`CliError::Api`].
+    async fn exchange(
+        &self,
+        path: &str,
+        upgrades: bool,
+        build: impl Fn(String) -> Result<Request<Full<Bytes>>, http::Error>,
+    ) -> Result<http::Response<Incoming>, CliError> {
+        let mut retried = false;
+        loop {
+            let mut sender = self.conn(upgrades).await?;
+            let resp = sender.send_request(build(self.uri(path))?).await?;
+            let status = resp.status();
+            if !(status.is_client_error() || status.is_server_error()) {
+                return Ok(resp);
+            }
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            match supported_version(status, &message) {
+                Some(v) if !retried && v != self.version() => {
+                    self.set_version(v);
+                    retried = true;
+                }
+                _ => return Err(CliError::Api { status, message }),
+            }
         }
     }
 
@@ -145,31 +201,14 @@ impl Client {
         content_type: &str,
         hijack: bool,
     ) -> Result<http::Response<Incoming>, CliError> {
-        let mut sender = self.conn(hijack).await?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(self.uri(path))
-            .header("Host", "berth")
-            .header(
-                "User-Agent",
-                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("Content-Type", content_type);
-        if hijack {
-            req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
-        }
-        let req = req.body(Full::new(data))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        if status.is_client_error() || status.is_server_error() {
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(CliError::Api { status, message });
-        }
-        Ok(resp)
+        self.exchange(path, hijack, |uri| {
+            let mut req = request(&method, uri).header("Content-Type", content_type);
+            if hijack {
+                req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
+            }
+            req.body(Full::new(data.clone()))
+        })
+        .await
     }
 
     /// A request whose answer is JSON (or empty: `Value::Null`).
@@ -218,29 +257,14 @@ impl Client {
         body: Bytes,
         headers: &[(&str, &str)],
     ) -> Result<http::Response<Incoming>, CliError> {
-        let mut sender = self.conn(false).await?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(self.uri(path))
-            .header("Host", "berth")
-            .header(
-                "User-Agent",
-                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
-            );
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = sender.send_request(req.body(Full::new(body))?).await?;
-        let status = resp.status();
-        if status.is_client_error() || status.is_server_error() {
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(CliError::Api { status, message });
-        }
-        Ok(resp)
+        self.exchange(path, false, |uri| {
+            let mut req = request(&method, uri);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.body(Full::new(body.clone()))
+        })
+        .await
     }
 
     /// A request whose answer is JSON, parsed keeping the engine's key order (for
@@ -265,6 +289,30 @@ impl Client {
         let upgraded = hyper::upgrade::on(resp).await?;
         Ok(TokioIo::new(upgraded))
     }
+}
+
+/// A request to berthd with the headers every one carries.
+fn request(method: &Method, uri: String) -> http::request::Builder {
+    Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .header("Host", "berth")
+        .header(
+            "User-Agent",
+            concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+        )
+}
+
+/// The version an engine names when it refuses ours as too new (a 400 with dockerd's
+/// "client version X is too new. Maximum supported API version is Y").
+fn supported_version(status: StatusCode, message: &str) -> Option<String> {
+    if status != StatusCode::BAD_REQUEST {
+        return None;
+    }
+    let (_, v) = message.split_once("Maximum supported API version is ")?;
+    let v = v.trim().trim_end_matches('.');
+    let (major, minor) = v.split_once('.')?;
+    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok()).then(|| negotiate(v))
 }
 
 /// `key=value` filter flags as the API's `filters` JSON, url-encoded; empty when
@@ -314,6 +362,27 @@ mod tests {
         assert_eq!(negotiate("1.47"), "1.47");
         assert_eq!(negotiate("1.50"), "1.47");
         assert_eq!(negotiate("junk"), "1.47");
+    }
+
+    #[test]
+    fn a_refused_version_names_the_one_to_use() {
+        let too_new = "client version 1.47 is too new. Maximum supported API version is 1.41";
+        assert_eq!(
+            supported_version(StatusCode::BAD_REQUEST, too_new).as_deref(),
+            Some("1.41")
+        );
+        assert_eq!(supported_version(StatusCode::NOT_FOUND, too_new), None);
+        assert_eq!(
+            supported_version(StatusCode::BAD_REQUEST, "No such container: x"),
+            None
+        );
+        assert_eq!(
+            supported_version(
+                StatusCode::BAD_REQUEST,
+                "Maximum supported API version is junk"
+            ),
+            None
+        );
     }
 
     #[test]

@@ -141,7 +141,8 @@ fn client_version(c: &Client) -> Value {
     let mut m = Map::new();
     m.insert("Platform", platform);
     m.insert("Version", env!("CARGO_PKG_VERSION"));
-    m.insert("ApiVersion", c.version.as_str());
+    let version = c.version();
+    m.insert("ApiVersion", version.as_str());
     m.insert("DefaultAPIVersion", CLIENT_API_VERSION);
     m.insert(
         "GitCommit",

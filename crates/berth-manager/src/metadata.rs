@@ -260,6 +260,12 @@ impl std::fmt::Debug for ReadTxn {
 }
 
 impl ReadTxn {
+    /// The value of a counter (0 if it was never counted).
+    pub fn counter(&self, counter: &str) -> Result<u64, MetadataError> {
+        let t = self.txn.open_table(COUNTERS)?;
+        Ok(t.get(counter)?.map(|v| v.value()).unwrap_or(0))
+    }
+
     pub fn image(&self, id: &Digest) -> Result<Option<ImageRecord>, MetadataError> {
         let t = self.txn.open_table(IMAGES)?;
         t.get(id.as_str())?
@@ -433,6 +439,16 @@ impl WriteTxn<'_> {
     }
 
     /// Next value of a named counter (starting at 1).
+    /// Raises a counter to `value` if it is lower.
+    pub fn raise(&self, counter: &str, value: u64) -> Result<(), MetadataError> {
+        let mut t = self.txn.open_table(COUNTERS)?;
+        let cur = t.get(counter)?.map(|v| v.value()).unwrap_or(0);
+        if value > cur {
+            t.insert(counter, value)?;
+        }
+        Ok(())
+    }
+
     pub fn next(&self, counter: &str) -> Result<u64, MetadataError> {
         let mut t = self.txn.open_table(COUNTERS)?;
         let cur = t.get(counter)?.map(|v| v.value()).unwrap_or(0);
@@ -527,6 +543,7 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(md.names().unwrap().len(), 1);
         assert_eq!(md.image(&id).unwrap().unwrap(), rec);
+        assert_eq!(md.read().unwrap().counter("x").unwrap(), 0);
         let n = md.write(|t| t.next("x")).unwrap();
         assert_eq!(n, 1);
         assert_eq!(md.write(|t| t.next("x")).unwrap(), 2);

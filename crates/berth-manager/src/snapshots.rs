@@ -17,6 +17,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -108,7 +109,16 @@ pub struct Snapshotter {
     root: PathBuf,
     md: Arc<Metadata>,
     locks: Arc<KeyedLocks>,
+    /// The last snapshot id given. Ids come from memory, so a snapshot costs one
+    /// durable commit (its record), not a second one to count it first. Seeded
+    /// above every id counted and every directory on disk, so an id whose
+    /// directory a crash left behind (before its record) is never given again;
+    /// each record's commit raises the stored counter to its id.
+    last_id: Arc<AtomicU64>,
 }
+
+/// The metadata counter of snapshot ids.
+const ID_COUNTER: &str = "snapshot";
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -118,10 +128,18 @@ impl Snapshotter {
     /// Open under `root` (`<store>/snapshots/overlay`).
     pub fn open(root: &Path, md: Arc<Metadata>) -> Result<Snapshotter, SnapshotError> {
         fs::create_dir_all(root).map_err(|e| io_err("create", root, e))?;
+        let counted = md.read()?.counter(ID_COUNTER)?;
+        let on_disk = fs::read_dir(root)
+            .map_err(|e| io_err("read", root, e))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
         Ok(Snapshotter {
             root: root.to_path_buf(),
             md,
             locks: Arc::new(KeyedLocks::default()),
+            last_id: Arc::new(AtomicU64::new(counted.max(on_disk))),
         })
     }
 
@@ -172,13 +190,20 @@ impl Snapshotter {
         labels: BTreeMap<String, String>,
         lease: Option<&str>,
     ) -> Result<SnapshotRecord, SnapshotError> {
-        // Allocate the id first and create the directory before the record exists:
-        // a crash in between leaves an orphan directory for the GC, never a record
-        // without its directory.
-        let id = self.md.write(|t| t.next("snapshot"))?;
-        let dir = self.dir(id);
+        // The directory is made before the record exists: a crash in between
+        // leaves an orphan directory for the GC, never a record without its
+        // directory. A directory already there (made by someone else) gets the
+        // next id.
+        let (id, dir) = loop {
+            let id = self.last_id.fetch_add(1, Ordering::SeqCst) + 1;
+            let dir = self.dir(id);
+            match fs::create_dir(&dir) {
+                Ok(()) => break (id, dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create snapshot directory", &dir, e)),
+            }
+        };
         let made = (|| {
-            fs::create_dir(&dir)?;
             fs::create_dir(dir.join("fs"))?;
             if kind == SnapshotKind::Active {
                 fs::create_dir(dir.join("work"))?;
@@ -202,6 +227,7 @@ impl Snapshotter {
             if let Some(p) = parent {
                 check_parent(t, p)?;
             }
+            t.raise(ID_COUNTER, id)?;
             t.put_snapshot(&rec)?;
             if let Some(l) = lease {
                 t.lease_add(l, &[], &[key.to_string()])?;
@@ -642,5 +668,37 @@ impl Drop for TempMount {
     fn drop(&mut self) {
         let _ = unmount(&self.path);
         let _ = fs::remove_dir(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Tests may unwrap: a panic is how a test fails.
+    #[allow(clippy::unwrap_used)]
+    #[test]
+    fn ids_skip_directories_a_crash_left_and_survive_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("overlay");
+        let md = Arc::new(Metadata::open(&tmp.path().join("metadata.redb")).unwrap());
+        let snaps = Snapshotter::open(&root, Arc::clone(&md)).unwrap();
+        let a = snaps
+            .create(SnapshotKind::Active, "a", None, BTreeMap::new(), None)
+            .unwrap();
+        // What a crash between a directory and its record leaves.
+        fs::create_dir(snaps.dir(a.id + 1)).unwrap();
+        let b = snaps
+            .create(SnapshotKind::Active, "b", None, BTreeMap::new(), None)
+            .unwrap();
+        assert_eq!(b.id, a.id + 2);
+        // A new manager (a restart) counts on from the stored counter and the disk.
+        fs::create_dir(root.join((b.id + 5).to_string())).unwrap();
+        let again = Snapshotter::open(&root, md).unwrap();
+        let c = again
+            .create(SnapshotKind::Active, "c", None, BTreeMap::new(), None)
+            .unwrap();
+        assert_eq!(c.id, b.id + 6);
+        assert!(again.dir(c.id).join("fs").is_dir() && again.dir(c.id).join("work").is_dir());
     }
 }

@@ -173,6 +173,31 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
         let pid = u32::try_from(rec.state.pid.unwrap_or(0)).unwrap_or(0);
         let exit = match tasks.get(&rec.id) {
             Some(t) if t.status() == TaskStatus::Stopped => t.exit.clone().map(Exit::from),
+            // A start cut short by berthd's end after its record was written ahead
+            // (no pid yet): a task never started is no run; one running is, and
+            // its pid is recorded now.
+            Some(t) if pid == 0 && t.status() == TaskStatus::Created => Some(Exit {
+                pid: 0,
+                code: LOST_TASK_CODE,
+                oom_killed: false,
+                exited_at: String::new(),
+                reason: "berthd stopped while it started this container".to_string(),
+            }),
+            Some(t) if pid == 0 && t.pid != 0 => {
+                // A container busy meanwhile is left to the next reconcile.
+                let Some(_lock) = engine.locks.try_lock(&rec.id) else {
+                    continue;
+                };
+                let task_pid = i64::from(t.pid);
+                if let Err(e) = engine.store.update_volatile(&rec.id, |r| {
+                    if r.state.running == Some(true) && r.state.pid.unwrap_or(0) == 0 {
+                        r.state.pid = Some(task_pid);
+                    }
+                }) {
+                    tracing::debug!(container = %rec.id, error = %e, "recording the pid of a start cut short");
+                }
+                None
+            }
             // Its shim could not be asked: the manager settles that, then tells us.
             Some(_) => None,
             None => Some(Exit {

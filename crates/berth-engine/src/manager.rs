@@ -152,6 +152,13 @@ pub trait Manager:
     ) -> Result<(), EngineError>;
     /// `Tasks.Attach`.
     async fn tasks_attach(&self, id: &str, exec_id: &str) -> Result<AttachStreams, EngineError>;
+    /// An attach to the init of container `id`'s next task, which the caller knows
+    /// is not created yet (it holds the container's lifecycle lock, and the
+    /// container is not running): connected once the task is, without asking the
+    /// manager now.
+    async fn tasks_attach_next(&self, id: &str) -> Result<AttachStreams, EngineError> {
+        self.tasks_attach(id, "").await
+    }
     /// `Snapshots.Info`.
     async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError>;
     /// `Snapshots.Changes`.

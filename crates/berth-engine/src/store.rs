@@ -106,6 +106,26 @@ pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// Record `id` of `idx` as it is and after `change` (its id and name kept).
+fn changed<F>(
+    idx: &Index,
+    id: &str,
+    change: F,
+) -> Result<(Arc<ContainerRecord>, ContainerRecord), StoreError>
+where
+    F: FnOnce(&mut ContainerRecord),
+{
+    let rec = idx
+        .by_id
+        .get(id)
+        .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+    let mut new = ContainerRecord::clone(rec);
+    change(&mut new);
+    new.id = id.to_string();
+    new.name = rec.name.clone();
+    Ok((rec.clone(), new))
+}
+
 #[derive(Debug, Default)]
 struct Index {
     /// Shared, so that listing hundreds of containers copies pointers, not records;
@@ -236,7 +256,26 @@ impl ContainerStore {
     }
 
     /// Adds a new container; its name must be valid and free. Writes it to disk first.
-    pub fn create(&self, mut rec: ContainerRecord) -> Result<ContainerRecord, StoreError> {
+    pub fn create(&self, rec: ContainerRecord) -> Result<ContainerRecord, StoreError> {
+        self.create_with(rec, fsutil::atomic_write)
+    }
+
+    /// [`ContainerStore::create`] that syncs the record's contents but leaves its
+    /// name to a sync of the container's directory that the caller makes next (a
+    /// create writes its `network.json` there, and that write syncs the
+    /// directory once for both files).
+    pub fn create_name_synced_later(
+        &self,
+        rec: ContainerRecord,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.create_with(rec, fsutil::atomic_replace)
+    }
+
+    fn create_with(
+        &self,
+        mut rec: ContainerRecord,
+        write: fn(&Path, &[u8], u32) -> std::io::Result<()>,
+    ) -> Result<ContainerRecord, StoreError> {
         if !valid_name(&rec.name) {
             return Err(StoreError::InvalidName(
                 rec.name.trim_start_matches('/').to_string(),
@@ -250,7 +289,7 @@ impl ContainerStore {
                 id: id.clone(),
             });
         }
-        self.persist(&rec, fsutil::atomic_write)?;
+        self.persist(&rec, write)?;
         idx.names.insert(rec.name.clone(), rec.id.clone());
         idx.by_id.insert(rec.id.clone(), Arc::new(rec.clone()));
         Ok(rec)
@@ -316,6 +355,33 @@ impl ContainerStore {
         self.update_with(id, fsutil::atomic_write_volatile, change)
     }
 
+    /// Writes, durably, what the record will be after `change`, without making it
+    /// what berthd shows: for a change whose durable part can be written ahead of
+    /// the event it records, while that event happens (a start: `running` is on
+    /// disk by the time the task is, and the task's pid follows with
+    /// [`ContainerStore::update_volatile`]). Writing the record again afterwards
+    /// (any update) replaces it.
+    pub fn persist_ahead<F>(&self, id: &str, change: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        // Held while writing, as an update does: no other write of this record
+        // comes between the read and the rename.
+        let idx = self.write();
+        let (_, new) = changed(&idx, id, change)?;
+        self.persist(&new, fsutil::atomic_replace)
+    }
+
+    /// [`ContainerStore::update`] of what berthd shows only, the disk keeping the
+    /// record as it was: for a change the record's removal follows at once (an
+    /// AutoRemove exit), whose state on disk before it recovers to the same end.
+    pub fn update_in_memory<F>(&self, id: &str, change: F) -> Result<ContainerRecord, StoreError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        self.update_with(id, |_, _, _| Ok(()), change)
+    }
+
     fn update_with<F>(
         &self,
         id: &str,
@@ -326,17 +392,10 @@ impl ContainerStore {
         F: FnOnce(&mut ContainerRecord),
     {
         let mut idx = self.write();
-        let rec = idx
-            .by_id
-            .get(id)
-            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
-        let mut new = ContainerRecord::clone(rec);
-        change(&mut new);
-        new.id = id.to_string();
-        new.name = rec.name.clone();
-        // What memory holds is what the disk holds: a change that changes nothing
-        // (a start clearing a flag that was clear) costs no write and no fsync.
-        if new == **rec {
+        let (rec, new) = changed(&idx, id, change)?;
+        // A change that changes nothing (a start clearing a flag that was clear)
+        // costs no write and no fsync.
+        if new == *rec {
             return Ok(new);
         }
         self.persist(&new, write)?;

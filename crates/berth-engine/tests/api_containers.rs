@@ -312,6 +312,31 @@ async fn a_removal_the_manager_cannot_finish_is_finished_later() {
 }
 
 #[tokio::test]
+async fn a_start_is_on_disk_and_one_cut_short_gets_its_pid_back() {
+    let d = daemon().await;
+    let id = run(&d, "ahead").await;
+    let pid = d.engine.store.get(&id).unwrap().state.pid.unwrap();
+    assert!(pid > 0);
+    // The record written ahead of the task, then its pid: both on disk.
+    let on_disk = || -> serde_json::Value {
+        let path = d.engine.store.container_dir(&id).join("config.v2.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    assert_eq!(on_disk()["State"]["Running"], true);
+    assert_eq!(on_disk()["State"]["Pid"], pid);
+    // What berthd finds after dying between the two writes: running, no pid yet.
+    d.engine
+        .store
+        .update_volatile(&id, |r| r.state.pid = Some(0))
+        .unwrap();
+    berth_engine::link::reconcile(&d.engine).await.unwrap();
+    let rec = d.engine.store.get(&id).unwrap();
+    assert_eq!(rec.state.running, Some(true));
+    assert_eq!(rec.state.pid, Some(pid));
+    assert_eq!(on_disk()["State"]["Pid"], pid);
+}
+
+#[tokio::test]
 async fn changes_export_and_stats_in_dockers_shapes() {
     let d = daemon().await;
     let id = run(&d, "cc").await;

@@ -150,6 +150,24 @@ fn select(
     }
 }
 
+/// The streams of container `id`'s init. One not running and not busy (created,
+/// or exited) gets them from its next task, connected when that task is created;
+/// its lock, held meanwhile, keeps a start from being halfway.
+async fn live_streams(engine: &Arc<Engine>, id: &str) -> Result<AttachStreams, EngineError> {
+    if let Some(_lock) = engine.locks.try_lock(id) {
+        let idle = engine.store.get(id).is_ok_and(|r| {
+            matches!(
+                crate::lifecycle::Phase::of(&r.state),
+                crate::lifecycle::Phase::Created | crate::lifecycle::Phase::Exited
+            )
+        });
+        if idle {
+            return engine.manager.tasks_attach_next(id).await;
+        }
+    }
+    engine.manager.tasks_attach(id, "").await
+}
+
 /// `POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=&logs=`.
 pub async fn attach(
     engine: &Arc<Engine>,
@@ -179,7 +197,7 @@ pub async fn attach(
             .collect();
     }
     let live = if q.bool("stream") {
-        Some(engine.manager.tasks_attach(&rec.id, "").await?)
+        Some(live_streams(engine, &rec.id).await?)
     } else {
         None
     };

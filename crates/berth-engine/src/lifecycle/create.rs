@@ -294,15 +294,17 @@ pub async fn create(
 }
 
 /// Adds the record. A generated name another create took in the meantime
-/// (parallel `run`s) is drawn again, as docker does.
+/// (parallel `run`s) is drawn again, as docker does. Its name is made durable by
+/// the `network.json` written next in the same directory (one directory sync
+/// for both); a create that fails before that removes the record.
 fn record(engine: &Engine, rec: &ContainerRecord, generated: bool) -> Result<(), EngineError> {
-    let mut created = engine.store.create(rec.clone());
+    let mut created = engine.store.create_name_synced_later(rec.clone());
     for _ in 0..10 {
         match created {
             Err(StoreError::NameConflict { .. }) if generated => {
                 let mut again = rec.clone();
                 again.name = engine.store.generate_name()?;
-                created = engine.store.create(again);
+                created = engine.store.create_name_synced_later(again);
             }
             _ => break,
         }

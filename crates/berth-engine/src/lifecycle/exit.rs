@@ -89,10 +89,9 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         return;
     }
     let delay = restart_delay(&rec, exit.code);
-    // An AutoRemove container goes from running straight to removing in one record
-    // write (dockerd shows it `removing` too once its removal has begun): a crash
-    // after it finishes the removal at berthd's start, and the removal below does
-    // not write the record again.
+    // An AutoRemove container goes from running straight to removing in one change
+    // (dockerd shows it `removing` too once its removal has begun), made in memory
+    // only (see below); the removal below does not write the record again.
     let auto_remove = delay.is_none() && rec.host_config.auto_remove == Some(true);
     let end = Ended {
         code: exit.code,
@@ -134,11 +133,13 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
             }
             r.pending_die = Some(key.clone());
         };
-        // An AutoRemove exit needs no fsync: a power loss that undoes it leaves the
-        // record `running` (durable since its start), and at berthd's start a running
-        // container with no task gets its exit applied again, and so its removal.
+        // An AutoRemove exit is not written: the removal deletes the record next,
+        // and until then the record on disk says `running` (durable since its
+        // start), which a crash turns into this same exit at berthd's start (a
+        // running container with no task gets its exit applied again), and so
+        // into its removal.
         let recorded = if auto_remove {
-            engine.store.update_volatile(id, change)
+            engine.store.update_in_memory(id, change)
         } else {
             engine.store.update(id, change)
         };
@@ -150,8 +151,8 @@ pub async fn handle_exit(engine: &Arc<Engine>, id: &str, exit: Exit) {
         }
         tracing::info!(container = %id, code = exit.code, oom = exit.oom_killed, reason = %exit.reason, "exited");
         // The record of an AutoRemove container is deleted next: its pending mark
-        // goes with it (a removal that fails leaves it `removing`, which berthd's
-        // start finishes).
+        // goes with it (a removal that fails leaves it `running` on disk, which
+        // berthd's start ends as this exit again, and so removes).
         publish_die(engine, id, exit.code, &key, !auto_remove);
         let _ = engine.events.send(ContainerEvent::Exited {
             id: id.to_string(),

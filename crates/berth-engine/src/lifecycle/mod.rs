@@ -252,6 +252,23 @@ pub(crate) async fn start_locked(
     rec: &ContainerRecord,
 ) -> Result<(), EngineError> {
     let id = rec.id.clone();
+    // The record says `running` on disk before the task is created, written while
+    // it is (a durable write off the start's path, and off its exit's: a run as
+    // short as `true` has its exit wait for the start's record). A power loss
+    // after it, with or without a task, leaves a running container with no task,
+    // which berthd's start ends as an exit (AutoRemove and restart policies
+    // apply); the pid, known once the task is, is written without an fsync. A
+    // start that fails writes its exit over it.
+    let ahead = {
+        let engine = engine.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            engine.store.persist_ahead(&id, |r| {
+                state::set_running(&mut r.state, 0, now_rfc3339());
+                r.has_been_started_before = true;
+            })
+        })
+    };
     let started = async {
         let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
         let rootfs = passwd_root(&info);
@@ -332,14 +349,31 @@ pub(crate) async fn start_locked(
         engine.manager.tasks_start(&id, "").await
     }
     .await;
+    // Whatever the start's outcome, the write ahead is over before the record is
+    // written again.
+    let written_ahead = match ahead.await {
+        Ok(r) => r,
+        Err(e) => Err(crate::store::StoreError::Io {
+            context: "writing",
+            path: engine.store.container_dir(&id),
+            source: std::io::Error::other(e),
+        }),
+    };
     let pid = match started {
         Ok(pid) => pid,
         Err(e) => return Err(start_failed(engine, rec, e).await),
     };
-    engine.store.update(&id, |r| {
+    let running = |r: &mut ContainerRecord| {
         state::set_running(&mut r.state, pid, now_rfc3339());
         r.has_been_started_before = true;
-    })?;
+    };
+    match written_ahead {
+        Ok(()) => engine.store.update_volatile(&id, running)?,
+        Err(e) => {
+            tracing::debug!(container = %id, error = %e, "the record's write ahead of the start failed: written now");
+            engine.store.update(&id, running)?
+        }
+    };
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())

@@ -80,6 +80,11 @@ pub struct GrpcManager {
     /// attach and parking it happen under this lock, and so do taking the parked
     /// ones after a create: an attach is either connected or found by the create.
     parked: Mutex<HashMap<String, Vec<ParkedAttach>>>,
+    /// Parked attaches being connected after their task's create, by container id:
+    /// each held (write) until connected. A create answers without waiting for
+    /// them (the shim holds the init's output until they are there), and the
+    /// task's deletion waits for them (read), so none is left without its output.
+    connecting: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::RwLock<()>>>>,
 }
 
 /// Why a [`GrpcManager`] could not be made.
@@ -109,6 +114,7 @@ impl GrpcManager {
             socket: path.to_string(),
             channel: endpoint.connect_lazy(),
             parked: Mutex::new(HashMap::new()),
+            connecting: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -141,14 +147,74 @@ impl GrpcManager {
         EngineError::from(status)
     }
 
-    /// Opens `Tasks.Attach` for a process and bridges it to the client's ends. Fails
-    /// (handing the ends back) when the manager refuses it.
     async fn connect_attach(
         &self,
         id: &str,
         exec_id: &str,
         ends: ParkedAttach,
     ) -> Result<(), (Status, ParkedAttach)> {
+        connect_attach(self.tasks(), id, exec_id, ends).await
+    }
+
+    /// Connects the attaches parked for container `id` (its task now exists), on a
+    /// task of their own; see `connecting`. One that fails ends its client's output
+    /// stream.
+    async fn connect_parked(&self, id: &str) {
+        let waiting = self.parked.lock().await.remove(id).unwrap_or_default();
+        if waiting.is_empty() {
+            return;
+        }
+        let gate = std::sync::Arc::new(tokio::sync::RwLock::new(()));
+        let held = gate.clone().write_owned().await;
+        self.connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), gate);
+        let tasks = self.tasks();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            for ends in waiting {
+                if ends.output.is_closed() {
+                    continue;
+                }
+                if let Err((status, _)) = connect_attach(tasks.clone(), &id, "", ends).await {
+                    tracing::warn!(container = %id, error = %status.message(), "attaching after the task was created failed");
+                }
+            }
+            drop(held);
+        });
+    }
+
+    /// Waits until the attaches of container `id`'s last create are connected.
+    async fn attaches_connected(&self, id: &str) {
+        let gate = self
+            .connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(gate) = gate {
+            drop(gate.read().await);
+            let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+            if connecting
+                .get(id)
+                .is_some_and(|g| std::sync::Arc::ptr_eq(g, &gate))
+            {
+                connecting.remove(id);
+            }
+        }
+    }
+}
+
+/// Opens `Tasks.Attach` for a process and bridges it to the client's ends. Fails
+/// (handing the ends back) when the manager refuses it.
+async fn connect_attach(
+    mut tasks: TasksClient<Channel>,
+    id: &str,
+    exec_id: &str,
+    ends: ParkedAttach,
+) -> Result<(), (Status, ParkedAttach)> {
+    {
         let (req_tx, req_rx) = mpsc::channel::<pb::AttachRequest>(ATTACH_QUEUE);
         // The first message names the process; the manager (and the shim behind it)
         // wait for it before answering.
@@ -164,7 +230,7 @@ impl GrpcManager {
         let requests = futures_util::stream::unfold(req_rx, |mut rx| async move {
             rx.recv().await.map(|m| (m, rx))
         });
-        let response = match self.tasks().attach(requests).await {
+        let response = match tasks.attach(requests).await {
             Ok(r) => r.into_inner(),
             Err(status) => return Err((status, ends)),
         };
@@ -176,20 +242,6 @@ impl GrpcManager {
             ends,
         ));
         Ok(())
-    }
-
-    /// Connects the attaches parked for container `id` (its task now exists). One
-    /// that fails ends its client's output stream.
-    async fn connect_parked(&self, id: &str) {
-        let waiting = self.parked.lock().await.remove(id).unwrap_or_default();
-        for ends in waiting {
-            if ends.output.is_closed() {
-                continue;
-            }
-            if let Err((status, _)) = self.connect_attach(id, "", ends).await {
-                tracing::warn!(container = id, error = %status.message(), "attaching after the task was created failed");
-            }
-        }
     }
 }
 
@@ -413,6 +465,8 @@ impl Manager for GrpcManager {
     }
 
     async fn tasks_delete(&self, id: &str, force: bool) -> Result<ExitStatus, EngineError> {
+        // Its output must reach the attaches its create was answered without.
+        self.attaches_connected(id).await;
         Ok(self
             .tasks()
             .delete(pb::DeleteTaskRequest {
@@ -619,6 +673,26 @@ impl Manager for GrpcManager {
         waiting.push(ends);
         tracing::debug!(container = id, "attach parked until the task is created");
         Ok(streams)
+    }
+
+    async fn tasks_attach_next(&self, id: &str) -> Result<AttachStreams, EngineError> {
+        // `docker run` attaches before it starts: parked at once, rather than after
+        // a `Tasks.Attach` that can only fail and a `Containers.Get` (two round
+        // trips the client waits for before it sends the start).
+        let (out_tx, out_rx) = mpsc::channel(ATTACH_QUEUE);
+        let (in_tx, in_rx) = mpsc::channel(ATTACH_QUEUE);
+        let mut parked = self.parked.lock().await;
+        let waiting = parked.entry(id.to_string()).or_default();
+        waiting.retain(|p| !p.output.is_closed());
+        waiting.push(ParkedAttach {
+            output: out_tx,
+            stdin: in_rx,
+        });
+        tracing::debug!(container = id, "attach parked until the task is created");
+        Ok(AttachStreams {
+            output: out_rx,
+            stdin: Some(in_tx),
+        })
     }
 
     async fn snapshots_info(&self, key: &str) -> Result<SnapshotInfo, EngineError> {

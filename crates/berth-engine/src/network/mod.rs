@@ -402,6 +402,12 @@ impl Networks {
             .ok_or_else(|| NetworkError::NoSuchNetwork(reference.to_string()))
     }
 
+    /// `f` of a network (name, id or unique id prefix), without copying its
+    /// record: for what reads a network once per container of a listing.
+    pub fn with<T>(&self, reference: &str, f: impl FnOnce(&NetworkRecord) -> T) -> Option<T> {
+        find(&self.lock().nets, reference).map(f)
+    }
+
     /// The default bridge network.
     pub fn default_network(&self) -> Result<NetworkRecord, NetworkError> {
         let st = self.lock();

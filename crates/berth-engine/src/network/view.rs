@@ -164,7 +164,7 @@ pub fn ports_map(
     if rec.state.running != Some(true) {
         return out;
     }
-    for key in rec.config.exposed_ports.clone().unwrap_or_default().keys() {
+    for key in rec.config.exposed_ports.iter().flat_map(|p| p.keys()) {
         let key = if key.contains('/') {
             key.clone()
         } else {
@@ -256,11 +256,12 @@ fn endpoints(
     let mut networks = HashMap::new();
     match parse_mode(&cfg.mode) {
         ModeRef::Host | ModeRef::None => {
-            if let Ok(net) = nets.get(if cfg.mode == "host" { "host" } else { "none" }) {
+            let builtin = if cfg.mode == "host" { "host" } else { "none" };
+            if let Some((name, id)) = nets.with(builtin, |n| (n.name.clone(), n.id.clone())) {
                 networks.insert(
-                    net.name.clone(),
+                    name,
                     EndpointSettings {
-                        network_id: Some(net.id.clone()),
+                        network_id: Some(id),
                         endpoint_id: Some(String::new()),
                         gateway: Some(String::new()),
                         ip_address: Some(String::new()),
@@ -277,11 +278,13 @@ fn endpoints(
         ModeRef::Container(_) => {}
         ModeRef::Network(_) => {
             for ep in &cfg.endpoints {
-                let Ok(net) = nets.get(&ep.network_id) else {
-                    continue;
-                };
-                let a = attachment_of(live, &net.id);
-                networks.insert(net.name.clone(), endpoint_settings(&net, &ep.settings, a));
+                let settings = nets.with(&ep.network_id, |net| {
+                    let a = attachment_of(live, &net.id);
+                    (net.name.clone(), endpoint_settings(net, &ep.settings, a))
+                });
+                if let Some((name, settings)) = settings {
+                    networks.insert(name, settings);
+                }
             }
         }
     }

@@ -311,6 +311,11 @@ impl Server {
                 };
                 self.answer(id, frame);
             }
+            // Attached clients whose output ended hear so before the cleanup below
+            // (the runtime's delete, the unmount: milliseconds this loop does not
+            // serve): `docker run` returns once its attach ends and its wait is
+            // answered, and neither needs that cleanup.
+            self.end_attaches();
             // After the answers: the exit is on its way before the runtime runs.
             self.task.clean_up_after_exit();
             // Stdin requests read earlier and held up by a full queue, now that

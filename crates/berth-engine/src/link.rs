@@ -154,6 +154,17 @@ fn dispatch(engine: &Arc<Engine>, ev: Envelope) {
 /// Compares what the engine believes with the manager's tasks and applies what it
 /// missed: the exits of tasks that stopped, a lost exit for a run whose task is
 /// gone, and the deletion of tasks no container of the engine's is running.
+/// The exit given to a run that has no task to report one (code 255).
+fn lost(pid: u32, reason: &str) -> Exit {
+    Exit {
+        pid,
+        code: LOST_TASK_CODE,
+        oom_killed: false,
+        exited_at: String::new(),
+        reason: reason.to_string(),
+    }
+}
+
 pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineError> {
     // Read before the task list: a run started after this read has a pid the list's
     // absence of a task cannot be mistaken for.
@@ -176,13 +187,9 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
             // A start cut short by berthd's end after its record was written ahead
             // (no pid yet): a task never started is no run; one running is, and
             // its pid is recorded now.
-            Some(t) if pid == 0 && t.status() == TaskStatus::Created => Some(Exit {
-                pid: 0,
-                code: LOST_TASK_CODE,
-                oom_killed: false,
-                exited_at: String::new(),
-                reason: "berthd stopped while it started this container".to_string(),
-            }),
+            Some(t) if pid == 0 && t.status() == TaskStatus::Created => {
+                Some(lost(0, "berthd stopped while it started this container"))
+            }
             Some(t) if pid == 0 && t.pid != 0 => {
                 // A container busy meanwhile is left to the next reconcile.
                 let Some(_lock) = engine.locks.try_lock(&rec.id) else {
@@ -200,13 +207,10 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineE
             }
             // Its shim could not be asked: the manager settles that, then tells us.
             Some(_) => None,
-            None => Some(Exit {
+            None => Some(lost(
                 pid,
-                code: LOST_TASK_CODE,
-                oom_killed: false,
-                exited_at: String::new(),
-                reason: "berth-manager has no task for this container: it was lost".to_string(),
-            }),
+                "berth-manager has no task for this container: it was lost",
+            )),
         };
         if let Some(exit) = exit {
             applied += 1;

@@ -372,6 +372,14 @@ impl ContainerStore {
         self.persist(&new, fsutil::atomic_replace)
     }
 
+    /// Writes, durably, the record as berthd shows it (after a
+    /// [`ContainerStore::persist_ahead`] whose event did not happen).
+    pub fn persist_current(&self, id: &str) -> Result<(), StoreError> {
+        let idx = self.write();
+        let (rec, _) = changed(&idx, id, |_| {})?;
+        self.persist(&rec, fsutil::atomic_replace)
+    }
+
     /// [`ContainerStore::update`] of what berthd shows only, the disk keeping the
     /// record as it was: for a change the record's removal follows at once (an
     /// AutoRemove exit), whose state on disk before it recovers to the same end.

@@ -334,6 +334,26 @@ async fn a_start_is_on_disk_and_one_cut_short_gets_its_pid_back() {
     assert_eq!(rec.state.running, Some(true));
     assert_eq!(rec.state.pid, Some(pid));
     assert_eq!(on_disk()["State"]["Pid"], pid);
+
+    // A start the manager never heard of: the record written ahead is taken back.
+    let (status, v) = json_of(
+        &d.sock,
+        "POST",
+        "/containers/create?name=notyet",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let other = v["Id"].as_str().unwrap().to_string();
+    d.fake.fail_task_creates_unreachable(true);
+    let (status, _) = request(&d.sock, "POST", "/containers/notyet/start", "").await;
+    assert_eq!(status, 500);
+    let path = d.engine.store.container_dir(&other).join("config.v2.json");
+    let disk: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(disk["State"]["Status"], "created", "{disk}");
+    assert_eq!(disk["State"]["Running"], false, "{disk}");
+    let rec = d.engine.store.get(&other).unwrap();
+    assert_eq!(rec.state.running, Some(false));
 }
 
 #[tokio::test]

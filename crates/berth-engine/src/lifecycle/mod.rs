@@ -262,12 +262,7 @@ pub(crate) async fn start_locked(
     let ahead = {
         let engine = engine.clone();
         let id = id.clone();
-        tokio::task::spawn_blocking(move || {
-            engine.store.persist_ahead(&id, |r| {
-                state::set_running(&mut r.state, 0, now_rfc3339());
-                r.has_been_started_before = true;
-            })
-        })
+        tokio::task::spawn_blocking(move || engine.store.persist_ahead(&id, |r| running(r, 0)))
     };
     let started = async {
         let info = engine.manager.snapshots_info(&rec.snapshot_key).await?;
@@ -361,22 +356,34 @@ pub(crate) async fn start_locked(
     };
     let pid = match started {
         Ok(pid) => pid,
-        Err(e) => return Err(start_failed(engine, rec, e).await),
-    };
-    let running = |r: &mut ContainerRecord| {
-        state::set_running(&mut r.state, pid, now_rfc3339());
-        r.has_been_started_before = true;
+        Err(e) => {
+            // The disk says `running`: it says again what berthd shows (a start
+            // the manager never heard of leaves the container as it was) before
+            // the failure is recorded over it, if it is.
+            if written_ahead.is_ok() {
+                if let Err(e) = engine.store.persist_current(&id) {
+                    tracing::warn!(container = %id, error = %e, "restoring the record after a failed start");
+                }
+            }
+            return Err(start_failed(engine, rec, e).await);
+        }
     };
     match written_ahead {
-        Ok(()) => engine.store.update_volatile(&id, running)?,
+        Ok(()) => engine.store.update_volatile(&id, |r| running(r, pid))?,
         Err(e) => {
             tracing::debug!(container = %id, error = %e, "the record's write ahead of the start failed: written now");
-            engine.store.update(&id, running)?
+            engine.store.update(&id, |r| running(r, pid))?
         }
     };
     tracing::info!(container = %id, pid, "started");
     hooks::after_start(engine, &id);
     Ok(())
+}
+
+/// A record's change at a start: running with `pid` (0 while not known yet).
+fn running(r: &mut ContainerRecord, pid: u32) {
+    state::set_running(&mut r.state, pid, now_rfc3339());
+    r.has_been_started_before = true;
 }
 
 /// Whether the spec sets sysctls of the network namespace.

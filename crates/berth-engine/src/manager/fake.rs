@@ -68,6 +68,7 @@ struct State {
     next_pid: u32,
     /// `containers_delete` answers Unavailable, as a manager that is down.
     deletes_fail: bool,
+    creates_unreachable: bool,
     /// What `snapshots_usage` answers, by snapshot key.
     usage: HashMap<String, i64>,
 }
@@ -255,6 +256,12 @@ impl FakeManager {
         self.lock().deletes_fail = fail;
     }
 
+    /// From now on `tasks_create` answers as a manager that cannot be reached
+    /// (`true`), or works again.
+    pub fn fail_task_creates_unreachable(&self, fail: bool) {
+        self.lock().creates_unreachable = fail;
+    }
+
     /// The container records the fake holds (for assertions).
     pub fn container_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.lock().containers.keys().cloned().collect();
@@ -416,6 +423,12 @@ impl Manager for FakeManager {
     ) -> Result<u32, EngineError> {
         {
             let mut st = self.lock();
+            if st.creates_unreachable {
+                return Err(EngineError::ManagerUnavailable {
+                    socket: "fake".into(),
+                    reason: "connection refused".into(),
+                });
+            }
             if !st.containers.contains_key(id) {
                 return Err(not_found(&format!("container {id} not found")));
             }

@@ -257,4 +257,4 @@ if [ "$have_docker" = 1 ]; then
 fi
 echo "== per-container monitor memory, live: berth-shim vs conmon vs containerd-shim-runc-v2"
 ./scripts/bench-shim-memory.sh "$bin" | sed -n '/^== /,$p'
-echo "($runs runs, $containers containers, $(nproc) cores, $(uname -r), $(date -u +%F))"
+echo "($runs runs, $containers containers, $(nproc) cores, $(uname -r), release LTO ${CARGO_PROFILE_RELEASE_LTO:-as Cargo.toml says (fat)}, $(date -u +%F))"

@@ -326,4 +326,4 @@ awk '{k = $2 " " $3; med[$1 " " k] = $4; if (!($2 in first)) first[$2] = $3; key
       print line
     }
   }' "$results" | sort -k1,1 -k2n
-echo "(idle ${idle_levels// /\/}, parallel ${parallel_levels// /\/}, $samples samples, $(nproc) cores, $(uname -r), $(date -u '+%F %H:%M UTC'))"
+echo "(idle ${idle_levels// /\/}, parallel ${parallel_levels// /\/}, $samples samples, $(nproc) cores, $(uname -r), release LTO ${CARGO_PROFILE_RELEASE_LTO:-as Cargo.toml says (fat)}, $(date -u '+%F %H:%M UTC'))"

@@ -9,8 +9,9 @@
 //! One thing the manager does not do the way the engine uses it: `Tasks.Attach` needs
 //! the task to exist, but `docker run` attaches before it starts the container (and the
 //! engine creates the task only at start). An attach to a container that has no task
-//! yet is therefore parked here and connected right after `Tasks.Create` succeeds,
-//! before `Tasks.Start`, so no output is missed.
+//! yet is therefore parked here and connected once `Tasks.Create` has answered (on a
+//! task of its own: the shim holds the init's output until the attaches it was told
+//! of are there, and the task's deletion waits for them), so no output is missed.
 
 mod build;
 mod images;
@@ -147,6 +148,7 @@ impl GrpcManager {
         EngineError::from(status)
     }
 
+    /// [`connect_attach`] on this manager's channel.
     async fn connect_attach(
         &self,
         id: &str,
@@ -214,35 +216,35 @@ async fn connect_attach(
     exec_id: &str,
     ends: ParkedAttach,
 ) -> Result<(), (Status, ParkedAttach)> {
-    {
-        let (req_tx, req_rx) = mpsc::channel::<pb::AttachRequest>(ATTACH_QUEUE);
-        // The first message names the process; the manager (and the shim behind it)
-        // wait for it before answering.
-        let first = pb::AttachRequest {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            stdin: Vec::new(),
-            close_stdin: false,
-        };
-        if req_tx.try_send(first).is_err() {
-            return Err((Status::internal("queueing the attach request"), ends));
-        }
-        let requests = futures_util::stream::unfold(req_rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
-        let response = match tasks.attach(requests).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => return Err((status, ends)),
-        };
-        tokio::spawn(bridge(
-            id.to_string(),
-            exec_id.to_string(),
-            response,
-            req_tx,
-            ends,
-        ));
-        Ok(())
+    let (req_tx, req_rx) = mpsc::channel::<pb::AttachRequest>(ATTACH_QUEUE);
+    // The first message names the process; the manager (and the shim behind it)
+    // wait for it before answering.
+    let first = pb::AttachRequest {
+        container_id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        stdin: Vec::new(),
+        close_stdin: false,
+    };
+    if req_tx.try_send(first).is_err() {
+        return Err((Status::internal("queueing the attach request"), ends));
     }
+    let requests =
+        futures_util::stream::unfold(
+            req_rx,
+            |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+        );
+    let response = match tasks.attach(requests).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Err((status, ends)),
+    };
+    tokio::spawn(bridge(
+        id.to_string(),
+        exec_id.to_string(),
+        response,
+        req_tx,
+        ends,
+    ));
+    Ok(())
 }
 
 /// Copies the attach's output to the client and the client's stdin to the attach,

@@ -151,9 +151,6 @@ fn dispatch(engine: &Arc<Engine>, ev: Envelope) {
     }
 }
 
-/// Compares what the engine believes with the manager's tasks and applies what it
-/// missed: the exits of tasks that stopped, a lost exit for a run whose task is
-/// gone, and the deletion of tasks no container of the engine's is running.
 /// The exit given to a run that has no task to report one (code 255).
 fn lost(pid: u32, reason: &str) -> Exit {
     Exit {
@@ -165,6 +162,9 @@ fn lost(pid: u32, reason: &str) -> Exit {
     }
 }
 
+/// Compares what the engine believes with the manager's tasks and applies what it
+/// missed: the exits of tasks that stopped, a lost exit for a run whose task is
+/// gone, and the deletion of tasks no container of the engine's is running.
 pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), crate::error::EngineError> {
     // Read before the task list: a run started after this read has a pid the list's
     // absence of a task cannot be mistaken for.

@@ -360,7 +360,7 @@ impl ContainerStore {
     /// the event it records, while that event happens (a start: `running` is on
     /// disk by the time the task is, and the task's pid follows with
     /// [`ContainerStore::update_volatile`]). Writing the record again afterwards
-    /// (any update) replaces it.
+    /// (any update) replaces it; with no change it takes a write ahead back.
     pub fn persist_ahead<F>(&self, id: &str, change: F) -> Result<(), StoreError>
     where
         F: FnOnce(&mut ContainerRecord),
@@ -370,14 +370,6 @@ impl ContainerStore {
         let idx = self.write();
         let (_, new) = changed(&idx, id, change)?;
         self.persist(&new, fsutil::atomic_replace)
-    }
-
-    /// Writes, durably, the record as berthd shows it (after a
-    /// [`ContainerStore::persist_ahead`] whose event did not happen).
-    pub fn persist_current(&self, id: &str) -> Result<(), StoreError> {
-        let idx = self.write();
-        let (rec, _) = changed(&idx, id, |_| {})?;
-        self.persist(&rec, fsutil::atomic_replace)
     }
 
     /// [`ContainerStore::update`] of what berthd shows only, the disk keeping the

@@ -438,7 +438,6 @@ impl WriteTxn<'_> {
         Ok(self.txn.open_table(SNAPSHOTS)?.remove(key)?.is_some())
     }
 
-    /// Next value of a named counter (starting at 1).
     /// Raises a counter to `value` if it is lower.
     pub fn raise(&self, counter: &str, value: u64) -> Result<(), MetadataError> {
         let mut t = self.txn.open_table(COUNTERS)?;
@@ -449,6 +448,7 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
+    /// Next value of a named counter (starting at 1).
     pub fn next(&self, counter: &str) -> Result<u64, MetadataError> {
         let mut t = self.txn.open_table(COUNTERS)?;
         let cur = t.get(counter)?.map(|v| v.value()).unwrap_or(0);

@@ -339,7 +339,6 @@ impl Server {
                 self.attach_input(id);
                 self.flush(id);
             }
-            self.end_attaches();
             if had_conns && self.conns.is_empty() {
                 release_free_memory();
             }

@@ -360,12 +360,7 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
             row.size_root_fs = Some(root);
         }
     }
-    // About 600 bytes a container (one network, no label, no mount).
-    Ok(super::json_sized(
-        StatusCode::OK,
-        &out,
-        out.len() * 640 + 16,
-    ))
+    Ok(json(StatusCode::OK, &out))
 }
 
 /// `SizeRw` and `SizeRootFs` of each container (`?size=1`), as dockerd counts

@@ -169,15 +169,8 @@ pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
 
 /// A JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    json_sized(status, value, 0)
-}
-
-/// [`json`] of an answer about `size_hint` bytes long (a listing), written into a
-/// buffer of that size rather than one grown (and copied) step by step.
-pub fn json_sized<T: Serialize>(status: StatusCode, value: &T, size_hint: usize) -> Response<Body> {
-    let mut data = Vec::with_capacity(size_hint);
-    match serde_json::to_writer(&mut data, value) {
-        Ok(()) => {
+    match serde_json::to_vec(value) {
+        Ok(mut data) => {
             data.push(b'\n');
             let mut r = Response::new(full(data));
             *r.status_mut() = status;

@@ -361,7 +361,7 @@ pub(crate) async fn start_locked(
             // the manager never heard of leaves the container as it was) before
             // the failure is recorded over it, if it is.
             if written_ahead.is_ok() {
-                if let Err(e) = engine.store.persist_current(&id) {
+                if let Err(e) = engine.store.persist_ahead(&id, |_| {}) {
                     tracing::warn!(container = %id, error = %e, "restoring the record after a failed start");
                 }
             }

@@ -396,9 +396,7 @@ impl Networks {
 
     /// Finds a network as dockerd does: exact name, exact id, then a unique id prefix.
     pub fn get(&self, reference: &str) -> Result<NetworkRecord, NetworkError> {
-        let st = self.lock();
-        find(&st.nets, reference)
-            .cloned()
+        self.with(reference, NetworkRecord::clone)
             .ok_or_else(|| NetworkError::NoSuchNetwork(reference.to_string()))
     }
 

@@ -1181,7 +1181,8 @@ fn default_bridge_namespaces_made_in_advance() {
     stack.kill_berthd();
     stack.start_berthd();
     assert!(pool_empty(&stack), "the pool outlived a restart");
-    assert!(support::network_leftovers(&stack, &bridge).is_empty());
+    let left = support::network_leftovers(&stack, &bridge);
+    assert!(left.is_empty(), "left after the restart: {left:?}");
 
     // A clean stop drops it too.
     stack.ok(cli, &["run", "--rm", "busybox", "true"]);

@@ -232,11 +232,11 @@ fn summary(rec: &ContainerRecord, engine: &Engine) -> ContainerSummary {
         image_id: Some(rec.image.clone()),
         command: Some(command.join(" ")),
         created: parse_time(Some(&rec.created)).map(|t| t.timestamp()),
-        ports: Some(crate::network::view::summary_ports(rec, live.as_ref())),
+        ports: Some(crate::network::view::summary_ports(rec, live.as_deref())),
         network_settings: Some(crate::network::view::summary_networks(
             engine,
             rec,
-            live.as_ref(),
+            live.as_deref(),
         )),
         labels: Some(rec.config.labels.clone().unwrap_or_default()),
         state: Some(state_str(rec)),

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerConfig, EndpointSettings, HostConfig, NetworkingConfig};
 use ipnet::IpNet;
@@ -62,12 +63,12 @@ fn invalid(msg: impl Into<String>) -> EngineError {
 
 /// Loads a container's network configuration; containers made before it existed
 /// get one from their HostConfig.
-pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> ContainerNetConfig {
+pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> Arc<ContainerNetConfig> {
     if let Some(c) = nets.stored_config(&rec.id) {
         return c;
     }
     let mode = rec.host_config.network_mode.clone().unwrap_or_default();
-    match parse_mode(&mode) {
+    Arc::new(match parse_mode(&mode) {
         ModeRef::Network(n) => match nets.get(&n) {
             Ok(net) if net.is_bridge() => ContainerNetConfig {
                 mode: net.name.clone(),
@@ -93,7 +94,7 @@ pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> ContainerNetConfig
             mode: format!("container:{c}"),
             endpoints: vec![],
         },
-    }
+    })
 }
 
 fn save_config(nets: &Networks, id: &str, cfg: &ContainerNetConfig) -> Result<(), EngineError> {
@@ -1364,7 +1365,7 @@ pub async fn restore(engine: &Engine) {
             Ok(_) => {
                 let fds = ports::rehold(&live.ports);
                 nets.hold_ports(&id, fds);
-                respawn_proxies(engine, live);
+                respawn_proxies(engine, LiveState::clone(&live));
             }
         }
     }
@@ -1438,7 +1439,7 @@ pub async fn connect(
     let nets = &engine.networks;
     let net = nets.get(net_ref)?;
     let rec = engine.store.get(container_ref)?;
-    let mut cfg = load_config(nets, &rec);
+    let mut cfg = Arc::unwrap_or_clone(load_config(nets, &rec));
     match parse_mode(&cfg.mode) {
         ModeRef::Host => {
             return Err(NetworkError::Forbidden(
@@ -1520,7 +1521,7 @@ pub async fn disconnect(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut cfg = load_config(nets, &rec);
+    let mut cfg = Arc::unwrap_or_clone(load_config(nets, &rec));
     if let ModeRef::Host = parse_mode(&cfg.mode) {
         return Err(NetworkError::Forbidden(
             "container cannot be disconnected from host network or connected to host network"

@@ -125,8 +125,9 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 struct State {
     /// Network id -> definition.
     nets: BTreeMap<String, NetworkRecord>,
-    /// Container id -> what is set up for it.
-    live: HashMap<String, LiveState>,
+    /// Container id -> what is set up for it. Shared, so that a listing of every
+    /// container reads each without copying it.
+    live: HashMap<String, Arc<LiveState>>,
     /// Container id -> the sockets that keep its published host ports taken.
     held: HashMap<String, Vec<OwnedFd>>,
     /// Where the next ephemeral port search starts.
@@ -163,7 +164,7 @@ pub struct Networks {
     pool_ready: tokio::sync::Notify,
     /// Each container's `network.json` as last read or written, so that listing
     /// and inspecting containers read no file per container.
-    configs: Mutex<std::collections::HashMap<String, store::ContainerNetConfig>>,
+    configs: Mutex<std::collections::HashMap<String, Arc<store::ContainerNetConfig>>>,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -223,7 +224,7 @@ impl Networks {
         n.ensure_builtins(&mut nets, &live)?;
         let mut st = n.lock();
         st.nets = nets;
-        st.live = live;
+        st.live = live.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         st.next_ephemeral = ports::ephemeral_range().0;
         drop(st);
         Ok(n)
@@ -252,12 +253,14 @@ impl Networks {
     }
 
     /// A container's `network.json`, from memory once read; None if it has none.
-    pub fn stored_config(&self, container_id: &str) -> Option<store::ContainerNetConfig> {
+    pub fn stored_config(&self, container_id: &str) -> Option<Arc<store::ContainerNetConfig>> {
         let configs = || self.configs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = configs().get(container_id) {
             return Some(c.clone());
         }
-        let c = store::load::<store::ContainerNetConfig>(&self.config_path(container_id))?;
+        let c = Arc::new(store::load::<store::ContainerNetConfig>(
+            &self.config_path(container_id),
+        )?);
         configs().insert(container_id.to_string(), c.clone());
         Some(c)
     }
@@ -272,7 +275,7 @@ impl Networks {
         self.configs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(container_id.to_string(), cfg.clone());
+            .insert(container_id.to_string(), Arc::new(cfg.clone()));
         Ok(())
     }
 
@@ -427,11 +430,19 @@ impl Networks {
 
     /// The live state of a container, if anything is set up for it.
     pub fn live(&self, container_id: &str) -> Option<LiveState> {
+        self.lock()
+            .live
+            .get(container_id)
+            .map(|l| LiveState::clone(l))
+    }
+
+    /// [`Networks::live`] to read, not to change: no copy.
+    pub fn live_shared(&self, container_id: &str) -> Option<Arc<LiveState>> {
         self.lock().live.get(container_id).cloned()
     }
 
     /// Every live state.
-    pub fn all_live(&self) -> Vec<LiveState> {
+    pub fn all_live(&self) -> Vec<Arc<LiveState>> {
         self.lock().live.values().cloned().collect()
     }
 
@@ -440,7 +451,7 @@ impl Networks {
         store::save_volatile(&self.live_path(&live.container_id), live)?;
         self.lock()
             .live
-            .insert(live.container_id.clone(), live.clone());
+            .insert(live.container_id.clone(), Arc::new(live.clone()));
         Ok(())
     }
 
@@ -456,6 +467,7 @@ impl Networks {
         let st = self.lock();
         st.live
             .values()
+            .map(|l| &**l)
             .chain(st.pool.entries())
             .flat_map(|l| l.attachments.iter())
             .filter(|a| a.network_id == network_id)
@@ -939,7 +951,7 @@ mod config_cache_tests {
         .unwrap();
         let id = "c1";
         std::fs::create_dir_all(data.path().join("containers").join(id)).unwrap();
-        assert_eq!(nets.stored_config(id), None);
+        assert_eq!(nets.stored_config(id).as_deref(), None);
         let cfg = store::ContainerNetConfig {
             mode: "none".into(),
             endpoints: vec![],
@@ -949,11 +961,11 @@ mod config_cache_tests {
         let path = nets.config_path(id);
         assert!(path.exists());
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(nets.stored_config(id), Some(cfg.clone()));
+        assert_eq!(nets.stored_config(id).as_deref(), Some(&cfg));
         nets.forget_config(id);
-        assert_eq!(nets.stored_config(id), None);
+        assert_eq!(nets.stored_config(id).as_deref(), None);
         // A file another berthd wrote is read, then remembered.
         store::save(&path, &cfg).unwrap();
-        assert_eq!(nets.stored_config(id), Some(cfg));
+        assert_eq!(nets.stored_config(id).as_deref(), Some(&cfg));
     }
 }

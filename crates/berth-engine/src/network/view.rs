@@ -188,9 +188,9 @@ pub fn ports_map(
 }
 
 /// The network state of a running container; `None` for one that is not running.
-pub fn live_of(engine: &Engine, rec: &ContainerRecord) -> Option<LiveState> {
+pub fn live_of(engine: &Engine, rec: &ContainerRecord) -> Option<std::sync::Arc<LiveState>> {
     if rec.state.running == Some(true) {
-        engine.networks.live(&rec.id)
+        engine.networks.live_shared(&rec.id)
     } else {
         None
     }
@@ -199,14 +199,14 @@ pub fn live_of(engine: &Engine, rec: &ContainerRecord) -> Option<LiveState> {
 /// A container's `NetworkSettings` for inspect.
 pub fn network_settings(engine: &Engine, rec: &ContainerRecord) -> NetworkSettings {
     let live = live_of(engine, rec);
-    let networks = endpoints(engine, rec, live.as_ref());
+    let networks = endpoints(engine, rec, live.as_deref());
     let mut s = NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),
         hairpin_mode: Some(false),
         link_local_ipv6_address: Some(String::new()),
         link_local_ipv6_prefix_len: Some(0),
-        ports: Some(ports_map(rec, live.as_ref())),
+        ports: Some(ports_map(rec, live.as_deref())),
         sandbox_key: Some(String::new()),
         secondary_ip_addresses: None,
         secondary_ipv6_addresses: None,
@@ -387,8 +387,8 @@ pub fn matches_filter(
             )
         }
         "publish" => {
-            let live = engine.networks.live(&rec.id);
-            let keys = ports_map(rec, live.as_ref())
+            let live = engine.networks.live_shared(&rec.id);
+            let keys = ports_map(rec, live.as_deref())
                 .into_iter()
                 .filter(|(_, b)| b.is_some())
                 .map(|(k, _)| k)

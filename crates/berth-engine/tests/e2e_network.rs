@@ -1089,7 +1089,8 @@ fn default_bridge_namespaces_made_in_advance() {
     let cli = berth_testutil::binary("berth");
     let cli = cli.as_path();
     let bridge = stack.bridge.clone();
-    // Nothing is made before a container wants it, and -p does not.
+    // Nothing is made before a container wants it, and one with a port netavark
+    // forwards does not (a port on loopback would: a proxy serves it).
     let port = free_port();
     stack.ok(
         cli,
@@ -1097,7 +1098,7 @@ fn default_bridge_namespaces_made_in_advance() {
             "run",
             "--rm",
             "-p",
-            &format!("127.0.0.1:{port}:80"),
+            &format!("{port}:80"),
             "busybox",
             "true",
         ],
@@ -1149,12 +1150,51 @@ fn default_bridge_namespaces_made_in_advance() {
     assert!(hosts.contains(&format!("{ip}\t{hostname}\n")), "{hosts}");
     let first_ip = stack.inspect("first", "{{.NetworkSettings.IPAddress}}");
     stack.ok(cli, &["exec", "second", "ping", "-c1", "-W5", &first_ip]);
+    // The pool's first entry was set up by netavark, the next ones (the bridge kept
+    // by then) in-process (see network::veth): a namespace like the other all the
+    // same, its veth named after the entry.
+    let ours = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 15 && n.starts_with("veth"))
+        .count();
+    assert!(ours >= 1, "no veth made in-process on {bridge}");
+    stack.ok(
+        cli,
+        &["run", "-d", "--name", "third", "busybox", "sleep", "1000"],
+    );
+    let third_ip = stack.inspect("third", "{{.NetworkSettings.IPAddress}}");
+    assert!(
+        ready.contains(&third_ip),
+        "{third_ip} is not one of the pool's {ready:?}"
+    );
+    let seen = |name: &str, ip: &str| {
+        let mac = stack.inspect(name, "{{.NetworkSettings.MacAddress}}");
+        stack
+            .ok(
+                cli,
+                &[
+                    "exec",
+                    name,
+                    "sh",
+                    "-c",
+                    "ip route; ip -o -4 addr show eth0; cat /sys/class/net/eth0/address \
+                     /sys/class/net/eth0/mtu /sys/class/net/eth0/operstate \
+                     /sys/class/net/lo/operstate /proc/sys/net/ipv6/conf/eth0/autoconf",
+                ],
+            )
+            .replace(ip, "IP")
+            .replace(&mac, "MAC")
+    };
+    assert_eq!(seen("third", &third_ip), seen("second", &ip));
+    stack.ok(cli, &["exec", "third", "ping", "-c1", "-W5", &first_ip]);
     let again = eventually("the pool is made again", || {
         let p = pooled(&stack);
         (p.len() == 2).then_some(p)
     });
     assert!(
-        !again.contains(&ip) && !again.contains(&first_ip),
+        !again.contains(&ip) && !again.contains(&first_ip) && !again.contains(&third_ip),
         "{again:?}"
     );
 
@@ -1164,7 +1204,7 @@ fn default_bridge_namespaces_made_in_advance() {
     let quick = stack.inspect("quick", "{{.Id}}");
     let dropped = support::eventually_or_none(|| {
         let left = leftovers(&stack, &[&bridge], &[&quick]);
-        (left.veths.len() == 2 && !left.netns.contains(&quick)).then_some(())
+        (left.veths.len() == 3 && !left.netns.contains(&quick)).then_some(())
     });
     assert!(
         dropped.is_some(),
@@ -1173,8 +1213,8 @@ fn default_bridge_namespaces_made_in_advance() {
     );
     // ... and it starts again (from the pool) with an address of its own.
     stack.ok(cli, &["start", "-a", "quick"]);
-    stack.ok(cli, &["rm", "-f", "first", "second", "quick"]);
-    let left = leftovers(&stack, &[&bridge], &[&ip, &first_ip, &quick]);
+    stack.ok(cli, &["rm", "-f", "first", "second", "third", "quick"]);
+    let left = leftovers(&stack, &[&bridge], &[&ip, &first_ip, &third_ip, &quick]);
     assert_eq!(left, Leftovers::default());
 
     // A crash: the next berthd drops what the last one made in advance.

@@ -88,6 +88,13 @@ impl Networks {
         }
     }
 
+    /// Whether `network_id`'s keeper was set up (and so its bridge is kept, with the
+    /// network's firewall rules netavark made for it).
+    pub(super) fn keeper_up(&self, network_id: &str) -> bool {
+        store::load::<LiveState>(&self.keeper_path(network_id))
+            .is_some_and(|l| l.attachments.iter().all(|a| a.up) && !l.attachments.is_empty())
+    }
+
     /// Takes a network's keeper away (and with it the bridge and the network's
     /// firewall rules, when no container is left on it). Under the network lock.
     /// Errors are logged.

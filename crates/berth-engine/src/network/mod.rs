@@ -25,6 +25,7 @@ pub mod pool;
 pub mod ports;
 pub mod proxy;
 pub mod store;
+pub mod veth;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

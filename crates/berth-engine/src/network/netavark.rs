@@ -40,6 +40,13 @@ pub enum BackendError {
     /// A userland proxy could not be started.
     #[error("starting the userland proxy: {0}")]
     Proxy(#[source] std::io::Error),
+    /// A pooled namespace's veth could not be made (see [`super::veth`]).
+    #[error("making the veth {name}: {source}")]
+    Veth {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A network as netavark reads it.
@@ -151,6 +158,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<BTreeMap<String, NvStatus>, BackendError>;
     /// `netavark teardown`.
     async fn teardown(&self, netns: &Path, opts: &NvOptions) -> Result<(), BackendError>;
+    /// Makes a pooled namespace's veth on a bridge netavark already made (see
+    /// [`super::veth`]); answers its host end, where it can be told.
+    async fn attach_veth(
+        &self,
+        netns: &Path,
+        veth: &super::veth::PlainVeth,
+    ) -> Result<Option<super::store::HostLink>, BackendError>;
     /// Starts a userland proxy serving the bound TCP socket `listener` towards `to`
     /// (see [`super::proxy`]); `None` where nothing is started.
     fn spawn_proxy(
@@ -316,6 +330,28 @@ impl Backend for Netavark {
         })
     }
 
+    async fn attach_veth(
+        &self,
+        netns: &Path,
+        veth: &super::veth::PlainVeth,
+    ) -> Result<Option<super::store::HostLink>, BackendError> {
+        let (p, v) = (netns.to_path_buf(), veth.clone());
+        let made = tokio::task::spawn_blocking(move || super::veth::attach(&p, &v))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+        match made {
+            Ok(ifindex) => Ok(Some(super::store::HostLink {
+                name: veth.host_name.clone(),
+                ifindex,
+            })),
+            Err(source) => Err(BackendError::Veth {
+                name: veth.host_name.clone(),
+                source,
+            }),
+        }
+    }
+
     async fn share_netns(&self, from: &Path, to: &Path) -> Result<(), BackendError> {
         super::netns::share(from, to).map_err(|source| BackendError::Netns {
             context: "pinning the network namespace again at",
@@ -381,6 +417,14 @@ impl Backend for FakeBackend {
             }),
             _ => Ok(()),
         }
+    }
+
+    async fn attach_veth(
+        &self,
+        _netns: &Path,
+        _veth: &super::veth::PlainVeth,
+    ) -> Result<Option<super::store::HostLink>, BackendError> {
+        Ok(None)
     }
 
     async fn share_netns(&self, from: &Path, to: &Path) -> Result<(), BackendError> {

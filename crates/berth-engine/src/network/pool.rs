@@ -32,6 +32,7 @@ use bollard_stubs::models::EndpointSettings;
 
 use super::netavark::{BackendError, NvOptions, NvPerNetwork};
 use super::store::{self, Attachment, LiveState, NetworkRecord};
+use super::veth::PlainVeth;
 use super::{ipam, links, NetworkError, Networks, DEFAULT_NETWORK};
 use crate::engine::Engine;
 
@@ -336,8 +337,16 @@ async fn fill_one(engine: &Engine) -> bool {
     let Some(options) = entry.attachments.first().map(|a| a.options.clone()) else {
         return false;
     };
-    match nets.setup_watching(&netns, &options).await {
-        Ok((_, host_link)) => {
+    let plain = nets.plain_veth(&entry);
+    let made = match &plain {
+        Some(v) => nets.backend.attach_veth(&netns, v).await,
+        None => nets
+            .setup_watching(&netns, &options)
+            .await
+            .map(|(_, link)| link),
+    };
+    match made {
+        Ok(host_link) => {
             let mut entry = entry;
             for a in &mut entry.attachments {
                 a.up = true;
@@ -367,12 +376,62 @@ async fn fill_one(engine: &Engine) -> bool {
         }
         Err(e) => {
             tracing::warn!(error = %e, "setting up a pooled network namespace");
-            let _ = nets.backend.teardown(&netns, &options).await;
+            // A veth of our own dies with its namespace; netavark may have left more.
+            if plain.is_none() {
+                let _ = nets.backend.teardown(&netns, &options).await;
+            }
             nets.lock().pool.filling = None;
             nets.drop_pooled(entry).await;
             nets.pool_ready.notify_waiters();
             false
         }
+    }
+}
+
+impl Networks {
+    /// What [`super::veth`] makes for `entry` in place of `netavark setup`: only
+    /// when netavark would make nothing but the veth, i.e. on the default bridge
+    /// while its keeper holds it (so the bridge and the network's firewall rules are
+    /// there), IPv4 only, not internal. `None` otherwise: netavark sets it up.
+    fn plain_veth(&self, entry: &LiveState) -> Option<PlainVeth> {
+        let [a] = entry.attachments.as_slice() else {
+            return None;
+        };
+        let net = self.default_network().ok()?;
+        if net.id != a.network_id
+            || !net.is_bridge()
+            || net.internal
+            || net.subnets.iter().any(|s| !s.subnet.addr().is_ipv4())
+            || !self.keeper_up(&net.id)
+        {
+            return None;
+        }
+        let addresses = a
+            .addresses
+            .iter()
+            .map(|n| match n {
+                ipnet::IpNet::V4(v4) => Some(*v4),
+                ipnet::IpNet::V6(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let gateway = a.gateways.iter().find_map(|g| match g {
+            std::net::IpAddr::V4(v4) => Some(*v4),
+            std::net::IpAddr::V6(_) => None,
+        });
+        // `pool-` and 12 hex digits: `veth` and 11 of them fill the 15 bytes an
+        // interface name may have, and never look like netavark's `veth<N>`.
+        let host_name = format!(
+            "veth{}",
+            entry.container_id.strip_prefix("pool-")?.get(..11)?
+        );
+        Some(PlainVeth {
+            bridge: net.bridge.clone(),
+            host_name,
+            mac: super::veth::parse_mac(&a.mac)?,
+            mtu: net.mtu,
+            addresses,
+            gateway,
+        })
     }
 }
 

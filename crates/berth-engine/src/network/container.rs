@@ -686,6 +686,29 @@ async fn set_up_planned(engine: &Engine, live: &mut LiveState) -> Result<(), Eng
             continue;
         };
         let options = a.options.clone();
+        // The default bridge's plain case, when the pool had none ready: the veth
+        // in-process, as the pool makes it (see `veth`); netavark if that fails.
+        let plain = (live.attachments.len() == 1)
+            .then(|| {
+                let hex = live.container_id.get(..11)?;
+                nets.plain_veth(a, format!("veth{hex}"))
+            })
+            .flatten();
+        if let Some(v) = plain {
+            match nets.backend().attach_veth(&netns, &v).await {
+                Ok(host_link) => {
+                    if let Some(a) = live.attachments.get_mut(i) {
+                        a.host_link = host_link;
+                        a.up = true;
+                    }
+                    nets.put_live(live)?;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %live.container_id, error = %e, "making the veth in-process; netavark sets it up")
+                }
+            }
+        }
         match nets.setup_watching(&netns, &options).await {
             Ok((status, host_link)) => {
                 if let Some(a) = live.attachments.get_mut(i) {

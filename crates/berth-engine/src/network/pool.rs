@@ -337,7 +337,7 @@ async fn fill_one(engine: &Engine) -> bool {
     let Some(options) = entry.attachments.first().map(|a| a.options.clone()) else {
         return false;
     };
-    let plain = nets.plain_veth(&entry);
+    let plain = nets.pooled_veth(&entry);
     let made = match &plain {
         Some(v) => nets.backend.attach_veth(&netns, v).await,
         None => nets
@@ -389,16 +389,21 @@ async fn fill_one(engine: &Engine) -> bool {
 }
 
 impl Networks {
-    /// What [`super::veth`] makes for `entry` in place of `netavark setup`: only
-    /// when netavark would make nothing but the veth, i.e. on the default bridge
-    /// while its keeper holds it (so the bridge and the network's firewall rules are
-    /// there), IPv4 only, not internal. `None` otherwise: netavark sets it up.
-    fn plain_veth(&self, entry: &LiveState) -> Option<PlainVeth> {
-        let [a] = entry.attachments.as_slice() else {
-            return None;
-        };
+    /// What [`super::veth`] makes for attachment `a` in place of `netavark setup`,
+    /// its host end named `host_name`: only when netavark would make nothing but the
+    /// veth, i.e. on the default bridge while its keeper holds it (so the bridge and
+    /// the network's firewall rules are there), IPv4 only, not internal, no port to
+    /// forward and no DNS. `None` otherwise: netavark sets it up.
+    pub(super) fn plain_veth(&self, a: &Attachment, host_name: String) -> Option<PlainVeth> {
         let net = self.default_network().ok()?;
+        let plain_options = a.options.networks.len() == 1
+            && a.options
+                .port_mappings
+                .as_ref()
+                .is_none_or(|p| p.is_empty())
+            && a.options.network_info.values().all(|n| !n.dns_enabled);
         if net.id != a.network_id
+            || !plain_options
             || !net.is_bridge()
             || net.internal
             || net.subnets.iter().any(|s| !s.subnet.addr().is_ipv4())
@@ -418,12 +423,6 @@ impl Networks {
             std::net::IpAddr::V4(v4) => Some(*v4),
             std::net::IpAddr::V6(_) => None,
         });
-        // `pool-` and 12 hex digits: `veth` and 11 of them fill the 15 bytes an
-        // interface name may have, and never look like netavark's `veth<N>`.
-        let host_name = format!(
-            "veth{}",
-            entry.container_id.strip_prefix("pool-")?.get(..11)?
-        );
         Some(PlainVeth {
             bridge: net.bridge.clone(),
             host_name,
@@ -432,6 +431,17 @@ impl Networks {
             addresses,
             gateway,
         })
+    }
+
+    /// [`Networks::plain_veth`] for a pool entry (`pool-` and 12 hex digits): its
+    /// veth is `veth` and 11 of them, the 15 bytes an interface name may have, never
+    /// like netavark's `veth<N>`.
+    fn pooled_veth(&self, entry: &LiveState) -> Option<PlainVeth> {
+        let [a] = entry.attachments.as_slice() else {
+            return None;
+        };
+        let hex = entry.container_id.strip_prefix("pool-")?.get(..11)?;
+        self.plain_veth(a, format!("veth{hex}"))
     }
 }
 

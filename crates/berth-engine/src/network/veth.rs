@@ -76,8 +76,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 /// Makes `v` with its `eth0` in the namespace pinned at `netns`; answers its host
-/// end's interface index. Blocking. On failure the caller drops the namespace, which
-/// takes a half-made veth with it.
+/// end's interface index. Blocking. A failure leaves no veth behind.
 pub fn attach(netns: &Path, v: &PlainVeth) -> io::Result<u32> {
     if v.host_name.is_empty() || v.host_name.len() > 15 {
         return Err(io::Error::new(
@@ -113,17 +112,26 @@ pub fn attach(netns: &Path, v: &PlainVeth) -> io::Result<u32> {
         "creating the veth",
     )?;
     let host_index = index_of(&v.host_name)?;
-    drop(rt);
     let inside = v.clone();
-    std::thread::Builder::new()
+    let configured = std::thread::Builder::new()
         .name("berth-veth".into())
         .spawn(move || -> io::Result<()> {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(io::Error::from)?;
             configure_inside(&inside)
-        })?
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the veth thread panicked")))?;
+        })
+        .and_then(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(io::Error::other("the veth thread panicked")))
+        });
+    if let Err(e) = configured {
+        // Both ends go with the host one: nothing half made is left, even in a
+        // namespace that outlives this call.
+        let mut gone = LinkMessage::default();
+        gone.header.index = host_index;
+        let _ = rt.request(RouteNetlinkMessage::DelLink(gone), 0, "deleting the veth");
+        return Err(e);
+    }
     Ok(host_index)
 }
 

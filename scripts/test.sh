@@ -93,6 +93,8 @@ if grep -E 'berth-test|berth-walk' /proc/self/mountinfo; then echo "mounts left 
 # Test stacks name their bridges bt/bn + 8 hex digits; walkthrough's bwalk*.
 if ip -o link | grep -E ': (bt|bn)[0-9a-f]{8}[:@]|: bwalk[0-9]+[:@]'; then echo "bridges left behind"; bad=1; fi
 if pgrep -af 'aardvark-dns --config /tmp/berth-(test|walk)'; then echo "aardvark-dns left running"; bad=1; fi
+# netavark's rules name their bridge (isolation, forwarding).
+if iptables-save 2>/dev/null | grep -E -- '-[io] ((bt|bn)[0-9a-f]{8}|bwalk[0-9]+)( |$)'; then echo "firewall rules left behind"; bad=1; fi
 # Every test cgroup is a top-level berth-test* of its own (even an empty one is a
 # leftover: its test's guard removes it).
 for d in /sys/fs/cgroup/*/berth-test* /sys/fs/cgroup/berth-test*; do

@@ -610,6 +610,11 @@ impl Stack {
             eprintln!("network teardown: {e}");
         }
         let mut bridges = vec![self.bridge.clone()];
+        let mut subnets: Vec<String> = self
+            .bip
+            .parse::<ipnet::IpNet>()
+            .map(|n| vec![n.trunc().to_string()])
+            .unwrap_or_default();
         for e in std::fs::read_dir(self.path("engine/networks"))
             .into_iter()
             .flatten()
@@ -618,16 +623,108 @@ impl Stack {
             let rec: Option<berth_engine::network::store::NetworkRecord> =
                 berth_engine::network::store::load(&e.path());
             if let Some(r) = rec.filter(|r| !r.bridge.is_empty() && r.bridge != self.bridge) {
+                subnets.extend(r.subnets.iter().map(|s| s.subnet.trunc().to_string()));
                 bridges.push(r.bridge);
             }
         }
-        for b in bridges {
+        for b in &bridges {
             if std::path::Path::new(&format!("/sys/class/net/{b}")).exists() {
                 eprintln!("deleting the bridge {b} netavark left");
-                let _ = Command::new("ip").args(["link", "del", &b]).status();
+                let _ = Command::new("ip").args(["link", "del", b]).status();
+            }
+        }
+        remove_firewall_leftovers(&bridges, &subnets);
+    }
+}
+
+/// The firewall rules of these bridges and subnets that netavark left. Its last
+/// teardown of a network (the keeper's) sometimes stops at an `iptables` error ("No
+/// chain/target/match by that name") and leaves the bridge and the network's rules;
+/// each test stack's networks are its own, so whatever names them is deleted, and
+/// the network's own NAT chain with it.
+fn remove_firewall_leftovers(bridges: &[String], subnets: &[String]) {
+    let Ok(out) = Command::new("iptables-save").output() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut table = String::new();
+    let mut rules = vec![];
+    let mut chains = vec![];
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+            continue;
+        }
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let words = shell_words(rule);
+        let ours = words.windows(2).any(|w| {
+            (matches!(w[0].as_str(), "-i" | "-o") && bridges.contains(&w[1]))
+                || (matches!(w[0].as_str(), "-s" | "-d") && subnets.contains(&w[1]))
+        });
+        if !ours {
+            continue;
+        }
+        if let Some(c) = words
+            .windows(2)
+            .find(|w| w[0] == "-j")
+            .map(|w| w[1].clone())
+            .filter(|c| c.starts_with("NETAVARK-") && !c.starts_with("NETAVARK-HOSTPORT"))
+        {
+            chains.push((table.clone(), c));
+        }
+        rules.push((table.clone(), words));
+    }
+    for (table, words) in &rules {
+        eprintln!(
+            "deleting a firewall rule netavark left: {}",
+            words.join(" ")
+        );
+        let _ = Command::new("iptables")
+            .args(["-t", table, "-D"])
+            .args(words)
+            .stderr(Stdio::null())
+            .status();
+    }
+    for (table, chain) in &chains {
+        for op in ["-F", "-X"] {
+            let _ = Command::new("iptables")
+                .args(["-t", table, op, chain])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A rule as `iptables-save` writes it, split into words (a `"..."` is one word).
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for ch in s.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
             }
         }
     }
+    if any {
+        out.push(word);
+    }
+    out
 }
 
 /// Reaps our zombie children (shims and containers we inherited as a subreaper),

@@ -4,14 +4,19 @@
 //!
 //! The engine owns the model (network definitions, addresses, which container is on
 //! which network, host ports); netavark owns the kernel (bridges, veths, routes,
-//! iptables) and starts aardvark-dns. Each container with a network namespace of its
+//! iptables) and starts aardvark-dns. One exception, for cost: on the default bridge,
+//! once netavark has made the bridge and its rules and the keeper holds them, a
+//! plain container's veth (no forwarded port, no DNS) is made in-process (`veth`),
+//! exactly as netavark would make it. Each container with a network namespace of its
 //! own gets it pinned under the exec root (`netns`), so it outlives every daemon;
 //! setup happens before the task is created, teardown when it exits, the namespace
 //! goes when the container is removed. Everything is on disk (`store`) before the
 //! kernel is touched, so a crash at any point leaves enough to finish or undo it.
 //!
-//! This module must never touch netlink, iptables or DNS itself: that is netavark's
-//! and aardvark-dns's job, reached only through [`netavark::Backend`].
+//! This module must never touch iptables, DNS, or any bridge itself: that is
+//! netavark's and aardvark-dns's job, reached only through [`netavark::Backend`]
+//! (which also carries `veth`'s one netlink job, so the tests' fake stands in for
+//! it).
 
 pub mod config;
 pub mod container;

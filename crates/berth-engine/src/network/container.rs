@@ -738,7 +738,7 @@ async fn set_up_planned(engine: &Engine, live: &mut LiveState) -> Result<(), Eng
             }
             Err(e) => {
                 // netavark undoes most of a failed setup itself; a teardown makes sure.
-                let _ = nets.backend().teardown(&netns, &options).await;
+                let _ = nets.teardown(&netns, &options).await;
                 live.attachments.truncate(i);
                 nets.put_live(live)?;
                 return Err(NetworkError::from(e).into());
@@ -766,7 +766,7 @@ async fn detach_all(engine: &Engine, live: &mut LiveState) {
         tracing::warn!(container = %live.container_id, error = %e, "no namespace for teardown");
     }
     while let Some(a) = live.attachments.pop() {
-        if let Err(e) = nets.backend().teardown(&netns, &a.options).await {
+        if let Err(e) = nets.teardown(&netns, &a.options).await {
             tracing::warn!(container = %live.container_id, network = %a.network_id, error = %e, "netavark teardown");
         }
         if a.up {
@@ -1565,7 +1565,7 @@ pub async fn disconnect(
             if let Some(pos) = live.attachments.iter().position(|a| a.network_id == net.id) {
                 let a = live.attachments.remove(pos);
                 if let Some(netns) = live.netns.clone() {
-                    if let Err(e) = nets.backend().teardown(&netns, &a.options).await {
+                    if let Err(e) = nets.teardown(&netns, &a.options).await {
                         tracing::warn!(container = %rec.id, error = %e, "netavark teardown");
                     }
                 }

@@ -80,7 +80,7 @@ impl Networks {
             Err(e) => {
                 tracing::warn!(network = %net.name, error = %e, "setting up the bridge's keeper");
                 if let Some(a) = live.attachments.first() {
-                    let _ = self.backend.teardown(&netns, &a.options).await;
+                    let _ = self.teardown(&netns, &a.options).await;
                 }
                 let _ = self.backend.remove_netns(&netns).await;
                 let _ = store::remove(&path);
@@ -106,7 +106,7 @@ impl Networks {
                 tracing::warn!(network = %network_id, error = %e, "no namespace for the keeper's teardown");
             }
             for a in &live.attachments {
-                if let Err(e) = self.backend.teardown(&netns, &a.options).await {
+                if let Err(e) = self.teardown(&netns, &a.options).await {
                     tracing::warn!(network = %network_id, error = %e, "netavark teardown of the bridge's keeper");
                 }
             }

@@ -171,6 +171,12 @@ pub struct Networks {
     /// Each container's `network.json` as last read or written, so that listing
     /// and inspecting containers read no file per container.
     configs: Mutex<std::collections::HashMap<String, Arc<store::ContainerNetConfig>>>,
+    /// Whether the shared firewall rules are known to be in place, i.e. a `netavark
+    /// setup` succeeded since berthd started and no network was wholly torn down
+    /// since (netavark 1.4's complete teardown of one network also deletes the
+    /// `FORWARD -j NETAVARK_ISOLATION_1` jump every other network relies on; its next
+    /// setup puts it back). In-process veths (`veth`) are made only while it holds.
+    rules_checked: std::sync::atomic::AtomicBool,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -202,6 +208,7 @@ impl Networks {
             setups: tokio::sync::Mutex::new(()),
             pool_ready: tokio::sync::Notify::new(),
             configs: Mutex::new(std::collections::HashMap::new()),
+            rules_checked: std::sync::atomic::AtomicBool::new(false),
         };
         for d in [
             &n.nets_dir,
@@ -504,8 +511,36 @@ impl Networks {
         let _setups = self.setups.lock().await;
         let before = links::bridge_ports(&bridge);
         let status = self.backend.setup(netns, options).await?;
+        self.rules_checked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let link = links::new_port(&before, links::bridge_ports(&bridge));
         Ok((status, link))
+    }
+
+    /// `netavark teardown`; a teardown that took a bridge away (the network's last
+    /// endpoint) may have taken shared rules with it, so the next setup is
+    /// netavark's (see `rules_checked`).
+    pub(super) async fn teardown(
+        &self,
+        netns: &Path,
+        options: &netavark::NvOptions,
+    ) -> Result<(), BackendError> {
+        let r = self.backend.teardown(netns, options).await;
+        let bridge_gone = options.network_info.values().any(|n| {
+            n.network_interface
+                .as_deref()
+                .is_some_and(|b| !Path::new("/sys/class/net").join(b).exists())
+        });
+        if r.is_err() || bridge_gone {
+            self.rules_checked
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// Whether the shared firewall rules are known to be in place (`rules_checked`).
+    pub(super) fn rules_checked(&self) -> bool {
+        self.rules_checked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// At a clean stop: the pool is undone (see `pool`), and no new entry made.

@@ -380,7 +380,7 @@ async fn fill_one(engine: &Engine) -> bool {
             tracing::warn!(error = %e, "setting up a pooled network namespace");
             // A veth of our own dies with its namespace; netavark may have left more.
             if plain.is_none() {
-                let _ = nets.backend.teardown(&netns, &options).await;
+                let _ = nets.teardown(&netns, &options).await;
             }
             nets.lock().pool.filling = None;
             nets.drop_pooled(entry).await;
@@ -394,8 +394,9 @@ impl Networks {
     /// What [`super::veth`] makes for attachment `a` in place of `netavark setup`,
     /// its host end named `host_name`: only when netavark would make nothing but the
     /// veth, i.e. on the default bridge while its keeper holds it (so the bridge and
-    /// the network's firewall rules are there), IPv4 only, not internal, no port to
-    /// forward and no DNS. `None` otherwise: netavark sets it up.
+    /// the network's firewall rules are there) and no network was wholly torn down
+    /// since netavark last checked the shared rules, IPv4 only, not internal, no port
+    /// to forward and no DNS. `None` otherwise: netavark sets it up.
     pub(super) fn plain_veth(&self, a: &Attachment, host_name: String) -> Option<PlainVeth> {
         let net = self.default_network().ok()?;
         let plain_options = a.options.networks.len() == 1
@@ -410,6 +411,7 @@ impl Networks {
             || net.internal
             || net.subnets.iter().any(|s| !s.subnet.addr().is_ipv4())
             || !self.keeper_up(&net.id)
+            || !self.rules_checked()
         {
             return None;
         }

@@ -734,6 +734,13 @@ async fn set_up_planned(engine: &Engine, live: &mut LiveState) -> Result<(), Eng
                     .and_then(|a| nets.get(&a.network_id).ok())
                 {
                     nets.ensure_keeper(&net).await;
+                    if options
+                        .port_mappings
+                        .as_ref()
+                        .is_some_and(|p| !p.is_empty())
+                    {
+                        nets.keeper_saw_ports(&net);
+                    }
                 }
             }
             Err(e) => {

@@ -88,6 +88,28 @@ impl Networks {
         }
     }
 
+    /// Records that a container with forwarded ports was set up on `net`, so that
+    /// netavark made the network's DNAT chain: the keeper's last teardown then asks
+    /// netavark to delete it (see `keeper_options`). Errors are logged.
+    pub(super) fn keeper_saw_ports(&self, net: &NetworkRecord) {
+        let path = self.keeper_path(&net.id);
+        let Some(mut live) = store::load::<LiveState>(&path) else {
+            return;
+        };
+        let mut changed = false;
+        for a in &mut live.attachments {
+            if a.options.port_mappings.is_none() {
+                a.options.port_mappings = Some(vec![]);
+                changed = true;
+            }
+        }
+        if changed {
+            if let Err(e) = store::save_volatile(&path, &live) {
+                tracing::warn!(network = %net.name, error = %e, "recording the keeper's ports");
+            }
+        }
+    }
+
     /// Whether `network_id`'s keeper was set up (and so its bridge is kept, with the
     /// network's firewall rules netavark made for it).
     pub(super) fn keeper_up(&self, network_id: &str) -> bool {
@@ -148,10 +170,13 @@ impl Networks {
 
 /// What the keeper of `net` is set up with, and what it is torn down with (the
 /// recorded one). Set up: the network as containers see it, but no address (IPAM
-/// `none`), no DNS. Torn down: one address per subnet and an empty list of ports,
-/// never used by a rule: netavark 1.4 deletes a network's DNAT chain only in a
-/// complete teardown of an endpoint that has an address and a list of ports, and
-/// the keeper's is the last, complete teardown of its network.
+/// `none`), no DNS. Torn down: one address per subnet, never used by a rule, and
+/// no list of ports until a container with forwarded ports was set up on the
+/// network (`keeper_saw_ports` adds an empty one): netavark 1.4 deletes a network's
+/// DNAT chain only in a complete teardown of an endpoint that has an address and a
+/// list of ports, the keeper's is the last, complete teardown of its network, and
+/// deleting a chain that was never made fails that teardown ("No chain/target/match
+/// by that name") after everything else is gone.
 fn keeper_options(net: &NetworkRecord) -> (NvOptions, NvOptions) {
     let nvname = net.netavark_name();
     let info = super::container::nv_network(net);
@@ -181,7 +206,7 @@ fn keeper_options(net: &NetworkRecord) -> (NvOptions, NvOptions) {
     let network_addresses = net.subnets.iter().map(|s| s.subnet.network()).collect();
     (
         options(unaddressed, None, None),
-        options(quiet, Some(network_addresses), Some(vec![])),
+        options(quiet, Some(network_addresses), None),
     )
 }
 
@@ -218,6 +243,6 @@ mod tests {
             teardown.networks["berth-efefefefefef"].static_ips,
             Some(vec!["10.4.0.0".parse().unwrap()])
         );
-        assert_eq!(teardown.port_mappings, Some(vec![]));
+        assert_eq!(teardown.port_mappings, None);
     }
 }

@@ -638,10 +638,10 @@ impl Stack {
 }
 
 /// The firewall rules of these bridges and subnets that netavark left. Its last
-/// teardown of a network (the keeper's) sometimes stops at an `iptables` error ("No
-/// chain/target/match by that name") and leaves the bridge and the network's rules;
-/// each test stack's networks are its own, so whatever names them is deleted, and
-/// the network's own NAT chain with it.
+/// teardown of a network takes the bridge and the rules only when nothing else is
+/// on the bridge; a veth still held (a namespace something keeps alive) leaves them
+/// all, and deleting the bridge by hand would not. Each test stack's networks are
+/// its own, so whatever names them is deleted, and the network's NAT chain with it.
 fn remove_firewall_leftovers(bridges: &[String], subnets: &[String]) {
     let Ok(out) = Command::new("iptables-save").output() else {
         return;

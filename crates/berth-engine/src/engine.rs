@@ -79,6 +79,8 @@ pub struct Engine {
     /// (the manager was down): every reconcile tries again. A berthd that stops
     /// before it succeeds leaves them to its successor's `drop_unrecorded`.
     pub manager_deletes_failed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The container list's rows as last encoded (see `api::list_rows`).
+    pub list_rows: crate::api::list_rows::ListRows,
 }
 
 /// Named volumes under `<data-root>/volumes/<name>/_data`, created on first use.
@@ -154,6 +156,7 @@ impl Engine {
             unrecorded_dropped: std::sync::atomic::AtomicBool::new(false),
             manager_deletes: Arc::default(),
             manager_deletes_failed: std::sync::Mutex::default(),
+            list_rows: crate::api::list_rows::ListRows::default(),
         })
     }
 

@@ -141,26 +141,41 @@ pub fn human_duration(d: chrono::Duration) -> String {
 
 /// The `Status` column of `docker ps`.
 pub fn status_text(rec: &ContainerRecord) -> String {
-    let now = Utc::now();
+    status_text_at(rec, status_since(rec), Utc::now())
+}
+
+/// The time `Status` counts from: the start of a running or paused container, the
+/// end of an exited one.
+pub fn status_since(rec: &ContainerRecord) -> Option<DateTime<Utc>> {
     match rec.state.status {
         Some(ContainerStateStatusEnum::RUNNING) | Some(ContainerStateStatusEnum::PAUSED) => {
-            let up = parse_time(rec.state.started_at.as_deref())
-                .map(|t| human_duration(now - t))
-                .unwrap_or_default();
-            if rec.state.status == Some(ContainerStateStatusEnum::PAUSED) {
-                format!("Up {up} (Paused)")
-            } else {
-                format!(
-                    "Up {up}{}",
-                    crate::health::status_suffix(rec.state.health.as_ref())
-                )
-            }
+            parse_time(rec.state.started_at.as_deref())
         }
+        Some(ContainerStateStatusEnum::EXITED) => parse_time(rec.state.finished_at.as_deref()),
+        _ => None,
+    }
+}
+
+/// [`status_text`] at `now`, given [`status_since`] of the same record.
+pub fn status_text_at(
+    rec: &ContainerRecord,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> String {
+    let ago = || since.map(|t| human_duration(now - t)).unwrap_or_default();
+    match rec.state.status {
+        Some(ContainerStateStatusEnum::PAUSED) => format!("Up {} (Paused)", ago()),
+        Some(ContainerStateStatusEnum::RUNNING) => format!(
+            "Up {}{}",
+            ago(),
+            crate::health::status_suffix(rec.state.health.as_ref())
+        ),
         Some(ContainerStateStatusEnum::EXITED) => {
-            let ago = parse_time(rec.state.finished_at.as_deref())
-                .map(|t| human_duration(now - t))
-                .unwrap_or_default();
-            format!("Exited ({}) {ago} ago", rec.state.exit_code.unwrap_or(0))
+            format!(
+                "Exited ({}) {} ago",
+                rec.state.exit_code.unwrap_or(0),
+                ago()
+            )
         }
         Some(ContainerStateStatusEnum::REMOVING) => "Removal In Progress".to_string(),
         Some(ContainerStateStatusEnum::DEAD) => "Dead".to_string(),
@@ -352,15 +367,43 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
             break;
         }
     }
-    let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(r, engine)).collect();
     if ctx.query.bool("size") {
+        let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(r, engine)).collect();
         let images = engine.manager.images_list(vec![]).await?;
         for (row, (rw, root)) in out.iter_mut().zip(sizes(engine, &recs, &images).await) {
             row.size_rw = Some(rw);
             row.size_root_fs = Some(root);
         }
+        return Ok(json(StatusCode::OK, &out));
     }
-    Ok(json(StatusCode::OK, &out))
+    // Each key read before its row is built (see `list_rows`).
+    let networks = engine.networks.generation();
+    let keys = recs
+        .into_iter()
+        .map(|rec| super::list_rows::RowKey {
+            live: crate::network::view::live_of(engine, &rec),
+            config: crate::network::container::load_config(&engine.networks, &rec),
+            networks,
+            rec,
+        })
+        .collect();
+    let now = Utc::now();
+    let mut body = Vec::new();
+    engine.list_rows.write_array(
+        keys,
+        &mut body,
+        |k| {
+            let mut row = summary(&k.rec, engine);
+            row.status = None;
+            serde_json::to_vec(&row).map_err(|e| {
+                EngineError::io("encoding the container list", std::io::Error::other(e))
+            })
+        },
+        status_since,
+        |rec, since| status_text_at(rec, since, now),
+    )?;
+    body.push(b'\n');
+    Ok(super::json_bytes(StatusCode::OK, body))
 }
 
 /// `SizeRw` and `SizeRootFs` of each container (`?size=1`), as dockerd counts

@@ -14,6 +14,7 @@ pub mod events;
 pub mod exec;
 pub mod hijack;
 pub mod images;
+pub mod list_rows;
 pub mod logs;
 pub mod networks;
 pub mod swarm;
@@ -167,16 +168,21 @@ pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
     BodyExt::boxed_unsync(StreamBody::new(stream.boxed()))
 }
 
+/// A JSON answer already encoded.
+pub fn json_bytes(status: StatusCode, data: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(data));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// A JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(mut data) => {
             data.push(b'\n');
-            let mut r = Response::new(full(data));
-            *r.status_mut() = status;
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+            json_bytes(status, data)
         }
         Err(e) => error_response(&EngineError::io(
             "encoding the response",

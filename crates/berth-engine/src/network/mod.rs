@@ -177,6 +177,9 @@ pub struct Networks {
     /// `FORWARD -j NETAVARK_ISOLATION_1` jump every other network relies on; its next
     /// setup puts it back). In-process veths (`veth`) are made only while it holds.
     rules_checked: std::sync::atomic::AtomicBool,
+    /// Counts changes of the network definitions (create, remove), so that what
+    /// shows them per container (the container list's rows) knows when to redo it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -209,6 +212,7 @@ impl Networks {
             pool_ready: tokio::sync::Notify::new(),
             configs: Mutex::new(std::collections::HashMap::new()),
             rules_checked: std::sync::atomic::AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         for d in [
             &n.nets_dir,
@@ -420,6 +424,17 @@ impl Networks {
     /// record: for what reads a network once per container of a listing.
     pub fn with<T>(&self, reference: &str, f: impl FnOnce(&NetworkRecord) -> T) -> Option<T> {
         find(&self.lock().nets, reference).map(f)
+    }
+
+    /// How many times a network was created or removed since berthd started (the
+    /// built-in ones are loaded before anything asks).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The default bridge network.
@@ -704,6 +719,7 @@ impl Networks {
         };
         store::save(&self.net_path(&rec.id), &rec)?;
         self.lock().nets.insert(rec.id.clone(), rec.clone());
+        self.bump_generation();
         Ok(rec)
     }
 
@@ -727,6 +743,7 @@ impl Networks {
         self.drop_keeper(&rec.id).await;
         store::remove(&self.net_path(&rec.id))?;
         self.lock().nets.remove(&rec.id);
+        self.bump_generation();
         Ok(rec)
     }
 

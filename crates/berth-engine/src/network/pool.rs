@@ -6,8 +6,9 @@
 //!
 //! `netavark setup` (a process that starts some twenty `iptables` ones) is the
 //! slowest part of a start. (Only the pool's first entry costs that now: once the
-//! bridge's keeper holds the bridge and its rules, entries get their veth in-process,
-//! see `veth`, which made the pool's refills cheap too.) Most containers on the default bridge want exactly what
+//! bridge's keeper holds the bridge and its rules, entries get their veth
+//! in-process, see `veth`, which made the pool's refills cheap too.) Most
+//! containers on the default bridge want exactly what
 //! any other gets: an address from berth's IPAM, the MAC made from it, no port for
 //! netavark to forward (TCP ports on loopback are served by a proxy from outside the
 //! namespace, see `proxy`), no static address or MAC (and the default bridge has no DNS). For those,

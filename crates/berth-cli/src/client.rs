@@ -224,6 +224,29 @@ impl Client {
             .unwrap_or(serde_json::Value::Null))
     }
 
+    /// A request's answer whole, for a caller that decodes it borrowing from it (a
+    /// container list of hundreds of entries). Read into one buffer of the
+    /// announced length, not gathered in pieces and copied.
+    pub async fn body(&self, method: Method, path: &str) -> Result<Bytes, CliError> {
+        let resp = self.send(method, path, None, false).await?;
+        let announced = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        // The length is the engine's word: a bound keeps a wrong one from
+        // reserving more than a list could hold.
+        let mut out = Vec::with_capacity(announced.min(64 << 20));
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
     /// A request whose JSON answer is decoded straight into `T` (`None`
     /// when the answer is empty), for answers too large to build as a tree first.
     pub async fn decode<T: serde::de::DeserializeOwned>(

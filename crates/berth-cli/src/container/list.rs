@@ -40,16 +40,24 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     if !f.is_empty() {
         q.push(format!("filters={f}"));
     }
-    let items: Vec<container::Summary> = c
-        .decode(Method::GET, &format!("/containers/json?{}", q.join("&")))
-        .await?
-        .unwrap_or_default();
+    let body = c
+        .body(Method::GET, &format!("/containers/json?{}", q.join("&")))
+        .await?;
+    let items: Vec<container::Summary> = if body.iter().all(u8::is_ascii_whitespace) {
+        vec![]
+    } else {
+        serde_json::from_slice(&body).map_err(crate::client::CliError::from)?
+    };
     let trunc = !a.no_trunc;
     print!(
         "{}",
-        format::write_each(&fmt, &container::header(), &items, |x, f| {
-            Cow::Owned(container::row(x, trunc, f))
-        })?
+        format::write_each_plain(
+            &fmt,
+            &container::header(),
+            &items,
+            |x, name, out| container::cell(x, trunc, name, out),
+            |x, f| Cow::Owned(container::row(x, trunc, f)),
+        )?
     );
     Ok(0)
 }

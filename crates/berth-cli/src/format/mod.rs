@@ -77,15 +77,70 @@ pub fn write_each<'a, T>(
     items: &'a [T],
     row: impl Fn(&'a T, &Fields) -> std::borrow::Cow<'a, Value>,
 ) -> Result<String, FormatError> {
-    let tmpl = parse(format)?;
+    executed(format, &parse(format)?, header, items, row)
+}
+
+/// Every row through the parsed template `tmpl` of `format`.
+fn executed<'a, T>(
+    format: &str,
+    tmpl: &Template,
+    header: &Map,
+    items: &'a [T],
+    row: impl Fn(&'a T, &Fields) -> std::borrow::Cow<'a, Value>,
+) -> Result<String, FormatError> {
     let fields = Fields(tmpl.data_fields());
     let mut body = String::new();
     for item in items {
         body.push_str(&tmpl.execute(&row(item, &fields))?);
         body.push('\n');
     }
+    Ok(finish(format, tmpl, header, body))
+}
+
+/// [`write_each`] with a shortcut for formats that only print text and fields
+/// (docker's default tables, `{{.ID}}`): when `cell` writes every field the format
+/// names as a plain string, rows are printed from it directly, without being built
+/// as values and run through the template. The output is the same either way.
+/// `cell` appends a field of an item and says whether it is such a field; it must
+/// answer by the field's name alone.
+pub fn write_each_plain<'a, T>(
+    format: &str,
+    header: &Map,
+    items: &'a [T],
+    cell: impl Fn(&'a T, &str, &mut String) -> bool,
+    row: impl Fn(&'a T, &Fields) -> std::borrow::Cow<'a, Value>,
+) -> Result<String, FormatError> {
+    let tmpl = parse(format)?;
+    if let (Some(pieces), Some(first)) = (tmpl.plain_pieces(), items.first()) {
+        let mut probe = String::new();
+        let plain = pieces.iter().all(|p| match p {
+            crate::template::Piece::Text(_) => true,
+            crate::template::Piece::Field(f) => cell(first, f, &mut probe),
+        });
+        if plain {
+            let mut body = String::with_capacity(items.len() * (probe.len() + 32));
+            for item in items {
+                for p in &pieces {
+                    match p {
+                        crate::template::Piece::Text(t) => body.push_str(t),
+                        crate::template::Piece::Field(f) => {
+                            cell(item, f, &mut body);
+                        }
+                    }
+                }
+                body.push('\n');
+            }
+            return Ok(finish(format, &tmpl, header, body));
+        }
+    }
+    executed(format, &tmpl, header, items, row)
+}
+
+/// A table's header and alignment around the rendered rows; other formats' rows as
+/// they are.
+fn finish(format: &str, tmpl: &Template, header: &Map, body: String) -> String {
     if !is_table(format) {
-        return Ok(body);
+        return body;
     }
     let mut tw = tabwriter::TabWriter::new(10, 3);
     // Like docker, a header the template cannot render is printed as far as it got.
@@ -95,7 +150,7 @@ pub fn write_each<'a, T>(
     tw.write(&head);
     tw.write("\n");
     tw.write(&body);
-    Ok(tw.flush())
+    tw.flush()
 }
 
 /// Renders each value through a plain template (inspect's `-f`), one per line.

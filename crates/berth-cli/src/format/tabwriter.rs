@@ -69,7 +69,7 @@ impl TabWriter {
             start = this;
             let mut width = self.minwidth;
             while this < line1 && column + 1 < lines[this].len() {
-                width = width.max(lines[this][column].width() + self.padding);
+                width = width.max(cell_width(lines[this][column]) + self.padding);
                 this += 1;
             }
             widths.push(width);
@@ -92,12 +92,21 @@ impl TabWriter {
             for (j, cell) in line.iter().enumerate() {
                 out.push_str(cell);
                 if j < widths.len() {
-                    let w = cell.width();
-                    out.push_str(&" ".repeat(widths[j].saturating_sub(w)));
+                    let pad = widths[j].saturating_sub(cell_width(cell));
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
             out.push('\n');
         }
+    }
+}
+
+/// A cell's width in terminal columns; most cells are ASCII, one column a byte.
+fn cell_width(cell: &str) -> usize {
+    if cell.is_ascii() {
+        cell.len()
+    } else {
+        cell.width()
     }
 }
 
@@ -130,6 +139,22 @@ mod tests {
             tw(1, 1, "a\tb\nlong\tc\nplain\nx\ty\n"),
             "a    b\nlong c\nplain\nx y\n"
         );
+    }
+
+    #[test]
+    fn ascii_widths_are_the_unicode_ones() {
+        let all: String = (0u8..128).map(char::from).collect();
+        for i in 0..all.len() {
+            assert_eq!(
+                cell_width(&all[i..i + 1]),
+                all[i..i + 1].width(),
+                "byte {i}"
+            );
+        }
+        // A cell never holds a newline (lines are split on it), the one ASCII
+        // character unicode-width joins with another ("\r\n" is one column).
+        let cell: String = all.chars().filter(|c| *c != '\n').collect();
+        assert_eq!(cell_width(&cell), cell.width());
     }
 
     #[test]

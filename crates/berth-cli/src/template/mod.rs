@@ -99,6 +99,33 @@ impl Template {
         parse::data_fields(&self.tree)
     }
 
+    /// The template as literal text and top-level fields (`{{.ID}}\t{{.Names}}`),
+    /// when that is all it is: a formatter whose fields are plain strings can then
+    /// print rows without building them as values and running this.
+    pub fn plain_pieces(&self) -> Option<Vec<Piece<'_>>> {
+        if !self.tree.defines.is_empty() {
+            return None;
+        }
+        self.tree
+            .root
+            .iter()
+            .map(|n| match n {
+                parse::Node::Text(t) => Some(Piece::Text(t)),
+                parse::Node::Action(p) if p.decl.is_empty() => match p.cmds.as_slice() {
+                    [parse::Cmd { args }] => match args.as_slice() {
+                        [parse::Arg::Field(ids)] => match ids.as_slice() {
+                            [name] => Some(Piece::Field(name)),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Runs the template against `data`.
     pub fn execute(&self, data: &Value) -> Result<String, Error> {
         let (out, err) = self.execute_partial(data);
@@ -115,6 +142,14 @@ impl Template {
         let r = ex.run(data);
         (std::mem::take(&mut ex.out), r.err())
     }
+}
+
+/// A piece of a template that only prints text and fields ([`Template::plain_pieces`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    /// `{{.Name}}`.
+    Field(&'a str),
 }
 
 /// Parses and runs `src` against `data` in one step.

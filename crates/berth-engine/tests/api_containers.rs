@@ -117,10 +117,28 @@ async fn run(d: &Daemon, name: &str) -> String {
     v["Id"].as_str().unwrap().to_string()
 }
 
+/// The container list's `State` and `Status` of `name`.
+async fn listed_state(d: &Daemon, name: &str) -> (String, String) {
+    let (_, l) = json_of(&d.sock, "GET", "/containers/json?all=1", "").await;
+    let row = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Names"][0] == format!("/{name}"))
+        .cloned()
+        .unwrap();
+    (
+        row["State"].as_str().unwrap().to_string(),
+        row["Status"].as_str().unwrap().to_string(),
+    )
+}
+
 #[tokio::test]
 async fn pause_and_unpause_follow_the_task() {
     let d = daemon().await;
     let id = run(&d, "pp").await;
+    // Listed before the change, so that a row kept from this listing would show.
+    assert_eq!(listed_state(&d, "pp").await.0, "running");
     assert_eq!(
         request(&d.sock, "POST", "/containers/pp/pause", "").await.0,
         204
@@ -129,6 +147,9 @@ async fn pause_and_unpause_follow_the_task() {
     let (_, v) = json_of(&d.sock, "GET", "/containers/pp/json", "").await;
     assert_eq!(v["State"]["Status"], "paused");
     assert_eq!(v["State"]["Paused"], true);
+    let (state, status) = listed_state(&d, "pp").await;
+    assert_eq!(state, "paused");
+    assert!(status.ends_with("(Paused)"), "{status}");
     let (status, v) = json_of(&d.sock, "POST", "/containers/pp/pause", "").await;
     assert_eq!(status, 409);
     assert!(v["message"]
@@ -142,6 +163,7 @@ async fn pause_and_unpause_follow_the_task() {
         204
     );
     assert_eq!(d.fake.task_status(&id), Some(TaskStatus::Running));
+    assert_eq!(listed_state(&d, "pp").await.0, "running");
     assert_eq!(
         request(&d.sock, "POST", "/containers/pp/unpause", "")
             .await

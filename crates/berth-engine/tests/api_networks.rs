@@ -375,6 +375,40 @@ async fn create_refuses_what_dockerd_refuses() {
     assert_eq!(st, 400);
 }
 
+/// The container list's row for `name`, listed twice so that the second answer is
+/// built from rows kept since the first: what a client polling the list sees.
+async fn list_row(d: &Daemon, name: &str) -> Value {
+    let mut row = Value::Null;
+    for _ in 0..2 {
+        let (st, l) = get(d, "/v1.47/containers/json?all=1").await;
+        assert_eq!(st, 200, "{l}");
+        row = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["Names"][0] == format!("/{name}"))
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
+    row
+}
+
+/// The list's networks of `name` agree with inspect's: the same names, and each
+/// with the same address.
+async fn list_agrees_with_inspect(d: &Daemon, name: &str) {
+    let row = list_row(d, name).await;
+    let (_, i) = get(d, &format!("/v1.47/containers/{name}/json")).await;
+    let listed = row["NetworkSettings"]["Networks"].as_object().unwrap();
+    let inspected = i["NetworkSettings"]["Networks"].as_object().unwrap();
+    let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(listed), keys(inspected), "{row}");
+    for (k, v) in inspected {
+        assert_eq!(listed[k]["IPAddress"], v["IPAddress"], "{k}: {row}");
+        assert_eq!(listed[k]["MacAddress"], v["MacAddress"], "{k}: {row}");
+    }
+    assert_eq!(row["State"], i["State"]["Status"], "{row}");
+}
+
 #[tokio::test]
 async fn connect_and_disconnect_running_and_created_containers() {
     let d = daemon().await;
@@ -384,6 +418,7 @@ async fn connect_and_disconnect_running_and_created_containers() {
     )
     .await;
     create_container(&d, "app", json!({"Image": "busybox"})).await;
+    list_agrees_with_inspect(&d, "app").await;
     // a created container: recorded, no address yet
     let (st, v) = post(
         &d,
@@ -404,7 +439,9 @@ async fn connect_and_disconnect_running_and_created_containers() {
     )
     .await;
     assert_eq!(st, 403);
+    list_agrees_with_inspect(&d, "app").await;
     post(&d, "/v1.47/containers/app/start", json!({})).await;
+    list_agrees_with_inspect(&d, "app").await;
     let (_, i) = get(&d, "/v1.47/containers/app/json").await;
     let nets = i["NetworkSettings"]["Networks"].as_object().unwrap();
     assert_eq!(nets.len(), 2, "{nets:?}");
@@ -426,6 +463,7 @@ async fn connect_and_disconnect_running_and_created_containers() {
     assert_eq!(st, 200);
     let (_, n) = get(&d, "/v1.47/networks/side").await;
     assert_eq!(n["Containers"], json!({}));
+    list_agrees_with_inspect(&d, "app").await;
     let (st, _) = post(
         &d,
         "/v1.47/networks/side/disconnect",
@@ -450,6 +488,14 @@ async fn connect_and_disconnect_running_and_created_containers() {
         i["NetworkSettings"]["Networks"]["side"]["IPAMConfig"]["IPv4Address"],
         "10.92.0.77"
     );
+    list_agrees_with_inspect(&d, "app").await;
+    // a rename is a new record: the list's row follows it
+    for (from, to) in [("app", "app2"), ("app2", "app")] {
+        let path = format!("/v1.47/containers/{from}/rename?name={to}");
+        assert_eq!(request(&d.sock, "POST", &path, None).await.status, 204);
+        assert_eq!(list_row(&d, from).await, Value::Null);
+        list_agrees_with_inspect(&d, to).await;
+    }
     // host networking cannot connect
     create_container(
         &d,

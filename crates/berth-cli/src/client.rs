@@ -20,6 +20,9 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
+/// The connection's read buffer (see `Client::conn`).
+const READ_BUF: usize = 64 << 10;
+
 /// The socket used when neither `-H`, `BERTH_HOST` nor `DOCKER_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
 /// The newest API version this CLI speaks.
@@ -128,7 +131,13 @@ impl Client {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|_| CliError::Unreachable(self.host.clone()))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // One read buffer of a fixed size, reused once what was read is consumed:
+        // hyper's adaptive one doubles up to 400 KiB on a large answer, and a
+        // short-lived process pays a page fault for every page it first touches.
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(READ_BUF))
+            .handshake(TokioIo::new(stream))
+            .await?;
         tokio::spawn(async move {
             let _ = if upgrades {
                 conn.with_upgrades().await

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::units::{ellipsis, go_time, human_size_prec, since, truncate_id};
+use super::units::{ellipsized, go_time, human_size_prec, since_into, truncated_id};
 use super::Fields;
-use crate::template::printf::quote;
+use crate::template::printf::quote_into;
 use crate::template::{Map, Value};
 
 /// `docker ps`'s default table.
@@ -147,28 +147,31 @@ where
 /// A reference as docker shows it: `docker.io/library/` dropped, and with `trunc`
 /// a digest dropped (the tag kept).
 pub fn familiar(reference: &str) -> String {
-    let r = reference
-        .strip_prefix("docker.io/library/")
-        .or_else(|| reference.strip_prefix("docker.io/"))
-        .unwrap_or(reference);
-    r.to_string()
+    familiar_str(reference).to_string()
 }
 
-fn image(c: &Summary, trunc: bool) -> String {
+fn familiar_str(reference: &str) -> &str {
+    reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference)
+}
+
+fn image<'s>(c: &'s Summary, trunc: bool) -> &'s str {
     let img: &str = &c.image;
     if img.is_empty() {
-        return "<no image>".into();
+        return "<no image>";
     }
     if !trunc {
-        return img.to_string();
+        return img;
     }
     let image_id: &str = &c.image_id;
-    if !image_id.is_empty() && truncate_id(image_id) == truncate_id(img) {
-        return truncate_id(img);
+    if !image_id.is_empty() && truncated_id(image_id) == truncated_id(img) {
+        return truncated_id(img);
     }
     // Keep name and tag, drop a digest.
     let name = img.split_once('@').map_or(img, |(n, _)| n);
-    familiar(name)
+    familiar_str(name)
 }
 
 /// docker's `DisplayablePorts`: "0.0.0.0:80->80/tcp, 9000-9001/tcp".
@@ -248,20 +251,20 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
     match name {
         "Command" => {
             if trunc {
-                out.push_str(&quote(&ellipsis(&c.command, 20)));
+                quote_into(&ellipsized(&c.command, 20), out);
             } else {
-                out.push_str(&quote(&c.command));
+                quote_into(&c.command, out);
             }
         }
         "CreatedAt" => out.push_str(&go_time(c.created)),
         "ID" => {
             if trunc {
-                out.push_str(&truncate_id(&c.id));
+                out.push_str(truncated_id(&c.id));
             } else {
                 out.push_str(&c.id);
             }
         }
-        "Image" => out.push_str(&image(c, trunc)),
+        "Image" => out.push_str(image(c, trunc)),
         "Labels" => {
             // Sorted as "k=v" strings, as docker sorts them ("a.b=2" before "a=1").
             let mut joined: Vec<String> =
@@ -284,13 +287,20 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
                     &mt.name
                 };
                 if trunc {
-                    out.push_str(&ellipsis(n, 15));
+                    out.push_str(&ellipsized(n, 15));
                 } else {
                     out.push_str(n);
                 }
             }
         }
-        "Names" => out.push_str(&names(c, trunc).join(",")),
+        "Names" => {
+            for (i, n) in names(c, trunc).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(n);
+            }
+        }
         "Networks" => {
             for (i, n) in c.network_settings.networks.keys().enumerate() {
                 if i > 0 {
@@ -300,7 +310,7 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
             }
         }
         "Ports" => out.push_str(&displayable_ports(&c.ports)),
-        "RunningFor" => out.push_str(&since(c.created)),
+        "RunningFor" => since_into(c.created, out),
         "Size" => out.push_str(&size(c)),
         "State" => out.push_str(&c.state),
         "Status" => out.push_str(&c.status),
@@ -367,18 +377,18 @@ pub fn row(c: &Summary, trunc: bool, fields: &Fields) -> Value {
 
 /// The names without their slash; with `trunc`, legacy link names (with a slash
 /// inside) are left out.
-fn names<'s>(c: &'s Summary<'_>, trunc: bool) -> Vec<&'s str> {
-    let names: Vec<&str> = c
-        .names
-        .iter()
-        .map(|n| n.strip_prefix('/').unwrap_or(n))
-        .collect();
-    if trunc {
-        if let Some(n) = names.iter().find(|n| !n.contains('/')) {
-            return vec![n];
-        }
-    }
-    names
+fn names<'s>(c: &'s Summary<'_>, trunc: bool) -> impl Iterator<Item = &'s str> {
+    let all = c.names.iter().map(|n| n.strip_prefix('/').unwrap_or(n));
+    let first_plain = if trunc {
+        all.clone().find(|n| !n.contains('/'))
+    } else {
+        None
+    };
+    let (one, every) = match first_plain {
+        Some(n) => (Some(n), None),
+        None => (None, Some(all)),
+    };
+    one.into_iter().chain(every.into_iter().flatten())
 }
 
 /// "2B (virtual 4.1MB)".

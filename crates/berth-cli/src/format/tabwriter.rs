@@ -29,19 +29,30 @@ impl TabWriter {
 
     /// Aligns everything written so far.
     pub fn flush(self) -> String {
-        let mut lines: Vec<Vec<&str>> = self
-            .buf
-            .split('\n')
-            .map(|l| l.split('\t').collect())
-            .collect();
         // Text after the last newline is a line without one.
         let trailing_newline = self.buf.ends_with('\n');
-        if trailing_newline {
-            lines.pop();
+        let text = if trailing_newline {
+            &self.buf[..self.buf.len() - 1]
+        } else {
+            &self.buf[..]
+        };
+        // Every line's cells in one list (a table has hundreds of lines), with each
+        // cell's width measured once.
+        let mut table = Table {
+            cells: Vec::with_capacity(text.len() / 8),
+            starts: Vec::with_capacity(text.len() / 64 + 2),
+        };
+        for line in text.split('\n') {
+            table.starts.push(table.cells.len());
+            table
+                .cells
+                .extend(line.split('\t').map(|c| (c, cell_width(c))));
         }
+        table.starts.push(table.cells.len());
         let mut out = String::with_capacity(self.buf.len() * 2);
         let mut widths = Vec::new();
-        self.format(&mut out, &lines, &mut widths, 0, lines.len());
+        let lines = table.starts.len() - 1;
+        self.format(&mut out, &table, &mut widths, 0, lines);
         if !trailing_newline && out.ends_with('\n') {
             out.pop();
         }
@@ -51,7 +62,7 @@ impl TabWriter {
     fn format(
         &self,
         out: &mut String,
-        lines: &[Vec<&str>],
+        table: &Table,
         widths: &mut Vec<usize>,
         line0: usize,
         line1: usize,
@@ -60,44 +71,62 @@ impl TabWriter {
         let mut start = line0;
         let mut this = line0;
         while this < line1 {
-            if column + 1 >= lines[this].len() {
+            if column + 1 >= table.line(this).len() {
                 this += 1;
                 continue;
             }
             // A column block begins here: write the lines before it.
-            self.write_lines(out, lines, widths, start, this);
+            self.write_lines(out, table, widths, start, this);
             start = this;
             let mut width = self.minwidth;
-            while this < line1 && column + 1 < lines[this].len() {
-                width = width.max(cell_width(lines[this][column]) + self.padding);
+            while this < line1 && column + 1 < table.line(this).len() {
+                width = width.max(table.line(this)[column].1 + self.padding);
                 this += 1;
             }
             widths.push(width);
-            self.format(out, lines, widths, start, this);
+            self.format(out, table, widths, start, this);
             widths.pop();
             start = this;
         }
-        self.write_lines(out, lines, widths, start, line1);
+        self.write_lines(out, table, widths, start, line1);
     }
 
     fn write_lines(
         &self,
         out: &mut String,
-        lines: &[Vec<&str>],
+        table: &Table,
         widths: &[usize],
         line0: usize,
         line1: usize,
     ) {
-        for line in &lines[line0..line1] {
-            for (j, cell) in line.iter().enumerate() {
+        const SPACES: &str = "                                ";
+        for i in line0..line1 {
+            for (j, (cell, width)) in table.line(i).iter().enumerate() {
                 out.push_str(cell);
-                if j < widths.len() {
-                    let pad = widths[j].saturating_sub(cell_width(cell));
-                    out.extend(std::iter::repeat_n(' ', pad));
+                if let Some(w) = widths.get(j) {
+                    let mut pad = w.saturating_sub(*width);
+                    while pad > 0 {
+                        let n = pad.min(SPACES.len());
+                        out.push_str(&SPACES[..n]);
+                        pad -= n;
+                    }
                 }
             }
             out.push('\n');
         }
+    }
+}
+
+/// The lines of a table, cut into cells with their widths.
+struct Table<'s> {
+    cells: Vec<(&'s str, usize)>,
+    /// Where each line's cells begin in `cells`, and one past the last line's end.
+    starts: Vec<usize>,
+}
+
+impl<'s> Table<'s> {
+    fn line(&self, i: usize) -> &[(&'s str, usize)] {
+        &self.cells[self.starts[i]..self.starts[i + 1]]
     }
 }
 

@@ -42,48 +42,58 @@ pub fn bytes_size(size: f64) -> String {
 
 /// go-units `HumanDuration` ("Less than a second", "About an hour", "3 weeks").
 pub fn human_duration(secs: f64) -> String {
+    let mut out = String::new();
+    human_duration_into(secs, &mut out);
+    out
+}
+
+/// [`human_duration`] appended to `out`.
+pub fn human_duration_into(secs: f64, out: &mut String) {
+    use std::fmt::Write;
     let seconds = secs as i64;
-    if seconds < 1 {
-        return "Less than a second".into();
-    }
-    if seconds == 1 {
-        return "1 second".into();
-    }
-    if seconds < 60 {
-        return format!("{seconds} seconds");
-    }
     let minutes = (secs / 60.0) as i64;
-    if minutes == 1 {
-        return "About a minute".into();
-    }
-    if minutes < 60 {
-        return format!("{minutes} minutes");
-    }
     let hours = (secs / 3600.0 + 0.5) as i64;
-    if hours == 1 {
-        return "About an hour".into();
-    }
-    if hours < 48 {
-        return format!("{hours} hours");
-    }
-    if hours < 24 * 7 * 2 {
-        return format!("{} days", hours / 24);
-    }
-    if hours < 24 * 30 * 2 {
-        return format!("{} weeks", hours / 24 / 7);
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{} months", hours / 24 / 30);
-    }
-    format!("{} years", (secs / 3600.0) as i64 / 24 / 365)
+    let (n, unit) = if seconds < 1 {
+        return out.push_str("Less than a second");
+    } else if seconds == 1 {
+        return out.push_str("1 second");
+    } else if seconds < 60 {
+        (seconds, "seconds")
+    } else if minutes == 1 {
+        return out.push_str("About a minute");
+    } else if minutes < 60 {
+        (minutes, "minutes")
+    } else if hours == 1 {
+        return out.push_str("About an hour");
+    } else if hours < 48 {
+        (hours, "hours")
+    } else if hours < 24 * 7 * 2 {
+        (hours / 24, "days")
+    } else if hours < 24 * 30 * 2 {
+        (hours / 24 / 7, "weeks")
+    } else if hours < 24 * 365 * 2 {
+        (hours / 24 / 30, "months")
+    } else {
+        ((secs / 3600.0) as i64 / 24 / 365, "years")
+    };
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{n} {unit}");
 }
 
 /// "5 minutes ago" for a unix time, as docker's CREATED columns.
 pub fn since(unix: i64) -> String {
+    let mut out = String::new();
+    since_into(unix, &mut out);
+    out
+}
+
+/// [`since`] appended to `out`.
+pub fn since_into(unix: i64, out: &mut String) {
     let now = chrono::Utc::now();
     let then = chrono::DateTime::from_timestamp(unix, 0).unwrap_or(now);
     let secs = (now - then).num_milliseconds() as f64 / 1000.0;
-    format!("{} ago", human_duration(secs))
+    human_duration_into(secs, out);
+    out.push_str(" ago");
 }
 
 /// Go's `time.Unix(t, 0).String()` in the local zone: "2024-01-02 15:04:05 +0000 UTC".
@@ -133,22 +143,50 @@ fn local_zone(unix: i64) -> (i64, String) {
 
 /// docker's `TruncateID`: without a `sha256:`-style prefix, at most 12 characters.
 pub fn truncate_id(id: &str) -> String {
+    truncated_id(id).to_string()
+}
+
+/// [`truncate_id`] as a part of `id` (tables print one per row).
+pub fn truncated_id(id: &str) -> &str {
     let id = id.split_once(':').map_or(id, |(_, rest)| rest);
-    id.chars().take(12).collect()
+    // Ids are hex: twelve bytes are twelve characters.
+    match id.as_bytes().get(..12) {
+        Some(head) if head.is_ascii() => return &id[..12],
+        None if id.is_ascii() => return id,
+        _ => {}
+    }
+    match id.char_indices().nth(12) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
 }
 
 /// docker's `Ellipsis`: at most `max` display columns, the last one `…`.
 pub fn ellipsis(s: &str, max: usize) -> String {
+    ellipsized(s, max).into_owned()
+}
+
+/// [`ellipsis`], borrowing `s` when it fits.
+pub fn ellipsized(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // ASCII: one column a byte.
+    if s.len() <= max && s.is_ascii() && max > 1 {
+        return s.into();
+    }
     if max == 0 {
-        return String::new();
+        return "".into();
     }
     if max == 1 {
-        return s.chars().next().map(String::from).unwrap_or_default();
+        return s
+            .chars()
+            .next()
+            .map(String::from)
+            .unwrap_or_default()
+            .into();
     }
     let width = |c: char| c.width().unwrap_or(1).max(1);
     let total: usize = s.chars().map(width).sum();
     if total <= max {
-        return s.to_string();
+        return s.into();
     }
     let mut out = String::new();
     let mut used = 0;
@@ -160,7 +198,7 @@ pub fn ellipsis(s: &str, max: usize) -> String {
         out.push(c);
     }
     out.push('…');
-    out
+    out.into()
 }
 
 #[cfg(test)]
@@ -207,5 +245,20 @@ mod tests {
         );
         assert_eq!(ellipsis("short", 20), "short");
         assert_eq!(ellipsis("日本語テキスト", 6), "日本…");
+        // Not hex: cut at characters, never inside one.
+        assert_eq!(
+            truncate_id("日本語テキスト日本語テキスト"),
+            "日本語テキスト日本語テキ"
+        );
+        assert_eq!(truncate_id("abc日本"), "abc日本");
+        assert_eq!(truncate_id("abcdefghijk日本"), "abcdefghijk日");
+        assert_eq!(truncate_id("short"), "short");
+        assert_eq!(ellipsis("exactly twenty chars", 20), "exactly twenty chars");
+        assert_eq!(ellipsis("x", 1), "x");
+        assert_eq!(ellipsis("xy", 0), "");
+        assert_eq!(human_duration(0.5), "Less than a second");
+        assert_eq!(human_duration(59.0), "59 seconds");
+        assert_eq!(human_duration(3000.0), "50 minutes");
+        assert_eq!(human_duration(86400.0 * 3.0), "3 days");
     }
 }

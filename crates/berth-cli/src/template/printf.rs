@@ -385,6 +385,19 @@ fn write_str(out: &mut String, s: &str, spec: &Spec, v: &Value) {
     }
 }
 
+/// [`quote`] appended to `out`.
+pub fn quote_into(s: &str, out: &mut String) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&quote(s));
+    }
+}
+
 /// Go's `strconv.Quote`.
 pub fn quote(s: &str) -> String {
     let mut out = String::from("\"");

@@ -3,7 +3,8 @@
 //! and an in-memory index of names and ids that resolves what clients type (a full id,
 //! a name with or without its leading `/`, or a unique id prefix) the way dockerd does.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -131,8 +132,35 @@ struct Index {
     /// Shared, so that listing hundreds of containers copies pointers, not records;
     /// a change replaces the whole record.
     by_id: HashMap<String, Arc<ContainerRecord>>,
+    /// The same records newest first (dockerd's `ps` order), so that a list is not
+    /// sorted at every request. A record's creation time and id never change.
+    by_created: BTreeMap<(Reverse<String>, String), Arc<ContainerRecord>>,
     /// `/name` -> id.
     names: HashMap<String, String>,
+    /// Counts the changes of `by_id`, so that what is built from every record (the
+    /// container list) knows when to build it again.
+    version: u64,
+}
+
+impl Index {
+    /// Adds or replaces a record.
+    fn put(&mut self, rec: Arc<ContainerRecord>) {
+        self.version += 1;
+        if let Some(old) = self.by_id.insert(rec.id.clone(), rec.clone()) {
+            self.by_created
+                .remove(&(Reverse(old.created.clone()), old.id.clone()));
+        }
+        self.by_created
+            .insert((Reverse(rec.created.clone()), rec.id.clone()), rec);
+    }
+
+    fn take(&mut self, id: &str) -> Option<Arc<ContainerRecord>> {
+        let rec = self.by_id.remove(id)?;
+        self.version += 1;
+        self.by_created
+            .remove(&(Reverse(rec.created.clone()), rec.id.clone()));
+        Some(rec)
+    }
 }
 
 /// The store. All methods are synchronous and short; the files are small.
@@ -196,7 +224,7 @@ impl ContainerStore {
             match serde_json::from_slice::<ContainerRecord>(&data) {
                 Ok(rec) => {
                     index.names.insert(slash_name(&rec.name), rec.id.clone());
-                    index.by_id.insert(rec.id.clone(), Arc::new(rec));
+                    index.put(Arc::new(rec));
                 }
                 Err(e) => {
                     tracing::warn!(path = %file.display(), error = %e, "skipping unreadable container config");
@@ -291,7 +319,7 @@ impl ContainerStore {
         }
         self.persist(&rec, write)?;
         idx.names.insert(rec.name.clone(), rec.id.clone());
-        idx.by_id.insert(rec.id.clone(), Arc::new(rec.clone()));
+        idx.put(Arc::new(rec.clone()));
         Ok(rec)
     }
 
@@ -399,7 +427,7 @@ impl ContainerStore {
             return Ok(new);
         }
         self.persist(&new, write)?;
-        idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
+        idx.put(Arc::new(new.clone()));
         Ok(new)
     }
 
@@ -425,7 +453,7 @@ impl ContainerStore {
         self.persist(&new, fsutil::atomic_replace)?;
         idx.names.remove(&old_name);
         idx.names.insert(new_name, id.to_string());
-        idx.by_id.insert(id.to_string(), Arc::new(new.clone()));
+        idx.put(Arc::new(new.clone()));
         Ok(new)
     }
 
@@ -433,8 +461,7 @@ impl ContainerStore {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         let mut idx = self.write();
         let rec = idx
-            .by_id
-            .remove(id)
+            .take(id)
             .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
         idx.names.remove(&rec.name);
         let dir = self.container_dir(id);
@@ -449,11 +476,21 @@ impl ContainerStore {
         }
     }
 
+    /// Every container, newest first (dockerd's `ps` order), with the version of
+    /// the records it is (see [`Self::version`]).
+    pub fn list_versioned(&self) -> (u64, Vec<Arc<ContainerRecord>>) {
+        let idx = self.read();
+        (idx.version, idx.by_created.values().cloned().collect())
+    }
+
     /// Every container, newest first (dockerd's `ps` order).
     pub fn list(&self) -> Vec<Arc<ContainerRecord>> {
-        let mut all: Vec<Arc<ContainerRecord>> = self.read().by_id.values().cloned().collect();
-        all.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-        all
+        self.list_versioned().1
+    }
+
+    /// Changes with every record added, changed or removed.
+    pub fn version(&self) -> u64 {
+        self.read().version
     }
 
     /// A free generated name, like dockerd's `adjective_surname`.

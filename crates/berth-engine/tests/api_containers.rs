@@ -134,6 +134,37 @@ async fn listed_state(d: &Daemon, name: &str) -> (String, String) {
 }
 
 #[tokio::test]
+async fn a_listed_status_moves_on_while_nothing_else_changes() {
+    let d = daemon().await;
+    run(&d, "tick").await;
+    // The same list again and again is one answer kept (see `list_rows`) until
+    // a Status text in it would read differently.
+    let (_, first) = listed_state(&d, "tick").await;
+    assert!(first.starts_with("Up "), "{first}");
+    let mut now = first.clone();
+    // It reads differently within a second or two ("Less than a second", "1
+    // second", "2 seconds"...).
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        now = listed_state(&d, "tick").await.1;
+        if now != first {
+            break;
+        }
+    }
+    assert_ne!(now, first);
+    assert!(
+        now.starts_with("Up ") && (now.ends_with(" second") || now.ends_with(" seconds")),
+        "{now}"
+    );
+    // And both kinds of list, running only and all, show a new container.
+    run(&d, "tock").await;
+    for path in ["/containers/json", "/containers/json?all=1"] {
+        let (_, l) = json_of(&d.sock, "GET", path, "").await;
+        assert_eq!(l.as_array().map(Vec::len), Some(2), "{path}: {l}");
+    }
+}
+
+#[tokio::test]
 async fn pause_and_unpause_follow_the_task() {
     let d = daemon().await;
     let id = run(&d, "pp").await;

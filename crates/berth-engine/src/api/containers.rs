@@ -139,6 +139,50 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
+/// Until when [`human_duration`] of the time since `since` says what it says at
+/// `now`: the next whole second, minute, hour, ... at which its text changes.
+pub fn human_duration_until(since: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    const MIN: i64 = 60;
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 86400;
+    let s = (now - since).num_seconds();
+    // The text's step, and where the next form of it begins.
+    let (step, end) = match s {
+        s if s < 1 => (1, 1),
+        s if s < MIN => (1, MIN),
+        s if s < 2 * MIN => (2 * MIN, 2 * MIN),
+        s if s < HOUR => (MIN, HOUR),
+        s if s < 2 * HOUR => (2 * HOUR, 2 * HOUR),
+        s if s < 48 * HOUR => (HOUR, 48 * HOUR),
+        s if s < 14 * DAY => (DAY, 14 * DAY),
+        s if s < 90 * DAY => (7 * DAY, 90 * DAY),
+        s if s < 730 * DAY => (30 * DAY, 730 * DAY),
+        _ => (365 * DAY, i64::MAX),
+    };
+    let next = (s.max(0) / step)
+        .saturating_add(1)
+        .saturating_mul(step)
+        .min(end);
+    since
+        .checked_add_signed(chrono::Duration::seconds(next))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Until when [`status_text_at`] says what it says at `now` (None: for as long as
+/// the record is the same).
+pub fn status_until(
+    rec: &ContainerRecord,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match rec.state.status {
+        Some(ContainerStateStatusEnum::PAUSED)
+        | Some(ContainerStateStatusEnum::RUNNING)
+        | Some(ContainerStateStatusEnum::EXITED) => since.map(|t| human_duration_until(t, now)),
+        _ => None,
+    }
+}
+
 /// The `Status` column of `docker ps`.
 pub fn status_text(rec: &ContainerRecord) -> String {
     status_text_at(rec, status_since(rec), Utc::now())
@@ -332,8 +376,23 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     let any_state = ["status", "before", "since"]
         .iter()
         .any(|k| by_key.contains_key(*k));
+    let size = ctx.query.bool("size");
+    // A list without filters is answered as it was last time while nothing it shows
+    // changed (see `list_rows`); the versions are read before what they count.
+    let plain = by_key.is_empty() && limit.is_none() && !size;
+    let networks_version = engine.networks.version();
+    let (store_version, every) = engine.store.list_versioned();
+    let now = Utc::now();
+    if plain {
+        if let Some(body) = engine
+            .list_rows
+            .whole(all, store_version, networks_version, now)
+        {
+            return Ok(super::json_bytes(StatusCode::OK, body));
+        }
+    }
     let mut recs = vec![];
-    for rec in engine.store.list() {
+    for rec in every {
         let running = rec.state.running == Some(true);
         if !all && limit.is_none() && !running && !any_state {
             continue;
@@ -367,7 +426,7 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
             break;
         }
     }
-    if ctx.query.bool("size") {
+    if size {
         let mut out: Vec<ContainerSummary> = recs.iter().map(|r| summary(r, engine)).collect();
         let images = engine.manager.images_list(vec![]).await?;
         for (row, (rw, root)) in out.iter_mut().zip(sizes(engine, &recs, &images).await) {
@@ -378,18 +437,24 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     }
     // Each key read before its row is built (see `list_rows`).
     let networks = engine.networks.generation();
+    let lives = engine.networks.live_shared_each(
+        recs.iter()
+            .map(|r| (r.state.running == Some(true)).then_some(r.id.as_str())),
+    );
+    let configs = crate::network::container::load_configs(&engine.networks, &recs);
     let keys = recs
         .into_iter()
-        .map(|rec| super::list_rows::RowKey {
-            live: crate::network::view::live_of(engine, &rec),
-            config: crate::network::container::load_config(&engine.networks, &rec),
+        .zip(lives)
+        .zip(configs)
+        .map(|((rec, live), config)| super::list_rows::RowKey {
+            live,
+            config,
             networks,
             rec,
         })
         .collect();
-    let now = Utc::now();
-    let mut body = Vec::new();
-    engine.list_rows.write_array(
+    let mut body = Vec::with_capacity(engine.list_rows.last_len());
+    let until = engine.list_rows.write_array(
         keys,
         &mut body,
         |k| {
@@ -400,9 +465,20 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
             })
         },
         status_since,
-        |rec, since| status_text_at(rec, since, now),
+        |rec, since| {
+            (
+                status_text_at(rec, since, now),
+                status_until(rec, since, now),
+            )
+        },
     )?;
     body.push(b'\n');
+    let body = bytes::Bytes::from(body);
+    if plain {
+        engine
+            .list_rows
+            .keep_whole(all, store_version, networks_version, body.clone(), until);
+    }
     Ok(super::json_bytes(StatusCode::OK, body))
 }
 
@@ -670,6 +746,32 @@ mod tests {
         assert_eq!(human_duration(d(600)), "10 minutes");
         assert_eq!(human_duration(d(5000)), "About an hour");
         assert_eq!(human_duration(d(3 * 3600)), "3 hours");
+    }
+
+    #[test]
+    fn human_durations_hold_until_they_change() {
+        let since = Utc::now();
+        let at = |ms: i64| since + chrono::Duration::milliseconds(ms);
+        // Every 0.7 s over three days and at some later points: the text is the
+        // same just before its end and different at it.
+        let points = (0..370_000i64).map(|i| i * 700).chain([
+            20 * 86_400_000,
+            100 * 86_400_000,
+            800 * 86_400_000,
+        ]);
+        for ms in points {
+            let now = at(ms);
+            let text = human_duration(now - since);
+            let until = human_duration_until(since, now);
+            assert!(until > now, "at {ms} ms");
+            let before = until - chrono::Duration::milliseconds(1);
+            assert_eq!(human_duration(before - since), text, "at {ms} ms");
+            assert_ne!(
+                human_duration(until - since),
+                text,
+                "at {ms} ms, until {until}"
+            );
+        }
     }
 
     #[test]

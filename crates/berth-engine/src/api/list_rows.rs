@@ -13,8 +13,10 @@
 //! Must never decide anything: it only remembers what [`super::containers`] built.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::network::store::{ContainerNetConfig, LiveState};
@@ -55,12 +57,69 @@ impl RowKey {
     }
 }
 
+/// A whole answer to a list without filters, and what it was built from.
+#[derive(Debug)]
+struct Whole {
+    all: bool,
+    store: u64,
+    networks: u64,
+    body: Bytes,
+    /// When the first of its `Status` texts changes (None: never).
+    until: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Default)]
 pub struct ListRows {
     rows: Mutex<HashMap<String, Row>>,
+    /// The last answers to `ps` and `ps -a` (`all`), reused while no record, no
+    /// network state and no `Status` text changed: a client polling the list
+    /// gets it without a row being looked at.
+    whole: Mutex<Vec<Whole>>,
+    /// The length of the last list written, to size the next one's buffer.
+    last_len: AtomicUsize,
 }
 
 impl ListRows {
+    /// The answer kept for a list without filters (`all` or not) built from the
+    /// records of `store` version and the network state of `networks` version,
+    /// if its `Status` texts still hold at `now`.
+    pub fn whole(&self, all: bool, store: u64, networks: u64, now: DateTime<Utc>) -> Option<Bytes> {
+        let kept = self.whole.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.iter()
+            .find(|w| {
+                w.all == all
+                    && w.store == store
+                    && w.networks == networks
+                    && w.until.is_none_or(|u| now < u)
+            })
+            .map(|w| w.body.clone())
+    }
+
+    /// Keeps an answer for [`Self::whole`] (the versions read before it was built).
+    pub fn keep_whole(
+        &self,
+        all: bool,
+        store: u64,
+        networks: u64,
+        body: Bytes,
+        until: Option<DateTime<Utc>>,
+    ) {
+        let mut kept = self.whole.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.retain(|w| w.all != all);
+        kept.push(Whole {
+            all,
+            store,
+            networks,
+            body,
+            until,
+        });
+    }
+
+    /// How long the last list was (a good first size for the next one).
+    pub fn last_len(&self) -> usize {
+        self.last_len.load(Ordering::Relaxed)
+    }
+
     /// Appends the rows of `keys` to `out` as a JSON array, each row's kept part
     /// built by `build` when it is missing or out of date (`build` gives the row's
     /// JSON object without `Status`, `since` the time its status counts from),
@@ -71,8 +130,16 @@ impl ListRows {
         out: &mut Vec<u8>,
         mut build: impl FnMut(&RowKey) -> Result<Vec<u8>, E>,
         since: impl Fn(&ContainerRecord) -> Option<DateTime<Utc>>,
-        status: impl Fn(&ContainerRecord, Option<DateTime<Utc>>) -> String,
-    ) -> Result<(), E> {
+        status: impl Fn(&ContainerRecord, Option<DateTime<Utc>>) -> (String, Option<DateTime<Utc>>),
+    ) -> Result<Option<DateTime<Utc>>, E> {
+        let mut first_change: Option<DateTime<Utc>> = None;
+        let mut status = |rec: &ContainerRecord, since| {
+            let (text, until) = status(rec, since);
+            if let Some(u) = until {
+                first_change = Some(first_change.map_or(u, |f| f.min(u)));
+            }
+            text
+        };
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         out.push(b'[');
         for (i, key) in keys.into_iter().enumerate() {
@@ -101,10 +168,11 @@ impl ListRows {
             }
         }
         out.push(b']');
+        self.last_len.store(out.len() + 1, Ordering::Relaxed);
         // A row whose record only this cache still holds belongs to a container
         // that changed or is gone.
         rows.retain(|_, r| Arc::strong_count(&r.rec) > 1);
-        Ok(())
+        Ok(first_change)
     }
 
     #[cfg(test)]
@@ -149,6 +217,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_list_is_reused_only_while_nothing_it_shows_changed() {
+        let cache = ListRows::default();
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(5);
+        let body = Bytes::from_static(b"[]");
+        assert!(cache.whole(false, 1, 1, now).is_none());
+        cache.keep_whole(false, 1, 1, body.clone(), Some(later));
+        cache.keep_whole(true, 1, 1, Bytes::from_static(b"[1]"), None);
+        assert_eq!(cache.whole(false, 1, 1, now), Some(body));
+        assert_eq!(
+            cache.whole(true, 1, 1, later),
+            Some(Bytes::from_static(b"[1]"))
+        );
+        // Another record version, network version, or a Status that changed.
+        assert!(cache.whole(false, 2, 1, now).is_none());
+        assert!(cache.whole(false, 1, 2, now).is_none());
+        assert!(cache.whole(false, 1, 1, later).is_none());
+        // A newer answer replaces the one of the same kind only.
+        cache.keep_whole(false, 2, 1, Bytes::from_static(b"[2]"), None);
+        assert!(cache.whole(false, 1, 1, now).is_none());
+        assert!(cache.whole(true, 1, 1, now).is_some());
+    }
+
+    #[test]
     fn rows_are_built_once_per_change_and_status_is_always_fresh() {
         let cache = ListRows::default();
         let cfg = Arc::new(ContainerNetConfig::default());
@@ -166,7 +258,7 @@ mod tests {
                         Ok(format!("{{\"Id\":\"{}\"}}", k.rec.id).into_bytes())
                     },
                     |_| None,
-                    |r, _| format!("s-{}", r.id),
+                    |r, _| (format!("s-{}", r.id), None),
                 )
                 .unwrap();
             String::from_utf8(out).unwrap()

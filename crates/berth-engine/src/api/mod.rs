@@ -169,7 +169,7 @@ pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
 }
 
 /// A JSON answer already encoded.
-pub fn json_bytes(status: StatusCode, data: Vec<u8>) -> Response<Body> {
+pub fn json_bytes(status: StatusCode, data: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(data));
     *r.status_mut() = status;
     r.headers_mut()

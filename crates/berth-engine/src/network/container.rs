@@ -64,9 +64,25 @@ fn invalid(msg: impl Into<String>) -> EngineError {
 /// Loads a container's network configuration; containers made before it existed
 /// get one from their HostConfig.
 pub fn load_config(nets: &Networks, rec: &ContainerRecord) -> Arc<ContainerNetConfig> {
-    if let Some(c) = nets.stored_config(&rec.id) {
-        return c;
+    match nets.stored_config(&rec.id) {
+        Some(c) => c,
+        None => config_from_host_config(nets, rec),
     }
+}
+
+/// [`load_config`] of each container.
+pub fn load_configs<R: std::ops::Deref<Target = ContainerRecord>>(
+    nets: &Networks,
+    recs: &[R],
+) -> Vec<Arc<ContainerNetConfig>> {
+    nets.stored_configs(recs.iter().map(|r| r.id.as_str()))
+        .into_iter()
+        .zip(recs)
+        .map(|(c, rec)| c.unwrap_or_else(|| config_from_host_config(nets, rec)))
+        .collect()
+}
+
+fn config_from_host_config(nets: &Networks, rec: &ContainerRecord) -> Arc<ContainerNetConfig> {
     let mode = rec.host_config.network_mode.clone().unwrap_or_default();
     Arc::new(match parse_mode(&mode) {
         ModeRef::Network(n) => match nets.get(&n) {

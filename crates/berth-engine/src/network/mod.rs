@@ -180,6 +180,9 @@ pub struct Networks {
     /// Counts changes of the network definitions (create, remove), so that what
     /// shows them per container (the container list's rows) knows when to redo it.
     generation: std::sync::atomic::AtomicU64,
+    /// Counts every change of what containers show of their networks: the
+    /// definitions (`generation`), live states and stored configurations.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -213,6 +216,7 @@ impl Networks {
             configs: Mutex::new(std::collections::HashMap::new()),
             rules_checked: std::sync::atomic::AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(0),
+            changes: std::sync::atomic::AtomicU64::new(0),
         };
         for d in [
             &n.nets_dir,
@@ -282,6 +286,24 @@ impl Networks {
         Some(c)
     }
 
+    /// [`Self::stored_config`] of each container, those in memory read under one
+    /// lock (a list of hundreds of containers).
+    pub fn stored_configs<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<Option<Arc<store::ContainerNetConfig>>> {
+        let mut out: Vec<(&str, Option<Arc<store::ContainerNetConfig>>)> = {
+            let configs = self.configs.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.map(|id| (id, configs.get(id).cloned())).collect()
+        };
+        for (id, c) in &mut out {
+            if c.is_none() {
+                *c = self.stored_config(id);
+            }
+        }
+        out.into_iter().map(|(_, c)| c).collect()
+    }
+
     /// Writes a container's `network.json` (durably), then remembers it.
     pub fn save_config(
         &self,
@@ -293,6 +315,7 @@ impl Networks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(container_id.to_string(), Arc::new(cfg.clone()));
+        self.changed();
         Ok(())
     }
 
@@ -302,6 +325,7 @@ impl Networks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(container_id);
+        self.changed();
     }
 
     /// The backend (for the container hooks).
@@ -435,6 +459,18 @@ impl Networks {
     fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed();
+    }
+
+    /// Changes with every network created or removed, container network state
+    /// recorded or dropped, and configuration saved or forgotten.
+    pub fn version(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The default bridge network.
@@ -469,6 +505,16 @@ impl Networks {
         self.lock().live.get(container_id).cloned()
     }
 
+    /// [`Self::live_shared`] of each id (None: none asked), under one lock.
+    pub fn live_shared_each<'a>(
+        &self,
+        ids: impl Iterator<Item = Option<&'a str>>,
+    ) -> Vec<Option<Arc<LiveState>>> {
+        let st = self.lock();
+        ids.map(|id| id.and_then(|id| st.live.get(id).cloned()))
+            .collect()
+    }
+
     /// Every live state.
     pub fn all_live(&self) -> Vec<Arc<LiveState>> {
         self.lock().live.values().cloned().collect()
@@ -480,6 +526,7 @@ impl Networks {
         self.lock()
             .live
             .insert(live.container_id.clone(), Arc::new(live.clone()));
+        self.changed();
         Ok(())
     }
 
@@ -487,6 +534,7 @@ impl Networks {
     fn drop_live(&self, container_id: &str) -> Result<(), NetworkError> {
         store::remove(&self.live_path(container_id))?;
         self.lock().live.remove(container_id);
+        self.changed();
         Ok(())
     }
 

@@ -10,6 +10,13 @@
 //! field, `Status` ("Up 5 minutes"), is never kept: it is written after the kept
 //! part at each listing.
 //!
+//! A list without filters (`ps`, `ps -a`) is also kept whole, with the version of
+//! the records (the store's count of changes) and of the network state (the
+//! networks' count) it was read at, and the moment its first `Status` text would
+//! read differently: while all three hold, the same bytes are the answer. Every
+//! change of a record or a network state bumps its count, so a kept answer is
+//! never one change behind.
+//!
 //! Must never decide anything: it only remembers what [`super::containers`] built.
 
 use std::collections::HashMap;

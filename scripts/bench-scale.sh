@@ -45,6 +45,7 @@ done
 . scripts/deps.sh
 berth_apt_install busybox-static jq procps bc
 
+given_bin=$bin
 if [ -z "$bin" ]; then
   cargo build --release -q -p berth-engine -p berth-cli -p berth-manager -p berth-shim -p berth-runtime -p berth-init --bins
   bin=${CARGO_TARGET_DIR:-$PWD/target}/release
@@ -326,4 +327,10 @@ awk '{k = $2 " " $3; med[$1 " " k] = $4; if (!($2 in first)) first[$2] = $3; key
       print line
     }
   }' "$results" | sort -k1,1 -k2n
-echo "(idle ${idle_levels// /\/}, parallel ${parallel_levels// /\/}, $samples samples, $(nproc) cores, $(uname -r), release LTO ${CARGO_PROFILE_RELEASE_LTO:-as Cargo.toml says (fat)}, $(date -u '+%F %H:%M UTC'))"
+# The build is only known when this script made it; --bin's binaries are the caller's.
+if [ -n "$given_bin" ]; then
+  build="binaries from $given_bin"
+else
+  build="release LTO ${CARGO_PROFILE_RELEASE_LTO:-as Cargo.toml says (fat)}"
+fi
+echo "(idle ${idle_levels// /\/}, parallel ${parallel_levels// /\/}, $samples samples, $(nproc) cores, $(uname -r), $build, $(date -u '+%F %H:%M UTC'))"

@@ -213,7 +213,9 @@ engine_pids() {
     berth)
       echo "$manager_pid $berthd_pid"
       # shim.pid has no newline at its end.
-      for f in "$work"/run/tasks/*/shim.pid; do [ -f "$f" ] && echo "$(cat "$f")"; done ;;
+      # (An `if`: with no container, the unmatched glob's failed test would be the
+      # function's status, and `set -e` would end the script.)
+      for f in "$work"/run/tasks/*/shim.pid; do if [ -f "$f" ]; then echo "$(cat "$f")"; fi; done ;;
     docker)
       local d; d=$(cat "$work/docker/docker.pid")
       echo "$d $(pgrep -P "$d" -x containerd || true) $(pgrep -f "containerd-shim.*$work" || true)" ;;
@@ -291,6 +293,10 @@ fi
 echo "== every exit seen after the daemons' restart (the idle containers killed meanwhile)"
 for e in "${active[@]}"; do
   c=$(cli "$e")
+  if [ -z "$($c ps -q)" ]; then
+    echo "$e: no idle container to kill (the largest --idle level is 0)"
+    continue
+  fi
   case $e in
     berth)
       cpids=$($c inspect -f '{{.State.Pid}}' $($c ps -q))

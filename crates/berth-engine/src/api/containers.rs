@@ -121,48 +121,104 @@ fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// go-units' `HumanDuration`, the one dockerd writes `Status` with, as a table over
+/// whole seconds `s`: below `limit` seconds the text is `text`, or, with `unit`,
+/// the count `(s + offset) / step` before it (hours are rounded: an offset of half
+/// an hour). Both what a duration reads and until when it reads so come from here.
+struct Form {
+    limit: i64,
+    step: i64,
+    offset: i64,
+    text: &'static str,
+    unit: Option<&'static str>,
+}
+
+const fn form(
+    limit: i64,
+    step: i64,
+    offset: i64,
+    text: &'static str,
+    unit: Option<&'static str>,
+) -> Form {
+    Form {
+        limit,
+        step,
+        offset,
+        text,
+        unit,
+    }
+}
+
+const HOUR: i64 = 3600;
+const HALF_HOUR: i64 = HOUR / 2;
+/// A count of rounded hours `h` below `hours`: seconds below `hours` h - 30 min.
+const fn below_hours(hours: i64) -> i64 {
+    hours * HOUR - HALF_HOUR
+}
+
+const FORMS: [Form; 11] = [
+    form(1, 1, 0, "Less than a second", None),
+    form(2, 1, 0, "1 second", None),
+    form(60, 1, 0, "", Some("seconds")),
+    form(120, 60, 0, "About a minute", None),
+    form(HOUR, 60, 0, "", Some("minutes")),
+    form(below_hours(2), HOUR, HALF_HOUR, "About an hour", None),
+    form(below_hours(48), HOUR, HALF_HOUR, "", Some("hours")),
+    form(
+        below_hours(24 * 7 * 2),
+        24 * HOUR,
+        HALF_HOUR,
+        "",
+        Some("days"),
+    ),
+    form(
+        below_hours(24 * 30 * 2),
+        24 * 7 * HOUR,
+        HALF_HOUR,
+        "",
+        Some("weeks"),
+    ),
+    form(
+        below_hours(24 * 365 * 2),
+        24 * 30 * HOUR,
+        HALF_HOUR,
+        "",
+        Some("months"),
+    ),
+    form(i64::MAX, 24 * 365 * HOUR, 0, "", Some("years")),
+];
+
+fn form_of(s: i64) -> &'static Form {
+    let i = FORMS
+        .iter()
+        .position(|f| s < f.limit)
+        .unwrap_or(FORMS.len() - 1);
+    &FORMS[i]
+}
+
 /// Docker's human durations ("5 minutes", "About an hour").
 pub fn human_duration(d: chrono::Duration) -> String {
     let s = d.num_seconds();
-    match s {
-        s if s < 1 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".to_string(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".to_string(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86400),
-        s if s < 30 * 24 * 3600 * 3 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
+    let f = form_of(s);
+    match f.unit {
+        Some(unit) => format!("{} {unit}", (s + f.offset) / f.step),
+        None => f.text.to_string(),
     }
 }
 
 /// Until when [`human_duration`] of the time since `since` says what it says at
-/// `now`: the next whole second, minute, hour, ... at which its text changes.
+/// `now`: the next second, minute, hour, ... at which its text changes.
 pub fn human_duration_until(since: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    const MIN: i64 = 60;
-    const HOUR: i64 = 3600;
-    const DAY: i64 = 86400;
-    let s = (now - since).num_seconds();
-    // The text's step, and where the next form of it begins.
-    let (step, end) = match s {
-        s if s < 1 => (1, 1),
-        s if s < MIN => (1, MIN),
-        s if s < 2 * MIN => (2 * MIN, 2 * MIN),
-        s if s < HOUR => (MIN, HOUR),
-        s if s < 2 * HOUR => (2 * HOUR, 2 * HOUR),
-        s if s < 48 * HOUR => (HOUR, 48 * HOUR),
-        s if s < 14 * DAY => (DAY, 14 * DAY),
-        s if s < 90 * DAY => (7 * DAY, 90 * DAY),
-        s if s < 730 * DAY => (30 * DAY, 730 * DAY),
-        _ => (365 * DAY, i64::MAX),
+    let s = (now - since).num_seconds().max(0);
+    let f = form_of(s);
+    let next = match f.unit {
+        Some(_) => ((s + f.offset) / f.step)
+            .saturating_add(1)
+            .saturating_mul(f.step)
+            .saturating_sub(f.offset)
+            .min(f.limit),
+        None => f.limit,
     };
-    let next = (s.max(0) / step)
-        .saturating_add(1)
-        .saturating_mul(step)
-        .min(end);
     since
         .checked_add_signed(chrono::Duration::seconds(next))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -746,6 +802,9 @@ mod tests {
         assert_eq!(human_duration(d(600)), "10 minutes");
         assert_eq!(human_duration(d(5000)), "About an hour");
         assert_eq!(human_duration(d(3 * 3600)), "3 hours");
+        // As go-units: hours are rounded, weeks end at 60 days.
+        assert_eq!(human_duration(d(5400)), "2 hours");
+        assert_eq!(human_duration(d(61 * 86400)), "2 months");
     }
 
     #[test]
@@ -756,6 +815,8 @@ mod tests {
         // same just before its end and different at it.
         let points = (0..370_000i64).map(|i| i * 700).chain([
             20 * 86_400_000,
+            59 * 86_400_000,
+            61 * 86_400_000,
             100 * 86_400_000,
             800 * 86_400_000,
         ]);

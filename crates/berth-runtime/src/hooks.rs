@@ -406,7 +406,6 @@ mod tests {
     use super::*;
     use crate::state::Status;
     use oci_spec::runtime::HookBuilder;
-    use std::os::unix::fs::PermissionsExt;
 
     fn state() -> OciState {
         OciState {
@@ -424,8 +423,7 @@ mod tests {
 
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
         let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        berth_testutil::write_executable(&p, &format!("#!/bin/sh\n{body}\n")).unwrap();
         p
     }
 

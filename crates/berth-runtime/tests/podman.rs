@@ -37,18 +37,13 @@ impl Podman {
         // containers' state (and its caches) in the host's /run/berth/runtime: the
         // runtime podman gets is ours with a root in the test's directory.
         let wrapper = dir.path().join("berth-runtime");
-        std::fs::write(
+        berth_testutil::write_executable(
             &wrapper,
-            format!(
+            &format!(
                 "#!/bin/sh\nexec '{}' --root '{}' \"$@\"\n",
                 berth_testutil::binary("berth-runtime").display(),
                 dir.path().join("runtime").display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
         Podman {

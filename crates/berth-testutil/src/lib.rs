@@ -51,6 +51,37 @@ pub fn busybox_rootfs(dest: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Write an executable file (mode 0755) that can be run at once.
+///
+/// A file written by the test process itself can fail to run with ETXTBSY: the
+/// test harness runs tests on several threads, and a child forked by another
+/// thread keeps a copy of the write descriptor until it execs. So a short-lived
+/// `sh` writes it: the only descriptor open for writing is in that process.
+pub fn write_executable(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"cat > "$0" && chmod 755 "$0""#)
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    let written = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin for sh"))
+        .and_then(|mut stdin| stdin.write_all(content.as_bytes()));
+    let status = child.wait()?;
+    written?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "writing {} failed with {status}",
+            path.display()
+        )))
+    }
+}
+
 /// Whether the tests run as root (every kernel-touching test needs it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -451,6 +451,83 @@ fn isolated(stack: &Stack, cli: &Path, from: &str, ip: &str) -> bool {
     })
 }
 
+/// Whether `FORWARD -j NETAVARK_ISOLATION_1` is in place now.
+fn isolation_jump() -> bool {
+    Command::new("iptables")
+        .args([
+            "-w",
+            "-t",
+            "filter",
+            "-C",
+            "FORWARD",
+            "-j",
+            "NETAVARK_ISOLATION_1",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn removing_a_network_leaves_the_others_isolated() {
+    berth_testutil::require_root!();
+    let _serial = serial();
+    let stack = Stack::start();
+    let cli = berth_testutil::binary("berth");
+    let cli = cli.as_path();
+    let (gone, left, right) = ("iso-gone", "iso-left", "iso-right");
+    let (_, gb) = create_network(&stack, cli, gone);
+    let (_, lb) = create_network(&stack, cli, left);
+    let (_, rb) = create_network(&stack, cli, right);
+    // A container once on `gone` gives it a keeper: its removal is then netavark's
+    // complete teardown of that network, which also deletes the jump the other
+    // networks' isolation hangs on.
+    stack.ok(cli, &["run", "--rm", "--network", gone, "busybox", "true"]);
+    for (name, net) in [("iso-l", left), ("iso-r", right)] {
+        stack.ok(
+            cli,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                net,
+                "busybox",
+                "sleep",
+                "1000",
+            ],
+        );
+    }
+    let ipr = ip_of(&stack, "iso-r", right);
+    assert!(isolated(&stack, cli, "iso-l", &ipr), "reached {ipr} before");
+    stack.ok(cli, &["network", "rm", gone]);
+    // No container start since: what puts the jump back is the removal itself.
+    assert!(
+        isolation_jump(),
+        "the isolation jump is gone after network rm"
+    );
+    assert!(
+        isolated(&stack, cli, "iso-l", &ipr),
+        "iso-l reached {ipr} across networks after network rm {gone}"
+    );
+    assert!(
+        !Path::new(&format!("/sys/class/net/{gb}")).exists(),
+        "{gb} left"
+    );
+    assert!(
+        !stack.path("engine-run/network/pool/isolation.ns").exists(),
+        "the throwaway namespace is left"
+    );
+    stack.ok(cli, &["rm", "-f", "iso-l", "iso-r"]);
+    stack.ok(cli, &["network", "rm", left, right]);
+    for br in [&gb, &lb, &rb] {
+        assert!(
+            !Path::new(&format!("/sys/class/net/{br}")).exists(),
+            "{br} left"
+        );
+    }
+}
+
 /// How many containers `network inspect` lists.
 fn attached(stack: &Stack, cli: &Path, net: &str) -> usize {
     let out = stack.ok(

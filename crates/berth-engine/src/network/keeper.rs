@@ -141,6 +141,55 @@ impl Networks {
         }
     }
 
+    /// After a teardown that took a bridge away: netavark 1.4's complete teardown
+    /// of one network also deletes `FORWARD -j NETAVARK_ISOLATION_1`, the jump
+    /// every other network's isolation rules hang on, and only a `netavark setup`
+    /// puts it back. Left alone, the remaining networks could reach each other
+    /// until the next container start. So a throwaway endpoint (the keeper's
+    /// options: no address, no DNS, no ports) is set up on one remaining bridge
+    /// whose keeper is up, which makes netavark check its shared rules, then
+    /// unpinned: it holds nothing outside its namespace, so the kernel takes its
+    /// veth away, and this waits for that (a veth left on the bridge would keep
+    /// a later complete teardown from being complete). Under the network lock;
+    /// pinned in the pool's directory, whose stray pins berthd's start and
+    /// `teardown_all` remove. A failure is logged (netavark undoes a setup that
+    /// failed): the next setup is netavark's.
+    pub(super) async fn reassert_shared_rules(&self) {
+        if self.rules_checked() {
+            return;
+        }
+        let Some(net) = self
+            .list()
+            .into_iter()
+            .find(|n| n.is_bridge() && self.keeper_up(&n.id))
+        else {
+            return;
+        };
+        let netns = self.pool_dir.join("isolation.ns");
+        if let Err(e) = self.backend.ensure_netns(&netns).await {
+            tracing::warn!(error = %e, "no namespace to put netavark's shared rules back");
+            return;
+        }
+        let (mut setup, _) = keeper_options(&net);
+        setup.container_id = format!("isolation-{}", net.id);
+        let link = match self.setup_watching(&netns, &setup).await {
+            Ok((_, link)) => link,
+            Err(e) => {
+                tracing::warn!(network = %net.name, error = %e, "putting netavark's shared rules back");
+                None
+            }
+        };
+        if let Err(e) = self.backend.remove_netns(&netns).await {
+            tracing::warn!(error = %e, "removing the namespace that put the shared rules back");
+        }
+        if let Some(link) = link {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !super::links::is_gone(&link) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
     /// At berthd start: keepers of networks that are gone, or whose bridge or
     /// subnets changed (the default bridge, reconfigured), are taken away.
     pub(super) async fn restore_keepers(&self) {

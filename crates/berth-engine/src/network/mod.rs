@@ -791,6 +791,7 @@ impl Networks {
         self.drop_keeper(&rec.id).await;
         store::remove(&self.net_path(&rec.id))?;
         self.lock().nets.remove(&rec.id);
+        self.reassert_shared_rules().await;
         self.bump_generation();
         Ok(rec)
     }

@@ -133,7 +133,8 @@ struct State {
     nets: BTreeMap<String, NetworkRecord>,
     /// Container id -> what is set up for it. Shared, so that a listing of every
     /// container reads each without copying it.
-    live: HashMap<String, Arc<LiveState>>,
+    /// Keyed by container id (berthd's random ids: a fast hash is safe).
+    live: rustc_hash::FxHashMap<String, Arc<LiveState>>,
     /// Container id -> the sockets that keep its published host ports taken.
     held: HashMap<String, Vec<OwnedFd>>,
     /// Where the next ephemeral port search starts.
@@ -170,7 +171,7 @@ pub struct Networks {
     pool_ready: tokio::sync::Notify,
     /// Each container's `network.json` as last read or written, so that listing
     /// and inspecting containers read no file per container.
-    configs: Mutex<std::collections::HashMap<String, Arc<store::ContainerNetConfig>>>,
+    configs: Mutex<rustc_hash::FxHashMap<String, Arc<store::ContainerNetConfig>>>,
     /// Whether the shared firewall rules are known to be in place, i.e. a `netavark
     /// setup` succeeded since berthd started and no network was wholly torn down
     /// since (netavark 1.4's complete teardown of one network also deletes the
@@ -213,7 +214,7 @@ impl Networks {
             ops: tokio::sync::Mutex::new(()),
             setups: tokio::sync::Mutex::new(()),
             pool_ready: tokio::sync::Notify::new(),
-            configs: Mutex::new(std::collections::HashMap::new()),
+            configs: Mutex::new(rustc_hash::FxHashMap::default()),
             rules_checked: std::sync::atomic::AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(0),
             changes: std::sync::atomic::AtomicU64::new(0),

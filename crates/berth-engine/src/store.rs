@@ -477,7 +477,8 @@ impl ContainerStore {
     }
 
     /// Every container, newest first (dockerd's `ps` order), with the version of
-    /// the records it is (see [`Self::version`]).
+    /// the records it is: a count that changes with every record added, changed or
+    /// removed.
     pub fn list_versioned(&self) -> (u64, Vec<Arc<ContainerRecord>>) {
         let idx = self.read();
         (idx.version, idx.by_created.values().cloned().collect())
@@ -486,11 +487,6 @@ impl ContainerStore {
     /// Every container, newest first (dockerd's `ps` order).
     pub fn list(&self) -> Vec<Arc<ContainerRecord>> {
         self.list_versioned().1
-    }
-
-    /// Changes with every record added, changed or removed.
-    pub fn version(&self) -> u64 {
-        self.read().version
     }
 
     /// A free generated name, like dockerd's `adjective_surname`.

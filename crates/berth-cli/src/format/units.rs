@@ -149,12 +149,6 @@ pub fn truncate_id(id: &str) -> String {
 /// [`truncate_id`] as a part of `id` (tables print one per row).
 pub fn truncated_id(id: &str) -> &str {
     let id = id.split_once(':').map_or(id, |(_, rest)| rest);
-    // Ids are hex: twelve bytes are twelve characters.
-    match id.as_bytes().get(..12) {
-        Some(head) if head.is_ascii() => return &id[..12],
-        None if id.is_ascii() => return id,
-        _ => {}
-    }
     match id.char_indices().nth(12) {
         Some((end, _)) => &id[..end],
         None => id,

@@ -846,14 +846,8 @@ async fn unplug(engine: &Engine, live: &mut LiveState, netns: &std::path::Path) 
         .iter()
         .filter_map(|a| a.host_link.clone())
         .collect();
-    // The kernel frees a namespace on a work queue: a few milliseconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !links.iter().all(super::links::is_gone) {
-        if std::time::Instant::now() > deadline {
-            tracing::warn!(container = %live.container_id, ?links, "a veth outlived its network namespace");
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    if !super::links::wait_gone(&links).await {
+        tracing::warn!(container = %live.container_id, ?links, "a veth outlived its network namespace");
     }
     for a in std::mem::take(&mut live.attachments) {
         if let Ok(net) = nets.get(&a.network_id) {

@@ -183,10 +183,7 @@ impl Networks {
             tracing::warn!(error = %e, "removing the namespace that put the shared rules back");
         }
         if let Some(link) = link {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while !super::links::is_gone(&link) && std::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+            super::links::wait_gone(&[link]).await;
         }
     }
 

@@ -44,6 +44,22 @@ pub fn new_port(before: &[HostLink], after: Vec<HostLink>) -> Option<HostLink> {
     }
 }
 
+/// Waits until every one of `links` is gone, which the kernel does on a work queue
+/// a few milliseconds after their namespace was unpinned; false when some are still
+/// there after two seconds.
+pub async fn wait_gone(links: &[HostLink]) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if links.iter().all(is_gone) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// Whether `link` no longer exists (its name is gone or names another interface).
 pub fn is_gone(link: &HostLink) -> bool {
     ifindex(&link.name) != Some(link.ifindex)

@@ -962,10 +962,7 @@ pub async fn teardown_all(exec_root: &Path, backend: &dyn Backend) -> Vec<String
         .iter()
         .flat_map(|l| l.attachments.iter().filter_map(|a| a.host_link.clone()))
         .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !veths.iter().all(links::is_gone) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    links::wait_gone(&veths).await;
     for l in &pooled {
         if let Err(e) = store::remove(&pool_dir.join(format!("{}.json", l.container_id))) {
             errors.push(e.to_string());

@@ -8,11 +8,11 @@
 //! slowest part of a start. (Only the pool's first entry costs that now: once the
 //! bridge's keeper holds the bridge and its rules, entries get their veth
 //! in-process, see `veth`, which made the pool's refills cheap too.) Most
-//! containers on the default bridge want exactly what
-//! any other gets: an address from berth's IPAM, the MAC made from it, no port for
-//! netavark to forward (TCP ports on loopback are served by a proxy from outside the
-//! namespace, see `proxy`), no static address or MAC (and the default bridge has no DNS). For those,
-//! berthd keeps [`POOL_SIZE`] namespaces already set up, each with its veth on the
+//! containers on the default bridge want exactly what any other gets: an address
+//! from berth's IPAM, the MAC made from it, no port for netavark to forward (TCP
+//! ports on loopback are served by a proxy from outside the namespace, see
+//! `proxy`), no static address or MAC (and the default bridge has no DNS). For
+//! those, berthd keeps [`POOL_SIZE`] namespaces already set up, each with its veth on the
 //! bridge and its address, and a start takes one: the namespace is pinned at the
 //! container's own path as well (a second bind mount) and unpinned from the pool's,
 //! its attachment becomes the container's, and a new one is made in the background.
@@ -284,10 +284,7 @@ async fn wait_gone(entry: &LiveState) {
         .iter()
         .filter_map(|a| a.host_link.clone())
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !links.iter().all(links::is_gone) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    links::wait_gone(&links).await;
 }
 
 /// Makes the pools full again in the background, once they are wanted; one entry

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod build;
+pub mod changelog;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -140,12 +140,15 @@ struct Index {
     /// Counts the changes of `by_id`, so that what is built from every record (the
     /// container list) knows when to build it again.
     version: u64,
+    /// Which container each of the last changes concerned.
+    log: crate::changelog::ChangeLog,
 }
 
 impl Index {
     /// Adds or replaces a record.
     fn put(&mut self, rec: Arc<ContainerRecord>) {
         self.version += 1;
+        self.log.record(self.version, Some(&rec.id));
         if let Some(old) = self.by_id.insert(rec.id.clone(), rec.clone()) {
             self.by_created
                 .remove(&(Reverse(old.created.clone()), old.id.clone()));
@@ -157,6 +160,7 @@ impl Index {
     fn take(&mut self, id: &str) -> Option<Arc<ContainerRecord>> {
         let rec = self.by_id.remove(id)?;
         self.version += 1;
+        self.log.record(self.version, Some(id));
         self.by_created
             .remove(&(Reverse(rec.created.clone()), rec.id.clone()));
         Some(rec)
@@ -482,6 +486,26 @@ impl ContainerStore {
     pub fn list_versioned(&self) -> (u64, Vec<Arc<ContainerRecord>>) {
         let idx = self.read();
         (idx.version, idx.by_created.values().cloned().collect())
+    }
+
+    /// The version [`Self::list_versioned`] would give now.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// Whether every record change after `version` concerned a container for which
+    /// `unseen` (its id, its record now if it still has one) says yes: then what was
+    /// built from the records at `version` and showed none of them still holds. No
+    /// when the store no longer remembers all of those changes.
+    pub fn only_unseen_since(
+        &self,
+        version: u64,
+        mut unseen: impl FnMut(&str, Option<&ContainerRecord>) -> bool,
+    ) -> bool {
+        let idx = self.read();
+        idx.log.only_unseen_since(version, idx.version, |id| {
+            unseen(id, idx.by_id.get(id).map(|r| &**r))
+        })
     }
 
     /// Every container, newest first (dockerd's `ps` order).

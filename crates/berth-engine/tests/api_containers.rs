@@ -164,6 +164,153 @@ async fn a_listed_status_moves_on_while_nothing_else_changes() {
     }
 }
 
+/// The names in `path`'s container list, in its order.
+async fn listed_names(d: &Daemon, path: &str) -> Vec<String> {
+    let (_, l) = json_of(&d.sock, "GET", path, "").await;
+    l.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Names"][0].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A request (method, path, what a create adds to its body), its status, then
+/// what `ps` and `ps -a` list.
+type ListStep<'a> = (&'a str, &'a str, &'a str, u16, &'a [&'a str], &'a [&'a str]);
+
+#[tokio::test]
+async fn a_kept_list_outlives_only_containers_it_does_not_show() {
+    let d = daemon().await;
+    let steps: &[ListStep] = &[
+        (
+            "POST",
+            "/containers/create?name=seen",
+            "",
+            201,
+            &[],
+            &["/seen"],
+        ),
+        (
+            "POST",
+            "/containers/seen/start",
+            "",
+            204,
+            &["/seen"],
+            &["/seen"],
+        ),
+        // Created, not started: only the list of all shows it.
+        (
+            "POST",
+            "/containers/create?name=later",
+            "",
+            201,
+            &["/seen"],
+            &["/later", "/seen"],
+        ),
+        // One that came and went between two lists leaves both as they were.
+        (
+            "POST",
+            "/containers/create?name=brief",
+            "",
+            201,
+            &["/seen"],
+            &[],
+        ),
+        (
+            "POST",
+            "/containers/brief/start",
+            "",
+            204,
+            &["/brief", "/seen"],
+            &[],
+        ),
+        (
+            "DELETE",
+            "/containers/brief?force=1",
+            "",
+            204,
+            &["/seen"],
+            &["/later", "/seen"],
+        ),
+        // Started, it is shown; a shown one renamed or stopped is shown so.
+        (
+            "POST",
+            "/containers/later/start",
+            "",
+            204,
+            &["/later", "/seen"],
+            &[],
+        ),
+        (
+            "POST",
+            "/containers/seen/rename?name=seen2",
+            "",
+            204,
+            &["/later", "/seen2"],
+            &[],
+        ),
+        (
+            "POST",
+            "/containers/seen2/stop?t=0",
+            "",
+            204,
+            &["/later"],
+            &["/later", "/seen2"],
+        ),
+        // Without a network, a stop changes the record alone.
+        (
+            "POST",
+            "/containers/create?name=alone",
+            r#"{"HostConfig":{"NetworkMode":"none"}}"#,
+            201,
+            &["/later"],
+            &[],
+        ),
+        (
+            "POST",
+            "/containers/alone/start",
+            "",
+            204,
+            &["/alone", "/later"],
+            &[],
+        ),
+        (
+            "POST",
+            "/containers/alone/stop?t=0",
+            "",
+            204,
+            &["/later"],
+            &[],
+        ),
+    ];
+    for (method, path, extra, status, running, all) in steps {
+        let body = if path.contains("/create") {
+            let mut b = json!({"Image": "busybox", "Cmd": ["sleep", "9"]});
+            if let Ok(Value::Object(more)) = serde_json::from_str(extra) {
+                b.as_object_mut().unwrap().extend(more);
+            }
+            b.to_string()
+        } else {
+            String::new()
+        };
+        let (got, answer) = request(&d.sock, method, path, &body).await;
+        assert_eq!(got, *status, "{path}: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            listed_names(&d, "/containers/json").await,
+            *running,
+            "after {path}"
+        );
+        // An empty expectation: `ps -a` not looked at after this step.
+        if !all.is_empty() {
+            assert_eq!(
+                listed_names(&d, "/containers/json?all=1").await,
+                *all,
+                "after {path}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn pause_and_unpause_follow_the_task() {
     let d = daemon().await;

@@ -2,6 +2,7 @@
 //! resize. Each parses its request, calls the state machine ([`crate::lifecycle`]) or
 //! the store, and renders the answer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -224,62 +225,78 @@ pub fn human_duration_until(since: DateTime<Utc>, now: DateTime<Utc>) -> DateTim
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Until when [`status_text_at`] says what it says at `now` (None: for as long as
-/// the record is the same).
-pub fn status_until(
-    rec: &ContainerRecord,
-    since: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    match rec.state.status {
-        Some(ContainerStateStatusEnum::PAUSED)
-        | Some(ContainerStateStatusEnum::RUNNING)
-        | Some(ContainerStateStatusEnum::EXITED) => since.map(|t| human_duration_until(t, now)),
-        _ => None,
-    }
-}
-
 /// The `Status` column of `docker ps`.
 pub fn status_text(rec: &ContainerRecord) -> String {
-    status_text_at(rec, status_since(rec), Utc::now())
+    StatusForm::of(rec).text_at(Utc::now())
 }
 
-/// The time `Status` counts from: the start of a running or paused container, the
-/// end of an exited one.
-pub fn status_since(rec: &ContainerRecord) -> Option<DateTime<Utc>> {
-    match rec.state.status {
-        Some(ContainerStateStatusEnum::RUNNING) | Some(ContainerStateStatusEnum::PAUSED) => {
-            parse_time(rec.state.started_at.as_deref())
-        }
-        Some(ContainerStateStatusEnum::EXITED) => parse_time(rec.state.finished_at.as_deref()),
-        _ => None,
-    }
-}
-
-/// [`status_text`] at `now`, given [`status_since`] of the same record.
-pub fn status_text_at(
-    rec: &ContainerRecord,
+/// A `Status` text as far as its record decides it: the words around the time
+/// counted (`Up …`, `Exited (0) … ago`) and the moment it counts from, so that the
+/// text at any time is written without the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusForm {
+    head: Cow<'static, str>,
+    tail: Cow<'static, str>,
+    /// Whether a duration goes between `head` and `tail`.
+    counts: bool,
+    /// What it counts from: the start of a running or paused container, the end
+    /// of an exited one (None: unknown, and the duration is left out).
     since: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> String {
-    let ago = || since.map(|t| human_duration(now - t)).unwrap_or_default();
-    match rec.state.status {
-        Some(ContainerStateStatusEnum::PAUSED) => format!("Up {} (Paused)", ago()),
-        Some(ContainerStateStatusEnum::RUNNING) => format!(
-            "Up {}{}",
-            ago(),
-            crate::health::status_suffix(rec.state.health.as_ref())
-        ),
-        Some(ContainerStateStatusEnum::EXITED) => {
-            format!(
-                "Exited ({}) {} ago",
-                rec.state.exit_code.unwrap_or(0),
-                ago()
-            )
+}
+
+impl StatusForm {
+    pub fn of(rec: &ContainerRecord) -> StatusForm {
+        let counting =
+            |head: Cow<'static, str>, tail: Cow<'static, str>, at: Option<&str>| StatusForm {
+                head,
+                tail,
+                counts: true,
+                since: parse_time(at),
+            };
+        let fixed = |text: &'static str| StatusForm {
+            head: Cow::Borrowed(text),
+            tail: Cow::Borrowed(""),
+            counts: false,
+            since: None,
+        };
+        let started = rec.state.started_at.as_deref();
+        match rec.state.status {
+            Some(ContainerStateStatusEnum::PAUSED) => {
+                counting("Up ".into(), " (Paused)".into(), started)
+            }
+            Some(ContainerStateStatusEnum::RUNNING) => counting(
+                "Up ".into(),
+                crate::health::status_suffix(rec.state.health.as_ref()).into(),
+                started,
+            ),
+            Some(ContainerStateStatusEnum::EXITED) => counting(
+                format!("Exited ({}) ", rec.state.exit_code.unwrap_or(0)).into(),
+                " ago".into(),
+                rec.state.finished_at.as_deref(),
+            ),
+            Some(ContainerStateStatusEnum::REMOVING) => fixed("Removal In Progress"),
+            Some(ContainerStateStatusEnum::DEAD) => fixed("Dead"),
+            _ => fixed("Created"),
         }
-        Some(ContainerStateStatusEnum::REMOVING) => "Removal In Progress".to_string(),
-        Some(ContainerStateStatusEnum::DEAD) => "Dead".to_string(),
-        _ => "Created".to_string(),
+    }
+
+    /// The text at `now`.
+    pub fn text_at(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::with_capacity(self.head.len() + self.tail.len() + 16);
+        out.push_str(&self.head);
+        if let (true, Some(t)) = (self.counts, self.since) {
+            out.push_str(&human_duration(now - t));
+        }
+        out.push_str(&self.tail);
+        out
+    }
+
+    /// Until when the text at `now` reads the same (None: for as long as the
+    /// record is the same).
+    pub fn until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.since
+            .filter(|_| self.counts)
+            .map(|t| human_duration_until(t, now))
     }
 }
 
@@ -437,16 +454,30 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
     // changed (see `list_rows`); the versions are read before what they count.
     let plain = by_key.is_empty() && limit.is_none() && !size;
     let networks_version = engine.networks.version();
-    let (store_version, every) = engine.store.list_versioned();
     let now = Utc::now();
     if plain {
-        if let Some(body) = engine
-            .list_rows
-            .whole(all, store_version, networks_version, now)
-        {
+        // Changes since the answer was kept that concerned only containers it
+        // does not show and that are not to be shown now leave it as it is.
+        let shown_now = |rec: &ContainerRecord| all || rec.state.running == Some(true);
+        let kept = engine.list_rows.whole(
+            all,
+            engine.store.version(),
+            networks_version,
+            now,
+            |store_then, networks_then, may_show| {
+                engine
+                    .networks
+                    .only_unseen_since(networks_then, |id| !may_show(id))
+                    && engine.store.only_unseen_since(store_then, |id, rec| {
+                        !may_show(id) && !rec.is_some_and(shown_now)
+                    })
+            },
+        );
+        if let Some(body) = kept {
             return Ok(super::json_bytes(StatusCode::OK, body));
         }
     }
+    let (store_version, every) = engine.store.list_versioned();
     let mut recs = vec![];
     for rec in every {
         let running = rec.state.running == Some(true);
@@ -510,7 +541,7 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
         })
         .collect();
     let mut body = Vec::with_capacity(engine.list_rows.last_len());
-    let until = engine.list_rows.write_array(
+    let written = engine.list_rows.write_array(
         keys,
         &mut body,
         |k| {
@@ -520,20 +551,15 @@ pub async fn list(engine: &Engine, ctx: &Ctx) -> Result<Response<Body>, EngineEr
                 EngineError::io("encoding the container list", std::io::Error::other(e))
             })
         },
-        status_since,
-        |rec, since| {
-            (
-                status_text_at(rec, since, now),
-                status_until(rec, since, now),
-            )
-        },
+        StatusForm::of,
+        now,
     )?;
     body.push(b'\n');
     let body = bytes::Bytes::from(body);
     if plain {
         engine
             .list_rows
-            .keep_whole(all, store_version, networks_version, body.clone(), until);
+            .keep_whole(all, store_version, networks_version, body.clone(), written);
     }
     Ok(super::json_bytes(StatusCode::OK, body))
 }
@@ -833,6 +859,49 @@ mod tests {
                 "at {ms} ms, until {until}"
             );
         }
+    }
+
+    #[test]
+    fn status_texts_as_docker_writes_them() {
+        use bollard_stubs::models::{Health, HealthStatusEnum};
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let rec = |status, started: bool, finished: bool| {
+            let mut r = ContainerRecord::default();
+            r.state.status = Some(status);
+            r.state.started_at = started.then(|| t0.to_rfc3339());
+            r.state.finished_at = finished.then(|| at(60).to_rfc3339());
+            r.state.exit_code = Some(137);
+            r
+        };
+        use ContainerStateStatusEnum as S;
+        let text = |r: &ContainerRecord, s: i64| StatusForm::of(r).text_at(at(s));
+        let mut running = rec(S::RUNNING, true, false);
+        assert_eq!(text(&running, 5), "Up 5 seconds");
+        running.state.health = Some(Health {
+            status: Some(HealthStatusEnum::HEALTHY),
+            ..Health::default()
+        });
+        assert_eq!(text(&running, 600), "Up 10 minutes (healthy)");
+        assert_eq!(
+            text(&rec(S::PAUSED, true, false), 7200),
+            "Up 2 hours (Paused)"
+        );
+        let exited = rec(S::EXITED, true, true);
+        assert_eq!(text(&exited, 65), "Exited (137) 5 seconds ago");
+        // Counted from the exit, until the next whole second.
+        assert_eq!(StatusForm::of(&exited).until(at(65)), Some(at(66)));
+        for (s, t) in [
+            (S::CREATED, "Created"),
+            (S::DEAD, "Dead"),
+            (S::REMOVING, "Removal In Progress"),
+        ] {
+            let r = rec(s, true, true);
+            assert_eq!(text(&r, 5), t);
+            assert_eq!(StatusForm::of(&r).until(at(5)), None);
+        }
+        // A start time that cannot be read: the duration is left out.
+        assert_eq!(text(&rec(S::RUNNING, false, false), 5), "Up ");
     }
 
     #[test]

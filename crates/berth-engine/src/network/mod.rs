@@ -184,6 +184,8 @@ pub struct Networks {
     /// Counts every change of what containers show of their networks: the
     /// definitions (`generation`), live states and stored configurations.
     changes: std::sync::atomic::AtomicU64,
+    /// Which container each of the last `changes` concerned (None: every one).
+    change_log: Mutex<crate::changelog::ChangeLog>,
 }
 
 /// `<exec-root>/network`: netavark's `--config` directory (aardvark-dns's files).
@@ -218,6 +220,7 @@ impl Networks {
             rules_checked: std::sync::atomic::AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(0),
             changes: std::sync::atomic::AtomicU64::new(0),
+            change_log: Mutex::new(crate::changelog::ChangeLog::default()),
         };
         for d in [
             &n.nets_dir,
@@ -316,7 +319,7 @@ impl Networks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(container_id.to_string(), Arc::new(cfg.clone()));
-        self.changed();
+        self.changed(Some(container_id));
         Ok(())
     }
 
@@ -326,7 +329,7 @@ impl Networks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(container_id);
-        self.changed();
+        self.changed(Some(container_id));
     }
 
     /// The backend (for the container hooks).
@@ -460,7 +463,7 @@ impl Networks {
     fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.changed();
+        self.changed(None);
     }
 
     /// Changes with every network created or removed, container network state
@@ -469,9 +472,30 @@ impl Networks {
         self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn changed(&self) {
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    /// Whether every change after `version` concerned a container for which
+    /// `unseen` says yes (see [`crate::changelog::ChangeLog`]); no after a network
+    /// was created or removed, which every container's row may show.
+    pub fn only_unseen_since(&self, version: u64, unseen: impl FnMut(&str) -> bool) -> bool {
+        let log = self
+            .change_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        log.only_unseen_since(version, self.version(), unseen)
+    }
+
+    /// Counts a change of what container `id` (None: every container) shows.
+    fn changed(&self, id: Option<&str>) {
+        // Counted and recorded under one lock, so that a reader of the log sees a
+        // version only with the change that made it.
+        let mut log = self
+            .change_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let version = self
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        log.record(version, id);
     }
 
     /// The default bridge network.
@@ -527,7 +551,7 @@ impl Networks {
         self.lock()
             .live
             .insert(live.container_id.clone(), Arc::new(live.clone()));
-        self.changed();
+        self.changed(Some(&live.container_id));
         Ok(())
     }
 
@@ -535,7 +559,7 @@ impl Networks {
     fn drop_live(&self, container_id: &str) -> Result<(), NetworkError> {
         store::remove(&self.live_path(container_id))?;
         self.lock().live.remove(container_id);
-        self.changed();
+        self.changed(Some(container_id));
         Ok(())
     }
 

@@ -6,8 +6,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::hash::Hasher;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bollard_stubs::models::{ContainerConfig, ContainerState, HostConfig};
 use serde::{Deserialize, Serialize};
@@ -172,6 +173,21 @@ impl Index {
 pub struct ContainerStore {
     root: PathBuf,
     index: RwLock<Index>,
+    /// The writers of a record, one at a time, from the read of the record a change
+    /// starts from until the change is in the index (ids spread over a few locks).
+    /// The disk write and its fsync happen under this lock only: every request
+    /// reads the index, and a sync takes milliseconds, so holding the index for it
+    /// stalled every reader (and every other container's writer) behind each one.
+    writers: [Mutex<()>; WRITER_LOCKS],
+}
+
+const WRITER_LOCKS: usize = 64;
+
+/// Which of the writer locks is record `id`'s.
+fn writer_of(id: &str) -> usize {
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(id.as_bytes());
+    (h.finish() % WRITER_LOCKS as u64) as usize
 }
 
 const CONFIG_FILE: &str = "config.v2.json";
@@ -238,7 +254,15 @@ impl ContainerStore {
         Ok(ContainerStore {
             root: root.to_path_buf(),
             index: RwLock::new(index),
+            writers: std::array::from_fn(|_| Mutex::new(())),
         })
+    }
+
+    /// The lock of the writers of record `id` (see `writers`).
+    fn writer(&self, id: &str) -> MutexGuard<'_, ()> {
+        self.writers[writer_of(id)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -314,17 +338,29 @@ impl ContainerStore {
             ));
         }
         rec.name = slash_name(&rec.name);
+        let _writer = self.writer(&rec.id);
+        // The name is taken before the write, so that no other create gets it
+        // meanwhile; until the record is in the index it resolves to no container.
+        self.reserve_name(&rec.name, &rec.id)?;
+        if let Err(e) = self.persist(&rec, write) {
+            self.write().names.remove(&rec.name);
+            return Err(e);
+        }
+        self.write().put(Arc::new(rec.clone()));
+        Ok(rec)
+    }
+
+    /// Takes `name` for container `id`, if it is free.
+    fn reserve_name(&self, name: &str, id: &str) -> Result<(), StoreError> {
         let mut idx = self.write();
-        if let Some(id) = idx.names.get(&rec.name) {
+        if let Some(other) = idx.names.get(name) {
             return Err(StoreError::NameConflict {
-                name: rec.name.clone(),
-                id: id.clone(),
+                name: name.to_string(),
+                id: other.clone(),
             });
         }
-        self.persist(&rec, write)?;
-        idx.names.insert(rec.name.clone(), rec.id.clone());
-        idx.put(Arc::new(rec.clone()));
-        Ok(rec)
+        idx.names.insert(name.to_string(), id.to_string());
+        Ok(())
     }
 
     /// Whether a record with exactly this id exists (no name or prefix lookup).
@@ -399,8 +435,8 @@ impl ContainerStore {
     {
         // Held while writing, as an update does: no other write of this record
         // comes between the read and the rename.
-        let idx = self.write();
-        let (_, new) = changed(&idx, id, change)?;
+        let _writer = self.writer(id);
+        let (_, new) = changed(&self.read(), id, change)?;
         self.persist(&new, fsutil::atomic_replace)
     }
 
@@ -423,15 +459,15 @@ impl ContainerStore {
     where
         F: FnOnce(&mut ContainerRecord),
     {
-        let mut idx = self.write();
-        let (rec, new) = changed(&idx, id, change)?;
+        let _writer = self.writer(id);
+        let (rec, new) = changed(&self.read(), id, change)?;
         // A change that changes nothing (a start clearing a flag that was clear)
         // costs no write and no fsync.
         if new == *rec {
             return Ok(new);
         }
         self.persist(&new, write)?;
-        idx.put(Arc::new(new.clone()));
+        self.write().put(Arc::new(new.clone()));
         Ok(new)
     }
 
@@ -441,33 +477,35 @@ impl ContainerStore {
             return Err(StoreError::InvalidName(new_name.to_string()));
         }
         let new_name = slash_name(new_name);
-        let mut idx = self.write();
-        if let Some(other) = idx.names.get(&new_name) {
-            return Err(StoreError::NameConflict {
-                name: new_name,
-                id: other.clone(),
-            });
-        }
-        let rec = idx
+        let _writer = self.writer(id);
+        let mut new = self
+            .read()
             .by_id
             .get(id)
+            .map(|r| ContainerRecord::clone(r))
             .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
-        let mut new = ContainerRecord::clone(rec);
+        self.reserve_name(&new_name, id)?;
         let old_name = std::mem::replace(&mut new.name, new_name.clone());
-        self.persist(&new, fsutil::atomic_replace)?;
+        if let Err(e) = self.persist(&new, fsutil::atomic_replace) {
+            self.write().names.remove(&new_name);
+            return Err(e);
+        }
+        let mut idx = self.write();
         idx.names.remove(&old_name);
-        idx.names.insert(new_name, id.to_string());
         idx.put(Arc::new(new.clone()));
         Ok(new)
     }
 
     /// Forgets a container and deletes its directory (config, log, etc files).
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        let mut idx = self.write();
-        let rec = idx
-            .take(id)
-            .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
-        idx.names.remove(&rec.name);
+        let _writer = self.writer(id);
+        {
+            let mut idx = self.write();
+            let rec = idx
+                .take(id)
+                .ok_or_else(|| StoreError::NoSuchContainer(id.to_string()))?;
+            idx.names.remove(&rec.name);
+        }
         let dir = self.container_dir(id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -585,6 +623,87 @@ mod tests {
         let again = ContainerStore::open(dir.path()).unwrap();
         assert_eq!(again.get("web").unwrap().id, a);
         assert_eq!(again.list().len(), 2);
+    }
+
+    /// A write that waits at `GATE` (after saying so on `ENTERED`), then writes.
+    static GATE: Mutex<()> = Mutex::new(());
+    static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn gated_write(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+        ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(GATE.lock().unwrap_or_else(PoisonError::into_inner));
+        fsutil::atomic_write(path, data, mode)
+    }
+
+    #[test]
+    fn a_write_on_its_way_to_disk_holds_up_no_reader_and_no_other_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ContainerStore::open(dir.path()).unwrap());
+        let (a, b) = ("5a".repeat(32), "6b".repeat(32));
+        assert_ne!(writer_of(&a), writer_of(&b));
+        store.create(rec(&a, "first")).unwrap();
+        let gate = GATE.lock().unwrap();
+        let writer = std::thread::spawn({
+            let store = store.clone();
+            let b = b.clone();
+            move || store.create_with(rec(&b, "second"), gated_write)
+        });
+        while !ENTERED.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // Asked from another thread, so that a stall fails the test instead of
+        // hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let store = store.clone();
+            let a = a.clone();
+            move || {
+                let list = store.list().len();
+                let got = store.get("first").map(|r| r.id);
+                let updated = store
+                    .update(&a, |r| r.restart_count = 1)
+                    .map(|r| r.restart_count);
+                // The name is taken, the record not there yet.
+                let second = store.get("second").map(|r| r.id);
+                let again = store.create(rec(&"7c".repeat(32), "second"));
+                let _ = tx.send((list, got, updated, second, again));
+            }
+        });
+        let (list, got, updated, second, again) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("no answer from the store while another record was being written");
+        assert_eq!(list, 1);
+        assert_eq!(got.unwrap(), a);
+        assert_eq!(updated.unwrap(), 1);
+        assert!(matches!(second, Err(StoreError::NoSuchContainer(_))));
+        assert!(matches!(again, Err(StoreError::NameConflict { .. })));
+        drop(gate);
+        writer.join().unwrap().unwrap();
+        assert_eq!(store.get("second").unwrap().id, b);
+        assert_eq!(ContainerStore::open(dir.path()).unwrap().list().len(), 2);
+    }
+
+    #[test]
+    fn a_create_or_rename_that_cannot_write_leaves_the_name_free() {
+        fn failing(_: &Path, _: &[u8], _: u32) -> std::io::Result<()> {
+            Err(std::io::Error::other("disk full"))
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::open(dir.path()).unwrap();
+        assert!(store
+            .create_with(rec(&"8d".repeat(32), "gone"), failing)
+            .is_err());
+        assert!(!store.name_taken("gone"));
+        assert!(store.list().is_empty());
+        let a = "9e".repeat(32);
+        store.create(rec(&a, "kept")).unwrap();
+        // A rename whose write fails: a directory where the record's file goes.
+        let cfg = dir.path().join(&a).join(CONFIG_FILE);
+        fs::remove_file(&cfg).unwrap();
+        fs::create_dir(&cfg).unwrap();
+        fs::write(cfg.join("x"), "x").unwrap();
+        assert!(store.rename(&a, "other").is_err());
+        assert!(!store.name_taken("other"));
+        assert_eq!(store.get("kept").unwrap().id, a);
     }
 
     #[test]

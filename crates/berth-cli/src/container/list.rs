@@ -49,7 +49,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
         // Checked as UTF-8 at once, not string by string while parsing.
         let text = std::str::from_utf8(&body)
             .map_err(|e| anyhow::anyhow!("the container list is not UTF-8: {e}"))?;
-        serde_json::from_str(text).map_err(crate::client::CliError::from)?
+        container::decode_list(text).map_err(crate::client::CliError::from)?
     };
     let trunc = !a.no_trunc;
     print!(

@@ -135,6 +135,35 @@ pub struct MountPoint<'a> {
     pub driver: Cow<'a, str>,
 }
 
+/// The rows of a container list, decoded into a vector sized from the answer's
+/// length: grown from empty, the vector of 500 rows was copied at each doubling
+/// into fresh memory. Room for more rows than come costs address space only.
+pub fn decode_list(text: &str) -> serde_json::Result<Vec<Summary<'_>>> {
+    struct Rows(usize);
+    impl<'de> serde::de::Visitor<'de> for Rows {
+        type Value = Vec<Summary<'de>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of containers")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut rows = Vec::with_capacity(self.0);
+            while let Some(row) = seq.next_element()? {
+                rows.push(row);
+            }
+            Ok(rows)
+        }
+    }
+    // A row of docker's list is at least about 300 bytes.
+    let rows = (text.len() / 256).min(1 << 16);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let list = serde::Deserializer::deserialize_seq(&mut de, Rows(rows))?;
+    de.end()?;
+    Ok(list)
+}
+
 /// JSON null as the empty value, as Go decodes null into a slice or a map.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -444,7 +473,10 @@ mod tests {
 
     #[test]
     fn plain_rows_print_as_the_template_does() {
-        let items: Vec<Summary> = serde_json::from_str(LIST).unwrap();
+        let items = decode_list(LIST).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(decode_list("[] x").is_err());
+        assert!(decode_list("{}").is_err());
         let formats = [
             DEFAULT_TABLE.to_string(),
             format_for("", true, false),

@@ -199,11 +199,22 @@ fn form_of(s: i64) -> &'static Form {
 
 /// Docker's human durations ("5 minutes", "About an hour").
 pub fn human_duration(d: chrono::Duration) -> String {
+    let mut out = String::new();
+    human_duration_into(d, &mut out);
+    out
+}
+
+/// [`human_duration`] appended to `out`.
+fn human_duration_into(d: chrono::Duration, out: &mut String) {
     let s = d.num_seconds();
     let f = form_of(s);
     match f.unit {
-        Some(unit) => format!("{} {unit}", (s + f.offset) / f.step),
-        None => f.text.to_string(),
+        Some(unit) => {
+            use std::fmt::Write;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{} {unit}", (s + f.offset) / f.step);
+        }
+        None => out.push_str(f.text),
     }
 }
 
@@ -283,12 +294,17 @@ impl StatusForm {
     /// The text at `now`.
     pub fn text_at(&self, now: DateTime<Utc>) -> String {
         let mut out = String::with_capacity(self.head.len() + self.tail.len() + 16);
+        self.write_at(now, &mut out);
+        out
+    }
+
+    /// [`Self::text_at`] appended to `out` (a list writes hundreds into one buffer).
+    pub fn write_at(&self, now: DateTime<Utc>, out: &mut String) {
         out.push_str(&self.head);
         if let (true, Some(t)) = (self.counts, self.since) {
-            out.push_str(&human_duration(now - t));
+            human_duration_into(now - t, out);
         }
         out.push_str(&self.tail);
-        out
     }
 
     /// Until when the text at `now` reads the same (None: for as long as the

@@ -122,17 +122,17 @@ impl Whole {
     fn restatus(&mut self, now: DateTime<Utc>) {
         let mut body = Vec::with_capacity(self.body.len() + 64);
         let mut from = 0;
-        let mut until = Until::default();
+        let mut statuses = StatusWriter::new(now);
         for spot in &mut self.spots {
             body.extend_from_slice(&self.body[from..spot.at]);
             from = spot.at + spot.len;
             spot.at = body.len();
-            write_status(&mut body, &spot.status, now, &mut until);
+            statuses.write(&mut body, &spot.status);
             spot.len = body.len() - spot.at;
         }
         body.extend_from_slice(&self.body[from..]);
         self.body = Bytes::from(body);
-        self.until = until.0;
+        self.until = statuses.until;
     }
 
     /// Whether it may show container `id` (yes for each id it shows, and rarely
@@ -223,7 +223,7 @@ impl ListRows {
     ) -> Result<Written, E> {
         let mut shown = Vec::with_capacity(keys.len());
         let mut spots = Vec::with_capacity(keys.len());
-        let mut until = Until::default();
+        let mut statuses = StatusWriter::new(now);
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         out.push(b'[');
         for (i, key) in keys.into_iter().enumerate() {
@@ -264,7 +264,7 @@ impl ListRows {
             }
             out.extend_from_slice(b"\"Status\":");
             let at = out.len();
-            write_status(out, &row.status, now, &mut until);
+            statuses.write(out, &row.status);
             spots.push(Spot {
                 at,
                 len: out.len() - at,
@@ -279,7 +279,7 @@ impl ListRows {
         rows.retain(|_, r| Arc::strong_count(&r.rec) > 1);
         shown.sort_unstable();
         Ok(Written {
-            until: until.0,
+            until: statuses.until,
             shown: shown.into_boxed_slice(),
             spots,
         })
@@ -294,16 +294,33 @@ impl ListRows {
     }
 }
 
-/// The first moment at which one of the `Status` texts written reads differently.
-#[derive(Default)]
-struct Until(Option<DateTime<Utc>>);
+/// Writes `Status` texts as they read at one moment, and notes the first moment at
+/// which one of them reads differently.
+struct StatusWriter {
+    now: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    /// Each text before it is encoded, one buffer for all.
+    text: String,
+}
 
-/// A `Status` text as it reads at `now`, as a JSON string.
-fn write_status(out: &mut Vec<u8>, status: &StatusForm, now: DateTime<Utc>, until: &mut Until) {
-    // A string always encodes.
-    let _ = serde_json::to_writer(&mut *out, &status.text_at(now));
-    if let Some(t) = status.until(now) {
-        until.0 = Some(until.0.map_or(t, |u| u.min(t)));
+impl StatusWriter {
+    fn new(now: DateTime<Utc>) -> StatusWriter {
+        StatusWriter {
+            now,
+            until: None,
+            text: String::new(),
+        }
+    }
+
+    /// `status` as a JSON string.
+    fn write(&mut self, out: &mut Vec<u8>, status: &StatusForm) {
+        self.text.clear();
+        status.write_at(self.now, &mut self.text);
+        // A string always encodes.
+        let _ = serde_json::to_writer(&mut *out, self.text.as_str());
+        if let Some(t) = status.until(self.now) {
+            self.until = Some(self.until.map_or(t, |u| u.min(t)));
+        }
     }
 }
 

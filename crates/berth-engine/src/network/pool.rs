@@ -12,10 +12,11 @@
 //! from berth's IPAM, the MAC made from it, no port for netavark to forward (TCP
 //! ports on loopback are served by a proxy from outside the namespace, see
 //! `proxy`), no static address or MAC (and the default bridge has no DNS). For
-//! those, berthd keeps [`POOL_SIZE`] namespaces already set up, each with its veth on the
-//! bridge and its address, and a start takes one: the namespace is pinned at the
-//! container's own path as well (a second bind mount) and unpinned from the pool's,
-//! its attachment becomes the container's, and a new one is made in the background.
+//! those, berthd keeps [`POOL_SIZE`] namespaces already set up, each with its veth
+//! on the bridge and its address, and a start takes one: the namespace is pinned at
+//! the container's own path as well (a second bind mount) and unpinned from the
+//! pool's, its attachment becomes the container's, and a new one is made in the
+//! background.
 //! What a container then sees (its address, MAC, routes, hostname, hosts and
 //! resolv.conf) is what a setup of its own would have given it.
 //!

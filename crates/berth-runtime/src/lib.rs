@@ -19,6 +19,7 @@ pub mod error;
 pub mod hooks;
 pub mod identity;
 pub mod logger;
+pub mod mntns;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

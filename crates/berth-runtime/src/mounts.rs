@@ -328,16 +328,19 @@ pub fn clone_tree(source: &Path, recursive: bool) -> Result<std::os::fd::OwnedFd
 }
 
 /// Bind mount `m` from a tree cloned by [`clone_tree`] (`tree`) instead of its
-/// source path: the mount point is made, the tree attached with move_mount,
-/// then the flags and propagation applied as for any bind mount.
+/// source path: the mount point is made inside the rootfs, the tree attached
+/// there with move_mount, then the flags and propagation applied as for any
+/// bind mount.
 pub fn attach_tree(
     ctx: &MountContext<'_>,
     m: &Mount,
     tree: std::os::fd::BorrowedFd<'_>,
 ) -> Result<(), MountError> {
     use std::os::fd::AsRawFd;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let dest_in = m.destination();
+    if !dest_in.is_absolute() {
+        return Err(MountError::RelativeDestination(dest_in.clone()));
+    }
     let opts = parse_options(m.options().as_deref().unwrap_or_default(), dest_in)?;
     let dest = resolve_in_root(ctx.rootfs, dest_in)?;
     check_proc_target(ctx.rootfs, &dest, "bind")?;
@@ -345,37 +348,41 @@ pub fn attach_tree(
         .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
         .unwrap_or(true);
     if is_dir {
-        ensure_dir(&dest)?;
+        ensure_dir_in_root(ctx.root, &dest)?;
     } else {
-        ensure_file(&dest)?;
+        ensure_file_in_root(ctx.root, &dest)?;
     }
-    let target = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-        .map_err(|_| MountError::RelativeDestination(dest.clone()))?;
+    let source = m.source().as_deref().unwrap_or(Path::new("?"));
+    let source = BindSource::Tree {
+        path: source,
+        tree: tree.as_raw_fd(),
+    };
+    bind_in_root(ctx.root, source, &dest, opts.flags)?;
+    propagation_in_root(ctx.root, &dest, &opts.propagation)
+}
+
+/// Attach the detached tree `tree` (from [`clone_tree`]) on `target`, which
+/// may be a /proc/self/fd link to a target opened and checked beforehand
+/// ([`with_target`]): unlike mount(2), move_mount follows a link there only
+/// when told to.
+pub fn move_tree(tree: std::os::fd::RawFd, target: &Path) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+    let target =
+        std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: move_mount reads two NUL-terminated paths ("" and the target),
-    // alive for the duration of the call; `tree` is an open fd.
+    // alive for the duration of the call; a bad fd is refused with EBADF.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
-            tree.as_raw_fd(),
+            tree,
             c"".as_ptr(),
             libc::AT_FDCWD,
             target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
-    Errno::result(r).map_err(|source| MountError::Mount {
-        what: format!(
-            "bind of {}",
-            m.source().as_deref().unwrap_or(Path::new("?")).display()
-        ),
-        dest: dest.clone(),
-        source,
-    })?;
-    let extra = opts.flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
-    if !extra.is_empty() {
-        remount_bind(&dest, extra)?;
-    }
-    apply_propagation(&dest, &opts.propagation)
+    Errno::result(r).map(drop)
 }
 
 /// procfs and sysfs go only on a real directory of the rootfs: a symlink
@@ -658,7 +665,7 @@ fn open_target(root: &RootDir, dest: &Path) -> Result<std::os::fd::OwnedFd, Moun
 fn bind_in_tmpfs(
     dir: std::os::fd::BorrowedFd<'_>,
     name: &std::ffi::OsStr,
-    source: &Path,
+    source: BindSource<'_>,
     dest: &Path,
     flags: MsFlags,
 ) -> Result<(), MountError> {
@@ -686,14 +693,7 @@ fn bind_in_tmpfs(
         })
     };
     let target = open()?;
-    bind_path(source, &fd_path(target.as_fd()), false, MsFlags::empty()).map_err(|e| match e {
-        MountError::Mount { what, source, .. } => MountError::Mount {
-            what,
-            dest: dest.to_path_buf(),
-            source,
-        },
-        e => e,
-    })?;
+    source.place(&fd_path(target.as_fd()), dest)?;
     let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
     if !extra.is_empty() {
         // Looked up again: the name now leads to the new mount's root.
@@ -814,6 +814,13 @@ pub struct MountContext<'a> {
     pub cgroup_mounts: &'a BTreeMap<String, PathBuf>,
     /// Whether the container has its own cgroup namespace.
     pub new_cgroupns: bool,
+    /// Whether the host's /sys/fs/cgroup is a pure cgroup v2 hierarchy (read
+    /// before the init left the host's mount namespace).
+    pub host_cgroup2: bool,
+    /// The container's cgroup directories cloned from the host (host path →
+    /// detached tree), for an init that cannot reach them by path (see
+    /// `mntns`); empty otherwise.
+    pub cgroup_trees: &'a BTreeMap<PathBuf, std::os::fd::RawFd>,
 }
 
 /// Proc files that may be mount targets (lxcfs-style overrides, as runc allows).
@@ -874,7 +881,11 @@ pub fn mount_one(ctx: &MountContext<'_>, m: &Mount) -> Result<(), MountError> {
                     } else {
                         "/dev/mqueue"
                     };
-                    bind_in_root(ctx.root, Path::new(host), &dest, true, flags)?;
+                    let source = BindSource::Path {
+                        path: Path::new(host),
+                        recursive: true,
+                    };
+                    bind_in_root(ctx.root, source, &dest, flags)?;
                 }
                 Err(source) => {
                     return Err(MountError::Mount {
@@ -932,30 +943,72 @@ fn bind_mount(
     } else {
         ensure_file_in_root(ctx.root, dest)?;
     }
-    bind_in_root(ctx.root, &source, dest, opts.recursive, opts.flags)?;
+    let source = BindSource::Path {
+        path: &source,
+        recursive: opts.recursive,
+    };
+    bind_in_root(ctx.root, source, dest, opts.flags)?;
     propagation_in_root(ctx.root, dest, &opts.propagation)
 }
 
-/// [`bind_path`] onto a target below the rootfs, through [`with_target`]: the
-/// bind, then the remount for its flags on the new mount.
-fn bind_in_root(
-    root: &RootDir,
-    source: &Path,
-    dest: &Path,
-    recursive: bool,
-    flags: MsFlags,
-) -> Result<(), MountError> {
-    with_target(root, dest, |target| {
-        bind_path(source, target, recursive, MsFlags::empty())
-    })
-    .map_err(|e| match e {
-        MountError::Mount { what, source, .. } => MountError::Mount {
-            what,
+/// Where a bind mount comes from: a host path, or a detached tree cloned
+/// from one beforehand ([`clone_tree`]; the path then names it in messages).
+#[derive(Debug, Clone, Copy)]
+enum BindSource<'a> {
+    Path {
+        path: &'a Path,
+        recursive: bool,
+    },
+    Tree {
+        path: &'a Path,
+        tree: std::os::fd::RawFd,
+    },
+}
+
+impl<'a> BindSource<'a> {
+    /// `path`, or the tree cloned from it when `trees` has one.
+    fn of(path: &'a Path, trees: &BTreeMap<PathBuf, std::os::fd::RawFd>) -> BindSource<'a> {
+        match trees.get(path) {
+            Some(tree) => BindSource::Tree { path, tree: *tree },
+            None => BindSource::Path {
+                path,
+                recursive: false,
+            },
+        }
+    }
+
+    /// Put the mount on `target` (flags come after, by a remount); errors
+    /// name `dest`, where `target` leads.
+    fn place(self, target: &Path, dest: &Path) -> Result<(), MountError> {
+        let (path, placed) = match self {
+            BindSource::Path { path, recursive } => {
+                let flags = if recursive {
+                    MsFlags::MS_BIND | MsFlags::MS_REC
+                } else {
+                    MsFlags::MS_BIND
+                };
+                let r = nix::mount::mount(Some(path), target, None::<&str>, flags, None::<&str>);
+                (path, r)
+            }
+            BindSource::Tree { path, tree } => (path, move_tree(tree, target)),
+        };
+        placed.map_err(|source| MountError::Mount {
+            what: format!("bind of {}", path.display()),
             dest: dest.to_path_buf(),
             source,
-        },
-        e => e,
-    })?;
+        })
+    }
+}
+
+/// A bind onto a target below the rootfs, through [`with_target`], then the
+/// remount for its flags on the new mount.
+fn bind_in_root(
+    root: &RootDir,
+    source: BindSource<'_>,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<(), MountError> {
+    with_target(root, dest, |target| source.place(target, dest))?;
     let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC - MsFlags::MS_REMOUNT;
     if !extra.is_empty() {
         with_target(root, dest, |target| remount_bind(target, extra)).map_err(|e| match e {
@@ -1170,7 +1223,7 @@ fn mount_cgroup(
 ) -> Result<(), MountError> {
     ensure_dir_in_root(ctx.root, dest)?;
     let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
-    if host_is_cgroup2() {
+    if ctx.host_cgroup2 {
         if ctx.new_cgroupns {
             with_target(ctx.root, dest, |target| {
                 nix::mount::mount(
@@ -1187,7 +1240,12 @@ fn mount_cgroup(
                 })
             })?;
         } else if let Some(path) = ctx.cgroup_paths.values().next() {
-            bind_in_root(ctx.root, path, dest, false, flags)?;
+            bind_in_root(
+                ctx.root,
+                BindSource::of(path, ctx.cgroup_trees),
+                dest,
+                flags,
+            )?;
         }
         return propagation_in_root(ctx.root, dest, &opts.propagation);
     }
@@ -1244,7 +1302,7 @@ fn mount_cgroup(
         bind_in_tmpfs(
             tmpfs,
             name,
-            path,
+            BindSource::of(path, ctx.cgroup_trees),
             &sub,
             flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         )?;

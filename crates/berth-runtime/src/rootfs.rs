@@ -86,6 +86,11 @@ pub struct RootfsConfig<'a> {
     /// mounts → detached mount tree): in a user namespace the init may not be
     /// able to reach them by path.
     pub mount_sources: &'a BTreeMap<usize, std::os::fd::RawFd>,
+    /// Whether the host is a pure cgroup v2 host.
+    pub host_cgroup2: bool,
+    /// The container's cgroup directories cloned from the host, for an init
+    /// that cannot reach them by path (see `mounts::MountContext`).
+    pub cgroup_trees: &'a BTreeMap<PathBuf, std::os::fd::RawFd>,
 }
 
 /// The initial propagation of the whole tree, and the one `/` gets after the
@@ -171,6 +176,8 @@ pub fn prepare(cfg: &RootfsConfig<'_>) -> Result<(), RootfsError> {
         cgroup_paths: cfg.cgroup_paths,
         cgroup_mounts: cfg.cgroup_mounts,
         new_cgroupns: cfg.new_cgroupns,
+        host_cgroup2: cfg.host_cgroup2,
+        cgroup_trees: cfg.cgroup_trees,
     };
     let spec_mounts = cfg.spec.mounts().clone().unwrap_or_default();
     for (i, m) in spec_mounts.iter().enumerate() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxNamespaceType;
@@ -15,7 +15,7 @@ use super::intermediate::{become_root, join_v1_cgroups, received};
 use super::parent::Prepared;
 use crate::rootfs::{self, RootfsConfig};
 use crate::state::{OciState, Status};
-use crate::{hooks, namespaces, tty};
+use crate::{hooks, mntns, mounts, namespaces, tty};
 
 /// The init's whole life. Until "ready", failures go to the runtime over the
 /// channel; after it (the runtime has exited) they go to the container's stderr,
@@ -54,8 +54,9 @@ pub(super) fn run(
     cgroup_paths: &BTreeMap<String, PathBuf>,
     fifo: RawFd,
     in_userns: bool,
+    view: &RootView,
 ) -> i32 {
-    let (state, program) = match setup(p, ch, cgroup_paths, in_userns) {
+    let (state, program) = match setup(p, ch, cgroup_paths, in_userns, view) {
         Ok(x) => x,
         Err(f) => {
             ch.failed(f);
@@ -67,23 +68,128 @@ pub(super) fn run(
     f.kind.exit_code()
 }
 
+/// Where the init builds the rootfs: in a copy of the host's mount namespace,
+/// at the rootfs's host path; or in a copy of the runtime's template
+/// (`mntns`), at `/rootfs`, with the host paths it binds cloned beforehand.
+#[derive(Debug)]
+pub(super) struct RootView {
+    pub rootfs: PathBuf,
+    /// The container's cgroup directories, cloned from the host.
+    pub cgroup_trees: BTreeMap<PathBuf, OwnedFd>,
+}
+
+impl RootView {
+    pub fn host(p: &Prepared) -> RootView {
+        RootView {
+            rootfs: p.rootfs.clone(),
+            cgroup_trees: BTreeMap::new(),
+        }
+    }
+}
+
 /// The init's life when the runtime cloned it straight into its new
 /// namespaces (see `process/mod.rs`): first the steps the intermediate takes
-/// otherwise, then `run`.
-pub(super) fn run_cloned(p: &Prepared, ch: &Channel, fifo: RawFd) -> i32 {
-    match enter(p, ch) {
-        Ok(cgroup_paths) => run(
+/// otherwise, then `run`. `from_template`: the runtime left the mount
+/// namespace out of the clone, for the init to make it from the template.
+pub(super) fn run_cloned(p: &Prepared, ch: &Channel, fifo: RawFd, from_template: bool) -> i32 {
+    let entered = enter(p, ch).and_then(|cgroup_paths| {
+        let view = if from_template {
+            leave_host(p, &cgroup_paths)?
+        } else {
+            RootView::host(p)
+        };
+        Ok((cgroup_paths, view))
+    });
+    match entered {
+        Ok((cgroup_paths, view)) => run(
             p,
             ch,
             &cgroup_paths,
             fifo,
             p.plan.is_new(LinuxNamespaceType::User),
+            &view,
         ),
         Err(f) => {
             ch.failed(f);
             1
         }
     }
+}
+
+/// The mount namespace for an init cloned without one: a copy of the
+/// template, with the rootfs and the cgroup directories it binds cloned from
+/// the host first. Whatever keeps it from the template while it is still in
+/// the host's namespace sends it the usual way (a copy of the host's), which
+/// reports any real problem with those paths as before.
+fn leave_host(
+    p: &Prepared,
+    cgroup_paths: &BTreeMap<String, PathBuf>,
+) -> Result<RootView, ChildFailure> {
+    let usual = || {
+        namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(ChildFailure::setup)
+            .map(|()| RootView::host(p))
+    };
+    let Some(template) = &p.template else {
+        return usual();
+    };
+    let cloned = mounts::clone_tree(&p.rootfs, true).and_then(|rootfs| {
+        let mut trees = BTreeMap::new();
+        for path in cgroup_bind_sources(p, cgroup_paths) {
+            trees.insert(path.clone(), mounts::clone_tree(path, false)?);
+        }
+        Ok((rootfs, trees))
+    });
+    let (rootfs, cgroup_trees) = match cloned {
+        Ok(x) => x,
+        Err(e) => {
+            crate::logger::debug(&format!("mount namespace: not from the template: {e}"));
+            return usual();
+        }
+    };
+    match mntns::enter(template, &rootfs) {
+        Ok(()) => {
+            crate::logger::debug("mount namespace: made from the template");
+            Ok(RootView {
+                rootfs: PathBuf::from(mntns::ROOTFS),
+                cgroup_trees,
+            })
+        }
+        Err(e) if e.still_on_host() => {
+            crate::logger::debug(&format!("mount namespace: not from the template: {e}"));
+            usual()
+        }
+        Err(e) => Err(ChildFailure::setup(e)),
+    }
+}
+
+/// The host cgroup directories the spec's cgroup mount binds: none with a
+/// cgroup namespace on a cgroup v2 host (a fresh cgroup2 mount), the one
+/// cgroup2 directory without it, each v1 hierarchy's otherwise.
+fn cgroup_bind_sources<'a>(
+    p: &Prepared,
+    cgroup_paths: &'a BTreeMap<String, PathBuf>,
+) -> Vec<&'a PathBuf> {
+    let has_cgroup_mount = p
+        .spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")));
+    if !has_cgroup_mount {
+        return Vec::new();
+    }
+    if p.host_cgroup2 {
+        if p.plan.is_new(LinuxNamespaceType::Cgroup) {
+            return Vec::new();
+        }
+        return cgroup_paths.values().take(1).collect();
+    }
+    let mut paths: Vec<&PathBuf> = cgroup_paths.values().collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// What the cloned init does before building the rootfs: give up the
@@ -120,6 +226,7 @@ fn setup(
     ch: &Channel,
     cgroup_paths: &BTreeMap<String, PathBuf>,
     in_userns: bool,
+    view: &RootView,
 ) -> Result<(OciState, CString), ChildFailure> {
     crate::logger::debug("child process in init(): the container's init builds its root");
     nix::unistd::setsid().map_err(fail("setsid"))?;
@@ -142,10 +249,17 @@ fn setup(
         .iter()
         .map(|(i, fd)| (*i, fd.as_raw_fd()))
         .collect();
+    let cgroup_trees: BTreeMap<PathBuf, RawFd> = view
+        .cgroup_trees
+        .iter()
+        .map(|(path, fd)| (path.clone(), fd.as_raw_fd()))
+        .collect();
     let cfg = RootfsConfig {
         mount_sources: &mount_sources,
+        host_cgroup2: p.host_cgroup2,
+        cgroup_trees: &cgroup_trees,
         spec: &p.spec,
-        rootfs: &p.rootfs,
+        rootfs: &view.rootfs,
         bundle: &p.bundle,
         in_userns,
         cgroup_paths,
@@ -164,11 +278,11 @@ fn setup(
     {
         // createContainer hooks run in the rootfs (runc's working directory
         // for them), so relative paths in them name files of the container.
-        nix::unistd::chdir(&p.rootfs).map_err(fail("chdir to the rootfs"))?;
+        nix::unistd::chdir(&view.rootfs).map_err(fail("chdir to the rootfs"))?;
         hooks::run(&list, &state).map_err(fail("createContainer hook"))?;
     }
 
-    rootfs::pivot(&p.rootfs, p.opts.no_pivot).map_err(ChildFailure::setup)?;
+    rootfs::pivot(&view.rootfs, p.opts.no_pivot).map_err(ChildFailure::setup)?;
     rootfs::final_propagation(&p.spec).map_err(ChildFailure::setup)?;
     let linux = p.spec.linux().clone().unwrap_or_default();
     if let Some(sysctls) = linux.sysctl() {

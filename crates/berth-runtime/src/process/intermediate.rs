@@ -91,7 +91,14 @@ fn steps(
             super::close_inherited(w);
         }
         super::close_inherited(to_parent.raw_fd());
-        init::run(p, init_channel, &cgroup_paths, fifo, in_userns)
+        init::run(
+            p,
+            init_channel,
+            &cgroup_paths,
+            fifo,
+            in_userns,
+            &init::RootView::host(p),
+        )
     })
     .map_err(|e: ProcessError| ChildFailure::setup(format!("fork the init: {e}")))?;
     to_parent

@@ -68,6 +68,11 @@ pub struct Prepared {
     /// Where each cgroup hierarchy is mounted (controller as in the cgroup
     /// paths → mount point; "" for the cgroup2 one).
     pub cgroup_mounts: BTreeMap<String, PathBuf>,
+    /// Whether /sys/fs/cgroup is a pure cgroup v2 hierarchy.
+    pub host_cgroup2: bool,
+    /// The mount namespace template the init makes its namespace from, when
+    /// asked for and the container fits (see `mntns`).
+    pub template: Option<OwnedFd>,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -308,11 +313,34 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
     }
     let cgroup = Some(cgroup);
     let exec = ExecPlan::new(&process, &rootfs)?;
-    let mount_sources = if plan.is_new(LinuxNamespaceType::User) {
+    let from_template = crate::mntns::wanted() && crate::mntns::fits(&spec, &plan);
+    let mut mount_sources = if plan.is_new(LinuxNamespaceType::User) || from_template {
         open_bind_sources(&spec, &bundle)
     } else {
         BTreeMap::new()
     };
+    let template = if from_template {
+        let binds = spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| crate::mntns::is_bind(m))
+            .count();
+        if binds == mount_sources.len() {
+            crate::mntns::open_template(&opts.root)
+                .map_err(|e| logger::warn(&format!("mount namespace template: {e}")))
+                .ok()
+        } else {
+            // A source that cannot be cloned is reported by the usual way.
+            None
+        }
+    } else {
+        None
+    };
+    if template.is_none() && !plan.is_new(LinuxNamespaceType::User) {
+        mount_sources.clear();
+    }
     Ok(Prepared {
         opts,
         bundle,
@@ -327,6 +355,8 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         gid_mappings,
         mount_sources,
         cgroup_mounts,
+        host_cgroup2: mounts::host_is_cgroup2(),
+        template,
     })
 }
 
@@ -346,11 +376,7 @@ fn open_bind_sources(spec: &Spec, bundle: &Path) -> BTreeMap<usize, OwnedFd> {
         .iter()
         .enumerate()
     {
-        let bind = m.typ().as_deref() == Some("bind")
-            || m.options()
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
-        let Some(source) = m.source().as_ref().filter(|_| bind) else {
+        let Some(source) = m.source().as_ref().filter(|_| crate::mntns::is_bind(m)) else {
             continue;
         };
         let source = if source.is_absolute() {
@@ -533,14 +559,19 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
     // happen between creating them (see process/mod.rs); else the
     // intermediate makes them and forks it.
     let init_parent_fd = init_parent.raw_fd();
-    let cloned = direct_clone_flags(&p.plan).and_then(|flags| {
+    // With a template the init makes its mount namespace itself, from it.
+    let from_template = p.template.is_some();
+    let cloned = direct_clone_flags(&p.plan).and_then(|mut flags| {
+        if from_template {
+            flags &= !u64::from(nix::sched::CloneFlags::CLONE_NEWNS.bits() as u32);
+        }
         clone_child_in_namespaces(
             c"berth:[2:INIT]",
             flags,
             clone_into.as_ref().map(|fd| fd.as_fd()),
             || {
                 super::close_inherited(init_parent_fd);
-                init::run_cloned(&p, &init_child, fifo.as_raw_fd())
+                init::run_cloned(&p, &init_child, fifo.as_raw_fd(), from_template)
             },
         )
     });

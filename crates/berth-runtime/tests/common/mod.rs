@@ -37,21 +37,7 @@ impl Rt {
     /// through files, not pipes: a created container inherits the runtime's stdio
     /// (as with runc), so a pipe would not reach end of file while it lives.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: read_all(out),
-            stderr: read_all(err),
-        }
+        output_of(self.cmd().args(args))
     }
 
     pub fn state(&self, id: &str) -> serde_json::Value {
@@ -81,6 +67,23 @@ impl Rt {
 
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.root.path().join(id)
+    }
+}
+
+/// Run `cmd` (stdin closed) to its end, capturing its output through files.
+pub fn output_of(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap();
+    Output {
+        status,
+        stdout: read_all(out),
+        stderr: read_all(err),
     }
 }
 

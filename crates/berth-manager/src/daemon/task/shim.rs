@@ -17,6 +17,9 @@ use crate::daemon::error::DaemonError;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dialling a shim's socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// berth-runtime's switch for its mount namespace template (`mntns::ENV`
+/// there; the manager does not link the runtime).
+const RUNTIME_MNTNS_TEMPLATE_ENV: &str = "BERTH_RUNTIME_MNTNS_TEMPLATE";
 /// sun_path holds 108 bytes, the terminating NUL included.
 pub const MAX_SOCKET_PATH: usize = 107;
 
@@ -45,6 +48,10 @@ pub async fn start(l: &Launch<'_>) -> Result<(), DaemonError> {
     let (argv, env) = args.to_args_and_env();
     cmd.args(argv)
         .envs(env)
+        // Passed on by the shim to the runtime it runs: berth-runtime then
+        // makes containers' mount namespaces from a small template instead of
+        // copying the host's (berth-runtime `mntns`); other runtimes ignore it.
+        .env(RUNTIME_MNTNS_TEMPLATE_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -421,8 +421,16 @@ impl Stack {
     }
 
     /// Mount points under the temporary directory.
+    /// Mounts left below the stack's directory by its containers. The
+    /// runtime's mount namespace template is not one: it is made once per
+    /// runtime root and lives as long as the stack (Drop unmounts it).
     pub fn mounts(&self) -> Vec<String> {
+        let template = self.state.join("runtime/@mntns/template");
+        let template = template.to_string_lossy();
         mounts_below(self.dir.path())
+            .into_iter()
+            .filter(|m| *m != template)
+            .collect()
     }
 
     /// Cgroup directories left for the containers of this stack.

@@ -89,14 +89,18 @@ impl RootView {
 
 /// The init's life when the runtime cloned it straight into its new
 /// namespaces (see `process/mod.rs`): first the steps the intermediate takes
-/// otherwise, then `run`. `from_template`: the runtime left the mount
+/// otherwise, then `run`. With `template`, the runtime left the mount
 /// namespace out of the clone, for the init to make it from the template.
-pub(super) fn run_cloned(p: &Prepared, ch: &Channel, fifo: RawFd, from_template: bool) -> i32 {
+pub(super) fn run_cloned(
+    p: &Prepared,
+    ch: &Channel,
+    fifo: RawFd,
+    template: Option<&OwnedFd>,
+) -> i32 {
     let entered = enter(p, ch).and_then(|cgroup_paths| {
-        let view = if from_template {
-            leave_host(p, &cgroup_paths)?
-        } else {
-            RootView::host(p)
+        let view = match template {
+            Some(t) => leave_host(p, t, &cgroup_paths)?,
+            None => RootView::host(p),
         };
         Ok((cgroup_paths, view))
     });
@@ -123,15 +127,13 @@ pub(super) fn run_cloned(p: &Prepared, ch: &Channel, fifo: RawFd, from_template:
 /// reports any real problem with those paths as before.
 fn leave_host(
     p: &Prepared,
+    template: &OwnedFd,
     cgroup_paths: &BTreeMap<String, PathBuf>,
 ) -> Result<RootView, ChildFailure> {
     let usual = || {
         namespaces::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
             .map_err(ChildFailure::setup)
             .map(|()| RootView::host(p))
-    };
-    let Some(template) = &p.template else {
-        return usual();
     };
     let cloned = mounts::clone_tree(&p.rootfs, true).and_then(|rootfs| {
         let mut trees = BTreeMap::new();

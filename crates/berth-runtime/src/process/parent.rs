@@ -70,9 +70,9 @@ pub struct Prepared {
     pub cgroup_mounts: BTreeMap<String, PathBuf>,
     /// Whether /sys/fs/cgroup is a pure cgroup v2 hierarchy.
     pub host_cgroup2: bool,
-    /// The mount namespace template the init makes its namespace from, when
-    /// asked for and the container fits (see `mntns`).
-    pub template: Option<OwnedFd>,
+    /// The init is to make its mount namespace from the runtime's template:
+    /// asked for, and the container fits (see `mntns`).
+    pub from_template: bool,
 }
 
 /// A created container: its state (already saved) and, for a relayed terminal,
@@ -319,26 +319,17 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
     } else {
         BTreeMap::new()
     };
-    let template = if from_template {
-        let binds = spec
+    // A bind source that cannot be cloned is reported by the usual way.
+    let from_template = from_template
+        && spec
             .mounts()
             .as_deref()
             .unwrap_or_default()
             .iter()
             .filter(|m| crate::mntns::is_bind(m))
-            .count();
-        if binds == mount_sources.len() {
-            crate::mntns::open_template(&opts.root)
-                .map_err(|e| logger::warn(&format!("mount namespace template: {e}")))
-                .ok()
-        } else {
-            // A source that cannot be cloned is reported by the usual way.
-            None
-        }
-    } else {
-        None
-    };
-    if template.is_none() && !plan.is_new(LinuxNamespaceType::User) {
+            .count()
+            == mount_sources.len();
+    if !from_template && !plan.is_new(LinuxNamespaceType::User) {
         mount_sources.clear();
     }
     Ok(Prepared {
@@ -356,7 +347,7 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         mount_sources,
         cgroup_mounts,
         host_cgroup2: mounts::host_is_cgroup2(),
-        template,
+        from_template,
     })
 }
 
@@ -559,10 +550,18 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
     // happen between creating them (see process/mod.rs); else the
     // intermediate makes them and forks it.
     let init_parent_fd = init_parent.raw_fd();
-    // With a template the init makes its mount namespace itself, from it.
-    let from_template = p.template.is_some();
+    // With a template the init makes its mount namespace itself, from it. A
+    // template that cannot be made costs the container nothing but the
+    // usual way.
+    let template = if p.from_template {
+        crate::mntns::open_template(&p.opts.root)
+            .map_err(|e| logger::warn(&format!("mount namespace template: {e}")))
+            .ok()
+    } else {
+        None
+    };
     let cloned = direct_clone_flags(&p.plan).and_then(|mut flags| {
-        if from_template {
+        if template.is_some() {
             flags &= !u64::from(nix::sched::CloneFlags::CLONE_NEWNS.bits() as u32);
         }
         clone_child_in_namespaces(
@@ -571,10 +570,11 @@ pub fn create(p: Prepared) -> Result<Created, ProcessError> {
             clone_into.as_ref().map(|fd| fd.as_fd()),
             || {
                 super::close_inherited(init_parent_fd);
-                init::run_cloned(&p, &init_child, fifo.as_raw_fd(), from_template)
+                init::run_cloned(&p, &init_child, fifo.as_raw_fd(), template.as_ref())
             },
         )
     });
+    drop(template);
     let (init_pid, intermediate) = match cloned {
         Some((init_pid, cloned_into)) => {
             drop(clone_into);

@@ -561,14 +561,31 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
         std::fs::set_permissions(c.bundle.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     };
 
+    // A bind source below a directory only the host's root may enter (0700):
+    // the runtime clones it on the host, the init attaches the clone.
+    let hidden = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        hidden.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::create_dir(hidden.path().join("inner")).unwrap();
+    std::fs::write(hidden.path().join("inner/file"), "behind 0700\n").unwrap();
     let c = Ctr::new(
         &rt,
         &[
             "sh",
             "-c",
-            "id; cat /proc/self/uid_map; echo x > /tmp/w && cat /tmp/w; ls /dev/null",
+            "id; cat /proc/self/uid_map; echo x > /tmp/w && cat /tmp/w; ls /dev/null; \
+             cat /hidden/file",
         ],
-        userns,
+        |cfg| {
+            userns(cfg);
+            cfg["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/hidden", "type": "bind",
+                "source": hidden.path().join("inner"), "options": ["rbind", "ro"]
+            }));
+        },
     );
     prepare(&c);
     let out = c.run(&[]);
@@ -585,6 +602,7 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
     );
     assert_eq!(lines.next(), Some("x"), "{text}");
     assert_eq!(lines.next(), Some("/dev/null"), "{text}");
+    assert_eq!(lines.next(), Some("behind 0700"), "{text}");
 
     let c = Ctr::new(&rt, &["sleep", "1000"], userns);
     prepare(&c);

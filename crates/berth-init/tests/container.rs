@@ -72,24 +72,15 @@ impl Container {
     /// container inherits the runtime's stdio, and a pipe would stay open for as
     /// long as anything in it lives.
     fn run(&self) -> Output {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(self.root.path())
-            .args(["run", "--bundle"])
-            .arg(self.bundle.path())
-            .arg(&self.id)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .unwrap();
-        Output {
-            status,
-            stdout: read_all(out),
-            stderr: read_all(err),
-        }
+        berth_testutil::output_through_files(
+            Command::new(&self.runtime)
+                .arg("--root")
+                .arg(self.root.path())
+                .args(["run", "--bundle"])
+                .arg(self.bundle.path())
+                .arg(&self.id),
+        )
+        .unwrap()
     }
 }
 
@@ -104,14 +95,6 @@ impl Drop for Container {
             .status();
         reap_orphans();
     }
-}
-
-fn read_all(mut f: std::fs::File) -> Vec<u8> {
-    use std::io::{Read, Seek};
-    let mut v = Vec::new();
-    f.rewind().unwrap();
-    f.read_to_end(&mut v).unwrap();
-    v
 }
 
 /// The container's init is orphaned when the runtime's intermediate process exits;

@@ -30,7 +30,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -293,18 +293,9 @@ fn build(dir: &Path) -> Result<(), String> {
             .create(dir.join(d))
             .map_err(|e| format!("create {d}: {e}"))?;
     }
-    nix::unistd::chdir(dir).map_err(step("chdir to the tmpfs"))?;
-    let old_root = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(step("open the old root"))?;
-    nix::unistd::pivot_root(".", ".").map_err(step("pivot_root"))?;
-    nix::unistd::fchdir(&old_root).map_err(step("fchdir to the old root"))?;
-    drop(old_root);
-    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(step("detach the old root"))?;
-    nix::unistd::chdir("/").map_err(step("chdir to the new root"))?;
+    // The same pivot as a container's: the old root (our copy of the host's
+    // tree) is detached, the tmpfs is all that is left.
+    crate::rootfs::pivot(dir, false).map_err(|e| e.to_string())?;
     nix::mount::mount(
         Some("proc"),
         "/proc",

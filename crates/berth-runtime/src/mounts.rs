@@ -1126,13 +1126,6 @@ pub fn apply_propagation(dest: &Path, changes: &[MsFlags]) -> Result<(), MountEr
     Ok(())
 }
 
-/// Whether /sys/fs/cgroup is a pure cgroup v2 hierarchy on this host.
-pub fn host_is_cgroup2() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
-}
-
 /// One line of /proc/self/mountinfo, the fields berth uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {

@@ -20,6 +20,31 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Run `cmd` (stdin closed) to its end, its output captured through files,
+/// not pipes: a container a runtime starts inherits the runtime's stdio, and
+/// a pipe would not reach end of file while the container lives.
+pub fn output_through_files(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    use std::io::{Read, Seek};
+    let out = tempfile::tempfile()?;
+    let err = tempfile::tempfile()?;
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(err.try_clone()?)
+        .status()?;
+    let read = |mut f: std::fs::File| -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        f.rewind()?;
+        f.read_to_end(&mut v)?;
+        Ok(v)
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: read(out)?,
+        stderr: read(err)?,
+    })
+}
+
 /// Path of a workspace binary in the same profile directory the tests were built
 /// in (`target/debug` or `target/release`), honouring CARGO_TARGET_DIR.
 pub fn binary(name: &str) -> PathBuf {

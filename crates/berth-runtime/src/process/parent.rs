@@ -275,6 +275,9 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         &opts.id,
         opts.systemd_cgroup,
     )?;
+    // Detected from /sys/fs/cgroup being a cgroup2 mount, which is what the
+    // init's cgroup mount asks.
+    let host_cgroup2 = matches!(layout, crate::cgroups::Layout::V2 { .. });
     let cgroup_mounts = match layout {
         crate::cgroups::Layout::V1 {
             mut hierarchies,
@@ -346,7 +349,7 @@ pub fn prepare(opts: CreateOptions) -> Result<Prepared, ProcessError> {
         gid_mappings,
         mount_sources,
         cgroup_mounts,
-        host_cgroup2: mounts::host_is_cgroup2(),
+        host_cgroup2,
         from_template,
     })
 }

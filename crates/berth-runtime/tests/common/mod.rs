@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use berth_testutil::{Bundle, CgroupGuard};
@@ -72,27 +72,7 @@ impl Rt {
 
 /// Run `cmd` (stdin closed) to its end, capturing its output through files.
 pub fn output_of(cmd: &mut Command) -> Output {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .status()
-        .unwrap();
-    Output {
-        status,
-        stdout: read_all(out),
-        stderr: read_all(err),
-    }
-}
-
-fn read_all(mut f: std::fs::File) -> Vec<u8> {
-    use std::io::{Read, Seek};
-    let mut v = Vec::new();
-    f.rewind().unwrap();
-    f.read_to_end(&mut v).unwrap();
-    v
+    berth_testutil::output_through_files(cmd).unwrap()
 }
 
 /// Containers' inits are orphaned when the runtime's intermediate exits; as a

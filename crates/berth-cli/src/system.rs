@@ -539,10 +539,14 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         return Ok(0);
     }
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
-    let containers: Vec<format::container::Summary> =
-        serde::Deserialize::deserialize(&v["Containers"])
-            .map(Option::unwrap_or_default)
-            .context("reading the containers of the disk usage")?;
+    // Decoded from text: a summary borrows the parts it decodes only when shown.
+    let containers_text = v["Containers"].to_string();
+    let containers = if v["Containers"].is_null() {
+        vec![]
+    } else {
+        format::container::decode_list(&containers_text)
+            .context("reading the containers of the disk usage")?
+    };
     if source != "table" {
         // A template over the whole usage, as docker's `-v --format` does.
         let f = if source == "json" {
@@ -550,6 +554,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         } else {
             source
         };
+        let whole = format::container::Show::new(false);
         let mut data = Map::new();
         data.insert(
             "Images",
@@ -565,7 +570,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
             Value::List(
                 containers
                     .iter()
-                    .map(|x| format::container::row(x, false, &format::Fields::all()))
+                    .map(|x| format::container::row(x, &whole, &format::Fields::all()))
                     .collect(),
             ),
         );
@@ -601,11 +606,12 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         &rows,
     )?);
     out.push_str("\nContainers space usage:\n\n");
+    let show = format::container::Show::new(true);
     out.push_str(&format::write_each(
         misc::DF_CONTAINERS_TABLE,
         &format::container::header(),
         &containers,
-        |x, f| Cow::Owned(format::container::row(x, true, f)),
+        |x, f| Cow::Owned(format::container::row(x, &show, f)),
     )?);
     out.push_str("\nLocal Volumes space usage:\n\n");
     let rows: Vec<Value> = list("Volumes").iter().map(misc::volume_row).collect();

@@ -51,15 +51,15 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
             .map_err(|e| anyhow::anyhow!("the container list is not UTF-8: {e}"))?;
         container::decode_list(text).map_err(crate::client::CliError::from)?
     };
-    let trunc = !a.no_trunc;
+    let show = container::Show::new(!a.no_trunc);
     print!(
         "{}",
         format::write_each_plain(
             &fmt,
             &container::header(),
             &items,
-            |x, name, out| container::cell(x, trunc, name, out),
-            |x, f| Cow::Owned(container::row(x, trunc, f)),
+            |x, name, out| container::cell(x, &show, name, out),
+            |x, f| Cow::Owned(container::row(x, &show, f)),
         )?
     );
     Ok(0)

@@ -6,9 +6,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::units::{ellipsized, go_time, human_size_prec, since_into, truncated_id};
+use super::units::{age_into, ellipsized, go_time, human_size_prec, truncated_id};
 use super::Fields;
 use crate::template::printf::quote_into;
 use crate::template::{Map, Value};
@@ -94,23 +96,52 @@ pub struct Summary<'a> {
     pub ports: Vec<Port<'a>>,
     pub size_rw: Option<i64>,
     pub size_root_fs: Option<i64>,
-    #[serde(borrow, deserialize_with = "nullable")]
-    pub labels: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
     #[serde(borrow)]
     pub state: Cow<'a, str>,
     #[serde(borrow)]
     pub status: Cow<'a, str>,
-    #[serde(borrow, deserialize_with = "nullable")]
-    pub network_settings: SummaryNetworks<'a>,
-    #[serde(borrow, deserialize_with = "nullable")]
-    pub mounts: Vec<MountPoint<'a>>,
+    // Only checked as JSON while the list is parsed, and decoded when a column
+    // shows them: the default table shows none of them, and they are most of an
+    // entry's bytes (an endpoint per network, compose's labels).
+    #[serde(borrow)]
+    labels: Option<&'a RawValue>,
+    #[serde(borrow)]
+    network_settings: Option<&'a RawValue>,
+    #[serde(borrow)]
+    mounts: Option<&'a RawValue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct SummaryNetworks<'a> {
-    #[serde(borrow, deserialize_with = "nullable")]
-    pub networks: BTreeMap<Cow<'a, str>, serde::de::IgnoredAny>,
+impl<'a> Summary<'a> {
+    /// The labels, a key given twice with its last value as in a decoded map.
+    pub fn labels(&self) -> BTreeMap<Cow<'a, str>, Cow<'a, str>> {
+        later(self.labels)
+    }
+
+    /// The names of the networks, sorted as docker sorts them.
+    pub fn networks(&self) -> Vec<Cow<'a, str>> {
+        #[derive(Default, Deserialize)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Settings<'a> {
+            #[serde(borrow, deserialize_with = "nullable")]
+            networks: BTreeMap<Cow<'a, str>, IgnoredAny>,
+        }
+        later::<Settings>(self.network_settings)
+            .networks
+            .into_keys()
+            .collect()
+    }
+
+    pub fn mounts(&self) -> Vec<MountPoint<'a>> {
+        later(self.mounts)
+    }
+}
+
+/// A part of an entry decoded when it is shown. The list as a whole was parsed,
+/// so only a value of another shape than docker's (a number for the labels) is
+/// left: it shows as empty, as null does.
+fn later<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
+    raw.and_then(|r| serde_json::from_str::<Option<T>>(r.get()).ok().flatten())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,10 +304,28 @@ pub fn displayable_ports(ports: &[Port]) -> String {
     result.join(", ")
 }
 
+/// How a list's cells are shown: truncated or whole, and ages taken from one
+/// reading of the clock for every row.
+#[derive(Debug, Clone, Copy)]
+pub struct Show {
+    pub trunc: bool,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Show {
+    pub fn new(trunc: bool) -> Show {
+        Show {
+            trunc,
+            now: chrono::Utc::now(),
+        }
+    }
+}
+
 /// Appends the field `name` of a container as docker's formatter prints it, and
 /// says whether it is one of the plain string fields (all but `.Platform`, a nil,
 /// and `.Label`, a method).
-pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
+pub fn cell(c: &Summary, show: &Show, name: &str, out: &mut String) -> bool {
+    let trunc = show.trunc;
     match name {
         "Command" => {
             if trunc {
@@ -297,16 +346,16 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
         "Labels" => {
             // Sorted as "k=v" strings, as docker sorts them ("a.b=2" before "a=1").
             let mut joined: Vec<String> =
-                c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                c.labels().iter().map(|(k, v)| format!("{k}={v}")).collect();
             joined.sort();
             out.push_str(&joined.join(","));
         }
         "LocalVolumes" => {
-            let local = c.mounts.iter().filter(|mt| mt.driver == "local").count();
+            let local = c.mounts().iter().filter(|mt| mt.driver == "local").count();
             out.push_str(&local.to_string());
         }
         "Mounts" => {
-            for (i, mt) in c.mounts.iter().enumerate() {
+            for (i, mt) in c.mounts().iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -331,7 +380,7 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
             }
         }
         "Networks" => {
-            for (i, n) in c.network_settings.networks.keys().enumerate() {
+            for (i, n) in c.networks().iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -339,7 +388,7 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
             }
         }
         "Ports" => out.push_str(&displayable_ports(&c.ports)),
-        "RunningFor" => since_into(c.created, out),
+        "RunningFor" => age_into(c.created, show.now, out),
         "Size" => out.push_str(&size(c)),
         "State" => out.push_str(&c.state),
         "Status" => out.push_str(&c.status),
@@ -350,7 +399,7 @@ pub fn cell(c: &Summary, trunc: bool, name: &str, out: &mut String) -> bool {
 
 /// One container of `GET /containers/json` as docker's formatter object, with the
 /// `fields` a format reads (the others are left out, not computed).
-pub fn row(c: &Summary, trunc: bool, fields: &Fields) -> Value {
+pub fn row(c: &Summary, show: &Show, fields: &Fields) -> Value {
     let mut m = Map::structure("*formatter.ContainerContext");
     // Inserted in Go's sorted order, as its encoder writes the map docker builds for
     // `{{json .}}`.
@@ -375,7 +424,7 @@ pub fn row(c: &Summary, trunc: bool, fields: &Fields) -> Value {
             continue;
         }
         let mut text = String::new();
-        if cell(c, trunc, name, &mut text) {
+        if cell(c, show, name, &mut text) {
             m.insert(name, text);
         } else {
             m.insert(name, Value::Nil);
@@ -383,7 +432,7 @@ pub fn row(c: &Summary, trunc: bool, fields: &Fields) -> Value {
     }
     if fields.wants("Label") {
         let labels: Arc<BTreeMap<String, String>> = Arc::new(
-            c.labels
+            c.labels()
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
@@ -472,6 +521,38 @@ mod tests {
     ]"#;
 
     #[test]
+    fn parts_decoded_when_shown() {
+        let items = decode_list(LIST).unwrap();
+        let show = Show::new(false);
+        let text = |c, name| {
+            let mut out = String::new();
+            assert!(cell(c, &show, name, &mut out), "{name}");
+            out
+        };
+        let (a, b) = (&items[0], &items[1]);
+        assert_eq!(text(a, "Labels"), "a=b\\c,com.x\"y=1");
+        assert_eq!(text(a, "Networks"), "back,bridge");
+        assert_eq!(text(a, "Mounts"), "data,/a/very/long/host/path/here");
+        assert_eq!(text(a, "LocalVolumes"), "1");
+        for name in ["Labels", "Networks", "Mounts"] {
+            assert_eq!(text(b, name), "", "{name}");
+        }
+        assert_eq!(text(b, "LocalVolumes"), "0");
+        // A key given twice keeps its last value, as a decoded map would.
+        let twice = decode_list(r#"[{"Labels": {"k": "1", "k": "2"}}]"#).unwrap();
+        assert_eq!(text(&twice[0], "Labels"), "k=2");
+        // The list is JSON and decodes; a part of another shape than docker's
+        // shows as empty.
+        let odd =
+            decode_list(r#"[{"Id": "x", "Labels": 5, "NetworkSettings": [1], "Mounts": {}}]"#)
+                .unwrap();
+        for name in ["Labels", "Networks", "Mounts"] {
+            assert_eq!(text(&odd[0], name), "", "{name}");
+        }
+        assert!(decode_list(r#"[{"Id": "x", "Labels": {"a": }}]"#).is_err());
+    }
+
+    #[test]
     fn plain_rows_print_as_the_template_does() {
         let items = decode_list(LIST).unwrap();
         assert_eq!(items.len(), 2);
@@ -492,8 +573,9 @@ mod tests {
         ];
         for f in &formats {
             for trunc in [true, false] {
-                let cell = |x, name: &str, out: &mut String| cell(x, trunc, name, out);
-                let row = |x, fl: &Fields| std::borrow::Cow::Owned(row(x, trunc, fl));
+                let show = Show::new(trunc);
+                let cell = |x, name: &str, out: &mut String| cell(x, &show, name, out);
+                let row = |x, fl: &Fields| std::borrow::Cow::Owned(row(x, &show, fl));
                 let plain =
                     crate::format::write_each_plain(f, &header(), &items, cell, row).unwrap();
                 let full = crate::format::write_each(f, &header(), &items, row).unwrap();
@@ -516,9 +598,9 @@ mod tests {
             "Names"
         ]
         .iter()
-        .all(|n| cell(&items[0], true, n, &mut probe)));
-        assert!(!cell(&items[0], true, "Platform", &mut probe));
-        assert!(!cell(&items[0], true, "Label", &mut probe));
+        .all(|n| cell(&items[0], &Show::new(true), n, &mut probe)));
+        assert!(!cell(&items[0], &Show::new(true), "Platform", &mut probe));
+        assert!(!cell(&items[0], &Show::new(true), "Label", &mut probe));
         // Escaped strings decode owned, the rest borrowed.
         assert!(matches!(items[0].command, std::borrow::Cow::Owned(_)));
         assert!(matches!(items[0].id, std::borrow::Cow::Borrowed(_)));
@@ -526,7 +608,7 @@ mod tests {
 
     #[test]
     fn rows_as_docker_prints_them() {
-        let r = row(&summary(), true, &Fields::all());
+        let r = row(&summary(), &Show::new(true), &Fields::all());
         let out = crate::template::render(
             "{{.ID}}|{{.Command}}|{{.Names}}|{{.Labels}}|{{.Label \"a\"}}|{{.Size}}|{{.LocalVolumes}}",
             &r,
@@ -545,7 +627,7 @@ mod tests {
             json.contains(r#""Platform":null,"Ports":"","RunningFor":""#),
             "{json}"
         );
-        let full = row(&summary(), false, &Fields::all());
+        let full = row(&summary(), &Show::new(false), &Fields::all());
         let out = crate::template::render("{{.ID}} {{.Command}}", &full).unwrap();
         assert_eq!(
             out,

@@ -83,16 +83,20 @@ pub fn human_duration_into(secs: f64, out: &mut String) {
 /// "5 minutes ago" for a unix time, as docker's CREATED columns.
 pub fn since(unix: i64) -> String {
     let mut out = String::new();
-    since_into(unix, &mut out);
+    age_into(unix, chrono::Utc::now(), &mut out);
     out
 }
 
-/// [`since`] appended to `out`.
-pub fn since_into(unix: i64, out: &mut String) {
-    let now = chrono::Utc::now();
-    let then = chrono::DateTime::from_timestamp(unix, 0).unwrap_or(now);
-    let secs = (now - then).num_milliseconds() as f64 / 1000.0;
-    human_duration_into(secs, out);
+/// [`since`] at `now`, appended to `out`: a table's rows take their ages from one
+/// reading of the clock.
+pub fn age_into(unix: i64, now: chrono::DateTime<chrono::Utc>, out: &mut String) {
+    // Without building a date for `unix`; capped where Go's nanosecond durations
+    // saturate (292 years).
+    let ms = now
+        .timestamp_millis()
+        .saturating_sub(unix.saturating_mul(1000))
+        .min(i64::MAX / 1_000_000);
+    human_duration_into(ms as f64 / 1000.0, out);
     out.push_str(" ago");
 }
 
@@ -148,7 +152,17 @@ pub fn truncate_id(id: &str) -> String {
 
 /// [`truncate_id`] as a part of `id` (tables print one per row).
 pub fn truncated_id(id: &str) -> &str {
-    let id = id.split_once(':').map_or(id, |(_, rest)| rest);
+    let id = match memchr::memchr(b':', id.as_bytes()) {
+        Some(at) => &id[at + 1..],
+        None => id,
+    };
+    if id.len() <= 12 {
+        return id;
+    }
+    // Twelve ASCII bytes (any id) are twelve characters.
+    if id.as_bytes()[..12].is_ascii() {
+        return &id[..12];
+    }
     match id.char_indices().nth(12) {
         Some((end, _)) => &id[..end],
         None => id,
@@ -230,6 +244,23 @@ mod tests {
     }
 
     #[test]
+    fn ages_from_one_clock_reading() {
+        let now = chrono::DateTime::from_timestamp(10_000, 600_000_000).unwrap();
+        let age = |unix| {
+            let mut out = String::new();
+            age_into(unix, now, &mut out);
+            out
+        };
+        assert_eq!(age(10_000), "Less than a second ago");
+        assert_eq!(age(9_999), "1 second ago");
+        assert_eq!(age(10_000 - 3600), "About an hour ago");
+        assert_eq!(age(10_000 - 59), "59 seconds ago");
+        // Created later than now (another clock): no negative ages.
+        assert_eq!(age(20_000), "Less than a second ago");
+        assert_eq!(age(i64::MIN), "292 years ago");
+    }
+
+    #[test]
     fn ids_and_ellipsis() {
         assert_eq!(truncate_id("sha256:0123456789abcdef"), "0123456789ab");
         assert_eq!(truncate_id("0123456789abcdef"), "0123456789ab");
@@ -247,6 +278,11 @@ mod tests {
         assert_eq!(truncate_id("abc日本"), "abc日本");
         assert_eq!(truncate_id("abcdefghijk日本"), "abcdefghijk日");
         assert_eq!(truncate_id("short"), "short");
+        assert_eq!(truncate_id("0123456789abc"), "0123456789ab");
+        assert_eq!(truncate_id("0123456789ab"), "0123456789ab");
+        // Everything up to the first colon goes, wherever it is.
+        assert_eq!(truncate_id("a:b:0123456789abcdef"), "b:0123456789");
+        assert_eq!(truncate_id("0123456789abcdef:x"), "x");
         assert_eq!(ellipsis("exactly twenty chars", 20), "exactly twenty chars");
         assert_eq!(ellipsis("x", 1), "x");
         assert_eq!(ellipsis("xy", 0), "");

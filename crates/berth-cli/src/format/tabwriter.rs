@@ -37,8 +37,11 @@ impl TabWriter {
             &self.buf[..]
         };
         // Every line's cells in one list (a table has hundreds of lines), with each
-        // cell's width measured once. One search for both separators over the whole
-        // text: splitting line by line, then cell by cell, started a search per cell.
+        // cell's width measured once, as its length when the whole text is ASCII.
+        // One pass over the bytes for both separators: splitting line by line, then
+        // cell by cell, started a search per cell. (Not the memchr crate: its first
+        // call asks the CPU for its features, and cpuid traps to the hypervisor in a
+        // VM, which costs a short-lived process more than this loop saves.)
         let mut table = Table {
             cells: Vec::with_capacity(text.len() / 8),
             starts: Vec::with_capacity(text.len() / 64 + 2),
@@ -47,10 +50,13 @@ impl TabWriter {
         let width = |c: &str| if ascii { c.len() } else { cell_width(c) };
         table.starts.push(0);
         let mut from = 0;
-        for at in memchr::memchr2_iter(b'\t', b'\n', text.as_bytes()) {
+        for (at, &b) in text.as_bytes().iter().enumerate() {
+            if b != b'\t' && b != b'\n' {
+                continue;
+            }
             let c = &text[from..at];
             table.cells.push((c, width(c)));
-            if text.as_bytes()[at] == b'\n' {
+            if b == b'\n' {
                 table.starts.push(table.cells.len());
             }
             from = at + 1;

@@ -152,7 +152,7 @@ pub fn truncate_id(id: &str) -> String {
 
 /// [`truncate_id`] as a part of `id` (tables print one per row).
 pub fn truncated_id(id: &str) -> &str {
-    let id = match memchr::memchr(b':', id.as_bytes()) {
+    let id = match id.as_bytes().iter().position(|&b| b == b':') {
         Some(at) => &id[at + 1..],
         None => id,
     };

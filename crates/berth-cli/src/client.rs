@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
 /// The connection's read buffer (see `Client::conn`).
-const READ_BUF: usize = 64 << 10;
+const READ_BUF: usize = 1 << 20;
 
 /// The socket used when neither `-H`, `BERTH_HOST` nor `DOCKER_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
@@ -131,9 +131,11 @@ impl Client {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|_| CliError::Unreachable(self.host.clone()))?;
-        // One read buffer of a fixed size, reused once what was read is consumed:
-        // hyper's adaptive one doubles up to 400 KiB on a large answer, and a
-        // short-lived process pays a page fault for every page it first touches.
+        // One read buffer of a fixed size, large enough that a list of hundreds of
+        // containers, which the engine writes at once, is read at once and kept as
+        // it was read (see `body`). Its pages are touched only as far as data
+        // comes: hyper reads into it uninitialized, and the adaptive buffer it
+        // would use instead doubles its way up in copies.
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .read_buf_exact_size(Some(READ_BUF))
             .handshake(TokioIo::new(stream))
@@ -234,8 +236,9 @@ impl Client {
     }
 
     /// A request's answer whole, for a caller that decodes it borrowing from it (a
-    /// container list of hundreds of entries). Read into one buffer of the
-    /// announced length, not gathered in pieces and copied.
+    /// container list of hundreds of entries). An answer that came in one read is
+    /// kept where it was read; one in pieces is gathered into one buffer of the
+    /// announced length.
     pub async fn body(&self, method: Method, path: &str) -> Result<Bytes, CliError> {
         let resp = self.send(method, path, None, false).await?;
         let announced = resp
@@ -246,14 +249,24 @@ impl Client {
             .unwrap_or(0);
         // The length is the engine's word: a bound keeps a wrong one from
         // reserving more than a list could hold.
-        let mut out = Vec::with_capacity(announced.min(64 << 20));
         let mut body = resp.into_body();
+        let mut first = None;
+        let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                out.extend_from_slice(&data);
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            match first.take() {
+                None if out.is_empty() => first = Some(data),
+                None => out.extend_from_slice(&data),
+                Some(f) => {
+                    out.reserve_exact(announced.min(64 << 20).max(f.len() + data.len()));
+                    out.extend_from_slice(&f);
+                    out.extend_from_slice(&data);
+                }
             }
         }
-        Ok(Bytes::from(out))
+        Ok(first.unwrap_or_else(|| Bytes::from(out)))
     }
 
     /// A request whose JSON answer is decoded straight into `T` (`None`

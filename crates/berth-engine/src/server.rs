@@ -167,6 +167,24 @@ fn busy_answer(limit: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What a connection may have queued unread: a container list of a thousand
+/// rows (about 600 KiB) fits. A limit, not an allocation.
+const SEND_BUFFER: usize = 1 << 20;
+
+/// Lets a large answer (`ps` of hundreds of containers) go out in one write. With
+/// the kernel's default of about 200 KiB, the engine's write stopped halfway until
+/// the client had read, and the client slept and woke between its reads. The
+/// forced option passes the system's maximum (the engine runs as root); the plain
+/// one, capped at that maximum, is the fallback.
+fn room_for_whole_answers(stream: &tokio::net::UnixStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(stream, sockopt::SndBufForce, &SEND_BUFFER).is_err() {
+        if let Err(e) = setsockopt(stream, sockopt::SndBuf, &SEND_BUFFER) {
+            tracing::debug!(error = %e, "send buffer left at the system's default");
+        }
+    }
+}
+
 /// Serves connections until `shutdown` resolves.
 pub async fn serve_with<F>(listener: UnixListener, engine: Arc<Engine>, limits: Limits, shutdown: F)
 where
@@ -202,6 +220,7 @@ where
             });
             continue;
         };
+        room_for_whole_answers(&stream);
         let engine = engine.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -43,24 +43,32 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     let body = c
         .body(Method::GET, &format!("/containers/json?{}", q.join("&")))
         .await?;
-    let items: Vec<container::Summary> = if body.iter().all(u8::is_ascii_whitespace) {
-        vec![]
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        "[]"
     } else {
         // Checked as UTF-8 at once, not string by string while parsing.
-        let text = std::str::from_utf8(&body)
-            .map_err(|e| anyhow::anyhow!("the container list is not UTF-8: {e}"))?;
-        container::decode_list(text).map_err(crate::client::CliError::from)?
+        std::str::from_utf8(&body)
+            .map_err(|e| anyhow::anyhow!("the container list is not UTF-8: {e}"))?
     };
     let show = container::Show::new(!a.no_trunc);
-    print!(
-        "{}",
-        format::write_each_plain(
-            &fmt,
-            &container::header(),
-            &items,
-            |x, name, out| container::cell(x, &show, name, out),
-            |x, f| Cow::Owned(container::row(x, &show, f)),
-        )?
-    );
+    let cell =
+        |x: &container::Summary, name: &str, out: &mut String| container::cell(x, &show, name, out);
+    let tmpl = format::parse(&fmt)?;
+    let out = match format::plain_pieces(&tmpl, &container::Summary::default(), cell) {
+        // Each row printed as it is decoded: hundreds of rows are never held.
+        Some(pieces) => {
+            let mut lines = String::with_capacity(text.len() / 4);
+            container::each_row(text, |x| format::plain_row(&pieces, &x, cell, &mut lines))
+                .map_err(crate::client::CliError::from)?;
+            format::finish(&fmt, &tmpl, &container::header(), lines)
+        }
+        None => {
+            let items = container::decode_list(text).map_err(crate::client::CliError::from)?;
+            format::write_each(&fmt, &container::header(), &items, |x, f| {
+                Cow::Owned(container::row(x, &show, f))
+            })?
+        }
+    };
+    print!("{out}");
     Ok(0)
 }

@@ -8,7 +8,7 @@ pub mod misc;
 pub mod tabwriter;
 pub mod units;
 
-use crate::template::{Map, Template, Value};
+use crate::template::{Map, Piece, Template, Value};
 
 /// What `--format json` stands for.
 pub const JSON_FORMAT: &str = "{{json .}}";
@@ -97,48 +97,52 @@ fn executed<'a, T>(
     Ok(finish(format, tmpl, header, body))
 }
 
-/// [`write_each`] with a shortcut for formats that only print text and fields
-/// (docker's default tables, `{{.ID}}`): when `cell` writes every field the format
-/// names as a plain string, rows are printed from it directly, without being built
-/// as values and run through the template. The output is the same either way.
-/// `cell` appends a field of an item and says whether it is such a field; it must
-/// answer by the field's name alone.
-pub fn write_each_plain<'a, T>(
-    format: &str,
-    header: &Map,
-    items: &'a [T],
-    cell: impl Fn(&'a T, &str, &mut String) -> bool,
-    row: impl Fn(&'a T, &Fields) -> std::borrow::Cow<'a, Value>,
-) -> Result<String, FormatError> {
-    let tmpl = parse(format)?;
-    if let (Some(pieces), Some(first)) = (tmpl.plain_pieces(), items.first()) {
-        let mut probe = String::new();
-        let plain = pieces.iter().all(|p| match p {
-            crate::template::Piece::Text(_) => true,
-            crate::template::Piece::Field(f) => cell(first, f, &mut probe),
-        });
-        if plain {
-            let mut body = String::with_capacity(items.len() * (probe.len() + 32));
-            for item in items {
-                for p in &pieces {
-                    match p {
-                        crate::template::Piece::Text(t) => body.push_str(t),
-                        crate::template::Piece::Field(f) => {
-                            cell(item, f, &mut body);
-                        }
-                    }
-                }
-                body.push('\n');
+/// A shortcut for formats that only print text and fields (docker's default
+/// tables, `{{.ID}}`): their pieces, when `cell` writes every field they name as a
+/// plain string. Rows are then printed from `cell` directly ([`plain_row`], then
+/// [`finish`]), without being built as values and run through the template; the
+/// output is the same. `cell` appends a field of an item and says whether it is
+/// such a field; it answers by the field's name alone, so `probe` may be any item.
+pub fn plain_pieces<'t, T>(
+    tmpl: &'t Template,
+    probe: T,
+    cell: impl Fn(T, &str, &mut String) -> bool,
+) -> Option<Vec<Piece<'t>>>
+where
+    T: Copy,
+{
+    let pieces = tmpl.plain_pieces()?;
+    let mut scratch = String::new();
+    pieces
+        .iter()
+        .all(|p| match p {
+            Piece::Text(_) => true,
+            Piece::Field(f) => cell(probe, f, &mut scratch),
+        })
+        .then_some(pieces)
+}
+
+/// An item's line through [`plain_pieces`], appended to `body`.
+pub fn plain_row<T: Copy>(
+    pieces: &[Piece],
+    item: T,
+    cell: impl Fn(T, &str, &mut String) -> bool,
+    body: &mut String,
+) {
+    for p in pieces {
+        match p {
+            Piece::Text(t) => body.push_str(t),
+            Piece::Field(f) => {
+                cell(item, f, body);
             }
-            return Ok(finish(format, &tmpl, header, body));
         }
     }
-    executed(format, &tmpl, header, items, row)
+    body.push('\n');
 }
 
 /// A table's header and alignment around the rendered rows; other formats' rows as
 /// they are.
-fn finish(format: &str, tmpl: &Template, header: &Map, body: String) -> String {
+pub fn finish(format: &str, tmpl: &Template, header: &Map, body: String) -> String {
     if !is_table(format) {
         return body;
     }

@@ -247,23 +247,24 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
-        // The length is the engine's word: a bound keeps a wrong one from
-        // reserving more than a list could hold.
         let mut body = resp.into_body();
-        let mut first = None;
+        // The first piece, kept as it is until a second one comes.
+        let mut first: Option<Bytes> = None;
         let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else {
                 continue;
             };
-            match first.take() {
-                None if out.is_empty() => first = Some(data),
-                None => out.extend_from_slice(&data),
-                Some(f) => {
-                    out.reserve_exact(announced.min(64 << 20).max(f.len() + data.len()));
-                    out.extend_from_slice(&f);
-                    out.extend_from_slice(&data);
-                }
+            if let Some(f) = first.take() {
+                // The length is the engine's word: a bound keeps a wrong one from
+                // reserving more than a list could hold.
+                out.reserve_exact(announced.min(64 << 20).max(f.len() + data.len()));
+                out.extend_from_slice(&f);
+                out.extend_from_slice(&data);
+            } else if out.is_empty() {
+                first = Some(data);
+            } else {
+                out.extend_from_slice(&data);
             }
         }
         Ok(first.unwrap_or_else(|| Bytes::from(out)))
@@ -444,6 +445,47 @@ mod tests {
         let q = filters_query(&["label=a=b".into(), "status=exited".into()]).unwrap();
         assert_eq!(q, enc(r#"{"label":{"a=b":true},"status":{"exited":true}}"#));
         assert!(filters_query(&["nope".into()]).is_err());
+    }
+
+    /// Serves every request on `sock` with `body`, written in `pieces` with a pause
+    /// between them, so that the client reads it in as many goes.
+    async fn serve_in_pieces(sock: &std::path::Path, body: &'static [u8], pieces: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(sock).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0);
+                    head.extend_from_slice(&b[..n]);
+                }
+                let start = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(start.as_bytes()).await.unwrap();
+                for part in body.chunks(body.len().div_ceil(pieces)) {
+                    s.write_all(part).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_whole_in_one_piece_or_in_several() {
+        static BODY: &[u8] = br#"[{"Id":"a"},{"Id":"b"},{"Id":"c"},{"Id":"d"},{"Id":"e"}]"#;
+        let d = tempfile::tempdir().unwrap();
+        for pieces in [1, 2, 5] {
+            let sock = d.path().join(format!("{pieces}.sock"));
+            serve_in_pieces(&sock, BODY, pieces).await;
+            let c = Client::new(&format!("unix://{}", sock.display())).unwrap();
+            let got = c.body(Method::GET, "/containers/json").await.unwrap();
+            assert_eq!(&got[..], BODY, "{pieces} pieces");
+        }
     }
 
     #[tokio::test]

@@ -172,10 +172,10 @@ fn busy_answer(limit: usize) -> Vec<u8> {
 const SEND_BUFFER: usize = 1 << 20;
 
 /// Lets a large answer (`ps` of hundreds of containers) go out in one write. With
-/// the kernel's default of about 200 KiB, the engine's write stopped halfway until
-/// the client had read, and the client slept and woke between its reads. The
-/// forced option passes the system's maximum (the engine runs as root); the plain
-/// one, capped at that maximum, is the fallback.
+/// the kernel's default of about 200 KiB, a 311 KB list stopped halfway until the
+/// client had read, so the client got it in pieces to gather. The forced option
+/// passes the system's maximum (the engine runs as root); the plain one, capped at
+/// that maximum, is the fallback.
 fn room_for_whole_answers(stream: &tokio::net::UnixStream) {
     use nix::sys::socket::{setsockopt, sockopt};
     if setsockopt(stream, sockopt::SndBufForce, &SEND_BUFFER).is_err() {

@@ -19,9 +19,11 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
         None => String::new(),
     };
     let fmt = container::format_for(&source, a.quiet, a.size);
-    if !a.quiet && !a.size && a.format.is_some() {
-        // docker checks a custom format first (to see whether it shows .Size).
-        if let Err(e) = crate::template::Template::parse(&format::template_source(&fmt)) {
+    // Parsed once, before the request: docker checks a custom format first (to see
+    // whether it shows .Size); any other format's error comes after the answer.
+    let parsed = crate::template::Template::parse(&format::template_source(&fmt));
+    if let Err(e) = &parsed {
+        if !a.quiet && !a.size && a.format.is_some() {
             anyhow::bail!("failed to parse template: {e}");
         }
     }
@@ -53,7 +55,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
     let show = container::Show::new(!a.no_trunc);
     let cell =
         |x: &container::Summary, name: &str, out: &mut String| container::cell(x, &show, name, out);
-    let tmpl = format::parse(&fmt)?;
+    let tmpl = parsed.map_err(format::FormatError::from)?;
     let out = match format::plain_pieces(&tmpl, &container::Summary::default(), cell) {
         // Each row printed as it is decoded: hundreds of rows are never held.
         Some(pieces) => {

@@ -14,6 +14,10 @@ if ! command -v cargo >/dev/null; then
 fi
 command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }
 
+# A fresh build gains nothing from incremental state, which was a third of target/
+# (4.7 of 14 GB) and not needed by any later step.
+export CARGO_INCREMENTAL=0
+
 step() { printf '\n== %s\n' "$*"; }
 
 # On a hybrid host, the unified root's enabled controllers, to check that the tests

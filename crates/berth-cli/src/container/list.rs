@@ -66,7 +66,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<i32> {
         }
         None => {
             let items = container::decode_list(text).map_err(crate::client::CliError::from)?;
-            format::write_each(&fmt, &container::header(), &items, |x, f| {
+            format::executed(&fmt, &tmpl, &container::header(), &items, |x, f| {
                 Cow::Owned(container::row(x, &show, f))
             })?
         }

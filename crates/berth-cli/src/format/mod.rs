@@ -80,8 +80,9 @@ pub fn write_each<'a, T>(
     executed(format, &parse(format)?, header, items, row)
 }
 
-/// Every row through the parsed template `tmpl` of `format`.
-fn executed<'a, T>(
+/// Every row through the parsed template `tmpl` of `format` ([`write_each`] for a
+/// caller that has parsed it already).
+pub fn executed<'a, T>(
     format: &str,
     tmpl: &Template,
     header: &Map,
